@@ -1,0 +1,41 @@
+"""Shared fixtures: the real data in ../shared/data, and offline model settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# No network in tests: a Hugging Face miss must fail in milliseconds, not retry.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _shared_data_dir() -> Path:
+    return Path(os.environ.get("PULSE_SHARED_DATA", REPO.parent / "shared" / "data")).resolve()
+
+
+def require_shared(relative: str) -> Path:
+    """Return ``../shared/data/<relative>``; fail under CI when it is missing, skip elsewhere."""
+    path = _shared_data_dir() / relative
+    if not path.exists():
+        msg = f"real test data missing: {path} (set PULSE_SHARED_DATA to the shared data folder)"
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def beer_dump() -> Path:
+    """The real beer.stackexchange.com data dump folder (Posts.xml, Comments.xml, ...)."""
+    return require_shared("stackexchange/beer")
+
+
+@pytest.fixture(scope="session")
+def toxicity_data() -> Path:
+    """The folder of human-labelled toxicity sets (davidson, olid_train, kaggle_insults, jigsaw_sample)."""
+    return require_shared("toxicity")
