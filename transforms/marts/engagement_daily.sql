@@ -1,0 +1,145 @@
+-- marts.engagement_daily
+-- Grain: source x day. day is the local date in the community's time zone for content,
+-- exact-precision events and user sign-ups; day-precision events (Stack Exchange votes, which
+-- the dump truncates to the UTC day) are counted on their UTC date, because their local date
+-- is unknowable. Every day from the source's first to its last dated record (content, event
+-- or user sign-up) appears, zero-filled. Documented in transforms/README.md.
+with
+
+sources as (
+    select
+        seen.source,
+        coalesce(nullif(ops_sources.timezone, ''), 'UTC') as timezone
+    from (
+        select source from staging.content
+        union
+        select source from staging.engagement_events
+        union
+        select source from staging.users
+    ) as seen
+    left join ops.sources as ops_sources using (source)
+),
+
+content_days as (
+    select
+        content.source,
+        timezone(sources.timezone, timezone('UTC', content.created_at))::date as day,
+        content.kind,
+        content.author_id
+    from staging.content as content
+    inner join sources using (source)
+),
+
+event_days as (
+    select
+        events.source,
+        case
+            when events.time_precision = 'exact'
+                then timezone(sources.timezone, timezone('UTC', events.occurred_at))::date
+            else events.occurred_at::date  -- day precision: the UTC date as delivered
+        end as day,
+        events.event_type,
+        events.user_id
+    from staging.engagement_events as events
+    inner join sources using (source)
+),
+
+user_days as (
+    select
+        users.source,
+        timezone(sources.timezone, timezone('UTC', users.created_at))::date as day,
+        users.user_id
+    from staging.users as users
+    inner join sources using (source)
+    where users.created_at is not null
+),
+
+active_users as (
+    select source, day, count(distinct user_id) as active_users
+    from (
+        select source, day, author_id as user_id from content_days where author_id is not null
+        union all
+        select source, day, user_id from event_days where user_id is not null
+    )
+    group by source, day
+),
+
+new_users as (
+    select source, day, count(*) as new_users
+    from user_days
+    group by source, day
+),
+
+content_counts as (
+    select
+        source,
+        day,
+        count(*) as new_content,
+        count(*) filter (where kind = 'question') as questions,
+        count(*) filter (where kind = 'answer') as answers,
+        count(*) filter (where kind = 'comment') as comments,
+        count(*) filter (where kind = 'post') as posts,
+        count(*) filter (where kind = 'reply') as replies
+    from content_days
+    group by source, day
+),
+
+event_counts as (
+    select
+        source,
+        day,
+        count(*) filter (where event_type = 'upvote') as upvotes,
+        count(*) filter (where event_type = 'downvote') as downvotes,
+        count(*) filter (where event_type = 'favorite') as favorites,
+        count(*) filter (where event_type = 'accept') as accepts,
+        count(*) as events
+    from event_days
+    group by source, day
+),
+
+source_span as (
+    select source, min(day) as first_day, max(day) as last_day
+    from (
+        select source, day from content_days
+        union all
+        select source, day from event_days
+        union all
+        select source, day from user_days
+    )
+    group by source
+),
+
+days as (
+    select
+        source,
+        unnest(generate_series(first_day, last_day, interval 1 day))::date as day
+    from source_span
+),
+
+final as (
+    select
+        days.source,
+        days.day,
+        coalesce(active_users.active_users, 0) as active_users,
+        coalesce(new_users.new_users, 0) as new_users,
+        coalesce(content_counts.new_content, 0) as new_content,
+        coalesce(content_counts.questions, 0) as questions,
+        coalesce(content_counts.answers, 0) as answers,
+        coalesce(content_counts.comments, 0) as comments,
+        coalesce(content_counts.posts, 0) as posts,
+        coalesce(content_counts.replies, 0) as replies,
+        coalesce(event_counts.upvotes, 0) as upvotes,
+        coalesce(event_counts.downvotes, 0) as downvotes,
+        coalesce(event_counts.favorites, 0) as favorites,
+        coalesce(event_counts.accepts, 0) as accepts,
+        coalesce(event_counts.upvotes, 0) + coalesce(event_counts.downvotes, 0) as votes,
+        coalesce(event_counts.events, 0) as events
+    from days
+    left join active_users using (source, day)
+    left join new_users using (source, day)
+    left join content_counts using (source, day)
+    left join event_counts using (source, day)
+    order by days.source, days.day
+)
+
+select * from final
