@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Airflow reads its configuration at import: give the test session its own home (metadata DB,
+# logs) so tests never touch a developer's ./airflow_home, and load only this project's DAGs.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="pulse-airflow-")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["GX_ANALYTICS_ENABLED"] = "False"
 
 # No network in tests: a Hugging Face miss must fail in milliseconds, not retry.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

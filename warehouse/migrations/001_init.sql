@@ -85,7 +85,8 @@ create table if not exists ops.runs (
     run_id varchar primary key, source varchar not null, interval_start timestamp,
     interval_end timestamp, started_at timestamp not null, finished_at timestamp,
     status varchar not null,           -- running | success | failed
-    error varchar, trigger varchar     -- cli | airflow
+    error varchar, trigger varchar,    -- cli | airflow
+    scorer_model_id varchar, scorer_is_fallback boolean, scorer_note varchar
 );
 -- Per run and stream: read = loaded (inserted + updated + unchanged) + skipped + quarantined.
 create table if not exists ops.stream_counts (

@@ -1,0 +1,139 @@
+"""The scoring step: score what has not been scored, then derive flags from the policy.
+
+A text is identified by its ``content_hash``; it is scored once per model (``model_id``),
+however many items share it and however often the pipeline runs. An edit changes the hash,
+so the edited item is scored again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+import polars as pl
+
+from moderation.policy import flag
+from moderation.scorers import LABELS, Scorer
+from warehouse.db import frame, one
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """What the scoring step did: texts ``scored`` now, ``already_scored`` before, items ``flagged``."""
+
+    model_id: str
+    is_fallback: bool
+    scored: int
+    already_scored: int
+    flagged: int
+    held: int
+
+
+def pending_texts(con: duckdb.DuckDBPyConnection, model_id: str) -> pl.DataFrame:
+    """Distinct texts in ``staging.content`` with no score from ``model_id``.
+
+    Returns:
+        Frame ``content_hash: str, text: str`` (title and body joined by a blank line),
+        ordered by content_hash so runs are reproducible.
+    """
+    return frame(
+        con,
+        """
+        select content_hash, any_value(concat_ws(chr(10) || chr(10), nullif(title, ''), nullif(body_text, ''))) as text
+        from staging.content c
+        where not exists (select 1 from moderation.scores s
+                          where s.content_hash = c.content_hash and s.model_id = ?)
+        group by content_hash
+        order by content_hash
+        """,
+        [model_id],
+    )
+
+
+def score_pending(
+    con: duckdb.DuckDBPyConnection, scorer: Scorer, *, batch_size: int = 256, progress: bool = False
+) -> tuple[int, int]:
+    """Score every pending text with ``scorer`` and insert into ``moderation.scores``.
+
+    Each batch is committed on its own, so an interrupted run resumes where it stopped.
+
+    Returns:
+        ``(scored_now, already_scored)`` counts of distinct texts.
+    """
+    pending = pending_texts(con, scorer.model_id)
+    total = one(con, "select count(distinct content_hash) from staging.content")[0]
+    scored_at = datetime.now(UTC).replace(tzinfo=None)
+    batches = range(0, pending.height, batch_size)
+    if progress and pending.height:
+        from rich.progress import track
+
+        batches = track(batches, description=f"scoring with {scorer.model_id}")
+    for start in batches:
+        chunk = pending.slice(start, batch_size)
+        scores = scorer.score(chunk["text"].to_list())
+        frame = pl.DataFrame(  # noqa: F841
+            {
+                "content_hash": chunk["content_hash"],
+                "model_id": scorer.model_id,
+                "model_version": scorer.model_version,
+                "backend": scorer.backend,
+                "is_fallback": scorer.is_fallback,
+                "scored_at": scored_at,
+                **{label: (scores[label] if label in scores.columns else None) for label in LABELS},
+            },
+            schema_overrides={label: pl.Float64 for label in LABELS},
+        )
+        con.execute(
+            "insert into moderation.scores by name select * from frame on conflict do nothing"
+        )
+    log.info("scored %d texts with %s (%d already scored)", pending.height, scorer.model_id, total - pending.height)
+    return pending.height, total - pending.height
+
+
+def refresh_flags(
+    con: duckdb.DuckDBPyConnection,
+    model_id: str,
+    thresholds: Mapping[str, float],
+    hold_thresholds: Mapping[str, float],
+) -> tuple[int, int]:
+    """Rebuild ``moderation.flags`` from ``model_id``'s scores and the thresholds in force.
+
+    Every current item whose text that model scored is checked; the table is replaced in one
+    transaction, so a threshold change takes effect on the next run for all items.
+
+    Returns:
+        ``(flagged, held)``: items at or above a flag threshold, and of those at a hold level.
+    """
+    scores = frame(con, 
+        f"""
+        select c.source, c.content_id, c.content_hash, s.model_id, {", ".join("s." + label for label in LABELS)}
+        from staging.content c join moderation.scores s
+          on s.content_hash = c.content_hash and s.model_id = ?
+        """,
+        [model_id],
+    )
+    flags = flag(scores, thresholds, hold_thresholds).filter(pl.col("flagged"))
+    out = flags.select(  # noqa: F841
+        "source", "content_id", "content_hash", "model_id", "flagged_labels", "max_label",
+        "max_score", "severity", "hold",
+        pl.lit(json.dumps({"flag": dict(thresholds), "hold": dict(hold_thresholds)}, sort_keys=True)).alias(
+            "thresholds_json"
+        ),
+    )
+    con.execute("begin transaction")
+    try:
+        con.execute("delete from moderation.flags")
+        con.execute("insert into moderation.flags by name select * from out")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    held = int(flags["hold"].sum()) if flags.height else 0
+    log.info("flags: %d items flagged by %s (%d recommended to hold)", flags.height, model_id, held)
+    return flags.height, held

@@ -1,0 +1,157 @@
+"""The ``pulse`` command line: run the pipeline without Airflow, open the dashboards.
+
+Every command that reads or writes the DuckDB files takes ``--warehouse`` and ``--serving``
+(environment: ``PULSE_WAREHOUSE``, ``PULSE_SERVING``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from pulse.settings import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="Community Pulse: community analytics and moderation pipeline.", no_args_is_help=True)
+console = Console()
+
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
+WarehouseOpt = Annotated[
+    Path | None, typer.Option("--warehouse", help="Warehouse DuckDB file [env PULSE_WAREHOUSE; default data/warehouse.duckdb]")
+]
+ServingOpt = Annotated[
+    Path | None, typer.Option("--serving", help="Serving snapshot DuckDB file [env PULSE_SERVING; default data/serving.duckdb]")
+]
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        console.print(f"[bold red]Configuration error[/]: {exc}")
+        raise typer.Exit(2) from None
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+    for noisy in ("great_expectations", "urllib3", "filelock", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+def run(
+    source: Annotated[str, typer.Option(help="demo | stackexchange")] = "demo",
+    path: Annotated[Path | None, typer.Option(help="Stack Exchange data dump folder (Posts.xml, Comments.xml, ...)")] = None,
+    since: Annotated[datetime | None, typer.Option(formats=DATE_FORMATS, help="Data interval start, UTC (inclusive)")] = None,
+    until: Annotated[datetime | None, typer.Option(formats=DATE_FORMATS, help="Data interval end, UTC (exclusive)")] = None,
+    warehouse: WarehouseOpt = None,
+    serving: ServingOpt = None,
+    scorer: Annotated[str | None, typer.Option(help="auto | lexical | detoxify:original|unbiased|multilingual | checkpoint:DIR")] = None,
+    timezone: Annotated[str | None, typer.Option(help="Community IANA timezone, e.g. Europe/Berlin")] = None,
+    seed: Annotated[int, typer.Option(help="Demo generator seed")] = 7,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run extract → validate → load → score → transform → validate marts → publish for one interval."""
+    from pulse.steps import PipelineError, SourceSpec, run_pipeline, stream_counts
+    from warehouse.quality import QualityGateError
+
+    _setup_logging(verbose)
+    settings = _settings(warehouse=warehouse, serving=serving, scorer=scorer)
+    if source not in ("demo", "stackexchange"):
+        console.print(f"[red]unknown source {source!r}[/]; use --source demo or --source stackexchange --path DIR")
+        raise typer.Exit(2)
+    if source == "stackexchange" and path is None:
+        console.print("[red]--source stackexchange needs --path DIR[/] (a folder with Posts.xml, Comments.xml, Votes.xml, Users.xml, Tags.xml)")
+        raise typer.Exit(2)
+    if timezone is not None:
+        _settings(timezone=timezone)  # validates the name, exits 2 with the fix if unknown
+    spec = SourceSpec(kind=source, path=path, timezone=timezone, seed=seed)  # type: ignore[arg-type]
+    try:
+        summary = run_pipeline(settings, spec, since=since, until=until, progress=True)
+    except (PipelineError, QualityGateError) as exc:
+        console.print(f"[bold red]Run stopped[/]: {exc}\nNothing was published; the previous snapshot is still served.")
+        raise typer.Exit(1) from None
+    except FileNotFoundError as exc:
+        console.print(f"[bold red]Input missing[/]: {exc}")
+        raise typer.Exit(2) from None
+    _print_summary(summary, stream_counts(settings, summary.run_id), settings)
+
+
+def _print_summary(summary: Any, counts: Any, settings: Settings) -> None:
+    s = summary.steps
+    console.print(f"\n[bold]Run {summary.run_id}[/] — source [cyan]{s['extract']['source']}[/]")
+    t = Table(title="Rows per stream (read = inserted + updated + unchanged + skipped + quarantined)")
+    for col in ("stream", "read", "inserted", "updated", "unchanged", "skipped", "quarantined"):
+        t.add_column(col, justify="left" if col == "stream" else "right")
+    for row in counts.iter_rows(named=True):
+        t.add_row(row["stream"], *(f"{row[c] or 0:,}" for c in ("read", "inserted", "updated", "unchanged", "skipped", "quarantined")))
+    console.print(t)
+    sc = s["score"]
+    model = f"{sc['model_id']}" + (" [yellow](FALLBACK: " + (sc["fallback_reason"] or "") + ")[/]" if sc["is_fallback"] else "")
+    console.print(f"Scoring: {sc['scored']:,} texts scored now, {sc['already_scored']:,} already scored; model {model}")
+    console.print(f"Flags: {sc['flagged']:,} items flagged, {sc['held']:,} recommended to hold")
+    v, vm = s["validate"], s["validate_marts"]
+    console.print(
+        f"Expectations: staging {v['passed']} passed / {v['failed']} failed; marts {vm['passed']} passed / {vm['failed']} failed"
+    )
+    console.print(f"Marts: {s['transform']['marts']}")
+    console.print(f"Published {s['publish']['serving']} in {summary.elapsed_s:.1f}s total")
+    console.print(f"Dashboards: [bold]pulse dashboards --serving {settings.serving}[/]")
+
+
+@app.command()
+def dashboards(
+    serving: ServingOpt = None,
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8501,
+    warehouse: WarehouseOpt = None,
+) -> None:
+    """Start the Streamlit dashboards on the serving snapshot (read-only)."""
+    settings = _settings(serving=serving, warehouse=warehouse)
+    app_py = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
+    env = {**os.environ, "PULSE_SERVING": str(Path(settings.serving).resolve())}
+    console.print(f"Dashboards on [bold]http://localhost:{port}[/] (snapshot {settings.serving}); Ctrl+C stops them.")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_py), "--server.port", str(port), "--server.headless", "true"]
+    raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+@app.command()
+def runs(
+    warehouse: WarehouseOpt = None,
+    serving: ServingOpt = None,
+    limit: Annotated[int, typer.Option(help="How many recent runs")] = 10,
+) -> None:
+    """List recent runs from the warehouse: status, interval, source, scorer, error."""
+    from warehouse.db import open_warehouse
+
+    settings = _settings(warehouse=warehouse, serving=serving)
+    with open_warehouse(settings.warehouse) as con:
+        rows = con.execute(
+            "select run_id, source, status, interval_start, interval_end, "
+            "round(epoch(finished_at - started_at), 1) as seconds, scorer_model_id, error "
+            "from ops.runs order by started_at desc limit ?",
+            [limit],
+        ).fetchall()
+    t = Table(title=f"Recent runs in {settings.warehouse}")
+    for col in ("run_id", "source", "status", "since", "until", "seconds", "scorer", "error"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(*("" if v is None else str(v) for v in r))
+    console.print(t)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,361 @@
+"""The pipeline's steps, called by both the ``pulse`` CLI and the Airflow DAG.
+
+``extract → validate → load → score → transform → validate_marts → publish``
+
+Each step opens the warehouse, does one thing for one ``run_id``, records its timing in
+``ops.step_log`` and returns a small JSON-serialisable dict (an Airflow XCom). Every step is
+idempotent for its run_id: a retry replaces what the failed attempt wrote. A step that
+fails marks the run ``failed`` in ``ops.runs`` with the error, and nothing is published.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import polars as pl
+
+from pulse.settings import Settings
+from warehouse.canonical import STREAMS, Extract
+from warehouse.db import frame, one, open_warehouse
+
+log = logging.getLogger("pulse")
+
+SourceKind = Literal["demo", "stackexchange"]
+
+
+class PipelineError(RuntimeError):
+    """A step refused to continue (quality gate, quarantine limit); the message says why."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Which source a run reads.
+
+    Attributes:
+        kind: ``demo`` (the built-in synthetic community) or ``stackexchange`` (a data dump folder).
+        path: the dump folder, for ``stackexchange``.
+        timezone: the community's IANA timezone (default: the source's own, else settings).
+        seed: the demo generator's seed.
+    """
+
+    kind: SourceKind
+    path: Path | None = None
+    timezone: str | None = None
+    seed: int = 7
+
+
+def utcnow() -> datetime:
+    """The current time as naive UTC (the warehouse's timestamp convention)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def new_run_id(trigger: str = "cli") -> str:
+    """A unique run id, e.g. ``cli__2026-11-22T17:05:03__3f2a9c``."""
+    return f"{trigger}__{utcnow():%Y-%m-%dT%H:%M:%S}__{uuid.uuid4().hex[:6]}"
+
+
+def extract_source(spec: SourceSpec, since: datetime | None, until: datetime | None, default_tz: str) -> Extract:
+    """Run the connector named by ``spec`` for the data interval ``[since, until)`` (naive UTC).
+
+    Raises:
+        ValueError: for an unknown kind or a missing ``path``.
+        FileNotFoundError: when the dump folder or a required file is missing.
+    """
+    if spec.kind == "demo":
+        from warehouse.sources.demo import generate_demo
+
+        kwargs: dict[str, Any] = {"seed": spec.seed, "since": since, "until": until}
+        if spec.timezone:
+            kwargs["timezone"] = spec.timezone
+        return generate_demo(**kwargs)
+    if spec.kind == "stackexchange":
+        from warehouse.sources.stackexchange import extract_stackexchange
+
+        if spec.path is None:
+            raise ValueError("the stackexchange source needs --path DIR (a Stack Exchange data dump folder)")
+        ex = extract_stackexchange(Path(spec.path), since=since, until=until, now=utcnow())
+        ex.timezone = spec.timezone or default_tz
+        return ex
+    raise ValueError(f"unknown source {spec.kind!r}; valid: demo, stackexchange")
+
+
+@contextmanager
+def _step(settings: Settings, run_id: str, name: str) -> Iterator[tuple[duckdb.DuckDBPyConnection, dict[str, Any]]]:
+    """Open the warehouse for one step; time it into ``ops.step_log``; mark the run failed on error."""
+    started = utcnow()
+    t0 = time.perf_counter()
+    info: dict[str, Any] = {}
+    with open_warehouse(settings.warehouse) as con:
+        try:
+            yield con, info
+        except BaseException as exc:
+            _mark_failed(con, run_id, f"{name}: {type(exc).__name__}: {exc}")
+            raise
+        elapsed = time.perf_counter() - t0
+        con.execute(
+            "insert or replace into ops.step_log values (?, ?, ?, ?, ?, ?)",
+            [run_id, name, started, elapsed, info.get("rows"), json.dumps(info, default=str)],
+        )
+        log.info("step %s done in %.2fs: %s", name, elapsed, info)
+
+
+def _mark_failed(con: duckdb.DuckDBPyConnection, run_id: str, error: str) -> None:
+    try:
+        con.execute("rollback")
+    except duckdb.Error:
+        pass  # no transaction was open
+    con.execute(
+        "update ops.runs set status = 'failed', error = ?, finished_at = ? where run_id = ?",
+        [error[:4000], utcnow(), run_id],
+    )
+
+
+def extract(
+    settings: Settings,
+    run_id: str,
+    spec: SourceSpec,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    trigger: str = "cli",
+) -> dict[str, Any]:
+    """Read one data interval from the source into the landing tables ``raw.*``.
+
+    Registers the run in ``ops.runs`` (status ``running``) and the source in ``ops.sources``;
+    malformed records go to ``raw.quarantine`` with their reason.
+
+    Returns:
+        ``{"source", "rows", "read", "quarantined"}`` (counts over all streams).
+    """
+    from warehouse.load import land, record_extract_counts
+
+    with open_warehouse(settings.warehouse) as con:
+        con.execute(
+            "insert or replace into ops.runs (run_id, source, interval_start, interval_end, started_at, status, trigger) "
+            "values (?, ?, ?, ?, ?, 'running', ?)",
+            [run_id, spec.kind, since, until, utcnow(), trigger],
+        )
+    with _step(settings, run_id, "extract") as (con, info):
+        ex = extract_source(spec, since, until, settings.timezone)
+        for stream, c in ex.counts.items():
+            if not c.reconciles():
+                raise PipelineError(f"{stream}: connector counts do not reconcile: {c}")
+        con.execute("update ops.runs set source = ? where run_id = ?", [ex.source, run_id])
+        con.execute(
+            "insert or replace into ops.sources values (?, ?, ?, ?)",
+            [ex.source, ex.synthetic, ex.timezone,
+             "Synthetic demo community (generated, not real people)" if ex.synthetic else f"{spec.kind} {spec.path or ''}".strip()],
+        )
+        landed = land(con, ex, run_id)
+        record_extract_counts(con, run_id, ex.source, ex.counts)
+        info.update(
+            source=ex.source,
+            rows=sum(landed[s] for s in STREAMS),
+            read=sum(c.read for c in ex.counts.values()),
+            quarantined=landed["quarantine"],
+        )
+    return info
+
+
+def validate(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Check the landed batch before it reaches staging.
+
+    Quarantines dangling references, enforces the quarantine limit
+    (``settings.quarantine_max_share``), then runs the staging expectation suite on the batch
+    and stores the results in ``quality.validation_results``.
+
+    Raises:
+        PipelineError: when the quarantined share exceeds the limit.
+        warehouse.quality.QualityGateError: when a critical expectation fails (names it and
+            how many rows failed).
+    """
+    from warehouse.load import batch_frame, quarantine_dangling
+    from warehouse.quality import STAGING_SUITE, persist
+    from warehouse.quality import validate as run_suite
+
+    with _step(settings, run_id, "validate") as (con, info):
+        dangling = quarantine_dangling(con, run_id)
+        read, quarantined = one(con, 
+            "select coalesce(sum(read), 0), coalesce(sum(quarantined), 0) from ops.stream_counts where run_id = ?",
+            [run_id],
+        )
+        share = quarantined / read if read else 0.0
+        if share > settings.quarantine_max_share:
+            raise PipelineError(
+                f"{quarantined:,} of {read:,} records read ({share:.1%}) were quarantined, above the limit "
+                f"of {settings.quarantine_max_share:.1%} (PULSE_QUARANTINE_MAX_SHARE); see raw.quarantine for reasons"
+            )
+        frames = {f"staging.{s}": batch_frame(con, s, run_id) for s in STREAMS}
+        frames["staging.engagement_events"] = _with_content_exists(con, frames["staging.engagement_events"], run_id)
+        result = run_suite(frames, STAGING_SUITE, suite="staging", run_id=run_id, now=utcnow())
+        persist(con, result)
+        info.update(dangling=dangling, quarantine_share=round(share, 4), passed=len(result.passed), failed=len(result.failed))
+        result.raise_for_critical()
+    return info
+
+
+def _with_content_exists(con: duckdb.DuckDBPyConnection, events: pl.DataFrame, run_id: str) -> pl.DataFrame:
+    """Add ``content_exists``: the event's content is in staging or in this batch."""
+    flags = frame(con, 
+        """
+        select b.event_id, (exists (select 1 from staging.content c where c.source = b.source and c.content_id = b.content_id)
+                or exists (select 1 from raw.content r where r.run_id = b.run_id and r.source = b.source
+                           and r.content_id = b.content_id)) as content_exists
+        from raw.engagement_events b where b.run_id = ?
+        """,
+        [run_id],
+    )
+    return events.join(flags, on="event_id", how="left")
+
+
+def load(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Upsert the validated batch into ``staging.*`` (one transaction) and record the counts."""
+    from warehouse.load import record_upserts, upsert_batch
+
+    with _step(settings, run_id, "load") as (con, info):
+        upserts = upsert_batch(con, run_id)
+        record_upserts(con, run_id, upserts)
+        info.update({s: vars(u) for s, u in upserts.items()})
+        info["rows"] = sum(u.inserted + u.updated for u in upserts.values())
+    return info
+
+
+def score(settings: Settings, run_id: str, *, progress: bool = False) -> dict[str, Any]:
+    """Score new or edited texts with the configured model and rebuild the flags.
+
+    The scorer (``settings.scorer``; ``auto`` falls back to the lexical model when no
+    Detoxify weights are available, loudly) is recorded on the run.
+    """
+    from moderation.scorers import load_scorer
+    from moderation.scoring import refresh_flags, score_pending
+
+    with _step(settings, run_id, "score") as (con, info):
+        scorer = load_scorer(
+            settings.scorer,
+            checkpoint=settings.detoxify_checkpoint,
+            config_dir=settings.detoxify_config_dir,
+            batch_size=settings.score_batch_size,
+        )
+        scored, already = score_pending(con, scorer, batch_size=max(settings.score_batch_size, 256), progress=progress)
+        flagged, held = refresh_flags(con, scorer.model_id, settings.thresholds, settings.hold_thresholds)
+        con.execute(
+            "update ops.runs set scorer_model_id = ?, scorer_is_fallback = ?, scorer_note = ? where run_id = ?",
+            [scorer.model_id, scorer.is_fallback, scorer.fallback_reason, run_id],
+        )
+        info.update(
+            model_id=scorer.model_id, is_fallback=scorer.is_fallback, fallback_reason=scorer.fallback_reason,
+            scored=scored, already_scored=already, flagged=flagged, held=held, rows=scored,
+        )
+    return info
+
+
+def transform(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Rebuild the marts from staging and moderation (all or none)."""
+    from transforms.runner import run_marts
+
+    with _step(settings, run_id, "transform") as (con, info):
+        counts = run_marts(con)
+        info.update(marts=counts, rows=sum(counts.values()))
+    return info
+
+
+def validate_marts(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Run the marts expectation suite; a critical failure stops the run before publishing.
+
+    Raises:
+        warehouse.quality.QualityGateError: naming each failed critical expectation.
+    """
+    from warehouse.quality import MARTS_SUITE, persist
+    from warehouse.quality import validate as run_suite
+
+    with _step(settings, run_id, "validate_marts") as (con, info):
+        tables = sorted({c.table for c in MARTS_SUITE})
+        frames = {t: frame(con, f"select * from {t}") for t in tables if _exists(con, t)}
+        result = run_suite(frames, MARTS_SUITE, suite="marts", run_id=run_id, now=utcnow())
+        persist(con, result)
+        info.update(passed=len(result.passed), failed=len(result.failed))
+        result.raise_for_critical()
+    return info
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    return bool(
+        one(con, 
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, name]
+        )[0]
+    )
+
+
+def publish(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Mark the run successful, clear its landing batch, and publish the serving snapshot."""
+    from warehouse.publish import publish_snapshot
+
+    with _step(settings, run_id, "publish") as (con, info):
+        for stream in STREAMS:
+            con.execute(f"delete from raw.{stream} where run_id = ?", [run_id])
+        con.execute(
+            "update ops.runs set status = 'success', finished_at = ?, error = null where run_id = ?",
+            [utcnow(), run_id],
+        )
+        counts = publish_snapshot(con, settings.serving)
+        info.update(serving=str(settings.serving), tables=len(counts), rows=sum(counts.values()))
+    # The step log row of publish is written after the snapshot; copy it in on the next run.
+    return info
+
+
+@dataclass
+class RunSummary:
+    """The outcome of :func:`run_pipeline`: the run id and each step's returned dict."""
+
+    run_id: str
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+
+def run_pipeline(
+    settings: Settings,
+    spec: SourceSpec,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    run_id: str | None = None,
+    trigger: str = "cli",
+    progress: bool = False,
+) -> RunSummary:
+    """Run every step in order for one data interval, as the DAG does, without Airflow.
+
+    Raises:
+        PipelineError, warehouse.quality.QualityGateError: a gate stopped the run (nothing published).
+    """
+    run_id = run_id or new_run_id(trigger)
+    summary = RunSummary(run_id)
+    t0 = time.perf_counter()
+    summary.steps["extract"] = extract(settings, run_id, spec, since, until, trigger)
+    summary.steps["validate"] = validate(settings, run_id)
+    summary.steps["load"] = load(settings, run_id)
+    summary.steps["score"] = score(settings, run_id, progress=progress)
+    summary.steps["transform"] = transform(settings, run_id)
+    summary.steps["validate_marts"] = validate_marts(settings, run_id)
+    summary.steps["publish"] = publish(settings, run_id)
+    summary.elapsed_s = time.perf_counter() - t0
+    return summary
+
+
+def stream_counts(settings: Settings, run_id: str) -> pl.DataFrame:
+    """This run's per-stream reconciliation from ``ops.stream_counts``."""
+    with open_warehouse(settings.warehouse) as con:
+        return frame(con, 
+            "select stream, read, inserted, updated, unchanged, skipped, quarantined, skip_rules "
+            "from ops.stream_counts where run_id = ? order by stream",
+            [run_id],
+        )

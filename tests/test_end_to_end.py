@@ -1,0 +1,177 @@
+"""The whole pipeline on the real beer.stackexchange dump: counts, marts, idempotency, snapshot."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pulse.settings import load_settings
+from pulse.steps import PipelineError, SourceSpec, run_pipeline
+from warehouse.db import connect
+
+# Tables a re-run of the same interval must leave identical. ops.* and
+# quality.validation_results log each run, so they grow by design.
+STABLE_TABLES = (
+    "staging.users",
+    "staging.content",
+    "staging.engagement_events",
+    "raw.quarantine",
+    "moderation.flags",
+    "marts.activity_heatmap",
+    "marts.engagement_daily",
+    "marts.trending_topics",
+    "marts.moderation_queue",
+)
+
+
+def table_fingerprints(path: Path) -> dict[str, tuple[int, int]]:
+    """Row count and an order-independent checksum of every row, per table."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        out = {}
+        for t in STABLE_TABLES:
+            n, h = con.execute(f"select count(*), coalesce(sum(hash(x)::hugeint), 0) from {t} x").fetchall()[0]
+            out[t] = (n, int(h))
+        scores = con.execute(
+            "select count(*), coalesce(sum(hash(content_hash, model_id, toxicity)::hugeint), 0) from moderation.scores"
+        ).fetchall()[0]
+        out["moderation.scores"] = (scores[0], int(scores[1]))
+        return out
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def beer_run(beer_dump: Path, tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("beer")
+    settings = load_settings(warehouse=tmp / "warehouse.duckdb", serving=tmp / "serving.duckdb", scorer="lexical")
+    summary = run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump))
+    return settings, summary
+
+
+def test_counts_reconcile_on_the_real_dump(beer_run) -> None:
+    settings, summary = beer_run
+    con = connect(settings.warehouse, read_only=True)
+    rows = {
+        r[0]: r[1:]
+        for r in con.execute(
+            "select stream, read, inserted, updated, unchanged, skipped, quarantined from ops.stream_counts where run_id = ?",
+            [summary.run_id],
+        ).fetchall()
+    }
+    con.close()
+    # read, inserted, updated, unchanged, skipped, quarantined
+    assert rows["users"] == (3948, 3948, 0, 0, 0, 0)
+    # 2,106 posts + 1,860 comments; 117 tag-wiki posts skipped by rule
+    assert rows["content"] == (3966, 3849, 0, 0, 117, 0)
+    # 10,798 votes: 589 non-engagement vote types skipped; 532 votes on posts absent from the
+    # dump (deleted posts) quarantined as dangling references
+    assert rows["engagement_events"] == (10798, 9677, 0, 0, 589, 532)
+    for read, ins, upd, unch, skipped, quar in rows.values():
+        assert read == ins + upd + unch + skipped + quar
+
+
+def test_heatmap_cells_sum_to_hour_precise_counts(beer_run, beer_dump: Path) -> None:
+    settings, _ = beer_run
+    con = connect(settings.serving, read_only=True)
+    per_type = dict(con.execute("select activity_type, sum(events) from marts.activity_heatmap group by 1").fetchall())
+    cells = con.execute("select count(*) from marts.activity_heatmap").fetchall()[0][0]
+    con.close()
+    posts = ET.parse(beer_dump / "Posts.xml").getroot()
+    questions = sum(1 for r in posts if r.get("PostTypeId") == "1")
+    answers = sum(1 for r in posts if r.get("PostTypeId") == "2")
+    comments = len(ET.parse(beer_dump / "Comments.xml").getroot())
+    # Votes carry day precision only: none of them may appear in an hourly cell.
+    assert per_type == {"question": questions, "answer": answers, "comment": comments}
+    assert (questions, answers, comments) == (591, 1398, 1860)
+    assert cells == 3 * 7 * 24
+
+
+def test_busiest_question_hour_matches_an_independent_count(beer_run, beer_dump: Path) -> None:
+    settings, _ = beer_run
+    con = connect(settings.serving, read_only=True)
+    top = con.execute(
+        "select weekday, hour, events from marts.activity_heatmap where activity_type = 'question' "
+        "order by events desc, weekday, hour limit 1"
+    ).fetchall()[0]
+    con.close()
+    counts: dict[tuple[int, int], int] = {}
+    for r in ET.parse(beer_dump / "Posts.xml").getroot():
+        if r.get("PostTypeId") == "1":
+            ts = datetime.fromisoformat(r.get("CreationDate"))
+            key = (ts.isoweekday(), ts.hour)  # the dump's timezone is UTC, as is the default
+            counts[key] = counts.get(key, 0) + 1
+    best = max(counts.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))
+    assert top == (*best[0], best[1])
+    assert top == (2, 21, 34)  # Tuesday 21:00 UTC: 34 questions over the dump's three years
+
+
+def test_engagement_daily_totals(beer_run) -> None:
+    settings, _ = beer_run
+    con = connect(settings.serving, read_only=True)
+    totals = con.execute(
+        "select sum(questions), sum(answers), sum(comments), sum(upvotes), sum(downvotes), sum(accepts), "
+        "sum(favorites), sum(new_users) from marts.engagement_daily"
+    ).fetchall()[0]
+    con.close()
+    # 591 questions, 1,398 answers, 1,860 comments; votes on posts still in the dump only
+    assert totals[:3] == (591, 1398, 1860)
+    assert sum(totals[3:7]) == 9677
+    assert totals[7] == 3948
+
+
+def test_snapshot_carries_what_dashboards_need(beer_run) -> None:
+    settings, summary = beer_run
+    con = connect(settings.serving, read_only=True)
+    tables = {f"{s}.{t}" for s, t in con.execute("select table_schema, table_name from information_schema.tables").fetchall()}
+    status, scorer = con.execute("select status, scorer_model_id from ops.runs where run_id = ?", [summary.run_id]).fetchall()[0]
+    failed = con.execute("select count(*) from quality.validation_results where not success").fetchall()[0][0]
+    passed = con.execute("select count(*) from quality.validation_results where success").fetchall()[0][0]
+    quarantine = dict(con.execute("select reason, count(*) from raw.quarantine group by 1").fetchall())
+    con.close()
+    assert {"marts.activity_heatmap", "marts.trending_topics", "marts.moderation_queue", "ops.runs"} <= tables
+    assert "staging.content" not in tables  # the snapshot carries marts, not every raw text
+    assert (status, scorer) == ("success", "lexical:alt-profanity-check")
+    assert failed == 0 and passed == summary.steps["validate"]["passed"] + summary.steps["validate_marts"]["passed"]
+    assert quarantine == {"dangling_reference": 532}
+
+
+def test_rerun_of_the_same_window_changes_nothing(beer_run, beer_dump: Path) -> None:
+    settings, _ = beer_run
+    before = table_fingerprints(settings.warehouse)
+    again = run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump))
+    after = table_fingerprints(settings.warehouse)
+    assert after == before
+    assert again.steps["score"]["scored"] == 0
+    assert again.steps["load"]["content"] == {"inserted": 0, "updated": 0, "unchanged": 3849}
+
+
+def test_intervals_add_up_to_the_whole_history(beer_run, beer_dump: Path, tmp_path: Path) -> None:
+    """Loading the dump as three consecutive data intervals gives the same staging as one run."""
+    whole, _ = beer_run
+    settings = load_settings(warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="lexical")
+    bounds = [None, datetime(2015, 1, 1), datetime(2016, 1, 1), None]
+    for since, until in zip(bounds, bounds[1:]):
+        run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump), since=since, until=until)
+    a, b = table_fingerprints(whole.warehouse), table_fingerprints(settings.warehouse)
+    for t in ("staging.users", "staging.content", "staging.engagement_events"):
+        assert a[t] == b[t], t
+
+
+def test_quarantine_limit_stops_the_run_before_publishing(beer_dump: Path, tmp_path: Path) -> None:
+    settings = load_settings(
+        warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="lexical", quarantine_max_share=0.01
+    )
+    with pytest.raises(PipelineError, match=r"532 of 18,712 records read \(2.8%\) were quarantined"):
+        run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump))
+    assert not settings.serving.exists()
+    con = connect(settings.warehouse, read_only=True)
+    status, error = con.execute("select status, error from ops.runs").fetchall()[0]
+    staged = con.execute("select count(*) from staging.content").fetchall()[0][0]
+    con.close()
+    assert status == "failed" and "PULSE_QUARANTINE_MAX_SHARE" in error
+    assert staged == 0  # stopped at validate: nothing half-loaded
