@@ -1,0 +1,155 @@
+"""Moderation policy: per-label thresholds turn scores into flags and hold recommendations.
+
+Two levels per label, both probabilities in (0, 1]:
+
+- the **flag** threshold: at or above it the item goes to the review queue;
+- the **hold** threshold (>= the flag threshold): at or above it the item is recommended to be
+  hidden until a moderator has reviewed it.
+
+The defaults follow the spirit of Discourse AI's toxicity defaults (a high bar for the broad
+``toxicity`` label, a low one for ``severe_toxicity``, 60 for the specific harms; Discourse
+expresses them in percent).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import polars as pl
+
+from moderation.scorers import LABELS
+
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "toxicity": 0.8,
+    "severe_toxicity": 0.3,
+    "obscene": 0.8,
+    "identity_attack": 0.6,
+    "insult": 0.6,
+    "threat": 0.6,
+    "sexual_explicit": 0.6,
+}
+"""Flag thresholds per label (probability at or above which an item is flagged)."""
+
+DEFAULT_HOLD_THRESHOLDS: dict[str, float] = {
+    "toxicity": 0.95,
+    "severe_toxicity": 0.6,
+    "obscene": 0.9,
+    "identity_attack": 0.9,
+    "insult": 0.9,
+    "threat": 0.9,
+    "sexual_explicit": 0.9,
+}
+"""Hold thresholds per label (at or above: recommend hiding the item before review)."""
+
+OUTPUT_COLUMNS: tuple[str, ...] = ("flagged_labels", "max_label", "max_score", "severity", "flagged", "hold")
+
+
+def validate_thresholds(thresholds: Mapping[str, float], hold_thresholds: Mapping[str, float]) -> None:
+    """Check a pair of threshold maps.
+
+    Rules: keys are labels from :data:`moderation.scorers.LABELS`; values are numbers in
+    (0, 1]; every hold key also has a flag threshold, and hold >= flag for that label.
+    A label missing from ``thresholds`` is simply not used for flagging; one missing from
+    ``hold_thresholds`` never triggers a hold.
+
+    Raises:
+        ValueError: naming the offending key and how to fix it.
+    """
+    for name, mapping in (("thresholds", thresholds), ("hold_thresholds", hold_thresholds)):
+        for key, value in mapping.items():
+            if key not in LABELS:
+                raise ValueError(
+                    f"{name}[{key!r}]: unknown label {key!r}; use one of {', '.join(LABELS)} "
+                    "(Detoxify's names, e.g. 'toxicity' not 'toxic')"
+                )
+            if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+                raise ValueError(f"{name}[{key!r}] = {value!r} is not a number; give a probability in (0, 1]")
+            if not 0.0 < value <= 1.0:
+                raise ValueError(
+                    f"{name}[{key!r}] = {value!r} is outside (0, 1]; thresholds are probabilities, "
+                    "e.g. 0.8 (not 80)"
+                )
+    for key, hold in hold_thresholds.items():
+        if key not in thresholds:
+            raise ValueError(
+                f"hold_thresholds[{key!r}] has no flag threshold; add thresholds[{key!r}] "
+                f"(<= {hold}) or remove the hold threshold"
+            )
+        if hold < thresholds[key]:
+            raise ValueError(
+                f"hold_thresholds[{key!r}] = {hold} is below thresholds[{key!r}] = {thresholds[key]}; "
+                f"raise the hold threshold to at least {thresholds[key]} or lower the flag threshold"
+            )
+
+
+def flag(
+    scores: pl.DataFrame,
+    thresholds: Mapping[str, float] = DEFAULT_THRESHOLDS,
+    hold_thresholds: Mapping[str, float] = DEFAULT_HOLD_THRESHOLDS,
+) -> pl.DataFrame:
+    """Apply the policy to a frame of scores (vectorised; one output row per input row).
+
+    Args:
+        scores: any columns, among them some of the label columns (numeric probabilities in
+            [0, 1]; null = not scored by that model). Other columns pass through unchanged.
+        thresholds: flag threshold per label; only labels present both here and in ``scores``
+            are used.
+        hold_thresholds: hold threshold per label (>= its flag threshold).
+
+    Returns:
+        ``scores`` plus (replacing any existing columns of these names):
+
+        - ``flagged_labels: list[str]``: labels with score >= threshold, in :data:`LABELS` order
+          (empty list when none);
+        - ``severity: f64``: max over scored labels of score / threshold (>= 1 for a flagged
+          item; null when no label was scored);
+        - ``max_label: str``: the label reaching that maximum (first in :data:`LABELS` order on
+          a tie; null when no label was scored);
+        - ``max_score: f64``: that label's score;
+        - ``flagged: bool``: any label at or above its threshold (equivalently ``severity >= 1``:
+          for doubles ``s < t`` implies ``s / t < 1`` under round-to-nearest);
+        - ``hold: bool``: any label at or above its hold threshold.
+
+    Raises:
+        ValueError: invalid thresholds (see :func:`validate_thresholds`), no usable label
+            column, or a non-numeric label column.
+    """
+    validate_thresholds(thresholds, hold_thresholds)
+    used = [label for label in LABELS if label in thresholds and label in scores.columns]
+    if not used:
+        raise ValueError(
+            f"scores has no label column with a threshold: columns {scores.columns}, "
+            f"thresholds for {sorted(thresholds)}; expected some of {', '.join(LABELS)}"
+        )
+    for label in used:
+        dtype = scores.schema[label]
+        if not (dtype.is_numeric() or dtype == pl.Null):
+            raise ValueError(f"scores[{label!r}] has dtype {dtype}; label columns must hold float probabilities")
+
+    col = {label: pl.col(label).cast(pl.Float64) for label in used}
+    ratio = {label: col[label] / thresholds[label] for label in used}
+    severity = pl.max_horizontal(*ratio.values())
+
+    max_label: pl.Expr = pl.lit(None, dtype=pl.String)
+    max_score: pl.Expr = pl.lit(None, dtype=pl.Float64)
+    for label in reversed(used):  # built inside out, so the first label in LABELS order wins a tie
+        hit = ratio[label] == severity
+        max_label = pl.when(hit).then(pl.lit(label)).otherwise(max_label)
+        max_score = pl.when(hit).then(col[label]).otherwise(max_score)
+
+    flagged_labels = pl.concat_list(
+        [pl.when(col[label] >= thresholds[label]).then(pl.lit(label)).otherwise(pl.lit(None, dtype=pl.String)) for label in used]
+    ).list.drop_nulls()
+    held = [col[label] >= hold_thresholds[label] for label in used if label in hold_thresholds]
+    hold = pl.any_horizontal(*held).fill_null(False) if held else pl.lit(False)
+
+    return scores.with_columns(
+        flagged_labels.alias("flagged_labels"),
+        max_label.alias("max_label"),
+        max_score.alias("max_score"),
+        severity.alias("severity"),
+    ).with_columns(
+        (pl.col("flagged_labels").list.len() > 0).alias("flagged"),
+        hold.alias("hold"),
+    )
