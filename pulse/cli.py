@@ -68,6 +68,7 @@ def run(
     """Run extract → validate → load → score → transform → validate marts → publish for one interval."""
     from pulse.steps import PipelineError, SourceSpec, run_pipeline, stream_counts
     from warehouse.quality import QualityGateError
+    from warehouse.sources.stackexchange import UnsafeXMLError
 
     _setup_logging(verbose)
     settings = _settings(warehouse=warehouse, serving=serving, scorer=scorer)
@@ -87,6 +88,9 @@ def run(
         raise typer.Exit(1) from None
     except FileNotFoundError as exc:
         console.print(f"[bold red]Input missing[/]: {exc}")
+        raise typer.Exit(2) from None
+    except UnsafeXMLError as exc:
+        console.print(f"[bold red]Input rejected[/]: {exc}\nNothing was loaded.")
         raise typer.Exit(2) from None
     _print_summary(summary, stream_counts(settings, summary.run_id), settings)
 
