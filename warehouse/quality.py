@@ -1,0 +1,724 @@
+"""Data-quality expectation suites: a small declarative layer over Great Expectations 1.x.
+
+A suite is data: a sequence of :class:`Check` (table, GE expectation class name, its keyword
+arguments, whether a failure is critical, a short description). :func:`validate` runs a suite
+with GE over polars frames (converted to pandas), :func:`persist` writes the outcome to
+``quality.validation_results``, and :meth:`SuiteResult.raise_for_critical` turns critical
+failures into a :class:`QualityGateError` that stops the pipeline.
+
+Why pandas and an ephemeral context (DESIGN.md, "Known pitfalls"): GE's SQL datasource over
+DuckDB fails with ``MetricResolutionError``, so we validate in-memory frames and keep the
+results in our own warehouse table rather than GE's stores. Importing GE takes seconds, so it
+is imported inside :func:`validate` only.
+
+Suites:
+
+- :data:`STAGING_SUITE` checks the incoming batch of canonical records *before* it is upserted
+  into ``staging.*``; frames are keyed ``staging.users``, ``staging.content``,
+  ``staging.engagement_events``. The events frame must carry a boolean ``content_exists``
+  column (see :func:`with_reference_flag`): a precomputed flag validated against ``{True}``
+  scales to millions of ids, where a ``value_set`` of every existing content id would not.
+- :data:`MARTS_SUITE` checks the marts and moderation outputs before a snapshot is published.
+
+Missing and empty tables: a table named by a check but absent from ``frames`` fails every check
+on it, each marked critical (absent data is never silently accepted), with ``unexpected_count``
+and ``element_count`` None and details ``table absent from frames``. A table with zero rows is
+validated as usual: column expectations pass vacuously (nothing is unexpected), so an interval
+without, say, new users is fine; pass an empty frame with the canonical columns for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from warehouse.canonical import CONTENT_KINDS
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "NOW",
+    "Check",
+    "ExpectationResult",
+    "SuiteResult",
+    "QualityGateError",
+    "STAGING_SUITE",
+    "MARTS_SUITE",
+    "SUITES",
+    "validate",
+    "persist",
+    "with_reference_flag",
+]
+
+
+class _Now:
+    """Sentinel for "the ``now`` passed to :func:`validate`" inside a check's kwargs."""
+
+    _instance: _Now | None = None
+
+    def __new__(cls) -> _Now:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "now"
+
+
+NOW = _Now()
+"""Use as a kwarg value (e.g. ``max_value=NOW``); replaced by :func:`validate`'s ``now``."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation on one table.
+
+    Attributes:
+        table: the frame it applies to, named like the warehouse table (``staging.content``).
+        expectation: a GE 1.x expectation class name from ``great_expectations.expectations``,
+            e.g. ``ExpectColumnValuesToNotBeNull``.
+        kwargs: the expectation's keyword arguments (``column``, ``column_list``,
+            ``value_set``, ``min_value``, ``max_value`` ...). :data:`NOW` stands for the
+            validation time. No ``mostly``: a check holds for every row or fails.
+        critical: a failure stops the pipeline (:meth:`SuiteResult.raise_for_critical`);
+            otherwise it is recorded and logged as a warning.
+        description: one short human sentence saying what the check protects.
+    """
+
+    table: str
+    expectation: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    critical: bool = True
+    description: str = ""
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns the check reads (empty for table-level expectations)."""
+        k = self.kwargs
+        if "column" in k:
+            return (k["column"],)
+        if "column_list" in k:
+            return tuple(k["column_list"])
+        if "column_A" in k and "column_B" in k:
+            return (k["column_A"], k["column_B"])
+        return ()
+
+    @property
+    def column(self) -> str:
+        """The column name as stored in ``quality.validation_results.column_name``.
+
+        Multi-column checks join their columns with commas; table-level checks give ``''``.
+        """
+        return ",".join(self.columns)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(table, expectation, column): unique within a suite (the results' primary key)."""
+        return (self.table, self.expectation, self.column)
+
+    def target(self) -> str:
+        """``table.column``, ``table.(a, b)`` or ``table``: how messages name the target."""
+        cols = self.columns
+        if len(cols) == 1:
+            return f"{self.table}.{cols[0]}"
+        if cols:
+            return f"{self.table}.({', '.join(cols)})"
+        return self.table
+
+    def params(self) -> str:
+        """The kwargs other than the columns, e.g. ``(min_value=0, max_value=now)``; '' if none."""
+        parts = []
+        for name, value in self.kwargs.items():
+            if name in {"column", "column_list", "column_A", "column_B"}:
+                continue
+            if isinstance(value, (list, tuple, set, frozenset)):
+                items = [repr(v) for v in value]
+                shown = ", ".join(items[:6]) + (", ..." if len(items) > 6 else "")
+                value_text = f"[{shown}]"
+            else:
+                value_text = repr(value) if isinstance(value, str) else str(value)
+            parts.append(f"{name}={value_text}")
+        return f"({', '.join(parts)})" if parts else ""
+
+
+@dataclass(frozen=True)
+class ExpectationResult:
+    """The outcome of one :class:`Check`.
+
+    Attributes:
+        table, expectation, column: the check's :attr:`Check.key`.
+        success: the expectation held for every row (or the table-level condition held).
+        critical: copied from the check (forced True when the table was absent).
+        unexpected_count: rows that broke it; None for table-level expectations, errors and
+            absent tables.
+        element_count: rows in the validated frame (None when the table was absent).
+        details: compact JSON: description, resolved kwargs, a sample of unexpected values,
+            the observed value or the error message.
+        description: the check's description.
+        params: the check's :meth:`Check.params` text (for messages).
+        error: the exception message when GE could not evaluate the check (e.g. a missing
+            column), or ``table absent from frames``; None otherwise.
+    """
+
+    table: str
+    expectation: str
+    column: str
+    success: bool
+    critical: bool
+    unexpected_count: int | None
+    element_count: int | None
+    details: str
+    description: str = ""
+    target: str = ""
+    params: str = ""
+    error: str | None = None
+
+    def summary(self) -> str:
+        """One line: ``staging.content.created_at ExpectColumnValuesToBeBetween (max_value=now): 3 of 3,849 rows``."""
+        head = f"{self.target or self.table} {self.expectation}"
+        if self.params:
+            head += f" {self.params}"
+        if self.error is not None:
+            tail = self.error
+        elif self.unexpected_count is not None:
+            total = "?" if self.element_count is None else f"{self.element_count:,}"
+            tail = f"{self.unexpected_count:,} of {total} rows"
+        else:
+            observed = json.loads(self.details).get("observed_value")
+            tail = f"observed {observed!r}"
+        return f"{head}: {tail}"
+
+
+ABSENT = "table absent from frames"
+"""The ``error`` of results whose table was not among the frames."""
+
+
+class QualityGateError(RuntimeError):
+    """A critical expectation failed; the message lists each failure with its row counts."""
+
+
+RESULTS_SCHEMA: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    "suite": pl.String(),
+    "expectation": pl.String(),
+    "column_name": pl.String(),
+    "table_name": pl.String(),
+    "success": pl.Boolean(),
+    "critical": pl.Boolean(),
+    "unexpected_count": pl.Int64(),
+    "element_count": pl.Int64(),
+    "details": pl.String(),
+    "validated_at": pl.Datetime("us"),
+}
+
+
+@dataclass
+class SuiteResult:
+    """All expectation results of one :func:`validate` call.
+
+    Attributes:
+        suite: the suite name (``staging``, ``marts`` ...), stored with every row.
+        run_id: the pipeline run.
+        validated_at: the ``now`` of the call, naive UTC.
+        results: one per check, in the suite's order.
+        elapsed_s: wall time of the validation in seconds (GE import excluded).
+    """
+
+    suite: str
+    run_id: str
+    validated_at: datetime
+    results: list[ExpectationResult]
+    elapsed_s: float = 0.0
+
+    @property
+    def passed(self) -> list[ExpectationResult]:
+        """Results whose expectation held."""
+        return [r for r in self.results if r.success]
+
+    @property
+    def failed(self) -> list[ExpectationResult]:
+        """Results whose expectation failed (critical or not)."""
+        return [r for r in self.results if not r.success]
+
+    @property
+    def critical_failures(self) -> list[ExpectationResult]:
+        """Failed results of critical checks: any of these blocks the pipeline."""
+        return [r for r in self.results if not r.success and r.critical]
+
+    @property
+    def success(self) -> bool:
+        """True when every expectation held."""
+        return all(r.success for r in self.results)
+
+    def raise_for_critical(self) -> None:
+        """Raise :class:`QualityGateError` when a critical expectation failed.
+
+        The message has one line per failure, e.g.
+        ``critical expectation failed: staging.content.created_at ExpectColumnValuesToBeBetween
+        (max_value=now): 3 of 3,849 rows``, and one line per absent table, e.g.
+        ``critical: table staging.users absent from frames: 5 checks not run``.
+        """
+        failures = self.critical_failures
+        if not failures:
+            return
+        lines: list[str] = []
+        absent: dict[str, int] = {}
+        for r in failures:
+            if r.error == ABSENT:
+                absent[r.table] = absent.get(r.table, 0) + 1
+            else:
+                lines.append(f"critical expectation failed: {r.summary()}")
+        lines += [f"critical: table {t} absent from frames: {n} checks not run" for t, n in absent.items()]
+        raise QualityGateError("\n".join(lines))
+
+    def to_frame(self) -> pl.DataFrame:
+        """The results as rows of ``quality.validation_results`` (see :data:`RESULTS_SCHEMA`)."""
+        return pl.DataFrame(
+            [
+                {
+                    "run_id": self.run_id,
+                    "suite": self.suite,
+                    "expectation": r.expectation,
+                    "column_name": r.column,
+                    "table_name": r.table,
+                    "success": r.success,
+                    "critical": r.critical,
+                    "unexpected_count": r.unexpected_count,
+                    "element_count": r.element_count,
+                    "details": r.details,
+                    "validated_at": self.validated_at,
+                }
+                for r in self.results
+            ],
+            schema=RESULTS_SCHEMA,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Suites
+
+
+def _not_null(table: str, column: str, description: str, critical: bool = True) -> Check:
+    return Check(table, "ExpectColumnValuesToNotBeNull", {"column": column}, critical, description)
+
+
+def _unique(table: str, columns: Sequence[str], description: str) -> Check:
+    return Check(table, "ExpectCompoundColumnsToBeUnique", {"column_list": list(columns)}, True, description)
+
+
+def _between(table: str, column: str, description: str, *, critical: bool = True, **bounds: Any) -> Check:
+    return Check(table, "ExpectColumnValuesToBeBetween", {"column": column, **bounds}, critical, description)
+
+
+def _in_set(table: str, column: str, values: Iterable[Any], description: str) -> Check:
+    return Check(
+        table, "ExpectColumnValuesToBeInSet", {"column": column, "value_set": sorted(values)}, True, description
+    )
+
+
+def _staging_suite() -> tuple[Check, ...]:
+    users, content, events = "staging.users", "staging.content", "staging.engagement_events"
+    return (
+        _not_null(users, "source", "every user is namespaced by its source"),
+        _not_null(users, "user_id", "every user has an id"),
+        _unique(users, ("source", "user_id"), "natural key (source, user_id) is unique in the batch"),
+        _not_null(
+            users, "created_at", "users carry a creation time (staging allows null: warning only)", critical=False
+        ),
+        _between(users, "created_at", "no user was created in the future", max_value=NOW),
+        _not_null(content, "source", "every item is namespaced by its source"),
+        _not_null(content, "content_id", "every item has an id"),
+        _unique(content, ("source", "content_id"), "natural key (source, content_id) is unique in the batch"),
+        _not_null(content, "kind", "every item has a kind"),
+        _in_set(content, "kind", CONTENT_KINDS, "kind is a canonical kind"),
+        _not_null(content, "created_at", "every item has a creation time"),
+        _between(content, "created_at", "no item was created in the future", max_value=NOW),
+        _not_null(content, "content_hash", "every item has the hash moderation keys its scores by"),
+        _not_null(events, "source", "every event is namespaced by its source"),
+        _not_null(events, "event_id", "every event has an id"),
+        _unique(events, ("source", "event_id"), "natural key (source, event_id) is unique in the batch"),
+        _not_null(events, "event_type", "every event has a type"),
+        _not_null(events, "content_id", "every event refers to an item"),
+        _not_null(events, "occurred_at", "every event has a time"),
+        _between(events, "occurred_at", "no event happened in the future", max_value=NOW),
+        _not_null(events, "time_precision", "every event states its time precision"),
+        _in_set(events, "time_precision", ("exact", "day"), "time precision is exact or day"),
+        _in_set(
+            events,
+            "content_exists",
+            (True,),
+            "every event's content_id is in staging.content or this batch (flag from with_reference_flag)",
+        ),
+    )
+
+
+SCORE_LABELS: tuple[str, ...] = (
+    "toxicity",
+    "severe_toxicity",
+    "obscene",
+    "threat",
+    "insult",
+    "identity_attack",
+    "sexual_explicit",
+)
+"""Detoxify label columns of ``moderation.scores`` (null where a model lacks the label)."""
+
+ENGAGEMENT_DAILY_COUNTS: tuple[str, ...] = (
+    "active_users",
+    "new_users",
+    "new_content",
+    "questions",
+    "answers",
+    "comments",
+    "posts",
+    "replies",
+    "upvotes",
+    "downvotes",
+    "favorites",
+    "accepts",
+    "votes",
+    "events",
+)
+
+
+def _marts_suite() -> tuple[Check, ...]:
+    heat, daily, trend = "marts.activity_heatmap", "marts.engagement_daily", "marts.trending_topics"
+    scores, queue = "moderation.scores", "marts.moderation_queue"
+    checks: list[Check] = [
+        _not_null(heat, "source", "every heatmap cell names its source"),
+        _not_null(heat, "weekday", "every heatmap cell has a weekday"),
+        _between(heat, "weekday", "weekday is ISO 1 (Monday) to 7 (Sunday)", min_value=1, max_value=7),
+        _not_null(heat, "hour", "every heatmap cell has an hour"),
+        _between(heat, "hour", "hour of day is 0 to 23", min_value=0, max_value=23),
+        _not_null(heat, "events", "every heatmap cell has an event count"),
+        _between(heat, "events", "event counts are not negative", min_value=0),
+        _not_null(daily, "day", "every daily row has a day"),
+        _unique(daily, ("source", "day"), "one row per source and day"),
+    ]
+    checks += [_between(daily, c, f"{c} is not negative", min_value=0) for c in ENGAGEMENT_DAILY_COUNTS]
+    checks += [
+        _between(trend, "volume", "a trending topic was seen at least once in its week", min_value=1),
+        _not_null(trend, "z_score", "every trending topic has a z-score"),
+    ]
+    checks += [
+        _between(scores, label, f"{label} is a probability in [0, 1] (nulls allowed)", min_value=0, max_value=1)
+        for label in SCORE_LABELS
+    ]
+    checks += [
+        _not_null(queue, "content_id", "every queued item names its content"),
+        _not_null(queue, "severity", "every queued item has a severity"),
+        _between(queue, "severity", "severity is not negative", min_value=0),
+        _between(queue, "max_score", "the top label score is a probability in [0, 1]", min_value=0, max_value=1),
+    ]
+    return tuple(checks)
+
+
+STAGING_SUITE: tuple[Check, ...] = _staging_suite()
+"""Checks on the incoming canonical batch before it is upserted into ``staging.*``."""
+
+MARTS_SUITE: tuple[Check, ...] = _marts_suite()
+"""Checks on ``marts.*`` and ``moderation.scores`` before a snapshot is published."""
+
+SUITES: dict[str, tuple[Check, ...]] = {"staging": STAGING_SUITE, "marts": MARTS_SUITE}
+"""Suites by the name stored in ``quality.validation_results.suite``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def with_reference_flag(
+    frame: pl.DataFrame,
+    existing: pl.DataFrame,
+    *,
+    on: Sequence[str] = ("source", "content_id"),
+    flag: str = "content_exists",
+) -> pl.DataFrame:
+    """Add a boolean column ``flag``: does the row's ``on`` key occur in ``existing``?
+
+    For the staging suite: ``existing`` is the ``(source, content_id)`` of ``staging.content``
+    plus those of the batch. Null keys get False. Row order of ``frame`` is kept. A hash join,
+    so it scales to millions of ids (unlike a GE ``value_set``).
+    """
+    keys = existing.select(list(on)).unique().with_columns(pl.lit(True).alias(flag))
+    out = frame.join(keys, on=list(on), how="left", maintain_order="left")
+    return out.with_columns(pl.col(flag).fill_null(False))
+
+
+def _naive_utc(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo is not None else ts
+
+
+_EPOCH = datetime(1970, 1, 1)
+_US = timedelta(microseconds=1)
+
+
+def _epoch_us(value: Any) -> Any:
+    """A datetime (naive = UTC) as integer microseconds since the epoch; other values unchanged."""
+    if isinstance(value, datetime):
+        return (_naive_utc(value) - _EPOCH) // _US
+    return value
+
+
+def _from_epoch_us(value: Any) -> Any:
+    """Inverse of :func:`_epoch_us` for sample values in details (NaN and None stay None)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return (_EPOCH + timedelta(microseconds=int(value))).isoformat()
+    return value
+
+
+def _resolve(kwargs: Mapping[str, Any], now: datetime, epoch: bool) -> dict[str, Any]:
+    """Replace :data:`NOW` by ``now``; with ``epoch``, datetimes become epoch microseconds."""
+    out: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        value = now if value is NOW else value
+        if epoch:
+            if isinstance(value, (list, tuple, set, frozenset)):
+                value = [_epoch_us(v) for v in value]
+            else:
+                value = _epoch_us(value)
+        out[name] = value
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    """Make GE result values JSON-safe (NaN/NaT to None, timestamps and numpy scalars to text)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    item = getattr(value, "item", None)  # numpy scalar
+    if callable(item):
+        try:
+            return _jsonable(item())
+        except (TypeError, ValueError):
+            pass
+    text = str(value)
+    return None if text in {"NaT", "nan", "<NA>"} else text
+
+
+def _details(check: Check, kwargs: Mapping[str, Any], **extra: Any) -> str:
+    payload: dict[str, Any] = {"description": check.description, "kwargs": _jsonable(dict(kwargs))}
+    payload.update({k: _jsonable(v) for k, v in extra.items() if v is not None})
+    return json.dumps(payload, sort_keys=True, default=str)
+
+
+def _check_suite(checks: Sequence[Check]) -> None:
+    seen: set[tuple[str, str, str]] = set()
+    for c in checks:
+        if c.key in seen:
+            raise ValueError(f"two checks share (table, expectation, column) {c.key}; results would collide")
+        seen.add(c.key)
+        if "mostly" in c.kwargs:
+            raise ValueError(f"{c.target()} {c.expectation}: 'mostly' is not allowed, a check holds for all rows")
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+def validate(
+    frames: Mapping[str, pl.DataFrame],
+    checks: Sequence[Check],
+    *,
+    suite: str,
+    run_id: str,
+    now: datetime,
+) -> SuiteResult:
+    """Run ``checks`` over ``frames`` with Great Expectations and return every result.
+
+    One ephemeral GE context per call, one pandas datasource, and per table one dataframe
+    asset, one expectation suite and one ``ValidationDefinition`` run. Only the columns the
+    checks read are converted to pandas; datetime columns are handed to GE as epoch
+    microseconds (and ``NOW``/datetime bounds converted alike) because GE's pandas
+    ``ExpectColumnValuesToBeBetween`` is per-element Python for anything but ``datetime64[ns]``;
+    details show those values as ISO timestamps again. Progress bars are switched off through
+    the context config. GE catches per-expectation errors (e.g. a missing column): such a
+    check fails with the error in ``details``. Not thread-safe: GE keeps the current context
+    in a process-wide global.
+
+    Args:
+        frames: polars frames keyed by table name (``staging.content`` ...).
+        checks: the suite, e.g. :data:`STAGING_SUITE`.
+        suite: the suite's name, stored with every result row.
+        run_id: the pipeline run.
+        now: the reference time for :data:`NOW` bounds and ``validated_at``; naive UTC, or
+            aware (converted to naive UTC).
+
+    Returns:
+        A :class:`SuiteResult` with one result per check, in ``checks`` order. A table absent
+        from ``frames`` fails all its checks, marked critical.
+
+    Raises:
+        ValueError: two checks share (table, expectation, column), a check uses ``mostly``, or
+            an expectation name is not a GE expectation class.
+    """
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    _check_suite(checks)
+    unknown = sorted({c.expectation for c in checks if not hasattr(gx.expectations, c.expectation)})
+    if unknown:
+        raise ValueError(f"not Great Expectations expectation classes: {unknown}")
+
+    started = time.perf_counter()
+    now = _naive_utc(now)
+    context = gx.get_context(
+        project_config=DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+            analytics_enabled=False,
+            progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+        ),
+        mode="ephemeral",
+    )
+    datasource = context.data_sources.add_pandas(name="community_pulse")
+
+    by_table: dict[str, list[int]] = {}
+    for i, c in enumerate(checks):
+        by_table.setdefault(c.table, []).append(i)
+
+    results: dict[int, ExpectationResult] = {}
+    for table, indexes in by_table.items():
+        frame = frames.get(table)
+        if frame is None:
+            for i in indexes:
+                c = checks[i]
+                msg = ABSENT
+                results[i] = ExpectationResult(
+                    c.table, c.expectation, c.column, False, True, None, None,
+                    _details(c, c.kwargs, error=msg), c.description, c.target(), c.params(), msg,
+                )  # fmt: skip
+            continue
+
+        if all(checks[i].columns for i in indexes):
+            # Convert only the columns the checks read (bodies and tags are costly in pandas).
+            needed = dict.fromkeys(col for i in indexes for col in checks[i].columns)
+            frame_in = frame.select([col for col in needed if col in frame.columns])
+        else:  # a table-level expectation (row count, column set) needs the whole frame
+            frame_in = frame
+        # GE compares datetime64[us] columns one Python object at a time (its vectorised path
+        # is for [ns] only): ~5 s per million values. Validate datetimes as epoch microseconds
+        # (exact, no [ns] range limit) and convert the bounds the same way.
+        epoch_cols = {c for c, t in frame_in.schema.items() if isinstance(t, pl.Datetime)}
+        pdf = frame_in.with_columns(pl.col(c).dt.epoch("us") for c in epoch_cols).to_pandas()
+
+        asset = datasource.add_dataframe_asset(name=table)
+        batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+        gx_suite = context.suites.add(gx.ExpectationSuite(name=f"{suite}:{table}"))
+        resolved: dict[int, dict[str, Any]] = {}
+        epoch_checks: set[int] = set()
+        for i in indexes:
+            c = checks[i]
+            epoch = bool(c.columns) and set(c.columns) <= epoch_cols
+            if epoch:
+                epoch_checks.add(i)
+            resolved[i] = _resolve(c.kwargs, now, epoch=False)
+            gx_kwargs = _resolve(c.kwargs, now, epoch=epoch)
+            gx_suite.add_expectation(getattr(gx.expectations, c.expectation)(**gx_kwargs, meta={"check_index": i}))
+
+        # A ValidationDefinition loads the batch once (batch.validate() loads it twice, and GE
+        # fingerprints every load by hashing the whole frame).
+        definition = gx.ValidationDefinition(name=f"{suite}:{table}", data=batch_definition, suite=gx_suite)
+        validation = definition.run(
+            batch_parameters={"dataframe": pdf},
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+        )
+        for r in validation.results:
+            i = int(r.expectation_config.meta["check_index"])
+            c = checks[i]
+            res = dict(r.result or {})
+            exc = r.exception_info or {}
+            error = None
+            # exception_info is either {raised_exception, exception_message, ...} or keyed by metric id.
+            infos = [exc] if "raised_exception" in exc else [v for v in exc.values() if isinstance(v, Mapping)]
+            for info in infos:
+                if info.get("raised_exception"):
+                    error = f"error: {info.get('exception_message')}"
+                    break
+            unexpected = res.get("unexpected_count")
+            element = res.get("element_count", frame.height)
+            sample = res.get("partial_unexpected_counts") or None
+            if sample and i in epoch_checks:
+                sample = [{**s, "value": _from_epoch_us(s.get("value"))} for s in sample]
+            results[i] = ExpectationResult(
+                table=c.table,
+                expectation=c.expectation,
+                column=c.column,
+                success=bool(r.success) and error is None,
+                critical=c.critical,
+                unexpected_count=None if unexpected is None or error else int(unexpected),
+                element_count=None if element is None else int(element),
+                details=_details(
+                    c,
+                    resolved[i],
+                    partial_unexpected_counts=sample,
+                    unexpected_percent=res.get("unexpected_percent"),
+                    observed_value=res.get("observed_value"),
+                    error=error,
+                ),
+                description=c.description,
+                target=c.target(),
+                params=c.params(),
+                error=error,
+            )
+
+    out = SuiteResult(
+        suite=suite,
+        run_id=run_id,
+        validated_at=now,
+        results=[results[i] for i in range(len(checks))],
+        elapsed_s=time.perf_counter() - started,
+    )
+    failed = out.failed
+    log.info(
+        "suite %s run %s: %d expectations, %d failed (%d critical) in %.2fs",
+        suite, run_id, len(out.results), len(failed), len(out.critical_failures), out.elapsed_s,
+    )  # fmt: skip
+    for r in failed:
+        if not r.critical:
+            log.warning("suite %s run %s: expectation failed (non-critical): %s", suite, run_id, r.summary())
+    return out
+
+
+def persist(con: duckdb.DuckDBPyConnection, result: SuiteResult) -> int:
+    """Write ``result`` to ``quality.validation_results``; return the number of rows written.
+
+    Idempotent per (run_id, suite): the run's earlier rows for the suite are deleted and the new
+    ones inserted in one transaction (so the connection must not be inside a transaction).
+    """
+    df = result.to_frame()
+    view = "_quality_results_df"
+    con.execute("begin transaction")
+    try:
+        con.execute(
+            "delete from quality.validation_results where run_id = ? and suite = ?", [result.run_id, result.suite]
+        )
+        con.register(view, df)
+        try:
+            con.execute(f"insert into quality.validation_results by name select * from {view}")
+        finally:
+            con.unregister(view)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return df.height
