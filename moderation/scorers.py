@@ -287,6 +287,10 @@ class DetoxifyScorer:
         self.checkpoint_path = path
         self.config_dir = config_dir
         self._detox, self.model_version, self.class_names = self._load(path, config_dir, device, allow_download)
+        if self.model_id.startswith("checkpoint:") and "@" not in self.model_id:
+            # Scores are keyed by (content_hash, model_id): a checkpoint retrained in the same
+            # folder is a different model, so its id carries the weights' hash.
+            self.model_id = f"{self.model_id}@{self.model_version}"
         self.labels: tuple[str, ...] = tuple(label for label in LABELS if label in self._label_key)
         if not self.labels:
             raise ValueError(

@@ -15,7 +15,6 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="pulse-airflow-")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["GX_ANALYTICS_ENABLED"] = "False"
 
 # No network in tests: a Hugging Face miss must fail in milliseconds, not retry.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -177,7 +177,7 @@ def test_hf_offline_sets_and_restores(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_detoxify_scorer_frame(tiny_scorer: DetoxifyScorer, tiny_dir: Path) -> None:
     assert isinstance(tiny_scorer, Scorer)
     assert tiny_scorer.backend == "detoxify"
-    assert tiny_scorer.model_id == "checkpoint:tiny-bert"
+    assert tiny_scorer.model_id == f"checkpoint:tiny-bert@{tiny_scorer.model_version}"
     sha = hashlib.sha256((tiny_dir / CHECKPOINT_FILE).read_bytes()).hexdigest()
     assert tiny_scorer.model_version == sha[:12]
     assert tiny_scorer.is_fallback is False and tiny_scorer.fallback_reason is None
@@ -273,7 +273,7 @@ def test_checkpoint_spec_missing_files(tmp_path: Path, tiny_dir: Path) -> None:
         load_scorer(f"checkpoint:{no_cfg}")
     # config_dir overrides DIR/hf
     scorer = load_scorer(f"checkpoint:{no_cfg}", config_dir=tiny_dir / CONFIG_SUBDIR)
-    assert scorer.model_id == "checkpoint:no_cfg"
+    assert scorer.model_id == f"checkpoint:no_cfg@{scorer.model_version}"
 
 
 # ------------------------------------------------------------------------------ load_scorer
@@ -308,11 +308,11 @@ def test_auto_with_checkpoint_uses_detoxify(tiny_dir: Path, empty_hub: Path, cap
     with caplog.at_level(logging.WARNING):
         scorer = load_scorer("auto", checkpoint=tiny_dir)
     assert isinstance(scorer, DetoxifyScorer)
-    assert scorer.is_fallback is False and scorer.model_id == "checkpoint:tiny-bert"
+    assert scorer.is_fallback is False and scorer.model_id == f"checkpoint:tiny-bert@{scorer.model_version}"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     # a checkpoint file plus a config folder works too
     scorer = load_scorer("auto", checkpoint=tiny_dir / CHECKPOINT_FILE, config_dir=tiny_dir / CONFIG_SUBDIR)
-    assert isinstance(scorer, DetoxifyScorer) and scorer.model_id == "checkpoint:tiny-bert"
+    assert isinstance(scorer, DetoxifyScorer) and scorer.model_id == f"checkpoint:tiny-bert@{scorer.model_version}"
 
 
 def test_auto_with_missing_checkpoint_falls_back(tmp_path: Path, empty_hub: Path) -> None:
