@@ -175,3 +175,43 @@ def test_quarantine_limit_stops_the_run_before_publishing(beer_dump: Path, tmp_p
     con.close()
     assert status == "failed" and "PULSE_QUARANTINE_MAX_SHARE" in error
     assert staged == 0  # stopped at validate: nothing half-loaded
+
+
+FIRST_WEEKS = {"since": datetime(2014, 1, 21), "until": datetime(2014, 2, 1)}
+
+
+def test_auto_scorer_offline_falls_back_and_records_it(beer_dump: Path, tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
+    settings = load_settings(warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="auto")
+    summary = run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump), **FIRST_WEEKS)
+    assert summary.steps["score"]["is_fallback"] is True
+    con = connect(settings.serving, read_only=True)
+    model, fallback, note = con.execute("select scorer_model_id, scorer_is_fallback, scorer_note from ops.runs").fetchall()[0]
+    flags_from_fallback = con.execute("select bool_and(is_fallback) from moderation.scores").fetchall()[0][0]
+    con.close()
+    assert (model, fallback) == ("lexical:alt-profanity-check", True)
+    assert "Detoxify weights unavailable" in note
+    assert flags_from_fallback is True
+
+
+def test_detoxify_checkpoint_scores_every_label_with_provenance(beer_dump: Path, tmp_path: Path) -> None:
+    from moderation.tiny import build_tiny_checkpoint
+
+    folder = build_tiny_checkpoint(tmp_path / "tiny-bert")
+    settings = load_settings(warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer=f"checkpoint:{folder}")
+    summary = run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump), **FIRST_WEEKS)
+    con = connect(settings.warehouse, read_only=True)
+    n_texts = con.execute("select count(distinct content_hash) from staging.content").fetchall()[0][0]
+    rows = con.execute(
+        "select model_id, model_version, backend, is_fallback, count(*), count(toxicity), count(threat), "
+        "count(identity_attack), max(toxicity) <= 1 and min(toxicity) >= 0 from moderation.scores group by all"
+    ).fetchall()
+    con.close()
+    assert len(rows) == 1
+    model_id, version, backend, fallback, n, n_tox, n_threat, n_ident, in_range = rows[0]
+    assert model_id == f"checkpoint:tiny-bert@{version}" and len(version) == 12
+    assert (backend, fallback) == ("detoxify", False)
+    assert n == n_tox == n_threat == n_ident == n_texts == summary.steps["score"]["scored"] > 100
+    assert in_range
