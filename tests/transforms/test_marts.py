@@ -480,13 +480,14 @@ def test_moderation_queue_uses_the_flags_model_scores(con):
     assert row["created_at"] == UTC(2024, 3, 30, 22, 30)
 
 
-def test_trending_first_week_of_a_source_is_all_new():
+def test_trending_first_week_of_a_source_is_ranked_not_flagged():
     con = _new_warehouse()
     run_marts(con, min_support=2)
     beer = _topic(con, "forum", date(2024, 3, 25), "beer")  # the forum's first week: f1 + reply f2
     assert (beer["baseline_weeks"], beer["baseline_mean"], beer["baseline_std"]) == (0, 0.0, 0.0)
     assert beer["z_score"] == pytest.approx(2.0)  # (2 - 0) / sqrt(0 + 0 + 1)
-    assert (beer["is_emerging"], beer["is_trending"], beer["rank"]) == (True, True, 1)
+    # ranked, but not flagged: there is no history to emerge from yet
+    assert (beer["is_emerging"], beer["is_trending"], beer["rank"]) == (False, False, 1)
     assert beer["example_content_ids"] == ["f1"]
 
 

@@ -164,8 +164,9 @@ final as (
         scored.baseline_mean,
         scored.baseline_std,
         scored.z_score,
-        scored.baseline_mean < 1 and scored.volume >= $min_support as is_emerging,
-        scored.z_score >= 2 and scored.volume >= $min_support as is_trending,
+        -- flags need a full 4-week baseline: a community's first weeks are ranked, never flagged
+        scored.baseline_weeks = 4 and scored.baseline_mean < 1 and scored.volume >= $min_support as is_emerging,
+        scored.baseline_weeks = 4 and scored.z_score >= 2 and scored.volume >= $min_support as is_trending,
         ranked.rank,
         examples.example_content_ids
     from scored
