@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -22,7 +23,8 @@ from rich.table import Table
 from pulse.settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(help="Community Pulse: community analytics and moderation pipeline.", no_args_is_help=True)
-console = Console()
+# Wide enough for the summary tables when output goes to a pipe or a log (Rich assumes 80).
+console = Console(width=shutil.get_terminal_size((150, 24)).columns)
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
 WarehouseOpt = Annotated[
@@ -97,7 +99,8 @@ def run(
 
 def _print_summary(summary: Any, counts: Any, settings: Settings) -> None:
     s = summary.steps
-    console.print(f"\n[bold]Run {summary.run_id}[/] — source [cyan]{s['extract']['source']}[/]")
+    synthetic = " [yellow](synthetic demo data: generated, not real people)[/]" if s["extract"].get("synthetic") else ""
+    console.print(f"\n[bold]Run {summary.run_id}[/] — source [cyan]{s['extract']['source']}[/]{synthetic}")
     t = Table(title="Rows per stream (read = inserted + updated + unchanged + skipped + quarantined)")
     for col in ("stream", "read", "inserted", "updated", "unchanged", "skipped", "quarantined"):
         t.add_column(col, justify="left" if col == "stream" else "right")

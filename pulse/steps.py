@@ -159,6 +159,7 @@ def extract(
         record_extract_counts(con, run_id, ex.source, ex.counts)
         info.update(
             source=ex.source,
+            synthetic=ex.synthetic,
             rows=sum(landed[s] for s in STREAMS),
             read=sum(c.read for c in ex.counts.values()),
             quarantined=landed["quarantine"],
