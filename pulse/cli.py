@@ -128,11 +128,13 @@ def dashboards(
 ) -> None:
     """Start the Streamlit dashboards on the serving snapshot (read-only)."""
     settings = _settings(serving=serving, warehouse=warehouse)
-    app_py = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
+    repo = Path(__file__).resolve().parents[1]
+    app_py = repo / "dashboards" / "app.py"
     env = {**os.environ, "PULSE_SERVING": str(Path(settings.serving).resolve())}
     console.print(f"Dashboards on [bold]http://localhost:{port}[/] (snapshot {settings.serving}); Ctrl+C stops them.")
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_py), "--server.port", str(port), "--server.headless", "true"]
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    # Run from the project root so Streamlit picks up .streamlit/config.toml.
+    raise typer.Exit(subprocess.call(cmd, env=env, cwd=repo))
 
 
 @app.command()
