@@ -20,22 +20,14 @@ import duckdb
 import polars as pl
 import streamlit as st
 
+from moderation.scorers import LABELS  # Detoxify label names: the columns of moderation.scores
+
 CONTENT_TYPES: tuple[str, ...] = ("question", "answer", "comment", "post", "reply")
 """Activity types that are content creation (``marts.activity_heatmap.activity_type``)."""
 
 ENGAGEMENT_TYPES: tuple[str, ...] = ("upvote", "downvote", "favorite", "accept", "view")
 """Activity types that are engagement events (hour-precise ones only in the heatmap)."""
 
-LABELS: tuple[str, ...] = (
-    "toxicity",
-    "severe_toxicity",
-    "obscene",
-    "threat",
-    "insult",
-    "identity_attack",
-    "sexual_explicit",
-)
-"""Detoxify's label names, in the column order of ``moderation.scores``."""
 
 
 class SnapshotMissingError(FileNotFoundError):

@@ -41,6 +41,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from moderation.scorers import LABELS
+
 from warehouse.canonical import CONTENT_KINDS
 
 log = logging.getLogger(__name__)
@@ -361,15 +363,7 @@ def _staging_suite() -> tuple[Check, ...]:
     )
 
 
-SCORE_LABELS: tuple[str, ...] = (
-    "toxicity",
-    "severe_toxicity",
-    "obscene",
-    "threat",
-    "insult",
-    "identity_attack",
-    "sexual_explicit",
-)
+SCORE_LABELS: tuple[str, ...] = LABELS
 """Detoxify label columns of ``moderation.scores`` (null where a model lacks the label)."""
 
 ENGAGEMENT_DAILY_COUNTS: tuple[str, ...] = (
