@@ -13,11 +13,11 @@ import pytest
 
 from warehouse.db import connect
 
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+AIRFLOW = [sys.executable, "-m", "airflow"]  # the airflow of the interpreter running the tests
 
 
 def _airflow(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
