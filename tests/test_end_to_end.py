@@ -215,3 +215,22 @@ def test_detoxify_checkpoint_scores_every_label_with_provenance(beer_dump: Path,
     assert (backend, fallback) == ("detoxify", False)
     assert n == n_tox == n_threat == n_ident == n_texts == summary.steps["score"]["scored"] > 100
     assert in_range
+
+
+def test_failed_critical_expectation_stops_the_run_before_publishing(tmp_path: Path, monkeypatch) -> None:
+    """With the clock set before the demo's last day, 'created_at not in the future' fails."""
+    import pulse.steps
+    from warehouse.quality import QualityGateError
+
+    settings = load_settings(warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="lexical")
+    monkeypatch.setattr(pulse.steps, "utcnow", lambda: datetime(2026, 8, 1))
+    with pytest.raises(QualityGateError, match=r"staging\.content\.created_at ExpectColumnValuesToBeBetween .*: [\d,]+ of 11,437 rows"):
+        run_pipeline(settings, SourceSpec(kind="demo"))
+    con = connect(settings.warehouse, read_only=True)
+    status, error = con.execute("select status, error from ops.runs").fetchall()[0]
+    staged = con.execute("select count(*) from staging.content").fetchall()[0][0]
+    failed = con.execute("select count(*) from quality.validation_results where not success and critical").fetchall()[0][0]
+    con.close()
+    assert status == "failed" and error.startswith("validate: QualityGateError")
+    assert staged == 0 and failed >= 2  # content and engagement events both reach past the clock
+    assert not settings.serving.exists()
