@@ -6,15 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-export AIRFLOW_HOME := $(CURDIR)/airflow_home
-export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
-export AIRFLOW__CORE__LOAD_EXAMPLES := False
-export AIRFLOW__CORE__PARALLELISM := 4
-export AIRFLOW__LOGGING__LOGGING_LEVEL := WARNING
-export PULSE_WAREHOUSE ?= $(CURDIR)/data/warehouse.duckdb
-export PULSE_SERVING ?= $(CURDIR)/data/serving.duckdb
-export HF_HUB_OFFLINE ?= 1
-export TRANSFORMERS_OFFLINE ?= 1
+PULSE_WAREHOUSE ?= $(CURDIR)/data/warehouse.duckdb
+PULSE_SERVING ?= $(CURDIR)/data/serving.duckdb
+# The environment of the demo's Airflow and pulse commands (the tests set up their own).
+RUN_ENV := AIRFLOW_HOME=$(CURDIR)/airflow_home AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING \
+	PULSE_WAREHOUSE=$(PULSE_WAREHOUSE) PULSE_SERVING=$(PULSE_SERVING) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .PHONY: setup demo pipeline dashboards test airflow-init clean
 
@@ -27,15 +24,15 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 airflow-init: setup  ## migrate Airflow's metadata DB and create the one-slot warehouse pool
-	$(BIN)/airflow db migrate > /dev/null
-	$(BIN)/airflow pools set pulse_warehouse 1 "DuckDB warehouse: one writer at a time" > /dev/null
+	$(RUN_ENV) $(BIN)/airflow db migrate > /dev/null
+	$(RUN_ENV) $(BIN)/airflow pools set pulse_warehouse 1 "DuckDB warehouse: one writer at a time" > /dev/null
 
 pipeline: airflow-init  ## run the Airflow DAG community_pipeline end to end on the demo community
-	$(BIN)/airflow dags test community_pipeline
-	$(BIN)/pulse runs --limit 3
+	$(RUN_ENV) $(BIN)/airflow dags test community_pipeline
+	$(RUN_ENV) $(BIN)/pulse runs --limit 3
 
 dashboards: setup  ## serve the Streamlit dashboards on the published snapshot
-	$(BIN)/pulse dashboards --port $(PORT)
+	$(RUN_ENV) $(BIN)/pulse dashboards --port $(PORT)
 
 demo: pipeline dashboards  ## set up, run the DAG on the demo community, start the dashboards
 

@@ -29,6 +29,7 @@ def dag_run(beer_dump: Path, tmp_path_factory: pytest.TempPathFactory):
         "PULSE_WAREHOUSE": str(tmp / "warehouse.duckdb"),
         "PULSE_SERVING": str(tmp / "serving.duckdb"),
         "PULSE_SCORER": "lexical",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",  # the assertions read the task log lines
     }
     for args in (["db", "migrate"], ["pools", "set", "pulse_warehouse", "1", "DuckDB warehouse: one writer"]):
         done = _airflow(args, env)
