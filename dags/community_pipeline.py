@@ -14,6 +14,8 @@ read-only serving snapshot the dashboards open.
 * Every task writes the warehouse, so all share the one-slot pool `pulse_warehouse`
   (`PULSE_AIRFLOW_POOL`) and the DAG allows one active run: no two writers ever collide.
 * Each task calls one function of `pulse.steps` (the same ones `pulse run` calls).
+* Retries with exponential backoff, a 2-hour execution timeout per task; failures are logged
+  and, when `PULSE_ALERT_WEBHOOK` is set, posted to that webhook.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, chain, dag, task
+
+from pulse.notify import PulseFailureNotifier
 
 STEPS = ("extract", "validate", "load", "score", "transform", "validate_marts", "publish")
 
@@ -34,6 +38,8 @@ DEFAULT_ARGS = {
     "max_retry_delay": timedelta(minutes=10),
     "execution_timeout": timedelta(hours=2),
     "pool": os.environ.get("PULSE_AIRFLOW_POOL", "pulse_warehouse"),
+    # logs every failure; also posts to PULSE_ALERT_WEBHOOK when set
+    "on_failure_callback": PulseFailureNotifier(),
 }
 
 

@@ -13,7 +13,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -43,6 +43,10 @@ class Settings(BaseSettings):
             quarantined (0.0–1.0).
         score_batch_size: texts per scoring batch.
         airflow_pool: the one-slot Airflow pool shared by warehouse-writing tasks.
+        alert_webhook: URL the DAGs' failure notifier posts to (a secret: environment only).
+        freshness_max_lag_hours: the freshness expectation's limit on the age of the newest
+            record, relative to the end of the run's data interval (or now), in hours.
+        volume_band_min_runs: previous successful runs needed before the volume band applies.
     """
 
     model_config = SettingsConfigDict(
@@ -63,6 +67,9 @@ class Settings(BaseSettings):
     quarantine_max_share: float = Field(0.10, ge=0.0, le=1.0)
     score_batch_size: int = Field(64, ge=1, le=4096)
     airflow_pool: str = "pulse_warehouse"
+    alert_webhook: SecretStr | None = None
+    freshness_max_lag_hours: float = Field(48.0, gt=0)
+    volume_band_min_runs: int = Field(3, ge=2)
 
     @field_validator("timezone")
     @classmethod

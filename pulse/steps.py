@@ -139,6 +139,14 @@ def extract(
     from warehouse.load import land, record_extract_counts
 
     with open_warehouse(settings.warehouse) as con:
+        # One writer at a time (the pool, the DuckDB file lock): a run still 'running' when
+        # another starts was killed mid-way (SIGKILL, OOM, lost worker). Its committed steps
+        # stand; its uncommitted work was rolled back by DuckDB's WAL replay on open.
+        con.execute(
+            "update ops.runs set status = 'abandoned', finished_at = ?, error = 'process ended without finishing; "
+            "superseded by run ' || ? where status = 'running' and run_id <> ?",
+            [utcnow(), run_id, run_id],
+        )
         con.execute(
             "insert or replace into ops.runs (run_id, source, interval_start, interval_end, started_at, status, trigger) "
             "values (?, ?, ?, ?, ?, 'running', ?)",
@@ -223,7 +231,7 @@ def load(settings: Settings, run_id: str) -> dict[str, Any]:
     from warehouse.load import record_upserts, upsert_batch
 
     with _step(settings, run_id, "load") as (con, info):
-        upserts = upsert_batch(con, run_id)
+        upserts = upsert_batch(con, run_id, now=utcnow())
         record_upserts(con, run_id, upserts)
         info.update({s: vars(u) for s, u in upserts.items()})
         info["rows"] = sum(u.inserted + u.updated for u in upserts.values())

@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import duckdb
 import polars as pl
 
 from warehouse.db import frame, one
+from warehouse.watermarks import advance_watermarks
 from warehouse.canonical import NATURAL_KEYS, SCHEMAS, STREAMS, Extract, StreamCounts
 
 log = logging.getLogger(__name__)
@@ -159,11 +161,12 @@ def batch_frame(con: duckdb.DuckDBPyConnection, stream: str, run_id: str) -> pl.
     return frame(con, f"select {cols} from raw.{stream} where run_id = ?", [run_id])
 
 
-def upsert_batch(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, UpsertCounts]:
+def upsert_batch(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime | None = None) -> dict[str, UpsertCounts]:
     """Upsert the run's batch into ``staging.*`` by natural key, all streams in one transaction.
 
     Only rows whose content differs from staging are written (``IS DISTINCT FROM`` on every
-    column), so re-running an interval leaves staging byte-for-byte unchanged.
+    column), so re-running an interval leaves staging byte-for-byte unchanged. The streams'
+    watermarks (``ops.watermarks``) advance in the same transaction.
 
     Returns:
         :class:`UpsertCounts` per stream.
@@ -202,6 +205,7 @@ def upsert_batch(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Upser
                 [run_id],
             )
             out[stream] = UpsertCounts(inserted, updated, total - inserted - updated)
+        advance_watermarks(con, run_id, now or datetime.now(UTC).replace(tzinfo=None))
         con.execute("commit")
     except BaseException:
         con.execute("rollback")

@@ -40,4 +40,6 @@ def test_community_pipeline_shape(dagbag) -> None:
         assert t.retries >= 1, f"{t.task_id} has no retries"
         assert t.pool == "pulse_warehouse", f"{t.task_id} must use the one-slot warehouse pool"
         assert t.execution_timeout is not None
+        assert t.retry_exponential_backoff, f"{t.task_id} retries without backoff"
+        assert t.on_failure_callback, f"{t.task_id} has no failure notifier"
     assert set(dag.params) >= {"source", "path", "since", "until"}
