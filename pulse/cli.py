@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from pulse.settings import ConfigError, Settings, load_settings
@@ -39,7 +40,7 @@ def _settings(**overrides: Any) -> Settings:
     try:
         return load_settings(**overrides)
     except ConfigError as exc:
-        console.print(f"[bold red]Configuration error[/]: {exc}")
+        console.print(f"[bold red]Configuration error[/]: {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -47,7 +48,7 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)],
+        handlers=[RichHandler(console=Console(stderr=True, width=console.width), show_path=False, rich_tracebacks=False)],
         force=True,
     )
     for noisy in ("great_expectations", "urllib3", "filelock", "httpx"):
@@ -86,13 +87,13 @@ def run(
     try:
         summary = run_pipeline(settings, spec, since=since, until=until, progress=True)
     except (PipelineError, QualityGateError) as exc:
-        console.print(f"[bold red]Run stopped[/]: {exc}\nNothing was published; the previous snapshot is still served.")
+        console.print(f"[bold red]Run stopped[/]: {escape(str(exc))}\nNothing was published; the previous snapshot is still served.")
         raise typer.Exit(1) from None
     except FileNotFoundError as exc:
-        console.print(f"[bold red]Input missing[/]: {exc}")
+        console.print(f"[bold red]Input missing[/]: {escape(str(exc))}")
         raise typer.Exit(2) from None
     except UnsafeXMLError as exc:
-        console.print(f"[bold red]Input rejected[/]: {exc}\nNothing was loaded.")
+        console.print(f"[bold red]Input rejected[/]: {escape(str(exc))}\nNothing was loaded.")
         raise typer.Exit(2) from None
     _print_summary(summary, stream_counts(settings, summary.run_id), settings)
 
@@ -108,7 +109,7 @@ def _print_summary(summary: Any, counts: Any, settings: Settings) -> None:
         t.add_row(row["stream"], *(f"{row[c] or 0:,}" for c in ("read", "inserted", "updated", "unchanged", "skipped", "quarantined")))
     console.print(t)
     sc = s["score"]
-    model = f"{sc['model_id']}" + (" [yellow](FALLBACK: " + (sc["fallback_reason"] or "") + ")[/]" if sc["is_fallback"] else "")
+    model = f"{sc['model_id']}" + (" [yellow](FALLBACK: " + escape(sc["fallback_reason"] or "") + ")[/]" if sc["is_fallback"] else "")
     console.print(f"Scoring: {sc['scored']:,} texts scored now, {sc['already_scored']:,} already scored; model {model}")
     console.print(f"Flags: {sc['flagged']:,} items flagged, {sc['held']:,} recommended to hold")
     v, vm = s["validate"], s["validate_marts"]

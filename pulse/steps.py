@@ -292,8 +292,29 @@ def validate_marts(settings: Settings, run_id: str) -> dict[str, Any]:
         result = run_suite(frames, MARTS_SUITE, suite="marts", run_id=run_id, now=utcnow())
         persist(con, result)
         info.update(passed=len(result.passed), failed=len(result.failed))
+        monitoring = _monitor(settings, con, run_id)
+        info["monitoring_failed"] = [r.summary() for r in monitoring.failed]
         result.raise_for_critical()
     return info
+
+
+def _monitor(settings: Settings, con: duckdb.DuckDBPyConnection, run_id: str) -> Any:
+    """Run the freshness and volume expectations (warnings, never gates) and persist them."""
+    from warehouse.monitoring import freshness_frame, monitoring_checks, volume_frame
+    from warehouse.quality import persist
+    from warehouse.quality import validate as run_suite
+
+    source, interval_end = one(con, "select source, interval_end from ops.runs where run_id = ?", [run_id])
+    now = utcnow()
+    frames = {
+        "ops.freshness": freshness_frame(con, source, interval_end or now),
+        "ops.volume": volume_frame(con, run_id, settings.volume_band_min_runs),
+    }
+    result = run_suite(frames, monitoring_checks(settings.freshness_max_lag_hours), suite="monitoring", run_id=run_id, now=now)
+    persist(con, result)
+    for r in result.failed:
+        log.warning("monitoring: %s", r.summary())
+    return result
 
 
 def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:

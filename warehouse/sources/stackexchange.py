@@ -33,7 +33,8 @@ Quarantine reasons (:class:`~warehouse.canonical.QuarantineLog`; payload = the r
     ``missing_id``, ``bad_number`` (Id, PostTypeId, ParentId, PostId, VoteTypeId, Score,
     ViewCount, OwnerUserId, UserId or Reputation not an integer; PostTypeId/VoteTypeId
     missing), ``bad_timestamp`` (CreationDate missing or unparsable, LastEditDate
-    unparsable), ``future_timestamp`` (later than ``now``), ``missing_reference`` (answer
+    unparsable), ``future_timestamp`` (later than ``now``), ``oversized_body`` (a Body or comment Text over
+    :data:`MAX_BODY_CHARS`), ``missing_reference`` (answer
     without ParentId, comment or vote without PostId), ``duplicate_id`` (an Id already taken
     by an earlier valid row of the same file, with different attributes: the first wins).
     A row with several faults gets one reason; a repeated Id wins over the other faults, and
@@ -160,6 +161,11 @@ VOTE_EVENT_TYPES: dict[int, str] = {2: "upvote", 3: "downvote", 1: "accept", 5: 
 #: Longest row accepted, in bytes (Stack Exchange caps a body at 30,000 characters, which
 #: escaped stays far below this); a longer row is quarantined without being held in memory.
 MAX_ROW_BYTES = 16 * 1024 * 1024
+
+#: Longest post body (HTML) or comment text accepted, in characters. Stack Exchange itself caps
+#: bodies at 30,000 and comments at 600 characters, so a longer one is corrupt or hostile: it is
+#: quarantined (``oversized_body``) instead of being loaded, scored and shown.
+MAX_BODY_CHARS = 1_000_000
 
 EXACT_DUPLICATE_RULE = "exact duplicate row"
 
@@ -570,6 +576,12 @@ class _User:
         return (self.created,)
 
 
+def _check_size(a: dict[str, str], name: str, created: datetime | None) -> None:
+    size = len(a.get(name) or "")
+    if size > MAX_BODY_CHARS:
+        raise _Reject("oversized_body", f"{name} is {size:,} characters, over the {MAX_BODY_CHARS:,} limit", created)
+
+
 def _check_post(rid: int, a: dict[str, str], now: datetime) -> _Post:
     created = _timestamp(a, "CreationDate", now, required=True)
     edited = _timestamp(a, "LastEditDate", now, required=False, when=created)
@@ -579,6 +591,7 @@ def _check_post(rid: int, a: dict[str, str], now: datetime) -> _Post:
     parent = _int(a, "ParentId", created)
     if ptype == 2 and parent is None:
         raise _Reject("missing_reference", "answer without ParentId", created)
+    _check_size(a, "Body", created)
     return _Post(
         id=rid,
         type=ptype,
@@ -597,6 +610,7 @@ def _check_comment(rid: int, a: dict[str, str], now: datetime) -> _Comment:
     post = _int(a, "PostId", created)
     if post is None:
         raise _Reject("missing_reference", "comment without PostId", created)
+    _check_size(a, "Text", created)
     score, user = _int(a, "Score", created), _int(a, "UserId", created)
     return _Comment(rid, post, created, score, user, a.get("Text", ""))  # type: ignore[arg-type]
 
