@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
+AIRFLOW_PORT ?= 8080
 
 PULSE_WAREHOUSE ?= $(CURDIR)/data/warehouse.duckdb
 PULSE_SERVING ?= $(CURDIR)/data/serving.duckdb
@@ -13,7 +14,7 @@ RUN_ENV := AIRFLOW_HOME=$(CURDIR)/airflow_home AIRFLOW__CORE__DAGS_FOLDER=$(CURD
 	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING \
 	PULSE_WAREHOUSE=$(PULSE_WAREHOUSE) PULSE_SERVING=$(PULSE_SERVING) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: setup demo pipeline dashboards test airflow-init clean
+.PHONY: setup demo pipeline dashboards airflow test airflow-init clean
 
 setup: $(STAMP)  ## create .venv and install the locked dependencies (quick when already done)
 
@@ -33,6 +34,9 @@ pipeline: airflow-init  ## run the Airflow DAG community_pipeline end to end on 
 
 dashboards: setup  ## serve the Streamlit dashboards on the published snapshot
 	$(RUN_ENV) $(BIN)/pulse dashboards --port $(PORT)
+
+airflow: setup  ## run Airflow (standalone: UI, REST API, scheduler) with this project's DAGs; Ctrl+C stops it
+	$(RUN_ENV) $(BIN)/pulse airflow --port $(AIRFLOW_PORT)
 
 demo: pipeline dashboards  ## set up, run the DAG on the demo community, start the dashboards
 

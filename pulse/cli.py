@@ -134,8 +134,47 @@ def dashboards(
     env = {**os.environ, "PULSE_SERVING": str(Path(settings.serving).resolve())}
     console.print(f"Dashboards on [bold]http://localhost:{port}[/] (snapshot {settings.serving}); Ctrl+C stops them.")
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_py), "--server.port", str(port), "--server.headless", "true"]
-    # Run from the project root so Streamlit picks up .streamlit/config.toml.
-    raise typer.Exit(subprocess.call(cmd, env=env, cwd=repo))
+    # Run from the project root so Streamlit picks up .streamlit/config.toml; exec so Ctrl+C reaches it.
+    os.chdir(repo)
+    os.execve(sys.executable, cmd, env)
+
+
+@app.command()
+def airflow(
+    port: Annotated[int, typer.Option(help="Airflow UI / API port")] = 8080,
+    home: Annotated[Path, typer.Option(help="AIRFLOW_HOME (metadata DB, logs, admin password)")] = Path("airflow_home"),
+    warehouse: WarehouseOpt = None,
+    serving: ServingOpt = None,
+) -> None:
+    """Start Airflow (`airflow standalone`) with this project's DAGs, tuned for a small machine.
+
+    Ctrl+C (SIGINT to the process group) stops every Airflow process.
+    """
+    from pulse.airflow_env import airflow_env, password_file, start_standalone, stop_standalone
+
+    settings = _settings(warehouse=warehouse, serving=serving)
+    home = home.resolve()
+    env = airflow_env(home, api_port=port)
+    env.update(PULSE_WAREHOUSE=str(Path(settings.warehouse).resolve()), PULSE_SERVING=str(Path(settings.serving).resolve()))
+    af = [sys.executable, "-m", "airflow"]
+    for args in (["db", "migrate"], ["pools", "set", settings.airflow_pool, "1", "DuckDB warehouse: one writer at a time"]):
+        done = subprocess.run([*af, *args], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            console.print(f"[red]airflow {' '.join(args)} failed[/]:\n{escape(done.stderr[-2000:])}")
+            raise typer.Exit(1)
+    console.print(
+        f"Airflow UI and REST API: [bold]http://localhost:{port}[/]; user [bold]admin[/], password in "
+        f"{password_file(home)} (written at first start). Ctrl+C stops every Airflow process."
+    )
+    proc = start_standalone(env)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        console.print("Stopping Airflow ...")
+        clean = stop_standalone(proc)
+        console.print("Airflow stopped." if clean else "Airflow stopped (some components had to be killed).")
+        code = 0
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -161,6 +200,11 @@ def runs(
     for r in rows:
         t.add_row(*("" if v is None else str(v) for v in r))
     console.print(t)
+
+
+from pulse.cli_moderation import app as moderation_app  # noqa: E402 - after `app` and `console` exist
+
+app.add_typer(moderation_app, name="moderation")
 
 
 if __name__ == "__main__":
