@@ -27,8 +27,10 @@ PAGES_DIR = Path(__file__).with_name("views")
 def _pages() -> list[st.Page]:
     """The navigation menu, in order (the first page is the default)."""
     return [
-        st.Page(PAGES_DIR / "peak_times.py", title="Peak times", icon=":material/schedule:", default=True),
+        st.Page(PAGES_DIR / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page(PAGES_DIR / "peak_times.py", title="Peak times", icon=":material/schedule:"),
         st.Page(PAGES_DIR / "trending.py", title="Trending topics", icon=":material/trending_up:"),
+        st.Page(PAGES_DIR / "best_time.py", title="Best time to post", icon=":material/event_available:"),
         st.Page(PAGES_DIR / "moderation_queue.py", title="Moderation queue", icon=":material/shield:"),
         st.Page(PAGES_DIR / "pipeline_health.py", title="Pipeline health", icon=":material/monitor_heart:"),
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import math
 import re
+from datetime import date, timedelta
 from typing import Any
 
 import plotly.graph_objects as go
@@ -194,3 +195,100 @@ def show_chart(fig: go.Figure, *, key: str | None = None) -> None:
     """Render a plotly figure at full width with a compact mode bar."""
     fig.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10})
     st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
+
+
+# --- filters and figures shared by the analytics pages ----------------------------------
+
+WEEKDAYS: tuple[str, ...] = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+"""ISO weekdays 1..7 by name (index ``weekday - 1``)."""
+
+
+def hour_range(hour: int) -> str:
+    """``20`` -> ``"20:00–21:00"`` (the hour-long slot starting at ``hour``)."""
+    return f"{hour:02d}:00–{(hour + 1) % 24:02d}:00"
+
+
+def slot_name(weekday: int, hour: int) -> str:
+    """``(2, 20)`` -> ``"Tuesday 20:00–21:00"`` (ISO weekday, local hour)."""
+    return f"{WEEKDAYS[weekday - 1]} {hour_range(hour)}"
+
+
+def data_days(source: str | None) -> tuple[date, date] | None:
+    """The first and last day of ``marts.engagement_daily`` for ``source`` (None when empty or absent).
+
+    The marts' "current" period ends on the data's last day, never on today's date.
+    """
+    if not data.table_exists("marts", "engagement_daily"):
+        return None
+    where, params = data.source_clause(source)
+    found = data.query(f"select min(day) as first, max(day) as last from marts.engagement_daily where {where}", params)
+    first, last = found.row(0)
+    if first is None or last is None:
+        return None
+    return first, last
+
+
+def date_range_filter(
+    first: date, last: date, *, key: str, default_days: int | None = None, container: Any = None
+) -> tuple[date, date]:
+    """A date-range picker limited to ``[first, last]``; returns the chosen ``(start, end)``, inclusive.
+
+    Args:
+        first, last: the data's first and last day (the picker's bounds).
+        key: the widget key (unique per page).
+        default_days: preselect the last ``default_days`` days ending on ``last``; None
+            preselects the whole history.
+        container: where to draw it (a column, the sidebar); default the page body.
+
+    While a reader has picked only the first date of a range, that one day is used.
+    """
+    start = first if default_days is None else max(first, last - timedelta(days=default_days - 1))
+    where = container if container is not None else st
+    value = where.date_input(
+        "Date range",
+        value=(start, last),
+        min_value=first,
+        max_value=last,
+        key=key,
+        format="YYYY-MM-DD",
+        help="Only data from these days (inclusive) is shown and downloaded.",
+    )
+    if isinstance(value, (tuple, list)):
+        picked = [v for v in value if v is not None]
+        if len(picked) >= 2:
+            return min(picked[0], picked[1]), max(picked[0], picked[1])
+        if len(picked) == 1:
+            return picked[0], picked[0]
+        return start, last
+    if value is None:
+        return start, last
+    return value, value
+
+
+def timezone_options(community: str) -> list[str]:
+    """IANA zones for a selector: the community's zone and UTC first, then all others sorted."""
+    import zoneinfo
+
+    first = list(dict.fromkeys([community, "UTC"]))
+    rest = sorted(z for z in zoneinfo.available_timezones() if z not in first and "/" in z)
+    return first + rest
+
+
+def pct_change(current: float | None, previous: float | None) -> float | None:
+    """Relative change ``current / previous − 1`` (None when either is missing or previous is 0)."""
+    if current is None or previous is None or previous == 0:
+        return None
+    return current / previous - 1
+
+
+def csv_download(df: pl.DataFrame, *, file_name: str, key: str, label: str = "Download CSV") -> None:
+    """A CSV download button for exactly ``df`` (list columns joined, formulas defused)."""
+    st.download_button(
+        label,
+        data=data.to_csv(df),
+        file_name=file_name,
+        mime="text/csv",
+        key=key,
+        on_click="ignore",
+        icon=":material/download:",
+    )

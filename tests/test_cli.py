@@ -119,6 +119,11 @@ def test_stackexchange_without_path_explains(tmp_path: Path) -> None:
 def test_every_command_is_documented_in_the_readme() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     commands = [c.name or c.callback.__name__ for c in app.registered_commands]
+    commands += [  # sub-commands of groups such as `pulse moderation evaluate`
+        f"{g.name} {(c.name or c.callback.__name__).replace('_', '-')}"
+        for g in app.registered_groups
+        for c in g.typer_instance.registered_commands
+    ]
     assert commands, "the CLI has commands"
     for name in commands:
         assert re.search(rf"pulse {name}\b", readme), f"`pulse {name}` is not documented in README.md"

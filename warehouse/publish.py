@@ -21,14 +21,22 @@ log = logging.getLogger(__name__)
 
 #: Tables the serving snapshot carries: marts, moderation results, quality and run history.
 #: Staging (all raw text of every item) stays in the warehouse; flagged items' text travels
-#: in marts.moderation_queue only.
+#: in marts.moderation_queue only, and thread titles (never bodies) in marts.hot_content and
+#: marts.trending_topics.example_titles.
 SERVING_TABLES: tuple[str, ...] = (
     "marts.activity_heatmap",
+    "marts.activity_timeline",
     "marts.engagement_daily",
+    "marts.response_times",
+    "marts.response_times_by_slot",
+    "marts.best_time_to_post",
     "marts.trending_topics",
+    "marts.hot_content",
     "marts.moderation_queue",
     "moderation.scores",
     "moderation.flags",
+    "moderation.model_evaluations",
+    "moderation.bias_audit",
     "quality.validation_results",
     "ops.runs",
     "ops.stream_counts",

@@ -407,6 +407,7 @@ def _marts_suite() -> tuple[Check, ...]:
         _between(scores, label, f"{label} is a probability in [0, 1] (nulls allowed)", min_value=0, max_value=1)
         for label in SCORE_LABELS
     ]
+    checks += _analytics_marts_checks()
     checks += [
         _not_null(queue, "content_id", "every queued item names its content"),
         _not_null(queue, "severity", "every queued item has a severity"),
@@ -414,6 +415,45 @@ def _marts_suite() -> tuple[Check, ...]:
         _between(queue, "max_score", "the top label score is a probability in [0, 1]", min_value=0, max_value=1),
     ]
     return tuple(checks)
+
+
+def _analytics_marts_checks() -> list[Check]:
+    """Checks on the analytics marts of issue 4 (see transforms/README.md for each formula)."""
+    daily, trend = "marts.engagement_daily", "marts.trending_topics"
+    timeline, times, slots = "marts.activity_timeline", "marts.response_times", "marts.response_times_by_slot"
+    best, hot = "marts.best_time_to_post", "marts.hot_content"
+    return [
+        Check(
+            daily, "ExpectColumnPairValuesAToBeGreaterThanB",
+            {"column_A": "mau", "column_B": "dau", "or_equal": True}, True,
+            "MAU (30-day distinct active users) is never below DAU",
+        ),
+        Check(
+            daily, "ExpectColumnPairValuesAToBeGreaterThanB",
+            {"column_A": "mau", "column_B": "wau", "or_equal": True}, True,
+            "MAU (30 days) is never below WAU (7 days)",
+        ),
+        _between(daily, "stickiness", "stickiness DAU/MAU is a share in [0, 1] (null without MAU)", min_value=0, max_value=1),
+        _between(daily, "response_rate", "response rate is a share in [0, 1] (null without threads)", min_value=0, max_value=1),
+        _unique(trend, ("source", "period", "period_start", "topic"), "one row per source, period and topic"),
+        _in_set(trend, "period", ("day", "week"), "trending periods are days or weeks"),
+        _between(trend, "growth", "growth is a positive ratio", min_value=0),
+        _between(timeline, "events", "a timeline bucket holds at least one item", min_value=1),
+        _unique(times, ("source", "content_id"), "one row per thread root"),
+        _between(times, "hours_to_first_response", "a response never precedes its thread", min_value=0),
+        _between(times, "hours_to_first_answer", "an answer never precedes its thread", min_value=0),
+        _unique(slots, ("source", "weekday", "hour"), "one row per source and weekday-hour slot"),
+        _between(slots, "never_answered_share", "never-answered share is in [0, 1]", min_value=0, max_value=1),
+        _unique(best, ("source", "weekday", "hour"), "one row per source and weekday-hour slot"),
+        _between(best, "response_share", "response share is in [0, 1]", min_value=0, max_value=1),
+        _between(
+            best, "response_share_wilson_low", "the Wilson lower bound is in [0, 1]", min_value=0, max_value=1
+        ),
+        _between(best, "engagement_ci_low", "the engagement lower bound is not negative", min_value=0),
+        _unique(hot, ("source", "content_id"), "one row per thread root"),
+        _not_null(hot, "hot_score", "every thread root has a hot score"),
+        _between(hot, "hot_score", "hot scores are not negative", min_value=0),
+    ]
 
 
 STAGING_SUITE: tuple[Check, ...] = _staging_suite()

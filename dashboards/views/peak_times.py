@@ -1,11 +1,21 @@
-"""Peak times: when the community is awake, as a weekday x hour heatmap in local time.
+"""Peak times: when the community is awake, as a weekday x hour heatmap in a chosen time zone.
 
-Reads ``marts.activity_heatmap`` (full 7 x 24 grid per source and activity type; the mean per
-week is events divided by the weeks observed) and, for the day-precision note,
-``marts.engagement_daily`` (which counts every event, day-precision ones included).
+Reads ``marts.activity_heatmap`` (the full 7 x 24 grid per source and activity type in the
+community's zone over the whole history) when the reader keeps the community's zone and the
+whole date range, and otherwise re-buckets ``marts.activity_timeline`` (15-minute UTC buckets;
+every UTC offset is a multiple of 15 minutes, so this is exact) into the chosen zone and
+dates, DST-correct through DuckDB's ICU time zone database. Both give the same cells for the
+same zone and range (tested). ``marts.engagement_daily`` gives the day-precision note.
+
+The moderation staffing overlay puts flagged items by local hour (current flags in
+``marts.moderation_queue``, by the hour the flagged item was posted) next to moderator
+decisions by hour (``moderation.decisions``, which arrives with the review queue; until then
+the page says so).
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 import plotly.graph_objects as go
 import polars as pl
@@ -14,7 +24,7 @@ import streamlit as st
 from dashboards import components, data
 
 ALL_CONTENT = "all content"
-WEEKDAYS: tuple[str, ...] = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+WEEKDAYS = components.WEEKDAYS
 UNITS: dict[str, str] = {
     ALL_CONTENT: "new posts",
     "question": "questions",
@@ -30,11 +40,10 @@ UNITS: dict[str, str] = {
 }
 # engagement_daily column holding each engagement type's total
 DAILY_COLUMNS: dict[str, str] = {"upvote": "upvotes", "downvote": "downvotes", "favorite": "favorites", "accept": "accepts"}
+#: Timestamp columns of ``moderation.decisions`` tried in order for "when was it decided".
+DECISION_TIME_COLUMNS: tuple[str, ...] = ("decided_at", "created_at", "occurred_at", "at")
 
-
-def hour_range(hour: int) -> str:
-    """``20`` -> ``"20:00–21:00"`` (the hour-long slot starting at ``hour``)."""
-    return f"{hour:02d}:00–{(hour + 1) % 24:02d}:00"
+hour_range = components.hour_range
 
 
 def activity_types(source: str | None) -> list[str]:
@@ -48,14 +57,59 @@ def activity_types(source: str | None) -> list[str]:
 
 
 def heatmap_cells(source: str | None, types: list[str]) -> pl.DataFrame:
-    """One row per (weekday, hour): ``events`` and ``mean_per_week`` summed over ``types``."""
+    """From the mart: one row per (weekday, hour) with ``events`` and ``mean_per_week`` summed over ``types``."""
     where, params = data.source_clause(source)
     return data.query(
-        "select weekday, hour, sum(events) as events, sum(mean_per_week) as mean_per_week, "
+        "select weekday, hour, sum(events)::bigint as events, sum(mean_per_week) as mean_per_week, "
         "max(weeks_observed) as weeks_observed, any_value(timezone) as timezone "
         f"from marts.activity_heatmap where {where} and list_contains(?::varchar[], activity_type) "
         "group by weekday, hour order by weekday, hour",
         [*params, types],
+    )
+
+
+def timeline_cells(source: str | None, types: list[str], timezone: str, start: date, end: date) -> pl.DataFrame:
+    """Re-bucket ``marts.activity_timeline`` into (weekday, hour) of ``timezone`` for local dates ``start..end``.
+
+    Returns the full 7 x 24 grid (zero-filled) with ``events``, ``weeks_observed`` (the local
+    days from the source's first to its last hour-precise activity inside the range, over every
+    activity type, divided by 7, as in ``marts.activity_heatmap``) and ``mean_per_week``.
+
+    Raises:
+        duckdb.Error: ``timezone`` is not a zone DuckDB knows (the selector offers only IANA names).
+    """
+    where, params = data.source_clause(source)
+    return data.query(
+        f"""
+        with local as (
+            select activity_type, events,
+                timezone(?, timezone('UTC', bucket_start)) as local_ts
+            from marts.activity_timeline
+            where {where}
+        ),
+        in_range as (
+            select * from local where local_ts::date between ? and ?
+        ),
+        span as (
+            select (date_diff('day', min(local_ts::date), max(local_ts::date)) + 1) / 7.0 as weeks
+            from in_range
+        ),
+        cells as (
+            select isodow(local_ts)::integer as weekday, hour(local_ts)::integer as hour, sum(events) as events
+            from in_range
+            where list_contains(?::varchar[], activity_type)
+            group by all
+        ),
+        grid as (
+            select w.range::integer as weekday, h.range::integer as hour from range(1, 8) w, range(0, 24) h
+        )
+        select grid.weekday, grid.hour, coalesce(cells.events, 0)::bigint as events,
+            coalesce(cells.events, 0) / span.weeks as mean_per_week, span.weeks as weeks_observed,
+            ? as timezone
+        from grid cross join span left join cells using (weekday, hour)
+        order by grid.weekday, grid.hour
+        """,
+        [timezone, *params, start, end, types, timezone],
     )
 
 
@@ -84,6 +138,27 @@ def peak_sentence(cells: pl.DataFrame, unit: str) -> str | None:
         )
         sentence += f" Next: {rest}."
     return sentence
+
+
+def rhythm_sentence(cells: pl.DataFrame) -> str | None:
+    """The busiest weekday, the busiest 3-hour block of the day and the quietest hour, in words."""
+    total = cells["events"].sum()
+    if not total:
+        return None
+    by_day = cells.group_by("weekday").agg(pl.col("events").sum()).sort(["events", "weekday"], descending=[True, False])
+    by_hour = {r["hour"]: r["events"] for r in cells.group_by("hour").agg(pl.col("events").sum()).to_dicts()}
+    blocks = sorted(
+        ((sum(by_hour.get((h + k) % 24, 0) for k in range(3)), h) for h in range(24)), key=lambda b: (-b[0], b[1])
+    )
+    block_events, block_start = blocks[0]
+    quiet = min(range(24), key=lambda h: (by_hour.get(h, 0), h))
+    day = by_day.row(0, named=True)
+    return (
+        f"Busiest day: {WEEKDAYS[day['weekday'] - 1]} ({day['events'] / total:.0%} of activity). "
+        f"Busiest time of day: {block_start:02d}:00–{(block_start + 3) % 24:02d}:00 "
+        f"({block_events / total:.0%} of activity in those three hours). "
+        f"Quietest hour: {hour_range(quiet)}."
+    )
 
 
 def heatmap_figure(cells: pl.DataFrame, unit: str, timezone: str) -> go.Figure:
@@ -116,7 +191,8 @@ def day_precision_note(source: str | None, types: list[str]) -> str | None:
     """How many engagement events of ``types`` are left out because they have only a day.
 
     ``marts.engagement_daily`` counts every event; the heatmap counts only hour-precise ones.
-    The difference per type is the day-precision events (Stack Exchange votes).
+    The difference per type is the day-precision events (Stack Exchange votes), over the whole
+    history.
     """
     wanted = [t for t in types if t in DAILY_COLUMNS]
     if not wanted or not data.table_exists("marts", "engagement_daily"):
@@ -140,12 +216,12 @@ def day_precision_note(source: str | None, types: list[str]) -> str | None:
     )
 
 
-def choose_types(source: str | None) -> tuple[str, list[str]]:
+def choose_types(source: str | None, container=st) -> tuple[str, list[str]]:
     """The activity-type selector; returns (label, activity types to sum)."""
     present = activity_types(source)
     content = [t for t in present if t in data.CONTENT_TYPES]
     options = ([ALL_CONTENT] if content else []) + present
-    choice = st.selectbox(
+    choice = container.selectbox(
         "Activity",
         options,
         key="peak_activity",
@@ -155,46 +231,167 @@ def choose_types(source: str | None) -> tuple[str, list[str]]:
     return choice, content if choice == ALL_CONTENT else [choice]
 
 
+# --- moderation staffing overlay ---------------------------------------------------------
+
+
+def flagged_by_hour(source: str | None, timezone: str, start: date, end: date) -> pl.DataFrame:
+    """Current flags by the local hour (in ``timezone``) their item was posted, 24 rows, zero-filled."""
+    hours = pl.DataFrame({"hour": list(range(24))}, schema={"hour": pl.Int32})
+    if not data.table_exists("marts", "moderation_queue"):
+        return hours.with_columns(flagged=pl.lit(0, pl.Int64))
+    where, params = data.source_clause(source)
+    found = data.query(
+        "select hour(l)::integer as hour, count(*)::bigint as flagged from ("
+        "  select timezone(?, timezone('UTC', created_at)) as l from marts.moderation_queue "
+        f"  where {where}) where l::date between ? and ? group by 1",
+        [timezone, *params, start, end],
+    )
+    return hours.join(found, on="hour", how="left").with_columns(pl.col("flagged").fill_null(0))
+
+
+def decision_time_column() -> str | None:
+    """The timestamp column of ``moderation.decisions`` (None when the table or the column is absent)."""
+    if not data.table_exists("moderation", "decisions"):
+        return None
+    columns = data.table_columns("moderation", "decisions")
+    return next((c for c in DECISION_TIME_COLUMNS if c in columns), None)
+
+
+def decisions_by_hour(source: str | None, timezone: str, start: date, end: date, column: str) -> pl.DataFrame:
+    """Moderator decisions by local hour of ``column`` (a name from :data:`DECISION_TIME_COLUMNS`)."""
+    if column not in DECISION_TIME_COLUMNS:
+        raise ValueError(f"unexpected decision time column {column!r}")
+    hours = pl.DataFrame({"hour": list(range(24))}, schema={"hour": pl.Int32})
+    has_source = "source" in data.table_columns("moderation", "decisions")
+    where, params = data.source_clause(source) if has_source else ("true", [])
+    found = data.query(
+        "select hour(l)::integer as hour, count(*)::bigint as decisions from ("
+        f"  select timezone(?, timezone('UTC', {column}::timestamp)) as l from moderation.decisions where {where}"
+        ") where l::date between ? and ? group by 1",
+        [timezone, *params, start, end],
+    )
+    return hours.join(found, on="hour", how="left").with_columns(pl.col("decisions").fill_null(0))
+
+
+def staffing_figure(staffing: pl.DataFrame, timezone: str) -> go.Figure:
+    """Bars per local hour: flagged items, and moderator decisions where known."""
+    fig = go.Figure()
+    hours = staffing["hour"].to_list()
+    fig.add_trace(go.Bar(x=hours, y=staffing["flagged"].to_list(), name="flagged items (posted in this hour)",
+                         marker_color="#dc2626"))
+    if "decisions" in staffing.columns:
+        fig.add_trace(go.Bar(x=hours, y=staffing["decisions"].to_list(), name="moderator decisions",
+                             marker_color="#2563eb"))
+    top = max([*staffing["flagged"].to_list(), *(staffing["decisions"].to_list() if "decisions" in staffing.columns else [])] or [0])
+    fig.update_layout(
+        title=f"Moderation staffing by local hour ({components.plotly_escape(timezone)})",
+        xaxis={"title": "hour of day (local)", "dtick": 1, "range": [-0.5, 23.5]},
+        yaxis={"title": "items", **components.count_axis(top)},
+        barmode="group",
+        height=320,
+        showlegend=True,
+        legend={"orientation": "h", "y": -0.3},
+    )
+    return fig
+
+
+def staffing_section(source: str | None, timezone: str, start: date, end: date) -> pl.DataFrame:
+    """The staffing overlay: chart, busiest flag hours in words, decisions note; returns the data shown."""
+    st.subheader("Moderation staffing")
+    st.caption("When flagged content arrives (the hour the flagged item was posted) next to when moderators "
+               "decide, in the same time zone and dates as the heatmap.")
+    staffing = flagged_by_hour(source, timezone, start, end)
+    column = decision_time_column()
+    if column is not None:
+        staffing = staffing.join(decisions_by_hour(source, timezone, start, end, column), on="hour")
+    total = int(staffing["flagged"].sum())
+    if total == 0 and column is None:
+        components.empty_state("No flagged items in this date range, and no moderator decisions recorded yet.")
+        return staffing
+    if total:
+        top = staffing.sort(["flagged", "hour"], descending=[True, False]).head(3)
+        hours = ", ".join(f"{hour_range(r['hour'])} ({r['flagged']})" for r in top.to_dicts() if r["flagged"])
+        st.markdown(f"**{total:,} flagged items**; most arrive at {components.md_escape(hours)}.")
+    else:
+        st.markdown("No flagged items in this date range.")
+    if column is None:
+        components.empty_state(
+            "No moderator decisions yet: they arrive with the review queue (table `moderation.decisions` "
+            "is not in this snapshot). Until then this chart shows flagged items only."
+        )
+    components.show_chart(staffing_figure(staffing, timezone), key="peak_staffing")
+    return staffing
+
+
 def render() -> None:
     """The Peak times page."""
     source = components.page_header(
         "Peak times",
         "When your community is most active: the average number of events per week in each "
-        "weekday and hour, in the community's local time.",
+        "weekday and hour, in the time zone you choose (the community's by default).",
     )
     if not components.require_table("marts", "activity_heatmap", "activity data"):
         return
     if not activity_types(source):
         components.empty_state("No activity recorded for this source yet, so there are no peak times to show.")
         return
-    choice, types = choose_types(source)
-    cells = heatmap_cells(source, types)
+    community = components.source_timezone(source) or "UTC"
+    first_last = components.data_days(source)
+    col_type, col_tz, col_range = st.columns([1, 1, 1])
+    choice, types = choose_types(source, col_type)
+    timezone = col_tz.selectbox(
+        "Time zone", components.timezone_options(community), key="peak_tz",
+        help="Hours and weekdays are shown in this zone, DST-correct. The community's zone comes first.",
+    )
+    start = end = None
+    if first_last is not None:
+        start, end = components.date_range_filter(*first_last, key="peak_range", container=col_range)
+    whole = first_last is None or (start, end) == first_last
+    # over the whole history nothing is cut at the edges, whatever the zone's date shift
+    lo, hi = (date.min, date.max) if whole else (start, end)
+    if timezone == community and whole:
+        cells = heatmap_cells(source, types)
+    elif data.table_exists("marts", "activity_timeline") and start is not None:
+        cells = timeline_cells(source, types, timezone, lo, hi)
+    else:
+        components.empty_state("Other time zones and date ranges need `marts.activity_timeline`, which this "
+                               "snapshot lacks; showing the community's zone over the whole history.")
+        timezone = community
+        cells = heatmap_cells(source, types)
     unit = UNITS.get(choice, f"{choice} events")
-    zones = cells["timezone"].drop_nulls()
-    timezone = (zones[0] if zones.len() else None) or components.source_timezone(source) or "UTC"
     weeks = cells["weeks_observed"].max() or 0
-    st.markdown(f"Times are local to the community: **{components.md_escape(timezone)}**. "
+    note = "" if timezone == community else f" (the community's own zone is {components.md_escape(community)})"
+    st.markdown(f"Times are local to **{components.md_escape(timezone)}**{note}. "
                 f"Averaged over {weeks:.1f} weeks observed.")
     sentence = peak_sentence(cells, unit)
     if sentence is None:
-        components.empty_state(f"No {unit} recorded for this source yet.")
+        components.empty_state(f"No {unit} recorded for this source in this date range.")
     else:
         st.success(sentence, icon=":material/schedule:")
-    note = day_precision_note(source, types if choice != ALL_CONTENT else list(DAILY_COLUMNS))
-    if note:
-        st.info(note, icon=":material/event_note:")
-    components.show_chart(heatmap_figure(cells, unit, timezone), key="peak_heatmap")
-    with st.expander("Data behind the chart"):
-        names = dict(enumerate(WEEKDAYS, start=1))
-        table = cells.select(
-            "weekday",
-            pl.col("weekday").replace_strict(names, return_dtype=pl.String).alias("weekday_name"),
-            "hour",
-            "events",
-            "weeks_observed",
-            "mean_per_week",
-        )
+        rhythm = rhythm_sentence(cells)
+        if rhythm:
+            st.markdown(rhythm)
+    precision_note = day_precision_note(source, types if choice != ALL_CONTENT else list(DAILY_COLUMNS))
+    if precision_note:
+        st.info(precision_note, icon=":material/event_note:")
+    if sentence is not None:
+        components.show_chart(heatmap_figure(cells, unit, timezone), key="peak_heatmap")
+    names = dict(enumerate(WEEKDAYS, start=1))
+    table = cells.select(
+        "weekday",
+        pl.col("weekday").replace_strict(names, return_dtype=pl.String).alias("weekday_name"),
+        "hour",
+        "events",
+        "weeks_observed",
+        "mean_per_week",
+    )
+    with st.expander("Data behind the heatmap"):
         components.show_table(table, file_name=f"peak_times_{source or 'all'}.csv", key="peak_csv")
+    if start is not None:
+        staffing = staffing_section(source, timezone, lo, hi)
+        with st.expander("Data behind the staffing chart"):
+            components.show_table(staffing, file_name=f"moderation_staffing_{source or 'all'}.csv",
+                                  key="peak_staffing_csv")
 
 
 render()

@@ -1,107 +1,168 @@
-"""Trending topics: which topics (tags) rise above their own recent baseline in a given week.
+"""Trending topics: what is hot and what is emerging this week (or day) versus the one before.
 
-Reads ``marts.trending_topics``: per source, week (Monday) and topic, the week's volume, the
-trailing 4-week baseline, a Poisson-smoothed z-score, the emerging/trending flags and a rank
-(null when the topic is below the minimum support).
+Reads ``marts.trending_topics``: per source, period (day or week), period start and topic, the
+volume, the trailing baseline (28 days or 4 weeks), a Poisson-smoothed z-score, the growth
+ratio, and the flags *hot* (one of the period's 10 largest topics, at least the minimum
+support), *rising* (z >= 2 against a full baseline) and *emerging* (rising from below the
+support level: new growth rather than an always-big topic), with example threads.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
+from plotly.subplots import make_subplots
 
 from dashboards import components, data
 
-STATUS_COLORS: dict[str, str] = {"hot": "#dc2626", "emerging": "#16a34a", "hot, new": "#ea580c", "": "#94a3b8"}
+PERIOD_NAMES: dict[str, str] = {"week": "Weekly", "day": "Daily"}
+SPARK_PERIODS = 12  # periods of history in each sparkline
+LIST_LIMIT = 8  # topics per list
 
 
-def weeks(source: str | None) -> list[date]:
-    """Weeks (Monday dates) present for ``source``, newest first."""
+def period_starts(source: str | None, period: str, start: date, end: date) -> list[date]:
+    """Period starts of ``period`` with any topic, within ``[start, end]`` (by their start), newest first."""
     where, params = data.source_clause(source)
     return data.query(
-        f"select distinct week_start from marts.trending_topics where {where} order by week_start desc", params
-    )["week_start"].to_list()
+        f"select distinct period_start from marts.trending_topics where {where} and period = ? "
+        "and period_start between ? and ? order by period_start desc",
+        [*params, period, start, end],
+    )["period_start"].to_list()
 
 
-def week_topics(source: str | None, week: date, *, ranked_only: bool) -> pl.DataFrame:
-    """Topics of ``week`` in rank order (unranked ones last), with a ``status`` marker column."""
-    where, params = data.source_clause(source)
-    ranked = "and rank is not null" if ranked_only else ""
+def step(period: str) -> timedelta:
+    """The length of one period."""
+    return timedelta(days=7 if period == "week" else 1)
+
+
+def period_topics(source: str | None, period: str, period_start: date) -> pl.DataFrame:
+    """Every topic of one period with last period's volume (0 when absent) and a ``status`` text."""
+    where, params = data.source_clause(source, column="cur.source")
     found = data.query(
-        "select rank, topic, volume, baseline_mean, baseline_std, z_score, is_trending, is_emerging, "
-        "example_content_ids from marts.trending_topics "
-        f"where {where} and week_start = ? {ranked} order by rank nulls last, z_score desc, topic",
-        [*params, week],
+        "select cur.topic, cur.volume, coalesce(prev.volume, 0)::bigint as previous_volume, cur.baseline_mean, "
+        "cur.z_score, cur.growth, cur.volume_rank, cur.rank, cur.is_hot, cur.is_rising, cur.is_emerging, "
+        "cur.is_partial, cur.topic_origin, cur.period_end, cur.example_content_ids, cur.example_titles "
+        "from marts.trending_topics as cur "
+        "left join marts.trending_topics as prev on prev.source = cur.source and prev.period = cur.period "
+        "  and prev.topic = cur.topic and prev.period_start = cur.period_start - ? "
+        f"where {where} and cur.period = ? and cur.period_start = ? "
+        "order by cur.rank nulls last, cur.volume desc, cur.topic",
+        [step(period).days, *params, period, period_start],
     )
     return found.with_columns(
-        status=pl.when(pl.col("is_trending") & pl.col("is_emerging"))
-        .then(pl.lit("hot, new"))
-        .when(pl.col("is_trending"))
-        .then(pl.lit("hot"))
-        .when(pl.col("is_emerging"))
-        .then(pl.lit("emerging"))
-        .otherwise(pl.lit(""))
-    ).select("rank", "topic", "status", "volume", "baseline_mean", "baseline_std", "z_score", "example_content_ids")
-
-
-def bar_figure(topics: pl.DataFrame, week: date, limit: int = 15) -> go.Figure:
-    """Horizontal bars of the top ``limit`` topics' z-scores, coloured by their marker."""
-    top = topics.head(limit).reverse()  # plotly draws the first bar at the bottom
-    fig = go.Figure(
-        go.Bar(
-            x=top["z_score"].fill_null(0).to_list(),
-            y=[components.plotly_escape(t) for t in top["topic"].to_list()],
-            orientation="h",
-            marker_color=[STATUS_COLORS.get(s, "#94a3b8") for s in top["status"].to_list()],
-            customdata=list(zip(top["volume"].to_list(), top["baseline_mean"].fill_null(0).to_list(), strict=True)),
-            hovertemplate="%{y}<br>z-score %{x:.2f}<br>volume %{customdata[0]}, "
-            "baseline %{customdata[1]:.1f}/week<extra></extra>",
+        status=pl.concat_str(
+            [
+                pl.when(pl.col("is_emerging")).then(pl.lit("emerging")),
+                pl.when(pl.col("is_rising") & ~pl.col("is_emerging")).then(pl.lit("rising")),
+                pl.when(pl.col("is_hot")).then(pl.lit("hot")),
+            ],
+            separator=", ",
+            ignore_nulls=True,
         )
     )
-    fig.update_layout(
-        title=f"Top topics by z-score, week of {week:%Y-%m-%d} (red: hot, green: emerging)",
-        xaxis_title="z-score (volume vs. trailing 4-week baseline)",
-        height=max(260, 28 * top.height + 100),
-    )
-    return fig
 
 
-def topic_history(source: str | None, topics: list[str], all_weeks: list[date]) -> pl.DataFrame:
-    """Weekly volume of ``topics`` over ``all_weeks``, zero-filled (the mart keeps volume > 0 only)."""
+def history(source: str | None, period: str, topics: list[str], last: date, n: int = SPARK_PERIODS) -> pl.DataFrame:
+    """Volume per period of ``topics`` over the ``n`` periods ending at ``last``, zero-filled."""
+    first = last - step(period) * (n - 1)
     where, params = data.source_clause(source)
     found = data.query(
-        "select week_start, topic, volume from marts.trending_topics "
-        f"where {where} and list_contains(?::varchar[], topic)",
-        [*params, topics],
+        "select topic, period_start, volume from marts.trending_topics "
+        f"where {where} and period = ? and list_contains(?::varchar[], topic) and period_start between ? and ?",
+        [*params, period, topics, first, last],
     )
-    grid = pl.DataFrame({"week_start": sorted(all_weeks)}, schema={"week_start": pl.Date}).join(
+    starts = [first + step(period) * i for i in range(n)]
+    grid = pl.DataFrame({"period_start": starts}, schema={"period_start": pl.Date}).join(
         pl.DataFrame({"topic": topics, "order": range(len(topics))}, schema={"topic": pl.String, "order": pl.Int64}),
         how="cross",
     )
     return (
-        grid.join(found, on=["week_start", "topic"], how="left")
+        grid.join(found, on=["topic", "period_start"], how="left")
         .with_columns(pl.col("volume").fill_null(0))
-        .sort("order", "week_start")
+        .sort("order", "period_start")
         .drop("order")
     )
 
 
-def history_figure(history: pl.DataFrame) -> go.Figure:
-    """One line per topic: weekly volume."""
+def with_sparklines(topics: pl.DataFrame, hist: pl.DataFrame) -> pl.DataFrame:
+    """Add a ``trend`` list column (the volume history, oldest first) to ``topics``."""
+    spark = hist.group_by("topic", maintain_order=True).agg(pl.col("volume").alias("trend"))
+    return topics.join(spark, on="topic", how="left")
+
+
+def list_table(topics: pl.DataFrame, period: str) -> pl.DataFrame:
+    """The columns shown in the emerging and hot lists."""
+    return topics.select(
+        "topic",
+        "trend",
+        "volume",
+        "previous_volume",
+        "growth",
+        "z_score",
+        pl.col("example_titles").list.join(" | ").alias("example_posts"),
+    )
+
+
+def show_list(topics: pl.DataFrame, hist: pl.DataFrame, period: str) -> None:
+    """One topic list as a table with a sparkline column (member-written titles stay inert cells)."""
+    st.dataframe(list_table(with_sparklines(topics, hist), period), hide_index=True,
+                 column_config=list_config(period), width="stretch")
+
+
+def list_config(period: str) -> dict:
+    """Column formats for the lists (sparkline, growth as ×, z-score)."""
+    word = "week" if period == "week" else "day"
+    return {
+        "volume": st.column_config.NumberColumn(f"this {word}", help="items whose thread carries the topic"),
+        "previous_volume": st.column_config.NumberColumn(f"last {word}"),
+        "growth": st.column_config.NumberColumn("growth", format="×%.1f",
+                                                help="(volume + 1) / (baseline mean + 1)"),
+        "z_score": st.column_config.NumberColumn("z-score", format="%.1f"),
+        "trend": st.column_config.BarChartColumn(f"last {SPARK_PERIODS} {word}s", y_min=0,
+                                                 help=f"items per {word}, oldest first; the last bar is this {word}"),
+        "example_posts": st.column_config.TextColumn("example threads", width="large"),
+    }
+
+
+def versus_figure(topics: pl.DataFrame, period: str, period_start: date) -> go.Figure:
+    """Grouped horizontal bars: this period's volume against the previous one, per topic."""
+    word = "week" if period == "week" else "day"
+    shown = topics.reverse()  # plotly draws the first bar at the bottom
+    labels = [components.plotly_escape(t) for t in shown["topic"].to_list()]
     fig = go.Figure()
-    for (topic,), rows in history.group_by("topic", maintain_order=True):  # in rank order
+    fig.add_trace(go.Bar(y=labels, x=shown["previous_volume"].to_list(), name=f"last {word}", orientation="h",
+                         marker_color="#94a3b8"))
+    fig.add_trace(go.Bar(y=labels, x=shown["volume"].to_list(), name=f"this {word}", orientation="h",
+                         marker_color="#2563eb"))
+    fig.update_layout(
+        title=f"This {word} ({period_start:%Y-%m-%d}) versus last {word}: emerging and hot topics",
+        barmode="group",
+        xaxis={"title": f"items per {word}", **components.count_axis(max(topics["volume"].max() or 0, 1))},
+        height=max(260, 46 * shown.height + 110),
+        legend={"orientation": "h", "y": -0.15},
+    )
+    return fig
+
+
+def sparkline_figure(hist: pl.DataFrame, topics: list[str], title: str, period: str) -> go.Figure:
+    """One small line per topic (shared time axis): its volume over the last periods."""
+    fig = make_subplots(rows=len(topics), cols=1, shared_xaxes=True, vertical_spacing=0.25 / len(topics),
+                        subplot_titles=[components.plotly_escape(t) for t in topics])
+    for i, topic in enumerate(topics, start=1):
+        rows = hist.filter(pl.col("topic") == topic)
         fig.add_trace(
-            go.Scatter(
-                x=rows["week_start"].to_list(),
-                y=rows["volume"].to_list(),
-                mode="lines+markers",
-                name=components.plotly_escape(str(topic)),
-            )
+            go.Scatter(x=rows["period_start"].to_list(), y=rows["volume"].to_list(), mode="lines+markers",
+                       name=components.plotly_escape(topic), line={"width": 2}, marker={"size": 4},
+                       hovertemplate="%{x|%Y-%m-%d}: %{y} items<extra>" + components.plotly_escape(topic) + "</extra>"),
+            row=i, col=1,
         )
-    fig.update_layout(title="Weekly volume of the top topics", yaxis_title="items per week", height=320)
+        fig.update_yaxes(rangemode="tozero", nticks=3, row=i, col=1)
+    fig.update_annotations(font_size=12, x=0, xanchor="left")  # the topic names, left-aligned
+    word = "week" if period == "week" else "day"
+    fig.update_layout(title=f"{title}: items per {word}", showlegend=False, height=90 * len(topics) + 90)
     return fig
 
 
@@ -109,39 +170,95 @@ def render() -> None:
     """The Trending topics page."""
     source = components.page_header(
         "Trending topics",
-        "Topics discussed far more this week than in the four weeks before (a z-score against "
-        "each topic's own baseline); hot means z ≥ 2, emerging means almost absent before.",
+        "What people talk about now: hot topics are this period's largest; emerging topics grow "
+        "from almost nothing against their own trailing baseline (z-score ≥ 2), rather than being "
+        "always big.",
     )
     if not components.require_table("marts", "trending_topics", "topic trends"):
         return
-    available = weeks(source)
-    if not available:
-        components.empty_state("No topics (tags) recorded for this source yet, so nothing is trending.")
+    span = components.data_days(source)
+    where, params = data.source_clause(source)
+    bounds = data.query(
+        f"select min(period_start) as first, max(period_end) as last from marts.trending_topics where {where}", params
+    ).row(0)
+    if bounds[0] is None:
+        components.empty_state("No topics (tags or keyphrases) recorded for this source yet, so nothing is trending.")
         return
-    left, right = st.columns([2, 1])
-    week = left.selectbox("Week starting (Monday)", available, key="trend_week", format_func=lambda d: f"{d:%Y-%m-%d}")
-    ranked_only = not right.toggle("Include topics below minimum support", key="trend_all")
-    topics = week_topics(source, week, ranked_only=ranked_only)
-    if topics.is_empty():
-        components.empty_state(f"No topic reached the minimum support in the week of {week:%Y-%m-%d}.")
+    first, last = bounds if span is None else (min(span[0], bounds[0]), max(span[1], bounds[1]))
+    col_period, col_range, col_when = st.columns([1, 1, 1])
+    period = col_period.radio("Window", list(PERIOD_NAMES), format_func=PERIOD_NAMES.get, horizontal=True,
+                              key="trend_period", help="Compare days with the 28 days before, or weeks with the 4 before.")
+    start, end = components.date_range_filter(first, last, key="trend_range", container=col_range)
+    starts = period_starts(source, period, start - step(period) + timedelta(days=1), end)
+    if not starts:
+        components.empty_state(f"No topics recorded between {start:%Y-%m-%d} and {end:%Y-%m-%d}.")
         return
-    hot = topics.filter(pl.col("status") != "")
-    st.markdown(f"**{hot.height}** of {topics.height} topics stand out in the week of {week:%Y-%m-%d}.")
-    components.show_chart(bar_figure(topics, week), key="trend_bars")
-    components.show_table(
-        topics,
-        file_name=f"trending_{source or 'all'}_{week:%Y-%m-%d}.csv",
-        key="trend_csv",
-        column_config={
-            "baseline_mean": st.column_config.NumberColumn("baseline (mean/week)", format="%.2f"),
-            "baseline_std": st.column_config.NumberColumn("baseline std", format="%.2f"),
-            "z_score": st.column_config.NumberColumn("z-score", format="%.2f"),
-            "example_content_ids": st.column_config.TextColumn("example content ids"),
-        },
+    label = "Week starting (Monday)" if period == "week" else "Day"
+    chosen = col_when.selectbox(label, starts, key=f"trend_when_{period}", format_func=lambda d: f"{d:%Y-%m-%d}",
+                                help="The latest period of the data comes first.")
+    topics = period_topics(source, period, chosen)
+    word = "week" if period == "week" else "day"
+    emerging = topics.filter(pl.col("is_emerging")).head(LIST_LIMIT)
+    hot = topics.filter(pl.col("is_hot")).sort(["volume", "topic"], descending=[True, False]).head(LIST_LIMIT)
+    partial = bool(topics["is_partial"].any())
+    span_text = f"{chosen:%Y-%m-%d}" if period == "day" else f"{chosen:%Y-%m-%d} to {topics['period_end'][0]:%Y-%m-%d}"
+    partial_text = " The data covers only part of this week." if partial and period == "week" else ""
+    st.markdown(
+        f"**{word.capitalize()} of {span_text}:** {emerging.height} emerging and {hot.height} hot topics "
+        f"among {topics.height} discussed.{partial_text}"
     )
-    history = topic_history(source, topics["topic"].head(5).to_list(), available)
-    if len(available) > 1:
-        components.show_chart(history_figure(history), key="trend_history")
+    origin = topics["topic_origin"][0]
+    if origin == "keyphrase":
+        st.caption("This community has no tags: topics are keyphrases extracted from thread titles and bodies (YAKE).")
+    shown = pl.concat([emerging, hot]).unique("topic", keep="first", maintain_order=True)
+    hist = history(source, period, shown["topic"].to_list(), chosen) if shown.height else None
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Emerging")
+        st.caption(f"Rising from below the minimum support: new growth this {word}.")
+        if emerging.is_empty():
+            components.empty_state(f"No topic is emerging in this {word}.")
+        else:
+            show_list(emerging, hist, period)
+    with right:
+        st.subheader("Hot")
+        st.caption(f"The largest topics this {word}, whether or not they grew.")
+        if hot.is_empty():
+            components.empty_state(f"No topic reached the minimum support in this {word}.")
+        else:
+            show_list(hot, hist, period)
+    if shown.height:
+        components.show_chart(versus_figure(shown, period, chosen), key="trend_versus")
+        spark_left, spark_right = st.columns(2)
+        if emerging.height:
+            with spark_left:
+                components.show_chart(sparkline_figure(hist, emerging["topic"].to_list(), "Emerging", period),
+                                      key="trend_spark_emerging")
+        if hot.height:
+            with spark_right:
+                components.show_chart(sparkline_figure(hist, hot["topic"].to_list(), "Hot", period),
+                                      key="trend_spark_hot")
+        lead = emerging if emerging.height else hot
+        st.subheader("Example threads")
+        for row in lead.head(3).iter_rows(named=True):
+            st.markdown(f"**{components.md_escape(row['topic'])}** ({row['volume']} items, "
+                        f"growth ×{row['growth']:.1f}, z = {row['z_score']:.1f})")
+            for cid, title in zip(row["example_content_ids"] or [], row["example_titles"] or [], strict=False):
+                components.untrusted_text(title or "(no title)", prefix=f"{cid}: ", limit=200)
+    else:
+        components.empty_state(f"No topic reached the minimum support in this {word}; the table below lists all.")
+    with st.expander(f"All topics of this {word}"):
+        table = topics.drop("period_end", "is_partial")
+        components.show_table(
+            table,
+            file_name=f"trending_{source or 'all'}_{period}_{chosen:%Y-%m-%d}.csv",
+            key="trend_csv",
+            column_config={
+                "baseline_mean": st.column_config.NumberColumn("baseline (mean)", format="%.2f"),
+                "z_score": st.column_config.NumberColumn("z-score", format="%.2f"),
+                "growth": st.column_config.NumberColumn("growth", format="×%.2f"),
+            },
+        )
 
 
 render()

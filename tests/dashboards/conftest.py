@@ -37,6 +37,9 @@ HOSTILE_PAYLOAD = '{"Id": "9", "Body": "<img src=x onerror=alert(1)>", "Creation
 FALLBACK_NOTE = "detoxify weights unavailable offline"
 DEMO_QUEUE_SIZE = 4
 DEMO_TOPICS_LATEST = ["hops", "sour", "lager"]  # ranked, in rank order; "obscure" is below support
+DEMO_EMERGING = ["sour"]  # the latest week's emerging topics
+DEMO_HOT = ["hops", "sour", "lager"]  # the latest week's hot topics, by volume
+HOT_HOSTILE_TITLE = "<img src=x onerror=alert(1)> [win](http://evil/) **now**"
 BEER_DAY_PRECISION_UPVOTES = 120
 
 CONTENT_TYPES = ("question", "answer", "comment")
@@ -51,12 +54,37 @@ create table marts.activity_heatmap (
 create table marts.engagement_daily (
     source varchar, day date, active_users bigint, new_users bigint, new_content bigint,
     questions bigint, answers bigint, comments bigint, posts bigint, replies bigint,
-    upvotes bigint, downvotes bigint, favorites bigint, accepts bigint, votes bigint, events bigint
+    upvotes bigint, downvotes bigint, favorites bigint, accepts bigint, votes bigint, events bigint,
+    dau bigint, wau bigint, mau bigint, stickiness double, new_threads bigint, threads_responded bigint,
+    response_rate double, response_window_complete boolean
 );
 create table marts.trending_topics (
-    source varchar, week_start date, topic varchar, volume bigint, baseline_weeks bigint,
-    baseline_mean double, baseline_std double, z_score double, is_emerging boolean,
-    is_trending boolean, rank bigint, example_content_ids varchar[]
+    source varchar, period varchar, period_start date, period_end date, week_start date, topic varchar,
+    topic_origin varchar, volume bigint, baseline_periods integer, baseline_mean double, baseline_std double,
+    z_score double, growth double, volume_rank bigint, is_partial boolean, is_hot boolean, is_rising boolean,
+    is_emerging boolean, rank bigint, example_content_ids varchar[], example_titles varchar[]
+);
+create table marts.activity_timeline (
+    source varchar, activity_type varchar, bucket_start timestamp, events bigint
+);
+create table marts.response_times (
+    source varchar, content_id varchar, kind varchar, author_id varchar, created_at timestamp,
+    created_local timestamp, timezone varchar, weekday integer, hour integer, first_answer_at timestamp,
+    first_comment_at timestamp, first_response_at timestamp, hours_to_first_answer double,
+    hours_to_first_comment double, hours_to_first_response double, answers bigint, comments bigint,
+    is_answered boolean, answers_within bigint, comments_within bigint, votes_within bigint,
+    engagement_within bigint, responded_within boolean, window_complete boolean, as_of timestamp
+);
+create table marts.best_time_to_post (
+    source varchar, weekday integer, weekday_name varchar, hour integer, timezone varchar, posts bigint,
+    mean_engagement double, engagement_sd double, engagement_ci_low double, engagement_ci_high double,
+    mean_answers double, mean_comments double, mean_votes double, responded bigint, response_share double,
+    response_share_wilson_low double, median_hours_to_first_response double, is_sufficient boolean, rank bigint
+);
+create table marts.hot_content (
+    source varchar, content_id varchar, kind varchar, title varchar, tags varchar[], author_id varchar,
+    created_at timestamp, as_of timestamp, age_hours double, score bigint, replies bigint, points bigint,
+    hot_score double, rank bigint
 );
 create table marts.moderation_queue (
     source varchar, content_id varchar, kind varchar, thread_id varchar, parent_id varchar,
@@ -102,11 +130,14 @@ def _heatmap_rows(source: str, tz: str, types: tuple[str, ...]) -> list[tuple]:
 
 
 def _daily_rows(source: str, upvotes: int) -> list[tuple]:
-    """Seven days of engagement_daily; all ``upvotes`` fall on the first day."""
+    """Seven days of engagement_daily; all ``upvotes`` fall on the first day. DAU 10 (the last
+    day 16), MAU 40, 5 new threads a day of which 4 answered in time (the last two days'
+    windows are still open)."""
     start = date(2026, 11, 9)
     return [
-        (source, start + timedelta(days=i), 10, 1, 20, 5, 8, 7, 0, 0, n, 0, 0, 0, n, 30 + n)
-        for i, n in enumerate([upvotes, 0, 0, 0, 0, 0, 0])
+        (source, start + timedelta(days=i), dau, 1, 20, 5, 8, 7, 0, 0, n, 0, 0, 0, n, 30 + n,
+         dau, 20, 40, dau / 40, 5, 4, 0.8, i < 5)
+        for i, (n, dau) in enumerate(zip([upvotes, 0, 0, 0, 0, 0, 0], [10, 10, 10, 10, 10, 10, 16], strict=True))
     ]
 
 
@@ -152,19 +183,33 @@ def _fill(con: duckdb.DuckDBPyConnection, *, fallback_scores: bool) -> None:
         "select sum(events) from marts.activity_heatmap where source = 'demo' and activity_type = 'upvote'"
     ).fetchone()[0]
     con.executemany(
-        "insert into marts.engagement_daily values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"insert into marts.engagement_daily values ({', '.join('?' * 24)})",
         _daily_rows("demo", int(demo_upvotes)) + _daily_rows("beer", BEER_DAY_PRECISION_UPVOTES),
     )
     older, previous, latest = _mondays(3)
+    def topic(week, name, volume, mean, z, rank, hot, rising, emerging, ids, titles, volume_rank):
+        return ("demo", "week", week, week + timedelta(days=6), week, name, "tag", volume, 4, mean, 0.5, z,
+                (volume + 1) / (mean + 1), volume_rank, week == latest, hot, rising, emerging, rank, ids, titles)
+
     con.executemany(
-        "insert into marts.trending_topics values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"insert into marts.trending_topics values ({', '.join('?' * 21)})",
         [
-            ("demo", older, "hops", 2, 0, None, None, None, False, False, None, ["demo:t1"]),
-            ("demo", previous, "hops", 3, 1, 2.0, 0.0, 0.5, False, False, 1, ["demo:t1"]),
-            ("demo", latest, "hops", 12, 2, 2.5, 0.5, 3.2, False, True, 1, ["demo:t1", "demo:t5"]),
-            ("demo", latest, "sour", 4, 2, 0.5, 0.5, 2.1, True, True, 2, ["demo:t7"]),
-            ("demo", latest, "lager", 3, 2, 3.0, 1.0, -0.2, False, False, 3, ["demo:t8"]),
-            ("demo", latest, "obscure", 1, 2, 0.0, 0.0, 1.0, True, False, None, ["demo:t9"]),
+            topic(older, "hops", 2, 1.0, 0.7, None, False, False, False, ["demo:t1"], ["Hop schedule"], 1),
+            topic(previous, "hops", 3, 3.5, -0.2, 1, True, False, False, ["demo:t1"], ["Hop schedule"], 1),
+            topic(latest, "hops", 12, 3.5, 3.2, 1, True, True, False, ["demo:t1", "demo:t5"],
+                  ["Hop schedule", "Dry hopping"], 1),
+            topic(latest, "sour", 4, 0.5, 2.1, 2, True, True, True, ["demo:t7"], [HOSTILE_TITLE], 2),
+            topic(latest, "lager", 3, 3.0, -0.2, 3, True, False, False, ["demo:t8"], ["Lager yeast"], 3),
+            topic(latest, "obscure", 1, 0.0, 1.0, None, False, False, False, ["demo:t9"], ["Gruit"], 4),
+        ],
+    )
+    con.executemany(
+        f"insert into marts.hot_content values ({', '.join('?' * 14)})",
+        [
+            ("demo", "demo:t5", "post", HOT_HOSTILE_TITLE, ["hops"], "demo:u1", datetime(2026, 11, 15, 1),
+             datetime(2026, 11, 15, 3), 2.0, 5, 3, 8, 8 / 4**1.8, 1),
+            ("demo", "demo:t1", "post", "Hop schedule", ["hops"], "demo:u2", datetime(2026, 11, 13, 3),
+             datetime(2026, 11, 15, 3), 48.0, 9, 4, 13, 13 / 50**1.8, 2),
         ],
     )
     queue = _queue_rows()
@@ -237,10 +282,14 @@ def _fill_ops(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def build_snapshot(path: Path, *, rows: bool = True, fallback_scores: bool = False, bare: bool = False) -> Path:
+def build_snapshot(
+    path: Path, *, rows: bool = True, fallback_scores: bool = False, bare: bool = False, decisions: bool = False
+) -> Path:
     """Write a snapshot to ``path``.
 
     Args:
+        decisions: add a ``moderation.decisions`` table (moderators' actions, as the review
+            queue will publish them): three decisions at 09:xx UTC and one at 20:xx UTC.
         rows: fill the tables with the hand-made rows (else: every table exists but is empty,
             apart from one non-synthetic source ``empty``).
         fallback_scores: mark the lexical score as ``is_fallback`` in ``moderation.scores``.
@@ -262,6 +311,14 @@ def build_snapshot(path: Path, *, rows: bool = True, fallback_scores: bool = Fal
             _fill(con, fallback_scores=fallback_scores)
         else:
             con.execute("insert into ops.sources values ('empty', false, 'UTC', null)")
+        if decisions:
+            con.execute("create table moderation.decisions (source varchar, content_id varchar, "
+                        "decision varchar, decided_at timestamp)")
+            con.executemany(
+                "insert into moderation.decisions values (?, ?, ?, ?)",
+                [("demo", f"demo:c{i}", "remove", datetime(2026, 11, 14, 9, 10 * i)) for i in range(1, 4)]
+                + [("demo", "demo:c4", "keep", datetime(2026, 11, 14, 20, 5))],
+            )
     finally:
         con.close()
     return path
@@ -296,6 +353,13 @@ def fallback_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
 
 
 @pytest.fixture(scope="session")
+def decisions_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
+    """Like ``snapshot``, plus a ``moderation.decisions`` table."""
+    path = build_snapshot(tmp_path_factory.mktemp("serving_dec") / "serving.duckdb", decisions=True)
+    return Snapshot(path, ("beer", "demo"))
+
+
+@pytest.fixture(scope="session")
 def empty_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
     """Every table present, none with rows (one source, ``empty``)."""
     return Snapshot(build_snapshot(tmp_path_factory.mktemp("serving_empty") / "serving.duckdb", rows=False), ("empty",))
@@ -317,6 +381,9 @@ class Facts:
     fallback_note: str = FALLBACK_NOTE
     demo_queue_size: int = DEMO_QUEUE_SIZE
     demo_topics_latest: tuple[str, ...] = tuple(DEMO_TOPICS_LATEST)
+    demo_emerging: tuple[str, ...] = tuple(DEMO_EMERGING)
+    demo_hot: tuple[str, ...] = tuple(DEMO_HOT)
+    hot_hostile_title: str = HOT_HOSTILE_TITLE
     beer_day_precision_upvotes: int = BEER_DAY_PRECISION_UPVOTES
 
 

@@ -6,7 +6,9 @@ through ``dashboards.data``, so a page that computes them wrongly fails.
 
 from __future__ import annotations
 
+import json
 import os
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -16,8 +18,15 @@ from streamlit.testing.v1 import AppTest
 
 
 APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
-PAGES = ("views/peak_times.py", "views/trending.py", "views/moderation_queue.py", "views/pipeline_health.py")
-TITLES = dict(zip(PAGES, ("Peak times", "Trending topics", "Moderation queue", "Pipeline health"), strict=True))
+PAGES = (
+    "views/overview.py", "views/peak_times.py", "views/trending.py", "views/best_time.py",
+    "views/moderation_queue.py", "views/pipeline_health.py",
+)  # fmt: skip
+TITLES = dict(zip(PAGES, ("Overview", "Peak times", "Trending topics", "Best time to post", "Moderation queue",
+                          "Pipeline health"), strict=True))
+OVERVIEW, PEAK, TRENDING, BEST, QUEUE, HEALTH = PAGES
+# pages that show charts on the hand-made snapshot, per source (beer has no topics, flags or threads there)
+CHARTED = {"demo": {OVERVIEW, PEAK, TRENDING, QUEUE, HEALTH}, "beer": {OVERVIEW, PEAK, HEALTH}}
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 SYNTHETIC = "Synthetic demo data"
 FALLBACK = "Scores come from the fallback lexical model"
@@ -77,9 +86,11 @@ def test_page_runs_with_title_chart_download_and_banner(serve, snapshot, page, s
     assert at.caption, "each page explains itself in one sentence"
     warnings = " ".join(w.value for w in at.warning)
     assert (SYNTHETIC in warnings) is synthetic
-    if source == "demo":  # beer has no topics and no flags: those pages show empty states
+    if page in CHARTED[source]:
         assert at.get("plotly_chart"), "a plotly chart"
         assert at.get("download_button"), "a CSV download"
+    elif page in (TRENDING, BEST):  # nothing to show: say so
+        assert any(i.value.startswith("No ") for i in at.info), [i.value for i in at.info]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -96,13 +107,13 @@ def test_page_shows_empty_state(serve, request, page, variant) -> None:
 
 def test_fallback_banner(serve, snapshot, fallback_snapshot, facts) -> None:
     serve(snapshot)
-    demo = open_page(PAGES[0], "demo")
+    demo = open_page(OVERVIEW, "demo")
     banner = [i.value for i in demo.info if FALLBACK in i.value]
     assert banner and facts.fallback_note in banner[0]  # the run's scorer_note is the reason
-    beer = open_page(PAGES[0], "beer")
+    beer = open_page(OVERVIEW, "beer")
     assert not any(FALLBACK in i.value for i in beer.info)
     serve(fallback_snapshot)  # a stored score is a fallback score: every source is affected
-    beer = open_page(PAGES[0], "beer")
+    beer = open_page(OVERVIEW, "beer")
     assert any(FALLBACK in i.value and "fallback model" in i.value for i in beer.info)
 
 
@@ -127,14 +138,86 @@ def test_pipeline_snapshot_key_numbers(serve, pipeline_snapshot) -> None:
         "where activity_type in ('question', 'answer', 'comment', 'post', 'reply') "
         "group by weekday, hour order by m desc, weekday, hour limit 1",
     ).row(0, named=True)
-    at = open_page(PAGES[0])
+    at = open_page(PEAK)
     assert at.success[0].value.startswith(f"Busiest: {WEEKDAYS[top['weekday'] - 1]} {top['hour']:02d}:00")
     n = sql(pipeline_snapshot, "select count(*) as n from marts.moderation_queue")["n"][0]
-    at = open_page(PAGES[2])
+    at = open_page(QUEUE)
     assert any(m.value.startswith(f"**{n} flagged items**") for m in at.markdown)
     run = sql(pipeline_snapshot, "select run_id, status from ops.runs").row(0, named=True)
-    at = open_page(PAGES[3])
+    at = open_page(HEALTH)
     assert f"**{run['status']}**" in at.success[0].value
+
+
+# --- overview -----------------------------------------------------------------------------
+
+
+def metric(at: AppTest, label: str):
+    """The metric tile labelled ``label``."""
+    found = [m for m in at.metric if m.label == label]
+    assert len(found) == 1, [m.label for m in at.metric]
+    return found[0]
+
+
+def test_overview_kpis_against_the_previous_period(serve, pipeline_snapshot) -> None:
+    serve(pipeline_snapshot)
+    last = sql(pipeline_snapshot, "select max(day) as d from marts.engagement_daily")["d"][0]
+
+    def period(lo, hi) -> dict:
+        return sql(
+            pipeline_snapshot,
+            "select avg(dau) as dau, arg_max(mau, day) as mau, sum(new_content) as content, "
+            "sum(threads_responded) filter (where response_window_complete) "
+            "/ sum(new_threads) filter (where response_window_complete) as rate "
+            "from marts.engagement_daily where day > ? and day <= ?",
+            [lo, hi],
+        ).row(0, named=True)
+
+    cur = period(last - timedelta(days=28), last)
+    prev = period(last - timedelta(days=56), last - timedelta(days=28))
+    change = cur["dau"] / prev["dau"] - 1
+    word = "up" if change > 0.05 else "down" if change < -0.05 else "flat"
+    at = open_page(OVERVIEW)
+    headline = next(m.value for m in at.markdown if m.value.startswith("Engagement"))
+    assert headline.startswith(
+        f"Engagement is **{word}**: **{cur['dau']:.1f}** daily active users on average in the 28 days to "
+        f"{last:%Y-%m-%d}, against {prev['dau']:.1f} in the 28 days before ({change:+.0%})."
+    ), headline
+    dau = metric(at, "Daily active users (avg)")
+    assert (dau.value, dau.delta) == (f"{cur['dau']:.1f}", f"{change:+.0%}")
+    assert metric(at, "Monthly active users").value == f"{cur['mau']:,}"
+    assert metric(at, "Response rate").value == f"{cur['rate']:.0%}"
+    assert metric(at, "Response rate").delta == f"{(cur['rate'] - prev['rate']) * 100:+.0f} pts"
+    specs = plotly_specs(at)
+    assert '"name":"MAU(30days)"' in specs[0].replace(" ", "")
+
+
+def test_overview_period_and_date_range(serve, pipeline_snapshot) -> None:
+    serve(pipeline_snapshot)
+    at = open_page(OVERVIEW)
+    at.selectbox(key="overview_period").set_value(7).run()
+    assert not at.exception
+    assert any("in the 7 days to" in m.value for m in at.markdown)
+    start, end = date(2026, 4, 1), date(2026, 4, 30)
+    at.date_input(key="overview_range").set_value((start, end)).run()
+    assert not at.exception
+    assert any(c.value.startswith("Charts: 2026-04-01 to 2026-04-30") for c in at.caption)
+    table = at.dataframe[-1].value  # the data behind the charts: exactly the chosen days
+    assert (len(table), str(table["day"].min())[:10], str(table["day"].max())[:10]) == (30, "2026-04-01", "2026-04-30")
+    assert any("in the 7 days to 2026-04-30" in m.value for m in at.markdown)
+
+
+def test_overview_without_an_earlier_period_and_hostile_titles(serve, snapshot, facts) -> None:
+    serve(snapshot)
+    at = open_page(OVERVIEW, "demo")
+    headline = next(m.value for m in at.markdown if m.value.startswith("Engagement"))
+    # seven days of data: nothing to compare a 28-day period with
+    assert "no earlier period of the same length" in headline and "**11.0**" not in headline
+    assert metric(at, "Daily active users (avg)").value == f"{(10 * 6 + 16) / 7:.1f}"
+    assert metric(at, "Monthly active users").value == "40"
+    hot = at.dataframe[0].value
+    assert hot["title"].tolist()[0] == facts.hot_hostile_title  # a literal cell, never markup
+    for value in rendered_markup(at) + plotly_specs(at):
+        assert "evil" not in value and "onerror" not in value, value
 
 
 # --- peak times ---------------------------------------------------------------------------
@@ -148,11 +231,12 @@ def test_peak_times_names_the_busiest_slot(serve, snapshot) -> None:
         "where source = 'demo' and activity_type in ('question', 'answer', 'comment', 'post', 'reply') "
         "group by weekday, hour order by m desc, weekday, hour limit 1",
     ).row(0, named=True)
-    at = open_page(PAGES[0], "demo")
+    at = open_page(PEAK, "demo")
     sentence = at.success[0].value
     expected = f"Busiest: {WEEKDAYS[top['weekday'] - 1]} {top['hour']:02d}:00–{top['hour'] + 1:02d}:00, {top['m']:.1f} "
     assert sentence.startswith(expected), sentence
     assert any("Europe\\/Berlin" in m.value for m in at.markdown), "the community timezone is shown"
+    assert any(m.value.startswith("Busiest day: ") for m in at.markdown), "peak hours in words"
     assert not any("Day-precision" in i.value for i in at.info)
     heatmap = plotly_specs(at)[0]
     assert '"type":"heatmap"' in heatmap.replace(" ", "")
@@ -165,7 +249,7 @@ def test_peak_times_single_activity_type(serve, snapshot) -> None:
         "select weekday, hour, mean_per_week from marts.activity_heatmap "
         "where source = 'demo' and activity_type = 'comment' order by mean_per_week desc, weekday, hour limit 1",
     ).row(0, named=True)
-    at = open_page(PAGES[0], "demo")
+    at = open_page(PEAK, "demo")
     at.selectbox(key="peak_activity").set_value("comment").run()
     assert not at.exception
     assert at.success[0].value.startswith(f"Busiest: {WEEKDAYS[top['weekday'] - 1]} {top['hour']:02d}:00")
@@ -174,40 +258,191 @@ def test_peak_times_single_activity_type(serve, snapshot) -> None:
 
 def test_peak_times_notes_excluded_day_precision_votes(serve, snapshot, facts) -> None:
     serve(snapshot)
-    at = open_page(PAGES[0], "beer")
+    at = open_page(PEAK, "beer")
     notes = [i.value for i in at.info if "Day-precision" in i.value]
     assert notes and f"{facts.beer_day_precision_upvotes} upvotes" in notes[0]
+
+
+def _busiest_from_timeline(snapshot, zone: str, start: date | None = None, end: date | None = None) -> tuple:
+    """The busiest content (weekday, hour, mean per week) in ``zone``, re-bucketed with polars' zone database."""
+    timeline = sql(snapshot, "select activity_type, bucket_start, events from marts.activity_timeline").with_columns(
+        local=pl.col("bucket_start").dt.replace_time_zone("UTC").dt.convert_time_zone(zone)
+    )
+    if start is not None:
+        timeline = timeline.filter(pl.col("local").dt.date().is_between(start, end))
+    weeks = ((timeline["local"].max().date() - timeline["local"].min().date()).days + 1) / 7
+    cells = (
+        timeline.filter(pl.col("activity_type").is_in(["post", "reply"]))
+        .group_by(pl.col("local").dt.weekday().alias("weekday"), pl.col("local").dt.hour().alias("hour"))
+        .agg(pl.col("events").sum())
+        .sort(["events", "weekday", "hour"], descending=[True, False, False])
+    )
+    weekday, hour, events = cells.row(0)
+    return weekday, hour, events / weeks
+
+
+def test_peak_times_in_another_time_zone(serve, pipeline_snapshot) -> None:
+    serve(pipeline_snapshot)
+    zone = "Asia/Kolkata"  # UTC+05:30: only 15-minute buckets place every item in the right hour
+    weekday, hour, mean = _busiest_from_timeline(pipeline_snapshot, zone)
+    at = open_page(PEAK)
+    at.selectbox(key="peak_tz").set_value(zone).run()
+    assert not at.exception
+    assert at.success[0].value.startswith(
+        f"Busiest: {WEEKDAYS[weekday - 1]} {hour:02d}:00–{(hour + 1) % 24:02d}:00, {mean:.1f} new posts/week"
+    ), at.success[0].value
+    assert any("Asia\\/Kolkata" in m.value and "own zone is America\\/New\\_York" in m.value for m in at.markdown)
+
+
+def test_peak_times_date_range(serve, pipeline_snapshot) -> None:
+    serve(pipeline_snapshot)
+    start, end = date(2026, 5, 1), date(2026, 5, 31)
+    weekday, hour, mean = _busiest_from_timeline(pipeline_snapshot, "America/New_York", start, end)
+    at = open_page(PEAK)
+    at.date_input(key="peak_range").set_value((start, end)).run()
+    assert not at.exception
+    assert at.success[0].value.startswith(f"Busiest: {WEEKDAYS[weekday - 1]} {hour:02d}:00–"), at.success[0].value
+    assert f"{mean:.1f} new posts/week" in at.success[0].value
+    # the community's zone over the whole history is the mart itself
+    at.date_input(key="peak_range").set_value(
+        tuple(sql(pipeline_snapshot, "select min(day) as a, max(day) as b from marts.engagement_daily").row(0))
+    ).run()
+    top = _busiest_from_timeline(pipeline_snapshot, "America/New_York")
+    assert at.success[0].value.startswith(f"Busiest: {WEEKDAYS[top[0] - 1]} {top[1]:02d}:00–")
+
+
+def _staffing_spec(at: AppTest) -> dict:
+    specs = [json.loads(s) for s in plotly_specs(at)]
+    return next(s for s in specs if "staffing" in s["layout"]["title"]["text"])
+
+
+def test_staffing_overlay_shows_flags_and_says_decisions_are_missing(serve, snapshot) -> None:
+    serve(snapshot)
+    at = open_page(PEAK, "demo")
+    assert any(m.value.startswith("**4 flagged items**") for m in at.markdown)
+    assert any(i.value.startswith("No moderator decisions yet") for i in at.info)
+    spec = _staffing_spec(at)
+    assert len(spec["data"]) == 1
+    by_hour = dict(zip(spec["data"][0]["x"], spec["data"][0]["y"], strict=True))
+    # flagged items were posted 08:00-11:00 UTC on 2026-11-14: 09:00-12:00 in Berlin (CET)
+    assert {h: n for h, n in by_hour.items() if n} == {9: 1, 10: 1, 11: 1, 12: 1}
+
+
+def test_staffing_overlay_with_moderator_decisions(serve, decisions_snapshot) -> None:
+    serve(decisions_snapshot)
+    at = open_page(PEAK, "demo")
+    assert not any(i.value.startswith("No moderator decisions") for i in at.info)
+    spec = _staffing_spec(at)
+    assert [t["name"] for t in spec["data"]] == ["flagged items (posted in this hour)", "moderator decisions"]
+    decisions = dict(zip(spec["data"][1]["x"], spec["data"][1]["y"], strict=True))
+    assert {h: n for h, n in decisions.items() if n} == {10: 3, 21: 1}  # 09:xx and 20:05 UTC in CET
 
 
 # --- trending -----------------------------------------------------------------------------
 
 
-def test_trending_ranks_latest_week(serve, snapshot, facts) -> None:
+def test_trending_lists_emerging_and_hot_this_week_versus_last(serve, snapshot, facts) -> None:
     serve(snapshot)
-    expected = sql(
-        snapshot,
-        "select topic from marts.trending_topics where source = 'demo' and rank is not null and "
-        "week_start = (select max(week_start) from marts.trending_topics where source = 'demo') order by rank",
-    )["topic"].to_list()
-    assert expected == list(facts.demo_topics_latest)
-    at = open_page(PAGES[1], "demo")
-    table = at.dataframe[0].value
-    assert table["topic"].tolist() == expected
-    assert table["status"].tolist()[:2] == ["hot", "hot, new"]
-    assert table["example_content_ids"].tolist()[0] == "demo:t1, demo:t5"
-    at.toggle(key="trend_all").set_value(True).run()
-    assert "obscure" in at.dataframe[0].value["topic"].tolist()
+    latest = sql(snapshot, "select max(period_start) as w from marts.trending_topics where source = 'demo'")["w"][0]
+    at = open_page(TRENDING, "demo")
+    assert any(m.value.startswith(f"**Week of {latest:%Y-%m-%d} to {latest + timedelta(days=6):%Y-%m-%d}:** "
+                                  "1 emerging and 3 hot topics among 4 discussed") for m in at.markdown)
+    emerging, hot = at.dataframe[0].value, at.dataframe[1].value
+    assert emerging["topic"].tolist() == list(facts.demo_emerging)
+    assert hot["topic"].tolist() == list(facts.demo_hot)
+    hops = hot[hot["topic"] == "hops"].iloc[0]
+    assert (hops["volume"], hops["previous_volume"]) == (12, 3)  # this week versus last
+    assert hops["growth"] == pytest.approx(13 / 4.5)
+    assert list(hops["trend"])[-2:] == [3, 12]  # the sparkline ends with last week and this week
+    texts = [t.value for t in at.text]
+    assert f"demo:t7: {facts.hostile_title}" in texts  # the example thread, as literal text
+    for value in rendered_markup(at) + plotly_specs(at):
+        assert "evil" not in value and "<b>" not in value, value
+    versus = json.loads(plotly_specs(at)[0])
+    assert [t["name"] for t in versus["data"]] == ["last week", "this week"]
+    everything = at.dataframe[-1].value
+    assert "obscure" in everything["topic"].tolist()
 
 
 def test_trending_other_week(serve, snapshot) -> None:
     serve(snapshot)
-    at = open_page(PAGES[1], "demo")
-    weeks = at.selectbox(key="trend_week").options
+    at = open_page(TRENDING, "demo")
+    weeks = at.selectbox(key="trend_when_week").options
     assert len(weeks) == 3 and weeks == sorted(weeks, reverse=True)
-    at.selectbox(key="trend_week").set_value(at.selectbox(key="trend_week").options[1]).run()
+    at.selectbox(key="trend_when_week").set_value(at.selectbox(key="trend_when_week").options[1]).run()
     assert not at.exception
-    assert at.dataframe[0].value["topic"].tolist() == ["hops"]
+    assert any(i.value.startswith("No topic is emerging") for i in at.info)
+    assert at.dataframe[0].value["topic"].tolist() == ["hops"]  # the hot list
 
+
+def test_trending_daily_window(serve, pipeline_snapshot) -> None:
+    serve(pipeline_snapshot)
+    day = sql(pipeline_snapshot, "select max(period_start) as d from marts.trending_topics where period = 'day'")["d"][0]
+    hot = sql(
+        pipeline_snapshot,
+        "select topic from marts.trending_topics where period = 'day' and period_start = ? and is_hot "
+        "order by volume desc, topic limit 8",
+        [day],
+    )["topic"].to_list()
+    at = open_page(TRENDING)
+    at.radio(key="trend_period").set_value("day").run()
+    assert not at.exception
+    assert at.selectbox(key="trend_when_day").value == day
+    assert any(m.value.startswith(f"**Day of {day:%Y-%m-%d}:**") for m in at.markdown)
+    tables = [d.value for d in at.dataframe]
+    assert any(t["topic"].tolist() == hot for t in tables), hot
+
+
+# --- best time to post --------------------------------------------------------------------
+
+
+def test_best_time_matches_the_mart_and_recommends_its_top_slot(serve, pipeline_snapshot) -> None:
+    serve(pipeline_snapshot)
+    mart = sql(
+        pipeline_snapshot,
+        "select rank, weekday, hour, posts, mean_engagement, engagement_ci_low, engagement_ci_high "
+        "from marts.best_time_to_post where rank is not null order by rank",
+    )
+    never = sql(pipeline_snapshot, "select count(*) as n from marts.response_times where not is_answered")["n"][0]
+    at = open_page(BEST)
+    table = at.dataframe[0].value
+    ranked = table[table["rank"].notna()]
+    assert ranked["rank"].astype(int).tolist() == mart["rank"].to_list()
+    assert ranked["weekday"].astype(int).tolist() == mart["weekday"].to_list()
+    assert ranked["hour"].astype(int).tolist() == mart["hour"].to_list()
+    assert ranked["posts"].tolist() == mart["posts"].to_list()
+    assert ranked["mean_engagement"].tolist() == pytest.approx(mart["mean_engagement"].to_list())
+    assert set(table[table["rank"].isna()]["evidence"]) <= {"too little data"}
+    best = mart.row(0, named=True)
+    slot = f"{WEEKDAYS[best['weekday'] - 1]} {best['hour']:02d}:00–{best['hour'] + 1:02d}:00"
+    assert at.success[0].value.startswith(
+        f"Post on **{slot}** (America\\/New\\_York): a new thread there got **{best['mean_engagement']:.1f}** "
+        f"responses and votes within 7 days on average (95% CI {best['engagement_ci_low']:.1f}–"
+        f"{best['engagement_ci_high']:.1f}, {best['posts']} threads)"
+    ), at.success[0].value
+    assert metric(at, "Never answered").value == f"{never:,}"
+    assert not any("Votes are not counted" in i.value for i in at.info)  # the demo's votes are hour-precise
+
+
+def test_best_time_coarser_slots_and_thin_data(serve, pipeline_snapshot) -> None:
+    serve(pipeline_snapshot)
+    by_hour = (
+        sql(pipeline_snapshot, "select hour, engagement_within as e from marts.response_times where window_complete")
+        .group_by("hour")
+        .agg(n=pl.len(), mean=pl.col("e").mean(), sd=pl.col("e").std())
+        .with_columns(low=(pl.col("mean") - 1.959964 * pl.col("sd") / pl.col("n").sqrt()).clip(lower_bound=0))
+        .sort(["low", "mean", "hour"], descending=[True, True, False])
+    )
+    at = open_page(BEST)
+    at.radio(key="best_grouping").set_value("hour of day").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table["weekday"].isna().all()
+    assert table["hour"].astype(int).tolist()[:3] == by_hour["hour"].to_list()[:3]
+    assert len(plotly_specs(at)) == 1, "no weekday x hour heatmap for hour-of-day slots"
+    at.radio(key="best_grouping").set_value("weekday × hour").run()
+    at.number_input(key="best_min_posts").set_value(100).run()
+    assert any("too little data to rank" in i.value for i in at.info)
 
 # --- moderation queue ---------------------------------------------------------------------
 
@@ -216,7 +451,7 @@ def test_queue_lists_flagged_items_by_priority(serve, snapshot, facts) -> None:
     serve(snapshot)
     n = sql(snapshot, "select count(*) as n from marts.moderation_queue where source = 'demo'")["n"][0]
     assert n == facts.demo_queue_size
-    at = open_page(PAGES[2], "demo")
+    at = open_page(QUEUE, "demo")
     assert any(m.value.startswith(f"**{n} flagged items**") for m in at.markdown)
     headers = [m.value for m in at.markdown if m.value.startswith("**#")]
     assert [h.split(" · ")[1] for h in headers] == [f"priority {i}" for i in range(1, n + 1)]
@@ -229,7 +464,7 @@ def test_queue_lists_flagged_items_by_priority(serve, snapshot, facts) -> None:
 
 def test_queue_filters(serve, snapshot) -> None:
     serve(snapshot)
-    at = open_page(PAGES[2], "demo")
+    at = open_page(QUEUE, "demo")
     at.slider(key="queue_min_score").set_value(0.9).run()
     strong = sql(snapshot, "select count(*) as n from marts.moderation_queue where source = 'demo' and max_score >= 0.9")
     assert any(m.value.startswith(f"**{strong['n'][0]} flagged items**") for m in at.markdown)
@@ -244,7 +479,7 @@ def test_queue_filters(serve, snapshot) -> None:
 
 def test_queue_shows_hostile_content_as_literal_text(serve, snapshot, facts) -> None:
     serve(snapshot)
-    at = open_page(PAGES[2], "demo")
+    at = open_page(QUEUE, "demo")
     texts = [t.value for t in at.text]
     assert facts.hostile_body in [c.value for c in at.code], "the body is shown verbatim (st.code, no language)"
     assert {c.proto.language for c in at.code} == {"plaintext"}
@@ -262,7 +497,7 @@ def test_pipeline_health_latest_run_and_details(serve, snapshot, facts) -> None:
     latest = sql(
         snapshot, "select run_id, status from ops.runs where source = 'demo' order by started_at desc limit 1"
     ).row(0, named=True)
-    at = open_page(PAGES[3], "demo")
+    at = open_page(HEALTH, "demo")
     banner = at.success[0].value
     assert latest["run_id"].replace("-", "\\-") in banner and f"**{latest['status']}**" in banner
     streams = at.dataframe[1].value  # runs table, then stream counts
@@ -279,7 +514,7 @@ def test_pipeline_health_latest_run_and_details(serve, snapshot, facts) -> None:
 
 def test_pipeline_health_failed_run_highlights_critical_failures(serve, snapshot) -> None:
     serve(snapshot)
-    at = open_page(PAGES[3], "demo")
+    at = open_page(HEALTH, "demo")
     at.selectbox(key="health_run").set_value("run-demo-1").run()
     assert not at.exception
     assert any("critical expectation" in e.value for e in at.error)

@@ -101,9 +101,17 @@ def marts_frames(n: int = 20) -> Frames:
         pl.lit("demo").alias("source"),
         (pl.lit(datetime(2024, 1, 1)).dt.date() + pl.duration(days="i")).alias("day"),
         *[pl.col("i").cast(pl.Int64).alias(c) for c in counts],
+        pl.col("i").cast(pl.Int64).alias("dau"),
+        (pl.col("i") + 1).cast(pl.Int64).alias("wau"),
+        (pl.col("i") + 2).cast(pl.Int64).alias("mau"),
+        (pl.col("i") / (pl.col("i") + 2)).alias("stickiness"),
+        pl.when(pl.col("i") > 0).then(1 / pl.col("i")).otherwise(None).alias("response_rate"),
     )
     trending = pl.DataFrame({"i": idx}).select(
         pl.lit("demo").alias("source"),
+        pl.lit("week").alias("period"),
+        pl.lit(datetime(2024, 5, 27)).dt.date().alias("period_start"),
+        ((pl.col("i") + 1) / 2).alias("growth"),
         pl.lit(datetime(2024, 5, 27)).dt.date().alias("week_start"),
         pl.format("topic{}", "i").alias("topic"),
         (pl.col("i") + 1).cast(pl.Int64).alias("volume"),
@@ -131,12 +139,39 @@ def marts_frames(n: int = 20) -> Frames:
         (pl.col("i") / n).alias("max_score"),
         (pl.col("i") / n * 3).alias("severity"),
     )
+    slots = cells.select(pl.lit("demo").alias("source"), pl.col("weekday").cast(pl.Int32), pl.col("hour").cast(pl.Int32))
+    timeline = pl.DataFrame({"i": idx}).select(
+        (pl.lit(datetime(2024, 1, 1)) + pl.duration(minutes=pl.col("i") * 15)).alias("bucket_start"),
+        (pl.col("i") + 1).cast(pl.Int64).alias("events"),
+    )
+    times = pl.DataFrame({"i": idx}).select(
+        pl.lit("demo").alias("source"),
+        pl.format("c{}", "i").alias("content_id"),
+        pl.when(pl.col("i") % 3 > 0).then(pl.col("i") / 2).otherwise(None).alias("hours_to_first_answer"),
+        pl.when(pl.col("i") % 3 > 0).then(pl.col("i") / 4).otherwise(None).alias("hours_to_first_response"),
+    )
+    by_slot = slots.with_columns((pl.col("hour") / 23).alias("never_answered_share"))
+    best = slots.with_columns(
+        (pl.col("hour") / 23).alias("response_share"),
+        (pl.col("hour") / 46).alias("response_share_wilson_low"),
+        pl.when(pl.col("hour") > 3).then(pl.col("hour") / 10).otherwise(None).alias("engagement_ci_low"),
+    )
+    hot = pl.DataFrame({"i": idx}).select(
+        pl.lit("demo").alias("source"),
+        pl.format("c{}", "i").alias("content_id"),
+        (1 / (pl.col("i") + 2) ** 1.8).alias("hot_score"),
+    )
     return {
         "marts.activity_heatmap": heatmap,
         "marts.engagement_daily": daily,
         "marts.trending_topics": trending,
         "moderation.scores": scores,
         "marts.moderation_queue": queue,
+        "marts.activity_timeline": timeline,
+        "marts.response_times": times,
+        "marts.response_times_by_slot": by_slot,
+        "marts.best_time_to_post": best,
+        "marts.hot_content": hot,
     }
 
 
@@ -203,11 +238,12 @@ def test_valid_staging_batch_passes_every_expectation() -> None:
 
 def test_valid_marts_pass_every_expectation() -> None:
     result = run(marts_frames(), MARTS_SUITE, suite="marts")
-    assert len(result.results) == 36
+    assert len(result.results) == 56
     assert result.success, [r.summary() for r in result.failed]
     assert {r.table for r in result.results} == {
         "marts.activity_heatmap", "marts.engagement_daily", "marts.trending_topics",
-        "moderation.scores", "marts.moderation_queue",
+        "moderation.scores", "marts.moderation_queue", "marts.activity_timeline", "marts.response_times",
+        "marts.response_times_by_slot", "marts.best_time_to_post", "marts.hot_content",
     }  # fmt: skip
 
 
@@ -403,12 +439,12 @@ def test_persist_writes_one_row_per_expectation_and_is_idempotent(warehouse) -> 
     assert persist(warehouse, first) == 23
     second = run(staging_frames())  # the rerun of the same run is clean
     assert persist(warehouse, second) == 23
-    assert persist(warehouse, run(marts_frames(), MARTS_SUITE, suite="marts")) == 36
+    assert persist(warehouse, run(marts_frames(), MARTS_SUITE, suite="marts")) == 56
     rows = warehouse.execute(
         "select suite, count(*), count(*) filter (where not success) from quality.validation_results "
         "where run_id = 'run-1' group by suite order by suite"
     ).fetchall()
-    assert rows == [("marts", 36, 0), ("staging", 23, 0)]
+    assert rows == [("marts", 56, 0), ("staging", 23, 0)]
 
 
 def test_persisted_rows_carry_counts_and_details(warehouse) -> None:

@@ -3,7 +3,14 @@
 -- exact-precision events and user sign-ups; day-precision events (Stack Exchange votes, which
 -- the dump truncates to the UTC day) are counted on their UTC date, because their local date
 -- is unknowable. Every day from the source's first to its last dated record (content, event
--- or user sign-up) appears, zero-filled. Documented in transforms/README.md.
+-- or user sign-up) appears, zero-filled.
+-- DAU = active_users; WAU / MAU = distinct active users in the 7 / 30 days ending that day;
+-- stickiness = DAU / MAU. A user's activity on day d counts toward WAU/MAU on days
+-- d .. d+6 / d .. d+29: each user's active days become spells that end at the next active
+-- day, so the rolling distinct count is a running sum of +1/-1 changes (no self-join).
+-- Response rate: thread roots created that day answered by another member within
+-- $window_days days (from marts.response_times, built before this mart).
+-- Documented in transforms/README.md.
 with
 
 sources as (
@@ -62,6 +69,57 @@ active_users as (
         select source, day, user_id from event_days where user_id is not null
     )
     group by source, day
+),
+
+active_user_days as (
+    select distinct source, day, user_id
+    from (
+        select source, day, author_id as user_id from content_days where author_id is not null
+        union all
+        select source, day, user_id from event_days where user_id is not null
+    )
+),
+
+user_spells as (
+    -- one row per user and active day, with the user's next active day (NULL after the last)
+    select
+        source,
+        user_id,
+        day,
+        lead(day) over (partition by source, user_id order by day) as next_day
+    from active_user_days
+),
+
+window_changes as (
+    -- +1 when a spell starts, -1 when the 7-day (WAU) / 30-day (MAU) window of its last day
+    -- has passed or the next spell starts, whichever is first
+    select source, day, 1 as wau_delta, 1 as mau_delta from user_spells
+    union all
+    select source, least(day + 7, coalesce(next_day, day + 7)), -1, 0 from user_spells
+    union all
+    select source, least(day + 30, coalesce(next_day, day + 30)), 0, -1 from user_spells
+),
+
+daily_changes as (
+    select source, day, sum(wau_delta) as wau_delta, sum(mau_delta) as mau_delta
+    from window_changes
+    group by source, day
+),
+
+thread_days as (
+    select
+        source,
+        created_local::date as day,
+        count(*) as new_threads,
+        count(*) filter (where responded_within) as threads_responded
+    from marts.response_times
+    group by source, created_local::date
+),
+
+data_end as (
+    select source, timezone(any_value(timezone), timezone('UTC', max(as_of)))::date as as_of_day
+    from marts.response_times
+    group by source
 ),
 
 new_users as (
@@ -133,12 +191,30 @@ final as (
         coalesce(event_counts.favorites, 0) as favorites,
         coalesce(event_counts.accepts, 0) as accepts,
         coalesce(event_counts.upvotes, 0) + coalesce(event_counts.downvotes, 0) as votes,
-        coalesce(event_counts.events, 0) as events
+        coalesce(event_counts.events, 0) as events,
+        coalesce(active_users.active_users, 0) as dau,
+        (sum(coalesce(daily_changes.wau_delta, 0)) over running)::bigint as wau,
+        (sum(coalesce(daily_changes.mau_delta, 0)) over running)::bigint as mau,
+        case
+            when sum(coalesce(daily_changes.mau_delta, 0)) over running > 0
+                then coalesce(active_users.active_users, 0)
+                    / sum(coalesce(daily_changes.mau_delta, 0)) over running
+        end as stickiness,
+        coalesce(thread_days.new_threads, 0) as new_threads,
+        coalesce(thread_days.threads_responded, 0) as threads_responded,
+        case
+            when thread_days.new_threads > 0 then thread_days.threads_responded / thread_days.new_threads
+        end as response_rate,
+        coalesce(days.day + ($window_days + 1) <= data_end.as_of_day, false) as response_window_complete
     from days
     left join active_users using (source, day)
+    left join daily_changes using (source, day)
+    left join thread_days using (source, day)
+    left join data_end using (source)
     left join new_users using (source, day)
     left join content_counts using (source, day)
     left join event_counts using (source, day)
+    window running as (partition by days.source order by days.day rows between unbounded preceding and current row)
     order by days.source, days.day
 )
 

@@ -1,13 +1,18 @@
 -- marts.trending_topics
--- Grain: source x week_start (local Monday) x topic (tag), one row per tag with volume > 0.
--- An item counts toward a tag when its thread's root item (content_id = the item's thread_id;
--- an item without thread_id is its own root) carries the tag: answers, comments and replies
--- inherit their thread's tags, and their own tags are ignored.
--- Baseline: the trailing 4 weeks, zero weeks included, never before the source's first week
--- (whose own baseline is therefore empty and taken as 0).
+-- Grain: source x period ('day' or 'week') x period_start x topic, one row per topic with
+-- volume > 0 in that period. Days are local dates; weeks start on the local Monday.
+-- Topics come from marts.thread_topics (tags, or YAKE keyphrases for sources without tags).
+-- An item counts toward a topic when its thread's root carries it: answers, comments and
+-- replies inherit their thread's topics, and their own tags are ignored.
+-- Baseline: the trailing 28 days (day) or 4 weeks (week), zero periods included, never before
+-- the source's first period (whose own baseline is empty and taken as 0). Computed from the
+-- sparse rows with RANGE window frames over a period index (sum and sum of squares), so no
+-- dense topic x period grid is built.
 -- z_score = (volume - baseline_mean) / sqrt(baseline_std^2 + baseline_mean + 1)
--- (a Poisson-smoothed z-score; rationale and source in transforms/README.md).
--- Parameter: $min_support (integer >= 1), bound by the runner.
+-- (a Poisson-smoothed z-score), growth = (volume + 1) / (baseline_mean + 1).
+-- hot = large volume now (top 10 of the period by volume); rising = z >= 2 against a full
+-- baseline; emerging = rising from below the support level (new growth, not always big).
+-- Rationale and sources in transforms/README.md. Parameter: $min_support (integer >= 1).
 with
 
 sources as (
@@ -23,156 +28,189 @@ items as (
         content.source,
         content.content_id,
         coalesce(content.thread_id, content.content_id) as root_id,
-        date_trunc(
-            'week', timezone(sources.timezone, timezone('UTC', content.created_at))
-        )::date as week_start
+        timezone(sources.timezone, timezone('UTC', content.created_at))::date as day
     from staging.content as content
     inner join sources using (source)
 ),
 
-roots as (
+source_span as (
     select
         source,
-        content_id as root_id,
-        score as root_score,
-        list_distinct(tags) as tags
-    from staging.content
-    where coalesce(thread_id, content_id) = content_id
-        and len(tags) > 0
-),
-
-item_topics as (
-    select source, week_start, topic, content_id, root_id, root_score
-    from (
-        select
-            items.source,
-            items.week_start,
-            unnest(roots.tags) as topic,
-            items.content_id,
-            items.root_id,
-            roots.root_score
-        from items
-        inner join roots using (source, root_id)
-    )
-    where topic <> ''
-),
-
-weekly_volume as (
-    select source, week_start, topic, count(*) as volume
-    from item_topics
-    group by source, week_start, topic
-),
-
-source_weeks as (
-    select source, min(week_start) as first_week, max(week_start) as last_week
+        min(day) as first_day,
+        max(day) as last_day,
+        date_trunc('week', min(day))::date as first_week
     from items
     group by source
 ),
 
-week_grid as (
-    select
-        source,
-        unnest(generate_series(first_week, last_week, interval 7 day))::date as week_start
-    from source_weeks
+item_periods as (
+    select source, content_id, root_id, 'day' as period, day as period_start from items
+    union all
+    select source, content_id, root_id, 'week' as period, date_trunc('week', day)::date as period_start
+    from items
 ),
 
-topics as (
-    select distinct source, topic
-    from weekly_volume
+item_topics as (
+    select
+        item_periods.source,
+        item_periods.period,
+        item_periods.period_start,
+        thread_topics.topic,
+        thread_topics.topic_origin,
+        item_periods.content_id,
+        item_periods.root_id
+    from item_periods
+    inner join marts.thread_topics as thread_topics using (source, root_id)
 ),
 
-series as (
-    -- dense weekly series per topic from the source's first week: weeks without the topic are 0
+volumes as (
     select
-        week_grid.source,
-        week_grid.week_start,
-        topics.topic,
-        coalesce(weekly_volume.volume, 0) as volume
-    from week_grid
-    inner join topics using (source)
-    left join weekly_volume using (source, week_start, topic)
+        item_topics.source,
+        item_topics.period,
+        item_topics.period_start,
+        item_topics.topic,
+        min(item_topics.topic_origin) as topic_origin,
+        count(*) as volume,
+        case item_topics.period
+            when 'day' then date_diff('day', any_value(source_span.first_day), item_topics.period_start)
+            else date_diff('day', any_value(source_span.first_week), item_topics.period_start) // 7
+        end as period_index,
+        case item_topics.period when 'day' then 28 else 4 end as window_periods
+    from item_topics
+    inner join source_span using (source)
+    group by item_topics.source, item_topics.period, item_topics.period_start, item_topics.topic
+),
+
+with_sums as (
+    select
+        *,
+        least(window_periods, period_index) as baseline_periods,
+        case period
+            when 'day' then coalesce(sum(volume) over trailing_28, 0)
+            else coalesce(sum(volume) over trailing_4, 0)
+        end as baseline_sum,
+        case period
+            when 'day' then coalesce(sum(volume * volume) over trailing_28, 0)
+            else coalesce(sum(volume * volume) over trailing_4, 0)
+        end as baseline_sum_sq
+    from volumes
+    window
+        trailing_28 as (
+            partition by source, period, topic order by period_index range between 28 preceding and 1 preceding
+        ),
+        trailing_4 as (
+            partition by source, period, topic order by period_index range between 4 preceding and 1 preceding
+        )
 ),
 
 with_baseline as (
     select
-        source,
-        week_start,
-        topic,
-        volume,
-        count(*) over trailing_4_weeks as baseline_weeks,
-        -- the source's first week has an empty window: nothing was said before the community
-        -- existed, so its expected volume is 0 (every topic that week is new)
-        coalesce(avg(volume) over trailing_4_weeks, 0) as baseline_mean,
-        coalesce(stddev_pop(volume) over trailing_4_weeks, 0) as baseline_std
-    from series
-    window trailing_4_weeks as (
-        partition by source, topic order by week_start rows between 4 preceding and 1 preceding
-    )
+        *,
+        case when baseline_periods > 0 then baseline_sum / baseline_periods else 0.0 end as baseline_mean,
+        case
+            when baseline_periods > 0
+                then sqrt(greatest(
+                    baseline_sum_sq / baseline_periods - (baseline_sum / baseline_periods) ^ 2, 0.0
+                ))
+            else 0.0
+        end as baseline_std
+    from with_sums
 ),
 
 scored as (
     select
         *,
-        (volume - baseline_mean)
-            / sqrt(baseline_std * baseline_std + baseline_mean + 1) as z_score
+        (volume - baseline_mean) / sqrt(baseline_std * baseline_std + baseline_mean + 1) as z_score,
+        (volume + 1) / (baseline_mean + 1) as growth,
+        row_number() over (
+            partition by source, period, period_start order by volume desc, topic
+        ) as volume_rank
     from with_baseline
-    where volume > 0
 ),
 
 ranked as (
     select
         source,
-        week_start,
+        period,
+        period_start,
         topic,
         row_number() over (
-            partition by source, week_start order by z_score desc, volume desc, topic
+            partition by source, period, period_start order by z_score desc, volume desc, topic
         ) as rank
     from scored
     where volume >= $min_support
 ),
 
+roots as (
+    select source, content_id as root_id, score as root_score, title as root_title
+    from staging.content
+    where coalesce(thread_id, content_id) = content_id
+),
+
 example_roots as (
     select
         source,
-        week_start,
+        period,
+        period_start,
         topic,
         root_id,
+        root_title,
         row_number() over (
-            partition by source, week_start, topic order by root_score desc nulls last, root_id
+            partition by source, period, period_start, topic order by root_score desc nulls last, root_id
         ) as example_order
-    from (select distinct source, week_start, topic, root_id, root_score from item_topics)
+    from (
+        select distinct item_topics.source, item_topics.period, item_topics.period_start, item_topics.topic,
+            item_topics.root_id, roots.root_score, roots.root_title
+        from item_topics
+        inner join roots using (source, root_id)
+    )
 ),
 
 examples as (
     select
         source,
-        week_start,
+        period,
+        period_start,
         topic,
-        list(root_id order by example_order) as example_content_ids
+        list(root_id order by example_order) as example_content_ids,
+        list(coalesce(root_title, '') order by example_order) as example_titles
     from example_roots
     where example_order <= 3
-    group by source, week_start, topic
+    group by source, period, period_start, topic
 ),
 
 final as (
     select
         scored.source,
-        scored.week_start,
+        scored.period,
+        scored.period_start,
+        scored.period_start + case scored.period when 'day' then 0 else 6 end as period_end,
+        date_trunc('week', scored.period_start)::date as week_start,
         scored.topic,
+        scored.topic_origin,
         scored.volume,
-        scored.baseline_weeks,
+        scored.baseline_periods,
         scored.baseline_mean,
         scored.baseline_std,
         scored.z_score,
-        -- flags need a full 4-week baseline: a community's first weeks are ranked, never flagged
-        scored.baseline_weeks = 4 and scored.baseline_mean < 1 and scored.volume >= $min_support as is_emerging,
-        scored.baseline_weeks = 4 and scored.z_score >= 2 and scored.volume >= $min_support as is_trending,
+        scored.growth,
+        scored.volume_rank,
+        scored.period_start < source_span.first_day
+            or scored.period_start + case scored.period when 'day' then 0 else 6 end > source_span.last_day
+            as is_partial,
+        scored.volume >= $min_support and scored.volume_rank <= 10 as is_hot,
+        scored.baseline_periods = scored.window_periods and scored.z_score >= 2
+            and scored.volume >= $min_support as is_rising,
+        scored.baseline_periods = scored.window_periods and scored.z_score >= 2
+            and scored.volume >= $min_support and scored.baseline_mean < $min_support as is_emerging,
         ranked.rank,
-        examples.example_content_ids
+        examples.example_content_ids,
+        examples.example_titles
     from scored
-    left join ranked using (source, week_start, topic)
-    left join examples using (source, week_start, topic)
-    order by scored.source, scored.week_start, ranked.rank nulls last, scored.topic
+    inner join source_span using (source)
+    left join ranked using (source, period, period_start, topic)
+    left join examples using (source, period, period_start, topic)
+    order by scored.source, scored.period, scored.period_start, ranked.rank nulls last, scored.topic
 )
 
 select * from final

@@ -1,0 +1,295 @@
+"""The dashboards in a real browser: Playwright drives Debian's Chromium against ``streamlit run``.
+
+A snapshot is built by the real pipeline (``pulse.steps.run_pipeline``, lexical scorer) on the
+beer.stackexchange dump; the test starts ``streamlit run dashboards/app.py`` on a free
+localhost port, opens every analytics page, waits until each plotly chart has drawn its SVG
+and each table its canvas, checks that the key numbers (computed here from the snapshot with
+plain SQL) are on screen, and saves a full-page screenshot per page in
+``tmp/artifacts/browser/`` (``PULSE_ARTIFACTS`` overrides the folder). The server is always
+stopped, whatever happens.
+
+Chromium comes from the system (``apt install chromium``; Playwright downloads no browser).
+Without it the test is skipped with the reason, except under ``CI=true``, where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+TIMEOUT_MS = 60_000
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The system Chromium executable (skip, or fail under CI, when it is absent)."""
+    path = shutil.which("chromium")
+    if path is None:
+        msg = "Chromium is not installed (apt install chromium); the real-browser test needs it"
+        if _in_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="module")
+def snapshot(beer_dump: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The beer dump through the real pipeline (lexical scorer), published to a serving snapshot."""
+    from pulse.settings import load_settings
+    from pulse.steps import SourceSpec, run_pipeline
+
+    folder = tmp_path_factory.mktemp("browser")
+    settings = load_settings(warehouse=folder / "warehouse.duckdb", serving=folder / "serving.duckdb", scorer="lexical")
+    run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump))
+    return Path(settings.serving)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, deadline_s: float = 60.0) -> None:
+    """Poll Streamlit's health endpoint until it answers ``ok`` (or the server dies / time runs out)."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"streamlit did not become healthy at {url} within {deadline_s:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def server(snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``streamlit run dashboards/app.py`` on a free localhost port; stopped afterwards, always."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    env = {**os.environ, "PULSE_SERVING": str(snapshot), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(REPO / "dashboards" / "app.py"),
+        "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+        "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
+        if proc.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
+            print(log.read_text(errors="replace")[-3000:])
+
+
+@pytest.fixture(scope="module")
+def browser_page(chromium: str, server: str) -> Iterator:
+    """One Chromium page at 1400 x 1000 (closed with the browser afterwards)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    """Where the screenshots go."""
+    folder = Path(os.environ.get("PULSE_ARTIFACTS", REPO / "tmp" / "artifacts")) / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def sql(snapshot: Path, query: str, params: list | None = None) -> list[tuple]:
+    """Plain read of the snapshot: what the page should show."""
+    con = duckdb.connect(str(snapshot), read_only=True)
+    try:
+        return con.execute(query, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def open_and_render(page, url: str, path: str, charts: int, tables: int = 0) -> str:
+    """Open ``url/path``, wait for ``charts`` plotly SVGs and ``tables`` grid canvases; return the page text."""
+    page.goto(f"{url}/{path}", wait_until="domcontentloaded")
+    page.wait_for_selector('[data-testid="stApp"]')
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] svg.main-svg').length >= n",
+        arg=charts,
+    )
+    if tables:
+        page.wait_for_function(
+            "(n) => document.querySelectorAll('[data-testid=\"stDataFrame\"] canvas').length >= n", arg=tables
+        )
+    # Streamlit shows a status widget while the script runs; wait until it is gone
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    page.wait_for_timeout(500)  # let plotly finish its transition before the screenshot
+    return page.inner_text("body")
+
+
+def shoot(page, artifacts: Path, name: str) -> Path:
+    """Screenshot of the whole page as ``<artifacts>/<name>.png``.
+
+    Streamlit scrolls inside its main container, not the document, so a "full page" screenshot
+    would stop at the fold: the viewport is stretched to the content's height first.
+    """
+    path = artifacts / f"{name}.png"
+    size = page.viewport_size
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], "
+        "[data-testid=\"stAppViewContainer\"]')].map(e => e.scrollHeight), window.innerHeight)"
+    )
+    page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 12_000)})
+    try:
+        page.wait_for_function(
+            "(n) => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] svg.main-svg').length >= n",
+            arg=page.evaluate("() => document.querySelectorAll('[data-testid=\"stPlotlyChart\"]').length"),
+        )
+        page.wait_for_timeout(700)  # plotly re-lays out to the new width/height
+        page.screenshot(path=str(path), full_page=True)
+    finally:
+        page.set_viewport_size(size)
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def metric(page, label: str) -> str:
+    """The text of the metric tile whose label is ``label`` (label, value, delta)."""
+    return page.get_by_test_id("stMetric").filter(has_text=label).inner_text()
+
+
+def test_overview(browser_page, server, snapshot, artifacts) -> None:
+    (last,) = sql(snapshot, "select max(day) from marts.engagement_daily")[0]
+    (avg_dau,) = sql(snapshot, "select avg(dau) from marts.engagement_daily where day > ?", [last - timedelta(days=28)])[0]
+    (prev_dau,) = sql(
+        snapshot, "select avg(dau) from marts.engagement_daily where day > ? and day <= ?",
+        [last - timedelta(days=56), last - timedelta(days=28)],
+    )[0]  # fmt: skip
+    (mau,) = sql(snapshot, "select mau from marts.engagement_daily where day = ?", [last])[0]
+    word = "up" if avg_dau > prev_dau * 1.05 else "down" if avg_dau < prev_dau * 0.95 else "flat"
+    text = open_and_render(browser_page, server, "", charts=2, tables=1)
+    assert f"Engagement is {word}: {avg_dau:.1f} daily active users on average in the 28 days to {last:%Y-%m-%d}" in text
+    assert f"against {prev_dau:.1f} in the 28 days before" in text
+    assert "Monthly active users" in text and f"\n{mau}\n" in text
+    (top_title,) = sql(snapshot, "select title from marts.hot_content order by rank limit 1")[0]
+    assert "Hot right now" in text
+    shoot(browser_page, artifacts, "1_overview")
+    # the hottest thread's title is in the table's canvas, not in the DOM text; the download has it
+    assert top_title
+
+
+def test_peak_times(browser_page, server, snapshot, artifacts) -> None:
+    weekday, hour, mean = sql(
+        snapshot,
+        "select weekday, hour, sum(mean_per_week) from marts.activity_heatmap "
+        "where activity_type in ('question', 'answer', 'comment') group by all order by 3 desc, 1, 2 limit 1",
+    )[0]
+    (flagged,) = sql(snapshot, "select count(*) from marts.moderation_queue")[0]
+    text = open_and_render(browser_page, server, "peak_times", charts=2)
+    assert f"Busiest: {WEEKDAYS[weekday - 1]} {hour:02d}:00–{hour + 1:02d}:00, {mean:.1f} new posts/week" in text
+    assert "Day-precision events are excluded: 8,862 upvotes" in text
+    assert f"{flagged} flagged items" in text and "No moderator decisions yet" in text
+    shoot(browser_page, artifacts, "2_peak_times")
+
+
+def test_peak_times_in_another_time_zone(browser_page, server, snapshot, artifacts) -> None:
+    zone = "America/Los_Angeles"
+    weekday, hour, events = sql(
+        snapshot,
+        "select isodow(l), hour(l), sum(events) from (select timezone(?, timezone('UTC', bucket_start)) as l, events "
+        "from marts.activity_timeline where activity_type in ('question', 'answer', 'comment')) "
+        "group by all order by 3 desc, 1, 2 limit 1",
+        [zone],
+    )[0]
+    open_and_render(browser_page, server, "peak_times", charts=2)
+    browser_page.get_by_test_id("stSelectbox").filter(has_text="Time zone").click()
+    browser_page.keyboard.type(zone)
+    browser_page.keyboard.press("Enter")
+    expected = f"Busiest: {WEEKDAYS[weekday - 1]} {hour:02d}:00–{(hour + 1) % 24:02d}:00"
+    # Streamlit redraws element by element: wait for the new sentence, not just any change
+    browser_page.wait_for_function(
+        "([z, s]) => document.body.innerText.includes('Times are local to ' + z) && document.body.innerText.includes(s)",
+        arg=[zone, expected],
+    )
+    browser_page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    text = browser_page.inner_text("body")
+    assert expected in text and "the community's own zone is UTC" in text
+    browser_page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] svg.main-svg').length >= 2"
+    )
+    browser_page.wait_for_timeout(500)
+    shoot(browser_page, artifacts, "3_peak_times_los_angeles")
+
+
+def test_trending(browser_page, server, snapshot, artifacts) -> None:
+    (week,) = sql(snapshot, "select max(period_start) from marts.trending_topics where period = 'week'")[0]
+    emerging = [t for (t,) in sql(
+        snapshot, "select topic from marts.trending_topics where period = 'week' and period_start = ? "
+        "and is_emerging order by rank", [week])]  # fmt: skip
+    hot = sql(snapshot, "select count(*) from marts.trending_topics where period = 'week' and period_start = ? "
+                        "and is_hot", [week])[0][0]
+    text = open_and_render(browser_page, server, "trending", charts=3, tables=2)
+    assert f"Week of {week:%Y-%m-%d}" in text
+    assert f"{len(emerging)} emerging and {hot} hot topics" in text
+    assert f"{emerging[0]} (" in text  # the lead emerging topic with its example threads
+    shoot(browser_page, artifacts, "4_trending")
+
+
+def test_best_time_to_post(browser_page, server, snapshot, artifacts) -> None:
+    weekday, hour, posts, mean = sql(
+        snapshot, "select weekday, hour, posts, mean_engagement from marts.best_time_to_post where rank = 1"
+    )[0]
+    (never,) = sql(snapshot, "select count(*) from marts.response_times where not is_answered")[0]
+    text = open_and_render(browser_page, server, "best_time", charts=2, tables=1)
+    assert f"Post on {WEEKDAYS[weekday - 1]} {hour:02d}:00–{hour + 1:02d}:00 (UTC)" in text
+    assert f"got {mean:.1f} responses within 7 days" in text and f"{posts} threads" in text
+    assert str(never) in metric(browser_page, "Never answered").splitlines()
+    assert "Votes are not counted here" in text
+    shoot(browser_page, artifacts, "5_best_time_to_post")

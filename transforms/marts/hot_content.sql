@@ -1,0 +1,79 @@
+-- marts.hot_content
+-- Grain: one row per thread root (a content item whose content_id equals its thread_id, or
+-- that has none), ranked per source by the Hacker News gravity formula
+--   hot_score = points / (age_hours + 2) ^ 1.8
+-- (Salihefendic, "How Hacker News ranking algorithm works", 2010; HN subtracts the submitter's
+-- own vote from points, which we do not have). points = greatest(score, 0) + replies: the
+-- platform's net score (content.score; for a platform without one, upvotes - downvotes from
+-- the engagement events) plus the thread's other items (answers, comments, replies), since
+-- replies are engagement too (Discourse's hot ranking also counts them).
+-- age_hours is measured at as_of, the source's last hour-precise activity, never now(): the
+-- same data gives the same ranking, and "hot" means hot as of the data's end.
+-- Documented in transforms/README.md.
+with
+
+data_end as (
+    select source, max(ts) as as_of
+    from (
+        select source, created_at as ts from staging.content
+        union all
+        select source, occurred_at as ts from staging.engagement_events where time_precision = 'exact'
+    )
+    group by source
+),
+
+roots as (
+    select source, content_id, kind, title, tags, author_id, created_at, score
+    from staging.content
+    where coalesce(thread_id, content_id) = content_id
+),
+
+thread_replies as (
+    select source, thread_id as content_id, count(*) as replies
+    from staging.content
+    where thread_id is not null and thread_id <> content_id
+    group by source, thread_id
+),
+
+net_votes as (
+    select
+        source,
+        content_id,
+        count(*) filter (where event_type = 'upvote') - count(*) filter (where event_type = 'downvote') as net_votes
+    from staging.engagement_events
+    group by source, content_id
+),
+
+scored as (
+    select
+        roots.source,
+        roots.content_id,
+        roots.kind,
+        roots.title,
+        roots.tags,
+        roots.author_id,
+        roots.created_at,
+        data_end.as_of,
+        greatest(date_diff('millisecond', roots.created_at, data_end.as_of) / 3600000.0, 0.0) as age_hours,
+        coalesce(roots.score, net_votes.net_votes, 0) as score,
+        coalesce(thread_replies.replies, 0) as replies
+    from roots
+    inner join data_end using (source)
+    left join thread_replies using (source, content_id)
+    left join net_votes using (source, content_id)
+),
+
+final as (
+    select
+        *,
+        greatest(score, 0) + replies as points,
+        (greatest(score, 0) + replies) / (age_hours + 2) ^ 1.8 as hot_score,
+        row_number() over (
+            partition by source order by (greatest(score, 0) + replies) / (age_hours + 2) ^ 1.8 desc,
+                created_at desc, content_id
+        ) as rank
+    from scored
+    order by source, rank
+)
+
+select * from final
