@@ -44,6 +44,8 @@ class Settings(BaseSettings):
         score_batch_size: texts per scoring batch.
         airflow_pool: the one-slot Airflow pool shared by warehouse-writing tasks.
         alert_webhook: URL the DAGs' failure notifier posts to (a secret: environment only).
+        data_docs_dir: where each run builds Great Expectations' Data Docs (one site per suite);
+            by default the dashboards' static folder, so the Pipeline health page links to it.
         freshness_max_lag_hours: the freshness expectation's limit on the age of the newest
             record, relative to the end of the run's data interval (or now), in hours.
         volume_band_min_runs: previous successful runs needed before the volume band applies.
@@ -68,6 +70,7 @@ class Settings(BaseSettings):
     score_batch_size: int = Field(64, ge=1, le=4096)
     airflow_pool: str = "pulse_warehouse"
     alert_webhook: SecretStr | None = None
+    data_docs_dir: Path = Path(__file__).resolve().parents[1] / "dashboards" / "static" / "data_docs"
     freshness_max_lag_hours: float = Field(48.0, gt=0)
     volume_band_min_runs: int = Field(3, ge=2)
 

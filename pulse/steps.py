@@ -205,7 +205,7 @@ def validate(settings: Settings, run_id: str) -> dict[str, Any]:
             )
         frames = {f"staging.{s}": batch_frame(con, s, run_id) for s in STREAMS}
         frames["staging.engagement_events"] = _with_content_exists(con, frames["staging.engagement_events"], run_id)
-        result = run_suite(frames, STAGING_SUITE, suite="staging", run_id=run_id, now=utcnow())
+        result = run_suite(frames, STAGING_SUITE, suite="staging", run_id=run_id, now=utcnow(), docs_dir=settings.data_docs_dir)
         persist(con, result)
         info.update(dangling=dangling, quarantine_share=round(share, 4), passed=len(result.passed), failed=len(result.failed))
         result.raise_for_critical()
@@ -289,7 +289,7 @@ def validate_marts(settings: Settings, run_id: str) -> dict[str, Any]:
     with _step(settings, run_id, "validate_marts") as (con, info):
         tables = sorted({c.table for c in MARTS_SUITE})
         frames = {t: frame(con, f"select * from {t}") for t in tables if _exists(con, t)}
-        result = run_suite(frames, MARTS_SUITE, suite="marts", run_id=run_id, now=utcnow())
+        result = run_suite(frames, MARTS_SUITE, suite="marts", run_id=run_id, now=utcnow(), docs_dir=settings.data_docs_dir)
         persist(con, result)
         info.update(passed=len(result.passed), failed=len(result.failed))
         monitoring = _monitor(settings, con, run_id)
@@ -310,7 +310,8 @@ def _monitor(settings: Settings, con: duckdb.DuckDBPyConnection, run_id: str) ->
         "ops.freshness": freshness_frame(con, source, interval_end or now),
         "ops.volume": volume_frame(con, run_id, settings.volume_band_min_runs),
     }
-    result = run_suite(frames, monitoring_checks(settings.freshness_max_lag_hours), suite="monitoring", run_id=run_id, now=now)
+    result = run_suite(frames, monitoring_checks(settings.freshness_max_lag_hours), suite="monitoring", run_id=run_id,
+                       now=now, docs_dir=settings.data_docs_dir)
     persist(con, result)
     for r in result.failed:
         log.warning("monitoring: %s", r.summary())

@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="pulse-airflow-")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# Data Docs built by test runs go to a temporary folder, not the dashboards' static folder.
+os.environ["PULSE_DATA_DOCS_DIR"] = tempfile.mkdtemp(prefix="pulse-data-docs-")
 
 # No network in tests: a Hugging Face miss must fail in milliseconds, not retry.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

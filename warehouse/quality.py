@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import time
+from pathlib import Path
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -566,6 +567,22 @@ def _check_suite(checks: Sequence[Check]) -> None:
 # Validation
 
 
+def _store_for_docs(context: Any, suite_name: str, run_id: str, now: datetime, table: str, validation: Any) -> None:
+    """Put one validation result in the context's (in-memory) store, where Data Docs read it."""
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    key = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite_name),
+        run_id=RunIdentifier(run_name=run_id, run_time=now.replace(tzinfo=UTC)),
+        batch_identifier=table,
+    )
+    context.validation_results_store.set(key, validation)
+
+
 def validate(
     frames: Mapping[str, pl.DataFrame],
     checks: Sequence[Check],
@@ -573,8 +590,12 @@ def validate(
     suite: str,
     run_id: str,
     now: datetime,
+    docs_dir: Path | None = None,
 ) -> SuiteResult:
     """Run ``checks`` over ``frames`` with Great Expectations and return every result.
+
+    With ``docs_dir``, GE's Data Docs for this call are (re)built at ``docs_dir/<suite>/``
+    (``index.html`` lists the run's validation results, one page per table).
 
     One ephemeral GE context per call, one pandas datasource, and per table one dataframe
     asset, one expectation suite and one ``ValidationDefinition`` run. Only the columns the
@@ -625,6 +646,15 @@ def validate(
         mode="ephemeral",
     )
     datasource = context.data_sources.add_pandas(name="community_pulse")
+    if docs_dir is not None:
+        context.add_data_docs_site(
+            site_name="pulse",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(Path(docs_dir) / suite)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
 
     by_table: dict[str, list[int]] = {}
     for i, c in enumerate(checks):
@@ -676,6 +706,8 @@ def validate(
             batch_parameters={"dataframe": pdf},
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
         )
+        if docs_dir is not None:
+            _store_for_docs(context, gx_suite.name, run_id, now, table, validation)
         for r in validation.results:
             i = int(r.expectation_config.meta["check_index"])
             c = checks[i]
@@ -715,6 +747,8 @@ def validate(
                 error=error,
             )
 
+    if docs_dir is not None:
+        context.build_data_docs(site_names=["pulse"])
     out = SuiteResult(
         suite=suite,
         run_id=run_id,

@@ -7,13 +7,15 @@ plain text (``st.code``), never rendered.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
 from dashboards import components, data
 
-STATUS_COLORS: dict[str, str] = {"success": "#16a34a", "failed": "#dc2626", "running": "#2563eb"}
+STATUS_COLORS: dict[str, str] = {"success": "#16a34a", "failed": "#dc2626", "running": "#2563eb", "abandoned": "#64748b"}
 SAMPLES_PER_REASON = 3
 PAYLOAD_LIMIT = 1500
 
@@ -191,6 +193,64 @@ def steps_section(run_id: str) -> None:
     components.show_table(steps, file_name=f"step_log_{run_id}.csv", key="health_steps_csv")
 
 
+def monitoring_history_section(source: str | None) -> None:
+    """Freshness and volume expectations over the source's runs: when data went stale or odd."""
+    st.subheader("Freshness and volume over time")
+    clause, params = data.source_clause(source, "r.source")
+    history = data.query(
+        "select r.started_at, v.run_id, v.table_name as check_table, v.column_name as measure, v.success, v.details "
+        "from quality.validation_results v join ops.runs r using (run_id) "
+        f"where v.suite = 'monitoring' and {clause} order by r.started_at",
+        params,
+    )
+    if history.is_empty():
+        components.empty_state("No freshness or volume checks recorded yet (they run with every pipeline run).")
+        return
+    failures = history.filter(~pl.col("success"))
+    st.caption(
+        f"{history['run_id'].n_unique()} runs checked; {failures.height} warnings. Freshness: the newest record within "
+        "the allowed lag of the run's interval end. Volume: records read per stream within ±3.5 modified "
+        "z-scores of previous runs over intervals of the same length."
+    )
+    fig = go.Figure()
+    for measure, color in (("lag_hours", "#2563eb"), ("latest_at", "#64748b"), ("modified_z", "#16a34a")):
+        rows = history.filter(pl.col("measure") == measure)
+        if rows.is_empty():
+            continue
+        fig.add_trace(go.Scatter(
+            x=rows["started_at"].to_list(), y=[measure] * rows.height, mode="markers", name=measure,
+            marker={"size": 12, "symbol": ["circle" if ok else "x" for ok in rows["success"].to_list()],
+                    "color": ["#16a34a" if ok else "#dc2626" for ok in rows["success"].to_list()]},
+            showlegend=False,
+        ))
+    fig.update_layout(title="Each check per run (green circle: passed, red cross: warning)", height=220,
+                      yaxis_title=None, xaxis_title="run started (UTC)")
+    components.show_chart(fig, key="health_monitoring")
+    components.show_table(history.drop("details"), file_name="monitoring_history.csv", key="health_monitoring_csv")
+
+
+def data_docs_section() -> None:
+    """Links to the Great Expectations Data Docs the latest run built (one site per suite)."""
+    from pulse.settings import load_settings
+
+    docs = load_settings().data_docs_dir
+    sites = sorted(p.parent.name for p in docs.glob("*/index.html")) if docs.is_dir() else []
+    st.subheader("Data Docs")
+    if not sites:
+        components.empty_state(f"No Data Docs built yet in {docs} (each pipeline run builds them).")
+        return
+    static = Path(__file__).resolve().parents[1] / "static"
+    served = docs.resolve().is_relative_to(static.resolve())
+    links = []
+    for site in sites:
+        if served:
+            rel = (docs / site / "index.html").resolve().relative_to(static.resolve())
+            links.append(f"[{site}](app/static/{rel.as_posix()})")
+        else:
+            links.append(f"`{(docs / site / 'index.html').as_posix()}`")
+    st.markdown("Great Expectations Data Docs of the latest run, per suite: " + " · ".join(links))
+
+
 def render() -> None:
     """The Pipeline health page."""
     source = components.page_header(
@@ -220,6 +280,8 @@ def render() -> None:
     stream_section(run_id)
     quarantine_section(source, run_id)
     expectations_section(run_id)
+    monitoring_history_section(source)
+    data_docs_section()
     steps_section(run_id)
 
 

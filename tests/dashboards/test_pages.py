@@ -567,3 +567,25 @@ def test_csv_export_defuses_formulas() -> None:
         "\"'=HYPERLINK(\"\"http://evil\"\")\",a; b,-1",
         "fine,\"\",2",
     ]
+
+
+def test_pipeline_health_monitoring_history_and_data_docs(serve, pipeline_snapshot) -> None:
+    """The demo ends on 2026-08-30: the freshness warning shows in the history; Data Docs are linked."""
+    import os
+
+    serve(pipeline_snapshot)
+    expected = sql(
+        pipeline_snapshot,
+        "select count(*) filter (where not success) as warnings, count(distinct run_id) as runs "
+        "from quality.validation_results where suite = 'monitoring'",
+    ).row(0, named=True)
+    assert expected["warnings"] >= 1  # stale demo data
+    at = open_page(HEALTH)
+    assert "Freshness and volume over time" in [s.value for s in at.subheader]
+    captions = " ".join(c.value for c in at.caption)
+    assert f"{expected['runs']} runs checked; {expected['warnings']} warnings" in captions
+    docs = os.environ["PULSE_DATA_DOCS_DIR"]
+    markdown = " ".join(m.value for m in at.markdown)
+    for suite in ("marts", "monitoring", "staging"):
+        assert f"{docs}/{suite}/index.html" in markdown
+        assert (Path(docs) / suite / "index.html").is_file()
