@@ -202,9 +202,7 @@ def runs(
     console.print(t)
 
 
-from pulse.cli_moderation import app as moderation_app  # noqa: E402 - after `app` and `console` exist
 
-app.add_typer(moderation_app, name="moderation")
 
 
 if __name__ == "__main__":
