@@ -14,7 +14,7 @@ RUN_ENV := AIRFLOW_HOME=$(CURDIR)/airflow_home AIRFLOW__CORE__DAGS_FOLDER=$(CURD
 	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING \
 	PULSE_WAREHOUSE=$(PULSE_WAREHOUSE) PULSE_SERVING=$(PULSE_SERVING) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: setup demo pipeline dashboards airflow test airflow-init clean
+.PHONY: setup demo pipeline dashboards airflow test bench airflow-init clean
 
 setup: $(STAMP)  ## create .venv and install the locked dependencies (quick when already done)
 
@@ -42,6 +42,9 @@ demo: pipeline dashboards  ## set up, run the DAG on the demo community, start t
 
 test: setup  ## set up and run the whole test suite
 	$(BIN)/python -m pytest
+
+bench: setup  ## run every benchmark; writes BENCHMARKS.md and benchmarks/results/latest.json
+	$(BIN)/python -m benchmarks.run
 
 clean:  ## remove generated state (venv, warehouse, Airflow home)
 	rm -rf $(VENV) data airflow_home

@@ -8,6 +8,7 @@ A bad value raises :class:`ConfigError` naming the key and the fix.
 
 from __future__ import annotations
 
+import functools
 import os
 import zoneinfo
 from pathlib import Path
@@ -24,6 +25,12 @@ from pydantic_settings import (
 from moderation.policy import DEFAULT_HOLD_THRESHOLDS, DEFAULT_THRESHOLDS, validate_thresholds
 
 SCORER_SPECS_HELP = "auto | lexical | detoxify:original | detoxify:unbiased | detoxify:multilingual | checkpoint:DIR"
+
+
+@functools.cache
+def _timezones() -> frozenset[str]:
+    """The IANA timezone names (read once: the lookup scans the tz database)."""
+    return frozenset(zoneinfo.available_timezones())
 
 
 class ConfigError(ValueError):
@@ -77,7 +84,7 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, v: str) -> str:
-        if v not in zoneinfo.available_timezones():
+        if v not in _timezones():
             raise ValueError(f"unknown IANA timezone {v!r}; use a name such as 'Europe/Berlin' or 'UTC'")
         return v
 

@@ -254,7 +254,9 @@ def score(settings: Settings, run_id: str, *, progress: bool = False) -> dict[st
             config_dir=settings.detoxify_config_dir,
             batch_size=settings.score_batch_size,
         )
-        scored, already = score_pending(con, scorer, batch_size=max(settings.score_batch_size, 256), progress=progress)
+        # Commit size: the lexical model scores ~50k texts/s, so small commits would dominate.
+        commit_every = 8192 if scorer.backend == "lexical" else max(settings.score_batch_size, 256)
+        scored, already = score_pending(con, scorer, batch_size=commit_every, progress=progress)
         flagged, held = refresh_flags(con, scorer.model_id, settings.thresholds, settings.hold_thresholds)
         con.execute(
             "update ops.runs set scorer_model_id = ?, scorer_is_fallback = ?, scorer_note = ? where run_id = ?",

@@ -1,0 +1,221 @@
+"""Smoke versions of every benchmark (seconds), so they cannot rot.
+
+They run each benchmark's real code path in process with tiny settings (profile ``smoke``) on
+the real beer dump and assert structure and sanity (rows counted right, rates positive, ratios
+computed, sections and JSON written), never speed. The scaler is checked exactly: a 2x dump
+reads, loads, skips and quarantines exactly twice the real dump's counts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # benchmarks/ is a folder of the repository, not an installed package
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import common  # noqa: E402
+from benchmarks.common import BenchConfig  # noqa: E402
+
+DUMP_FILES = ("Posts.xml", "Comments.xml", "Votes.xml", "Users.xml")
+
+
+def _rows(path: Path) -> int:
+    return path.read_bytes().count(b"<row ")
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory: pytest.TempPathFactory, beer_dump: Path) -> BenchConfig:
+    return BenchConfig.for_profile("smoke", work_dir=tmp_path_factory.mktemp("bench"))
+
+
+# --- the scaler --------------------------------------------------------------------------
+
+
+def test_scaled_dump_has_exactly_n_times_the_rows_and_counts(beer_dump: Path, tmp_path: Path) -> None:
+    from benchmarks.scale_dump import scale_dump
+    from warehouse.sources.stackexchange import extract_stackexchange
+
+    scaled = scale_dump(beer_dump, tmp_path, 2)
+    assert scaled.path.name == beer_dump.name  # same source name: stackexchange:beer
+    for name in DUMP_FILES:
+        assert _rows(scaled.path / name) == 2 * _rows(beer_dump / name) == scaled.rows[name]
+    one, two = extract_stackexchange(beer_dump), extract_stackexchange(scaled.path)
+    assert two.source == one.source == "stackexchange:beer"
+    for stream, c in one.counts.items():
+        d = two.counts[stream]
+        assert (d.read, d.emitted, d.skipped, d.quarantined) == (2 * c.read, 2 * c.emitted, 2 * c.skipped, 2 * c.quarantined)
+    # replica 1 has its own texts (scored once per distinct text) and its own ids
+    assert two.content["content_hash"].n_unique() == 2 * one.content["content_hash"].n_unique()
+    assert two.content["content_id"].n_unique() == two.content.height
+    # replica 0 is the real dump: its first rows are byte for byte the source's
+    first_rows = (beer_dump / "Votes.xml").read_text(encoding="utf-8-sig").splitlines()[:50]
+    assert (scaled.path / "Votes.xml").read_text(encoding="utf-8-sig").splitlines()[:50] == first_rows
+    # weekday and hour of every post of replica 1 equal the source's (whole-week shifts)
+    hours = lambda ex: ex.content.filter(ex.content["kind"] != "comment").select(  # noqa: E731
+        ex.content["created_at"].dt.weekday().alias("d"), ex.content["created_at"].dt.hour().alias("h")
+    ).group_by("d", "h").len().sort("d", "h")
+    base, doubled = hours(one), hours(two)
+    assert (doubled["len"] >= 2 * base["len"] - 5).all() and doubled["len"].sum() == 2 * base["len"].sum()
+    again = scale_dump(beer_dump, tmp_path, 2)
+    assert again.reused and again.rows == scaled.rows
+
+
+# --- one smoke per benchmark --------------------------------------------------------------
+
+
+def test_ingest_smoke(cfg: BenchConfig, beer_dump: Path) -> None:
+    from benchmarks import ingest
+
+    result = ingest.run(cfg)
+    entry = result["sizes"]["1"]
+    rows_in_files = sum(_rows(beer_dump / f) for f in DUMP_FILES)
+    for path in ("ours", "pandas_duckdb", "pandas_sqlite"):
+        assert entry[path]["rows_read"] == rows_in_files == 18_712
+        assert entry[path]["rows_per_s"] > 0 and entry[path]["max_rss_mb"] > 0
+    assert entry["ours"]["rows_loaded"] == 3_948 + 3_849 + 9_677  # users + content + votes (README figures)
+    assert math.isfinite(entry["time_ratio_ours_vs_pandas_duckdb"]) and entry["time_ratio_ours_vs_pandas_duckdb"] > 0
+    assert result["row_inserts"]["rows"] == 4 * 200 and result["row_inserts"]["rows_per_s"] > 0
+    assert "| 1x" in ingest.render(result)
+
+
+def test_quality_smoke(cfg: BenchConfig) -> None:
+    from benchmarks import quality
+    from warehouse.quality import MARTS_SUITE, STAGING_SUITE
+
+    result = quality.run(cfg)
+    assert result["staging"]["expectations"] == len(STAGING_SUITE)
+    assert result["marts"]["expectations"] == len(MARTS_SUITE)
+    for suite in ("staging", "marts"):
+        for point in result[suite]["points"]:
+            assert point["failed"] == [], f"synthetic {suite} frames must pass every check: {point['failed']}"
+            assert point["seconds"] > 0
+        assert isinstance(result[suite]["s_per_million_rows"], float)
+    assert result["staging"]["points"][-1]["rows"] == 5_000
+    assert "s per million rows" in quality.render(result)
+
+
+def test_scoring_smoke(cfg: BenchConfig) -> None:
+    from benchmarks import scoring
+
+    result = scoring.run(cfg)
+    tiny = result["models"]["tiny"]
+    assert tiny["texts"] == 32
+    assert all(v > 0 for v in tiny["texts_per_s"].values())
+    assert tiny["max_abs_score_diff"] < 1e-5, "ours and plain Detoxify must compute the same scores"
+    padded = tiny["padded_tokens"]
+    assert padded["plain_loop"] == round(tiny["mean_tokens"] * tiny["texts"])  # no padding one at a time
+    assert padded["plain_loop"] <= min(padded["ours"], padded["plain_batched"], padded["token_budget"])
+    assert result["lexical"]["texts"] == 500 and result["lexical"]["ours"] > 0
+    assert "texts/s" in scoring.render(result)
+
+
+def test_token_budget_batches_respect_the_budget() -> None:
+    from benchmarks.scoring import token_budget_batches
+
+    lengths = [5, 512, 40, 7, 300, 12, 12, 600]
+    batches = token_budget_batches(lengths, 600)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 600 for b in batches)
+    assert [lengths[b[0]] for b in batches] == sorted(lengths[b[0]] for b in batches)
+
+
+def test_scale_incremental_dashboards_smoke(cfg: BenchConfig) -> None:
+    from benchmarks import dashboards, incremental, scale
+    from benchmarks.pipeline import STEPS
+
+    result = scale.run(cfg)
+    beer = result["beer"]["1"]
+    assert set(beer["steps_s"]) == set(STEPS) and all(s >= 0 for s in beer["steps_s"].values())
+    assert beer["rows_read_by_stream"]["engagement_events"] > 10_000
+    assert beer["peak_rss_mb"] >= beer["base_rss_mb"] > 0
+    demo = result["demo"]["0.05"]
+    assert demo["rows_read"] > 1_500 and demo["total_s"] > 0
+    assert "| beer 1x" in scale.render(result)
+
+    inc = incremental.run(cfg)
+    day = inc["sizes"]["1"]["same_new_data"]
+    assert 0 < day["new_rows"] < 100  # one day of the real dump
+    assert day["total_s"] > 0 and set(day["steps_s"]) == set(STEPS)
+    assert inc["sizes"]["1"]["history_rows"] == sum(_staging_rows(cfg))
+    assert "Same new data" in incremental.render(inc)
+
+    dash = dashboards.run(cfg)
+    pages = dash["snapshots"]["beer 1x"]["pages"]
+    measured = {p: e for p, e in pages.items() if "skipped" not in e}
+    assert set(measured) == {"peak_times.py", "trending.py"}
+    for page, e in measured.items():
+        assert e["exception"] is None, (page, e["exception"])
+        assert e["queries"] > 0 and e["uncached"]["p50"] > 0 and e["cached"]["p95"] >= e["cached"]["p50"]
+    assert "no cache p50 s" in dashboards.render(dash)
+
+
+def test_hotspots_smoke(cfg: BenchConfig) -> None:
+    from benchmarks import hotspots
+
+    result = hotspots.run(cfg)
+    assert result["factor"] == 1
+    assert result["score_scratch"]["texts"] > 3_000  # the beer dump's distinct texts, scored again from scratch
+    assert set(result["score_scratch"]["seconds_by_commit_batch"]) == {"256", "8192"}
+    assert result["publish"]["without_scores_mb"] < result["publish"]["as_is_mb"]
+    assert result["extract_prefilter"]["lines"] == 18_712 and 0 < result["extract_prefilter"]["rows_in_day"] < 100
+    assert any("marts." in k for k in result["transform"]["per_statement_s"])
+    assert "Hotspots at 1x" in hotspots.render(result)
+
+
+def _staging_rows(cfg: BenchConfig) -> list[int]:
+    import duckdb
+
+    from benchmarks.pipeline import history_dir
+
+    con = duckdb.connect(str(history_dir(cfg, 1) / "warehouse.duckdb"), read_only=True)
+    try:
+        return [con.execute(f"select count(*) from staging.{t}").fetchall()[0][0] for t in ("users", "content", "engagement_events")]
+    finally:
+        con.close()
+
+
+# --- reports -----------------------------------------------------------------------------
+
+
+def test_sections_replace_only_their_own_block(tmp_path: Path) -> None:
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\n## Model quality\n\nkept as written\n", encoding="utf-8")
+    common.update_section("ingest", "## Ingest\n\nfirst", md)
+    common.update_section("scale", "## Scale\n\nonly", md)
+    common.update_section("ingest", "## Ingest\n\nsecond", md)
+    text = md.read_text(encoding="utf-8")
+    assert text.count("<!-- bench:ingest:start -->") == 1 and "second" in text and "first" not in text
+    assert "## Model quality\n\nkept as written\n" in text and "## Scale\n\nonly" in text
+    assert text.index("bench:ingest:start") < text.index("bench:scale:start")
+
+    js = tmp_path / "latest.json"
+    common.update_results("ingest", {"results": {"x": 1}}, js)
+    common.update_results("scale", {"results": {"y": 2}}, js)
+    data = json.loads(js.read_text(encoding="utf-8"))
+    assert data["benchmarks"]["ingest"]["results"] == {"x": 1} and data["benchmarks"]["scale"]["results"] == {"y": 2}
+
+
+def test_run_cli_parses_sizes_and_only() -> None:
+    from benchmarks.run import parse_args
+
+    args = parse_args(["--quick", "--only", "scoring", "--only", "ingest", "--sizes", "10,1,10"])
+    assert args.quick and args.only == ["scoring", "ingest"] and args.sizes == (1, 10)
+    with pytest.raises(SystemExit):
+        parse_args(["--sizes", "0"])
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "nonsense"])
+
+
+def test_machine_info_and_statistics() -> None:
+    info = common.machine_info()
+    assert info["logical_cores"] >= 1 and info["ram_gib"] > 0 and info["packages"]["duckdb"]
+    assert common.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert common.percentile([1.0, 2.0, 3.0, 4.0], 95) == pytest.approx(3.85)
+    assert common.loglog_slope([1, 10, 100], [2, 20, 200]) == pytest.approx(1.0)
+    assert common.loglog_slope([1, 10, 100], [5, 5, 5]) == pytest.approx(0.0)
