@@ -419,9 +419,11 @@ def test_lexical_import_is_warning_free() -> None:
     """Warnings are errors under pytest: importing and scoring must not warn."""
     import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        LexicalScorer().score(["a test"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scores = LexicalScorer().score(["a test"])
+    assert [str(w.message) for w in caught] == []
+    assert 0.0 <= scores["toxicity"][0] < 0.5
 
 
 def test_rewrite_leaves_checkpoint_untouched(tiny_dir: Path) -> None:
