@@ -156,6 +156,12 @@ def render() -> None:
     if items.is_empty():
         components.empty_state("No flagged items: nothing in this source crossed a flag threshold.")
         return
+    first, last = items["created_at"].min().date(), items["created_at"].max().date()
+    start, end = components.date_range_filter(first, last, key="queue_range")
+    items = items.filter(pl.col("created_at").dt.date().is_between(start, end))
+    if items.is_empty():
+        components.empty_state("No flagged items were created in these days; widen the date range.")
+        return
     labels, min_score, hold_only = filters(items)
     shown = filter_queue(items, labels, min_score, hold_only)
     st.markdown(f"**{shown.height} flagged items** match the filters ({items.height} in the queue).")

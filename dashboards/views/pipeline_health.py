@@ -265,6 +265,12 @@ def render() -> None:
         components.empty_state("No pipeline runs recorded for this source yet: run `pulse run --source demo`.")
         return
     latest_run_banner(recent.row(0, named=True))
+    first, last = recent["started_at"].min().date(), recent["started_at"].max().date()
+    start, end = components.date_range_filter(first, last, key="health_range")
+    recent = recent.filter(pl.col("started_at").dt.date().is_between(start, end))
+    if recent.is_empty():
+        components.empty_state("No runs started in these days; widen the date range.")
+        return
     st.subheader("Recent runs")
     components.show_chart(runs_figure(recent), key="health_runs")
     components.show_table(

@@ -589,3 +589,19 @@ def test_pipeline_health_monitoring_history_and_data_docs(serve, pipeline_snapsh
     for suite in ("marts", "monitoring", "staging"):
         assert f"{docs}/{suite}/index.html" in markdown
         assert (Path(docs) / suite / "index.html").is_file()
+
+
+def test_queue_and_health_date_ranges(serve, pipeline_snapshot) -> None:
+    """The date-range filter on the queue keeps exactly the items created in the chosen days."""
+    serve(pipeline_snapshot)
+    days = sql(pipeline_snapshot, "select created_at::date as day from marts.moderation_queue")["day"]
+    start, end = days.min(), days.min() + (days.max() - days.min()) / 2
+    expected = sum(start <= d <= end for d in days.to_list())
+    assert 0 < expected < len(days)
+    at = open_page(QUEUE)
+    assert any(m.value.startswith(f"**{len(days)} flagged items**") for m in at.markdown)
+    at.date_input(key="queue_range").set_value((start, end)).run()
+    assert not at.exception
+    assert any(m.value.startswith(f"**{expected} flagged items**") for m in at.markdown)
+    health = open_page(HEALTH)
+    assert health.date_input(key="health_range").value is not None and not health.exception
