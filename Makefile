@@ -40,8 +40,8 @@ airflow: setup  ## run Airflow (standalone: UI, REST API, scheduler) with this p
 
 demo: pipeline dashboards  ## set up, run the DAG on the demo community, start the dashboards
 
-test: setup  ## set up and run the whole test suite
-	$(BIN)/python -m pytest
+test: setup  ## set up and run the whole test suite (starts the local PostgreSQL server via .ci/postgres)
+	PULSE_TEST_POSTGRES_URL=$$(bash .ci/postgres) $(BIN)/python -m pytest
 
 bench: setup  ## run every benchmark; writes BENCHMARKS.md and benchmarks/results/latest.json
 	$(BIN)/python -m benchmarks.run

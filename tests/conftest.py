@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,37 @@ def beer_dump() -> Path:
 def toxicity_data() -> Path:
     """The folder of human-labelled toxicity sets (davidson, olid_train, kaggle_insults, jigsaw_sample)."""
     return require_shared("toxicity")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """URL of the real PostgreSQL server the tests use (``make test`` starts it via ``.ci/postgres``).
+
+    The role may create databases; prefer :func:`postgres_db` for an isolated database.
+    Fails under CI when ``PULSE_TEST_POSTGRES_URL`` is unset, skips elsewhere.
+    """
+    url = os.environ.get("PULSE_TEST_POSTGRES_URL", "")
+    if not url:
+        msg = "no PostgreSQL server: PULSE_TEST_POSTGRES_URL is unset (make test starts one with .ci/postgres)"
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return url
+
+
+@pytest.fixture
+def postgres_db(postgres_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; its URL. Dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"pulse_t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f'create database "{name}"')
+    base, _, _ = postgres_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(f'drop database if exists "{name}" with (force)')
