@@ -41,6 +41,8 @@ CONTENT_SCHEMA: dict[str, pl.DataType] = {
     "score": pl.Int64(),
     "view_count": pl.Int64(),
     "content_hash": pl.String(),
+    "deleted_at": pl.Datetime("us"),  # soft delete on the platform (null: live)
+    "hidden": pl.Boolean(),  # hidden on the platform (e.g. by community flags); null = false
 }
 ENGAGEMENT_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
@@ -50,6 +52,7 @@ ENGAGEMENT_SCHEMA: dict[str, pl.DataType] = {
     "user_id": pl.String(),
     "occurred_at": pl.Datetime("us"),
     "time_precision": pl.String(),  # exact | day
+    "properties": pl.String(),  # optional JSON object, e.g. {"flag_type": "spam"} for a community report
 }
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
@@ -70,6 +73,19 @@ NATURAL_KEYS: dict[str, tuple[str, ...]] = {
     "content": ("source", "content_id"),
     "engagement_events": ("source", "event_id"),
 }
+#: Columns a connector may leave out; :func:`conform` fills them with nulls.
+OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {
+    "users": frozenset(),
+    "content": frozenset({"deleted_at", "hidden"}),
+    "engagement_events": frozenset({"properties"}),
+}
+
+
+def core_schema(stream: str) -> dict[str, pl.DataType]:
+    """The canonical schema of ``stream`` without its :data:`OPTIONAL_COLUMNS`."""
+    return {c: t for c, t in SCHEMAS[stream].items() if c not in OPTIONAL_COLUMNS[stream]}
+
+
 CONTENT_KINDS = frozenset({"question", "answer", "comment", "post", "reply"})
 
 
@@ -183,10 +199,13 @@ class Extract:
 def conform(df: pl.DataFrame, stream: str) -> pl.DataFrame:
     """Cast and order ``df``'s columns to the canonical schema of ``stream``.
 
+    Optional columns (:data:`OPTIONAL_COLUMNS`) missing from ``df`` are added as nulls.
+
     Raises:
-        KeyError: when a canonical column is missing from ``df``.
+        KeyError: when a required canonical column is missing from ``df``.
     """
     schema = SCHEMAS[stream]
+    df = df.with_columns(pl.lit(None, dtype=schema[c]).alias(c) for c in OPTIONAL_COLUMNS[stream] if c not in df.columns)
     missing = [c for c in schema if c not in df.columns]
     if missing:
         raise KeyError(f"{stream} frame lacks canonical columns {missing}")

@@ -250,8 +250,8 @@ def flagged_by_hour(source: str | None, timezone: str, start: date, end: date) -
 
 
 def decision_time_column() -> str | None:
-    """The timestamp column of ``moderation.decisions`` (None when the table or the column is absent)."""
-    if not data.table_exists("moderation", "decisions"):
+    """The timestamp column of ``moderation.decisions`` (None when the table is absent, empty or lacks one)."""
+    if not data.table_exists("moderation", "decisions") or not data.query("select count(*) as n from moderation.decisions")["n"][0]:
         return None
     columns = data.table_columns("moderation", "decisions")
     return next((c for c in DECISION_TIME_COLUMNS if c in columns), None)
@@ -316,8 +316,8 @@ def staffing_section(source: str | None, timezone: str, start: date, end: date) 
         st.markdown("No flagged items in this date range.")
     if column is None:
         components.empty_state(
-            "No moderator decisions yet: they arrive with the review queue (table `moderation.decisions` "
-            "is not in this snapshot). Until then this chart shows flagged items only."
+            "No moderator decisions yet: they arrive as moderators work the review queue (table "
+            "`moderation.decisions`). Until then this chart shows flagged items only."
         )
     components.show_chart(staffing_figure(staffing, timezone), key="peak_staffing")
     return staffing

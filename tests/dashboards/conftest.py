@@ -312,12 +312,11 @@ def build_snapshot(
         else:
             con.execute("insert into ops.sources values ('empty', false, 'UTC', null)")
         if decisions:
-            con.execute("create table moderation.decisions (source varchar, content_id varchar, "
-                        "decision varchar, decided_at timestamp)")
             con.executemany(
-                "insert into moderation.decisions values (?, ?, ?, ?)",
-                [("demo", f"demo:c{i}", "remove", datetime(2026, 11, 14, 9, 10 * i)) for i in range(1, 4)]
-                + [("demo", "demo:c4", "keep", datetime(2026, 11, 14, 20, 5))],
+                "insert into moderation.decisions (decision_id, source, content_id, item_version, from_state, "
+                "to_state, action, actor, decided_at, ingested_run_id) values (?, ?, ?, 1, 'pending', ?, ?, 'mod', ?, 'r')",
+                [(f"d{i}", "demo", f"demo:c{i}", "removed", "remove", datetime(2026, 11, 14, 9, 10 * i)) for i in range(1, 4)]
+                + [("d4", "demo", "demo:c4", "approved", "approve", datetime(2026, 11, 14, 20, 5))],
             )
     finally:
         con.close()

@@ -35,7 +35,7 @@ import polars as pl
 import pytest
 
 from transforms.runner import run_marts
-from warehouse.canonical import CONTENT_SCHEMA, ENGAGEMENT_SCHEMA, USERS_SCHEMA
+from warehouse.canonical import CONTENT_SCHEMA, ENGAGEMENT_SCHEMA, USERS_SCHEMA, core_schema
 from warehouse.db import connect, migrate
 
 Z = 1.959964  # the 97.5% standard normal quantile used by the marts
@@ -110,7 +110,7 @@ def con():
     frames = {
         "staging.content": pl.DataFrame(_bt_content() + _trend_content(), schema=CONTENT_SCHEMA),
         "staging.engagement_events": pl.DataFrame(
-            [dict(zip(ENGAGEMENT_SCHEMA, r, strict=True)) for r in BT_EVENTS], schema=ENGAGEMENT_SCHEMA
+            [dict(zip(core_schema("engagement_events"), r, strict=True)) for r in BT_EVENTS], schema=ENGAGEMENT_SCHEMA
         ),
         "staging.users": pl.DataFrame(schema=USERS_SCHEMA),
     }

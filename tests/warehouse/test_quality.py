@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from warehouse import db
-from warehouse.canonical import SCHEMAS
+from warehouse.canonical import SCHEMAS, conform
 from warehouse.quality import (
     MARTS_SUITE,
     NOW,
@@ -69,7 +69,7 @@ def staging_frames(n: int = 50) -> Frames:
     events = with_reference_flag(events, content)
     return {
         "staging.users": users.cast(SCHEMAS["users"]),  # type: ignore[arg-type]
-        "staging.content": content.cast(SCHEMAS["content"]),  # type: ignore[arg-type]
+        "staging.content": conform(content, "content"),  # type: ignore[arg-type]
         "staging.engagement_events": events,
     }
 

@@ -134,6 +134,7 @@ def test_beer_known_question_mapped_exactly(beer: Extract) -> None:
         "author_id": "7", "created_at": datetime(2014, 1, 21, 20, 26, 5, 383000),
         "edited_at": datetime(2014, 1, 21, 22, 4, 34, 977000), "title": title, "body_text": body, "tags": ["hops"],
         "score": 17, "view_count": 698, "content_hash": content_hash("question", title, body),
+        "deleted_at": None, "hidden": None,
     }]
 
 
@@ -166,7 +167,7 @@ def test_beer_votes(beer: Extract, beer_raw: dict[str, list[dict[str, str]]]) ->
     assert ev.filter(pl.col("event_type") != "favorite")["user_id"].is_null().all()
     assert ev.filter(pl.col("event_id") == "v141").row(0, named=True) == {
         "source": "stackexchange:beer", "event_id": "v141", "event_type": "favorite", "content_id": "p63",
-        "user_id": "7", "occurred_at": datetime(2014, 1, 21), "time_precision": "day",
+        "user_id": "7", "occurred_at": datetime(2014, 1, 21), "time_precision": "day", "properties": None,
     }
     # votes on posts missing from the dump are emitted, not decided here (802 in all, 532 engagement)
     post_ids = {f"p{p['Id']}" for p in beer_raw["Posts"]}

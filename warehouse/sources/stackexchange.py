@@ -94,6 +94,7 @@ from warehouse.canonical import (
     SCHEMAS,
     StreamCounts,
     conform,
+    core_schema,
     content_hash,
     in_window,
 )
@@ -839,7 +840,7 @@ def _read_users(run: _Run, path: Path) -> list[tuple[Any, ...]]:
 
 
 def _frame(rows: list[tuple[Any, ...]], stream: str) -> pl.DataFrame:
-    return conform(pl.DataFrame(rows, schema=SCHEMAS[stream], orient="row"), stream)
+    return conform(pl.DataFrame(rows, schema=core_schema(stream), orient="row"), stream)
 
 
 def _dump_files(path: Path) -> dict[str, Path]:
