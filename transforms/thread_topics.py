@@ -92,7 +92,7 @@ create table if not exists marts.keyphrase_cache (
 _ROOTS = """
 roots as (
     select source, content_id, content_hash, title, body_text, tags
-    from staging.content
+    from staging.live_content  -- deleted, hidden and moderator-removed threads drop out
     where coalesce(thread_id, content_id) = content_id
 ),
 untagged_sources as (
@@ -137,7 +137,7 @@ select * from final
 
 
 def build_thread_topics(con: duckdb.DuckDBPyConnection) -> int:
-    """(Re)build ``marts.thread_topics`` from ``staging.content``; return its row count.
+    """(Re)build ``marts.thread_topics`` from ``staging.live_content``; return its row count.
 
     Runs inside the caller's transaction (the runner's), so it commits or rolls back with the
     SQL marts. Extracts keyphrases only for roots of sources without tags whose text is not in

@@ -4,12 +4,20 @@ Sources that pull "changed since" (a platform database, an API) read the waterma
 extract time and ask for rows changed after it; every successful load advances it, in the
 same transaction as the upsert, so a crash can never move a watermark past data that was not
 loaded. A watermark never moves backwards (a backfill of an old interval leaves it alone).
+
+Two kinds live here: ``ops.watermarks`` per source and canonical stream (computed from the
+landed batch), and ``ops.source_watermarks`` per source and mapping query, in the source's own
+terms (a PostgreSQL replica's ``updated_at`` + primary key), staged by the extract and advanced
+by :func:`advance_watermarks` in the same load transaction.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import duckdb
 
@@ -74,4 +82,78 @@ def advance_watermarks(con: duckdb.DuckDBPyConnection, run_id: str, now: datetim
                 [row["source"], stream, column, row["value"], row["key"], run_id, now],
             )
             moved[stream] = row["value"]
+    advance_source_watermarks(con, run_id, now)
+    return moved
+
+
+# ---------------------------------------------------------------------------------------------
+# Source watermarks: a live source's own change column per mapping query (migration 005).
+# A PostgreSQL replica is read by its change column (Discourse ``posts.updated_at`` + ``id``),
+# which is not a canonical column; the extract stages what it reached per query
+# (``ops.source_watermarks_pending``) and the load transaction advances ``ops.source_watermarks``.
+
+
+def _key_order(key: Any) -> tuple[int, Any]:
+    """Sort key for JSON-decoded watermark keys: numbers before strings, each in its own order."""
+    return (0, key) if isinstance(key, (int, float)) and not isinstance(key, bool) else (1, str(key))
+
+
+def get_source_watermarks(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, Any]:
+    """The source's query watermarks: ``{query: warehouse.sources.postgres.QueryWatermark}`` (empty: none yet)."""
+    from warehouse.sources.postgres import QueryWatermark
+
+    rows = con.execute(
+        "select query, watermark_column, key_column, watermark_value, watermark_key "
+        "from ops.source_watermarks where source = ?",
+        [source],
+    ).fetchall()
+    return {q: QueryWatermark(q, col, kcol, value, json.loads(key)) for q, col, kcol, value, key in rows}
+
+
+def stage_source_watermarks(con: duckdb.DuckDBPyConnection, run_id: str, source: str, marks: Iterable[Any]) -> int:
+    """Record what run ``run_id``'s extract reached per query (replacing a retried extract's rows).
+
+    Args:
+        marks: ``QueryWatermark`` objects (query, watermark_column, key_column, value, key).
+
+    Returns:
+        rows staged.
+    """
+    con.execute("delete from ops.source_watermarks_pending where run_id = ?", [run_id])
+    n = 0
+    for m in marks:
+        con.execute(
+            "insert into ops.source_watermarks_pending values (?, ?, ?, ?, ?, ?, ?)",
+            [run_id, source, m.query, m.watermark_column, m.key_column, m.value, json.dumps(m.key, default=str)],
+        )
+        n += 1
+    return n
+
+
+def advance_source_watermarks(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime) -> dict[str, datetime]:
+    """Move each query's source watermark forward to what run ``run_id`` staged; call inside the load transaction.
+
+    A staged ``(value, key)`` replaces the stored one only when it is greater, compared as
+    (timestamp, typed key), so a re-run or a backfill of an old interval never moves it back.
+    The staged rows are consumed.
+
+    Returns:
+        ``{"<source>/<query>": new watermark value}`` for the watermarks that moved.
+    """
+    staged = con.execute(
+        "select p.source, p.query, p.watermark_column, p.key_column, p.watermark_value, p.watermark_key, "
+        "w.watermark_value, w.watermark_key from ops.source_watermarks_pending p "
+        "left join ops.source_watermarks w on w.source = p.source and w.query = p.query where p.run_id = ?",
+        [run_id],
+    ).fetchall()
+    moved: dict[str, datetime] = {}
+    for source, query, col, kcol, value, key, old_value, old_key in staged:
+        if old_value is not None and (value, _key_order(json.loads(key))) <= (old_value, _key_order(json.loads(old_key))):
+            continue
+        con.execute(
+            "insert or replace into ops.source_watermarks values (?, ?, ?, ?, ?, ?, ?, ?)",
+            [source, query, col, kcol, value, key, run_id, now],
+        )
+        moved[f"{source}/{query}"] = value
+    con.execute("delete from ops.source_watermarks_pending where run_id = ?", [run_id])
     return moved

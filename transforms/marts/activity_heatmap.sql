@@ -13,7 +13,7 @@ sources as (
         seen.source,
         coalesce(nullif(ops_sources.timezone, ''), 'UTC') as timezone
     from (
-        select source from staging.content
+        select source from staging.live_content
         union
         select source from staging.engagement_events
     ) as seen
@@ -22,7 +22,7 @@ sources as (
 
 content_activity as (
     select source, kind as activity_type, created_at as occurred_at_utc
-    from staging.content
+    from staging.live_content
 ),
 
 exact_events as (

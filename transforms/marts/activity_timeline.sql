@@ -9,7 +9,7 @@ with
 
 content_activity as (
     select source, kind as activity_type, created_at as occurred_at_utc
-    from staging.content
+    from staging.live_content
 ),
 
 exact_events as (

@@ -18,7 +18,7 @@ sources as (
         seen.source,
         coalesce(nullif(ops_sources.timezone, ''), 'UTC') as timezone
     from (
-        select source from staging.content
+        select source from staging.live_content
         union
         select source from staging.engagement_events
         union
@@ -33,7 +33,7 @@ content_days as (
         timezone(sources.timezone, timezone('UTC', content.created_at))::date as day,
         content.kind,
         content.author_id
-    from staging.content as content
+    from staging.live_content as content
     inner join sources using (source)
 ),
 

@@ -19,7 +19,7 @@ sources as (
     select
         seen.source,
         coalesce(nullif(ops_sources.timezone, ''), 'UTC') as timezone
-    from (select distinct source from staging.content) as seen
+    from (select distinct source from staging.live_content) as seen
     left join ops.sources as ops_sources using (source)
 ),
 
@@ -29,7 +29,7 @@ items as (
         content.content_id,
         coalesce(content.thread_id, content.content_id) as root_id,
         timezone(sources.timezone, timezone('UTC', content.created_at))::date as day
-    from staging.content as content
+    from staging.live_content as content
     inner join sources using (source)
 ),
 
@@ -143,7 +143,7 @@ ranked as (
 
 roots as (
     select source, content_id as root_id, score as root_score, title as root_title
-    from staging.content
+    from staging.live_content
     where coalesce(thread_id, content_id) = content_id
 ),
 
