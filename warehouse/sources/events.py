@@ -1,0 +1,734 @@
+"""Engagement-event export connector: files of events a platform's event pipeline drops → one :class:`EventExtract`.
+
+High-volume signals (page views, likes, reactions, community reports) usually arrive as
+files, not through the platform's database. This connector reads a folder, a glob or one file
+of such exports and maps them to the canonical ``engagement_events`` stream.
+
+Files
+    ``*.jsonl``, ``*.ndjson`` (JSON Lines: one JSON object per line; blank lines ignored),
+    the same gzip-compressed (``*.jsonl.gz``, ``*.ndjson.gz``), and ``*.parquet``. A folder is
+    searched recursively (partitioned layouts such as ``day=2016-01-02/part-0.parquet`` work);
+    names starting with ``.`` or ``_`` (in-progress files, ``_SUCCESS`` markers) and other
+    suffixes are ignored. Files are read in arrival order (modification time, then path).
+
+Fields (one event per line / row)
+    * ``event_id`` (required; string or integer): the natural key with ``source``. Events are
+      de-duplicated by it: inside a batch the last one in arrival order wins (the earlier
+      copies are counted under the skip rule ``duplicate event_id in batch``); across runs the
+      upsert by ``(source, event_id)`` keeps one row (a changed copy updates it). Export ids
+      share the namespace of the source's other events, so a platform should use ids of its
+      own (e.g. UUIDs) that never repeat a connector's vote ids.
+    * ``event_type`` (required): one of :data:`EVENT_TYPES` (lower-cased on read).
+    * ``content_id`` (required; string or integer): the item the event is about, in the
+      content source's own ids (e.g. ``p123`` for a Stack Exchange post).
+    * ``user_id`` (optional; string or integer; null for anonymous views).
+    * ``occurred_at`` (required): ISO 8601 with a UTC offset or ``Z``
+      (``2016-01-02T03:04:05.123Z``, ``2016-01-02 05:04:05+02:00``; more than six fraction
+      digits are truncated to microseconds) → naive UTC, ``time_precision = "exact"``; a bare
+      date ``2016-01-02`` → midnight UTC, ``time_precision = "day"``; an integer or float →
+      epoch **milliseconds**; in Parquet, a timestamp column (naive ones are taken as UTC) or
+      a date column. An ISO date-time without an offset is ambiguous and quarantined.
+    * ``properties`` (optional): a JSON object (in Parquet a struct, or a string holding a
+      JSON object); every other field of the record is merged into it (``properties`` wins on
+      a clash) and keys with null values are dropped. Stored as JSON text with sorted keys in
+      the canonical ``properties`` column (null when empty).
+    * A community report (``event_type = "report"``) must carry ``properties.flag_type`` in
+      :data:`FLAG_TYPES` (Discourse's post-action flag types) and may carry ``message``.
+
+Source name
+    ``source`` (``--source-name``) sets the canonical ``source`` of every event. An export
+    belongs to a platform whose content comes from another connector (``stackexchange:beer``,
+    ``discourse:forum``): give that connector's source name so the events join its content.
+    The default, ``events:<folder name>``, is a source of its own with no content, so its
+    events would all be quarantined as dangling references by *validate*.
+
+Files are loaded once (``ops.loaded_files``, migration 006)
+    ``loaded_files`` maps the sha256 of every file already loaded for this source to its
+    ledger row. A file whose sha256 is there, or repeats an earlier file of this batch, is not
+    parsed: its rows count as read and skipped under the rule ``file already loaded`` (the
+    ledger's ``rows_read``), and the log names the file and the copy it repeats, so a file
+    re-delivered under another name is loaded once. A file found at the same path with the
+    same size and modification time as a ledger row is recognised without re-hashing. A file
+    that changed (an export appended to) has a new hash: it is read again and its events
+    already loaded come out ``unchanged``. The extract only *lists* the files
+    (:attr:`EventExtract.files`); they enter the ledger in the load transaction
+    (:func:`record_loaded_files`), so a run that fails records nothing and its retry loads
+    them.
+
+Data interval
+    An event-export run's interval is about which *files arrived*, not when events occurred:
+    files modified at or after ``until`` are left for a later run; ``since`` is not used, so
+    a file that arrived earlier but was never loaded (a late file) is loaded now. Every event
+    keeps its own ``occurred_at`` and lands on its own day in the marts, which are rebuilt in
+    full every run (:mod:`transforms.runner`), so the days a late file touches are updated
+    and no other day changes.
+
+Quarantine reasons (payload = the raw line, or the Parquet row as JSON; detail starts with
+``<file> line N`` / ``<file> row N``)
+    ``oversized_line`` (a line over :data:`MAX_LINE_BYTES`; its first 200 bytes kept),
+    ``invalid_utf8``, ``bad_json`` (not JSON, or JSON but not an object), ``missing_id``
+    (``event_id`` absent, empty, not a string/integer, or over 256 characters),
+    ``unknown_event_type``, ``missing_content_id``, ``bad_user_id`` (not a string/integer),
+    ``bad_timestamp``, ``future_timestamp`` (later than ``now``), ``bad_properties``
+    (``properties`` not an object), ``bad_flag_type`` (a report without a valid
+    ``flag_type``), ``unreadable_file`` (a Parquet file that does not open, or a gzip file
+    that does not decompress: one record for the file, which is still recorded as loaded so a
+    corrected export, having another hash, is read). *Validate* then quarantines events whose
+    content is missing from the warehouse and the batch (``dangling_reference``).
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import hashlib
+import itertools
+import json
+import logging
+import math
+import re
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import duckdb
+import polars as pl
+
+from warehouse.canonical import STREAMS, Extract, QuarantineLog, SCHEMAS, StreamCounts, conform
+
+__all__ = [
+    "DUPLICATE_EVENT_RULE",
+    "EVENT_TYPES",
+    "EventExtract",
+    "FILE_ALREADY_LOADED_RULE",
+    "FILES_SCHEMA",
+    "FLAG_TYPES",
+    "LoadedFile",
+    "MAX_LINE_BYTES",
+    "SUFFIXES",
+    "event_source_name",
+    "extract_events",
+    "find_event_files",
+    "land_files",
+    "loaded_files",
+    "parse_occurred_at",
+    "record_loaded_files",
+]
+
+log = logging.getLogger(__name__)
+
+#: Accepted event types. Stack Exchange's votes (upvote, downvote, favorite, accept) plus what
+#: forum and social platforms export: Discourse likes, bookmarks and flags (``report``), page
+#: views, emoji reactions, shares.
+EVENT_TYPES: frozenset[str] = frozenset(
+    {"accept", "bookmark", "downvote", "favorite", "like", "reaction", "report", "share", "upvote", "view"}
+)
+#: ``properties.flag_type`` of a community report (Discourse post_actions flag types).
+FLAG_TYPES: frozenset[str] = frozenset({"spam", "inappropriate", "off_topic", "notify_moderators"})
+#: File name endings read, and their format.
+SUFFIXES: dict[str, str] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".jsonl.gz": "jsonl.gz",
+    ".ndjson.gz": "jsonl.gz",
+    ".parquet": "parquet",
+}
+#: Longest JSON line accepted, in bytes (an event is a few hundred bytes; a longer line is
+#: corrupt or hostile and is quarantined as ``oversized_line`` without being held in memory).
+MAX_LINE_BYTES = 1024 * 1024
+#: Longest event_id, content_id or user_id accepted, in characters.
+MAX_ID_CHARS = 256
+
+FILE_ALREADY_LOADED_RULE = "file already loaded"
+DUPLICATE_EVENT_RULE = "duplicate event_id in batch"
+
+#: Columns of :attr:`EventExtract.files` (and of ``raw.event_files`` without ``run_id``).
+FILES_SCHEMA: dict[str, pl.DataType] = {
+    "source": pl.String(),
+    "sha256": pl.String(),
+    "path": pl.String(),
+    "size_bytes": pl.Int64(),
+    "mtime": pl.Datetime("us"),  # naive UTC
+    "format": pl.String(),  # jsonl | jsonl.gz | parquet
+    "rows_read": pl.Int64(),
+    "rows_emitted": pl.Int64(),  # passed on to be loaded
+    "rows_skipped": pl.Int64(),  # duplicate event_id in batch (a later copy won)
+    "rows_quarantined": pl.Int64(),  # by this connector
+}
+_FILE_EVENTS_SCHEMA: dict[str, pl.DataType] = {"source": pl.String(), "sha256": pl.String(), "event_id": pl.String()}
+
+#: Deterministic JSON for ``properties`` (sorted keys), so a re-read event compares unchanged.
+_PROPERTIES_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+_KNOWN_FIELDS = frozenset({"event_id", "event_type", "content_id", "user_id", "occurred_at", "properties"})
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_BOM = b"\xef\xbb\xbf"
+_EPOCH = datetime(1970, 1, 1)
+#: Epoch values below this many milliseconds (1973-03-03) are taken for seconds and refused.
+_MIN_EPOCH_MS = 100_000_000_000
+
+
+@dataclass(frozen=True)
+class LoadedFile:
+    """One row of ``ops.loaded_files``: a file already loaded for a source (times naive UTC)."""
+
+    source: str
+    sha256: str
+    path: str
+    size_bytes: int
+    mtime: datetime
+    rows_read: int
+    run_id: str
+
+
+@dataclass
+class EventExtract(Extract):
+    """An :class:`~warehouse.canonical.Extract` plus the files it came from.
+
+    Attributes:
+        files: one row per file parsed in this batch, :data:`FILES_SCHEMA`; landed into
+            ``raw.event_files`` and recorded in ``ops.loaded_files`` by the load.
+        file_events: ``source, sha256, event_id`` of every emitted event (which file it came
+            from), so the ledger can count per file the events *validate* quarantined.
+        skipped_files: files not parsed because their bytes were already loaded:
+            ``{"path", "sha256", "same_as", "run_id", "rows"}`` each (``run_id`` None when the
+            copy is earlier in this batch).
+        late_files: files left for a later run because they arrived at or after ``until``.
+    """
+
+    files: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FILES_SCHEMA))
+    file_events: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_FILE_EVENTS_SCHEMA))
+    skipped_files: list[dict[str, Any]] = field(default_factory=list)
+    late_files: list[str] = field(default_factory=list)
+
+
+class _Bad(Exception):
+    """A record that cannot be mapped: its quarantine reason and detail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+# --------------------------------------------------------------------------------------------
+# Finding files
+
+
+def _format_of(path: Path) -> str | None:
+    name = path.name.lower()
+    for suffix, fmt in sorted(SUFFIXES.items(), key=lambda kv: -len(kv[0])):
+        if name.endswith(suffix):
+            return fmt
+    return None
+
+
+def _static_root(path_or_glob: str) -> Path:
+    """The part of a glob before its first wildcard component (the folder it searches)."""
+    static = list(itertools.takewhile(lambda part: not _GLOB_CHARS.search(part), Path(path_or_glob).parts))
+    return Path(*static) if static else Path(".")
+
+
+def find_event_files(path_or_glob: str | Path) -> list[Path]:
+    """The export files named by ``path_or_glob``, sorted by path.
+
+    A folder is searched recursively for :data:`SUFFIXES`; a glob (``*``, ``?``, ``[``;
+    ``**`` recurses) keeps its matches with those suffixes; a file is taken as is. Names
+    starting with ``.`` or ``_`` are ignored (in-progress files, ``_SUCCESS`` markers).
+
+    Raises:
+        FileNotFoundError: the path, or the folder a glob searches, does not exist.
+        ValueError: a single file with an unsupported suffix.
+    """
+    text = str(path_or_glob)
+    if _GLOB_CHARS.search(text):
+        root = _static_root(text)
+        if not root.exists():
+            raise FileNotFoundError(f"event export folder not found: {root} (from --path {text!r})")
+        candidates = [Path(p) for p in glob.glob(text, recursive=True)]
+    else:
+        p = Path(text)
+        if not p.exists():
+            raise FileNotFoundError(f"event export path not found: {p} (a folder, a glob or a file of events)")
+        if p.is_file():
+            if _format_of(p) is None:
+                raise ValueError(
+                    f"{p}: unsupported event export format; use one of {', '.join(sorted(SUFFIXES))}"
+                )
+            return [p]
+        candidates = list(p.rglob("*"))
+    out = [
+        c for c in candidates
+        if c.is_file() and _format_of(c) is not None and not c.name.startswith((".", "_"))
+    ]
+    return sorted(out)
+
+
+def event_source_name(path_or_glob: str | Path, source_name: str | None = None) -> str:
+    """The canonical ``source`` of an export: ``source_name`` if given, else ``events:<folder name>``.
+
+    Raises:
+        ValueError: ``source_name`` is blank or has whitespace or control characters.
+    """
+    if source_name is not None:
+        name = source_name.strip()
+        if not name or re.search(r"[\s\x00-\x1f]", name) or len(name) > 200:
+            raise ValueError(
+                f"--source-name {source_name!r} is not a source name; give the content source's name, "
+                "e.g. stackexchange:beer or discourse:forum"
+            )
+        return name
+    text = str(path_or_glob)
+    if _GLOB_CHARS.search(text):
+        folder = _static_root(text)
+    else:
+        p = Path(text)
+        folder = p.parent if p.is_file() else p
+    label = folder.resolve().name or "events"
+    return f"events:{label}"
+
+
+# --------------------------------------------------------------------------------------------
+# Ledger (ops.loaded_files)
+
+
+def loaded_files(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, LoadedFile]:
+    """The files already loaded for ``source``, keyed by sha256 (from ``ops.loaded_files``)."""
+    rows = con.execute(
+        "select source, sha256, path, size_bytes, mtime, rows_read, run_id from ops.loaded_files where source = ?",
+        [source],
+    ).fetchall()
+    return {r[1]: LoadedFile(*r) for r in rows}
+
+
+def land_files(con: duckdb.DuckDBPyConnection, extract: Extract, run_id: str) -> int:
+    """Write an :class:`EventExtract`'s file list into ``raw.event_files`` / ``raw.event_file_events``.
+
+    Call inside the landing transaction. Replaces what an earlier attempt of ``run_id`` landed;
+    does nothing (returns 0) for other extracts.
+
+    Returns:
+        Files landed.
+    """
+    con.execute("delete from raw.event_files where run_id = ?", [run_id])
+    con.execute("delete from raw.event_file_events where run_id = ?", [run_id])
+    if not isinstance(extract, EventExtract) or extract.files.height == 0:
+        return 0
+    files = extract.files.with_columns(pl.lit(run_id).alias("run_id"))  # noqa: F841
+    file_events = extract.file_events.with_columns(pl.lit(run_id).alias("run_id"))  # noqa: F841
+    con.execute("insert into raw.event_files by name select * from files")
+    con.execute("insert into raw.event_file_events by name select * from file_events")
+    return extract.files.height
+
+
+def record_loaded_files(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime) -> int:
+    """Record the run's landed files in ``ops.loaded_files`` and clear them from ``raw``.
+
+    Call inside the load transaction (after the upsert), so the ledger and staging commit
+    together. Per file: ``rows_loaded`` = events passed on minus those *validate*
+    quarantined as dangling; ``rows_quarantined`` counts both kinds. A file already in the
+    ledger (same source and sha256) is left as recorded.
+
+    Returns:
+        Files recorded.
+    """
+    n = con.execute("select count(*) from raw.event_files where run_id = ?", [run_id]).fetchone()[0]
+    if not n:
+        return 0
+    con.execute(
+        """
+        insert into ops.loaded_files
+        select f.source, f.sha256, f.path, f.size_bytes, f.mtime, f.format, f.rows_read,
+               f.rows_emitted - coalesce(d.dangling, 0) as rows_loaded,
+               f.rows_skipped,
+               f.rows_quarantined + coalesce(d.dangling, 0) as rows_quarantined,
+               f.run_id, ?::timestamp as loaded_at
+        from raw.event_files f
+        left join (
+            select m.source, m.sha256, count(*) as dangling
+            from raw.event_file_events m
+            where m.run_id = ?
+              and not exists (select 1 from raw.engagement_events e
+                              where e.run_id = m.run_id and e.source = m.source and e.event_id = m.event_id)
+            group by m.source, m.sha256
+        ) d on d.source = f.source and d.sha256 = f.sha256
+        where f.run_id = ?
+        on conflict (source, sha256) do nothing
+        """,
+        [now, run_id, run_id],
+    )
+    con.execute("delete from raw.event_file_events where run_id = ?", [run_id])
+    con.execute("delete from raw.event_files where run_id = ?", [run_id])
+    log.info("run %s: %d event export files recorded in ops.loaded_files", run_id, n)
+    return int(n)
+
+
+# --------------------------------------------------------------------------------------------
+# Field parsing
+
+
+def _naive_utc(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo is not None else ts
+
+
+def parse_occurred_at(value: Any) -> tuple[datetime, str]:
+    """Parse an event time into ``(naive UTC datetime, time_precision)``.
+
+    Accepts ISO 8601 date-times with an offset or ``Z`` (→ ``exact``), bare ISO dates
+    (→ midnight UTC, ``day``), epoch milliseconds as int/float (→ ``exact``), aware or naive
+    ``datetime`` objects (naive = UTC; Parquet timestamps) and ``date`` objects (``day``).
+
+    Raises:
+        ValueError: anything else, with the fix in the message.
+    """
+    if value is None or value == "":
+        raise ValueError("occurred_at is missing")
+    if isinstance(value, bool):
+        raise ValueError(f"occurred_at {value!r} is not a time")
+    if isinstance(value, datetime):
+        return _naive_utc(value), "exact"
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day), "day"
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"occurred_at {value!r} is not a time")
+        if abs(value) < _MIN_EPOCH_MS:
+            raise ValueError(
+                f"occurred_at {value!r} looks like epoch seconds; exports give epoch milliseconds or ISO 8601"
+            )
+        try:
+            return _EPOCH + timedelta(milliseconds=value), "exact"
+        except OverflowError:
+            raise ValueError(f"occurred_at {value!r} is out of range (epoch milliseconds)") from None
+    if isinstance(value, str):
+        text = value.strip()
+        if _DATE_ONLY.fullmatch(text):
+            try:
+                d = date.fromisoformat(text)
+            except ValueError as exc:
+                raise ValueError(f"occurred_at {value!r}: {exc}") from None
+            return datetime(d.year, d.month, d.day), "day"
+        try:
+            ts = datetime.fromisoformat(_FRACTION.sub(r"\1", text))
+        except ValueError:
+            raise ValueError(
+                f"occurred_at {value!r} is not ISO 8601 (e.g. 2016-01-02T03:04:05Z)"
+            ) from None
+        if ts.tzinfo is None:
+            raise ValueError(f"occurred_at {value!r} has no UTC offset; write it with Z or +hh:mm")
+        try:
+            return _naive_utc(ts), "exact"
+        except OverflowError:
+            raise ValueError(f"occurred_at {value!r} is out of range") from None
+    raise ValueError(f"occurred_at {value!r} is not a time")
+
+
+def _id(value: Any) -> str | None:
+    """A string or integer id as text; None when absent or blank; raises TypeError for other types."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(type(value).__name__)
+    text = str(value).strip()
+    if len(text) > MAX_ID_CHARS:
+        raise TypeError(f"longer than {MAX_ID_CHARS} characters")
+    return text or None
+
+
+def _properties(record: Mapping[str, Any]) -> str | None:
+    props: Any = record.get("properties")
+    if isinstance(props, str):
+        try:
+            props = json.loads(props) if props.strip() else None
+        except (json.JSONDecodeError, RecursionError):
+            raise _Bad("bad_properties", "properties is a string but not a JSON object") from None
+    if props is not None and not isinstance(props, dict):
+        raise _Bad("bad_properties", f"properties must be an object, not {type(props).__name__}")
+    merged = {k: v for k, v in record.items() if k not in _KNOWN_FIELDS}
+    merged.update(props or {})
+    merged = {str(k): v for k, v in merged.items() if v is not None}
+    if not merged:
+        return None
+    return _PROPERTIES_JSON.encode(merged)
+
+
+def _map_record(record: Any, where: str, now: datetime) -> tuple[dict[str, Any], str | None]:
+    """Map one decoded record to a canonical event row; raise :class:`_Bad` when it cannot be.
+
+    Returns:
+        ``(row, event_id)``.
+    """
+    if not isinstance(record, dict):
+        raise _Bad("bad_json", f"{where}: a JSON {type(record).__name__}, not an object")
+    try:
+        event_id = _id(record.get("event_id"))
+    except TypeError as exc:
+        raise _Bad("missing_id", f"{where}: event_id must be a string or integer ({exc})") from None
+    if event_id is None:
+        raise _Bad("missing_id", f"{where}: event_id is missing or empty")
+    event_type = record.get("event_type")
+    normalized = event_type.strip().lower() if isinstance(event_type, str) else None
+    if normalized not in EVENT_TYPES:
+        raise _Bad(
+            "unknown_event_type",
+            f"{where}: event_type {event_type!r} is not one of {', '.join(sorted(EVENT_TYPES))}",
+        )
+    try:
+        content_id = _id(record.get("content_id"))
+    except TypeError as exc:
+        raise _Bad("missing_content_id", f"{where}: content_id must be a string or integer ({exc})") from None
+    if content_id is None:
+        raise _Bad("missing_content_id", f"{where}: content_id is missing or empty")
+    try:
+        user_id = _id(record.get("user_id"))
+    except TypeError as exc:
+        raise _Bad("bad_user_id", f"{where}: user_id must be a string, an integer or null ({exc})") from None
+    try:
+        occurred_at, precision = parse_occurred_at(record.get("occurred_at"))
+    except ValueError as exc:
+        raise _Bad("bad_timestamp", f"{where}: {exc}") from None
+    if occurred_at > now:
+        raise _Bad("future_timestamp", f"{where}: occurred_at {occurred_at:%Y-%m-%dT%H:%M:%S} UTC is after now ({now:%Y-%m-%dT%H:%M:%S})")
+    properties = _properties(record)
+    if normalized == "report":
+        flag_type = json.loads(properties).get("flag_type") if properties else None
+        if flag_type not in FLAG_TYPES:
+            raise _Bad(
+                "bad_flag_type",
+                f"{where}: a report needs properties.flag_type in {', '.join(sorted(FLAG_TYPES))}, got {flag_type!r}",
+            )
+    row = {
+        "event_id": event_id,
+        "event_type": normalized,
+        "content_id": content_id,
+        "user_id": user_id,
+        "occurred_at": occurred_at,
+        "time_precision": precision,
+        "properties": properties,
+    }
+    return row, event_id
+
+
+# --------------------------------------------------------------------------------------------
+# Reading files
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _mtime(path: Path) -> datetime:
+    return _EPOCH + timedelta(microseconds=path.stat().st_mtime_ns // 1000)
+
+
+def _open(path: Path, fmt: str) -> BinaryIO:
+    return gzip.open(path, "rb") if fmt == "jsonl.gz" else path.open("rb")  # type: ignore[return-value]
+
+
+def _json_lines(path: Path, fmt: str) -> Iterator[tuple[int, str | None, Any, _Bad | None]]:
+    """Yield ``(line number, raw text, decoded record, problem)`` for every non-blank line."""
+    with _open(path, fmt) as f:
+        lineno = 0
+        while True:
+            line = f.readline(MAX_LINE_BYTES + 1)
+            if not line:
+                return
+            lineno += 1
+            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                head = line[:200]
+                while True:  # drain the rest of the over-long line in bounded chunks
+                    chunk = f.readline(MAX_LINE_BYTES)
+                    if not chunk or chunk.endswith(b"\n"):
+                        break
+                raw = head.decode("utf-8", "backslashreplace") + "…"
+                yield lineno, raw, None, _Bad(
+                    "oversized_line", f"{path} line {lineno}: longer than {MAX_LINE_BYTES:,} bytes"
+                )
+                continue
+            if lineno == 1 and line.startswith(_BOM):
+                line = line[len(_BOM):]
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raw = line.decode("utf-8", "backslashreplace").rstrip("\r\n")
+                yield lineno, raw, None, _Bad("invalid_utf8", f"{path} line {lineno}: {exc}")
+                continue
+            text = text.rstrip("\r\n")
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                yield lineno, text, None, _Bad("bad_json", f"{path} line {lineno}: {exc}")
+                continue
+            yield lineno, text, record, None
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, str | None, Any, _Bad | None]]:
+    df = pl.read_parquet(path)
+    for i, row in enumerate(df.iter_rows(named=True), start=1):
+        yield i, None, row, None
+
+
+@dataclass
+class _FileTally:
+    read: int = 0
+    quarantined: int = 0
+    skipped: int = 0
+    emitted: int = 0
+
+
+def extract_events(
+    path_or_glob: str | Path,
+    *,
+    source: str | None = None,
+    loaded_files: Mapping[str, LoadedFile] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    now: datetime,
+) -> EventExtract:
+    """Read engagement-event export files into an :class:`EventExtract` (see the module docstring).
+
+    Args:
+        path_or_glob: a folder (searched recursively), a glob or one file.
+        source: the canonical source name (``--source-name``); default ``events:<folder name>``.
+        loaded_files: the ledger of files already loaded for this source, keyed by sha256
+            (:func:`loaded_files`); those files are skipped.
+        since: unused for selection (a file that arrived before the interval and was never
+            loaded is still loaded); kept on the extract as the run's interval start.
+        until: files modified at or after it (naive UTC) are left for a later run.
+        now: naive UTC; events after it are quarantined as ``future_timestamp``.
+
+    Returns:
+        The extract: ``engagement_events`` (users and content empty), the quarantine, counts
+        that reconcile (``read = emitted + skipped + quarantined``) and the file list.
+
+    Raises:
+        FileNotFoundError: the path (or a glob's folder) does not exist.
+        ValueError: a bad ``source`` name or a single file of an unsupported format.
+    """
+    source = event_source_name(path_or_glob, source)
+    ledger = dict(loaded_files or {})
+    by_path = {(lf.path, lf.size_bytes, lf.mtime): lf for lf in ledger.values()}
+    counts = {s: StreamCounts() for s in STREAMS}
+    ec = counts["engagement_events"]
+    qlog = QuarantineLog(source)
+    events: dict[str, tuple[dict[str, Any], str]] = {}  # event_id -> (row, sha256); last wins
+    tallies: dict[str, _FileTally] = {}
+    file_rows: list[dict[str, Any]] = []
+    seen_in_batch: dict[str, tuple[str, int]] = {}  # sha256 -> (path, rows read)
+    skipped_files: list[dict[str, Any]] = []
+    late_files: list[str] = []
+
+    arrivals = sorted(((_mtime(p), p) for p in find_event_files(path_or_glob)), key=lambda t: (t[0], str(t[1])))
+    for mtime, path in arrivals:
+        if until is not None and mtime >= until:
+            late_files.append(str(path))
+            log.info("event file %s arrived at %s, not before the interval end %s: left for a later run", path, mtime, until)
+            continue
+        size = path.stat().st_size
+        known = by_path.get((str(path), size, mtime))
+        sha = known.sha256 if known is not None else _sha256(path)
+        previous = ledger.get(sha)
+        if previous is not None or sha in seen_in_batch:
+            same_as, rows = (previous.path, previous.rows_read) if previous is not None else seen_in_batch[sha]
+            ec.read += rows
+            ec.skip(FILE_ALREADY_LOADED_RULE, rows)
+            skipped_files.append(
+                {"path": str(path), "sha256": sha, "same_as": same_as,
+                 "run_id": previous.run_id if previous is not None else None, "rows": rows}
+            )
+            log.info("event file %s skipped: already loaded (same bytes as %s, %d rows)", path, same_as, rows)
+            continue
+        fmt = _format_of(path) or "jsonl"
+        tally = tallies[sha] = _FileTally()
+        try:
+            records = list(_parquet_rows(path)) if fmt == "parquet" else _json_lines(path, fmt)
+            for lineno, raw, record, bad in records:
+                unit = "row" if fmt == "parquet" else "line"
+                where = f"{path} {unit} {lineno}"
+                tally.read += 1
+                ec.read += 1
+                event_id: str | None = None
+                try:
+                    if bad is not None:
+                        raise bad
+                    row, event_id = _map_record(record, where, now)
+                except _Bad as exc:
+                    if event_id is None and isinstance(record, dict):
+                        try:
+                            event_id = _id(record.get("event_id"))
+                        except TypeError:
+                            event_id = None
+                    payload = raw if raw is not None else json.dumps(record, default=str, ensure_ascii=False)
+                    qlog.add("engagement_events", event_id, exc.reason, exc.detail, payload)
+                    tally.quarantined += 1
+                    ec.quarantined += 1
+                    continue
+                earlier = events.get(event_id)
+                if earlier is not None:
+                    tallies[earlier[1]].skipped += 1
+                    ec.skip(DUPLICATE_EVENT_RULE)
+                events[event_id] = (row, sha)
+        except (OSError, EOFError, zlib.error, pl.exceptions.PolarsError) as exc:
+            # Unreadable file (corrupt Parquet, broken gzip): one quarantine record for the file.
+            # Rows already taken from a broken gzip stand (they were read and are valid).
+            tally.read += 1
+            ec.read += 1
+            tally.quarantined += 1
+            ec.quarantined += 1
+            qlog.add(
+                "engagement_events", None, "unreadable_file", f"{path}: {type(exc).__name__}: {exc}"[:2000],
+                json.dumps({"path": str(path), "sha256": sha, "size_bytes": size}),
+            )
+            log.warning("event file %s is unreadable: %s", path, exc)
+        seen_in_batch[sha] = (str(path), tally.read)
+        file_rows.append(
+            {"source": source, "sha256": sha, "path": str(path), "size_bytes": size, "mtime": mtime, "format": fmt}
+        )
+
+    rows = [{"source": source, **row} for row, _ in events.values()]
+    frame = conform(pl.DataFrame(rows, schema={"source": pl.String(), **{
+        k: v for k, v in SCHEMAS["engagement_events"].items() if k != "source"}}), "engagement_events")
+    ec.emitted = frame.height
+    for sha, tally in tallies.items():
+        tally.emitted = tally.read - tally.quarantined - tally.skipped
+    files = pl.DataFrame(
+        [
+            {**f, "rows_read": tallies[f["sha256"]].read, "rows_emitted": tallies[f["sha256"]].emitted,
+             "rows_skipped": tallies[f["sha256"]].skipped, "rows_quarantined": tallies[f["sha256"]].quarantined}
+            for f in file_rows
+        ],
+        schema=FILES_SCHEMA,
+    )
+    file_events = pl.DataFrame(
+        {"source": [source] * len(events), "sha256": [sha for _, sha in events.values()], "event_id": list(events)},
+        schema=_FILE_EVENTS_SCHEMA,
+    )
+    empty = {s: pl.DataFrame(schema=SCHEMAS[s]) for s in ("users", "content")}
+    log.info(
+        "event exports %s: %d files read, %d already loaded, %d left for later; %d events, %d quarantined",
+        path_or_glob, files.height, len(skipped_files), len(late_files), frame.height, ec.quarantined,
+    )
+    return EventExtract(
+        source=source,
+        users=empty["users"],
+        content=empty["content"],
+        engagement_events=frame,
+        quarantine=qlog.frame(),
+        counts=counts,
+        since=since,
+        until=until,
+        files=files,
+        file_events=file_events,
+        skipped_files=skipped_files,
+        late_files=late_files,
+    )
