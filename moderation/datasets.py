@@ -350,15 +350,9 @@ def parse_label_map(items: Sequence[str]) -> dict[str, int] | None:
 
 # --- moderators' decisions ----------------------------------------------------------------
 
-DECISION_LABELS: dict[str, int] = {
-    "removed": 1, "remove": 1, "upheld": 1, "uphold": 1, "confirmed": 1, "hidden": 1,
-    "approved": 0, "approve": 0, "overturned": 0, "overturn": 0, "restored": 0, "dismissed": 0,
-}
-"""Decision values -> label: a flag upheld (item removed) is toxic (1); overturned (approved) is not (0).
-Other values (escalated, snoozed, ...) carry no label and are counted as skipped."""
-
-_DECISION_COLUMNS = ("decision", "action", "outcome")
-_TIME_COLUMNS = ("decided_at", "created_at", "occurred_at", "at")
+DECISION_LABELS: dict[str, int] = {"removed": 1, "approved": 0}
+"""Final review state -> label: a flagged item a moderator removed is toxic (1); one approved is not (0).
+``escalated`` carries no label (the item is still under review)."""
 
 
 class DecisionsUnavailableError(LookupError):
@@ -368,57 +362,34 @@ class DecisionsUnavailableError(LookupError):
 def load_decisions(con: duckdb.DuckDBPyConnection) -> LoadedData:
     """Moderators' decisions from ``moderation.decisions`` as labelled texts (source ``decisions``).
 
-    The review store (append-only, one row per action) is ingested into
-    ``moderation.decisions`` by the pipeline. The latest labelling decision per
-    ``(source, content_id)`` counts (by the first of ``decided_at``, ``created_at``,
-    ``occurred_at``, ``at`` present); its value (column ``decision``, ``action`` or
-    ``outcome``) maps through :data:`DECISION_LABELS`. The text is the table's ``text`` /
-    ``body_text`` column when present, else the item's title and body from ``staging.content``
-    joined as the scoring step joins them.
+    The review store (append-only, one row per transition) is ingested into
+    ``moderation.decisions`` by the pipeline's ``ingest_decisions`` step. The latest decision
+    per ``(source, content_id)`` (by ``decided_at``, then ``item_version``) counts when its
+    ``to_state`` is final; :data:`DECISION_LABELS` maps it to a label. The text is the item's
+    title and body from ``staging.content``, joined as the scoring step joins them.
 
     Raises:
-        DecisionsUnavailableError: the table is absent, lacks the columns above, or holds no
-            labelling decision with a text.
+        DecisionsUnavailableError: no decision is final on an item whose text is still held.
     """
     from warehouse.db import frame as sql_frame
 
-    cols = [r[0] for r in con.execute(
-        "select column_name from information_schema.columns where table_schema = 'moderation' "
-        "and table_name = 'decisions' order by ordinal_position").fetchall()]
-    if not cols:
-        raise DecisionsUnavailableError(
-            "no moderators' decisions: the warehouse has no moderation.decisions table yet (the review "
-            "store and its ingestion arrive with the review-queue feature); train from --data files instead"
-        )
-    decision_col = next((c for c in _DECISION_COLUMNS if c in cols), None)
-    missing = [c for c in ("source", "content_id") if c not in cols]
-    if decision_col is None or missing:
-        raise DecisionsUnavailableError(
-            f"moderation.decisions has columns {cols}; training needs source, content_id and one of {_DECISION_COLUMNS}"
-        )
-    time_col = next((c for c in _TIME_COLUMNS if c in cols), None)
-    text_col = next((c for c in ("text", "body_text") if c in cols), None)
-    order = f"order by {time_col} desc" if time_col else ""
     labelled = ", ".join(f"'{v}'" for v in DECISION_LABELS)
-    text_expr = (
-        f"d.{text_col}" if text_col else
-        "(select any_value(concat_ws(chr(10) || chr(10), nullif(c.title, ''), nullif(c.body_text, ''))) "
-        "from staging.content c where c.source = d.source and c.content_id = d.content_id)"
-    )
     rows = sql_frame(con, f"""
         with latest as (
-            select *, row_number() over (partition by source, content_id {order}) as rn
+            select *, row_number() over (partition by source, content_id order by decided_at desc, item_version desc) as rn
             from moderation.decisions
-            where lower({decision_col}) in ({labelled})
         )
-        select {text_expr} as text, lower(d.{decision_col}) as decision
-        from latest d where rn = 1
+        select (select any_value(concat_ws(chr(10) || chr(10), nullif(c.title, ''), nullif(c.body_text, '')))
+                from staging.content c where c.source = d.source and c.content_id = d.content_id) as text,
+               d.to_state as decision
+        from latest d where rn = 1 and d.to_state in ({labelled})
     """)
     total = sql_frame(con, "select count(*) as n from moderation.decisions")["n"][0]
     rows = rows.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
     if rows.is_empty():
         raise DecisionsUnavailableError(
-            f"moderation.decisions holds {total} rows but no upheld/overturned decision on an item with text"
+            f"moderation.decisions holds {total} rows but no item's latest decision is approved or removed "
+            "on a text still held; work the review queue (or train from --data files)"
         )
     out = pl.DataFrame({
         "text": rows["text"],

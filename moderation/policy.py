@@ -9,6 +9,13 @@ Two levels per label, both probabilities in (0, 1]:
 The defaults follow the spirit of Discourse AI's toxicity defaults (a high bar for the broad
 ``toxicity`` label, a low one for ``severe_toxicity``, 60 for the specific harms; Discourse
 expresses them in percent).
+
+The moderation queue (``transforms/marts/moderation_queue.sql``) orders items by **severity**,
+worst first: for a model flag the ``severity`` computed here (max over labels of score /
+threshold, so 1.0 = exactly at a threshold); a community report counts
+:data:`REPORT_SEVERITY` plus :data:`REPORT_SEVERITY_PER_REPORTER` per further distinct reporter,
+at most :data:`REPORT_SEVERITY_MAX`; an item routed because the model does not read its
+language counts :data:`LANGUAGE_ROUTED_SEVERITY`. The highest applicable value wins.
 """
 
 from __future__ import annotations
@@ -41,6 +48,36 @@ DEFAULT_HOLD_THRESHOLDS: dict[str, float] = {
     "sexual_explicit": 0.9,
 }
 """Hold thresholds per label (at or above: recommend hiding the item before review)."""
+
+REPORT_SEVERITY = 1.0
+"""Queue severity of an item one member reported (like a model score exactly at its threshold)."""
+REPORT_SEVERITY_PER_REPORTER = 0.25
+"""Added per further distinct reporter."""
+REPORT_SEVERITY_MAX = 2.0
+"""Cap of the reports' severity (five reporters)."""
+LANGUAGE_ROUTED_SEVERITY = 1.0
+"""Queue severity of an item routed as 'language not supported by model'."""
+
+
+def queue_severity(model_severity: float | None, report_count: int, reporter_count: int, language_routed: bool) -> float | None:
+    """The queue severity of one item: the rule ``marts.moderation_queue`` applies in SQL.
+
+    Args:
+        model_severity: the model's severity when it flagged the item, else None.
+        report_count: community report events on the item (0: not reported).
+        reporter_count: distinct known reporters (a report without a known reporter counts as one).
+        language_routed: the item's language is not one the model reads.
+
+    Returns:
+        The highest applicable value, or None when none applies (the item is not queued).
+    """
+    values = [model_severity] if model_severity is not None else []
+    if report_count > 0:
+        values.append(min(REPORT_SEVERITY + REPORT_SEVERITY_PER_REPORTER * (max(reporter_count, 1) - 1), REPORT_SEVERITY_MAX))
+    if language_routed:
+        values.append(LANGUAGE_ROUTED_SEVERITY)
+    return max(values) if values else None
+
 
 OUTPUT_COLUMNS: tuple[str, ...] = ("flagged_labels", "max_label", "max_score", "severity", "flagged", "hold")
 

@@ -14,7 +14,7 @@ Time zones: staging timestamps are naive UTC; each model converts them to the co
 local time with the IANA zone in ``ops.sources.timezone`` (NULL or empty: ``'UTC'``), read by
 join inside the SQL. The runner checks every configured zone against
 :func:`zoneinfo.available_timezones` first, so a typo fails before anything is written.
-Parameters (``min_support``, ``window_days``, ``min_posts``) are bound by DuckDB, never
+Parameters (``min_support``, ``window_days``, ``min_posts``, ``repeat_offender_window_days``) are bound by DuckDB, never
 formatted into the SQL.
 
 Model documentation (grain, columns, units, formulas and their sources):
@@ -64,6 +64,7 @@ MODEL_PARAMETERS: dict[str, tuple[str, ...]] = {
     "engagement_daily": ("window_days",),
     "best_time_to_post": ("min_posts",),
     "trending_topics": ("min_support",),
+    "moderation_queue": ("repeat_offender_window_days",),
 }
 
 
@@ -118,6 +119,7 @@ def run_marts(
     min_support: int = 3,
     window_days: int = 7,
     min_posts: int = 5,
+    repeat_offender_window_days: int = 90,
 ) -> dict[str, int]:
     """Rebuild every mart from staging in one transaction; return ``{mart name: row count}``.
 
@@ -132,6 +134,9 @@ def run_marts(
         min_posts: the least number of posts (with a complete window) a weekday-hour slot
             needs to be ranked in ``marts.best_time_to_post``; an integer >= 2 (a confidence
             interval needs two observations).
+        repeat_offender_window_days: ``marts.moderation_queue`` counts an author's earlier
+            flagged and removed items created this many days before each queued item; an
+            integer >= 1.
 
     Returns:
         The row count of each mart, in :data:`MART_NAMES` order.
@@ -146,8 +151,10 @@ def run_marts(
     _check_int("min_support", min_support, 1)
     _check_int("window_days", window_days, 1)
     _check_int("min_posts", min_posts, 2)
+    _check_int("repeat_offender_window_days", repeat_offender_window_days, 1)
     check_source_timezones(con)
-    parameters: dict[str, Any] = {"min_support": min_support, "window_days": window_days, "min_posts": min_posts}
+    parameters: dict[str, Any] = {"min_support": min_support, "window_days": window_days, "min_posts": min_posts,
+                                  "repeat_offender_window_days": repeat_offender_window_days}
 
     counts: dict[str, int] = {}
     con.execute("begin transaction")

@@ -182,31 +182,34 @@ def test_cli_train_text_columns_must_pair_with_files(small_sets: dict[str, Path]
     assert result.exit_code == 2 and "--text-column given 2 times for 3 --data files" in result.output
 
 
-def test_from_decisions_without_a_table_explains(tmp_path: Path) -> None:
+def test_from_decisions_without_decisions_explains(tmp_path: Path) -> None:
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     migrate(con)
     con.close()
     result = runner.invoke(app, ["moderation", "train", "--from-decisions", "--out", str(tmp_path / "m")],
                            env={"PULSE_WAREHOUSE": str(tmp_path / "w.duckdb")})
     assert result.exit_code == 2
-    assert "no moderation.decisions table" in result.output and "--data" in result.output
+    assert "holds 0 rows" in result.output and "--data" in result.output
 
 
-def test_load_decisions_uses_the_latest_labelling_decision(tmp_path: Path) -> None:
+def test_load_decisions_uses_the_latest_final_decision(tmp_path: Path) -> None:
     con = duckdb.connect(":memory:")
     migrate(con)
     con.execute("""insert into staging.content (source, content_id, kind, created_at, title, body_text, content_hash)
                    values ('beer', 'beer:1', 'question', '2026-01-01', 'Hops?', 'Which hops for an IPA?', 'h1'),
                           ('beer', 'beer:2', 'comment', '2026-01-01', null, 'you absolute idiot', 'h2'),
                           ('beer', 'beer:3', 'comment', '2026-01-01', null, 'meh', 'h3')""")
-    con.execute("create table moderation.decisions (source varchar, content_id varchar, decision varchar, decided_at timestamp)")
-    con.execute("""insert into moderation.decisions values
-                   ('beer', 'beer:1', 'removed', '2026-01-02 10:00'), ('beer', 'beer:1', 'overturned', '2026-01-02 11:00'),
-                   ('beer', 'beer:2', 'upheld', '2026-01-02 10:00'), ('beer', 'beer:3', 'escalated', '2026-01-02 10:00')""")
+    rows = [("d1", "beer:1", 1, "pending", "escalated", "escalate", "2026-01-02 10:00"),
+            ("d2", "beer:1", 2, "escalated", "approved", "approve", "2026-01-02 11:00"),
+            ("d3", "beer:2", 1, "pending", "removed", "remove", "2026-01-02 10:00"),
+            ("d4", "beer:3", 1, "pending", "escalated", "escalate", "2026-01-02 10:00")]
+    con.executemany("""insert into moderation.decisions (decision_id, source, content_id, item_version, from_state,
+                       to_state, action, actor, decided_at, ingested_run_id) values (?, 'beer', ?, ?, ?, ?, ?, 'mod', ?, 'r')""",
+                    rows)
     loaded = load_decisions(con)
     got = sorted(loaded.frame.select("text", "label").iter_rows())
     assert got == [("Hops?\n\nWhich hops for an IPA?", 0), ("you absolute idiot", 1)]
     assert loaded.rows_read == 4 and set(loaded.frame["source"]) == {"decisions"}
-    con.execute("delete from moderation.decisions where decision <> 'escalated'")
-    with pytest.raises(DecisionsUnavailableError, match="no upheld/overturned decision"):
+    con.execute("delete from moderation.decisions where to_state <> 'escalated'")
+    with pytest.raises(DecisionsUnavailableError, match="no item's latest decision is approved or removed"):
         load_decisions(con)

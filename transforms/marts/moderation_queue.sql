@@ -1,17 +1,88 @@
 -- marts.moderation_queue
--- Grain: one row per current flag (moderation.flags) whose content still exists in
--- staging.content, with the author, the flag's model scores and a global priority
--- (1 = review first: severity desc, then newest first). Documented in transforms/README.md.
+-- Grain: one row per item needing review, for any of three reasons (queue_reasons):
+--   model_flag             a current flag in moderation.flags (score >= a label's threshold)
+--   community_report       members reported it (engagement events with event_type 'report')
+--   language_not_supported its detected language is not one the active model reads
+-- Items deleted or hidden on the platform are left out; items moderators approved or removed
+-- stay, with review_state as of the last ingest of decisions (the app reads live states from
+-- the review store). Priority 1 = review first (severity desc, newest first).
+-- Parameter: $repeat_offender_window_days. Documented in transforms/README.md.
 with
+
+content as (
+    select * from staging.content
+    where deleted_at is null and not coalesce(hidden, false)
+),
 
 flags as (
     select * from moderation.flags
 ),
 
-flagged_content as (
+policy as (
+    -- the language policy of the model that scored the latest run (one row, or none)
+    select model_id, supported_languages, min_confidence
+    from moderation.language_policy
+    order by updated_at desc, model_id
+    limit 1
+),
+
+reports as (
     select
-        flags.source,
-        flags.content_id,
+        source,
+        content_id,
+        count(*) as report_count,
+        count(distinct user_id) as reporter_count,
+        list_sort(list(distinct coalesce(
+            case when json_valid(properties) then json_extract_string(properties, '$.flag_type') end,
+            'unspecified'
+        ))) as report_types,
+        min(occurred_at) as first_reported_at
+    from staging.engagement_events
+    where event_type = 'report'
+    group by source, content_id
+),
+
+languages as (
+    select
+        content.source,
+        content.content_id,
+        languages.language,
+        languages.confidence as language_confidence,
+        case
+            when languages.language is null or languages.language = 'und' or policy.model_id is null then null
+            else list_contains(policy.supported_languages, languages.language)
+        end as language_supported,
+        coalesce(
+            languages.language <> 'und'
+            and languages.confidence >= policy.min_confidence
+            and not list_contains(policy.supported_languages, languages.language),
+            false
+        ) as language_routed
+    from content
+    left join moderation.languages as languages using (content_hash)
+    left join policy on true
+),
+
+candidates as (
+    select source, content_id from flags
+    union
+    select source, content_id from reports
+    union
+    select source, content_id from languages where language_routed
+),
+
+latest_decisions as (
+    select *
+    from moderation.decisions
+    qualify row_number() over (
+        partition by source, content_id order by decided_at desc, item_version desc, decision_id
+    ) = 1
+),
+
+queued as (
+    select
+        content.source,
+        content.content_id,
         content.kind,
         content.thread_id,
         content.parent_id,
@@ -21,33 +92,115 @@ flagged_content as (
         content.title,
         content.body_text,
         content.tags,
-        flags.model_id,
-        flags.content_hash,
+        coalesce(flags.model_id, policy.model_id) as model_id,
+        content.content_hash,
         scores.is_fallback,
-        flags.flagged_labels,
+        coalesce(flags.flagged_labels, []::varchar[]) as flagged_labels,
         flags.max_label,
         flags.max_score,
-        flags.severity,
-        flags.hold,
+        flags.severity as model_severity,
+        coalesce(flags.hold, false) as hold,
         scores.toxicity,
         scores.severe_toxicity,
         scores.obscene,
         scores.threat,
         scores.insult,
         scores.identity_attack,
-        scores.sexual_explicit
-    from flags
-    inner join staging.content as content using (source, content_id)
+        scores.sexual_explicit,
+        coalesce(reports.report_count, 0) as report_count,
+        coalesce(reports.reporter_count, 0) as reporter_count,
+        coalesce(reports.report_types, []::varchar[]) as report_types,
+        reports.first_reported_at,
+        languages.language,
+        languages.language_confidence,
+        languages.language_supported,
+        list_filter([
+            case when flags.content_id is not null then 'model_flag' end,
+            case when reports.content_id is not null then 'community_report' end,
+            case when languages.language_routed then 'language_not_supported' end
+        ], lambda x: x is not null) as queue_reasons,
+        parent.title as parent_title,
+        parent.body_text as parent_body,
+        decisions.to_state as decided_state,
+        decisions.content_hash as decided_hash,
+        decisions.item_version as review_version,
+        decisions.actor as last_actor,
+        decisions.decided_at as last_decided_at
+    from candidates
+    inner join content using (source, content_id)
+    left join flags using (source, content_id)
+    left join reports using (source, content_id)
+    left join languages using (source, content_id)
+    left join policy on true
+    left join moderation.scores as scores
+        on scores.content_hash = content.content_hash
+        and scores.model_id = coalesce(flags.model_id, policy.model_id)
     left join staging.users as users
         on users.source = content.source and users.user_id = content.author_id
-    left join moderation.scores as scores
-        on scores.content_hash = flags.content_hash and scores.model_id = flags.model_id
+    left join content as parent
+        on parent.source = content.source and parent.content_id = content.parent_id
+    left join latest_decisions as decisions
+        on decisions.source = content.source and decisions.content_id = content.content_id
+),
+
+-- The author's history, over all of their content (also deleted, hidden or removed items):
+-- an item counts when it was created in the window before this item.
+author_items as (
+    select
+        c.source,
+        c.author_id,
+        c.content_id,
+        c.created_at,
+        (f.content_id is not null or r.content_id is not null) as was_flagged,
+        coalesce(d.to_state = 'removed', false) as was_removed
+    from staging.content as c
+    left join flags as f using (source, content_id)
+    left join reports as r using (source, content_id)
+    left join latest_decisions as d using (source, content_id)
+    where c.author_id is not null
+),
+
+history as (
+    select
+        q.source,
+        q.content_id,
+        count(*) filter (where a.was_flagged) as author_prior_flags,
+        count(*) filter (where a.was_removed) as author_prior_removals
+    from queued as q
+    inner join author_items as a
+        on a.source = q.source
+        and a.author_id = q.author_id
+        and a.content_id <> q.content_id
+        and a.created_at < q.created_at
+        and a.created_at >= q.created_at - to_days(cast($repeat_offender_window_days as integer))
+    group by q.source, q.content_id
+),
+
+scored as (
+    select
+        queued.*,
+        -- severity: the model's (max over labels of score / threshold) when it flagged the
+        -- item; community reports count 1.0 for the first reporter plus 0.25 per further
+        -- distinct reporter, capped at 2.0; a language-routed item counts 1.0 (as an item
+        -- exactly at its flag threshold). The highest of the applicable values wins.
+        greatest(
+            model_severity,
+            case when report_count > 0 then least(1.0 + 0.25 * (greatest(reporter_count, 1) - 1), 2.0) end,
+            case when list_contains(queue_reasons, 'language_not_supported') then 1.0 end
+        ) as severity,
+        case
+            when decided_state is null then 'pending'
+            when decided_state in ('approved', 'removed') and decided_hash is not null
+                and decided_hash <> content_hash then 'pending'
+            else decided_state
+        end as review_state
+    from queued
 ),
 
 final as (
     select
-        source,
-        content_id,
+        scored.source,
+        scored.content_id,
         kind,
         thread_id,
         parent_id,
@@ -72,14 +225,27 @@ final as (
         insult,
         identity_attack,
         sexual_explicit,
-        case
-            when author_id is null then 0
-            else count(*) over (partition by source, author_id) - 1
-        end as author_prior_flags,
+        queue_reasons,
+        report_count,
+        reporter_count,
+        report_types,
+        first_reported_at,
+        language,
+        language_confidence,
+        language_supported,
+        parent_title,
+        parent_body,
+        review_state,
+        coalesce(review_version, 0) as review_version,
+        last_actor,
+        last_decided_at,
+        case when author_id is null then 0 else coalesce(history.author_prior_flags, 0) end as author_prior_flags,
+        case when author_id is null then 0 else coalesce(history.author_prior_removals, 0) end as author_prior_removals,
         row_number() over (
-            order by severity desc, created_at desc, source, content_id
+            order by severity desc, created_at desc, scored.source, scored.content_id
         ) as priority
-    from flagged_content
+    from scored
+    left join history using (source, content_id)
     order by priority
 )
 

@@ -1,0 +1,238 @@
+"""``pulse review``: the review store's schema, moderators' accounts and the decision log.
+
+Registered in :mod:`pulse.cli` as a typer sub-app. The store is named by
+``PULSE_REVIEW_STORE_URL`` (a secret: environment or config file, never a command-line
+argument; printed only with its password masked). Exit codes as everywhere in ``pulse``:
+0 success, 2 bad input or configuration (the message names the option and the fix).
+
+Passwords are never defaults: given on stdin (``--password-stdin``) or generated (24 random
+URL-safe characters) and printed once.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+app = typer.Typer(help="Review store: moderators' accounts, roles and the decision (mod) log.", no_args_is_help=True)
+
+RoleOpt = Annotated[str, typer.Option("--role", help="moderator | manager | admin")]
+PasswordStdinOpt = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin (else one is generated and printed once)")
+]
+
+
+def _console() -> Any:
+    from pulse.cli import console
+
+    return console
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    _console().print(f"[bold red]Error[/]: {escape(message)}")
+    return typer.Exit(code)
+
+
+def _store() -> Any:
+    """The configured store with its schema in place, or exit 2 with the reason."""
+    from pulse.cli import _settings
+    from moderation.review_store import ReviewStore
+
+    settings = _settings()
+    try:
+        store = ReviewStore.from_settings(settings)
+        store.create_schema()
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a connection failure: say where, without the password
+        from moderation.review_store import redact_url
+
+        url = redact_url(settings.review_store_url.get_secret_value())
+        raise _fail(f"cannot open the review store {url}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]} "
+                    "(check PULSE_REVIEW_STORE_URL)") from None
+    return store
+
+
+def _password(from_stdin: bool) -> tuple[str, bool]:
+    """(password, generated?)."""
+    from moderation.review_store import generate_password
+
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise _fail("--password-stdin: stdin was empty; pipe the password in, e.g. `printf '%s\\n' \"$PW\" | pulse review ...`")
+        return line, False
+    return generate_password(), True
+
+
+def _show_generated(username: str, password: str) -> None:
+    c = _console()
+    c.print(f"Password for [bold]{escape(username)}[/] (shown once; store it in a password manager):")
+    # plain print: no Rich markup or wrapping may alter the secret
+    print(password)
+
+
+@app.command()
+def init() -> None:
+    """Create the review store's tables if missing (idempotent)."""
+    store = _store()
+    _console().print(f"Review store ready: {escape(store.url_redacted)} ({len(store.users())} users)")
+    store.dispose()
+
+
+@app.command("add-user")
+def add_user(
+    username: Annotated[str, typer.Argument(help="Login name")],
+    role: RoleOpt,
+    name: Annotated[str, typer.Option("--name", help="Display name")],
+    email: Annotated[str, typer.Option("--email", help="E-mail address (shown to admins only)")],
+    password_stdin: PasswordStdinOpt = False,
+) -> None:
+    """Create a review-app account (password from stdin, or generated and printed once)."""
+    from moderation.review_store import ReviewError
+
+    store = _store()
+    password, generated = _password(password_stdin)
+    try:
+        store.add_user(username, name=name, email=email, role=role, password=password)
+    except (ValueError, ReviewError) as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.dispose()
+    _console().print(f"Added {escape(username)} ({role}).")
+    if generated:
+        _show_generated(username, password)
+
+
+@app.command("set-role")
+def set_role(username: Annotated[str, typer.Argument(help="Login name")], role: RoleOpt) -> None:
+    """Change a user's role."""
+    from moderation.review_store import ReviewError
+
+    store = _store()
+    try:
+        store.set_role(username, role)
+    except (ValueError, ReviewError) as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.dispose()
+    _console().print(f"{escape(username)} is now {role}.")
+
+
+@app.command("set-password")
+def set_password(username: Annotated[str, typer.Argument(help="Login name")], password_stdin: PasswordStdinOpt = False) -> None:
+    """Replace a user's password (from stdin, or generated and printed once)."""
+    from moderation.review_store import ReviewError
+
+    store = _store()
+    password, generated = _password(password_stdin)
+    try:
+        store.set_password(username, password)
+    except (ValueError, ReviewError) as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.dispose()
+    _console().print(f"Password of {escape(username)} changed.")
+    if generated:
+        _show_generated(username, password)
+
+
+@app.command()
+def deactivate(username: Annotated[str, typer.Argument(help="Login name")]) -> None:
+    """Deactivate an account: no sign-in, no actions; its past decisions stay in the log."""
+    from moderation.review_store import ReviewError
+
+    store = _store()
+    try:
+        store.deactivate(username)
+    except ReviewError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.dispose()
+    _console().print(f"{escape(username)} deactivated.")
+
+
+@app.command()
+def users() -> None:
+    """List the accounts (username, name, e-mail, role, active)."""
+    store = _store()
+    rows = store.users()
+    store.dispose()
+    t = Table(title=f"Review users in {store.url_redacted}")
+    for col in ("username", "name", "email", "role", "active"):
+        t.add_column(col)
+    for u in rows:
+        t.add_row(escape(u.username), escape(u.name), escape(u.email), u.role, "yes" if u.active else "no")
+    _console().print(t)
+
+
+@app.command("ensure-admin")
+def ensure_admin() -> None:
+    """Make sure an active admin exists: if none, create (or re-enable) user ``admin`` with a
+    random password printed once. Idempotent: does nothing when an active admin exists."""
+    from moderation.review_store import generate_password
+
+    store = _store()
+    try:
+        admins = [u for u in store.users() if u.role == "admin" and u.active]
+        if admins:
+            _console().print(f"An active admin exists ({', '.join(escape(u.username) for u in admins)}); nothing to do.")
+            return
+        password = generate_password()
+        existing = store.user("admin")
+        if existing is None:
+            store.add_user("admin", name="Administrator", email="admin@localhost", role="admin", password=password)
+            _console().print("Created user admin (role admin).")
+        else:
+            store.set_role("admin", "admin")
+            store.activate("admin")
+            store.set_password("admin", password)
+            _console().print("Re-enabled user admin with role admin and a new password.")
+        _show_generated("admin", password)
+    finally:
+        store.dispose()
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    for fmt in ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+    raise _fail(f"{option} {value!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (UTC)")
+
+
+@app.command()
+def decisions(
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write the log to this CSV file instead of printing it")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="Only this source")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Only this moderator")] = None,
+    action: Annotated[str | None, typer.Option("--action", help="approve | remove | escalate")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="From this UTC date/time (inclusive)")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Before this UTC date/time (exclusive)")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Rows to print (the CSV gets all)", min=1)] = 50,
+) -> None:
+    """The decision (mod) log, newest first: print it or export it with --csv."""
+    store = _store()
+    log = store.decisions(source=source, actor=actor, action=action, start=_when(since, "--since"), end=_when(until, "--until"))
+    store.dispose()
+    if csv is not None:
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        log.write_csv(csv)
+        _console().print(f"Wrote {log.height:,} decisions to {escape(str(csv))}")
+        return
+    t = Table(title=f"Decisions ({log.height:,}; newest first, showing {min(limit, log.height):,})")
+    cols = ("decided_at", "actor", "action", "source", "content_id", "from_state", "to_state", "reason_code", "item_version", "note")
+    for col in cols:
+        t.add_column(col)
+    for row in log.head(limit).iter_rows(named=True):
+        t.add_row(*("" if row[c] is None else escape(str(row[c]))[:80] for c in cols))
+    _console().print(t)
