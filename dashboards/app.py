@@ -2,8 +2,10 @@
 
 A router around the pages in ``dashboards/views/``: it sets up the page, checks that the
 serving snapshot exists, offers the source selector in the sidebar (when there are several
-sources) and runs the page chosen in the navigation menu. Everything shown is read from the
-published snapshot ``serving.duckdb``, read-only; nothing here writes anywhere.
+sources) and runs the page chosen in the navigation menu. Analytics are read from the
+published snapshot ``serving.duckdb``, read-only. Everyone signs in first
+(:mod:`dashboards.auth`); the menu depends on the role. Only the review pages write, and only
+to the review store (moderators' decisions, user accounts), never to the warehouse.
 
 Why ``views/`` and not ``pages/``: Streamlit treats a ``pages/`` folder beside the entry point
 as a legacy (v1) multipage app until a run has called ``st.navigation``; on a fresh server
@@ -19,22 +21,73 @@ import duckdb
 import polars as pl
 import streamlit as st
 
-from dashboards import components, data
+from dashboards import auth, components, data
 
 PAGES_DIR = Path(__file__).with_name("views")
 
 
-def _pages() -> list[st.Page]:
-    """The navigation menu, in order (the first page is the default)."""
-    return [
+def _pages(role: str) -> list[st.Page]:
+    """The navigation menu for ``role``, in order (the first page is the default).
+
+    Everyone signed in gets the analytics pages; moderators and admins get the Review queue
+    and the Audit log; managers, moderators and admins get Moderation insights (aggregates
+    only); admins get Users.
+    """
+    pages = [
         st.Page(PAGES_DIR / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
         st.Page(PAGES_DIR / "peak_times.py", title="Peak times", icon=":material/schedule:"),
         st.Page(PAGES_DIR / "trending.py", title="Trending topics", icon=":material/trending_up:"),
         st.Page(PAGES_DIR / "best_time.py", title="Best time to post", icon=":material/event_available:"),
-        st.Page(PAGES_DIR / "moderation_queue.py", title="Moderation queue", icon=":material/shield:"),
+    ]
+    if role in auth.ACTING_ROLES:
+        pages += [
+            st.Page(PAGES_DIR / "review_queue.py", title="Review queue", icon=":material/shield:"),
+            st.Page(PAGES_DIR / "audit_log.py", title="Audit log", icon=":material/history:"),
+        ]
+    if role in auth.INSIGHT_ROLES:
+        pages.append(st.Page(PAGES_DIR / "moderation_insights.py", title="Moderation insights", icon=":material/insights:"))
+    pages += [
         st.Page(PAGES_DIR / "model_quality.py", title="Model quality", icon=":material/fact_check:"),
         st.Page(PAGES_DIR / "pipeline_health.py", title="Pipeline health", icon=":material/monitor_heart:"),
     ]
+    if role in auth.ADMIN_ROLES:
+        pages.append(st.Page(PAGES_DIR / "users_admin.py", title="Users", icon=":material/group:"))
+    return pages
+
+
+DEEP_LINK_KEY = "pulse_deep_link"
+DEEP_LINK_SECONDS = 5.0
+
+
+def _follow_deep_link(pages: list[st.Page], page: st.Page) -> None:
+    """Keep a deep link (``/review_queue``) across the first reruns of a new session.
+
+    streamlit-authenticator's cookie component makes the browser rerun the script as soon as it
+    loads, and that rerun may arrive without the page from the URL, landing on the default
+    page. Within the first few seconds of a session, a run that lands on the default page is
+    switched to the page the URL named (only if this user's menu has it: a manager following a
+    link to the queue stays on Overview). The link is recorded by :func:`_remember_deep_link` at
+    the start of the session's first run (later runs may already carry the rewritten URL).
+    """
+    import time
+
+    wanted, started = st.session_state.get(DEEP_LINK_KEY, ("", 0.0))
+    if not wanted or page.url_path != "" or time.monotonic() - started > DEEP_LINK_SECONDS:
+        return
+    target = next((p for p in pages if p.url_path == wanted), None)
+    if target is not None:
+        st.session_state[DEEP_LINK_KEY] = ("", started)  # followed once
+        st.switch_page(target)
+
+
+def _remember_deep_link() -> None:
+    """Record the page named by the URL of the session's first run (see :func:`_follow_deep_link`)."""
+    if DEEP_LINK_KEY not in st.session_state:
+        import time
+        from urllib.parse import urlparse
+
+        path = urlparse(st.context.url or "").path.rstrip("/").rsplit("/", 1)[-1]
+        st.session_state[DEEP_LINK_KEY] = (path, time.monotonic())
 
 
 def _missing_snapshot(path: Path) -> None:
@@ -69,16 +122,27 @@ def _snapshot_caption() -> None:
 
 
 def main() -> None:
-    """Set up the page, pick the source, and run the selected page."""
+    """Set up the page, sign the user in, pick the source, and run the selected page."""
     st.set_page_config(page_title="Community Pulse", page_icon=":material/monitoring:", layout="wide")
-    page = st.navigation(_pages())
+    _remember_deep_link()
     try:
+        from pulse.settings import load_settings
+
+        settings = load_settings()
         path = data.serving_path()
-    except ValueError as exc:  # pulse.settings.ConfigError
+        store = auth.review_store()
+    except ValueError as exc:  # pulse.settings.ConfigError, or an unsupported review-store URL
         st.error("The configuration is invalid; fix it and reload.", icon=":material/settings:")
         st.text(str(exc))
         return
+    user = auth.sign_in(store, settings)
+    pages = _pages(user.role)
+    page = st.navigation(pages)
+    _follow_deep_link(pages, page)
     if not path.is_file():
+        if page.title == "Users":
+            page.run()
+            return
         _missing_snapshot(path)
         return
     st.sidebar.title("Community Pulse")

@@ -95,12 +95,29 @@ def _wait_healthy(url: str, proc: subprocess.Popen, deadline_s: float = 60.0) ->
     raise TimeoutError(f"streamlit did not become healthy at {url} within {deadline_s:.0f} s")
 
 
+VIEWER = ("viewer", "viewer-password-0001")  # a manager account in a throwaway review store
+
+
 @pytest.fixture(scope="module")
-def server(snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def review_store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A review store with one manager account (the dashboards need a signed-in user)."""
+    from moderation.review_store import ReviewStore
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('review') / 'review.sqlite'}"
+    store = ReviewStore(url, bcrypt_rounds=4)
+    store.create_schema()
+    store.add_user(VIEWER[0], name="Viewer", email="viewer@example.org", role="manager", password=VIEWER[1])
+    store.dispose()
+    return url
+
+
+@pytest.fixture(scope="module")
+def server(snapshot: Path, review_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``streamlit run dashboards/app.py`` on a free localhost port; stopped afterwards, always."""
     port = _free_port()
     log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    env = {**os.environ, "PULSE_SERVING": str(snapshot), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    env = {**os.environ, "PULSE_SERVING": str(snapshot), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+           "PULSE_REVIEW_STORE_URL": review_store_url, "PULSE_AUTH_COOKIE_KEY": "test-only-cookie-key-0123456789"}
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(REPO / "dashboards" / "app.py"),
         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
@@ -134,6 +151,12 @@ def browser_page(chromium: str, server: str) -> Iterator:
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(TIMEOUT_MS)
+            # sign in once; the cookie signs later page loads (deep links) in
+            page.goto(server, wait_until="domcontentloaded")
+            page.get_by_role("textbox", name="Username").fill(VIEWER[0])
+            page.get_by_role("textbox", name="Password").fill(VIEWER[1])
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_text("Signed in as Viewer").wait_for()
             yield page
         finally:
             browser.close()

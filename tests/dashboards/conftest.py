@@ -406,3 +406,69 @@ def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator:
         monkeypatch.setenv("PULSE_SERVING", str(snap.path if isinstance(snap, Snapshot) else snap))
 
     yield _serve
+
+
+# --- review app: accounts and sign-in -------------------------------------------------------
+
+REVIEW_ACCOUNTS: dict[str, tuple[str, str]] = {  # username -> (role, password); test-only accounts
+    "admin": ("admin", "admin-password-0001"),
+    "mod": ("moderator", "moderator-pass-0001"),
+    "mod2": ("moderator", "moderator-pass-0002"),
+    "boss": ("manager", "manager-password-01"),
+}
+
+
+def make_review_store(url: str):
+    """A review store at ``url`` with the accounts of :data:`REVIEW_ACCOUNTS` (bcrypt cost 4: fast)."""
+    from moderation.review_store import ReviewStore
+
+    store = ReviewStore(url, bcrypt_rounds=4)
+    store.create_schema()
+    for username, (role, password) in REVIEW_ACCOUNTS.items():
+        store.add_user(username, name=f"{username.title()} Person", email=f"{username}@example.org", role=role,
+                       password=password)
+    return store
+
+
+@pytest.fixture(scope="session")
+def review_store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A session-wide review store with the test accounts and no decisions (for read-only pages)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('review') / 'review.sqlite'}"
+    make_review_store(url).dispose()
+    return url
+
+
+@pytest.fixture(autouse=True)
+def _review_env(monkeypatch: pytest.MonkeyPatch, review_store_url: str) -> None:
+    """Every dashboard test talks to the test review store and explains with the lexical scorer."""
+    monkeypatch.setenv("PULSE_REVIEW_STORE_URL", review_store_url)
+    monkeypatch.setenv("PULSE_SCORER", "lexical")
+
+
+@pytest.fixture
+def fresh_review_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A new review store for this test only (decisions start empty); the app is pointed at it."""
+    url = f"sqlite:///{tmp_path / 'review.sqlite'}"
+    store = make_review_store(url)
+    monkeypatch.setenv("PULSE_REVIEW_STORE_URL", url)
+    yield store
+    store.dispose()
+
+
+@pytest.fixture(scope="session")
+def review_accounts() -> dict[str, tuple[str, str]]:
+    """The test accounts: username -> (role, password)."""
+    return dict(REVIEW_ACCOUNTS)
+
+
+@pytest.fixture(scope="session")
+def signed_in():
+    """``signed_in(app_test, username)``: mark the AppTest session as signed in (as
+    streamlit-authenticator does after a correct password) before its first run."""
+
+    def _signed_in(at, username: str = "admin"):
+        at.session_state["authentication_status"] = True
+        at.session_state["username"] = username
+        return at
+
+    return _signed_in

@@ -53,7 +53,10 @@ def _sql(path: Path, query: str) -> list[tuple]:
 
 def _open(monkeypatch: pytest.MonkeyPatch, path: Path, source: str = "demo") -> AppTest:
     monkeypatch.setenv("PULSE_SERVING", str(path))
-    at = AppTest.from_file(str(APP), default_timeout=30).run()
+    at = AppTest.from_file(str(APP), default_timeout=30)
+    at.session_state["authentication_status"] = True  # signed in (tests/dashboards/conftest.py accounts)
+    at.session_state["username"] = "admin"
+    at.run()
     at.selectbox(key="source").set_value(source).run()
     at.switch_page(PAGE).run()
     assert not at.exception, [e.value for e in at.exception]

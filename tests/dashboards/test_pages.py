@@ -20,21 +20,32 @@ from streamlit.testing.v1 import AppTest
 APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
 PAGES = (
     "views/overview.py", "views/peak_times.py", "views/trending.py", "views/best_time.py",
-    "views/moderation_queue.py", "views/pipeline_health.py",
+    "views/pipeline_health.py",
 )  # fmt: skip
-TITLES = dict(zip(PAGES, ("Overview", "Peak times", "Trending topics", "Best time to post", "Moderation queue",
+TITLES = dict(zip(PAGES, ("Overview", "Peak times", "Trending topics", "Best time to post",
                           "Pipeline health"), strict=True))
-OVERVIEW, PEAK, TRENDING, BEST, QUEUE, HEALTH = PAGES
+OVERVIEW, PEAK, TRENDING, BEST, HEALTH = PAGES
 # pages that show charts on the hand-made snapshot, per source (beer has no topics, flags or threads there)
-CHARTED = {"demo": {OVERVIEW, PEAK, TRENDING, QUEUE, HEALTH}, "beer": {OVERVIEW, PEAK, HEALTH}}
+# (the review pages have their own tests: tests/dashboards/test_review_*.py)
+CHARTED = {"demo": {OVERVIEW, PEAK, TRENDING, HEALTH}, "beer": {OVERVIEW, PEAK, HEALTH}}
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 SYNTHETIC = "Synthetic demo data"
 FALLBACK = "Scores come from the fallback lexical model"
 
 
+def signed_in_app(username: str = "admin") -> AppTest:
+    """The app, its session signed in as ``username`` (an account of the test review store,
+    tests/dashboards/conftest.py), not yet run."""
+    at = AppTest.from_file(str(APP), default_timeout=30)
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = username
+    return at
+
+
 def open_page(page: str, source: str | None = None) -> AppTest:
-    """Run the app, pick ``source`` in the sidebar (if given), switch to ``page`` and run it."""
-    at = AppTest.from_file(str(APP), default_timeout=30).run()
+    """Run the app signed in as an admin, pick ``source`` in the sidebar (if given), switch to
+    ``page`` and run it."""
+    at = signed_in_app().run()
     assert not at.exception, [e.value for e in at.exception]
     if source is not None:
         at.selectbox(key="source").set_value(source).run()
@@ -70,7 +81,7 @@ def plotly_specs(at: AppTest) -> list[str]:
 
 def test_missing_snapshot_says_how_to_make_one(serve, tmp_path: Path) -> None:
     serve(tmp_path / "nowhere" / "serving.duckdb")
-    at = AppTest.from_file(str(APP), default_timeout=30).run()
+    at = signed_in_app().run()
     assert not at.exception
     message = " ".join(e.value for e in at.error)
     assert "No serving snapshot found" in message
@@ -140,9 +151,6 @@ def test_pipeline_snapshot_key_numbers(serve, pipeline_snapshot) -> None:
     ).row(0, named=True)
     at = open_page(PEAK)
     assert at.success[0].value.startswith(f"Busiest: {WEEKDAYS[top['weekday'] - 1]} {top['hour']:02d}:00")
-    n = sql(pipeline_snapshot, "select count(*) as n from marts.moderation_queue")["n"][0]
-    at = open_page(QUEUE)
-    assert any(m.value.startswith(f"**{n} flagged items**") for m in at.markdown)
     run = sql(pipeline_snapshot, "select run_id, status from ops.runs").row(0, named=True)
     at = open_page(HEALTH)
     assert f"**{run['status']}**" in at.success[0].value
@@ -444,51 +452,6 @@ def test_best_time_coarser_slots_and_thin_data(serve, pipeline_snapshot) -> None
     at.number_input(key="best_min_posts").set_value(100).run()
     assert any("too little data to rank" in i.value for i in at.info)
 
-# --- moderation queue ---------------------------------------------------------------------
-
-
-def test_queue_lists_flagged_items_by_priority(serve, snapshot, facts) -> None:
-    serve(snapshot)
-    n = sql(snapshot, "select count(*) as n from marts.moderation_queue where source = 'demo'")["n"][0]
-    assert n == facts.demo_queue_size
-    at = open_page(QUEUE, "demo")
-    assert any(m.value.startswith(f"**{n} flagged items**") for m in at.markdown)
-    headers = [m.value for m in at.markdown if m.value.startswith("**#")]
-    assert [h.split(" · ")[1] for h in headers] == [f"priority {i}" for i in range(1, n + 1)]
-    assert "hold recommended" in headers[0]
-    assert len(at.get("plotly_chart")) == 1 + n  # label summary + one score chart per item
-    texts = [t.value for t in at.text]
-    assert "Author: Author u1 (demo:u1) · prior flags: 1" in texts
-    assert any("model lexical:alt-profanity-check (fallback lexical model)" in t for t in texts)
-
-
-def test_queue_filters(serve, snapshot) -> None:
-    serve(snapshot)
-    at = open_page(QUEUE, "demo")
-    at.slider(key="queue_min_score").set_value(0.9).run()
-    strong = sql(snapshot, "select count(*) as n from marts.moderation_queue where source = 'demo' and max_score >= 0.9")
-    assert any(m.value.startswith(f"**{strong['n'][0]} flagged items**") for m in at.markdown)
-    at.slider(key="queue_min_score").set_value(0.0).run()
-    at.multiselect(key="queue_labels").set_value(["threat"]).run()
-    assert any(m.value.startswith("**1 flagged items**") for m in at.markdown)
-    assert any(t.value == "Title: I will find you" for t in at.text)
-    at.multiselect(key="queue_labels").set_value([]).run()
-    at.slider(key="queue_min_score").set_value(1.0).run()
-    assert any("No flagged items match" in i.value for i in at.info)
-
-
-def test_queue_shows_hostile_content_as_literal_text(serve, snapshot, facts) -> None:
-    serve(snapshot)
-    at = open_page(QUEUE, "demo")
-    texts = [t.value for t in at.text]
-    assert facts.hostile_body in [c.value for c in at.code], "the body is shown verbatim (st.code, no language)"
-    assert {c.proto.language for c in at.code} == {"plaintext"}
-    assert f"Title: {facts.hostile_title}" in texts
-    for value in rendered_markup(at) + plotly_specs(at):
-        assert "evil" not in value and "<script" not in value and "<b>" not in value, value
-    assert not at.html and not at.image, "no raw HTML or image elements"
-
-
 # --- pipeline health ----------------------------------------------------------------------
 
 
@@ -591,17 +554,8 @@ def test_pipeline_health_monitoring_history_and_data_docs(serve, pipeline_snapsh
         assert (Path(docs) / suite / "index.html").is_file()
 
 
-def test_queue_and_health_date_ranges(serve, pipeline_snapshot) -> None:
-    """The date-range filter on the queue keeps exactly the items created in the chosen days."""
+def test_health_date_range(serve, pipeline_snapshot) -> None:
+    """The Pipeline health page has the date-range filter (the queue's is tested in test_review_queue.py)."""
     serve(pipeline_snapshot)
-    days = sql(pipeline_snapshot, "select created_at::date as day from marts.moderation_queue")["day"]
-    start, end = days.min(), days.min() + (days.max() - days.min()) / 2
-    expected = sum(start <= d <= end for d in days.to_list())
-    assert 0 < expected < len(days)
-    at = open_page(QUEUE)
-    assert any(m.value.startswith(f"**{len(days)} flagged items**") for m in at.markdown)
-    at.date_input(key="queue_range").set_value((start, end)).run()
-    assert not at.exception
-    assert any(m.value.startswith(f"**{expected} flagged items**") for m in at.markdown)
     health = open_page(HEALTH)
     assert health.date_input(key="health_range").value is not None and not health.exception

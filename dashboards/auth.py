@@ -1,0 +1,170 @@
+"""Sign-in for the dashboards: streamlit-authenticator against the review store's accounts.
+
+Accounts live in the review store (:class:`moderation.review_store.ReviewStore`; bcrypt
+hashes, never plaintext; no default account or password is shipped). The sign-in form is
+streamlit-authenticator's (``Authenticate.login``), fed :meth:`ReviewStore.credentials` (active
+users only) on every run, so a deactivated account cannot sign in and a role change applies
+at the next click.
+
+Roles (``moderation.review_store.ROLES``):
+
+- ``moderator``: analytics pages, Review queue, Audit log, Moderation insights; acts on items.
+- ``manager``: analytics pages and Moderation insights (aggregates only; no page of theirs
+  shows the text of a removed item).
+- ``admin``: everything a moderator has, plus Users (add, change role, deactivate).
+
+Re-authentication cookie: streamlit-authenticator signs a JWT cookie with a key. The key comes
+from ``PULSE_AUTH_COOKIE_KEY`` (``Settings.auth_cookie_key``); when unset, a random key is made
+once per app process, so cookies stop working and everyone signs in again after a restart.
+
+The signed-in user is re-read from the store on every run (role, active flag): the session
+only remembers the username streamlit-authenticator put in ``st.session_state``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import streamlit as st
+
+from moderation.review_store import ReviewStore, ReviewUser
+
+COOKIE_NAME = "pulse_auth"
+COOKIE_EXPIRY_DAYS = 1.0
+USER_STATE_KEY = "pulse_user"
+"""Session-state key holding the signed-in :class:`ReviewUser` (set by :func:`sign_in`)."""
+
+ACTING_ROLES: frozenset[str] = frozenset({"moderator", "admin"})
+"""Roles that may open the Review queue and the Audit log."""
+INSIGHT_ROLES: frozenset[str] = frozenset({"moderator", "manager", "admin"})
+"""Roles that may open Moderation insights."""
+ADMIN_ROLES: frozenset[str] = frozenset({"admin"})
+"""Roles that may open Users."""
+
+FIRST_ADMIN_HELP = (
+    "No review-app accounts exist yet, so nobody can sign in. Create the first admin on the "
+    "server with `pulse review ensure-admin` (it prints a generated password once) or "
+    "`pulse review add-user USERNAME --role admin`, then reload this page."
+)
+
+_PROCESS_COOKIE_KEY = secrets.token_hex(32)
+"""Used when PULSE_AUTH_COOKIE_KEY is unset: sign-ins then last until the app restarts."""
+
+
+def cookie_key(settings: Any) -> str:
+    """The cookie signing key: ``settings.auth_cookie_key`` or the random per-process key."""
+    configured = getattr(settings, "auth_cookie_key", None)
+    if configured is not None and configured.get_secret_value():
+        return configured.get_secret_value()
+    return _PROCESS_COOKIE_KEY
+
+
+@st.cache_resource(show_spinner=False)
+def _open_store(url: str) -> ReviewStore:
+    """One store (connection pool) per URL and process; its schema is created if missing."""
+    store = ReviewStore(url)
+    store.create_schema()
+    return store
+
+
+def review_store() -> ReviewStore:
+    """The review store named by the settings (``PULSE_REVIEW_STORE_URL``), cached per process.
+
+    Raises:
+        pulse.settings.ConfigError: invalid configuration.
+        ValueError: an unsupported store URL.
+    """
+    from pulse.settings import load_settings
+
+    return _open_store(load_settings().review_store_url.get_secret_value())
+
+
+def current_user() -> ReviewUser | None:
+    """The signed-in user of this session (None before sign-in)."""
+    return st.session_state.get(USER_STATE_KEY)
+
+
+def _forget() -> None:
+    """Drop every sign-in key from the session (streamlit-authenticator's and ours)."""
+    for key in ("authentication_status", "username", "name", "email", "roles", USER_STATE_KEY):
+        st.session_state.pop(key, None)
+
+
+def sign_in(store: ReviewStore, settings: Any) -> ReviewUser:
+    """Show the sign-in form until a valid active user has signed in; return that user.
+
+    Stops the script (``st.stop``) while nobody is signed in: with a clear message when the
+    store has no accounts (how to create the first admin), or when the password was wrong.
+    Puts a "Signed in as" caption and a "Sign out" button in the sidebar.
+
+    Raises:
+        streamlit's StopException (via ``st.stop``) when nobody is signed in.
+    """
+    import streamlit_authenticator as stauth
+
+    credentials = store.credentials()
+    if not credentials["usernames"]:
+        _forget()
+        st.title("Community Pulse")
+        st.warning(FIRST_ADMIN_HELP, icon=":material/person_add:")
+        st.stop()
+    authenticator = stauth.Authenticate(
+        credentials,
+        cookie_name=COOKIE_NAME,
+        cookie_key=cookie_key(settings),
+        cookie_expiry_days=COOKIE_EXPIRY_DAYS,
+        auto_hash=False,
+    )
+    status = st.session_state.get("authentication_status")
+    if not status:
+        st.title("Community Pulse")
+        st.caption("Sign in with your review-app account. Ask an admin if you do not have one.")
+    try:
+        authenticator.login(
+            location="main",
+            key="pulse_login",
+            fields={"Form name": "Sign in", "Username": "Username", "Password": "Password", "Login": "Sign in"},
+        )
+    except stauth.LoginError:  # a cookie naming an account that was deactivated or deleted since
+        authenticator.logout(location="unrendered") if st.session_state.get("authentication_status") else None
+        _forget()
+        st.error("This account no longer exists or was deactivated; ask an admin.", icon=":material/block:")
+        st.stop()
+    status = st.session_state.get("authentication_status")
+    if status is False:
+        st.error("Wrong username or password.", icon=":material/lock:")
+    if not status:
+        st.stop()
+    user = store.user(st.session_state.get("username") or "")
+    if user is None or not user.active:
+        _forget()
+        st.error("This account no longer exists or was deactivated; ask an admin.", icon=":material/block:")
+        st.stop()
+    st.session_state[USER_STATE_KEY] = user
+    st.sidebar.caption(f"Signed in as **{_md(user.name or user.username)}** ({user.role})")
+    if st.sidebar.button("Sign out", key="pulse_sign_out", icon=":material/logout:"):
+        authenticator.logout(location="unrendered")
+        _forget()
+        st.rerun()
+    return user
+
+
+def require_role(allowed: frozenset[str] | set[str], what: str) -> ReviewUser:
+    """The signed-in user when their role is in ``allowed``; else an error and ``st.stop``.
+
+    Pages call this first (defence in depth: the navigation already hides pages a role may
+    not open).
+    """
+    user = current_user()
+    if user is None or user.role not in allowed:
+        role = user.role if user else "signed out"
+        st.error(f"{what} is not available to your role ({role}).", icon=":material/block:")
+        st.stop()
+    return user
+
+
+def _md(text: str) -> str:
+    from dashboards.components import md_escape
+
+    return md_escape(text)

@@ -1,0 +1,93 @@
+"""Users: admins add review-app accounts, change roles, deactivate and re-activate them.
+
+A new account gets a generated password (``moderation.review_store.generate_password``, 144
+random bits) shown once, on this page, right after it is created; only its bcrypt hash is
+stored. There is no default password. Admins only.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from dashboards import auth, components
+from moderation.review_store import ROLES, ReviewError, generate_password
+
+NEW_PASSWORD_KEY = "users_new_password"
+
+
+def _add(actor: str) -> None:
+    """Create the account from the form's fields; remember its password to show once."""
+    store = auth.review_store()
+    username = (st.session_state.get("users_username") or "").strip()
+    password = generate_password()
+    try:
+        store.add_user(username, name=(st.session_state.get("users_name") or username).strip(),
+                       email=(st.session_state.get("users_email") or "").strip(),
+                       role=st.session_state.get("users_role") or "moderator", password=password)
+    except (ValueError, ReviewError) as exc:
+        st.session_state["users_flash"] = ("error", f"Not added: {exc}")
+        return
+    st.session_state[NEW_PASSWORD_KEY] = (username, password)
+    st.session_state["users_flash"] = ("success", f"Added {username} (by {actor}).")
+
+
+def render() -> None:
+    """The Users page."""
+    admin = auth.require_role(auth.ADMIN_ROLES, "User management")
+    st.title("Users")
+    st.caption("Review-app accounts. Passwords are stored as bcrypt hashes only; new ones are generated and shown once.")
+    store = auth.review_store()
+    flash = st.session_state.pop("users_flash", None)
+    if flash:
+        (st.success if flash[0] == "success" else st.error)(components.md_escape(flash[1]))
+    shown = st.session_state.pop(NEW_PASSWORD_KEY, None)
+    if shown:
+        st.info("Copy this password now and hand it over securely; it is not shown again.", icon=":material/key:")
+        st.code(f"username: {shown[0]}\npassword: {shown[1]}", language=None)
+
+    users = store.users()
+    table = pl.DataFrame(
+        [{"username": u.username, "name": u.name, "email": u.email, "role": u.role, "active": u.active} for u in users],
+        schema={"username": pl.String, "name": pl.String, "email": pl.String, "role": pl.String, "active": pl.Boolean},
+    )
+    st.dataframe(table, hide_index=True, width="stretch")
+
+    with st.form("users_add", clear_on_submit=True):
+        st.markdown("**Add a user**")
+        a, b, c, d = st.columns(4)
+        a.text_input("Username", key="users_username")
+        b.text_input("Name", key="users_name")
+        c.text_input("E-mail", key="users_email")
+        d.selectbox("Role", ROLES, key="users_role")
+        st.form_submit_button("Add user", on_click=_add, args=(admin.username,), icon=":material/person_add:")
+
+    if not users:
+        return
+    st.markdown("**Change a user**")
+    names = [u.username for u in users]
+    left, middle, right = st.columns([2, 2, 2])
+    target = left.selectbox("User", names, key="users_target")
+    current = next(u for u in users if u.username == target)
+    role = middle.selectbox("Role", ROLES, index=ROLES.index(current.role), key=f"users_role_of_{target}")
+    right.write("")
+    if right.button("Save role", key="users_save_role"):
+        if target == admin.username and role != "admin":
+            st.error("You cannot take away your own admin role; ask another admin.")
+        else:
+            store.set_role(target, role)
+            st.session_state["users_flash"] = ("success", f"{target} is now {role}.")
+            st.rerun()
+    if current.active:
+        if st.button("Deactivate", key="users_deactivate", disabled=target == admin.username,
+                     help="Signs the user out at their next click; their past decisions stay in the audit log."):
+            store.deactivate(target)
+            st.session_state["users_flash"] = ("success", f"{target} was deactivated.")
+            st.rerun()
+    elif st.button("Re-activate", key="users_activate"):
+        store.activate(target)
+        st.session_state["users_flash"] = ("success", f"{target} was re-activated.")
+        st.rerun()
+
+
+render()

@@ -1,0 +1,150 @@
+"""Sign-in, roles and user management in the dashboards (AppTest; accounts in a SQLite review store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+
+
+def fresh_app() -> AppTest:
+    return AppTest.from_file(str(APP), default_timeout=60)
+
+
+def sign_in(at: AppTest, username: str, password: str) -> AppTest:
+    """Fill streamlit-authenticator's form (Username, Password) and press Sign in."""
+    at.text_input[0].input(username)
+    at.text_input[1].input(password)
+    return at.button[0].click().run()
+
+
+def known_pages(at: AppTest) -> list[str]:
+    """The page files (of dashboards/views/) the navigation offers this session: AppTest's
+    ``switch_page`` refuses a page the last run did not register."""
+    known = []
+    for path in sorted((APP.parent / "views").glob("*.py")):
+        try:
+            at.switch_page(f"views/{path.name}")
+        except ValueError as exc:
+            assert "Could not find a navigation page" in str(exc)
+            continue
+        known.append(path.name)
+    return known
+
+
+ANALYTICS = ["best_time.py", "model_quality.py", "overview.py", "peak_times.py", "pipeline_health.py", "trending.py"]
+
+
+def test_wrong_password_is_rejected_and_the_right_one_signs_in(serve, snapshot, review_accounts) -> None:
+    serve(snapshot)
+    at = fresh_app().run()
+    assert not at.exception
+    assert [t.value for t in at.text_input] == ["", ""] and at.button[0].label == "Sign in"
+    assert not at.get("plotly_chart") and "Overview" not in [t.value for t in at.title]
+    sign_in(at, "mod", "not-the-password")
+    assert [e.value for e in at.error] == ["Wrong username or password."]
+    assert "Overview" not in [t.value for t in at.title] and at.session_state["authentication_status"] is False
+    sign_in(at, "nobody", review_accounts["mod"][1])
+    assert [e.value for e in at.error] == ["Wrong username or password."], "a password from another account"
+    sign_in(at, "mod", review_accounts["mod"][1])
+    assert not at.error and "Overview" in [t.value for t in at.main.title]
+    assert "Signed in as **Mod Person** (moderator)" in [c.value for c in at.sidebar.caption]
+
+
+@pytest.mark.parametrize(
+    ("username", "extra"),
+    [
+        ("mod", ["audit_log.py", "moderation_insights.py", "review_queue.py"]),
+        ("boss", ["moderation_insights.py"]),
+        ("admin", ["audit_log.py", "moderation_insights.py", "review_queue.py", "users_admin.py"]),
+    ],
+)
+def test_navigation_by_role(serve, snapshot, signed_in, username, extra) -> None:
+    serve(snapshot)
+    at = signed_in(fresh_app(), username).run()
+    assert known_pages(at) == sorted(ANALYTICS + extra)
+
+
+def test_sign_out(serve, snapshot, signed_in) -> None:
+    serve(snapshot)
+    at = signed_in(fresh_app(), "mod").run()
+    at.button(key="pulse_sign_out").click().run()
+    assert "authentication_status" not in at.session_state or not at.session_state["authentication_status"]
+    assert at.button[0].label == "Sign in" and "Overview" not in [t.value for t in at.title]
+
+
+def test_no_accounts_says_how_to_create_the_first_admin(serve, snapshot, tmp_path, monkeypatch) -> None:
+    serve(snapshot)
+    monkeypatch.setenv("PULSE_REVIEW_STORE_URL", f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    at = fresh_app().run()
+    (message,) = [w.value for w in at.warning]
+    assert "No review-app accounts exist yet" in message
+    assert "pulse review ensure-admin" in message and "pulse review add-user" in message
+    assert not at.text_input, "no sign-in form: there is nobody to sign in as"
+
+
+def test_deactivated_or_demoted_user_loses_access_at_the_next_click(serve, snapshot, signed_in, fresh_review_store) -> None:
+    serve(snapshot)
+    at = signed_in(fresh_app(), "mod").run()
+    assert "review_queue.py" in known_pages(at)
+    fresh_review_store.set_role("mod", "manager")
+    at.run()
+    assert "review_queue.py" not in known_pages(at)
+    fresh_review_store.deactivate("mod")
+    at.run()
+    assert "This account no longer exists or was deactivated; ask an admin." in [e.value for e in at.error]
+    assert "Overview" not in [t.value for t in at.main.title]
+
+
+def test_admin_adds_a_user_with_a_generated_password_shown_once(serve, snapshot, signed_in, fresh_review_store) -> None:
+    serve(snapshot)
+    at = signed_in(fresh_app(), "admin").run()
+    at.switch_page("views/users_admin.py").run()
+    assert [t.value for t in at.main.title] == ["Users"]
+    at.text_input(key="users_username").input("newmod")
+    at.text_input(key="users_name").input("New Moderator")
+    at.text_input(key="users_email").input("newmod@example.org")
+    at.selectbox(key="users_role").set_value("moderator")
+    next(b for b in at.button if b.label == "Add user").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    (shown,) = [c.value for c in at.code]
+    username, password = (line.split(": ", 1)[1] for line in shown.splitlines())
+    assert username == "newmod" and len(password) >= 20
+    user = fresh_review_store.authenticate("newmod", password)
+    assert user is not None and user.role == "moderator"
+    at.run()
+    assert not at.code, "the password is shown once"
+    # change the role, then deactivate
+    at.selectbox(key="users_target").set_value("newmod").run()
+    at.selectbox(key="users_role_of_newmod").set_value("manager").run()
+    at.button(key="users_save_role").click().run()
+    assert fresh_review_store.user("newmod").role == "manager"
+    at.button(key="users_deactivate").click().run()
+    assert not fresh_review_store.user("newmod").active
+    assert fresh_review_store.authenticate("newmod", password) is None
+
+
+def test_admin_cannot_demote_or_deactivate_themselves(serve, snapshot, signed_in, fresh_review_store) -> None:
+    serve(snapshot)
+    at = signed_in(fresh_app(), "admin").run()
+    at.switch_page("views/users_admin.py").run()
+    at.selectbox(key="users_target").set_value("admin").run()
+    assert at.button(key="users_deactivate").disabled
+    at.selectbox(key="users_role_of_admin").set_value("moderator").run()
+    at.button(key="users_save_role").click().run()
+    assert any("cannot take away your own admin role" in e.value for e in at.error)
+    assert fresh_review_store.user("admin").role == "admin"
+
+
+@pytest.mark.parametrize("page", ["views/review_queue.py", "views/audit_log.py", "views/moderation_insights.py"])
+@pytest.mark.parametrize("variant", ["empty_snapshot", "bare_snapshot"])
+def test_review_pages_show_an_empty_state(serve, request, signed_in, fresh_review_store, page, variant) -> None:
+    serve(request.getfixturevalue(variant))
+    at = signed_in(fresh_app(), "admin").run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert any(i.value.startswith("No ") for i in at.info), [i.value for i in at.info]
