@@ -12,8 +12,10 @@ benchmark is a module with ``NAME``, ``run(cfg) -> dict`` (JSON-serialisable fig
                   (:mod:`benchmarks.scale_dump`) and on the demo generator at 1M+ items: time
                   per stage from ``ops.step_log`` and peak RSS per stage.
 ``incremental``   one new daily interval on top of a warehouse holding 1x/10x/100x history.
-``scoring``       texts/s of ``DetoxifyScorer`` against plain ``Detoxify.predict`` (same
-                  BERT-base-shaped checkpoint, same texts), and of the lexical model.
+``scoring``       texts/s of ``DetoxifyScorer`` (fp32 and onnx-int8) against plain
+                  ``Detoxify.predict`` (same BERT-base- and MiniLM-shaped checkpoints, same
+                  texts); the int8 path's score and ROC-AUC changes on the trained community
+                  model; the lexical model against plain alt-profanity-check.
 ``dashboards``    each page's queries against the serving snapshot at each scale, p50/p95,
                   with and without the Streamlit cache.
 ``quality``       Great Expectations validation time per million rows.

@@ -55,6 +55,21 @@ def page_queries(serving: str, reps: int = 20, pages: list[str] | None = None) -
             os.environ["PULSE_SERVING"] = saved
 
 
+def _bench_admin() -> None:
+    """Point the app at a throwaway review store holding one admin, ``bench`` (random password)."""
+    import os
+    import tempfile
+
+    from moderation.review_store import ReviewStore, generate_password
+
+    url = f"sqlite:///{tempfile.mkdtemp(prefix='pulse-bench-review-')}/review.sqlite"
+    store = ReviewStore(url, bcrypt_rounds=4)
+    store.create_schema()
+    store.add_user("bench", name="Benchmark", email="bench@example.org", role="admin", password=generate_password())
+    store.dispose()
+    os.environ["PULSE_REVIEW_STORE_URL"] = url
+
+
 def _page_queries(serving: str, reps: int, only: list[str] | None) -> dict[str, Any]:
     import streamlit as st
     from streamlit.testing.v1 import AppTest
@@ -73,8 +88,14 @@ def _page_queries(serving: str, reps: int, only: list[str] | None) -> dict[str, 
 
     data.query = recording  # type: ignore[assignment]
     pages: dict[str, Any] = {}
+    _bench_admin()
     try:
-        at = AppTest.from_file(str(app), default_timeout=300).run()  # one session; each page switched to in turn
+        at = AppTest.from_file(str(app), default_timeout=300)
+        # Signed in as an admin (every page in the menu), as streamlit-authenticator marks a
+        # session after a correct password; one session, each page switched to in turn.
+        at.session_state["authentication_status"] = True
+        at.session_state["username"] = "bench"
+        at.run()
         for view in views:
             st.cache_data.clear()
             log.clear()

@@ -106,13 +106,21 @@ def test_scoring_smoke(cfg: BenchConfig) -> None:
     result = scoring.run(cfg)
     tiny = result["models"]["tiny"]
     assert tiny["texts"] == 32
+    assert set(tiny["texts_per_s"]) == {"plain_batched", "plain_all", "plain_loop", "ours", "ours_int8"}
     assert all(v > 0 for v in tiny["texts_per_s"].values())
-    assert tiny["max_abs_score_diff"] < 1e-5, "ours and plain Detoxify must compute the same scores"
+    assert tiny["ratio_vs_plain_batched"]["plain_batched"] == 1.0
+    assert tiny["max_abs_score_diff"] < 1e-6, "ours (fp32) and plain Detoxify must compute the same scores"
+    assert 0 < tiny["max_abs_score_diff_int8_vs_fp32"] < 0.1
     padded = tiny["padded_tokens"]
     assert padded["plain_loop"] == round(tiny["mean_tokens"] * tiny["texts"])  # no padding one at a time
-    assert padded["plain_loop"] <= min(padded["ours"], padded["plain_batched"], padded["token_budget"])
+    assert padded["plain_loop"] <= padded["ours"] <= padded["plain_batched"] <= padded["plain_all"]
+    quality = result["quality"]
+    assert quality["texts"] == 48 and quality["model_id_int8"] == quality["model_id"] + "+onnx-int8"
+    assert quality["max_abs_diff_ours_vs_plain"] < 1e-6
+    assert quality["roc_auc"]["ours"]["all"] == pytest.approx(quality["roc_auc"]["plain"]["all"], abs=1e-6)
     assert result["lexical"]["texts"] == 500 and result["lexical"]["ours"] > 0
-    assert "texts/s" in scoring.render(result)
+    text = scoring.render(result)
+    assert "texts/s" in text and "ROC-AUC change int8 vs fp32" in text and "**Target**" in text
 
 
 def test_token_budget_batches_respect_the_budget() -> None:
