@@ -22,6 +22,12 @@ from warehouse.db import frame, one
 
 log = logging.getLogger(__name__)
 
+#: Longest text a scorer sees, in characters: a longer title + body is cut to this (a hostile
+#: 10 MB post must not exhaust memory or time). Detoxify reads at most 512 tokens (~2,000
+#: characters) anyway; the lexical model's bag of words gains nothing from more. The step log
+#: records how many texts were cut (``truncated_for_scoring``).
+MAX_SCORED_CHARS = 20_000
+
 
 @dataclass(frozen=True)
 class ScoreReport:
@@ -39,34 +45,45 @@ def pending_texts(con: duckdb.DuckDBPyConnection, model_id: str) -> pl.DataFrame
     """Distinct texts in ``staging.content`` with no score from ``model_id``.
 
     Returns:
-        Frame ``content_hash: str, text: str`` (title and body joined by a blank line),
+        Frame ``content_hash: str, text: str, truncated: bool`` (title and body joined by a
+        blank line, cut to :data:`MAX_SCORED_CHARS`; ``truncated`` when it was longer),
         ordered by content_hash so runs are reproducible.
     """
     return frame(
         con,
         """
-        select content_hash, any_value(concat_ws(chr(10) || chr(10), nullif(title, ''), nullif(body_text, ''))) as text
+        select content_hash,
+               left(any_value(concat_ws(chr(10) || chr(10), nullif(title, ''), nullif(body_text, ''))), ?) as text,
+               any_value(length(concat_ws(chr(10) || chr(10), nullif(title, ''), nullif(body_text, '')))) > ? as truncated
         from staging.content c
         where not exists (select 1 from moderation.scores s
                           where s.content_hash = c.content_hash and s.model_id = ?)
         group by content_hash
         order by content_hash
         """,
-        [model_id],
+        [MAX_SCORED_CHARS, MAX_SCORED_CHARS, model_id],
     )
 
 
 def score_pending(
-    con: duckdb.DuckDBPyConnection, scorer: Scorer, *, batch_size: int = 256, progress: bool = False
+    con: duckdb.DuckDBPyConnection, scorer: Scorer, *, batch_size: int = 256, progress: bool = False,
+    notes: dict | None = None,
 ) -> tuple[int, int]:
     """Score every pending text with ``scorer`` and insert into ``moderation.scores``.
 
     Each batch is committed on its own, so an interrupted run resumes where it stopped.
+    Texts over :data:`MAX_SCORED_CHARS` are scored on their first that many characters; their
+    number goes to ``notes["truncated_for_scoring"]`` when ``notes`` is given (and the log).
 
     Returns:
         ``(scored_now, already_scored)`` counts of distinct texts.
     """
     pending = pending_texts(con, scorer.model_id)
+    truncated = int(pending["truncated"].sum()) if pending.height else 0
+    if notes is not None:
+        notes["truncated_for_scoring"] = truncated
+    if truncated:
+        log.warning("%d texts longer than %d characters were truncated for scoring", truncated, MAX_SCORED_CHARS)
     total = one(con, "select count(distinct content_hash) from staging.content")[0]
     scored_at = datetime.now(UTC).replace(tzinfo=None)
     batches = range(0, pending.height, batch_size)

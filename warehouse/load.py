@@ -23,6 +23,7 @@ import polars as pl
 from warehouse.db import frame, one
 from warehouse.watermarks import advance_watermarks
 from warehouse.canonical import NATURAL_KEYS, SCHEMAS, STREAMS, Extract, StreamCounts
+from warehouse.sources.events import land_files, record_loaded_files
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ def land(con: duckdb.DuckDBPyConnection, extract: Extract, run_id: str) -> dict[
     Returns:
         Rows landed per stream, plus ``"quarantine"``: the bad records of this extract.
     """
+    from warehouse.privacy import apply_tombstones
+
+    # Erased users stay erased: their records are dropped or redacted as at erasure (skip rule
+    # "erased user (tombstone)", so the counts still reconcile). Idempotent on a retry.
+    apply_tombstones(con, extract)
     landed: dict[str, int] = {}
     con.execute("begin transaction")
     try:
@@ -59,6 +65,7 @@ def land(con: duckdb.DuckDBPyConnection, extract: Extract, run_id: str) -> dict[
             con.execute(f"insert into raw.{stream} by name select * from df")
             landed[stream] = extract.frame(stream).height
         landed["quarantine"] = _quarantine_frame(con, extract.quarantine, run_id)
+        land_files(con, extract, run_id)  # event exports: the files this batch came from
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -206,6 +213,7 @@ def upsert_batch(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime | No
             )
             out[stream] = UpsertCounts(inserted, updated, total - inserted - updated)
         advance_watermarks(con, run_id, now or datetime.now(UTC).replace(tzinfo=None))
+        record_loaded_files(con, run_id, now or datetime.now(UTC).replace(tzinfo=None))  # ops.loaded_files
         con.execute("commit")
     except BaseException:
         con.execute("rollback")

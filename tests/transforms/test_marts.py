@@ -164,6 +164,11 @@ def _load(con: duckdb.DuckDBPyConnection, *, reverse: bool = False) -> None:
 def _new_warehouse(*, reverse: bool = False) -> duckdb.DuckDBPyConnection:
     con = connect(":memory:")
     migrate(con)
+    # Pseudonyms (hot_content, response_times authors) depend on the warehouse's key: a random
+    # one per warehouse unless configured. The same key here, so two warehouses can be compared.
+    from warehouse.privacy import sync_pseudonym_key
+
+    sync_pseudonym_key(con, "test-pseudonym-key")
     _load(con, reverse=reverse)
     return con
 
@@ -488,8 +493,8 @@ def test_moderation_queue_priority_and_prior_flags(con):
     got = _rows(con, "select priority, source, content_id, author_id, author_name, author_prior_flags "
                      "from marts.moderation_queue order by priority")
     assert got == [
-        (1, "forum", "f5", "u2", "Bob", 1),  # severity 0.9, newer than f2
-        (2, "forum", "f2", "u2", "Bob", 1),  # severity 0.9
+        (1, "forum", "f5", "u2", "Bob", 1),  # severity 0.9, newer than f2: f2 is a prior flag
+        (2, "forum", "f2", "u2", "Bob", 0),  # severity 0.9; f5 came later, so it is not "prior"
         (3, "qa", "q4", "u2", None, 0),      # qa's "u2" is another person: f2/f5 do not count
         (4, "forum", "f4", "u3", "Cem", 0),  # severity 0.5
     ]  # f9 is flagged but its content is gone

@@ -15,7 +15,7 @@ with
 data_end as (
     select source, max(ts) as as_of
     from (
-        select source, created_at as ts from staging.content
+        select source, created_at as ts from staging.live_content
         union all
         select source, occurred_at as ts from staging.engagement_events where time_precision = 'exact'
     )
@@ -24,13 +24,13 @@ data_end as (
 
 roots as (
     select source, content_id, kind, title, tags, author_id, created_at, score
-    from staging.content
+    from staging.live_content
     where coalesce(thread_id, content_id) = content_id
 ),
 
 thread_replies as (
     select source, thread_id as content_id, count(*) as replies
-    from staging.content
+    from staging.live_content
     where thread_id is not null and thread_id <> content_id
     group by source, thread_id
 ),
@@ -51,7 +51,7 @@ scored as (
         roots.kind,
         roots.title,
         roots.tags,
-        roots.author_id,
+        ops.pseudonym(roots.source, roots.author_id) as author_id,  -- pseudonym: the ranking needs no identity
         roots.created_at,
         data_end.as_of,
         greatest(date_diff('millisecond', roots.created_at, data_end.as_of) / 3600000.0, 0.0) as age_hours,

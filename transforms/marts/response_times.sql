@@ -16,14 +16,14 @@ sources as (
     select
         seen.source,
         coalesce(nullif(ops_sources.timezone, ''), 'UTC') as timezone
-    from (select distinct source from staging.content) as seen
+    from (select distinct source from staging.live_content) as seen
     left join ops.sources as ops_sources using (source)
 ),
 
 data_end as (
     select source, max(ts) as as_of
     from (
-        select source, created_at as ts from staging.content
+        select source, created_at as ts from staging.live_content
         union all
         select source, occurred_at as ts from staging.engagement_events where time_precision = 'exact'
     )
@@ -39,7 +39,7 @@ threads as (
         content.created_at,
         sources.timezone,
         timezone(sources.timezone, timezone('UTC', content.created_at)) as created_local
-    from staging.content as content
+    from staging.live_content as content
     inner join sources using (source)
     where content.kind in ('question', 'post')
         and coalesce(content.thread_id, content.content_id) = content.content_id
@@ -53,7 +53,7 @@ responses as (
         reply.kind,
         reply.created_at
     from threads
-    inner join staging.content as reply
+    inner join staging.live_content as reply
         on reply.source = threads.source and reply.thread_id = threads.content_id
     where reply.content_id <> threads.content_id
         and reply.created_at >= threads.created_at
@@ -96,7 +96,7 @@ final as (
         threads.source,
         threads.content_id,
         threads.kind,
-        threads.author_id,
+        ops.pseudonym(threads.source, threads.author_id) as author_id,  -- pseudonym: response figures need no identity
         threads.created_at,
         threads.created_local,
         threads.timezone,

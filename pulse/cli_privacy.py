@@ -1,0 +1,113 @@
+"""``pulse privacy``: data-subject requests (export a user's data, forget a user) and retention.
+
+Registered in :mod:`pulse.cli` as a typer sub-app. Exit codes as everywhere in ``pulse``:
+0 success, 1 the request failed (erased data still found), 2 bad input or configuration
+(unknown user, unknown mode: the message names the option and the fix). Every argument reaches
+SQL as a bound parameter, never as SQL text.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+app = typer.Typer(help="Privacy: export or erase one user's data (GDPR access and erasure), body retention.",
+                  no_args_is_help=True)
+
+SourceOpt = Annotated[str, typer.Option("--source", help="Source id, e.g. stackexchange:beer (see `pulse runs`)")]
+UserOpt = Annotated[str, typer.Option("--user-id", help="The user's id in that source, e.g. 73")]
+WarehouseOpt = Annotated[Path | None, typer.Option("--warehouse", help="Warehouse DuckDB file [env PULSE_WAREHOUSE]")]
+ServingOpt = Annotated[Path | None, typer.Option("--serving", help="Serving snapshot DuckDB file [env PULSE_SERVING]")]
+StoreOpt = Annotated[bool, typer.Option("--review-store/--no-review-store",
+                                        help="Include the review store (PULSE_REVIEW_STORE_URL)")]
+
+
+def _console() -> Any:
+    from pulse.cli import console
+
+    return console
+
+
+def _settings(**overrides: Any) -> Any:
+    from pulse.cli import _settings as settings_or_exit
+
+    return settings_or_exit(**overrides)
+
+
+def _store(settings: Any, use: bool) -> Any:
+    if not use:
+        return None
+    from moderation.review_store import ReviewStore
+
+    store = ReviewStore.from_settings(settings)
+    store.create_schema()
+    return store
+
+
+@app.command("export-user")
+def export_user_cmd(
+    source: SourceOpt,
+    user_id: UserOpt,
+    out: Annotated[Path, typer.Option("--out", help="JSON file to write (the data subject's copy)")],
+    warehouse: WarehouseOpt = None,
+    review_store: StoreOpt = True,
+) -> None:
+    """Write everything held about one user (profile, content, events, scores, flags, decisions) as JSON."""
+    from warehouse.db import open_warehouse
+    from warehouse.privacy import UserNotFoundError, export_user, log_export
+
+    settings = _settings(warehouse=warehouse)
+    store = _store(settings, review_store)
+    try:
+        with open_warehouse(settings.warehouse) as con:
+            try:
+                doc = export_user(con, source, user_id, store=store)
+            except UserNotFoundError as exc:
+                _console().print(f"[bold red]Not found[/]: {escape(str(exc))}; nothing was written.")
+                raise typer.Exit(2) from None
+            request_id = log_export(con, source, doc)
+    finally:
+        if store is not None:
+            store.dispose()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    counts = ", ".join(f"{k} {v}" for k, v in doc["counts"].items() if v)
+    _console().print(f"Exported to [bold]{escape(str(out))}[/] (request {request_id}): {escape(counts)}")
+
+
+@app.command("forget-user")
+def forget_user_cmd(
+    source: SourceOpt,
+    user_id: UserOpt,
+    mode: Annotated[str | None, typer.Option("--mode", help="redact | delete [env PULSE_PRIVACY_ERASURE_MODE; default redact]")] = None,
+    warehouse: WarehouseOpt = None,
+    serving: ServingOpt = None,
+    review_store: StoreOpt = True,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Erase one user's personal data from the warehouse, the review store and the snapshot; tombstone them."""
+    from warehouse.privacy import UserNotFoundError, forget_user
+
+    settings = _settings(warehouse=warehouse, serving=serving, privacy_erasure_mode=mode)
+    if not yes and not typer.confirm(f"Erase user {user_id!r} of {source!r} ({settings.privacy_erasure_mode})?"):
+        raise typer.Exit(1)
+    store = _store(settings, review_store)
+    try:
+        report = forget_user(settings.warehouse, source, user_id, mode=settings.privacy_erasure_mode,
+                             serving=settings.serving, store=store)
+    except UserNotFoundError as exc:
+        _console().print(f"[bold red]Not found[/]: {escape(str(exc))}; nothing was changed.")
+        raise typer.Exit(2) from None
+    finally:
+        if store is not None:
+            store.dispose()
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v)
+    _console().print(f"Erased (request {report.request_id}, mode {report.mode}): {escape(counts)}")
+    if report.residue:
+        _console().print(f"[bold red]Erased data still found in[/]: {escape(json.dumps(report.residue))}")
+        raise typer.Exit(1)
+    _console().print("Tombstone recorded: later loads from the source drop or redact this user's records.")

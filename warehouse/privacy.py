@@ -1,0 +1,682 @@
+"""Data-subject requests (GDPR Art. 15 access, Art. 17 erasure), tombstones, retention, pseudonyms.
+
+* :func:`export_user`: everything the warehouse (and the review store) holds about one user of
+  one source, as a JSON-serialisable dict with a schema header.
+* :func:`forget_user`: erases one user's personal data from the warehouse (one transaction),
+  the review store and the serving snapshot, records a tombstone so a later load does not bring
+  the user back (:func:`apply_tombstones`, called by :func:`warehouse.load.land`), rebuilds the
+  marts, republishes, checkpoints, and rewrites the DuckDB file when erased bytes survive in
+  free blocks (:func:`compact_database`). The request is logged in ``ops.privacy_requests``
+  with row counts only.
+* :func:`apply_retention`: replaces raw bodies older than N days by a marker (scores, hashes and
+  aggregates stay).
+* :func:`pseudonym`: HMAC-SHA256 pseudonyms (RFC 2104) for marts and manager exports that need
+  no identity; SQL twin ``ops.pseudonym(source, user_id)`` (migration 008).
+
+Erasure, what happens to each table (``mode`` = ``settings.privacy_erasure_mode``):
+
+=============================  =============================================================
+``staging.users``              row deleted
+``staging.content`` (theirs)   ``redact``: title/body replaced by :data:`ERASED_MARKER`,
+                               ``author_id`` = the tombstone's random alias, ``content_hash``
+                               recomputed (so thread, reply and vote counts in marts stay);
+                               ``delete``: rows deleted, with the engagement events on them
+``staging.engagement_events``  their events: ``user_id`` = alias, report message dropped
+``moderation.scores``          rows of their texts' hashes, unless another item still has the
+                               same hash (identical text by someone else: the score is theirs too)
+``moderation.flags``           rows of their items deleted (redacted text is scored anew)
+``moderation.languages``       rows of their items deleted (when the table exists)
+``moderation.decisions``       ``note`` and ``scores_json`` blanked (who decided what stays:
+                               the audit trail); the review store the same (``erase_content``)
+``raw.*`` landing, quarantine  every row of theirs (by id, by their items' ids, or by their id
+                               in a quarantined payload)
+``quality.validation_results`` ``details`` blanked where they quote the user's id or name
+=============================  =============================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import sqlite3
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import duckdb
+import polars as pl
+
+from warehouse.canonical import content_hash
+from warehouse.db import connect, frame, migrate, one
+
+if TYPE_CHECKING:
+    from moderation.review_store import ReviewStore
+    from warehouse.canonical import Extract
+
+log = logging.getLogger(__name__)
+
+ErasureMode = Literal["delete", "redact"]
+
+#: Replaces an erased user's titles and bodies in ``redact`` mode.
+ERASED_MARKER = "[erased at the author's request]"
+#: Replaces bodies older than the retention period (``raw_body_retention_days``).
+RETENTION_MARKER = "[body removed after the retention period]"
+#: Skip rule under which a load counts records of a tombstoned (erased) user.
+TOMBSTONE_RULE = "erased user (tombstone)"
+#: Skip rule for engagement events on content an erased user wrote (``delete`` mode).
+TOMBSTONE_CONTENT_RULE = "event on erased user's content (tombstone)"
+#: Version of the export document's layout (bump when keys change).
+EXPORT_SCHEMA_VERSION = 1
+EXPORT_SCHEMA = "community-pulse/user-export"
+
+
+class UserNotFoundError(LookupError):
+    """The warehouse holds nothing about the requested user id in that source."""
+
+
+# --------------------------------------------------------------------------------------------
+# Keys, pseudonyms, tombstone hashes
+
+
+def _key(con: duckdb.DuckDBPyConnection, name: str) -> bytes:
+    return bytes.fromhex(one(con, "select key_hex from ops.privacy_keys where name = ?", [name])[0])
+
+
+def pseudonym_key_hex(secret: str) -> str:
+    """The stored form of a configured pseudonym key: hex of SHA-256(secret), 32 bytes."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def sync_pseudonym_key(con: duckdb.DuckDBPyConnection, secret: str | None) -> bool:
+    """Make ``ops.privacy_keys.pseudonym_key`` the configured key (``PULSE_PSEUDONYM_KEY``).
+
+    With ``secret`` None the key generated at migration stays. Returns True when it changed
+    (every pseudonym changes with it; the marts are rebuilt on the next transform).
+    """
+    if not secret:
+        return False
+    want = pseudonym_key_hex(secret)
+    have = one(con, "select key_hex from ops.privacy_keys where name = 'pseudonym_key'")[0]
+    if have == want:
+        return False
+    con.execute(
+        "update ops.privacy_keys set key_hex = ?, created_at = ? where name = 'pseudonym_key'",
+        [want, _utcnow()],
+    )
+    log.warning("pseudonym key changed (PULSE_PSEUDONYM_KEY): every pseudonym in the marts changes")
+    return True
+
+
+def pseudonym(source: str, user_id: str | None, key: bytes) -> str | None:
+    """``'u_'`` + the first 12 hex digits of HMAC-SHA256(key, source || 0x1f || user_id).
+
+    Same value as the SQL macro ``ops.pseudonym`` (migration 008). None for a None id.
+    Formula: RFC 2104 (HMAC) over SHA-256; 48 bits, so collisions are negligible below ~10^6 users.
+    """
+    if user_id is None:
+        return None
+    return "u_" + hmac.new(key, f"{source}\x1f{user_id}".encode(), hashlib.sha256).hexdigest()[:12]
+
+
+def warehouse_pseudonym(con: duckdb.DuckDBPyConnection, source: str, user_id: str | None) -> str | None:
+    """:func:`pseudonym` with the warehouse's key."""
+    return pseudonym(source, user_id, _key(con, "pseudonym_key"))
+
+
+def tombstone_hash(salt: bytes, source: str, user_id: str) -> str:
+    """HMAC-SHA256(salt, source || 0x1f || user_id) as hex: a tombstone's only trace of the id."""
+    return hmac.new(salt, f"{source}\x1f{user_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def has_tombstone(con: duckdb.DuckDBPyConnection, source: str, user_id: str) -> bool:
+    """Whether ``user_id`` of ``source`` was erased (a tombstone matches its salted hash)."""
+    h = tombstone_hash(_key(con, "tombstone_salt"), source, user_id)
+    return bool(one(con, "select count(*) from ops.tombstones where source = ? and user_id_hash = ?", [source, h])[0])
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _redacted_text(kind: str, title: str | None) -> tuple[str | None, str, str]:
+    """(title, body, content_hash) of an item after redaction."""
+    new_title = ERASED_MARKER if title else title
+    return new_title, ERASED_MARKER, content_hash(kind, new_title, ERASED_MARKER)
+
+
+# --------------------------------------------------------------------------------------------
+# Export (right of access)
+
+
+def _rows(df: pl.DataFrame) -> list[dict[str, Any]]:
+    return json.loads(df.write_json()) if df.height else []
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(one(con, "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                    [schema, table])[0])
+
+
+def _payload_pattern(user_id: str) -> str:
+    """Regex finding ``user_id`` as a user reference inside a quarantined payload (XML or JSON)."""
+    uid = re.escape(user_id)
+    return (
+        rf"(\b(OwnerUserId|UserId|LastEditorUserId)\s*=\s*[\"']{uid}[\"'])"
+        rf"|(\"(author_id|user_id)\"\s*:\s*\"{uid}\")"
+        rf"|(<row\b[^>]*\bId\s*=\s*[\"']{uid}[\"'][^>]*\bDisplayName\b)"
+    )
+
+
+def _quarantine_where() -> str:
+    return (
+        "source = ? and ((stream = 'users' and record_key = ?) "
+        "or (stream = 'content' and record_key in (select unnest(?::varchar[]))) "
+        "or regexp_matches(coalesce(payload, ''), ?))"
+    )
+
+
+def export_user(
+    con: duckdb.DuckDBPyConnection, source: str, user_id: str, *, store: ReviewStore | None = None
+) -> dict[str, Any]:
+    """Everything held about ``user_id`` of ``source``: a JSON-serialisable dict.
+
+    Keys: ``schema``, ``schema_version``, ``generated_at`` (ISO, UTC), ``source``, ``user_id``,
+    ``profile`` (the ``staging.users`` row or None), ``content`` (their items, deleted and hidden
+    included), ``engagement_events`` (cast by them), ``scores`` (of their items' texts),
+    ``flags``, ``languages`` (when ``moderation.languages`` exists), ``decisions`` (warehouse
+    copy) and ``review_store_decisions`` (live store, when ``store`` is given), ``quarantine``
+    (bad records that are theirs), ``counts`` (rows per key). Values are bound as parameters.
+
+    Raises:
+        UserNotFoundError: nothing is held about that user in that source.
+    """
+    params = [source, user_id]
+    profile = frame(con, "select * from staging.users where source = ? and user_id = ?", params)
+    content = frame(con, "select * from staging.content where source = ? and author_id = ? order by created_at, content_id",
+                    params)
+    events = frame(con, "select * from staging.engagement_events where source = ? and user_id = ? "
+                   "order by occurred_at, event_id", params)
+    ids = content["content_id"].to_list()
+    hashes = content["content_hash"].unique().to_list()
+    scores = frame(con, "select * from moderation.scores where content_hash in (select unnest(?::varchar[])) "
+                   "order by content_hash, model_id", [hashes])
+    flags = frame(con, "select * from moderation.flags where source = ? and content_id in (select unnest(?::varchar[])) "
+                  "order by content_id", [source, ids])
+    decisions = frame(con, "select * from moderation.decisions where source = ? and content_id in "
+                      "(select unnest(?::varchar[])) order by decided_at, decision_id", [source, ids])
+    languages = pl.DataFrame()
+    if _table_exists(con, "moderation", "languages"):
+        cols = {r[0] for r in con.execute(
+            "select column_name from information_schema.columns where table_schema = 'moderation' "
+            "and table_name = 'languages'").fetchall()}
+        if {"source", "content_id"} <= cols:
+            languages = frame(con, "select * from moderation.languages where source = ? and content_id in "
+                              "(select unnest(?::varchar[]))", [source, ids])
+        elif "content_hash" in cols:
+            languages = frame(con, "select * from moderation.languages where content_hash in "
+                              "(select unnest(?::varchar[]))", [hashes])
+    quarantine = frame(con, f"select * from raw.quarantine where {_quarantine_where()} order by stream, record_key",
+                       [source, user_id, ids, _payload_pattern(user_id)])
+    store_rows = pl.DataFrame()
+    if store is not None and ids:
+        parts = [store.decisions(source=source, content_id=cid) for cid in ids]
+        parts = [p for p in parts if p.height]
+        store_rows = pl.concat(parts) if parts else pl.DataFrame()
+    if profile.height == 0 and content.height == 0 and events.height == 0 and quarantine.height == 0:
+        raise UserNotFoundError(f"no data held about user id {user_id!r} in source {source!r}")
+    doc: dict[str, Any] = {
+        "schema": EXPORT_SCHEMA,
+        "schema_version": EXPORT_SCHEMA_VERSION,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": source,
+        "user_id": user_id,
+        "profile": _rows(profile)[0] if profile.height else None,
+        "content": _rows(content),
+        "engagement_events": _rows(events),
+        "scores": _rows(scores),
+        "flags": _rows(flags),
+        "languages": _rows(languages),
+        "decisions": _rows(decisions),
+        "review_store_decisions": _rows(store_rows),
+        "quarantine": _rows(quarantine),
+    }
+    doc["counts"] = {k: len(v) for k, v in doc.items() if isinstance(v, list)}
+    return doc
+
+
+# --------------------------------------------------------------------------------------------
+# Erasure (right to be forgotten)
+
+
+@dataclass
+class ForgetReport:
+    """What :func:`forget_user` did: ``counts`` of rows touched per table, and the checks.
+
+    Attributes:
+        request_id: the ``ops.privacy_requests`` row.
+        mode: ``delete`` or ``redact``.
+        counts: rows changed per table (``"staging.content": 137``, ...).
+        compacted: the warehouse file was rewritten because erased bytes survived a checkpoint.
+        residue: files where an erased needle was still found after compaction (empty = clean).
+    """
+
+    request_id: str
+    mode: str
+    counts: dict[str, int] = field(default_factory=dict)
+    compacted: bool = False
+    residue: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _log_request(con: duckdb.DuckDBPyConnection, request_id: str, kind: str, source: str, status: str,
+                 counts: dict[str, int] | None = None, requested_at: datetime | None = None) -> None:
+    con.execute(
+        "insert into ops.privacy_requests values (?, ?, ?, ?, ?, ?, ?) on conflict (request_id) do update set "
+        "finished_at = excluded.finished_at, status = excluded.status, counts_json = excluded.counts_json",
+        [request_id, kind, source, requested_at or _utcnow(), None if status == "running" else _utcnow(), status,
+         json.dumps(counts or {}, sort_keys=True)],
+    )
+
+
+def log_export(con: duckdb.DuckDBPyConnection, source: str, doc: dict[str, Any]) -> str:
+    """Record an export request (row counts only) in ``ops.privacy_requests``; return its id."""
+    request_id = f"export__{uuid.uuid4().hex[:12]}"
+    _log_request(con, request_id, "export", source, "done", doc.get("counts", {}))
+    return request_id
+
+
+def _erase_in_warehouse(
+    con: duckdb.DuckDBPyConnection, source: str, user_id: str, mode: ErasureMode, request_id: str, now: datetime
+) -> tuple[dict[str, int], list[str]]:
+    """The warehouse part of an erasure, in one transaction. Returns (counts, content ids)."""
+    counts: dict[str, int] = {}
+    params = [source, user_id]
+    salt = _key(con, "tombstone_salt")
+    existing = con.execute(
+        "select alias from ops.tombstones where source = ? and user_id_hash = ?", [source, tombstone_hash(salt, source, user_id)]
+    ).fetchall()
+    alias = existing[0][0] if existing else f"erased_{secrets.token_hex(6)}"
+    # Their items: by id, or (a repeated request after redaction) by the alias, so the review
+    # store's notes on them are blanked even if an earlier attempt stopped before that step.
+    mine = frame(con, "select content_id, kind, title, content_hash, author_id = ? as is_theirs from staging.content "
+                      "where source = ? and author_id in (?, ?)", [user_id, source, user_id, alias])
+    ids = mine["content_id"].to_list()
+    mine = mine.filter(pl.col("is_theirs"))
+    old_hashes = mine["content_hash"].unique().to_list()
+    display = con.execute("select display_name from staging.users where source = ? and user_id = ?", params).fetchall()
+    names = [r[0] for r in display if r[0]]
+
+    def changed(table: str, sql: str, args: list[Any]) -> None:
+        n = con.execute(sql + " returning 1", args).fetchall()
+        counts[table] = counts.get(table, 0) + len(n)
+
+    con.execute("begin transaction")
+    try:
+        con.execute(
+            "insert into ops.tombstones values (?, ?, ?, ?, ?, ?) on conflict (source, user_id_hash) do update set "
+            "requested_at = excluded.requested_at, request_id = excluded.request_id, erasure_mode = excluded.erasure_mode",
+            [source, tombstone_hash(salt, source, user_id), now, request_id, mode, alias],
+        )
+        if mode == "delete":
+            changed("staging.engagement_events (on their content)",
+                    "delete from staging.engagement_events where source = ? and content_id in (select unnest(?::varchar[]))",
+                    [source, ids])
+            changed("staging.content",
+                    "delete from staging.content where source = ? and content_id in (select unnest(?::varchar[]))",
+                    [source, ids])
+        else:
+            redacted = mine.with_columns(
+                pl.struct("kind", "title").map_elements(lambda r: list(_redacted_text(r["kind"], r["title"])),
+                                                        return_dtype=pl.List(pl.String)).alias("r")
+            ).select(
+                "content_id",
+                pl.col("r").list.get(0).alias("new_title"),
+                pl.col("r").list.get(1).alias("new_body"),
+                pl.col("r").list.get(2).alias("new_hash"),
+            ) if mine.height else pl.DataFrame(schema={"content_id": pl.String, "new_title": pl.String,
+                                                       "new_body": pl.String, "new_hash": pl.String})
+            con.register("_redacted", redacted)
+            try:
+                changed("staging.content",
+                        "update staging.content c set title = r.new_title, body_text = r.new_body, "
+                        "content_hash = r.new_hash, author_id = ? from _redacted r "
+                        "where c.source = ? and c.content_id = r.content_id",
+                        [alias, source])
+            finally:
+                con.unregister("_redacted")
+        changed("staging.engagement_events",
+                "update staging.engagement_events set user_id = ?, properties = case when properties is null then null "
+                "else json_object('flag_type', json_extract_string(properties, '$.flag_type'))::varchar end "
+                "where source = ? and user_id = ?",
+                [alias, source, user_id])
+        changed("staging.users", "delete from staging.users where source = ? and user_id = ?", params)
+        changed("moderation.scores",
+                "delete from moderation.scores where content_hash in (select unnest(?::varchar[])) "
+                "and content_hash not in (select content_hash from staging.content)",
+                [old_hashes])
+        changed("moderation.flags",
+                "delete from moderation.flags where source = ? and content_id in (select unnest(?::varchar[]))",
+                [source, ids])
+        if _table_exists(con, "moderation", "languages"):
+            cols = {r[0] for r in con.execute(
+                "select column_name from information_schema.columns where table_schema = 'moderation' "
+                "and table_name = 'languages'").fetchall()}
+            if {"source", "content_id"} <= cols:
+                changed("moderation.languages",
+                        "delete from moderation.languages where source = ? and content_id in (select unnest(?::varchar[]))",
+                        [source, ids])
+            elif "content_hash" in cols:
+                changed("moderation.languages",
+                        "delete from moderation.languages where content_hash in (select unnest(?::varchar[])) "
+                        "and content_hash not in (select content_hash from staging.content)", [old_hashes])
+        changed("moderation.decisions",
+                "update moderation.decisions set note = null, scores_json = null where source = ? "
+                "and content_id in (select unnest(?::varchar[])) and (note is not null or scores_json is not null)",
+                [source, ids])
+        changed("raw.quarantine", f"delete from raw.quarantine where {_quarantine_where()}",
+                [source, user_id, ids, _payload_pattern(user_id)])
+        changed("raw.users", "delete from raw.users where source = ? and user_id = ?", params)
+        changed("raw.content", "delete from raw.content where source = ? and author_id = ?", params)
+        changed("raw.engagement_events", "delete from raw.engagement_events where source = ? and user_id = ?", params)
+        quoted = [f'"{user_id}"', f"'{user_id}'", *names]
+        changed("quality.validation_results",
+                "update quality.validation_results set details = null where details is not null and "
+                "list_has_any(list_transform(?::varchar[], lambda n: contains(details, n)), [true])",
+                [quoted])
+        _log_request(con, request_id, "forget", source, "running", counts, now)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return counts, ids
+
+
+def forget_user(
+    warehouse: Path | str,
+    source: str,
+    user_id: str,
+    *,
+    mode: ErasureMode = "redact",
+    serving: Path | str | None = None,
+    store: ReviewStore | None = None,
+    now: datetime | None = None,
+    extra_needles: Sequence[str] = (),
+    compact: bool | None = None,
+) -> ForgetReport:
+    """Erase ``user_id`` of ``source`` everywhere; see the module docstring for each table.
+
+    Steps: erase in the warehouse (one transaction, with the tombstone and the request row),
+    blank the review store's decisions on their items (``ReviewStore.erase_content``; SQLite
+    stores are vacuumed so the old pages go too), rebuild the marts, republish the snapshot
+    (when ``serving`` is given), ``FORCE CHECKPOINT``, then scan the warehouse and snapshot
+    files for the user's display name (and ``extra_needles``): if DuckDB left the bytes in free
+    blocks the warehouse is rewritten by :func:`compact_database`. The request row ends
+    ``done`` (or ``failed``) with the counts; it never holds the erased data.
+
+    Args:
+        warehouse: the warehouse file (must not be open in another process).
+        mode: ``redact`` (default; marts keep their counts) or ``delete``.
+        now: the request time, naive UTC (default: now).
+        extra_needles: more strings that must not survive (the display name and their titles
+            of 16+ characters are always checked, unless other members' posts still contain them).
+        compact: True always rewrites the file, False never (tests use it to show why it is
+            needed), None (default) when the scan finds erased bytes after the checkpoint.
+
+    A repeated request for an erased user (tombstoned, nothing left in staging) re-runs the
+    remaining steps (marts, snapshot, compaction) and changes no row: safe after a crash.
+
+    Raises:
+        UserNotFoundError: nothing is held about that user and no tombstone exists (nothing is
+            changed or logged).
+        ValueError: unknown ``mode``.
+    """
+    if mode not in ("delete", "redact"):
+        raise ValueError(f"erasure mode must be 'delete' or 'redact', got {mode!r} (PULSE_PRIVACY_ERASURE_MODE)")
+    from transforms.runner import run_marts
+    from warehouse.publish import publish_snapshot
+
+    now = now or _utcnow()
+    request_id = f"forget__{uuid.uuid4().hex[:12]}"
+    warehouse = Path(warehouse)
+    con = connect(warehouse)
+    try:
+        migrate(con)
+        try:
+            doc = export_user(con, source, user_id)
+        except UserNotFoundError:
+            if not has_tombstone(con, source, user_id):
+                raise  # nothing held, nothing erased before: nothing is changed or logged
+            # Erased before (e.g. a crash before the marts were rebuilt): finish the remaining steps.
+            doc = {"profile": None, "content": []}
+        name = (doc["profile"] or {}).get("display_name")
+        titles = [c["title"] for c in doc["content"] if c.get("title") and len(c["title"]) >= 16]
+        needles = list(dict.fromkeys(n for n in (name, *titles, *extra_needles) if n and len(n) >= 4))
+        del doc
+        counts, ids = _erase_in_warehouse(con, source, user_id, mode, request_id, now)
+        # Other members' own posts may mention the name or quote a title: theirs, not erased.
+        kept = [n for n in needles if one(con, "select count(*) from staging.content where contains(coalesce(title, '') "
+                                               "|| chr(10) || coalesce(body_text, ''), ?)", [n])[0]]
+        counts["mentions_in_others_posts_kept"] = len(kept)
+        needles = [n for n in needles if n not in kept]
+        try:
+            if store is not None:
+                counts["review_store.decisions"] = store.erase_content(source, ids)
+                _vacuum_sqlite_store(store)
+            counts.update({f"marts.{k}": v for k, v in {"rebuilt": len(run_marts(con))}.items()})
+            if serving is not None:
+                publish_snapshot(con, Path(serving))
+                counts["serving.republished"] = 1
+            con.execute("force checkpoint")
+        except BaseException:
+            _log_request(con, request_id, "forget", source, "failed", counts, now)
+            raise
+    finally:
+        con.close()
+    report = ForgetReport(request_id=request_id, mode=mode, counts=counts)
+    files = [warehouse, *([Path(serving)] if serving is not None else [])]
+    found = scan_files(files, needles)
+    if compact is True or (compact is None and (found.get(str(warehouse)) or found.get(str(warehouse) + ".wal"))):
+        compact_database(warehouse)
+        report.compacted = True
+        found = scan_files(files, needles)
+    report.residue = {k: v for k, v in found.items() if v}
+    con = connect(warehouse)
+    try:
+        counts["compacted"] = int(report.compacted)
+        _log_request(con, request_id, "forget", source, "done" if not report.residue else "failed", counts, now)
+        con.execute("force checkpoint")
+    finally:
+        con.close()
+    log.info("forget %s: %s", request_id, counts)
+    return report
+
+
+def _vacuum_sqlite_store(store: ReviewStore) -> None:
+    """For a SQLite review store: checkpoint the WAL and VACUUM, so blanked notes leave the file."""
+    engine = getattr(store, "engine", None)
+    if engine is None or engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return  # PostgreSQL: dead tuples go at the next (auto)vacuum; see SECURITY.md
+    path = engine.url.database
+    store.dispose()
+    db = sqlite3.connect(path)
+    try:
+        db.execute("pragma wal_checkpoint(truncate)")
+        db.execute("vacuum")
+        db.execute("pragma wal_checkpoint(truncate)")
+    finally:
+        db.close()
+
+
+def scan_files(paths: Iterable[Path | str], needles: Sequence[str]) -> dict[str, list[str]]:
+    """Which ``needles`` occur in the raw bytes of each file (and its ``.wal``), UTF-8 encoded.
+
+    Returns:
+        ``{file path: [needles found]}`` for every existing file scanned.
+    """
+    out: dict[str, list[str]] = {}
+    for p in paths:
+        for f in (Path(p), Path(str(p) + ".wal")):
+            if f.is_file():
+                data = f.read_bytes()
+                out[str(f)] = [n for n in needles if n.encode("utf-8") in data]
+    return out
+
+
+def compact_database(path: Path | str) -> None:
+    """Rewrite the DuckDB file at ``path`` into a fresh file and atomically replace it.
+
+    DuckDB marks the blocks of deleted or updated rows free but does not overwrite them, so
+    erased text can survive in the file until those blocks are reused. ``COPY FROM DATABASE``
+    writes only live data into a new file, which then ``os.replace``s the old one.
+
+    Raises:
+        duckdb.Error: the copy failed (the original file is left as it was).
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".compact")
+    for stale in (tmp, Path(str(tmp) + ".wal")):
+        stale.unlink(missing_ok=True)
+    con = duckdb.connect(":memory:")
+    try:
+        src = str(path).replace("'", "''")
+        dst = str(tmp).replace("'", "''")
+        con.execute(f"attach '{src}' as src")  # ATTACH takes no bound parameters
+        con.execute(f"attach '{dst}' as dst")
+        con.execute("copy from database src to dst")
+        con.execute("checkpoint dst")
+        con.execute("detach dst")
+        con.execute("detach src")
+    finally:
+        con.close()
+    os.replace(tmp, path)
+    Path(str(path) + ".wal").unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# At load: tombstones; after load: retention
+
+
+def apply_tombstones(con: duckdb.DuckDBPyConnection, extract: Extract) -> dict[str, int]:
+    """Drop or redact an extract's records of tombstoned users, before it lands. In place.
+
+    Users' rows and (``delete`` mode) their content and the events on it are left out and
+    counted under the skip rules :data:`TOMBSTONE_RULE` / :data:`TOMBSTONE_CONTENT_RULE`, so
+    ``read = emitted + skipped + quarantined`` still holds; in ``redact`` mode their content is
+    redacted exactly as :func:`forget_user` did (so a re-load leaves staging unchanged). Their
+    events get the alias as ``user_id``; quarantined records that are theirs are dropped (moved
+    from ``quarantined`` to the skip rule).
+
+    Returns:
+        Records affected per stream (empty when the source has no tombstones).
+    """
+    stones = frame(con, "select user_id_hash, erasure_mode, alias from ops.tombstones where source = ?",
+                   [extract.source])
+    if stones.height == 0:
+        return {}
+    salt = _key(con, "tombstone_salt")
+    by_hash = {r["user_id_hash"]: (r["erasure_mode"], r["alias"]) for r in stones.iter_rows(named=True)}
+    users, content, events = (extract.frame(s) for s in ("users", "content", "engagement_events"))
+    candidates = set(users["user_id"].drop_nulls().to_list()) | set(content["author_id"].drop_nulls().to_list()) \
+        | set(events["user_id"].drop_nulls().to_list())
+    hit = {uid: by_hash[h] for uid in candidates if (h := tombstone_hash(salt, extract.source, uid)) in by_hash}
+    if not hit:
+        return {}
+    ids = list(hit)
+    alias_of = pl.DataFrame({"uid": ids, "alias": [hit[u][1] for u in ids]})
+    deleting = [u for u in ids if hit[u][0] == "delete"]
+    out: dict[str, int] = {}
+
+    def skip(stream: str, rule: str, n: int) -> None:
+        if n:
+            extract.counts[stream].skip(rule, n)
+            extract.counts[stream].emitted -= n
+            out[stream] = out.get(stream, 0) + n
+
+    # users
+    drop = users["user_id"].is_in(ids)
+    skip("users", TOMBSTONE_RULE, int(drop.sum()))
+    extract.users = users.filter(~drop)
+    # content
+    gone = content.filter(pl.col("author_id").is_in(deleting))
+    gone_ids = gone["content_id"].to_list()
+    skip("content", TOMBSTONE_RULE, gone.height)
+    content = content.filter(~pl.col("author_id").is_in(deleting) | pl.col("author_id").is_null())
+    redact = pl.col("author_id").is_in(ids)
+    n_redact = int(content.select(redact.sum()).item() or 0)
+    if n_redact:
+        red = content.filter(redact).with_columns(
+            pl.struct("kind", "title").map_elements(lambda r: list(_redacted_text(r["kind"], r["title"])),
+                                                    return_dtype=pl.List(pl.String)).alias("_r")
+        ).join(alias_of, left_on="author_id", right_on="uid", how="left").with_columns(
+            pl.col("_r").list.get(0).alias("title"), pl.col("_r").list.get(1).alias("body_text"),
+            pl.col("_r").list.get(2).alias("content_hash"), pl.col("alias").alias("author_id"),
+        ).select(content.columns)
+        content = pl.concat([content.filter(~redact | pl.col("author_id").is_null()), red])
+        out["content"] = out.get("content", 0) + n_redact
+    extract.content = content
+    # events
+    on_gone = events["content_id"].is_in(gone_ids)
+    skip("engagement_events", TOMBSTONE_CONTENT_RULE, int(on_gone.sum()))
+    events = events.filter(~on_gone)
+    theirs = pl.col("user_id").is_in(ids)
+    n_ev = int(events.select(theirs.sum()).item() or 0)
+    if n_ev:
+        ev = events.filter(theirs).join(alias_of, left_on="user_id", right_on="uid", how="left").with_columns(
+            pl.col("alias").alias("user_id"),
+            pl.col("properties").map_elements(
+                lambda p: json.dumps({"flag_type": json.loads(p).get("flag_type")}) if p else None,
+                return_dtype=pl.String),
+        ).select(events.columns)
+        events = pl.concat([events.filter(~theirs | pl.col("user_id").is_null()), ev])
+        out["engagement_events"] = out.get("engagement_events", 0) + n_ev
+    extract.engagement_events = events
+    # quarantine
+    q = extract.quarantine
+    if q.height:
+        pattern = "|".join(f"(?:{_payload_pattern(u)})" for u in ids)
+        mask = (
+            ((pl.col("stream") == "users") & pl.col("record_key").is_in(ids))
+            | ((pl.col("stream") == "content") & pl.col("record_key").is_in(gone_ids))
+            | pl.col("payload").fill_null("").str.contains(pattern)
+        )
+        dropped = q.filter(mask)
+        for stream, n in dropped.group_by("stream").len().iter_rows():
+            extract.counts[stream].quarantined -= n
+            extract.counts[stream].skip(TOMBSTONE_RULE, n)
+            out[stream] = out.get(stream, 0) + n
+        extract.quarantine = q.filter(~mask)
+    log.info("tombstones applied to %s: %s", extract.source, out)
+    return out
+
+
+def apply_retention(con: duckdb.DuckDBPyConnection, days: int | None, *, now: datetime) -> int:
+    """Replace ``staging.content.body_text`` of items created more than ``days`` days before ``now``.
+
+    The body becomes :data:`RETENTION_MARKER`; title, ``content_hash`` (so the item is not
+    re-scored), scores, flags and every aggregate stay. ``days`` None keeps bodies forever.
+    A re-load of old items brings their bodies back until the same load step applies this
+    again (the load step always calls it after the upsert).
+
+    Returns:
+        Items redacted now.
+    """
+    if days is None:
+        return 0
+    if days < 0:
+        raise ValueError(f"raw_body_retention_days must be >= 0 or unset, got {days}")
+    cutoff = now - timedelta(days=days)
+    n = con.execute(
+        "update staging.content set body_text = ? where created_at < ? and body_text is distinct from ? "
+        "and body_text is not null returning 1",
+        [RETENTION_MARKER, cutoff, RETENTION_MARKER],
+    ).fetchall()
+    if n:
+        log.info("retention: %d bodies older than %d days replaced", len(n), days)
+    return len(n)
