@@ -32,7 +32,8 @@ pipeline: airflow-init  ## run the Airflow DAG community_pipeline end to end on 
 	$(RUN_ENV) $(BIN)/airflow dags test community_pipeline
 	$(RUN_ENV) $(BIN)/pulse runs --limit 3
 
-dashboards: setup  ## serve the Streamlit dashboards on the published snapshot
+dashboards: setup  ## serve the Streamlit dashboards on the published snapshot (creates the first admin account if none exists and prints its password once)
+	$(RUN_ENV) $(BIN)/pulse review ensure-admin
 	$(RUN_ENV) $(BIN)/pulse dashboards --port $(PORT)
 
 airflow: setup  ## run Airflow (standalone: UI, REST API, scheduler) with this project's DAGs; Ctrl+C stops it

@@ -5,10 +5,21 @@ Loads one data interval from a community platform into the DuckDB warehouse, sco
 edited content for toxicity, rebuilds the marts, checks data quality and publishes the
 read-only serving snapshot the dashboards open.
 
-`extract → validate → load → score → transform → validate_marts → publish`
+`extract → validate → load → ingest_decisions → score → transform → validate_marts → publish`
 
-* **Params:** `source` (`demo` | `stackexchange`), `path` (dump folder), `since` / `until`
+* **ingest_decisions** copies moderators' decisions from the review store
+  (`PULSE_REVIEW_STORE_URL`) into `moderation.decisions`.
+
+* **Params:** `source` (`demo` | `stackexchange` | `events`), `path` (dump folder; for `events`
+  a folder or glob of event export files), `source_name` (`events`: the source the events
+  belong to, e.g. `stackexchange:beer`; an events run loads the files that arrived before the
+  interval end and were not loaded yet), `since` / `until`
   (ISO datetimes, UTC; override the data interval), `scorer`, `timezone`.
+* **source=postgres** (a live platform's read replica, e.g. Discourse): params `preset`
+  (default `discourse`) or `mapping` (a TOML file); the DSN comes from `PULSE_POSTGRES_DSN` or
+  else the Airflow connection `pulse_platform` (`PULSE_POSTGRES_CONN_ID`), never from the
+  repository. Reads are incremental by the source's watermarks (`ops.source_watermarks`), so
+  an hourly schedule (`PULSE_SCHEDULE="@hourly"` or `"0 * * * *"`) loads each change once.
 * **Data interval:** scheduled and backfill runs load exactly their interval; a manual run
   without `since`/`until` loads the source's whole history.
 * Every task writes the warehouse, so all share the one-slot pool `pulse_warehouse`
@@ -29,7 +40,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, chain, dag, task
 from pulse.notify import PulseFailureNotifier
 
 SCHEDULE = os.environ.get("PULSE_SCHEDULE", "@daily")  # cron or preset; "none": triggered runs only
-STEPS = ("extract", "validate", "load", "score", "transform", "validate_marts", "publish")
+STEPS = ("extract", "validate", "load", "ingest_decisions", "score", "transform", "validate_marts", "publish")
 
 DEFAULT_ARGS = {
     "owner": "data-engineering",
@@ -62,8 +73,11 @@ def _run_step(step: str) -> dict:
     tags=["community-pulse", "warehouse", "moderation"],
     doc_md=__doc__,
     params={
-        "source": Param("demo", type="string", enum=["demo", "stackexchange"], description="Which connector to run"),
-        "path": Param("", type="string", description="Stack Exchange dump folder (for source=stackexchange)"),
+        "source": Param("demo", type="string", enum=["demo", "stackexchange", "events", "postgres"], description="Which connector to run"),
+        "preset": Param("", type="string", description="source=postgres: mapping preset (default discourse); DSN from PULSE_POSTGRES_DSN or the connection pulse_platform"),
+        "mapping": Param("", type="string", description="source=postgres: a mapping file (TOML) instead of the preset"),
+        "path": Param("", type="string", description="Stack Exchange dump folder (source=stackexchange); event export folder or glob (source=events)"),
+        "source_name": Param("", type="string", description="source=events: the source the events belong to, e.g. stackexchange:beer"),
         "since": Param("", type="string", description="Interval start, ISO UTC; empty = the run's data interval"),
         "until": Param("", type="string", description="Interval end, ISO UTC (exclusive)"),
         "scorer": Param("", type="string", description="Override PULSE_SCORER, e.g. lexical"),

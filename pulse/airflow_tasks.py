@@ -43,6 +43,35 @@ def resolve_window(
     return None, None
 
 
+def platform_dsn(settings: Any) -> Any:
+    """The platform database's DSN (a ``SecretStr``): ``PULSE_POSTGRES_DSN`` if set, else the Airflow
+    connection ``settings.postgres_conn_id`` (default ``pulse_platform``; conn type postgres: host,
+    port, login, password, schema = database), so the DSN never lives in the repository.
+
+    Raises:
+        ValueError: when neither is configured (names both fixes).
+    """
+    from urllib.parse import quote
+
+    from pydantic import SecretStr
+
+    if settings.postgres_dsn is not None and settings.postgres_dsn.get_secret_value():
+        return settings.postgres_dsn
+    from airflow.sdk import Connection
+
+    try:
+        conn = Connection.get(settings.postgres_conn_id)
+    except Exception as exc:  # noqa: BLE001 - AirflowNotFoundException and friends
+        raise ValueError(
+            f"source=postgres needs a DSN: set PULSE_POSTGRES_DSN or create the Airflow connection "
+            f"{settings.postgres_conn_id!r} (PULSE_POSTGRES_CONN_ID), e.g. `airflow connections add "
+            f"{settings.postgres_conn_id} --conn-uri postgresql://USER:PW@HOST:5432/DB` ({type(exc).__name__})"
+        ) from None
+    auth = quote(conn.login or "", safe="") + (":" + quote(conn.password, safe="") if conn.password else "")
+    host = f"{conn.host or 'localhost'}:{conn.port or 5432}"
+    return SecretStr(f"postgresql://{auth + '@' if auth else ''}{host}/{conn.schema or 'postgres'}")
+
+
 def run_step(step: str) -> dict[str, Any]:
     """Run pipeline ``step`` for the current Airflow task; return the step's summary (an XCom)."""
     from airflow.sdk import get_current_context
@@ -65,7 +94,16 @@ def run_step(step: str) -> dict[str, Any]:
             kind=params.get("source") or "demo",
             path=Path(params["path"]) if params.get("path") else None,
             timezone=params.get("timezone") or None,
+            source_name=params.get("source_name") or None,
         )
+        if spec.kind == "postgres":
+            from dataclasses import replace
+
+            spec = replace(
+                spec, dsn=platform_dsn(settings), preset=params.get("preset") or None,
+                mapping=Path(params["mapping"]) if params.get("mapping") else None,
+                postgres_options=steps.postgres_options(settings),
+            )
         return steps.extract(settings, run_id, spec, since, until, trigger="airflow")
     fn = getattr(steps, step)
     return fn(settings, run_id)

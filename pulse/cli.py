@@ -6,6 +6,7 @@ Every command that reads or writes the DuckDB files takes ``--warehouse`` and ``
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -57,8 +58,12 @@ def _setup_logging(verbose: bool) -> None:
 
 @app.command()
 def run(
-    source: Annotated[str, typer.Option(help="demo | stackexchange")] = "demo",
-    path: Annotated[Path | None, typer.Option(help="Stack Exchange data dump folder (Posts.xml, Comments.xml, ...)")] = None,
+    source: Annotated[str, typer.Option(help="demo | stackexchange | events | postgres")] = "demo",
+    path: Annotated[Path | None, typer.Option(help="Stack Exchange data dump folder (Posts.xml, Comments.xml, ...); for events: a folder, glob or file of *.jsonl[.gz] / *.ndjson / *.parquet exports")] = None,
+    source_name: Annotated[str | None, typer.Option("--source-name", help="events: the source the events belong to, e.g. stackexchange:beer [default events:<folder name>]")] = None,
+    dsn: Annotated[str | None, typer.Option(help="postgres: the platform database, postgresql://USER:PW@HOST:PORT/DB [env PULSE_POSTGRES_DSN; never printed]", show_default=False)] = None,
+    preset: Annotated[str | None, typer.Option(help="postgres: built-in mapping preset [default discourse]")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="postgres: a mapping file (TOML) instead of a preset")] = None,
     since: Annotated[datetime | None, typer.Option(formats=DATE_FORMATS, help="Data interval start, UTC (inclusive)")] = None,
     until: Annotated[datetime | None, typer.Option(formats=DATE_FORMATS, help="Data interval end, UTC (exclusive)")] = None,
     warehouse: WarehouseOpt = None,
@@ -71,19 +76,25 @@ def run(
     """Run extract → validate → load → score → transform → validate marts → publish for one interval."""
     from pulse.steps import PipelineError, SourceSpec, run_pipeline, stream_counts
     from warehouse.quality import QualityGateError
+    from warehouse.sources.postgres import PostgresSourceError
     from warehouse.sources.stackexchange import UnsafeXMLError
 
     _setup_logging(verbose)
     settings = _settings(warehouse=warehouse, serving=serving, scorer=scorer)
-    if source not in ("demo", "stackexchange"):
-        console.print(f"[red]unknown source {source!r}[/]; use --source demo or --source stackexchange --path DIR")
+    if source == "postgres":
+        spec = _postgres_spec(settings, dsn, preset, mapping, timezone)
+    elif source not in ("demo", "stackexchange", "events"):
+        console.print(f"[red]unknown source {source!r}[/]; use --source demo, --source stackexchange --path DIR or --source events --path DIR_OR_GLOB")
         raise typer.Exit(2)
+    if source == "events":
+        _check_event_exports(path, source_name)
     if source == "stackexchange" and path is None:
         console.print("[red]--source stackexchange needs --path DIR[/] (a folder with Posts.xml, Comments.xml, Votes.xml, Users.xml, Tags.xml)")
         raise typer.Exit(2)
     if timezone is not None:
         _settings(timezone=timezone)  # validates the name, exits 2 with the fix if unknown
-    spec = SourceSpec(kind=source, path=path, timezone=timezone, seed=seed)  # type: ignore[arg-type]
+    if source != "postgres":
+        spec = SourceSpec(kind=source, path=path, timezone=timezone, seed=seed, source_name=source_name)  # type: ignore[arg-type]
     try:
         summary = run_pipeline(settings, spec, since=since, until=until, progress=True)
     except (PipelineError, QualityGateError) as exc:
@@ -92,10 +103,61 @@ def run(
     except FileNotFoundError as exc:
         console.print(f"[bold red]Input missing[/]: {escape(str(exc))}")
         raise typer.Exit(2) from None
+    except PostgresSourceError as exc:
+        console.print(f"[bold red]Source failed[/]: {escape(str(exc))}\nNothing was loaded; watermarks did not move.")
+        raise typer.Exit(1) from None
     except UnsafeXMLError as exc:
         console.print(f"[bold red]Input rejected[/]: {escape(str(exc))}\nNothing was loaded.")
         raise typer.Exit(2) from None
     _print_summary(summary, stream_counts(settings, summary.run_id), settings)
+
+
+def _postgres_spec(settings: Settings, dsn: str | None, preset: str | None, mapping: Path | None, timezone: str | None) -> Any:
+    """The :class:`~pulse.steps.SourceSpec` of ``--source postgres``; exit 2 with the fix on bad options or mapping."""
+    from pydantic import SecretStr
+
+    from pulse.steps import SourceSpec, postgres_options
+    from warehouse.sources.postgres import MappingError, load_mapping, redact_dsn
+
+    secret = SecretStr(dsn) if dsn else settings.postgres_dsn
+    if secret is None or not secret.get_secret_value():
+        console.print("[red]--source postgres needs a DSN[/]: --dsn postgresql://USER:PW@HOST:PORT/DB or PULSE_POSTGRES_DSN")
+        raise typer.Exit(2)
+    if preset and mapping:
+        console.print("[red]give --preset NAME or --mapping FILE, not both[/]")
+        raise typer.Exit(2)
+    try:
+        load_mapping(mapping, preset=None if mapping else (preset or "discourse"))
+    except MappingError as exc:
+        console.print(f"[bold red]Bad mapping[/]: {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    console.print(f"Reading {escape(redact_dsn(secret.get_secret_value()))} with "
+                  f"{'mapping ' + escape(str(mapping)) if mapping else 'preset ' + (preset or 'discourse')}")
+    return SourceSpec(kind="postgres", dsn=secret, preset=preset, mapping=mapping, timezone=timezone,
+                      postgres_options=postgres_options(settings))
+
+
+def _check_event_exports(path: Path | None, source_name: str | None) -> None:
+    """Exit 2 with the fix when ``--source events`` lacks a usable ``--path`` or ``--source-name``."""
+    from warehouse.sources.events import event_source_name, find_event_files
+
+    if path is None:
+        console.print("[red]--source events needs --path DIR_OR_GLOB[/] (event export files: *.jsonl, *.jsonl.gz, *.ndjson, *.parquet)")
+        raise typer.Exit(2)
+    try:
+        name = event_source_name(path, source_name)
+        find_event_files(path)
+    except FileNotFoundError as exc:
+        console.print(f"[bold red]Input missing[/]: {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        console.print(f"[bold red]Bad input[/]: {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    if source_name is None:
+        console.print(
+            f"[yellow]Events load as source {escape(name)}[/]; to join them to a platform's content give "
+            "--source-name (e.g. stackexchange:beer), else they are quarantined as dangling references."
+        )
 
 
 def _print_summary(summary: Any, counts: Any, settings: Settings) -> None:
@@ -108,6 +170,13 @@ def _print_summary(summary: Any, counts: Any, settings: Settings) -> None:
     for row in counts.iter_rows(named=True):
         t.add_row(row["stream"], *(f"{row[c] or 0:,}" for c in ("read", "inserted", "updated", "unchanged", "skipped", "quarantined")))
     console.print(t)
+    for row in counts.iter_rows(named=True):
+        for rule, n in json.loads(row["skip_rules"] or "{}").items():
+            console.print(f"  {row['stream']}: {n:,} skipped: {escape(rule)}")
+    if "files_read" in s["extract"]:
+        e = s["extract"]
+        console.print(f"Event export files: {e['files_read']:,} read, {e['files_already_loaded']:,} already loaded (skipped), "
+                      f"{e['files_left_for_later']:,} arrived after the interval (left for a later run)")
     sc = s["score"]
     model = f"{sc['model_id']}" + (" [yellow](FALLBACK: " + escape(sc["fallback_reason"] or "") + ")[/]" if sc["is_fallback"] else "")
     console.print(f"Scoring: {sc['scored']:,} texts scored now, {sc['already_scored']:,} already scored; model {model}")
@@ -205,6 +274,11 @@ def runs(
 from pulse.cli_moderation import app as moderation_app  # noqa: E402 - after `app` and `console` exist
 
 app.add_typer(moderation_app, name="moderation")
+from pulse.cli_review import app as review_app  # noqa: E402
+app.add_typer(review_app, name="review")
+from pulse.cli_privacy import app as privacy_app  # noqa: E402
+
+app.add_typer(privacy_app, name="privacy")
 
 
 if __name__ == "__main__":

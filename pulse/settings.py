@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import zoneinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -48,7 +49,13 @@ class Settings(BaseSettings):
         thresholds / hold_thresholds: per-label flag and hold levels, probabilities in (0, 1].
         quarantine_max_share: a run fails when more than this share of the records read was
             quarantined (0.0–1.0).
-        score_batch_size: texts per scoring batch.
+        score_batch_size: texts per scoring batch at most.
+        score_batch_budget: padded tokens per Detoxify batch at most (texts x the batch's longest
+            text in tokens; texts are sorted by token length first), default 1024.
+        scorer_quantization: numerics of the Detoxify engine: ``none`` (torch fp32, default) or
+            ``onnx-int8`` (ONNX Runtime, int8 weights; built once and cached beside the checkpoint;
+            its scores carry their own model id ``...+onnx-int8``).
+        scorer_threads: intra-op threads the scorer uses; unset = the cores available to the process.
         airflow_pool: the one-slot Airflow pool shared by warehouse-writing tasks.
         alert_webhook: URL the DAGs' failure notifier posts to (a secret: environment only).
         data_docs_dir: where each run builds Great Expectations' Data Docs (one site per suite);
@@ -56,6 +63,42 @@ class Settings(BaseSettings):
         freshness_max_lag_hours: the freshness expectation's limit on the age of the newest
             record, relative to the end of the run's data interval (or now), in hours.
         volume_band_min_runs: previous successful runs needed before the volume band applies.
+        postgres_dsn: the live platform's database for ``--source postgres`` (a secret:
+            environment ``PULSE_POSTGRES_DSN`` only; never printed), e.g.
+            ``postgresql://reader:PW@replica:5432/discourse``.
+        postgres_conn_id: the Airflow connection the DAG reads the DSN from when
+            ``PULSE_POSTGRES_DSN`` is unset (default ``pulse_platform``).
+        postgres_page_size: rows per keyset page read from PostgreSQL (default: the mapping's, 5000).
+        postgres_statement_timeout: PostgreSQL ``statement_timeout`` per page query, seconds.
+        postgres_max_attempts: tries per page on connection loss, timeouts and replica
+            conflicts (exponential backoff from 1 s); 1 = no retry.
+        postgres_settle_seconds: a run reads rows changed before ``now`` minus this many seconds,
+            so rows committed late by a long platform transaction are not passed over.
+        review_store_url: the review store (moderators' accounts and decisions; a secret:
+            environment ``PULSE_REVIEW_STORE_URL`` or config): ``sqlite:///PATH`` (default
+            ``data/review.sqlite`` in the repo, WAL mode) or ``postgresql+psycopg://USER:PW@HOST/DB``.
+        repeat_offender_window_days: the moderation queue counts an author's prior flags and
+            removals in this many days before the item (the repeat-offender signal).
+        language_min_confidence: an item is routed to human review as "language not supported by
+            model" only when lingua's confidence in the detected language is at least this (0–1;
+            default 0.7: on the English beer dump 0.5 also routed English comments such as "Yes,
+            the temperatures are in Fahrenheit" (German, 0.67)).
+        auth_cookie_key: the review app's sign-in cookie signing key (a secret: environment
+            ``PULSE_AUTH_COOKIE_KEY``); unset: a random key per app process, so sign-ins end
+            when the app restarts.
+        privacy_erasure_mode: what ``pulse privacy forget-user`` does with the user's content:
+            ``redact`` (title/body replaced by a marker, author pseudonymised: marts keep their
+            counts) or ``delete`` (items and the votes on them removed).
+        raw_body_retention_days: bodies (``staging.content.body_text``) of items older than
+            this many days are replaced by a marker at every load; scores, hashes and aggregates
+            stay. Unset (default): keep bodies.
+        pseudonym_key: key of the HMAC-SHA256 pseudonyms in manager-facing marts (a secret:
+            environment ``PULSE_PSEUDONYM_KEY`` only). Unset: a random key generated once inside
+            the warehouse (``ops.privacy_keys``) is used.
+
+    A config file (TOML) may not hold secrets: a key named like ``*password*``, ``*secret*``,
+    ``*token*``, ``*_key``, the ``alert_webhook``, or a URL/DSN with a password in it raises
+    :class:`ConfigError` naming the key and the environment variable to use instead.
     """
 
     model_config = SettingsConfigDict(
@@ -75,11 +118,29 @@ class Settings(BaseSettings):
     hold_thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_HOLD_THRESHOLDS))
     quarantine_max_share: float = Field(0.10, ge=0.0, le=1.0)
     score_batch_size: int = Field(64, ge=1, le=4096)
+    score_batch_budget: int = Field(1024, ge=16, le=1_048_576)
+    scorer_quantization: Literal["none", "onnx-int8"] = "none"
+    scorer_threads: int | None = Field(None, ge=1, le=1024)
     airflow_pool: str = "pulse_warehouse"
     alert_webhook: SecretStr | None = None
     data_docs_dir: Path = Path(__file__).resolve().parents[1] / "dashboards" / "static" / "data_docs"
     freshness_max_lag_hours: float = Field(48.0, gt=0)
     volume_band_min_runs: int = Field(3, ge=2)
+    postgres_dsn: SecretStr | None = None
+    postgres_conn_id: str = "pulse_platform"
+    postgres_page_size: int | None = Field(None, ge=1, le=1_000_000)
+    postgres_statement_timeout: float = Field(300.0, gt=0)
+    postgres_max_attempts: int = Field(5, ge=1, le=50)
+    postgres_settle_seconds: float = Field(60.0, ge=0)
+    review_store_url: SecretStr = SecretStr(
+        f"sqlite:///{Path(__file__).resolve().parents[1] / 'data' / 'review.sqlite'}"
+    )
+    repeat_offender_window_days: int = Field(90, ge=1, le=3650)
+    language_min_confidence: float = Field(0.7, ge=0.0, le=1.0)
+    auth_cookie_key: SecretStr | None = None
+    privacy_erasure_mode: Literal["redact", "delete"] = "redact"
+    raw_body_retention_days: int | None = Field(None, ge=0)
+    pseudonym_key: SecretStr | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -98,6 +159,18 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown scorer spec {v!r}; valid: {SCORER_SPECS_HELP}")
         return v
 
+    @field_validator("scorer_quantization", mode="before")
+    @classmethod
+    def _known_quantization(cls, v: Any) -> Any:
+        if v == "int8":
+            raise ValueError(
+                "'int8' (torch dynamic quantization) is not offered: torch 2.13 deprecates torch.ao.quantization; "
+                "valid: none | onnx-int8 (ONNX Runtime int8)"
+            )
+        if v not in ("none", "onnx-int8"):
+            raise ValueError(f"unknown quantization {v!r}; valid: none | onnx-int8")
+        return v
+
     @model_validator(mode="after")
     def _thresholds_consistent(self) -> Settings:
         validate_thresholds(self.thresholds, self.hold_thresholds)
@@ -112,7 +185,43 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        return (init_settings, env_settings, _SecretFreeToml(settings_cls))
+
+
+#: Config keys that are secrets by name (any value refused in a config file).
+_SECRET_KEY_NAME = re.compile(r"password|passwd|secret|token|api_?key|cookie_key|pseudonym_key|webhook", re.IGNORECASE)
+#: A URL or DSN carrying a password: scheme://user:password@host, or key=value DSNs with password=.
+_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.\-]*://[^/@:\s]*:[^/@\s]+@|\bpassword\s*=", re.IGNORECASE)
+
+
+def _secret_keys(data: Any, prefix: str = "") -> list[str]:
+    """Dotted config keys in ``data`` (a parsed TOML document) that hold a plaintext secret."""
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict):
+                found += _secret_keys(value, path + ".")
+            elif value not in (None, "") and (
+                _SECRET_KEY_NAME.search(str(key)) or (isinstance(value, str) and _URL_PASSWORD.search(value))
+            ):
+                found.append(path)
+    return found
+
+
+class _SecretFreeToml(TomlConfigSettingsSource):
+    """The TOML config source, refusing any plaintext secret in the file (they belong in the environment)."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        bad = _secret_keys(self.toml_data)
+        if bad:
+            fixes = ", ".join(f"'{k}' (set PULSE_{k.replace('.', '__').upper()} in the environment instead)" for k in bad)
+            raise ConfigError(
+                f"the config file {self.toml_file_path} holds a plaintext secret: {fixes}. Remove it from the file and "
+                "set the environment variable (or, under Airflow, an Airflow connection/variable exported to it)."
+            )
+        return data
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -1,6 +1,6 @@
 """The pipeline's steps, called by both the ``pulse`` CLI and the Airflow DAG.
 
-``extract → validate → load → score → transform → validate_marts → publish``
+``extract → validate → load → ingest_decisions → score → transform → validate_marts → publish``
 
 Each step opens the warehouse, does one thing for one ``run_id``, records its timing in
 ``ops.step_log`` and returns a small JSON-serialisable dict (an Airflow XCom). Every step is
@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import duckdb
 import polars as pl
+from pydantic import SecretStr
 
 from pulse.settings import Settings
 from warehouse.canonical import STREAMS, Extract
@@ -30,7 +31,12 @@ from warehouse.db import frame, one, open_warehouse
 
 log = logging.getLogger("pulse")
 
-SourceKind = Literal["demo", "stackexchange"]
+SourceKind = Literal["demo", "stackexchange", "events", "postgres"]
+
+#: The steps of one run, in order (the DAG's tasks, :func:`run_pipeline`'s calls).
+STEPS: tuple[str, ...] = (
+    "extract", "validate", "load", "ingest_decisions", "score", "transform", "validate_marts", "publish",
+)
 
 
 class PipelineError(RuntimeError):
@@ -46,12 +52,36 @@ class SourceSpec:
         path: the dump folder, for ``stackexchange``.
         timezone: the community's IANA timezone (default: the source's own, else settings).
         seed: the demo generator's seed.
+        source_name: for ``events`` (engagement-event export files under ``path``, a folder or a
+            glob): the canonical source the events belong to, e.g. ``stackexchange:beer``;
+            default ``events:<folder name>`` (see :mod:`warehouse.sources.events`).
+        dsn, preset, mapping: for ``postgres`` (a live platform's database, e.g. a Discourse read
+            replica): the DSN (a secret: never printed; ``repr`` leaves it out), and either a
+            built-in mapping preset (``discourse``) or a mapping file (see
+            :mod:`warehouse.sources.postgres`). ``postgres_options``: keyword arguments for
+            :func:`warehouse.sources.postgres.extract_postgres` (``page_size``,
+            ``statement_timeout_s``, ``max_attempts``, ``settle_s``), see :func:`postgres_options`.
     """
 
     kind: SourceKind
     path: Path | None = None
     timezone: str | None = None
     seed: int = 7
+    source_name: str | None = None
+    dsn: SecretStr | None = field(default=None, repr=False)
+    preset: str | None = None
+    mapping: Path | None = None
+    postgres_options: tuple[tuple[str, Any], ...] = ()
+
+
+def postgres_options(settings: Settings) -> tuple[tuple[str, Any], ...]:
+    """The PostgreSQL source's reading options from ``settings`` (``PULSE_POSTGRES_*``), for :class:`SourceSpec`."""
+    return (
+        ("page_size", settings.postgres_page_size),
+        ("statement_timeout_s", settings.postgres_statement_timeout),
+        ("max_attempts", settings.postgres_max_attempts),
+        ("settle_s", settings.postgres_settle_seconds),
+    )
 
 
 def utcnow() -> datetime:
@@ -64,8 +94,17 @@ def new_run_id(trigger: str = "cli") -> str:
     return f"{trigger}__{utcnow():%Y-%m-%dT%H:%M:%S}__{uuid.uuid4().hex[:6]}"
 
 
-def extract_source(spec: SourceSpec, since: datetime | None, until: datetime | None, default_tz: str) -> Extract:
+def extract_source(
+    spec: SourceSpec,
+    since: datetime | None,
+    until: datetime | None,
+    default_tz: str,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> Extract:
     """Run the connector named by ``spec`` for the data interval ``[since, until)`` (naive UTC).
+
+    ``con`` (the open warehouse) lets ``events`` skip files already in ``ops.loaded_files``;
+    without it every file is read.
 
     Raises:
         ValueError: for an unknown kind or a missing ``path``.
@@ -86,7 +125,29 @@ def extract_source(spec: SourceSpec, since: datetime | None, until: datetime | N
         ex = extract_stackexchange(Path(spec.path), since=since, until=until, now=utcnow())
         ex.timezone = spec.timezone or default_tz
         return ex
-    raise ValueError(f"unknown source {spec.kind!r}; valid: demo, stackexchange")
+    if spec.kind == "events":
+        from warehouse.sources.events import event_source_name, extract_events, loaded_files
+
+        if spec.path is None:
+            raise ValueError("the events source needs --path DIR_OR_GLOB (event export files: *.jsonl, *.parquet)")
+        name = event_source_name(spec.path, spec.source_name)
+        ledger = loaded_files(con, name) if con is not None else {}
+        ex = extract_events(spec.path, source=name, loaded_files=ledger, since=since, until=until, now=utcnow())
+        ex.timezone = spec.timezone or default_tz
+        return ex
+    if spec.kind == "postgres":
+        from warehouse.sources.postgres import extract_postgres, load_mapping, source_name
+        from warehouse.watermarks import get_source_watermarks
+
+        if spec.dsn is None or not spec.dsn.get_secret_value():
+            raise ValueError("the postgres source needs a DSN: --dsn URL or PULSE_POSTGRES_DSN (Airflow: connection pulse_platform)")
+        dsn = spec.dsn.get_secret_value()
+        mapping = load_mapping(spec.mapping, preset=None if spec.mapping else (spec.preset or "discourse"))
+        marks = get_source_watermarks(con, source_name(mapping, dsn)) if con is not None else {}
+        ex = extract_postgres(dsn, mapping, watermarks=marks, since=since, until=until, now=utcnow(), **dict(spec.postgres_options))
+        ex.timezone = spec.timezone or mapping.timezone or default_tz
+        return ex
+    raise ValueError(f"unknown source {spec.kind!r}; valid: demo, stackexchange, events, postgres")
 
 
 @contextmanager
@@ -153,17 +214,22 @@ def extract(
             [run_id, spec.kind, since, until, utcnow(), trigger],
         )
     with _step(settings, run_id, "extract") as (con, info):
-        ex = extract_source(spec, since, until, settings.timezone)
+        ex = extract_source(spec, since, until, settings.timezone, con=con)
         for stream, c in ex.counts.items():
             if not c.reconciles():
                 raise PipelineError(f"{stream}: connector counts do not reconcile: {c}")
         con.execute("update ops.runs set source = ? where run_id = ?", [ex.source, run_id])
-        con.execute(
-            "insert or replace into ops.sources values (?, ?, ?, ?)",
+        con.execute(  # event exports join another connector's source: keep its row (timezone, description)
+            f"insert or {'ignore' if spec.kind == 'events' else 'replace'} into ops.sources values (?, ?, ?, ?)",
             [ex.source, ex.synthetic, ex.timezone,
-             "Synthetic demo community (generated, not real people)" if ex.synthetic else f"{spec.kind} {spec.path or ''}".strip()],
+             "Synthetic demo community (generated, not real people)" if ex.synthetic
+             else f"{spec.kind} {spec.path or spec.mapping or spec.preset or ''}".strip()],
         )
         landed = land(con, ex, run_id)
+        if getattr(ex, "source_watermarks", None) is not None:  # postgres: advanced by load, never here
+            from warehouse.watermarks import stage_source_watermarks
+
+            stage_source_watermarks(con, run_id, ex.source, ex.source_watermarks)
         record_extract_counts(con, run_id, ex.source, ex.counts)
         info.update(
             source=ex.source,
@@ -172,6 +238,9 @@ def extract(
             read=sum(c.read for c in ex.counts.values()),
             quarantined=landed["quarantine"],
         )
+        if hasattr(ex, "skipped_files"):  # event exports (warehouse.sources.events.EventExtract)
+            info.update(files_read=ex.files.height, files_already_loaded=len(ex.skipped_files),
+                        files_left_for_later=len(ex.late_files))
     return info
 
 
@@ -235,6 +304,63 @@ def load(settings: Settings, run_id: str) -> dict[str, Any]:
         record_upserts(con, run_id, upserts)
         info.update({s: vars(u) for s, u in upserts.items()})
         info["rows"] = sum(u.inserted + u.updated for u in upserts.values())
+        from warehouse.privacy import apply_retention, sync_pseudonym_key  # privacy: retention, pseudonym key
+
+        key = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None
+        info["pseudonym_key_changed"] = sync_pseudonym_key(con, key)
+        info["retention_redacted"] = apply_retention(con, settings.raw_body_retention_days, now=utcnow())
+    return info
+
+
+def ingest_decisions(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Copy moderators' decisions from the review store into ``moderation.decisions``.
+
+    Upsert by ``decision_id``: new decisions are inserted (stamped with this run), and rows
+    whose ``note`` or ``scores_json`` changed in the store (blanked by a privacy erasure) are
+    updated, so erasures propagate. Reads the whole log each run (moderators' decisions are
+    thousands, not millions); re-running changes nothing. A store that does not exist yet (no
+    SQLite file, no tables) ingests nothing.
+
+    Returns:
+        ``{"store", "in_store", "inserted", "updated", "rows"}``.
+    """
+    from moderation.review_store import DECISION_COLUMNS, ReviewStore
+
+    with _step(settings, run_id, "ingest_decisions") as (con, info):
+        store = ReviewStore.from_settings(settings)
+        try:
+            decisions = store.decisions() if store.has_schema() else None
+        finally:
+            store.dispose()
+        info.update(store=store.url_redacted, in_store=0, inserted=0, updated=0, rows=0)
+        if decisions is not None and decisions.height:
+            con.register("incoming", decisions.select(DECISION_COLUMNS))
+            con.execute("begin transaction")
+            try:
+                inserted = one(con, 
+                    "select count(*) from incoming d where not exists "
+                    "(select 1 from moderation.decisions m where m.decision_id = d.decision_id)")[0]
+                updated = one(con, 
+                    "select count(*) from incoming d join moderation.decisions m using (decision_id) "
+                    "where m.note is distinct from d.note or m.scores_json is distinct from d.scores_json")[0]
+                con.execute(
+                    "insert into moderation.decisions by name select d.*, ? as ingested_run_id from incoming d "
+                    "where not exists (select 1 from moderation.decisions m where m.decision_id = d.decision_id)",
+                    [run_id],
+                )
+                con.execute(
+                    "update moderation.decisions m set note = d.note, scores_json = d.scores_json, ingested_run_id = ? "
+                    "from incoming d where m.decision_id = d.decision_id "
+                    "and (m.note is distinct from d.note or m.scores_json is distinct from d.scores_json)",
+                    [run_id],
+                )
+                con.execute("commit")
+            except BaseException:
+                con.execute("rollback")
+                raise
+            finally:
+                con.unregister("incoming")
+            info.update(in_store=decisions.height, inserted=int(inserted), updated=int(updated), rows=int(inserted + updated))
     return info
 
 
@@ -253,11 +379,22 @@ def score(settings: Settings, run_id: str, *, progress: bool = False) -> dict[st
             checkpoint=settings.detoxify_checkpoint,
             config_dir=settings.detoxify_config_dir,
             batch_size=settings.score_batch_size,
+            quantization=settings.scorer_quantization,
+            threads=settings.scorer_threads,
+            max_batch_tokens=settings.score_batch_budget,
         )
         # Commit size: the lexical model scores ~50k texts/s, so small commits would dominate.
         commit_every = 8192 if scorer.backend == "lexical" else max(settings.score_batch_size, 256)
-        scored, already = score_pending(con, scorer, batch_size=commit_every, progress=progress)
+        scored, already = score_pending(con, scorer, batch_size=commit_every, progress=progress, notes=info)
         flagged, held = refresh_flags(con, scorer.model_id, settings.thresholds, settings.hold_thresholds)
+        # Language routing: detect new texts' language once; record what the model reads.
+        from moderation.language import detect_pending, set_language_policy, supported_languages
+
+        languages_detected = detect_pending(con)
+        ckpt_dir = Path(settings.scorer.split(":", 1)[1]) if settings.scorer.startswith("checkpoint:") else None
+        set_language_policy(con, scorer.model_id, supported_languages(scorer.model_id, checkpoint_dir=ckpt_dir),
+                            settings.language_min_confidence)
+        info["languages_detected"] = languages_detected
         con.execute(
             "update ops.runs set scorer_model_id = ?, scorer_is_fallback = ?, scorer_note = ? where run_id = ?",
             [scorer.model_id, scorer.is_fallback, scorer.fallback_reason, run_id],
@@ -274,7 +411,7 @@ def transform(settings: Settings, run_id: str) -> dict[str, Any]:
     from transforms.runner import run_marts
 
     with _step(settings, run_id, "transform") as (con, info):
-        counts = run_marts(con)
+        counts = run_marts(con, repeat_offender_window_days=settings.repeat_offender_window_days)
         info.update(marts=counts, rows=sum(counts.values()))
     return info
 
@@ -376,6 +513,7 @@ def run_pipeline(
     summary.steps["extract"] = extract(settings, run_id, spec, since, until, trigger)
     summary.steps["validate"] = validate(settings, run_id)
     summary.steps["load"] = load(settings, run_id)
+    summary.steps["ingest_decisions"] = ingest_decisions(settings, run_id)
     summary.steps["score"] = score(settings, run_id, progress=progress)
     summary.steps["transform"] = transform(settings, run_id)
     summary.steps["validate_marts"] = validate_marts(settings, run_id)

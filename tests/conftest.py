@@ -18,6 +18,8 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 # Data Docs built by test runs go to a temporary folder, not the dashboards' static folder.
 os.environ["PULSE_DATA_DOCS_DIR"] = tempfile.mkdtemp(prefix="pulse-data-docs-")
+# Pipeline runs in tests ingest decisions from a throwaway review store, never the repo's data/.
+os.environ["PULSE_REVIEW_STORE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='pulse-review-')}/review.sqlite"
 
 # No network in tests: a Hugging Face miss must fail in milliseconds, not retry.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

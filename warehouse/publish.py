@@ -35,6 +35,7 @@ SERVING_TABLES: tuple[str, ...] = (
     "marts.moderation_queue",
     "moderation.scores",
     "moderation.flags",
+    "moderation.decisions",
     "moderation.model_evaluations",
     "moderation.bias_audit",
     "quality.validation_results",

@@ -31,7 +31,7 @@ def test_each_file_defines_the_dag_named_after_it(dagbag, dag_file: str) -> None
 
 def test_community_pipeline_shape(dagbag) -> None:
     dag = dagbag.dags["community_pipeline"]
-    order = ["extract", "validate", "load", "score", "transform", "validate_marts", "publish"]
+    order = ["extract", "validate", "load", "ingest_decisions", "score", "transform", "validate_marts", "publish"]
     assert sorted(t.task_id for t in dag.tasks) == sorted(order)
     for upstream, downstream in zip(order, order[1:]):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
