@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -26,6 +28,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def skip_or_fail(msg: str) -> NoReturn:
+    """Fail the test with ``msg`` under ``CI=true`` (or 1/yes), where nothing may be missing; skip it elsewhere."""
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
 def _shared_data_dir() -> Path:
     return Path(os.environ.get("PULSE_SHARED_DATA", REPO.parent / "shared" / "data")).resolve()
 
@@ -34,10 +43,7 @@ def require_shared(relative: str) -> Path:
     """Return ``../shared/data/<relative>``; fail under CI when it is missing, skip elsewhere."""
     path = _shared_data_dir() / relative
     if not path.exists():
-        msg = f"real test data missing: {path} (set PULSE_SHARED_DATA to the shared data folder)"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(msg)
-        pytest.skip(msg)
+        skip_or_fail(f"real test data missing: {path} (set PULSE_SHARED_DATA to the shared data folder)")
     return path
 
 
@@ -62,11 +68,20 @@ def postgres_url() -> str:
     """
     url = os.environ.get("PULSE_TEST_POSTGRES_URL", "")
     if not url:
-        msg = "no PostgreSQL server: PULSE_TEST_POSTGRES_URL is unset (make test starts one with .ci/postgres)"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(msg)
-        pytest.skip(msg)
+        skip_or_fail("no PostgreSQL server: PULSE_TEST_POSTGRES_URL is unset (make test starts one with .ci/postgres)")
     return url
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The system Chromium executable for the real-browser tests (``apt install chromium``; Playwright downloads none).
+
+    Fails under CI when it is absent, skips elsewhere. The rest of the harness: tests/browser/harness.py.
+    """
+    path = shutil.which("chromium")
+    if path is None:
+        skip_or_fail("Chromium is not installed (apt install chromium); the real-browser test needs it")
+    return path
 
 
 @pytest.fixture

@@ -15,14 +15,6 @@ Without it the test is skipped with the reason, except under ``CI=true``, where 
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -30,35 +22,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.browser.harness import REPO, TIMEOUT_MS, chromium_browser, idle, sign_in, streamlit_app
+
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-TIMEOUT_MS = 60_000
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """The system Chromium executable (skip, or fail under CI, when it is absent)."""
-    path = shutil.which("chromium")
-    if path is None:
-        msg = "Chromium is not installed (apt install chromium); the real-browser test needs it"
-        if _in_ci():
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -71,28 +37,6 @@ def snapshot(beer_dump: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = load_settings(warehouse=folder / "warehouse.duckdb", serving=folder / "serving.duckdb", scorer="lexical")
     run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump))
     return Path(settings.serving)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, deadline_s: float = 60.0) -> None:
-    """Poll Streamlit's health endpoint until it answers ``ok`` (or the server dies / time runs out)."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {proc.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"streamlit did not become healthy at {url} within {deadline_s:.0f} s")
 
 
 VIEWER = ("viewer", "viewer-password-0001")  # a manager account in a throwaway review store
@@ -114,52 +58,21 @@ def review_store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def server(snapshot: Path, review_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``streamlit run dashboards/app.py`` on a free localhost port; stopped afterwards, always."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    env = {**os.environ, "PULSE_SERVING": str(snapshot), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
-           "PULSE_REVIEW_STORE_URL": review_store_url, "PULSE_AUTH_COOKIE_KEY": "test-only-cookie-key-0123456789"}
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", str(REPO / "dashboards" / "app.py"),
-        "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-        "--server.fileWatcherType", "none",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
+    env = {"PULSE_SERVING": str(snapshot), "PULSE_REVIEW_STORE_URL": review_store_url,
+           "PULSE_AUTH_COOKIE_KEY": "test-only-cookie-key-0123456789"}
+    with streamlit_app(env, tmp_path_factory.mktemp("streamlit") / "streamlit.log") as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
-        if proc.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
-            print(log.read_text(errors="replace")[-3000:])
 
 
 @pytest.fixture(scope="module")
 def browser_page(chromium: str, server: str) -> Iterator:
     """One Chromium page at 1400 x 1000 (closed with the browser afterwards)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(TIMEOUT_MS)
-            # sign in once; the cookie signs later page loads (deep links) in
-            page.goto(server, wait_until="domcontentloaded")
-            page.get_by_role("textbox", name="Username").fill(VIEWER[0])
-            page.get_by_role("textbox", name="Password").fill(VIEWER[1])
-            page.get_by_role("button", name="Sign in").click()
-            page.get_by_text("Signed in as Viewer").wait_for()
-            yield page
-        finally:
-            browser.close()
+    with chromium_browser(chromium) as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        # sign in once; the cookie signs later page loads (deep links) in
+        sign_in(page, server, *VIEWER, greeting="Signed in as Viewer")
+        yield page
 
 
 @pytest.fixture(scope="module")
@@ -191,9 +104,9 @@ def open_and_render(page, url: str, path: str, charts: int, tables: int = 0) -> 
         page.wait_for_function(
             "(n) => document.querySelectorAll('[data-testid=\"stDataFrame\"] canvas').length >= n", arg=tables
         )
-    # Streamlit shows a status widget while the script runs; wait until it is gone
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
-    page.wait_for_timeout(500)  # let plotly finish its transition before the screenshot
+    # Streamlit shows a status widget while the script runs; wait until it is gone, then let
+    # plotly finish its transition before the screenshot
+    idle(page, before_ms=0, after_ms=500)
     return page.inner_text("body")
 
 
@@ -281,7 +194,7 @@ def test_peak_times_in_another_time_zone(browser_page, server, snapshot, artifac
         "([z, s]) => document.body.innerText.includes('Times are local to ' + z) && document.body.innerText.includes(s)",
         arg=[zone, expected],
     )
-    browser_page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    idle(browser_page, before_ms=0)
     text = browser_page.inner_text("body")
     assert expected in text and "the community's own zone is UTC" in text
     browser_page.wait_for_function(

@@ -16,27 +16,15 @@ except under ``CI=true``, where it fails.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-TIMEOUT_MS = 60_000
+from tests.browser.harness import TIMEOUT_MS, chromium_browser, idle, streamlit_app
+from tests.browser.harness import sign_in as sign_in_form
+
 HOSTILE_ID = "beer:hostile-1"
 HOSTILE_TITLE = "<b>bold</b> [win](javascript:alert(2))"
 HOSTILE_BODY = (
@@ -44,21 +32,6 @@ HOSTILE_BODY = (
     "<img src=x onerror=alert(3)> <a href=\"javascript:alert(4)\">link</a> see http://evil.example/"
 )
 ACCOUNTS = {"mod": ("moderator", "moderator-pass-0001"), "boss": ("manager", "manager-password-01")}
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        msg = "Chromium is not installed (apt install chromium); the real-browser test needs it"
-        if _in_ci():
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -97,75 +70,19 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, deadline_s: float = 60.0) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {proc.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"streamlit did not become healthy at {url} within {deadline_s:.0f} s")
-
-
 @pytest.fixture(scope="module")
 def server(snapshot: Path, store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``streamlit run dashboards/app.py`` on a free localhost port; stopped afterwards, always."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit_review") / "streamlit.log"
-    env = {
-        **os.environ, "PULSE_SERVING": str(snapshot), "PULSE_REVIEW_STORE_URL": store_url, "PULSE_SCORER": "lexical",
-        "PULSE_AUTH_COOKIE_KEY": "test-only-cookie-key-0123456789abcdef", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
-    }  # fmt: skip
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", str(REPO / "dashboards" / "app.py"),
-        "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-        "--server.fileWatcherType", "none",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
+    env = {"PULSE_SERVING": str(snapshot), "PULSE_REVIEW_STORE_URL": store_url, "PULSE_SCORER": "lexical",
+           "PULSE_AUTH_COOKIE_KEY": "test-only-cookie-key-0123456789abcdef"}
+    with streamlit_app(env, tmp_path_factory.mktemp("streamlit_review") / "streamlit.log") as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
-        if proc.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
-            print(log.read_text(errors="replace")[-3000:])
 
 
 @pytest.fixture(scope="module")
 def browser(chromium: str) -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def idle(page) -> None:
-    """Wait until Streamlit has finished the current run."""
-    page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    with chromium_browser(chromium) as b:
+        yield b
 
 
 def sign_in(browser, url: str, username: str):
@@ -173,11 +90,7 @@ def sign_in(browser, url: str, username: str):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    page.goto(url, wait_until="domcontentloaded")
-    page.get_by_role("textbox", name="Username").fill(username)
-    page.get_by_role("textbox", name="Password").fill(ACCOUNTS[username][1])
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_text(f"Signed in as {username.title()}").wait_for()
+    sign_in_form(page, url, username, ACCOUNTS[username][1], greeting=f"Signed in as {username.title()}")
     idle(page)
     return context, page
 

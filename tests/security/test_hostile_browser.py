@@ -13,25 +13,14 @@ Chromium comes from the system; without it the test is skipped, except under ``C
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hostile_dump import PAYLOADS
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TIMEOUT_MS = 60_000
+from tests.browser.harness import TIMEOUT_MS, chromium_browser, idle, sign_in, streamlit_app
+
 ADMIN = ("admin", "admin-password-0001")
 
 #: Elements a payload would create if it were rendered as HTML or Markdown.
@@ -42,17 +31,6 @@ PAYLOAD_ELEMENTS = """() => {
   const scripts = [...document.scripts].filter(s => s.textContent.includes('__pwned')).map(s => 'script');
   return found.concat(scripts);
 }"""
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        msg = "Chromium is not installed (apt install chromium); the real-browser test needs it"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -68,98 +46,51 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(hostile_built: Path, store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``streamlit run dashboards/app.py`` on the hostile snapshot; always stopped afterwards."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit_hostile") / "streamlit.log"
-    env = {**os.environ, "PULSE_SERVING": str(hostile_built / "serving.duckdb"), "PULSE_REVIEW_STORE_URL": store_url,
-           "PULSE_SCORER": "lexical", "PULSE_AUTH_COOKIE_KEY": "test-only-cookie-key-hostile-0123456789",
-           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "dashboards" / "app.py"), "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        end = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > end:
-                raise TimeoutError("streamlit did not become healthy within 60 s")
-            time.sleep(0.2)
+    env = {"PULSE_SERVING": str(hostile_built / "serving.duckdb"), "PULSE_REVIEW_STORE_URL": store_url,
+           "PULSE_SCORER": "lexical", "PULSE_AUTH_COOKIE_KEY": "test-only-cookie-key-hostile-0123456789"}
+    with streamlit_app(env, tmp_path_factory.mktemp("streamlit_hostile") / "streamlit.log") as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
 
 
 def _idle(page) -> None:
-    page.wait_for_timeout(400)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
-    page.wait_for_timeout(300)
+    idle(page, before_ms=400, after_ms=300)
 
 
 def test_payloads_are_inert_text_on_every_page(chromium: str, server: str) -> None:
-    from playwright.sync_api import sync_playwright
-
     requests: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            control = browser.new_page()  # positive control: the detectors see payloads rendered as HTML
-            control.route("**/*", lambda route: route.abort())
-            control.set_content("".join(PAYLOADS))
-            control.wait_for_timeout(300)
-            assert len(control.evaluate(PAYLOAD_ELEMENTS)) >= 5
-            assert control.evaluate("() => typeof window.__pwned") == "number"
-            control.close()
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(server, wait_until="domcontentloaded")
-            page.get_by_role("textbox", name="Username").fill(ADMIN[0])
-            page.get_by_role("textbox", name="Password").fill(ADMIN[1])
-            page.get_by_role("button", name="Sign in").click()
-            page.get_by_text("Signed in as").wait_for()
+    with chromium_browser(chromium) as browser:
+        control = browser.new_page()  # positive control: the detectors see payloads rendered as HTML
+        control.route("**/*", lambda route: route.abort())
+        control.set_content("".join(PAYLOADS))
+        control.wait_for_timeout(300)
+        assert len(control.evaluate(PAYLOAD_ELEMENTS)) >= 5
+        assert control.evaluate("() => typeof window.__pwned") == "number"
+        control.close()
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.on("request", lambda r: requests.append(r.url))
+        sign_in(page, server, *ADMIN, greeting="Signed in as")
+        _idle(page)
+        nav = page.locator('[data-testid="stSidebarNav"] a')
+        titles = [t.strip().splitlines()[-1].strip() for t in nav.all_inner_texts()]  # after the icon name
+        assert len(titles) >= 9 and "Review queue" in titles and "Users" in titles, titles
+        shown_as_text: dict[str, list[str]] = {}
+        for title in titles:
+            page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+            page.wait_for_selector('[data-testid="stMain"]')
             _idle(page)
-            nav = page.locator('[data-testid="stSidebarNav"] a')
-            titles = [t.strip().splitlines()[-1].strip() for t in nav.all_inner_texts()]  # after the icon name
-            assert len(titles) >= 9 and "Review queue" in titles and "Users" in titles, titles
-            shown_as_text: dict[str, list[str]] = {}
-            for title in titles:
-                page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
-                page.wait_for_selector('[data-testid="stMain"]')
+            opener = page.locator('[data-testid="stMain"] button', has_text="Open")
+            if title == "Review queue" and opener.count():  # an item's detail: body and author in full
+                opener.first.click()
                 _idle(page)
-                opener = page.locator('[data-testid="stMain"] button', has_text="Open")
-                if title == "Review queue" and opener.count():  # an item's detail: body and author in full
-                    opener.first.click()
-                    _idle(page)
-                assert page.evaluate(PAYLOAD_ELEMENTS) == [], title
-                assert page.evaluate("() => typeof window.__pwned") == "undefined", title
-                text = page.inner_text("body")
-                shown_as_text[title] = [pl for pl in PAYLOADS if pl in text]
-                assert "Traceback" not in text, title
-        finally:
-            browser.close()
+            assert page.evaluate(PAYLOAD_ELEMENTS) == [], title
+            assert page.evaluate("() => typeof window.__pwned") == "undefined", title
+            text = page.inner_text("body")
+            shown_as_text[title] = [pl for pl in PAYLOADS if pl in text]
+            assert "Traceback" not in text, title
     assert not [u for u in requests if "127.0.0.1:9" in u]  # no tracker or image was fetched
     pages_with_text = [t for t, found in shown_as_text.items() if found]
     # the payloads are on screen as plain text (where a page draws text into the DOM, not a canvas)
