@@ -193,6 +193,24 @@ def test_queue_rows_reasons_and_priorities_match_independent_computation(world) 
         "g1", "s1", "c3674", "p3361"}
 
 
+def test_replies_and_comments_carry_their_threads_tags(world) -> None:
+    settings = world[0]
+    queue = _queue(settings)
+    con = connect(settings.warehouse, read_only=True)
+    try:
+        tags = {cid: (t or []) for cid, t in con.execute("select content_id, tags from staging.content").fetchall()}
+        threads = dict(con.execute("select content_id, thread_id from staging.content").fetchall())
+    finally:
+        con.close()
+    inherited = 0
+    for row in queue.iter_rows(named=True):
+        own = tags[row["content_id"]]
+        want = own or tags.get(threads[row["content_id"]], [])
+        assert (row["tags"] or []) == want, row["content_id"]
+        inherited += not own and bool(want)
+    assert inherited >= 1  # at least one queued answer/comment shows its question's tags
+
+
 def test_community_reports(world) -> None:
     queue = _queue(world[0])
     p1 = _row(queue, "p1")

@@ -91,7 +91,8 @@ queued as (
         content.created_at,
         content.title,
         content.body_text,
-        content.tags,
+        -- replies carry no tags of their own: they inherit their thread's
+        coalesce(nullif(content.tags, []::varchar[]), thread.tags) as tags,
         coalesce(flags.model_id, policy.model_id) as model_id,
         content.content_hash,
         scores.is_fallback,
@@ -139,6 +140,8 @@ queued as (
         on users.source = content.source and users.user_id = content.author_id
     left join content as parent
         on parent.source = content.source and parent.content_id = content.parent_id
+    left join staging.content as thread
+        on thread.source = content.source and thread.content_id = content.thread_id
     left join latest_decisions as decisions
         on decisions.source = content.source and decisions.content_id = content.content_id
 ),
