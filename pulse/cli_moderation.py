@@ -73,8 +73,7 @@ def _scorer(spec: str, settings: Any, batch_size: int) -> Any:
     from moderation.scorers import ScorerUnavailableError, load_scorer
 
     try:
-        return load_scorer(spec, checkpoint=settings.detoxify_checkpoint, config_dir=settings.detoxify_config_dir,
-                           batch_size=batch_size)
+        return load_scorer(spec, **{**settings.scorer_options(), "batch_size": batch_size})
     except (ScorerUnavailableError, ValueError) as exc:
         raise _fail(f"cannot load model {spec!r}: {exc}") from None
 

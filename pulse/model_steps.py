@@ -97,8 +97,7 @@ def evaluate_step(
     cut = threshold if threshold is not None else float(settings.thresholds.get(score_label, 0.5))
     results: dict[str, Any] = {}
     for spec in models:
-        scorer = load_scorer(spec, checkpoint=settings.detoxify_checkpoint, config_dir=settings.detoxify_config_dir,
-                             batch_size=settings.score_batch_size)
+        scorer = load_scorer(spec, **settings.scorer_options())
         report, scores = evaluate_scorer(scorer, frame, threshold=cut, label=score_label)
         groups = per_group(frame["label"].to_numpy(), scores, frame[by].to_list(), threshold=cut) if by in frame.columns else {}
         with open_warehouse(settings.warehouse) as con:
@@ -137,8 +136,7 @@ def bias_audit_step(
     cut = threshold if threshold is not None else float(settings.thresholds.get(score_label, 0.5))
     results: dict[str, Any] = {}
     for spec in models:
-        scorer = load_scorer(spec, checkpoint=settings.detoxify_checkpoint, config_dir=settings.detoxify_config_dir,
-                             batch_size=settings.score_batch_size)
+        scorer = load_scorer(spec, **settings.scorer_options())
         scores, _ = score_texts(scorer, texts, score_label)
         result = audit(texts, loaded.frame["label"].to_numpy(), scores, subgroups, threshold=cut,
                        min_subgroup_size=min_subgroup_size)

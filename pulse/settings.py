@@ -171,6 +171,19 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown quantization {v!r}; valid: none | onnx-int8")
         return v
 
+    def scorer_options(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`moderation.scorers.load_scorer` from these settings.
+
+        Returns:
+            ``{checkpoint, config_dir, batch_size, quantization, threads, max_batch_tokens}``, so
+            the pipeline, ``pulse moderation evaluate`` and ``bias-audit`` load a model the same way.
+        """
+        return {
+            "checkpoint": self.detoxify_checkpoint, "config_dir": self.detoxify_config_dir,
+            "batch_size": self.score_batch_size, "quantization": self.scorer_quantization,
+            "threads": self.scorer_threads, "max_batch_tokens": self.score_batch_budget,
+        }
+
     @model_validator(mode="after")
     def _thresholds_consistent(self) -> Settings:
         validate_thresholds(self.thresholds, self.hold_thresholds)

@@ -374,15 +374,7 @@ def score(settings: Settings, run_id: str, *, progress: bool = False) -> dict[st
     from moderation.scoring import refresh_flags, score_pending
 
     with _step(settings, run_id, "score") as (con, info):
-        scorer = load_scorer(
-            settings.scorer,
-            checkpoint=settings.detoxify_checkpoint,
-            config_dir=settings.detoxify_config_dir,
-            batch_size=settings.score_batch_size,
-            quantization=settings.scorer_quantization,
-            threads=settings.scorer_threads,
-            max_batch_tokens=settings.score_batch_budget,
-        )
+        scorer = load_scorer(settings.scorer, **settings.scorer_options())
         # Commit size: the lexical model scores ~50k texts/s, so small commits would dominate.
         commit_every = 8192 if scorer.backend == "lexical" else max(settings.score_batch_size, 256)
         scored, already = score_pending(con, scorer, batch_size=commit_every, progress=progress, notes=info)
