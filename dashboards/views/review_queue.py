@@ -375,7 +375,7 @@ def item_view(item: dict[str, Any], queue: pl.DataFrame, actor: str, labels: tup
             if item.get("author_prior_removals") is not None:
                 earlier.append(f"{item['author_prior_removals']} removed")
             st.caption(
-                f"Author history: {history['flagged']} items in this queue, of which {history['removed']} removed and "
+                f"Author history: {history['flagged']} item{'' if history['flagged'] == 1 else 's'} in this queue, of which {history['removed']} removed and "
                 f"{history['approved']} approved so far"
                 + (f"; before this item (pipeline's window): {', '.join(earlier)}" if earlier else "")
             )
