@@ -127,7 +127,7 @@ EVENT_TYPES: frozenset[str] = frozenset(
     {"accept", "bookmark", "downvote", "favorite", "like", "reaction", "report", "share", "upvote", "view"}
 )
 #: ``properties.flag_type`` of a community report (Discourse post_actions flag types).
-FLAG_TYPES: frozenset[str] = frozenset({"spam", "inappropriate", "off_topic", "notify_moderators"})
+FLAG_TYPES: frozenset[str] = frozenset({"spam", "inappropriate", "off_topic", "notify_moderators", "illegal"})
 #: File name endings read, and their format.
 SUFFIXES: dict[str, str] = {
     ".jsonl": "jsonl",
