@@ -10,8 +10,8 @@ with Discourse's names and types. The dump maps as follows (deterministic):
   comments → replies (id = 10,000,000 + the comment's id, ``reply_to_post_number`` = the commented
   post's number); ``post_number`` 2.. in (created_at, id) order within the topic;
 * upvotes → likes (``post_action_type_id`` 2; the dump hides voters, so ``user_id`` is null);
-* four flags on the four oldest answers: spam (8), off_topic (3), inappropriate (4) and
-  notify_moderators (7, with its message in a private-message topic);
+* five flags on the five oldest answers: spam (8), off_topic (3), inappropriate (4),
+  notify_moderators (7, with its message in a private-message topic) and illegal (10);
 * one whisper (``post_type`` 4) in the oldest topic, one private-message topic;
 * ``topic_views``: one row per topic, UTC day and member who posted in it that day, plus one
   anonymous (IP only) row.
@@ -33,7 +33,7 @@ FLAG_ID_OFFSET = 90_000_000
 PM_TOPIC_ID = 99_000_001
 PM_POST_ID = 99_000_001
 WHISPER_POST_ID = 99_000_002
-FLAG_TYPES = (8, 3, 4, 7)  # spam, off_topic, inappropriate, notify_moderators
+FLAG_TYPES = (8, 3, 4, 7, 10)  # spam, off_topic, inappropriate, notify_moderators, illegal
 
 DDL = """
 create table users (
@@ -185,7 +185,7 @@ def discourse_data(beer_dump: Path) -> DiscourseData:
         pl.col("occurred_at").alias("created_at"),
         pl.col("occurred_at").alias("updated_at"),
     )
-    answers = posts.filter((pl.col("post_number") > 1) & (pl.col("id") < COMMENT_ID_OFFSET)).sort("created_at", "id").head(4)
+    answers = posts.filter((pl.col("post_number") > 1) & (pl.col("id") < COMMENT_ID_OFFSET)).sort("created_at", "id").head(len(FLAG_TYPES))
     flags = pl.DataFrame(
         [
             {"id": FLAG_ID_OFFSET + i, "post_id": a["id"], "user_id": first_topic["user_id"], "post_action_type_id": t,

@@ -353,13 +353,14 @@ def test_every_bad_record_is_quarantined_with_its_reason_and_line(tmp_path: Path
         json.dumps({**good, "event_id": "x8", "user_id": [1]}),
         json.dumps({"event_id": "r1", "event_type": "report", "content_id": "p9", "occurred_at": 1451703845123,
                     "properties": {"flag_type": "spam", "message": "buy now"}, "client": "web", "extra": None}),
+        json.dumps({**good, "event_id": "r2", "event_type": "report", "properties": {"flag_type": "illegal"}}),
     ]
     path = tmp_path / "x" / "events.ndjson"
     path.parent.mkdir()
     path.write_bytes("\n".join(lines).encode("utf-8") + b"\n\xff\xfe{}\n")
     ex = extract_events(path, source="forum", now=NOW)
     c = ex.counts["engagement_events"]
-    assert (c.read, c.emitted, c.skipped, c.quarantined) == (15, 2, 0, 13)
+    assert (c.read, c.emitted, c.skipped, c.quarantined) == (16, 3, 0, 13)
     assert c.reconciles()
     assert _reasons(ex) == Counter(
         {"bad_json": 2, "missing_id": 2, "unknown_event_type": 1, "missing_content_id": 1, "bad_timestamp": 2,
@@ -368,7 +369,7 @@ def test_every_bad_record_is_quarantined_with_its_reason_and_line(tmp_path: Path
     detail = dict(zip(ex.quarantine["record_key"].to_list(), ex.quarantine["detail"].to_list()))
     assert detail["x3"].endswith("line 9: occurred_at '2016-01-02T03:04:05' has no UTC offset; write it with Z or +hh:mm")
     assert "line 10:" in detail["x4"] and "epoch seconds" in detail["x4"]
-    assert "line 16:" in ex.quarantine.filter(pl.col("reason") == "invalid_utf8")["detail"][0]
+    assert "line 17:" in ex.quarantine.filter(pl.col("reason") == "invalid_utf8")["detail"][0]
     assert ex.quarantine.schema == pl.Schema(QUARANTINE_SCHEMA)
     rows = {r["event_id"]: r for r in ex.engagement_events.to_dicts()}
     assert rows["g1"] == {
@@ -377,8 +378,9 @@ def test_every_bad_record_is_quarantined_with_its_reason_and_line(tmp_path: Path
     }
     assert rows["r1"]["occurred_at"] == datetime(2016, 1, 2, 3, 4, 5, 123000)
     assert json.loads(rows["r1"]["properties"]) == {"client": "web", "flag_type": "spam", "message": "buy now"}
+    assert json.loads(rows["r2"]["properties"]) == {"flag_type": "illegal"}  # a report of illegal content
     assert ex.engagement_events.schema == pl.Schema(SCHEMAS["engagement_events"])
-    assert ex.files.select("rows_read", "rows_emitted", "rows_skipped", "rows_quarantined").row(0) == (15, 2, 0, 13)
+    assert ex.files.select("rows_read", "rows_emitted", "rows_skipped", "rows_quarantined").row(0) == (16, 3, 0, 13)
 
 
 def test_oversized_line_is_quarantined_and_the_next_line_loaded(tmp_path: Path) -> None:

@@ -197,10 +197,10 @@ def test_initial_load_counts_equal_the_platform(two_intervals) -> None:
     assert counts["engagement_events"]["inserted"] == actions.height + member_views
     assert before["content"].height == member_posts.height
     assert WHISPER_POST_ID not in before["content"]["content_id"].cast(pl.Int64).to_list()
-    # Community reports: the four flags, with their Discourse flag types.
+    # Community reports: the five flags, with their Discourse flag types.
     reports = before["events"].filter(pl.col("event_type") == "report")
     flags = sorted(json.loads(p)["flag_type"] for p in reports["properties"])
-    assert flags == ["inappropriate", "notify_moderators", "off_topic", "spam"]
+    assert flags == ["illegal", "inappropriate", "notify_moderators", "off_topic", "spam"]
     note = [json.loads(p) for p in reports["properties"] if json.loads(p)["flag_type"] == "notify_moderators"][0]
     assert note["message"] == "This answer is an advert for a brewery shop." and note["status"] == "pending"
     likes = before["events"].filter(pl.col("event_type") == "like").height
