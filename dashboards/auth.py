@@ -19,11 +19,26 @@ once per app process, so cookies stop working and everyone signs in again after 
 
 The signed-in user is re-read from the store on every run (role, active flag): the session
 only remembers the username streamlit-authenticator put in ``st.session_state``.
+
+Failed-attempt lockout: streamlit-authenticator's own ``max_login_attempts`` counts failures
+in the credentials dict, which is rebuilt from the store on every run, so it cannot hold. We
+count in the review store instead (:meth:`ReviewStore.record_failed_signin`; shared by all
+sessions and app processes): :func:`_guard_login` wraps the authenticator's
+``authentication_controller.login``, which the library calls exactly once per press of the
+form's submit button (``st.form_submit_button`` is True on that run only) with the typed
+username and password, and with ``token=`` only for the cookie re-authentication. Before the
+password is checked, a locked username (known or not) is refused with :data:`LOCKED_MESSAGE`;
+a failure (``False``) is counted; a success resets the count, unless another process locked
+the username meanwhile (then the authentication is undone). ``PULSE_SIGNIN_MAX_FAILURES``
+failures within ``PULSE_SIGNIN_LOCKOUT_MINUTES`` lock the username for that long; admins
+unlock with ``pulse review unlock USERNAME`` or on Users.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import streamlit as st
@@ -41,6 +56,11 @@ INSIGHT_ROLES: frozenset[str] = frozenset({"moderator", "manager", "admin"})
 """Roles that may open Moderation insights."""
 ADMIN_ROLES: frozenset[str] = frozenset({"admin"})
 """Roles that may open Users."""
+
+LOCKED_MESSAGE = "Too many failed sign-ins for this account; try again after {until} UTC or ask an admin."
+"""Shown while a username is locked (the same for unknown usernames: existence is not revealed)."""
+LOCKED_STATE_KEY = "pulse_signin_locked_until"
+"""Session-state key: end of the lock that refused this session's last sign-in attempt."""
 
 FIRST_ADMIN_HELP = (
     "No review-app accounts exist yet, so nobody can sign in. Create the first admin on the "
@@ -87,15 +107,70 @@ def current_user() -> ReviewUser | None:
 
 def _forget() -> None:
     """Drop every sign-in key from the session (streamlit-authenticator's and ours)."""
-    for key in ("authentication_status", "username", "name", "email", "roles", USER_STATE_KEY):
+    for key in ("authentication_status", "username", "name", "email", "roles", USER_STATE_KEY, LOCKED_STATE_KEY):
         st.session_state.pop(key, None)
+
+
+def lockout_policy(settings: Any) -> tuple[int, timedelta]:
+    """(failures that lock, window = lock duration) from ``signin_max_failures`` and
+    ``signin_lockout_minutes`` (defaults 5 and 15 minutes)."""
+    failures = int(getattr(settings, "signin_max_failures", 5))
+    minutes = float(getattr(settings, "signin_lockout_minutes", 15.0))
+    return failures, timedelta(minutes=minutes)
+
+
+def locked_message(until: datetime) -> str:
+    """:data:`LOCKED_MESSAGE` for a lock ending at ``until`` (naive UTC), rounded up to the minute."""
+    shown = until.replace(second=0, microsecond=0)
+    if shown < until:
+        shown += timedelta(minutes=1)
+    return LOCKED_MESSAGE.format(until=shown.strftime("%H:%M"))
+
+
+def _guard_login(authenticator: Any, store: ReviewStore, settings: Any) -> None:
+    """Put the store-backed lockout around ``authenticator.authentication_controller.login``.
+
+    streamlit-authenticator 0.4.2 (``views/authentication_view.py``) calls the controller's
+    ``login(username, password, ...)`` only on the run in which the form's submit button was
+    pressed, and ``login(token=...)`` for a valid re-authentication cookie; it returns True
+    (signed in, session keys set), False (wrong username or password) or None. So each
+    submitted attempt passes here exactly once, whatever the number of reruns.
+    """
+    controller = authenticator.authentication_controller
+    original: Callable[..., bool | None] = controller.login
+    max_failures, window = lockout_policy(settings)
+
+    def login(username: str | None = None, password: str | None = None, *args: Any, **kwargs: Any) -> bool | None:
+        if not (username or "").strip():  # cookie re-authentication (token=...) or an empty form
+            return original(username, password, *args, **kwargs)
+        st.session_state.pop(LOCKED_STATE_KEY, None)
+        now = datetime.now(UTC)
+        until = store.locked_until(username, now)
+        if until is None:
+            ok = original(username, password, *args, **kwargs)
+            if ok:
+                until = store.locked_until(username, now)  # locked by another process meanwhile?
+                if until is None:
+                    store.reset_signin_failures(username)
+                    return ok
+                _forget()  # undo the authentication the library just put in the session
+            else:
+                until = store.record_failed_signin(username, now, max_failures=max_failures, window=window)
+                if until is None:
+                    return ok
+        st.session_state["authentication_status"] = False
+        st.session_state[LOCKED_STATE_KEY] = until
+        return False
+
+    controller.login = login
 
 
 def sign_in(store: ReviewStore, settings: Any) -> ReviewUser:
     """Show the sign-in form until a valid active user has signed in; return that user.
 
     Stops the script (``st.stop``) while nobody is signed in: with a clear message when the
-    store has no accounts (how to create the first admin), or when the password was wrong.
+    store has no accounts (how to create the first admin), when the password was wrong, or
+    when the username is locked after too many failed attempts (:func:`_guard_login`).
     Puts a "Signed in as" caption and a "Sign out" button in the sidebar.
 
     Raises:
@@ -116,6 +191,7 @@ def sign_in(store: ReviewStore, settings: Any) -> ReviewUser:
         cookie_expiry_days=COOKIE_EXPIRY_DAYS,
         auto_hash=False,
     )
+    _guard_login(authenticator, store, settings)
     status = st.session_state.get("authentication_status")
     if not status:
         st.title("Community Pulse")
@@ -132,7 +208,10 @@ def sign_in(store: ReviewStore, settings: Any) -> ReviewUser:
         st.error("This account no longer exists or was deactivated; ask an admin.", icon=":material/block:")
         st.stop()
     status = st.session_state.get("authentication_status")
-    if status is False:
+    locked = st.session_state.get(LOCKED_STATE_KEY)
+    if status is False and locked is not None:
+        st.error(locked_message(locked), icon=":material/lock_clock:")
+    elif status is False:
         st.error("Wrong username or password.", icon=":material/lock:")
     if not status:
         st.stop()

@@ -39,7 +39,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +255,22 @@ review_decisions = sa.Table(
 sa.Index("ix_review_decisions_decided_at", review_decisions.c.decided_at)
 sa.Index("ix_review_decisions_item", review_decisions.c.source, review_decisions.c.content_id)
 sa.Index("ix_review_decisions_actor", review_decisions.c.actor)
+
+review_signin_failures = sa.Table(
+    "review_signin_failures", metadata,
+    # no foreign key to review_users: failed sign-ins for unknown usernames are counted too,
+    # so probing for accounts is throttled the same way (and cannot tell which names exist)
+    sa.Column("username", sa.String(64), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("window_start", sa.DateTime, nullable=False),
+    sa.Column("last_failed_at", sa.DateTime, nullable=False),
+    sa.Column("locked_until", sa.DateTime),
+)
+
+DEFAULT_SIGNIN_MAX_FAILURES = 5
+"""Failed sign-ins within the window that lock a username (``PULSE_SIGNIN_MAX_FAILURES``)."""
+DEFAULT_SIGNIN_WINDOW = timedelta(minutes=15)
+"""Counting window and lock duration (``PULSE_SIGNIN_LOCKOUT_MINUTES``)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -502,6 +518,96 @@ class ReviewStore:
                 for r in rows
             }
         }
+
+    # ---------------------------------------------------------------- sign-in lockout
+
+    @staticmethod
+    def signin_key(username: str) -> str:
+        """The lockout key of a typed username: lower-cased and stripped as streamlit-authenticator
+        does before it looks the account up, cut to 64 characters (the column's width)."""
+        return (username or "").strip().lower()[:64]
+
+    def record_failed_signin(
+        self,
+        username: str,
+        now: datetime | None = None,
+        *,
+        max_failures: int = DEFAULT_SIGNIN_MAX_FAILURES,
+        window: timedelta = DEFAULT_SIGNIN_WINDOW,
+    ) -> datetime | None:
+        """Count one failed sign-in for ``username`` (known or not); lock it after ``max_failures``.
+
+        Fixed-window counter (OWASP Authentication Cheat Sheet, "account lockout"): a window opens
+        at the first failure after the previous window ended; the ``max_failures``-th failure
+        inside it locks the username until ``now + window``. Failures while locked do not extend
+        the lock. One atomic UPDATE (or INSERT for the first failure), so failures counted by
+        several app processes at once all count.
+
+        Args:
+            username: as typed (normalised with :meth:`signin_key`).
+            now: time of the attempt (default: now; naive values are UTC).
+            max_failures: failures that lock (>= 1).
+            window: counting window and lock duration (> 0).
+
+        Returns:
+            The end of the lock (naive UTC) if the username is locked after this failure, else None.
+
+        Raises:
+            ValueError: ``max_failures`` < 1 or ``window`` <= 0.
+        """
+        if max_failures < 1:
+            raise ValueError(f"max_failures must be at least 1, got {max_failures} (PULSE_SIGNIN_MAX_FAILURES)")
+        if window <= timedelta(0):
+            raise ValueError(f"window must be positive, got {window} (PULSE_SIGNIN_LOCKOUT_MINUTES)")
+        key = self.signin_key(username)
+        now = _naive_utc(now)
+        t = review_signin_failures
+        expired = t.c.window_start <= now - window
+        count = sa.case((expired, 1), else_=t.c.failures + 1)
+        update = t.update().where(t.c.username == key).values(
+            failures=count,
+            window_start=sa.case((expired, now), else_=t.c.window_start),
+            last_failed_at=now,
+            locked_until=sa.case((t.c.locked_until > now, t.c.locked_until), (count >= max_failures, now + window), else_=None),
+        )
+        for attempt in range(2):
+            try:
+                with self._write() as conn:
+                    if conn.execute(update).rowcount == 0:
+                        conn.execute(t.insert().values(
+                            username=key, failures=1, window_start=now, last_failed_at=now,
+                            locked_until=now + window if max_failures <= 1 else None,
+                        ))
+                    until = conn.execute(sa.select(t.c.locked_until).where(t.c.username == key)).scalar()
+                break
+            except sa.exc.IntegrityError:  # another process inserted the first failure meanwhile
+                if attempt:
+                    raise
+        return until if until is not None and until > now else None
+
+    def locked_until(self, username: str, now: datetime | None = None) -> datetime | None:
+        """End of the username's sign-in lock (naive UTC) if it is locked at ``now``, else None."""
+        now = _naive_utc(now)
+        t = review_signin_failures
+        with self._read() as conn:
+            until = conn.execute(sa.select(t.c.locked_until).where(t.c.username == self.signin_key(username))).scalar()
+        return until if until is not None and until > now else None
+
+    def reset_signin_failures(self, username: str) -> bool:
+        """Forget the username's failed sign-ins and lift its lock (a successful sign-in, an
+        admin's unlock). Returns whether anything was recorded."""
+        t = review_signin_failures
+        with self._write() as conn:
+            return conn.execute(t.delete().where(t.c.username == self.signin_key(username))).rowcount > 0
+
+    def signin_lockouts(self, now: datetime | None = None) -> dict[str, datetime]:
+        """Usernames locked at ``now`` -> end of their lock (naive UTC), by username."""
+        now = _naive_utc(now)
+        t = review_signin_failures
+        with self._read() as conn:
+            rows = conn.execute(sa.select(t.c.username, t.c.locked_until).where(t.c.locked_until > now)
+                                .order_by(t.c.username)).all()
+        return {r.username: r.locked_until for r in rows}
 
     # ---------------------------------------------------------------- items and decisions
 

@@ -159,6 +159,23 @@ def deactivate(username: Annotated[str, typer.Argument(help="Login name")]) -> N
 
 
 @app.command()
+def unlock(username: Annotated[str, typer.Argument(help="Login name (as typed on the sign-in form)")]) -> None:
+    """Lift a sign-in lockout (too many failed sign-ins) and reset the username's failure count."""
+    store = _store()
+    try:
+        until = store.locked_until(username)
+        had_failures = store.reset_signin_failures(username)
+    finally:
+        store.dispose()
+    if until is not None:
+        _console().print(f"{escape(username)} unlocked (the lock would have ended at {until:%Y-%m-%d %H:%M} UTC).")
+    elif had_failures:
+        _console().print(f"{escape(username)} was not locked; its failed sign-in count was reset.")
+    else:
+        _console().print(f"{escape(username)} was not locked and had no failed sign-ins.")
+
+
+@app.command()
 def users() -> None:
     """List the accounts (username, name, e-mail, role, active)."""
     store = _store()

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         auth_cookie_key: the review app's sign-in cookie signing key (a secret: environment
             ``PULSE_AUTH_COOKIE_KEY``); unset: a random key per app process, so sign-ins end
             when the app restarts.
+        signin_max_failures: failed sign-ins for one username (known or not) within
+            ``signin_lockout_minutes`` that lock it (default 5); see ``SECURITY.md``.
+        signin_lockout_minutes: the counting window and how long a locked username stays locked
+            (default 15 minutes, at most 1440 so the sign-in form's "try again after HH:MM UTC" is
+            unambiguous); an admin unlocks earlier with ``pulse review unlock`` or on Users.
         privacy_erasure_mode: what ``pulse privacy forget-user`` does with the user's content:
             ``redact`` (title/body replaced by a marker, author pseudonymised: marts keep their
             counts) or ``delete`` (items and the votes on them removed).
@@ -138,6 +143,8 @@ class Settings(BaseSettings):
     repeat_offender_window_days: int = Field(90, ge=1, le=3650)
     language_min_confidence: float = Field(0.7, ge=0.0, le=1.0)
     auth_cookie_key: SecretStr | None = None
+    signin_max_failures: int = Field(5, ge=1, le=1000)
+    signin_lockout_minutes: float = Field(15.0, gt=0, le=1440)
     privacy_erasure_mode: Literal["redact", "delete"] = "redact"
     raw_body_retention_days: int | None = Field(None, ge=0)
     pseudonym_key: SecretStr | None = None

@@ -1,8 +1,9 @@
-"""Users: admins add review-app accounts, change roles, deactivate and re-activate them.
+"""Users: admins add review-app accounts, change roles, deactivate, re-activate and unlock them.
 
 A new account gets a generated password (``moderation.review_store.generate_password``, 144
 random bits) shown once, on this page, right after it is created; only its bcrypt hash is
-stored. There is no default password. Admins only.
+stored. There is no default password. A username locked after too many failed sign-ins
+(``dashboards.auth``) shows a warning and an "Unlock sign-in" button. Admins only.
 """
 
 from __future__ import annotations
@@ -77,6 +78,14 @@ def render() -> None:
         else:
             store.set_role(target, role)
             st.session_state["users_flash"] = ("success", f"{target} is now {role}.")
+            st.rerun()
+    locked = store.locked_until(target)
+    if locked is not None:
+        st.warning(f"{components.md_escape(target)} is locked after too many failed sign-ins "
+                   f"(until {locked:%H:%M} UTC).", icon=":material/lock_clock:")
+        if st.button("Unlock sign-in", key="users_unlock", icon=":material/lock_open:"):
+            store.reset_signin_failures(target)
+            st.session_state["users_flash"] = ("success", f"{target} was unlocked and may sign in again.")
             st.rerun()
     if current.active:
         if st.button("Deactivate", key="users_deactivate", disabled=target == admin.username,

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from typer.testing import CliRunner
+
+from dashboards.auth import locked_message
+from dashboards.components import md_escape
+from pulse.cli import app as pulse_app
 
 APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
 
@@ -52,6 +58,62 @@ def test_wrong_password_is_rejected_and_the_right_one_signs_in(serve, snapshot, 
     sign_in(at, "mod", review_accounts["mod"][1])
     assert not at.error and "Overview" in [t.value for t in at.main.title]
     assert "Signed in as **Mod Person** (moderator)" in [c.value for c in at.sidebar.caption]
+
+
+def _errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def test_five_wrong_passwords_lock_the_account_until_an_admin_unlocks(
+    serve, snapshot, review_accounts, fresh_review_store
+) -> None:
+    serve(snapshot)
+    password = review_accounts["mod"][1]
+    at = fresh_app().run()
+    for attempt in range(1, 5):
+        sign_in(at, "mod", f"wrong-password-{attempt}")
+        assert _errors(at) == ["Wrong username or password."]
+    at.run()
+    at.run()  # reruns without pressing "Sign in" count nothing
+    assert fresh_review_store.locked_until("mod") is None, "4 failed attempts do not lock"
+    started = datetime.now(UTC).replace(tzinfo=None)
+    sign_in(at, "mod", "wrong-password-5")
+    until = fresh_review_store.locked_until("mod")
+    assert until is not None and timedelta(minutes=14) < until - started <= timedelta(minutes=15, seconds=5)
+    locked = locked_message(until)
+    assert locked.startswith("Too many failed sign-ins for this account; try again after ")
+    assert locked.endswith(f"{(until + timedelta(seconds=59)).strftime('%H:%M')} UTC or ask an admin.")
+    assert _errors(at) == [locked]
+    # the right password is refused while locked, in this session and in a new one
+    sign_in(at, "mod", password)
+    assert _errors(at) == [locked] and at.session_state["authentication_status"] is False
+    assert "Overview" not in [t.value for t in at.title]
+    other = sign_in(fresh_app().run(), "mod", password)
+    assert [e.value for e in other.error] == [locked] and "Overview" not in [t.value for t in other.title]
+    # probing an unknown username is throttled the same way, with the same message
+    for attempt in range(5):
+        sign_in(other, "no-such-user", f"guess-{attempt}")
+    assert [e.value for e in other.error] == [locked_message(fresh_review_store.locked_until("no-such-user"))]
+    # an admin unlocks; the right password then signs in and resets the count
+    result = CliRunner().invoke(pulse_app, ["review", "unlock", "mod"])
+    assert result.exit_code == 0 and "mod unlocked" in result.output, result.output
+    sign_in(at, "mod", password)
+    assert not at.error and "Overview" in [t.value for t in at.main.title]
+    assert fresh_review_store.reset_signin_failures("mod") is False, "a successful sign-in cleared the count"
+
+
+def test_lockout_policy_comes_from_the_settings(serve, snapshot, review_accounts, fresh_review_store, monkeypatch) -> None:
+    serve(snapshot)
+    monkeypatch.setenv("PULSE_SIGNIN_MAX_FAILURES", "2")
+    monkeypatch.setenv("PULSE_SIGNIN_LOCKOUT_MINUTES", "1")
+    at = fresh_app().run()
+    sign_in(at, "mod", "wrong-password-1")
+    assert _errors(at) == ["Wrong username or password."]
+    started = datetime.now(UTC).replace(tzinfo=None)
+    sign_in(at, "mod", "wrong-password-2")
+    until = fresh_review_store.locked_until("mod")
+    assert _errors(at) == [locked_message(until)]
+    assert timedelta(seconds=50) < until - started <= timedelta(seconds=65), "locked for 1 minute, not 15"
 
 
 @pytest.mark.parametrize(
@@ -137,6 +199,20 @@ def test_admin_cannot_demote_or_deactivate_themselves(serve, snapshot, signed_in
     at.button(key="users_save_role").click().run()
     assert any("cannot take away your own admin role" in e.value for e in at.error)
     assert fresh_review_store.user("admin").role == "admin"
+
+
+def test_admin_unlocks_a_locked_user_on_the_users_page(serve, snapshot, signed_in, fresh_review_store) -> None:
+    serve(snapshot)
+    for _ in range(5):
+        until = fresh_review_store.record_failed_signin("mod")
+    at = signed_in(fresh_app(), "admin").run()
+    at.switch_page("views/users_admin.py").run()
+    at.selectbox(key="users_target").set_value("mod").run()
+    assert [w.value for w in at.warning] == [f"mod is locked after too many failed sign-ins (until {until:%H:%M} UTC)."]
+    at.button(key="users_unlock").click().run()
+    assert fresh_review_store.locked_until("mod") is None
+    assert [s.value for s in at.success] == [md_escape("mod was unlocked and may sign in again.")]
+    assert not at.warning and not [b for b in at.button if b.key == "users_unlock"]
 
 
 @pytest.mark.parametrize("page", ["views/review_queue.py", "views/audit_log.py", "views/moderation_insights.py"])

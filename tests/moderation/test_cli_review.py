@@ -100,3 +100,22 @@ def test_set_role_deactivate_and_decisions_csv(env: dict[str, str], tmp_path: Pa
     bad_date = runner.invoke(app, ["review", "decisions", "--since", "last week"], env=env)
     assert bad_date.exit_code == 2 and "YYYY-MM-DD" in bad_date.output
     store.dispose()
+
+
+def test_unlock_lifts_a_signin_lockout(env: dict[str, str]) -> None:
+    store = ReviewStore(env["PULSE_REVIEW_STORE_URL"], bcrypt_rounds=4)
+    store.create_schema()
+    store.add_user("carol", name="Carol", email="carol@example.org", role="moderator", password="a long enough passphrase")
+    for _ in range(5):
+        until = store.record_failed_signin("carol")
+    assert until is not None and store.locked_until("carol") == until
+    unlocked = runner.invoke(app, ["review", "unlock", "carol"], env=env)
+    assert unlocked.exit_code == 0, unlocked.output
+    assert f"carol unlocked (the lock would have ended at {until:%Y-%m-%d %H:%M} UTC)" in unlocked.output
+    assert store.locked_until("carol") is None
+    again = runner.invoke(app, ["review", "unlock", "carol"], env=env)
+    assert again.exit_code == 0 and "carol was not locked and had no failed sign-ins." in again.output
+    store.record_failed_signin("carol")
+    reset = runner.invoke(app, ["review", "unlock", "carol"], env=env)
+    assert "carol was not locked; its failed sign-in count was reset." in reset.output
+    store.dispose()

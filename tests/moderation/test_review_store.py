@@ -330,3 +330,94 @@ def test_from_settings_reads_the_secret_url(tmp_path: Path, monkeypatch: pytest.
     s.create_schema()
     assert (tmp_path / "env.sqlite").exists()
     s.dispose()
+
+
+# ------------------------------------------------------------------ sign-in lockout
+
+
+def test_signin_lockout_after_five_failures_within_the_window(store: ReviewStore) -> None:
+    minute = timedelta(minutes=1)
+    for i in range(4):  # failures 1-4 at T0 .. T0+3 min: counted, not locked
+        assert store.record_failed_signin("alice", T0 + i * minute) is None
+        assert store.locked_until("alice", T0 + i * minute) is None
+    # the 5th, at T0+4 min, locks for 15 minutes from then
+    assert store.record_failed_signin("Alice ", T0 + 4 * minute) == T0 + 19 * minute, "same key as typed by the form"
+    assert store.locked_until("alice", T0 + 4 * minute) == T0 + 19 * minute
+    assert store.locked_until("ALICE", T0 + 19 * minute - timedelta(seconds=1)) == T0 + 19 * minute
+    assert store.locked_until("alice", T0 + 19 * minute) is None, "the lock ends after the window"
+    assert store.locked_until("bob", T0 + 5 * minute) is None, "other users are not affected"
+    assert store.signin_lockouts(T0 + 5 * minute) == {"alice": T0 + 19 * minute}
+    # failures while locked do not extend the lock
+    assert store.record_failed_signin("alice", T0 + 10 * minute) == T0 + 19 * minute
+    # after the lock, counting starts again from 1
+    for i in range(4):
+        assert store.record_failed_signin("alice", T0 + (20 + i) * minute) is None
+    assert store.record_failed_signin("alice", T0 + 24 * minute) == T0 + 39 * minute
+    # timezone-aware times are compared in UTC
+    aware = (T0 + 30 * minute).replace(tzinfo=UTC)
+    assert store.locked_until("alice", aware) == T0 + 39 * minute
+
+
+def test_signin_failures_outside_the_window_do_not_lock(store: ReviewStore) -> None:
+    minute = timedelta(minutes=1)
+    for i in range(4):
+        store.record_failed_signin("bob", T0 + i * minute)
+    # the window opened at T0 with the first failure; at T0+15 min a new one opens: count 1
+    assert store.record_failed_signin("bob", T0 + 15 * minute) is None
+    for i in range(3):
+        assert store.record_failed_signin("bob", T0 + (16 + i) * minute) is None
+    assert store.record_failed_signin("bob", T0 + 20 * minute) == T0 + 35 * minute
+    # a custom policy: 2 failures within 1 minute lock for 1 minute
+    assert store.record_failed_signin("mia", T0, max_failures=2, window=minute) is None
+    assert store.record_failed_signin("mia", T0 + timedelta(seconds=59), max_failures=2, window=minute) == \
+        T0 + timedelta(seconds=119)
+    with pytest.raises(ValueError, match="PULSE_SIGNIN_MAX_FAILURES"):
+        store.record_failed_signin("mia", T0, max_failures=0)
+    with pytest.raises(ValueError, match="PULSE_SIGNIN_LOCKOUT_MINUTES"):
+        store.record_failed_signin("mia", T0, window=timedelta(0))
+
+
+def test_unknown_usernames_are_counted_and_reset_unlocks(store: ReviewStore) -> None:
+    for i in range(5):
+        until = store.record_failed_signin("no-such-user", T0 + timedelta(seconds=i))
+    assert until == T0 + timedelta(seconds=4, minutes=15)
+    assert store.locked_until("no-such-user", T0 + timedelta(minutes=1)) == until
+    for i in range(5):
+        store.record_failed_signin("root", T0 + timedelta(seconds=i))
+    assert store.locked_until("root", T0 + timedelta(minutes=1)) is not None
+    assert store.reset_signin_failures("root") is True
+    assert store.locked_until("root", T0 + timedelta(minutes=1)) is None
+    assert store.reset_signin_failures("root") is False, "nothing left to reset"
+    # after a reset (a successful sign-in) the count starts again: 4 more failures do not lock
+    for i in range(4):
+        assert store.record_failed_signin("root", T0 + timedelta(minutes=2, seconds=i)) is None
+    assert store.signin_lockouts(T0 + timedelta(minutes=3)) == {"no-such-user": until}
+    assert store.user("no-such-user") is None, "counting a failure creates no account"
+
+
+def test_signin_failures_from_concurrent_processes_all_count(store_url: str, store: ReviewStore) -> None:
+    """Two stores (two engines, as two app processes) record failures for the same new username
+    at once; every failure counts (atomic UPDATE; the first-failure INSERT race is retried)."""
+    other = ReviewStore(store_url, bcrypt_rounds=4)
+    per_writer = 15
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def hammer(s: ReviewStore) -> None:
+        try:
+            barrier.wait()
+            for i in range(per_writer):
+                s.record_failed_signin("target", T0 + timedelta(seconds=i), max_failures=1000)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(s,)) for s in (store, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    other.dispose()
+    assert not errors, errors
+    with store.engine.connect() as conn:
+        failures = conn.execute(sa.text("select failures from review_signin_failures where username = 'target'")).scalar()
+    assert failures == 2 * per_writer
