@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import BenchConfig, beer_dump_path, run_worker
-from pulse.steps import STEPS  # the run's steps, in order (re-exported for the benchmarks)
+from pulse import STEPS  # the run's steps, in order (re-exported for the benchmarks)
 
 #: The new day of the incremental benchmark: the busiest day of the beer dump's last week
 #: (16 posts, comments and votes; the dump ends 2016-12-10). History = everything before it.

@@ -37,10 +37,10 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, chain, dag, task
 
+from pulse import STEPS
 from pulse.notify import PulseFailureNotifier
 
 SCHEDULE = os.environ.get("PULSE_SCHEDULE", "@daily")  # cron or preset; "none": triggered runs only
-STEPS = ("extract", "validate", "load", "ingest_decisions", "score", "transform", "validate_marts", "publish")
 
 DEFAULT_ARGS = {
     "owner": "data-engineering",

@@ -33,10 +33,6 @@ log = logging.getLogger("pulse")
 
 SourceKind = Literal["demo", "stackexchange", "events", "postgres"]
 
-#: The steps of one run, in order (the DAG's tasks, :func:`run_pipeline`'s calls).
-STEPS: tuple[str, ...] = (
-    "extract", "validate", "load", "ingest_decisions", "score", "transform", "validate_marts", "publish",
-)
 
 
 class PipelineError(RuntimeError):

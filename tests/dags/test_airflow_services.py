@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pulse import STEPS
 from pulse.airflow_env import airflow_env, password_file, start_standalone, stop_standalone
-from pulse.steps import STEPS
 from warehouse.db import connect
 
 AIRFLOW = [sys.executable, "-m", "airflow"]
