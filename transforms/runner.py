@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 MODELS_DIR = Path(__file__).with_name("marts")
 
 #: The marts in build order. A model may read marts built before it: engagement_daily,
-#: response_times_by_slot and best_time_to_post read response_times; trending_topics reads
-#: thread_topics.
+#: response_times_by_slot, best_time_to_post and hot_content read response_times;
+#: best_time_to_post takes its weekday x hour grid from response_times_by_slot;
+#: trending_topics reads thread_topics.
 MART_NAMES: tuple[str, ...] = (
     "thread_topics",
     "activity_heatmap",

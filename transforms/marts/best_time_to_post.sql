@@ -17,25 +17,11 @@ threads as (
     select * from marts.response_times
 ),
 
-sources as (
-    select source, any_value(timezone) as timezone
-    from threads
-    group by source
-),
-
-weekdays as (
-    select range::integer as weekday from range(1, 8)
-),
-
-hours as (
-    select range::integer as hour from range(0, 24)
-),
-
+-- The zero-filled source x weekday x hour grid (with each source's time zone): the slots of
+-- marts.response_times_by_slot, built before this mart from the same threads.
 grid as (
-    select sources.source, sources.timezone, weekdays.weekday, hours.hour
-    from sources
-    cross join weekdays
-    cross join hours
+    select source, timezone, weekday, hour
+    from marts.response_times_by_slot
 ),
 
 cells as (

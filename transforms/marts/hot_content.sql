@@ -12,13 +12,11 @@
 -- Documented in transforms/README.md.
 with
 
+-- as_of: the source's last hour-precise activity, as marts.response_times (built before this
+-- mart, over the same thread roots) computes it.
 data_end as (
-    select source, max(ts) as as_of
-    from (
-        select source, created_at as ts from staging.live_content
-        union all
-        select source, occurred_at as ts from staging.engagement_events where time_precision = 'exact'
-    )
+    select source, max(as_of) as as_of
+    from marts.response_times
     group by source
 ),
 
