@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 import streamlit as st
 
-from moderation.scorers import LABELS  # Detoxify label names: the columns of moderation.scores
+from warehouse.canonical import LABELS
 
 CONTENT_TYPES: tuple[str, ...] = ("question", "answer", "comment", "post", "reply")
 """Activity types that are content creation (``marts.activity_heatmap.activity_type``)."""

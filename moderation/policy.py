@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from moderation.scorers import LABELS
+from warehouse.canonical import LABELS
 
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "toxicity": 0.8,

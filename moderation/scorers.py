@@ -86,16 +86,8 @@ import polars as pl
 
 log = logging.getLogger(__name__)
 
-LABELS: tuple[str, ...] = (
-    "toxicity",
-    "severe_toxicity",
-    "obscene",
-    "threat",
-    "insult",
-    "identity_attack",
-    "sexual_explicit",
-)
-"""Detoxify's label names, the columns every scorer's frame uses."""
+from warehouse.canonical import LABELS  # noqa: E402  (re-exported: the label names scorers emit)
+
 
 DETOXIFY_MODELS: tuple[str, ...] = ("original", "unbiased", "multilingual")
 """Published Detoxify models a ``detoxify:NAME`` spec may name."""

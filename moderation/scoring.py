@@ -17,7 +17,8 @@ import duckdb
 import polars as pl
 
 from moderation.policy import flag
-from moderation.scorers import LABELS, Scorer
+from moderation.scorers import Scorer
+from warehouse.canonical import LABELS
 from warehouse.db import frame, one
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,18 @@ import polars as pl
 
 STREAMS: tuple[str, ...] = ("users", "content", "engagement_events")
 
+LABELS: tuple[str, ...] = (
+    "toxicity",
+    "severe_toxicity",
+    "obscene",
+    "threat",
+    "insult",
+    "identity_attack",
+    "sexual_explicit",
+)
+"""Moderation label names (Detoxify's): the label columns of ``moderation.scores`` and of every
+scorer's frame, in this order. Source: Detoxify's ``unbiased`` model card (Jigsaw Unintended Bias)."""
+
 USERS_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
     "user_id": pl.String(),

@@ -42,7 +42,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from moderation.scorers import LABELS
+from warehouse.canonical import LABELS
 
 from warehouse.canonical import CONTENT_KINDS
 

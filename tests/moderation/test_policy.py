@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from moderation.policy import DEFAULT_HOLD_THRESHOLDS, DEFAULT_THRESHOLDS, OUTPUT_COLUMNS, flag, validate_thresholds
-from moderation.scorers import LABELS
+from warehouse.canonical import LABELS
 
 # Defaults: flag toxicity .8, severe .3, obscene .8, threat/insult/identity/sexual .6;
 #           hold toxicity .95, severe .6, others .9.
