@@ -22,7 +22,7 @@ from moderation.bias import (
     parse_terms_file,
     subgroup_auc,
 )
-from moderation.scorers import _profanity_check
+from moderation.scorers.lexical import _profanity_check
 from pulse.cli import app
 
 runner = CliRunner()

@@ -26,7 +26,8 @@ from moderation.evaluate import (
     reliability_bins,
     thresholds_for_precision,
 )
-from moderation.scorers import LexicalScorer, _profanity_check
+from moderation.scorers import LexicalScorer
+from moderation.scorers.lexical import _profanity_check
 from moderation.tiny import build_tiny_checkpoint
 from pulse.cli import app
 

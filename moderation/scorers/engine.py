@@ -1,20 +1,5 @@
-"""Toxicity scorers behind one protocol (DESIGN.md, "Toxicity models").
-
-Every scorer turns a sequence of texts into a polars frame with one ``Float64`` column per
-label it scores (Detoxify's label names, probabilities in [0, 1]) and one row per text, in
-input order, and carries its provenance (``model_id``, ``model_version``, ``backend``, whether
-it is a fallback and why).
-
-Backends:
-
-- :class:`DetoxifyScorer` wraps the real ``detoxify.Detoxify`` class: the published models
-  (``original``, ``unbiased``, ``multilingual``; their checkpoints live in torch hub's cache)
-  or a local checkpoint plus a Hugging Face config folder, fully offline.
-- :class:`LexicalScorer` wraps ``alt-profanity-check`` (a scikit-learn model shipped inside
-  the package): ``toxicity`` only; the offline fallback.
-
-:func:`load_scorer` picks one from a spec string (``auto``, ``lexical``,
-``detoxify:original|unbiased|multilingual``, ``checkpoint:DIR``).
+"""The Detoxify scoring engine: :class:`DetoxifyScorer` and what it needs (token-budget
+batching, :func:`hf_offline`, the checkpoint folder constants, thread and quantization options).
 
 Checkpoint folder layout (``checkpoint:DIR``; :func:`moderation.tiny.build_tiny_checkpoint`
 writes it)::
@@ -48,18 +33,8 @@ Face model runs under ``torch.inference_mode()`` with ``threads`` intra-op threa
 the cores available to the process). Scores are ``sigmoid(logits)`` as in ``Detoxify.predict``;
 on the fp32 path they equal plain Detoxify's within float32 rounding (< 1e-6).
 
-``quantization="onnx-int8"`` runs the same model through ONNX Runtime with int8 weights: the
-model is exported once with ``torch.onnx.export(dynamo=True)`` (batch and sequence axes
-dynamic), its value-info annotations dropped (ONNX shape inference rejects one of the
-exporter's), pre-processed with ``onnxruntime.quantization.shape_inference.quant_pre_process``
-and quantized with ``onnxruntime.quantization.quantize_dynamic`` (QInt8 weights per output
-channel, MatMul nodes: the encoder's linear layers; uint8 activations quantized at run time).
-The built file is cached in ``<checkpoint folder>/onnx/<sha12>-onnx-int8-r<recipe>/`` (or
-``cache_dir``) and reused; the scorer's ``model_id`` gains ``+onnx-int8`` so scores of different
-numerics are never mixed. Activations are quantized per batch tensor at run time, so an int8
-score also moves slightly with the texts it is batched with (fp32 scores do not); the size of
-that and of the int8-vs-fp32 differences is measured in BENCHMARKS.md ("Scoring"). torch's own int8 path (``torch.ao.quantization.quantize_dynamic``) is
-deprecated in torch 2.13 (its migration target, torchao, is not installed) and is not offered.
+``quantization="onnx-int8"`` swaps the torch model for an int8 ONNX Runtime session built by
+:mod:`moderation.scorers.onnx` (see there).
 """
 
 from __future__ import annotations
@@ -67,36 +42,21 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import importlib.metadata
 import io
 import json
-import logging
 import os
-import shutil
-import tempfile
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-log = logging.getLogger(__name__)
-
-from warehouse.canonical import LABELS  # noqa: E402  (re-exported: the label names scorers emit)
-
-
-DETOXIFY_MODELS: tuple[str, ...] = ("original", "unbiased", "multilingual")
-"""Published Detoxify models a ``detoxify:NAME`` spec may name."""
-
-AUTO_PREFERENCE: tuple[str, ...] = ("unbiased", "original", "multilingual")
-"""Order in which ``auto`` looks for a cached published model (unbiased has all 7 labels and
-was trained to reduce identity bias, so it comes first)."""
-
-VALID_SPECS: tuple[str, ...] = ("auto", "lexical", *(f"detoxify:{m}" for m in DETOXIFY_MODELS), "checkpoint:DIR")
+from moderation.scorers import DETOXIFY_MODELS, ScorerUnavailableError, _check_texts, _empty_frame
+from moderation.scorers.onnx import ONNX_RECIPE, ONNX_SUBDIR, _ort_session, build_onnx_int8
+from warehouse.canonical import LABELS
 
 CHECKPOINT_FILE = "model.ckpt"
 """File name of the Detoxify checkpoint inside a checkpoint folder."""
@@ -116,7 +76,7 @@ _HF_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 QUANTIZATIONS: tuple[str, ...] = ("none", "onnx-int8")
 """Numerics of the Detoxify engine (setting ``scorer_quantization``, env
 ``PULSE_SCORER_QUANTIZATION``): ``none`` = torch fp32, Detoxify's own numbers; ``onnx-int8`` =
-ONNX Runtime with int8 dynamic quantization of the encoder's weights (see the module docstring)."""
+ONNX Runtime with int8 dynamic quantization of the encoder's weights (see :mod:`moderation.scorers.onnx`)."""
 
 DEFAULT_BATCH_TOKENS = 1024
 """Default token budget of one model batch: texts x longest text's tokens (padding included)."""
@@ -127,44 +87,6 @@ CHARS_PER_TOKEN_LIMIT = 100
 characters into one ``[UNK]`` token, so ``max_length`` tokens span fewer characters than this
 unless the text pads its words with long runs of whitespace; the tokens kept are then the same
 as when tokenising the whole text."""
-
-ONNX_RECIPE = "1"
-"""Version of the ONNX build recipe; part of the cache key (bump it when the build changes)."""
-ONNX_SUBDIR = "onnx"
-"""Cache folder for built ONNX models, beside the checkpoint file (git-ignored under models/)."""
-
-
-class ScorerUnavailableError(RuntimeError):
-    """A requested scorer cannot be loaded here: its weights or config are not available
-    locally and downloading was not allowed (or failed). The message says what is missing."""
-
-
-@runtime_checkable
-class Scorer(Protocol):
-    """What every toxicity scorer offers.
-
-    Attributes:
-        model_id: stable name of the model, e.g. ``detoxify:original``,
-            ``lexical:alt-profanity-check``, ``checkpoint:<folder name>``.
-        model_version: package version, or the first 12 hex digits of the checkpoint file's sha256.
-        backend: ``detoxify`` or ``lexical``.
-        is_fallback: true when ``auto`` fell back to this scorer because the preferred one was
-            unavailable.
-        fallback_reason: why it fell back (None when not a fallback).
-        labels: the labels it scores, a subset of :data:`LABELS` in that order.
-    """
-
-    model_id: str
-    model_version: str
-    backend: str
-    is_fallback: bool
-    fallback_reason: str | None
-    labels: tuple[str, ...]
-
-    def score(self, texts: Sequence[str]) -> pl.DataFrame:
-        """Score ``texts``: one row per text in input order, one Float64 column per label in
-        :attr:`labels`, values in [0, 1]."""
-        ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,20 +157,6 @@ def detoxify_cache_path(model: str) -> Path:
     from detoxify.detoxify import MODEL_URLS
 
     return Path(torch.hub.get_dir()) / "checkpoints" / MODEL_URLS[model].rsplit("/", 1)[-1]
-
-
-def _check_texts(texts: Sequence[str]) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError("score() takes a sequence of texts, not one string; wrap it in a list")
-    out = list(texts)
-    for i, t in enumerate(out):
-        if not isinstance(t, str):
-            raise TypeError(f"texts[{i}] is {type(t).__name__}, not str; score only non-null strings")
-    return out
-
-
-def _empty_frame(labels: Sequence[str]) -> pl.DataFrame:
-    return pl.DataFrame(schema={label: pl.Float64 for label in labels})
 
 
 def available_cores() -> int:
@@ -669,338 +577,3 @@ class DetoxifyScorer:
 
     def __repr__(self) -> str:
         return f"DetoxifyScorer(model_id={self.model_id!r}, model_version={self.model_version!r}, labels={self.labels})"
-
-
-# --------------------------------------------------------------------------------------------
-# ONNX Runtime int8
-
-
-def _example_inputs(tokenizer: Any) -> dict[str, Any]:
-    """Two texts of different lengths, padded: the export traces a batch with padding."""
-    enc = tokenizer(
-        ["a short text", "a longer text, so that the first one needs padding in this batch"],
-        padding=True, truncation=True, return_tensors="pt",
-    )  # fmt: skip
-    return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-
-
-def _export_fp32(model: Any, inputs: dict[str, Any], path: Path) -> None:
-    """``torch.onnx.export(dynamo=True)`` with dynamic batch and sequence axes, to one file.
-
-    The exporter's own warnings and progress output (torch 2.13: a pytree FutureWarning raised
-    inside torch, notes that input axes share a name, "[torch.onnx] ..." lines, torchvision
-    notices) are silenced for the export only; :func:`build_onnx_int8` checks the exported
-    graph's logits against the torch model's instead.
-    """
-    import onnx
-    import torch
-
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    names = list(inputs)
-    onnx_logger = logging.getLogger("torch.onnx")
-    level = onnx_logger.level
-    onnx_logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                model.eval(), (), kwargs=inputs, dynamo=True, verbose=False, optimize=True,
-                input_names=names, output_names=["logits"],
-                dynamic_shapes={name: {0: batch, 1: seq} for name in names},
-            )  # fmt: skip
-            program.save(str(path), external_data=False)
-    finally:
-        onnx_logger.setLevel(level)
-    # The exporter annotates some intermediate values with static shapes that ONNX's own shape
-    # inference then contradicts ("Inferred shape and existing shape differ"), which stops the
-    # quantizer. The annotations are optional metadata: drop them and let inference redo them.
-    graph = onnx.load(str(path))
-    del graph.graph.value_info[:]
-    onnx.save(graph, str(path))
-
-
-def _ort_session(path: Path, threads: int) -> Any:
-    """An ONNX Runtime CPU session on ``path`` with ``threads`` intra-op threads, full graph optimisation."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def build_onnx_int8(model: Any, tokenizer: Any, out_dir: Path, *, check_atol: float = 1e-3) -> Path:
-    """Build (once) an int8 ONNX model of ``model`` in ``out_dir`` and return its ``model.onnx``.
-
-    Steps: export fp32 (:func:`_export_fp32`); check that ONNX Runtime's fp32 logits equal
-    torch's on a padded example batch within ``check_atol``; pre-process
-    (``quant_pre_process``, ONNX shape inference and graph optimisation; onnxruntime's symbolic
-    shape inference cannot resolve the exporter's graph and is skipped); quantize
-    (``quantize_dynamic``: QInt8 weights per output channel on MatMul nodes, i.e. the encoder's
-    linear layers; the pooler and classifier Gemm stay fp32). Built in a temporary folder beside
-    ``out_dir`` and renamed into place, so concurrent builds never leave a half-written model;
-    an existing ``out_dir/model.onnx`` is reused as is. ``out_dir/manifest.json`` records the
-    recipe, package versions, the fp32 check and the build time.
-
-    Args:
-        model: the Hugging Face sequence-classification model (torch, CPU, eval mode).
-        tokenizer: its tokenizer (for the example batch).
-        out_dir: the cache folder of this checkpoint and recipe (key it by the weights' hash).
-        check_atol: largest tolerated |logit| difference between the fp32 ONNX graph and torch.
-
-    Raises:
-        ScorerUnavailableError: ``onnxruntime`` or ``onnxscript`` (torch's ONNX exporter needs
-            it) is not installed.
-        RuntimeError: the exported fp32 graph disagrees with torch beyond ``check_atol``.
-    """
-    import importlib.util
-
-    missing = [m for m in ("onnxruntime", "onnxscript", "onnx") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ScorerUnavailableError(
-            f"scorer_quantization=onnx-int8 needs the packages {', '.join(missing)} (pinned in requirements.lock); "
-            "install them or use scorer_quantization=none"
-        )
-    import onnxruntime
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    out_dir = Path(out_dir)
-    target = out_dir / "model.onnx"
-    if target.is_file():
-        return target
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    work.chmod(0o755)  # mkdtemp makes it private; the cache is shared like the checkpoint
-    try:
-        inputs = _example_inputs(tokenizer)
-        fp32, pre = work / "fp32.onnx", work / "pre.onnx"
-        _export_fp32(model, inputs, fp32)
-        with torch.inference_mode():
-            expected = model(**inputs)[0].numpy()
-        got = _ort_session(fp32, 1).run(None, {k: v.numpy() for k, v in inputs.items()})[0]
-        diff = float(np.max(np.abs(got - expected)))
-        if not diff <= check_atol:
-            raise RuntimeError(
-                f"the ONNX export of this model disagrees with torch: largest logit difference {diff:.3g} > {check_atol}; "
-                "use scorer_quantization=none"
-            )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # onnxruntime's notes on ops it leaves alone
-            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-            quantize_dynamic(pre, work / "model.onnx", weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul"])  # fmt: skip
-        fp32.unlink()
-        pre.unlink()
-        manifest = {
-            "recipe": ONNX_RECIPE, "quantization": "onnx-int8", "weights": "QInt8 per channel, MatMul nodes",
-            "activations": "QUInt8, dynamic", "fp32_check_max_abs_logit_diff": diff, "build_s": round(time.perf_counter() - t0, 2),
-            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-            "transformers": importlib.metadata.version("transformers"),
-        }  # fmt: skip
-        (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        try:
-            work.rename(out_dir)
-        except OSError:  # another process built it first
-            if not target.is_file():
-                raise
-        log.info("built int8 ONNX model %s in %.1f s", target, time.perf_counter() - t0)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
-
-
-# --------------------------------------------------------------------------------------------
-# lexical
-
-
-def _profanity_check() -> Any:
-    """Import ``profanity_check`` (it unpickles its scikit-learn model at import)."""
-    try:
-        from sklearn.exceptions import InconsistentVersionWarning
-    except ImportError:  # scikit-learn < 1.3 has no such warning
-        InconsistentVersionWarning = UserWarning  # noqa: N806
-    with warnings.catch_warnings():
-        # alt-profanity-check unpickles a vectorizer and a linear model fitted with the
-        # scikit-learn it was released against. When the installed scikit-learn differs, sklearn
-        # warns InconsistentVersionWarning although these simple estimators load fine; pytest
-        # runs with warnings as errors, so silence exactly that warning, only for this import.
-        warnings.simplefilter("ignore", InconsistentVersionWarning)
-        import profanity_check
-
-    return profanity_check
-
-
-class LexicalScorer:
-    """Scores ``toxicity`` only with ``alt-profanity-check`` (no download, CPU, fast).
-
-    Weaker than Detoxify: it keys on swear words and misses threats or insults without them.
-
-    Args:
-        is_fallback: set by :func:`load_scorer` when ``auto`` fell back to this scorer.
-        fallback_reason: why (shown with every score and on the dashboards).
-        chunk_size: texts vectorised at once (bounds memory; >= 1).
-    """
-
-    backend = "lexical"
-    model_id = "lexical:alt-profanity-check"
-    labels: tuple[str, ...] = ("toxicity",)
-
-    def __init__(self, *, is_fallback: bool = False, fallback_reason: str | None = None, chunk_size: int = 4096) -> None:
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        self.is_fallback = is_fallback
-        self.fallback_reason = fallback_reason
-        self.chunk_size = chunk_size
-        self.model_version = importlib.metadata.version("alt-profanity-check")
-        self._pc = _profanity_check()
-
-    def score(self, texts: Sequence[str]) -> pl.DataFrame:
-        """Score ``texts``.
-
-        Returns:
-            Frame with ``len(texts)`` rows in input order and one Float64 column ``toxicity``,
-            the model's probability that the text is profane/offensive, in [0, 1].
-
-        Raises:
-            TypeError: ``texts`` is a single string or holds a non-string.
-        """
-        items = _check_texts(texts)
-        if not items:
-            return _empty_frame(self.labels)
-        parts = [
-            np.asarray(self._pc.predict_prob(items[i : i + self.chunk_size]), dtype=np.float64)
-            for i in range(0, len(items), self.chunk_size)
-        ]
-        return pl.DataFrame({"toxicity": np.concatenate(parts)})
-
-    def __repr__(self) -> str:
-        return f"LexicalScorer(model_version={self.model_version!r}, is_fallback={self.is_fallback})"
-
-
-# --------------------------------------------------------------------------------------------
-# factory
-
-
-def _checkpoint_folder(folder: Path, config_dir: Path | None) -> tuple[Path, Path]:
-    """Resolve a checkpoint folder to (``model.ckpt``, config folder), or raise."""
-    ckpt = folder / CHECKPOINT_FILE
-    cfg = config_dir if config_dir is not None else folder / CONFIG_SUBDIR
-    if not ckpt.is_file():
-        raise ScorerUnavailableError(
-            f"Detoxify weights unavailable: {folder} has no {CHECKPOINT_FILE} (expected layout: "
-            f"DIR/{CHECKPOINT_FILE} + DIR/{CONFIG_SUBDIR}/config.json and tokenizer files)"
-        )
-    if not (cfg / "config.json").is_file():
-        raise ScorerUnavailableError(
-            f"Hugging Face config unavailable: {cfg / 'config.json'} does not exist (expected layout: "
-            f"DIR/{CHECKPOINT_FILE} + DIR/{CONFIG_SUBDIR}/config.json and tokenizer files)"
-        )
-    return ckpt, cfg
-
-
-def _from_checkpoint(checkpoint: Path, config_dir: Path | None, engine: dict[str, Any]) -> DetoxifyScorer:
-    """A scorer from a checkpoint folder or a checkpoint file (+ optional config folder)."""
-    if checkpoint.is_dir():
-        ckpt, cfg = _checkpoint_folder(checkpoint, config_dir)
-        return DetoxifyScorer(
-            checkpoint=ckpt, huggingface_config_path=cfg, model_id=f"checkpoint:{checkpoint.name}", **engine
-        )
-    return DetoxifyScorer(checkpoint=checkpoint, huggingface_config_path=config_dir, **engine)
-
-
-def load_scorer(
-    spec: str,
-    *,
-    checkpoint: Path | None = None,
-    config_dir: Path | None = None,
-    batch_size: int = 32,
-    allow_download: bool = False,
-    quantization: str = "none",
-    threads: int | None = None,
-    max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
-    cache_dir: Path | None = None,
-) -> Scorer:
-    """Build the scorer named by ``spec``.
-
-    Specs:
-        ``auto``: Detoxify when weights can be had (``checkpoint`` if given, else a published
-            model already in torch hub's cache, in :data:`AUTO_PREFERENCE` order), else the
-            lexical scorer with ``is_fallback=True`` and ``fallback_reason`` set, logged with
-            ``logging.warning``. Never downloads.
-        ``lexical``: :class:`LexicalScorer`.
-        ``detoxify:original|unbiased|multilingual``: the published model from torch hub's
-            cache (``config_dir`` optional: a local HF folder for its base model, otherwise
-            the base model's config must be in the local Hugging Face cache).
-        ``checkpoint:DIR``: a checkpoint folder (``DIR/model.ckpt`` + ``DIR/hf/``; see the
-            module docstring); ``config_dir`` overrides ``DIR/hf``.
-
-    Args:
-        checkpoint: for ``auto``: a checkpoint folder (layout above) or a ``.ckpt`` file.
-            Ignored by other specs.
-        config_dir: local Hugging Face config + tokenizer folder (see above).
-        batch_size: texts per Detoxify forward pass at most.
-        allow_download: for ``detoxify:*`` only, fetch the published checkpoint (and its hub
-            config) when not cached. Off by default: no network is expected.
-        quantization, threads, max_batch_tokens, cache_dir: the Detoxify engine's options
-            (:class:`DetoxifyScorer`); ignored by the lexical scorer.
-
-    Raises:
-        ValueError: unknown spec or quantization (the message lists the valid ones), bad
-            arguments, or a malformed checkpoint.
-        ScorerUnavailableError: an explicitly requested Detoxify model cannot be loaded here
-            (not cached, config missing); raised without touching the network unless
-            ``allow_download``.
-    """
-    engine: dict[str, Any] = {
-        "batch_size": batch_size, "quantization": check_quantization(quantization), "threads": threads,
-        "max_batch_tokens": max_batch_tokens, "cache_dir": cache_dir,
-    }  # fmt: skip
-    if spec == "lexical":
-        return LexicalScorer()
-    if spec == "auto":
-        return _auto(checkpoint, config_dir, engine)
-    if spec.startswith("detoxify:"):
-        model = spec.split(":", 1)[1]
-        if model not in DETOXIFY_MODELS:
-            raise ValueError(f"unknown scorer spec {spec!r}; valid: {' | '.join(VALID_SPECS)}")
-        return DetoxifyScorer(model, huggingface_config_path=config_dir, allow_download=allow_download, **engine)
-    if spec.startswith("checkpoint:") and spec != "checkpoint:":
-        folder = Path(spec.split(":", 1)[1])
-        ckpt, cfg = _checkpoint_folder(folder, config_dir)
-        return DetoxifyScorer(checkpoint=ckpt, huggingface_config_path=cfg, model_id=f"checkpoint:{folder.name}", **engine)
-    raise ValueError(f"unknown scorer spec {spec!r}; valid: {' | '.join(VALID_SPECS)}")
-
-
-def _auto(checkpoint: Path | None, config_dir: Path | None, engine: dict[str, Any]) -> Scorer:
-    """``auto``: Detoxify if weights are local, else the lexical fallback (logged)."""
-    reasons: list[str] = []
-    if checkpoint is not None:
-        try:
-            return _from_checkpoint(Path(checkpoint), config_dir, engine)
-        except ScorerUnavailableError as exc:
-            reasons.append(str(exc))
-    else:
-        missing = []
-        for model in AUTO_PREFERENCE:
-            path = detoxify_cache_path(model)
-            if not path.is_file():
-                missing.append(path.name)
-                continue
-            try:
-                return DetoxifyScorer(model, huggingface_config_path=config_dir, **engine)
-            except ScorerUnavailableError as exc:
-                reasons.append(str(exc))
-        if missing:
-            reasons.insert(
-                0,
-                "Detoxify weights unavailable: no checkpoint given and none of "
-                f"{', '.join(missing)} cached in {path.parent}",
-            )
-    reason = "; ".join(reasons) + "; using the lexical fallback (alt-profanity-check, toxicity only)"
-    log.warning("toxicity scorer 'auto' fell back to the lexical model: %s", reason)
-    return LexicalScorer(is_fallback=True, fallback_reason=reason)
