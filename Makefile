@@ -44,6 +44,11 @@ demo: pipeline dashboards  ## set up, run the DAG on the demo community, start t
 test: setup  ## set up and run the whole test suite (starts the local PostgreSQL server via .ci/postgres)
 	PULSE_TEST_POSTGRES_URL=$$(bash .ci/postgres) $(BIN)/python -m pytest
 
+.PHONY: lint
+lint: setup  ## ruff: the lint rules and the formatting (settings in pyproject.toml; tests/test_lint.py runs the same)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 bench: setup  ## run every benchmark; writes BENCHMARKS.md and benchmarks/results/latest.json
 	$(BIN)/python -m benchmarks.run
 

@@ -53,9 +53,22 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("wheel")
     src = _sources(tmp)
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--disable-pip-version-check",
-         "-q", "-w", str(tmp / "dist"), str(src)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "-q",
+            "-w",
+            str(tmp / "dist"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     (whl,) = (tmp / "dist").glob("community_pulse-*.whl")
@@ -74,13 +87,32 @@ def scratch_venv(wheel: tuple[Path, Path], tmp_path_factory: pytest.TempPathFact
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
-         "--disable-pip-version-check", "-q", str(wheel[0])],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--disable-pip-version-check",
+            "-q",
+            str(wheel[0]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                  capture_output=True, text=True, check=True).stdout.strip())
+    purelib = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     (purelib / "_dot_venv_site_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
     yield venv
 
@@ -89,8 +121,12 @@ def _env(tmp: Path) -> dict[str, str]:
     """A clean environment for the scratch venv: no PYTHONPATH, offline, state in ``tmp``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PULSE_", "PYTHON", "VIRTUAL_ENV"))}
     env.update(
-        PULSE_SCORER="lexical", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", COLUMNS="200",
-        PULSE_REVIEW_STORE_URL=f"sqlite:///{tmp / 'review.sqlite'}", PULSE_DATA_DOCS_DIR=str(tmp / "data_docs"),
+        PULSE_SCORER="lexical",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        COLUMNS="200",
+        PULSE_REVIEW_STORE_URL=f"sqlite:///{tmp / 'review.sqlite'}",
+        PULSE_DATA_DOCS_DIR=str(tmp / "data_docs"),
     )
     return env
 
@@ -111,39 +147,66 @@ def test_wheel_ships_every_file_of_the_packages(wheel: tuple[Path, Path]) -> Non
     assert "dashboards/views/review_queue.py" in names  # a namespace package: no __init__.py
 
 
-def test_installed_wheel_runs_the_demo_and_finds_the_preset_outside_the_repo(scratch_venv: Path, tmp_path: Path) -> None:
+def test_installed_wheel_runs_the_demo_and_finds_the_preset_outside_the_repo(
+    scratch_venv: Path, tmp_path: Path
+) -> None:
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = _env(tmp_path)
     python = scratch_venv / "bin" / "python"
 
     where = subprocess.run(
-        [str(python), "-c", "import json, warehouse, pulse.cli, dashboards; "
-         "print(json.dumps([warehouse.__file__, pulse.cli.__file__, dashboards.__file__]))"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=120,
+        [
+            str(python),
+            "-c",
+            "import json, warehouse, pulse.cli, dashboards; "
+            "print(json.dumps([warehouse.__file__, pulse.cli.__file__, dashboards.__file__]))",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert where.returncode == 0, where.stderr
     for file in json.loads(where.stdout):
         assert Path(file).is_relative_to(scratch_venv), f"{file} does not come from the installed wheel"
 
     preset = subprocess.run(
-        [str(python), "-c", "import json; from warehouse.sources.postgres import load_mapping, preset_names; "
-         "m = load_mapping(preset='discourse'); "
-         "print(json.dumps({'presets': preset_names(), 'name': m.name, 'queries': {k: q.stream for k, q in m.queries.items()}}))"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=120,
+        [
+            str(python),
+            "-c",
+            "import json; from warehouse.sources.postgres import load_mapping, preset_names; "
+            "m = load_mapping(preset='discourse'); "
+            "print(json.dumps({'presets': preset_names(), 'name': m.name, 'queries': {k: q.stream for k, q in m.queries.items()}}))",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert preset.returncode == 0, preset.stderr
     assert json.loads(preset.stdout) == {
         "presets": ["discourse"],
         "name": "discourse",
-        "queries": {"users": "users", "posts": "content", "topics": "content",
-                    "post_actions": "engagement_events", "topic_views": "engagement_events"},
+        "queries": {
+            "users": "users",
+            "posts": "content",
+            "topics": "content",
+            "post_actions": "engagement_events",
+            "topic_views": "engagement_events",
+        },
     }
 
     w, s = tmp_path / "w.duckdb", tmp_path / "s.duckdb"
     run = subprocess.run(
         [str(scratch_venv / "bin" / "pulse"), "run", "--source", "demo", "--warehouse", str(w), "--serving", str(s)],
-        cwd=work, env=env, capture_output=True, text=True, timeout=600,
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     out = re.sub(r"\s+", " ", run.stdout)
@@ -152,8 +215,10 @@ def test_installed_wheel_runs_the_demo_and_finds_the_preset_outside_the_repo(scr
     assert re.search(r"Expectations: staging \d+ passed / 0 failed; marts \d+ passed / 0 failed", out)
     con = duckdb.connect(str(w), read_only=True)
     try:
-        counts = {t: con.execute(f"select count(*) from staging.{t}").fetchone()[0]
-                  for t in ("users", "content", "engagement_events")}
+        counts = {
+            t: con.execute(f"select count(*) from staging.{t}").fetchone()[0]
+            for t in ("users", "content", "engagement_events")
+        }
         migrations = con.execute("select count(*) from ops.migrations").fetchone()[0]
     finally:
         con.close()
