@@ -1,7 +1,7 @@
 """Tests for the Stack Exchange dump connector (warehouse/sources/stackexchange.py).
 
-The real beer.stackexchange.com dump is read from ../shared/data (fixture ``beer_dump``);
-malformed dumps are written to ``tmp_path`` at test time. Independent counts are computed
+The beer.stackexchange.com slice vendored in tests/data is read through the fixture ``beer_dump``
+(the complete dump, ``full_beer_dump``, only for the README's figures); malformed dumps are written to ``tmp_path`` at test time. Independent counts are computed
 with the standard library's ``xml.etree`` so that they do not share code with the connector.
 """
 
@@ -83,22 +83,22 @@ def _independent_counts(raw: dict[str, list[dict[str, str]]], since: datetime | 
 
 
 # ----------------------------------------------------------------------------------------------
-# the real dump
+# the real dump (the vendored slice: 871 posts, 965 comments, 5,980 votes, 424 users)
 
 
 def test_beer_counts_per_stream(beer: Extract) -> None:
     content, votes, users = (beer.counts[s] for s in ("content", "engagement_events", "users"))
-    assert (content.read, content.emitted, content.skipped, content.quarantined) == (3966, 3849, 117, 0)
+    # 871 posts + 965 comments; 18 tag wikis and 18 excerpts skipped
+    assert (content.read, content.emitted, content.skipped, content.quarantined) == (1836, 1800, 36, 0)
     assert content.skip_rules == {
-        "not community content (PostTypeId 4: tag wiki excerpt)": 57,
-        "not community content (PostTypeId 5: tag wiki)": 57,
-        "not community content (PostTypeId 7: wiki placeholder)": 3,
+        "not community content (PostTypeId 4: tag wiki excerpt)": 18,
+        "not community content (PostTypeId 5: tag wiki)": 18,
     }
-    assert (votes.read, votes.emitted, votes.skipped, votes.quarantined) == (10798, 9061 + 560 + 365 + 223, 589, 0)
+    assert (votes.read, votes.emitted, votes.skipped, votes.quarantined) == (5980, 5323 + 179 + 161 + 142, 175, 0)
     assert {rule.split("VoteTypeId ")[1].split(":")[0]: n for rule, n in votes.skip_rules.items()} == {
-        "16": 259, "15": 147, "10": 133, "12": 18, "8": 9, "9": 9, "11": 8, "4": 6,
+        "16": 111, "15": 35, "10": 20, "8": 4, "9": 4, "11": 1,
     }
-    assert (users.read, users.emitted, users.skipped, users.quarantined) == (3948, 3948, 0, 0)
+    assert (users.read, users.emitted, users.skipped, users.quarantined) == (424, 424, 0, 0)
     assert beer.quarantine.height == 0
     _assert_reconciles(beer)
     assert beer.source == "stackexchange:beer"
@@ -107,15 +107,15 @@ def test_beer_counts_per_stream(beer: Extract) -> None:
 
 def test_beer_content_shape(beer: Extract) -> None:
     c = beer.content
-    assert dict(Counter(c["kind"].to_list())) == {"question": 591, "answer": 1398, "comment": 1860}
+    assert dict(Counter(c["kind"].to_list())) == {"question": 252, "answer": 583, "comment": 965}
     assert c["content_id"].n_unique() == c.height
-    assert c.filter(pl.col("kind") != "comment")["edited_at"].is_not_null().sum() == 587  # 704 minus 117 non-community posts
+    assert c.filter(pl.col("kind") != "comment")["edited_at"].is_not_null().sum() == 254  # 290 minus 36 non-community posts
     assert c.filter(pl.col("kind") == "comment")["edited_at"].is_null().all()
-    # 10 posts lack OwnerUserId, 2 of them tag wikis; 39 comments lack UserId
-    assert c.filter(pl.col("kind") != "comment")["author_id"].null_count() == 8
-    assert c.filter(pl.col("kind") == "comment")["author_id"].null_count() == 39
+    # 6 posts lack OwnerUserId, 2 of them tag wikis; 22 comments lack UserId
+    assert c.filter(pl.col("kind") != "comment")["author_id"].null_count() == 4
+    assert c.filter(pl.col("kind") == "comment")["author_id"].null_count() == 22
     assert c["created_at"].min() == datetime(2014, 1, 21, 20, 26, 5, 383000)
-    assert c.filter(pl.col("kind") != "comment")["created_at"].max() == datetime(2016, 12, 9, 16, 36, 44, 207000)
+    assert c.filter(pl.col("kind") != "comment")["created_at"].max() == datetime(2016, 12, 9, 13, 29, 32, 603000)
     assert c.filter(pl.col("kind") == "question")["view_count"].null_count() == 0
     assert c.filter(pl.col("kind") != "question")["view_count"].is_null().all()
     assert c.filter(pl.col("kind") != "question")["tags"].list.len().max() == 0
@@ -160,7 +160,7 @@ def test_beer_answer_and_comment_threads(beer: Extract, beer_raw: dict[str, list
 
 def test_beer_votes(beer: Extract, beer_raw: dict[str, list[dict[str, str]]]) -> None:
     ev = beer.engagement_events
-    assert dict(Counter(ev["event_type"].to_list())) == {"upvote": 9061, "downvote": 560, "accept": 365, "favorite": 223}
+    assert dict(Counter(ev["event_type"].to_list())) == {"upvote": 5323, "downvote": 179, "accept": 161, "favorite": 142}
     assert ev["time_precision"].unique().to_list() == ["day"]
     assert (ev["occurred_at"].dt.truncate("1d") == ev["occurred_at"]).all()
     assert ev.filter(pl.col("event_type") == "favorite")["user_id"].null_count() == 0
@@ -169,9 +169,9 @@ def test_beer_votes(beer: Extract, beer_raw: dict[str, list[dict[str, str]]]) ->
         "source": "stackexchange:beer", "event_id": "v141", "event_type": "favorite", "content_id": "p63",
         "user_id": "7", "occurred_at": datetime(2014, 1, 21), "time_precision": "day", "properties": None,
     }
-    # votes on posts missing from the dump are emitted, not decided here (802 in all, 532 engagement)
+    # votes on posts missing from the dump are emitted, not decided here (95 in all, 60 engagement)
     post_ids = {f"p{p['Id']}" for p in beer_raw["Posts"]}
-    assert (~ev["content_id"].is_in(list(post_ids))).sum() == 532
+    assert (~ev["content_id"].is_in(list(post_ids))).sum() == 60
     assert ev.filter(pl.col("event_id") == "v46")["content_id"].to_list() == ["p30"]
 
 
@@ -198,7 +198,7 @@ def test_beer_window_2015_matches_independent_count(beer_dump: Path, beer_raw: d
     assert ex.counts["engagement_events"].read == want["votes_read"]
     assert ex.counts["engagement_events"].emitted == want["votes_emitted"]
     assert ex.counts["users"].read == ex.counts["users"].emitted == want["users"]
-    assert 0 < want["content_emitted"] < 3849 and 0 < want["votes_emitted"] < 10209
+    assert 0 < want["content_emitted"] < 1800 and 0 < want["votes_emitted"] < 5805
     _assert_reconciles(ex)
     assert ex.users["created_at"].is_between(Y2015, Y2016, closed="left").all()
     assert ex.engagement_events["occurred_at"].is_between(Y2015, Y2016, closed="left").all()
@@ -238,6 +238,29 @@ def test_beer_windows_partition_the_unbounded_extract(beer_dump: Path, beer: Ext
         assert sum(p.counts[stream].read for p in parts) == beer.counts[stream].read
     union = pl.concat([p.content for p in parts]).unique("content_id", keep="last").sort("content_id")
     assert union.equals(beer.content.sort("content_id"))
+
+
+@pytest.mark.full_data
+def test_full_dump_counts_match_the_readme(full_beer_dump: Path) -> None:
+    """README ("Loaded, skipped or quarantined"): one run reads 3,948 users, 3,966 content records
+    (3,849 loaded, 117 tag-wiki posts skipped) and 10,798 votes (9,677 loaded, 589 skipped, 532 on
+    deleted posts, which validate quarantines)."""
+    ex = extract_stackexchange(full_beer_dump, now=NOW)
+    content, votes, users = (ex.counts[s] for s in ("content", "engagement_events", "users"))
+    assert (content.read, content.emitted, content.skipped, content.quarantined) == (3966, 3849, 117, 0)
+    assert content.skip_rules == {
+        "not community content (PostTypeId 4: tag wiki excerpt)": 57,
+        "not community content (PostTypeId 5: tag wiki)": 57,
+        "not community content (PostTypeId 7: wiki placeholder)": 3,
+    }
+    assert (votes.read, votes.emitted, votes.skipped, votes.quarantined) == (10798, 9061 + 560 + 365 + 223, 589, 0)
+    assert {rule.split("VoteTypeId ")[1].split(":")[0]: n for rule, n in votes.skip_rules.items()} == {
+        "16": 259, "15": 147, "10": 133, "12": 18, "8": 9, "9": 9, "11": 8, "4": 6,
+    }
+    assert (users.read, users.emitted, users.skipped, users.quarantined) == (3948, 3948, 0, 0)
+    dangling = ~ex.engagement_events["content_id"].is_in(ex.content["content_id"].implode())
+    assert (int(dangling.sum()), ex.engagement_events.height - int(dangling.sum())) == (532, 9677)
+    _assert_reconciles(ex)
 
 
 # ----------------------------------------------------------------------------------------------
