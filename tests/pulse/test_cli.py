@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from pulse.cli import app
 from warehouse.db import connect
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 BROKEN_POSTS = [
