@@ -1,4 +1,4 @@
-"""The whole pipeline on the real beer.stackexchange dump: counts, marts, idempotency, snapshot."""
+"""The whole pipeline on the real beer.stackexchange dump (the vendored slice): counts, marts, idempotency, snapshot."""
 
 from __future__ import annotations
 
@@ -65,12 +65,12 @@ def test_counts_reconcile_on_the_real_dump(beer_run) -> None:
     }
     con.close()
     # read, inserted, updated, unchanged, skipped, quarantined
-    assert rows["users"] == (3948, 3948, 0, 0, 0, 0)
-    # 2,106 posts + 1,860 comments; 117 tag-wiki posts skipped by rule
-    assert rows["content"] == (3966, 3849, 0, 0, 117, 0)
-    # 10,798 votes: 589 non-engagement vote types skipped; 532 votes on posts absent from the
+    assert rows["users"] == (424, 424, 0, 0, 0, 0)
+    # 871 posts + 965 comments; 36 tag-wiki posts skipped by rule
+    assert rows["content"] == (1836, 1800, 0, 0, 36, 0)
+    # 5,980 votes: 175 non-engagement vote types skipped; 60 votes on posts absent from the
     # dump (deleted posts) quarantined as dangling references
-    assert rows["engagement_events"] == (10798, 9677, 0, 0, 589, 532)
+    assert rows["engagement_events"] == (5980, 5745, 0, 0, 175, 60)
     for read, ins, upd, unch, skipped, quar in rows.values():
         assert read == ins + upd + unch + skipped + quar
 
@@ -87,7 +87,7 @@ def test_heatmap_cells_sum_to_hour_precise_counts(beer_run, beer_dump: Path) -> 
     comments = len(ET.parse(beer_dump / "Comments.xml").getroot())
     # Votes carry day precision only: none of them may appear in an hourly cell.
     assert per_type == {"question": questions, "answer": answers, "comment": comments}
-    assert (questions, answers, comments) == (591, 1398, 1860)
+    assert (questions, answers, comments) == (252, 583, 965)
     assert cells == 3 * 7 * 24
 
 
@@ -107,7 +107,7 @@ def test_busiest_question_hour_matches_an_independent_count(beer_run, beer_dump:
             counts[key] = counts.get(key, 0) + 1
     best = max(counts.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))
     assert top == (*best[0], best[1])
-    assert top == (2, 21, 34)  # Tuesday 21:00 UTC: 34 questions over the dump's three years
+    assert top == (2, 21, 29)  # Tuesday 21:00 UTC: 29 questions, most of them on the site's first evening
 
 
 def test_engagement_daily_totals(beer_run) -> None:
@@ -118,10 +118,10 @@ def test_engagement_daily_totals(beer_run) -> None:
         "sum(favorites), sum(new_users) from marts.engagement_daily"
     ).fetchall()[0]
     con.close()
-    # 591 questions, 1,398 answers, 1,860 comments; votes on posts still in the dump only
-    assert totals[:3] == (591, 1398, 1860)
-    assert sum(totals[3:7]) == 9677
-    assert totals[7] == 3948
+    # 252 questions, 583 answers, 965 comments; votes on posts still in the dump only
+    assert totals[:3] == (252, 583, 965)
+    assert sum(totals[3:7]) == 5745
+    assert totals[7] == 424
 
 
 def test_snapshot_carries_what_dashboards_need(beer_run) -> None:
@@ -145,7 +145,7 @@ def test_snapshot_carries_what_dashboards_need(beer_run) -> None:
     assert "staging.content" not in tables  # the snapshot carries marts, not every raw text
     assert (status, scorer) == ("success", "lexical:alt-profanity-check")
     assert failed == 0 and passed == summary.steps["validate"]["passed"] + summary.steps["validate_marts"]["passed"]
-    assert quarantine == {"dangling_reference": 532}
+    assert quarantine == {"dangling_reference": 60}
     assert stale == [(False,)]
 
 
@@ -156,7 +156,7 @@ def test_rerun_of_the_same_window_changes_nothing(beer_run, beer_dump: Path) -> 
     after = table_fingerprints(settings.warehouse)
     assert after == before
     assert again.steps["score"]["scored"] == 0
-    assert again.steps["load"]["content"] == {"inserted": 0, "updated": 0, "unchanged": 3849}
+    assert again.steps["load"]["content"] == {"inserted": 0, "updated": 0, "unchanged": 1800}
 
 
 def test_intervals_add_up_to_the_whole_history(beer_run, beer_dump: Path, tmp_path: Path) -> None:
@@ -173,9 +173,10 @@ def test_intervals_add_up_to_the_whole_history(beer_run, beer_dump: Path, tmp_pa
 
 def test_quarantine_limit_stops_the_run_before_publishing(beer_dump: Path, tmp_path: Path) -> None:
     settings = load_settings(
-        warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="lexical", quarantine_max_share=0.01
+        warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="lexical", quarantine_max_share=0.005
     )
-    with pytest.raises(PipelineError, match=r"532 of 18,712 records read \(2.8%\) were quarantined"):
+    # 60 dangling votes of 424 users + 1,836 content records + 5,980 votes read
+    with pytest.raises(PipelineError, match=r"60 of 8,240 records read \(0.7%\) were quarantined"):
         run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump))
     assert not settings.serving.exists()
     con = connect(settings.warehouse, read_only=True)
