@@ -83,22 +83,22 @@ def test_every_bad_record_is_quarantined_with_its_reason(dump: Path, tmp_path: P
         ("content", "invalid_utf8"): N,
         ("content", "oversized_body"): OVERSIZED,
         ("content", "dangling_reference"): N,  # comments on a post absent from dump and warehouse
-        ("engagement_events", "dangling_reference"): 532 + N,  # the dump's own 532 votes on deleted posts
+        ("engagement_events", "dangling_reference"): 60 + N,  # the dump's own 60 engagement votes on deleted posts
     }
     # read = loaded + skipped + quarantined, exactly, per stream
-    assert counts["content"] == (3966 + 6 * N + OVERSIZED, 3849, 117, 6 * N + OVERSIZED)
-    assert counts["engagement_events"] == (10798 + N, 9677, 589, 532 + N)
-    assert counts["users"] == (3948, 3948, 0, 0)
+    assert counts["content"] == (1836 + 6 * N + OVERSIZED, 1800, 36, 6 * N + OVERSIZED)
+    assert counts["engagement_events"] == (5980 + N, 5745, 175, 60 + N)
+    assert counts["users"] == (424, 424, 0, 0)
     assert conflicting == "What is a citra hop, and how does it differ from other hops?"  # the first row wins
     assert payload_ok == OVERSIZED  # the quarantine keeps the whole record
 
 
 def test_the_run_fails_only_above_the_quarantine_limit_and_says_so(dump: Path, tmp_path: Path) -> None:
     settings = load_settings(
-        warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="lexical", quarantine_max_share=0.04
+        warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="lexical", quarantine_max_share=0.03
     )
-    quarantined = 6 * N + OVERSIZED + 532 + N
-    read = 3948 + 3966 + 6 * N + OVERSIZED + 10798 + N
+    quarantined = 6 * N + OVERSIZED + 60 + N  # 303 of 8,523: 3.6%
+    read = 424 + 1836 + 6 * N + OVERSIZED + 5980 + N
     with pytest.raises(PipelineError, match=rf"{quarantined:,} of {read:,} records read \({quarantined / read:.1%}\)"):
         run_pipeline(settings, SourceSpec(kind="stackexchange", path=dump))
     assert not settings.serving.exists()
