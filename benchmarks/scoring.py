@@ -229,7 +229,7 @@ def _local_checkpoint(ckpt: Path, hf: Path) -> Any:
 
     Checkpoints whose ``arch.args.model_type`` is a hub name (``pulse moderation train`` writes
     ``bert-base-uncased``, like the published ones) make ``Detoxify`` go online; the usual
-    offline fix (DESIGN.md) is to point it at the local config folder. Returns a callable giving
+    offline fix (docs/ARCHITECTURE.md, "Known pitfalls of the stack") is to point it at the local config folder. Returns a callable giving
     a fresh in-memory file each time (the file on disk is untouched).
     """
     import io

@@ -1,7 +1,7 @@
 """Cached, read-only access to the published serving snapshot (``serving.duckdb``).
 
-The dashboards never touch the live warehouse (see DESIGN.md, "Readers never touch the live
-warehouse"). Every query opens the snapshot with ``read_only=True`` and closes it at once, so
+The dashboards never touch the live warehouse (docs/ARCHITECTURE.md, "How data flows").
+Every query opens the snapshot with ``read_only=True`` and closes it at once, so
 the pipeline can ``os.replace`` a new snapshot into place at any time. Results are cached with
 ``st.cache_data`` keyed on the snapshot's path and modification time as well as the SQL and its
 parameters: a freshly published snapshot invalidates the cache by itself.

@@ -3,7 +3,7 @@
 Kept out of the page scripts so they can be imported and tested. Nothing here writes to the
 warehouse; the only writes are moderators' decisions through :class:`ReviewStore`.
 
-Untrusted text rule (DESIGN.md, "Untrusted content"): the highlighted item text is the one
+Untrusted text rule (docs/ARCHITECTURE.md, "Known pitfalls of the stack"): the highlighted item text is the one
 place a page builds markup from member-written text. :func:`highlight_html` HTML-escapes every
 piece of the text (``html.escape``, quotes included) and wraps driver words in ``<mark>``
 elements it creates itself, so the browser parses the member's words as text nodes only: a

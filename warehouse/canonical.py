@@ -1,4 +1,4 @@
-"""The canonical data model every source maps to (DESIGN.md, "Canonical data model").
+"""The canonical data model every source maps to (docs/ARCHITECTURE.md, "Canonical model").
 
 A source connector returns an :class:`Extract`: three polars frames with exactly the schemas
 below, the records it had to quarantine, and per-stream counts that reconcile

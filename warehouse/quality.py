@@ -6,7 +6,7 @@ with GE over polars frames (converted to pandas), :func:`persist` writes the out
 ``quality.validation_results``, and :meth:`SuiteResult.raise_for_critical` turns critical
 failures into a :class:`QualityGateError` that stops the pipeline.
 
-Why pandas and an ephemeral context (DESIGN.md, "Known pitfalls"): GE's SQL datasource over
+Why pandas and an ephemeral context (docs/ARCHITECTURE.md, "Known pitfalls of the stack"): GE's SQL datasource over
 DuckDB fails with ``MetricResolutionError``, so we validate in-memory frames and keep the
 results in our own warehouse table rather than GE's stores. Importing GE takes seconds, so it
 is imported inside :func:`validate` only.

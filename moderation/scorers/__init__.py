@@ -1,4 +1,4 @@
-"""Toxicity scorers behind one protocol (DESIGN.md, "Toxicity models").
+"""Toxicity scorers behind one protocol (docs/ARCHITECTURE.md, "Model strategy").
 
 Every scorer turns a sequence of texts into a polars frame with one ``Float64`` column per
 label it scores (Detoxify's label names, :data:`LABELS`, probabilities in [0, 1]) and one row

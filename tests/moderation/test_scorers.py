@@ -404,7 +404,7 @@ def test_lexical_roc_auc_out_of_sample(lexical: LexicalScorer, toxicity_data: Pa
 
 
 def test_lexical_misses_threats_without_swear_words(lexical: LexicalScorer) -> None:
-    """The documented weakness (DESIGN.md): a plain threat scores low. If this starts failing,
+    """The documented weakness (docs/ARCHITECTURE.md, "Model strategy"): a plain threat scores low. If this starts failing,
     the fallback got better and the dashboard caveat can be revisited."""
     threats = [
         "I will find you and break your legs.",
