@@ -25,14 +25,20 @@
 Everything is drawn from ``numpy.random.default_rng(seed)``: no global random state, no wall
 clock. The whole history is generated once per argument set (cached) and then cut to the data
 interval, so consecutive windows partition the unbounded extract exactly.
+
+This module holds the generator; its vocabulary (tags with their topics and terms, title, post
+and reply templates, advice phrases, edit notes, abusive openers and jabs, name parts) is data
+in ``demo_vocabulary.toml`` beside it, read once at import.
 """
 
 from __future__ import annotations
 
 import functools
+import tomllib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -103,65 +109,14 @@ _HOURLY_WEEKEND = np.array(
 # Relative daily volume, Monday (0) to Sunday (6).
 _WEEKDAY = np.array([0.95, 1.00, 0.98, 0.95, 0.82, 0.66, 0.60])
 
+# Words and templates (tags with their topics and terms, titles, phrases, reply templates,
+# abusive openers and jabs, name parts) live in demo_vocabulary.toml beside this file, read once.
+VOCABULARY_FILE = Path(__file__).with_name("demo_vocabulary.toml")
+_VOCAB: dict[str, Any] = tomllib.loads(VOCABULARY_FILE.read_text(encoding="utf-8"))
+
 # Tags in order of popularity (Zipf weights 1/rank), each with a topic phrase and some terms.
 _TAG_VOCAB: dict[str, tuple[str, tuple[str, ...]]] = {
-    "ipa": ("IPAs", ("Citra", "Mosaic", "a whirlpool addition", "a hop stand")),
-    "fermentation": ("fermentation", ("a blowoff tube", "the krausen", "a free-rise schedule", "a diacetyl rest")),
-    "yeast": ("yeast", ("US-05", "a liquid yeast pack", "yeast nutrient", "rehydrated dry yeast")),
-    "recipe": ("recipe design", ("crystal malt", "a SMaSH recipe", "the grain bill", "specialty malts")),
-    "all-grain": ("all-grain brewing", ("a mash tun", "fly sparging", "a step mash", "a grain mill")),
-    "hops": ("hops", ("hop pellets", "whole-leaf hops", "Cascade", "a bittering charge")),
-    "kegging": ("kegging", ("a corny keg", "the CO2 regulator", "beer line length", "a keg purge")),
-    "equipment": (
-        "brewing equipment",
-        ("a wort chiller", "an electric kettle", "a plate chiller", "a stainless fermenter"),
-    ),
-    "beginner": (
-        "my first batches",
-        ("a starter kit", "a brew day checklist", "a 20 litre kit", "a simple pale ale kit"),
-    ),
-    "off-flavors": ("off-flavors", ("diacetyl", "acetaldehyde", "a cardboard taste", "a solvent note")),
-    "water-chemistry": ("water chemistry", ("gypsum", "calcium chloride", "mash pH", "a water report")),
-    "fruit-beer": ("fruit beers", ("raspberry puree", "fresh cherries", "apricots", "frozen mango")),
-    "bottling": ("bottling", ("priming sugar", "swing-top bottles", "a bottling wand", "carbonation drops")),
-    "stout": ("stouts", ("roasted barley", "flaked oats", "a nitro tap", "lactose")),
-    "mead": ("mead", ("wildflower honey", "staggered nutrient additions", "a melomel", "a show mead")),
-    "lager": ("lagers", ("W-34/70", "a long cold lagering", "a fermentation fridge", "a slow lager yeast")),
-    "sanitation": ("sanitation", ("Star San", "PBW", "a no-rinse sanitizer", "a bottle brush")),
-    "mash": ("mashing", ("mash temperature", "a mash-out", "a protein rest", "a thick mash")),
-    "dry-hopping": ("dry hopping", ("a dry hop charge", "biotransformation", "a hop sock", "a three-day dry hop")),
-    "carbonation": ("carbonation", ("volumes of CO2", "force carbonation", "a carbonation chart", "a spunding valve")),
-    "extract-brewing": (
-        "extract brewing",
-        ("light malt extract", "steeping grains", "a late extract addition", "dry malt extract"),
-    ),
-    "brew-in-a-bag": ("brew in a bag", ("a BIAB bag", "a full-volume mash", "a pulley", "a mesh basket")),
-    "temperature-control": (
-        "temperature control",
-        ("an Inkbird controller", "a heat wrap", "a swamp cooler", "a chest freezer"),
-    ),
-    "sour": ("sour beers", ("Lactobacillus", "a kettle sour", "pH strips", "a souring culture")),
-    "saison": ("saisons", ("Belle Saison", "a warm fermentation", "peppery notes", "a very dry finish")),
-    "yeast-starter": (
-        "yeast starters",
-        ("a stir plate", "an Erlenmeyer flask", "a two-step starter", "a pitch rate calculator"),
-    ),
-    "pale-ale": ("pale ales", ("Maris Otter", "an English pale", "Centennial", "a simple grist")),
-    "porter": ("porters", ("brown malt", "chocolate malt", "a smoked porter", "a Baltic porter")),
-    "wheat-beer": ("wheat beers", ("a hefeweizen yeast", "banana esters", "a decoction", "orange peel")),
-    "belgian": ("Belgian ales", ("candi sugar", "a tripel", "a dubbel", "an abbey yeast")),
-    "cider": ("cider", ("apple juice", "a cider yeast", "back-sweetening", "pectic enzyme")),
-    "kveik": ("kveik", ("Voss kveik", "a 35 C ferment", "Hornindal", "a farmhouse ale")),
-    "pilsner": ("pilsners", ("Saaz", "pilsner malt", "soft water", "a long boil")),
-    "cold-crashing": ("cold crashing", ("gelatin finings", "oxygen pickup", "a CO2 blanket", "a two-day crash")),
-    "hydrometer": ("gravity readings", ("a refractometer", "a digital hydrometer", "temperature correction", "a Tilt")),
-    "barrel-aging": ("barrel aging", ("a bourbon barrel", "oak cubes", "oak spirals", "a solera")),
-    "homegrown-hops": ("homegrown hops", ("hop rhizomes", "a trellis", "drying the cones", "a wet hop beer")),
-    "competition": ("competitions", ("judging sheets", "the BJCP guidelines", "a medal", "entry deadlines")),
-    "brewing-software": ("brewing software", ("Brewfather", "an efficiency setting", "a recipe export", "BeerSmith")),
-    "labels": ("labels", ("label design", "milk glue", "printable labels", "bottle caps")),
-    # Not in the usual rotation: only used from its emerging burst on.
-    "hop-water": ("hop water", ("Citra hop water", "carbonated water", "a zero-alcohol drink", "a cold steep")),
+    tag: (v["topic"], tuple(v["terms"])) for tag, v in _VOCAB["tags"].items()
 }
 TAGS: tuple[str, ...] = tuple(_TAG_VOCAB)
 """All tags the demo uses: the 40 usual ones in order of popularity, then the emerging ones."""
@@ -169,153 +124,27 @@ _N_TAGS_P = (0.45, 0.35, 0.20)  # share of posts with 1, 2, 3 tags
 _EMERGING = frozenset(b.tag for b in INJECTED_BURSTS if b.kind == "emerging")
 _USUAL_TAGS = tuple(t for t in TAGS if t not in _EMERGING)
 
-# --- text templates (checked against alt-profanity-check: clean ones score low) ----------------
-_Q_TITLES = (
-    "First {topic} attempt: what am I missing?",
-    "How long should I wait with {term}?",
-    "Is {term} worth it?",
-    "Advice needed on {term} for my next batch",
-    "Why is my latest batch so thin?",
-    "{Term} or the usual approach?",
-    "Beginner question about {term}",
-    "Anyone tried {term} with {term2}?",
-    "What am I doing wrong with {topic}?",
-    "Best way to handle {term}?",
-)
-_D_TITLES = (
-    "My {topic} brew day notes",
-    "Finally happy with {term}",
-    "Lessons on {topic} from {n} batches",
-    "Sharing my setup for {term}",
-    "Tasting notes: {topic} with {term}",
-    "A quick guide to {term}",
-    "{Topic}: what worked for me",
-    "Brewed with {term} this weekend",
-)
-_INTROS = (
-    "I have been brewing for about {years} years and just tried {term} for the first time.",
-    "Last weekend I brewed a {litres} litre batch and focused on {topic}.",
-    "Long-time reader, first post here.",
-    "I am working on my {ordinal} recipe built around {term}.",
-    "Quick background: small apartment setup, {litres} litre batches.",
-    "My brewing buddy and I have been arguing about {topic} for weeks.",
-)
-_DETAILS = (
-    "Original gravity was {og} and it has been sitting at {temp} C for {d} days.",
-    "I used {term} and {term2}, following the usual schedule.",
-    "Everything was sanitized, and the airlock has been quiet since day {d}.",
-    "The first tasting was promising but a little {flavor}.",
-    "I changed only one thing this time: {term2}.",
-    "Gravity dropped to {fg} after {d} days at {temp} C.",
-)
-_Q_CLOSES = (
-    "Has anyone here had luck with {term}?",
-    "Any tips before I try {term2} next time?",
-    "Would you change anything about the process?",
-    "What would you check first?",
-    "Is this normal, or should I start over?",
-)
-_D_CLOSES = (
-    "Happy to share the full recipe if anyone is interested.",
-    "Cheers, and thanks for reading!",
-    "Next up: {term2}.",
-    "Would love to hear how others approach {topic}.",
-)
-_REPLIES = (
-    "I had the same thing with my {topic}. Try {advice} next time.",
-    "Great question. In my experience {term} works best if you start by {advice}.",
-    "{Advice} made a big difference for me.",
-    "Looks great! How did {term} turn out?",
-    "Agree with the above, {advice} is the way to go.",
-    "I would give it another {d} days before touching it.",
-    "Check {term} first; that is usually the culprit.",
-    "Nice write-up, saving this for my next brew day.",
-    "Careful with {term}, it can be tricky at {temp} C.",
-    "+1 for {term}. I have used it in {n} batches now.",
-    "Did you take a gravity reading? {Advice} would be my first guess.",
-    "Same experience here with {term2}. Patience usually fixes it.",
-    "I switched to {term} last year and never looked back.",
-    "That sounds like a healthy fermentation to me, nothing to worry about.",
-)
-_REPLIES_HEATED = (
-    "Honestly I disagree, that schedule is far too long for an ale.",
-    "That is not how I would do it; you are risking an infected batch.",
-    "With respect, {term} is overrated. Save your money.",
-    "I think you are overcomplicating this. Keep it simple.",
-)
-_REPLIES_OP = (
-    "Thanks, that worked! {Term} made all the difference.",
-    "Thanks everyone, I will try {advice} and report back.",
-    "Update: {advice} fixed it. Cheers!",
-    "Good point, I had not thought about {term}.",
-)
-_REPLIES_CIVIL = (
-    "Please keep it civil, everyone here is learning.",
-    "No need for that tone. Let us stick to brewing.",
-    "Flagged. Be kind, folks.",
-)
-_ADVICE = (
-    "pitching a bigger yeast starter",
-    "cold crashing for 48 hours",
-    "raising the temperature a couple of degrees at the end",
-    "checking the gravity two days in a row",
-    "using a blowoff tube",
-    "adding a little gypsum to the water",
-    "mashing a bit lower, around 65 C",
-    "giving it two more weeks in the bottle",
-    "purging the keg with CO2",
-    "cutting back on crystal malt",
-    "oxygenating the wort before pitching",
-    "rehydrating the dry yeast first",
-)
-_FLAVORS = ("sweet", "watery", "grassy", "estery", "dry", "hazy", "bready", "flat")
-_ORDINALS = ("second", "third", "fourth", "fifth", "sixth", "tenth")
-_EDIT_NOTES_POST = (
-    "fixed a typo in the gravity numbers.",
-    "added the full grain bill.",
-    "solved, see the replies below. Thanks all!",
-    "forgot to mention the yeast was fresh.",
-)
-_EDIT_NOTES_REPLY = (
-    "fixed a typo.",
-    "meant Celsius, not Fahrenheit.",
-    "added the temperature I use.",
-)
-# Abusive replies: an opener (always first, which is how abusive_ids recognises them) plus a jab.
-ABUSIVE_OPENERS: tuple[str, ...] = (
-    "You are a fucking idiot.",
-    "Shut up, moron, nobody wants your stupid opinion.",
-    "What a load of shit, you clueless ass.",
-    "Nobody asked you, dumbass.",
-    "Go fuck yourself.",
-    "You're a pathetic loser.",
-    "This is bullshit and you are an idiot.",
-    "Shut the fuck up.",
-    "Get lost, idiot.",
-    "Holy shit, are you really this stupid?",
-    "Piss off, troll.",
-    "What a stupid fucking question.",
-)
+# Text templates and the words that fill their slots (see the file's header for the slots).
+_Q_TITLES = tuple(_VOCAB["posts"]["question_titles"])
+_D_TITLES = tuple(_VOCAB["posts"]["discussion_titles"])
+_INTROS = tuple(_VOCAB["posts"]["intros"])
+_DETAILS = tuple(_VOCAB["posts"]["details"])
+_Q_CLOSES = tuple(_VOCAB["posts"]["question_closes"])
+_D_CLOSES = tuple(_VOCAB["posts"]["discussion_closes"])
+_REPLIES = tuple(_VOCAB["replies"]["advice"])
+_REPLIES_HEATED = tuple(_VOCAB["replies"]["heated"])
+_REPLIES_OP = tuple(_VOCAB["replies"]["thread_author"])
+_REPLIES_CIVIL = tuple(_VOCAB["replies"]["civil"])
+_ADVICE = tuple(_VOCAB["slots"]["advice"])
+_FLAVORS = tuple(_VOCAB["slots"]["flavors"])
+_ORDINALS = tuple(_VOCAB["slots"]["ordinals"])
+_EDIT_NOTES_POST = tuple(_VOCAB["edit_notes"]["post"])
+_EDIT_NOTES_REPLY = tuple(_VOCAB["edit_notes"]["reply"])
+ABUSIVE_OPENERS: tuple[str, ...] = tuple(_VOCAB["abusive"]["openers"])
 """The first sentence of every abusive reply the demo writes (and of no other text)."""
-_ABUSIVE_JABS = (
-    "",
-    " Your {topic} advice is garbage.",
-    " Stop posting.",
-    " Learn to brew before you open your mouth.",
-    " Nobody cares about {term}.",
-    " Your beer probably tastes like piss.",
-)
-
-_NAME_ADJ = (
-    "Hoppy", "Malty", "Crisp", "Foamy", "Amber", "Golden", "Toasty", "Bubbly", "Mellow", "Zesty",
-    "Roasty", "Hazy", "Sparkling", "Frothy", "Copper", "Smoky", "Tangy", "Funky", "Nutty", "Velvet",
-    "Misty", "Rusty", "Lucky", "Sunny", "Quiet", "Brisk", "Cosy", "Dapper", "Jolly", "Humble",
-)  # fmt: skip
-_NAME_NOUN = (
-    "Otter", "Badger", "Kettle", "Carboy", "Heron", "Fox", "Walrus", "Airlock", "Paddle", "Firkin",
-    "Growler", "Barrel", "Owl", "Beaver", "Wort", "Tun", "Hare", "Puffin", "Lynx", "Marten",
-    "Bottler", "Masher", "Brewer", "Cellar", "Hopvine", "Siphon", "Yeastie", "Moose", "Gecko", "Wren",
-)  # fmt: skip
+_ABUSIVE_JABS = tuple(_VOCAB["abusive"]["jabs"])
+_NAME_ADJ = tuple(_VOCAB["names"]["adjectives"])
+_NAME_NOUN = tuple(_VOCAB["names"]["nouns"])
 
 
 def _cap(s: str) -> str:
