@@ -1,7 +1,8 @@
 """Tests for the engagement-event export connector (warehouse/sources/events.py) and its runs.
 
-Export files are built in ``tmp_path`` from the REAL beer.stackexchange dump (fixture
-``beer_dump``): its upvotes become ``like`` events, plus a few hand-made ``view`` events by
+Export files are built in ``tmp_path`` from the REAL beer.stackexchange dump (the vendored slice,
+fixture ``beer_dump``; and the whole dump, ``full_data``, for the figures README.md quotes): its
+upvotes become ``like`` events, plus a few hand-made ``view`` events by
 real members on real questions. The pipeline runs (``run_pipeline``, lexical scorer) on a
 warehouse that already holds the beer dump, so the events join its content. Expected numbers
 are computed here from the dump's XML with ``xml.etree``, independently of the connectors.
@@ -44,10 +45,22 @@ T0 = 1_700_000_000  # file arrival times (epoch seconds) for deterministic arriv
 # ----------------------------------------------------------------------------------------------
 # the real data, read independently of the connectors
 
+# Per dump: upvotes, records read, inserted, quarantined by the first run (README: "On the beer
+# dump's 9,061 upvotes exported as `like` events ... 14,168 records read, 8,383 inserted, ... 199
+# quarantined"); the late file inserts 499 of its 500 likes in both.
+FIGURES = {"slice": (5323, 6692, 4834, 10), "full": (9061, 14168, 8383, 199)}
+
+
+@pytest.fixture(scope="module", params=["slice", pytest.param("full", marks=pytest.mark.full_data)])
+def dump(request: pytest.FixtureRequest) -> tuple[str, Path]:
+    """(name, folder): the vendored slice, and the whole dump for README's figures."""
+    return request.param, request.getfixturevalue("beer_dump" if request.param == "slice" else "full_beer_dump")
+
 
 @pytest.fixture(scope="module")
-def beer_xml(beer_dump: Path) -> dict[str, object]:
+def beer_xml(dump: tuple[str, Path]) -> dict[str, object]:
     """Upvotes (sorted by date, id) and the ids of questions/answers, straight from the XML."""
+    beer_dump = dump[1]
     posts = [dict(el.attrib) for _, el in ET.iterparse(beer_dump / "Posts.xml") if el.tag == "row"]
     votes = [dict(el.attrib) for _, el in ET.iterparse(beer_dump / "Votes.xml") if el.tag == "row"]
     content = {f"p{p['Id']}" for p in posts if p["PostTypeId"] in ("1", "2")}
@@ -55,7 +68,7 @@ def beer_xml(beer_dump: Path) -> dict[str, object]:
     upvotes = sorted(
         (v for v in votes if v["VoteTypeId"] == "2"), key=lambda v: (v["CreationDate"], int(v["Id"]))
     )
-    return {"content": content, "questions": questions, "upvotes": upvotes}
+    return {"content": content, "questions": questions, "upvotes": upvotes, "figures": FIGURES[dump[0]]}
 
 
 def _like(vote: dict[str, str], **extra: object) -> dict[str, object]:
@@ -87,7 +100,7 @@ def _stream_row(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, object
 
 
 @pytest.fixture(scope="module")
-def beer_warehouse(beer_dump: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def beer_warehouse(dump: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A warehouse file whose staging holds the whole beer dump (content for the events to join).
 
     Only extract, validate and load run here (the marts are built by the events runs), to keep
@@ -97,7 +110,7 @@ def beer_warehouse(beer_dump: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     tmp = tmp_path_factory.mktemp("beer_events_base")
     settings = load_settings(warehouse=tmp / "warehouse.duckdb", serving=tmp / "serving.duckdb", scorer="lexical")
-    steps.extract(settings, "beer-base", SourceSpec(kind="stackexchange", path=beer_dump))
+    steps.extract(settings, "beer-base", SourceSpec(kind="stackexchange", path=dump[1]))
     steps.validate(settings, "beer-base")
     steps.load(settings, "beer-base")
     return tmp / "warehouse.duckdb"
@@ -121,7 +134,8 @@ def test_exports_load_once_dedupe_quarantine_and_late_files_land_on_their_days(
     content: set[str] = beer_xml["content"]  # type: ignore[assignment]
     upvotes: list[dict[str, str]] = beer_xml["upvotes"]  # type: ignore[assignment]
     questions: list[dict[str, str]] = beer_xml["questions"]  # type: ignore[assignment]
-    assert len(upvotes) == 9061
+    n_upvotes, n_read, n_inserted, n_quarantined = beer_xml["figures"]  # type: ignore[misc]
+    assert len(upvotes) == n_upvotes
     late_votes, first_votes, second_votes = upvotes[:500], upvotes[500:3500], upvotes[3500:]
     exports = tmp_path / "exports"
     exports.mkdir()
@@ -145,7 +159,7 @@ def test_exports_load_once_dedupe_quarantine_and_late_files_land_on_their_days(
     _write_jsonl(exports / "day1.jsonl", lines1, T0)
     assert lines1[100].startswith('{"event_id": "like-broken"')  # line 101
 
-    # day2.parquet: the other 5,561 likes plus new copies of 10 day1 events (a client field:
+    # day2.parquet: the other likes (1,823 in the slice) plus new copies of 10 day1 events (a client field:
     # the later copy wins); day2-copy.parquet: the same bytes under another name.
     overlap = first_votes[200:210]
     day2 = [_like(v) for v in second_votes] + [_like(v, properties={"client": "ios"}) for v in overlap]
@@ -183,13 +197,14 @@ def test_exports_load_once_dedupe_quarantine_and_late_files_land_on_their_days(
     read1 = len(lines1) + len(day2)
     con = duckdb.connect(str(warehouse), read_only=True)
     counts = _stream_row(con, run1.run_id)
-    assert counts["read"] == read1 + len(day2) == 3026 + 5571 + 5571
+    assert counts["read"] == read1 + len(day2) == n_read
     assert counts["skip_rules"] == {
         DUPLICATE_EVENT_RULE: 5 + 10,  # lines repeated in day1, day1 events re-sent in day2
         FILE_ALREADY_LOADED_RULE: len(day2),  # day2-copy.parquet: same bytes as day2.parquet
     }
     assert counts["quarantined"] == 1 + dangling1 + dangling2
-    assert counts["inserted"] == len(final_day1) + len(final_day2) - dangling1 - dangling2
+    assert counts["inserted"] == len(final_day1) + len(final_day2) - dangling1 - dangling2 == n_inserted
+    assert counts["quarantined"] == n_quarantined
     assert (counts["updated"], counts["unchanged"]) == (0, 0)
     assert counts["read"] == counts["inserted"] + counts["skipped"] + counts["quarantined"]
     assert dangling1 + dangling2 > 0  # real votes on deleted posts
@@ -277,7 +292,7 @@ def test_exports_load_once_dedupe_quarantine_and_late_files_land_on_their_days(
     assert max(per_day) < date.fromisoformat(first_votes[0]["CreationDate"][:10]) + timedelta(days=1)
     con = duckdb.connect(str(warehouse), read_only=True)
     late_counts = _stream_row(con, run3.run_id)
-    assert (late_counts["inserted"], late_counts["quarantined"]) == (len(late_ok), len(late_votes) - len(late_ok))
+    assert (late_counts["inserted"], late_counts["quarantined"]) == (len(late_ok), len(late_votes) - len(late_ok)) == (499, 1)
     assert late_counts["skip_rules"] == {FILE_ALREADY_LOADED_RULE: read1 + len(day2)}
     daily_after = pl.DataFrame(
         con.execute("select * from marts.engagement_daily where source = ? order by day", [SOURCE]).fetchall(),
