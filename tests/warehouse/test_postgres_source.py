@@ -1,6 +1,6 @@
 """The PostgreSQL source against a real PostgreSQL server holding a Discourse-shaped database.
 
-The database is filled from the real beer.stackexchange dump (tests/warehouse/discourse_fixture.py):
+The database is filled from the real beer.stackexchange dump, the vendored slice (tests/warehouse/discourse_fixture.py):
 an initial load, then a second interval with 2 new posts, 1 edit, 1 deletion and 1 new like,
 then a re-run of that interval; plus keyset paging across equal timestamps, a connection killed
 mid-read, the statement timeout and bad mapping files.
@@ -186,9 +186,9 @@ def test_initial_load_counts_equal_the_platform(two_intervals) -> None:
     regular_topics = data.topics.filter(pl.col("archetype") == "regular").height
     actions = data.post_actions.filter(pl.col("post_id").is_in(member_posts["id"].implode()))
     member_views = data.topic_views.filter(pl.col("user_id").is_not_null()).height
-    assert counts["users"]["read"] == counts["users"]["inserted"] == data.users.height == 3948
+    assert counts["users"]["read"] == counts["users"]["inserted"] == data.users.height == 424
     assert counts["content"]["read"] == regular_posts.height + regular_topics  # first posts are read twice
-    assert counts["content"]["inserted"] == member_posts.height == 3849
+    assert counts["content"]["inserted"] == member_posts.height == 1800
     assert json.loads(counts["content"]["skip_rules"]) == {
         "whisper (post_type 4: visible to staff only)": 1,
         "read again in this extract (the later copy is kept)": regular_topics,
@@ -212,6 +212,33 @@ def test_initial_load_counts_equal_the_platform(two_intervals) -> None:
     joined = before["content"].with_columns(pl.col("content_id").cast(pl.Int64).alias("id")).join(
         data.posts.select("id", "topic_id"), on="id").join(first_posts, on="topic_id")
     assert (joined["thread_id"] == joined["fp"]).all()
+
+
+@pytest.mark.full_data
+def test_full_dump_initial_load_matches_the_readme(postgres_url: str, full_beer_dump: Path, tmp_path: Path) -> None:
+    """README ("PostgreSQL source"): the whole dump's Discourse copy, first load."""
+    from pydantic import SecretStr
+
+    url = _create_db(postgres_url)
+    try:
+        load_discourse(url, discourse_data(full_beer_dump))
+        settings = load_settings(warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="lexical",
+                                 review_store_url=f"sqlite:///{tmp_path / 'review.sqlite'}", postgres_settle_seconds=0)
+        spec = SourceSpec(kind="postgres", dsn=SecretStr(url), preset="discourse", postgres_options=postgres_options(settings))
+        run = run_pipeline(settings, spec, until=T1)
+    finally:
+        _drop_db(postgres_url, url)
+    counts = _counts(settings.warehouse, run.run_id)
+    con = connect(settings.warehouse, read_only=True)
+    try:
+        events = dict(con.execute("select event_type, count(*) from staging.engagement_events group by 1").fetchall())
+    finally:
+        con.close()
+    assert (counts["users"]["read"], counts["content"]["read"], counts["content"]["inserted"]) == (3948, 4441, 3849)
+    assert json.loads(counts["content"]["skip_rules"]) == {
+        "whisper (post_type 4: visible to staff only)": 1, "read again in this extract (the later copy is kept)": 591}
+    assert counts["engagement_events"]["read"] == sum(events.values()) == 12161
+    assert events == {"like": 8862, "report": 5, "view": 3294}
 
 
 def test_second_interval_applies_exactly_the_platform_changes(two_intervals) -> None:
