@@ -279,6 +279,9 @@ app.add_typer(review_app, name="review")
 from pulse.cli_privacy import app as privacy_app  # noqa: E402
 
 app.add_typer(privacy_app, name="privacy")
+from pulse.cli_api import app as api_app  # noqa: E402
+
+app.add_typer(api_app, name="api")
 
 
 if __name__ == "__main__":

@@ -100,6 +100,21 @@ class Settings(BaseSettings):
         pseudonym_key: key of the HMAC-SHA256 pseudonyms in manager-facing marts (a secret:
             environment ``PULSE_PSEUDONYM_KEY`` only). Unset: a random key generated once inside
             the warehouse (``ops.privacy_keys``) is used.
+        api_host / api_port: where ``pulse api serve`` listens (default 127.0.0.1:8000).
+        api_rate_per_second / api_rate_burst: each API key's token bucket (sustained requests per
+            second; requests at once after idling); over it: 429 with ``Retry-After``.
+        api_max_comment_bytes: largest ``comment.text`` in UTF-8 bytes (default 20480, Perspective's limit).
+        api_max_request_bytes: largest request body (default 256 KiB: a 20 KB comment as JSON escapes).
+        api_timeout_seconds: longest a request may wait for its body or its score (504 after).
+        api_batch_wait_ms: longest a request waits for others to share its engine batch (default 5 ms).
+        discourse_webhook_secret: the Discourse webhook's secret (a secret: environment
+            ``PULSE_DISCOURSE_WEBHOOK_SECRET`` only); unset: the webhook refuses every delivery.
+        discourse_source: the warehouse source the webhook's posts belong to: the same name the
+            pipeline gives the forum (``discourse:<database>`` by default for ``--source postgres``).
+        discourse_flag_back: flag posts the model flags back on Discourse (off by default), through
+            ``discourse_url`` with ``discourse_api_key`` (a secret: environment
+            ``PULSE_DISCOURSE_API_KEY`` only) acting as ``discourse_api_username``, with the flag type
+            ``discourse_flag_type`` (inappropriate | spam | notify_moderators | off_topic).
 
     A config file (TOML) may not hold secrets: a key named like ``*password*``, ``*secret*``,
     ``*token*``, ``*_key``, the ``alert_webhook``, or a URL/DSN with a password in it raises
@@ -148,6 +163,21 @@ class Settings(BaseSettings):
     privacy_erasure_mode: Literal["redact", "delete"] = "redact"
     raw_body_retention_days: int | None = Field(None, ge=0)
     pseudonym_key: SecretStr | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_rate_per_second: float = Field(10.0, gt=0, le=100_000)
+    api_rate_burst: int = Field(20, ge=1, le=100_000)
+    api_max_comment_bytes: int = Field(20_480, ge=1, le=1_048_576)
+    api_max_request_bytes: int = Field(262_144, ge=1024, le=16_777_216)
+    api_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    api_batch_wait_ms: float = Field(5.0, ge=0, le=1000)
+    discourse_webhook_secret: SecretStr | None = None
+    discourse_source: str = "discourse:discourse"
+    discourse_flag_back: bool = False
+    discourse_url: str | None = None
+    discourse_api_key: SecretStr | None = None
+    discourse_api_username: str = "system"
+    discourse_flag_type: Literal["inappropriate", "spam", "notify_moderators", "off_topic"] = "inappropriate"
 
     @field_validator("timezone")
     @classmethod

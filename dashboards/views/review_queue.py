@@ -30,6 +30,7 @@ import streamlit as st
 from dashboards import auth, components, data, review_ui
 from moderation.explain import occlusion
 from moderation.review_store import REASON_CODES, ConflictError, ReviewError, TransitionError
+from pulse.api.live_queue import LiveQueue, merge_live
 
 FLASH_KEY = "review_flash"
 TABLE_KEY = "review_table"
@@ -48,9 +49,17 @@ def _settings() -> Any:
 
 
 def load_queue(source: str | None) -> pl.DataFrame:
-    """The queue rows of ``source`` with live states from the store, by priority."""
+    """The queue rows of ``source`` with live states from the store, by priority: the snapshot's
+    rows plus the posts the webhook flagged since (:func:`pulse.api.live_queue.merge_live`)."""
     where, params = data.source_clause(source)
     items = data.query(f"select * from marts.moderation_queue where {where} order by priority, content_id", params)
+    live = LiveQueue(auth.review_store().engine, create=False).rows(source)
+    if live:
+        scored = data.query(
+            "select distinct content_hash, model_id from moderation.scores where list_contains(string_split(?, ','), content_hash)",
+            [",".join(str(r["content_hash"]) for r in live)],
+        )
+        items = merge_live(items, live, scored)
     states = auth.review_store().item_states(source)
     return review_ui.with_live_states(items, states)
 
