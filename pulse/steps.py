@@ -10,6 +10,7 @@ fails marks the run ``failed`` in ``ops.runs`` with the error, and nothing is pu
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -360,39 +361,132 @@ def ingest_decisions(settings: Settings, run_id: str) -> dict[str, Any]:
     return info
 
 
-def score(settings: Settings, run_id: str, *, progress: bool = False) -> dict[str, Any]:
-    """Score new or edited texts with the configured model and rebuild the flags.
+def _scoring_folder(settings: Settings, run_id: str) -> Path:
+    """The run's scoring folder, shared by every worker: ``<warehouse folder>/scoring/<run_id>``."""
+    from moderation.partitions import safe_name
 
-    The scorer (``settings.scorer``; ``auto`` falls back to the lexical model when no
-    Detoxify weights are available, loudly) is recorded on the run.
-    """
+    return Path(settings.warehouse).resolve().parent / "scoring" / safe_name(run_id)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_scorer(spec: str, options: tuple[tuple[str, Any], ...]) -> Any:
     from moderation.scorers import load_scorer
-    from moderation.scoring import refresh_flags, score_pending
 
-    with _step(settings, run_id, "score") as (con, info):
-        scorer = load_scorer(settings.scorer, **settings.scorer_options())
-        # Commit size: the lexical model scores ~50k texts/s, so small commits would dominate.
-        commit_every = 8192 if scorer.backend == "lexical" else max(settings.score_batch_size, 256)
-        scored, already = score_pending(con, scorer, batch_size=commit_every, progress=progress, notes=info)
-        flagged, held = refresh_flags(con, scorer.model_id, settings.thresholds, settings.hold_thresholds)
-        # Language routing: detect new texts' language once; record what the model reads.
-        from moderation.language import detect_pending, set_language_policy, supported_languages
+    return load_scorer(spec, **dict(options))
 
-        languages_detected = detect_pending(con)
-        ckpt_dir = Path(settings.scorer.split(":", 1)[1]) if settings.scorer.startswith("checkpoint:") else None
-        set_language_policy(con, scorer.model_id, supported_languages(scorer.model_id, checkpoint_dir=ckpt_dir),
-                            settings.language_min_confidence)
-        info["languages_detected"] = languages_detected
-        con.execute(
-            "update ops.runs set scorer_model_id = ?, scorer_is_fallback = ?, scorer_note = ? where run_id = ?",
-            [scorer.model_id, scorer.is_fallback, scorer.fallback_reason, run_id],
-        )
-        info.update(
-            model_id=scorer.model_id, is_fallback=scorer.is_fallback, fallback_reason=scorer.fallback_reason,
-            scored=scored, already_scored=already, flagged=flagged, held=held, rows=scored,
-        )
+
+def _scorer(settings: Settings) -> Any:
+    """The configured scorer, loaded once per process (every partition a worker process scores reuses it)."""
+    return _cached_scorer(settings.scorer, tuple(sorted(settings.scorer_options().items())))
+
+
+def _batch(settings: Settings, scorer: Any) -> int:
+    # Texts per scorer call: the lexical model scores ~50k texts/s, so small calls would dominate;
+    # the Detoxify engine batches by its token budget inside a call.
+    return 8192 if scorer.backend == "lexical" else max(settings.score_batch_size, 256)
+
+
+def _plan(settings: Settings, run_id: str, con: duckdb.DuckDBPyConnection, info: dict[str, Any], partition_rows: int | None) -> Any:
+    from moderation.partitions import PARTITION_ROWS, write_partitions
+    from moderation.scoring import MAX_SCORED_CHARS, pending_texts
+
+    scorer = _scorer(settings)
+    pending = pending_texts(con, scorer.model_id)
+    plan = write_partitions(pending, _scoring_folder(settings, run_id), scorer, max_rows=partition_rows or PARTITION_ROWS)
+    total = one(con, "select count(distinct content_hash) from staging.content")[0]
+    if plan.truncated:
+        log.warning("%d texts longer than %d characters were truncated for scoring", plan.truncated, MAX_SCORED_CHARS)
+    info.update(model_id=plan.model_id, partitions=list(plan.partitions), pending=plan.texts,
+                already_scored=total - plan.texts, truncated_for_scoring=plan.truncated, rows=plan.texts)
+    return plan
+
+
+def _merge(settings: Settings, run_id: str, con: duckdb.DuckDBPyConnection, info: dict[str, Any]) -> None:
+    from moderation.language import detect_pending, set_language_policy, supported_languages
+    from moderation.partitions import merge_results, read_plan, remove_folder
+    from moderation.scoring import refresh_flags
+
+    folder = _scoring_folder(settings, run_id)
+    plan = read_plan(folder)
+    scored = merge_results(con, folder, plan)
+    flagged, held = refresh_flags(con, plan.model_id, settings.thresholds, settings.hold_thresholds)
+    # Language routing: detect new texts' language once; record what the model reads.
+    languages_detected = detect_pending(con)
+    ckpt_dir = Path(settings.scorer.split(":", 1)[1]) if settings.scorer.startswith("checkpoint:") else None
+    set_language_policy(con, plan.model_id, supported_languages(plan.model_id, checkpoint_dir=ckpt_dir),
+                        settings.language_min_confidence)
+    con.execute(
+        "update ops.runs set scorer_model_id = ?, scorer_is_fallback = ?, scorer_note = ? where run_id = ?",
+        [plan.model_id, plan.is_fallback, plan.fallback_reason, run_id],
+    )
+    remove_folder(folder)
+    info.update(
+        model_id=plan.model_id, is_fallback=plan.is_fallback, fallback_reason=plan.fallback_reason,
+        partitions=len(plan.partitions), scored=scored, flagged=flagged, held=held,
+        languages_detected=languages_detected, rows=scored,
+    )
+
+
+def plan_scoring(settings: Settings, run_id: str, *, partition_rows: int | None = None) -> dict[str, Any]:
+    """Write the texts no score exists for (with the configured model) as partitions; see :mod:`moderation.partitions`.
+
+    Returns:
+        The step's dict; ``partitions`` lists the partition file names (what the DAG maps
+        ``score_partition`` over; empty when everything is scored).
+    """
+    with _step(settings, run_id, "plan_scoring") as (con, info):
+        _plan(settings, run_id, con, info, partition_rows)
     return info
 
+
+def score_partition(settings: Settings, run_id: str, partition: str, *, delay_s: float = 0.0) -> dict[str, Any]:
+    """Score one partition of the run's plan and write its result; never opens the warehouse.
+
+    ``delay_s`` (fault drills only) waits that long after loading the model, before scoring.
+
+    Returns:
+        ``{"partition", "rows", "seconds", "reused"}`` (``reused``: a previous attempt's result was kept).
+    """
+    from moderation.partitions import score_partition as score_one
+
+    scorer = _scorer(settings)
+    if delay_s:
+        time.sleep(delay_s)
+    return {"partition": partition, **score_one(_scoring_folder(settings, run_id), partition, scorer,
+                                                batch_size=_batch(settings, scorer))}
+
+
+def merge_scores(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Insert every partition's scores (one transaction), rebuild the flags, detect languages, record the scorer.
+
+    Raises:
+        FileNotFoundError: a partition of the plan has no result yet (nothing merged).
+    """
+    with _step(settings, run_id, "merge_scores") as (con, info):
+        _merge(settings, run_id, con, info)
+    return info
+
+
+def score(settings: Settings, run_id: str, *, progress: bool = False, partition_rows: int | None = None) -> dict[str, Any]:
+    """Score new or edited texts with the configured model and rebuild the flags, in this process.
+
+    The same plan as the DAG's ``plan_scoring → score_partition (mapped) → merge_scores``, run
+    here one partition after another. The scorer (``settings.scorer``; ``auto`` falls back to the
+    lexical model when no Detoxify weights are available, loudly) is recorded on the run.
+    """
+    with _step(settings, run_id, "score") as (con, info):
+        plan = _plan(settings, run_id, con, info, partition_rows)
+        partitions: Any = plan.partitions
+        if progress and partitions:
+            from rich.progress import track
+
+            partitions = track(partitions, description=f"scoring with {plan.model_id}")
+        for partition in partitions:
+            score_partition(settings, run_id, partition)
+        already = info["already_scored"]
+        _merge(settings, run_id, con, info)
+        info["already_scored"] = already
+    return info
 
 def transform(settings: Settings, run_id: str) -> dict[str, Any]:
     """Rebuild the marts from staging and moderation (all or none)."""
