@@ -5,7 +5,15 @@ Loads one data interval from a community platform into the DuckDB warehouse, sco
 edited content for toxicity, rebuilds the marts, checks data quality and publishes the
 read-only serving snapshot the dashboards open.
 
-`extract → validate → load → ingest_decisions → score → transform → validate_marts → publish`
+`extract → validate → load → ingest_decisions → plan_scoring → score_partition ×N → merge_scores →
+transform → validate_marts → publish`
+
+* **Scoring fans out** (dynamic task mapping): `plan_scoring` writes the texts not yet scored as
+  Parquet partitions of at most `partition_rows` texts into the run's shared scoring folder
+  (beside the warehouse); `score_partition` is mapped over them and runs on any worker (it never
+  opens the warehouse, so it takes no slot of the warehouse pool); `merge_scores` inserts the
+  results by `(content_hash, model_id)` and rebuilds the flags. A retried or duplicated partition
+  rewrites the same file, so a worker lost mid-partition costs a retry, never a score.
 
 * **ingest_decisions** copies moderators' decisions from the review store
   (`PULSE_REVIEW_STORE_URL`) into `moderation.decisions`.
@@ -14,7 +22,9 @@ read-only serving snapshot the dashboards open.
   a folder or glob of event export files), `source_name` (`events`: the source the events
   belong to, e.g. `stackexchange:beer`; an events run loads the files that arrived before the
   interval end and were not loaded yet), `since` / `until`
-  (ISO datetimes, UTC; override the data interval), `scorer`, `timezone`.
+  (ISO datetimes, UTC; override the data interval), `scorer`, `timezone`, `partition_rows`
+  (texts per scoring partition; 0 = the default, 10,000), `partition_delay_s` (fault drills only:
+  each partition waits this long before scoring).
 * **source=postgres** (a live platform's read replica, e.g. Discourse): params `preset`
   (default `discourse`) or `mapping` (a TOML file); the DSN comes from `PULSE_POSTGRES_DSN` or
   else the Airflow connection `pulse_platform` (`PULSE_POSTGRES_CONN_ID`), never from the
@@ -22,9 +32,9 @@ read-only serving snapshot the dashboards open.
   an hourly schedule (`PULSE_SCHEDULE="@hourly"` or `"0 * * * *"`) loads each change once.
 * **Data interval:** scheduled and backfill runs load exactly their interval; a manual run
   without `since`/`until` loads the source's whole history.
-* Every task writes the warehouse, so all share the one-slot pool `pulse_warehouse`
+* Every other task writes the warehouse, so they share the one-slot pool `pulse_warehouse`
   (`PULSE_AIRFLOW_POOL`) and the DAG allows one active run: no two writers ever collide.
-* Each task calls one function of `pulse.steps` (the same ones `pulse run` calls).
+* Each task calls one function of `pulse.steps` (the same plan `pulse run` runs in process).
 * Retries with exponential backoff, a 2-hour execution timeout per task; failures are logged
   and, when `PULSE_ALERT_WEBHOOK` is set, posted to that webhook.
 """
@@ -37,7 +47,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, chain, dag, task
 
-from pulse import STEPS
+from pulse import SCORE_TASKS, STEPS
 from pulse.notify import PulseFailureNotifier
 
 SCHEDULE = os.environ.get("PULSE_SCHEDULE", "@daily")  # cron or preset; "none": triggered runs only
@@ -62,6 +72,32 @@ def _run_step(step: str) -> dict:
     return run_step(step)
 
 
+def _params() -> tuple[object, str, dict]:
+    """This task's settings (the run's ``scorer`` param applied), pipeline run id and params."""
+    from airflow.sdk import get_current_context
+
+    from pulse.settings import load_settings
+
+    ctx = get_current_context()
+    params = dict(ctx.get("params") or {})
+    return load_settings(scorer=params.get("scorer") or None), f"airflow__{ctx['run_id']}", params
+
+
+def _plan_scoring() -> list[str]:
+    """Plan the run's scoring; the partition names (the XCom ``score_partition`` is mapped over)."""
+    from pulse.steps import plan_scoring
+
+    settings, run_id, params = _params()
+    return plan_scoring(settings, run_id, partition_rows=int(params.get("partition_rows") or 0) or None)["partitions"]
+
+
+def _score_partition(partition: str) -> dict:
+    from pulse.steps import score_partition
+
+    settings, run_id, params = _params()
+    return score_partition(settings, run_id, partition, delay_s=float(params.get("partition_delay_s") or 0))
+
+
 @dag(
     # A data-interval timetable: each run covers [previous tick, this tick) (Airflow 3's plain
     # cron schedules give zero-length intervals).
@@ -82,11 +118,25 @@ def _run_step(step: str) -> dict:
         "until": Param("", type="string", description="Interval end, ISO UTC (exclusive)"),
         "scorer": Param("", type="string", description="Override PULSE_SCORER, e.g. lexical"),
         "timezone": Param("", type="string", description="Community IANA timezone, e.g. Europe/Berlin"),
+        "partition_rows": Param(0, type="integer", minimum=0, description="Texts per scoring partition; 0 = the default (10,000)"),
+        "partition_delay_s": Param(0, type="number", minimum=0, description="Fault drills only: seconds each partition waits before scoring"),
     },
 )
 def community_pipeline():
-    steps = [task(_run_step, task_id=step)(step) for step in STEPS]
-    chain(*steps)
+    tasks = []
+    for step in STEPS:
+        if step != "score":
+            tasks.append(task(_run_step, task_id=step)(step))
+            continue
+        plan_id, partition_id, merge_id = SCORE_TASKS
+        plan = task(_plan_scoring, task_id=plan_id)()
+        # Any worker, any number at once: no warehouse access, so not in the one-slot pool.
+        scored = task(_score_partition, task_id=partition_id, pool="default_pool",
+                      retry_delay=timedelta(seconds=5)).expand(partition=plan)
+        # Runs when every partition succeeded, and also when there was none to score (skipped).
+        merged = task(_run_step, task_id=merge_id, trigger_rule="none_failed")(merge_id)
+        tasks += [plan, scored, merged]
+    chain(*tasks)
 
 
 community_pipeline()

@@ -282,6 +282,9 @@ app.add_typer(privacy_app, name="privacy")
 from pulse.cli_api import app as api_app  # noqa: E402
 
 app.add_typer(api_app, name="api")
+from pulse.cli_cluster import app as cluster_app  # noqa: E402
+
+app.add_typer(cluster_app, name="cluster")
 
 
 if __name__ == "__main__":
