@@ -203,6 +203,7 @@ def cluster_env(home: Path, *, sql_alchemy_conn: str, broker_url: str, api_port:
     env.update({
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_alchemy_conn,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": sql_alchemy_conn,  # psycopg 3 is async too (no asyncpg)
         "AIRFLOW__CELERY__BROKER_URL": broker_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + sql_alchemy_conn,
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
@@ -394,7 +395,7 @@ def down(home: Path | str | None = None, *, timeout_s: float = 60.0, log: Any = 
     cluster = Cluster.load(cluster_home(home))
     order = sorted((n for n in cluster.pids if n not in SERVICES), reverse=True) + list(reversed(SERVICES))
     result = {}
-    for name in order:
+    for name in (n for n in order if n in cluster.pids):
         pid = cluster.pids[name]
         if group_members(pid) or _alive(pid):
             log(f"stopping {name} (pid {pid})")
@@ -453,10 +454,11 @@ def run_state(cluster: Cluster, dag_id: str, run_id: str) -> dict[str, Any]:
                     params={"limit": 1000}, timeout=30).json().get("task_instances", [])
     rows = [
         {"task_id": t["task_id"], "map_index": t.get("map_index", -1), "state": t.get("state"),
-         "hostname": t.get("hostname") or "", "try_number": t.get("try_number"), "duration_s": t.get("duration")}
+         "hostname": t.get("hostname") or "", "try_number": t.get("try_number"), "duration_s": t.get("duration"),
+         "start_date": t.get("start_date")}
         for t in tis
     ]
-    rows.sort(key=lambda r: (r["task_id"], r["map_index"]))
+    rows.sort(key=lambda r: (r["start_date"] or "~", r["task_id"], r["map_index"]))  # not started last
     return {"dag_id": dag_id, "run_id": run_id, "state": run.get("state"), "task_instances": rows}
 
 
