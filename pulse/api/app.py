@@ -369,9 +369,13 @@ def create_app(settings: Any, *, scorer: Any | None = None) -> FastAPI:
 
 
 def serve(settings: Any, host: str, port: int) -> None:
-    """Run the app under uvicorn until interrupted (access log off: it would log ``?key=``)."""
+    """Run the app under uvicorn until interrupted (access log off: it would log ``?key=``; the
+    app's own log lines, model loading and flag-back outcomes, go to stderr at INFO)."""
     import uvicorn
 
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore"):  # their INFO lines carry request URLs
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     uvicorn.run(
         create_app(settings), host=host, port=port, access_log=False, log_level="info",
         timeout_keep_alive=5, limit_concurrency=2048, server_header=False,
