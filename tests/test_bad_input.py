@@ -86,9 +86,9 @@ def test_every_bad_record_is_quarantined_with_its_reason(dump: Path, tmp_path: P
         ("engagement_events", "dangling_reference"): 60 + N,  # the dump's own 60 engagement votes on deleted posts
     }
     # read = loaded + skipped + quarantined, exactly, per stream
-    assert counts["content"] == (1836 + 6 * N + OVERSIZED, 1800, 36, 6 * N + OVERSIZED)
-    assert counts["engagement_events"] == (5980 + N, 5745, 175, 60 + N)
-    assert counts["users"] == (424, 424, 0, 0)
+    assert counts["content"] == (1845 + 6 * N + OVERSIZED, 1809, 36, 6 * N + OVERSIZED)
+    assert counts["engagement_events"] == (6000 + N, 5765, 175, 60 + N)
+    assert counts["users"] == (426, 426, 0, 0)
     assert conflicting == "What is a citra hop, and how does it differ from other hops?"  # the first row wins
     assert payload_ok == OVERSIZED  # the quarantine keeps the whole record
 
@@ -97,8 +97,8 @@ def test_the_run_fails_only_above_the_quarantine_limit_and_says_so(dump: Path, t
     settings = load_settings(
         warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="lexical", quarantine_max_share=0.03
     )
-    quarantined = 6 * N + OVERSIZED + 60 + N  # 303 of 8,523: 3.6%
-    read = 424 + 1836 + 6 * N + OVERSIZED + 5980 + N
+    quarantined = 6 * N + OVERSIZED + 60 + N  # 303 of 8,554: 3.5%
+    read = 426 + 1845 + 6 * N + OVERSIZED + 6000 + N
     with pytest.raises(PipelineError, match=rf"{quarantined:,} of {read:,} records read \({quarantined / read:.1%}\)"):
         run_pipeline(settings, SourceSpec(kind="stackexchange", path=dump))
     assert not settings.serving.exists()

@@ -65,12 +65,12 @@ def test_counts_reconcile_on_the_real_dump(beer_run) -> None:
     }
     con.close()
     # read, inserted, updated, unchanged, skipped, quarantined
-    assert rows["users"] == (424, 424, 0, 0, 0, 0)
-    # 871 posts + 965 comments; 36 tag-wiki posts skipped by rule
-    assert rows["content"] == (1836, 1800, 0, 0, 36, 0)
-    # 5,980 votes: 175 non-engagement vote types skipped; 60 votes on posts absent from the
+    assert rows["users"] == (426, 426, 0, 0, 0, 0)
+    # 876 posts + 969 comments; 36 tag-wiki posts skipped by rule
+    assert rows["content"] == (1845, 1809, 0, 0, 36, 0)
+    # 6,000 votes: 175 non-engagement vote types skipped; 60 votes on posts absent from the
     # dump (deleted posts) quarantined as dangling references
-    assert rows["engagement_events"] == (5980, 5745, 0, 0, 175, 60)
+    assert rows["engagement_events"] == (6000, 5765, 0, 0, 175, 60)
     for read, ins, upd, unch, skipped, quar in rows.values():
         assert read == ins + upd + unch + skipped + quar
 
@@ -87,7 +87,7 @@ def test_heatmap_cells_sum_to_hour_precise_counts(beer_run, beer_dump: Path) -> 
     comments = len(ET.parse(beer_dump / "Comments.xml").getroot())
     # Votes carry day precision only: none of them may appear in an hourly cell.
     assert per_type == {"question": questions, "answer": answers, "comment": comments}
-    assert (questions, answers, comments) == (252, 583, 965)
+    assert (questions, answers, comments) == (254, 586, 969)
     assert cells == 3 * 7 * 24
 
 
@@ -118,10 +118,10 @@ def test_engagement_daily_totals(beer_run) -> None:
         "sum(favorites), sum(new_users) from marts.engagement_daily"
     ).fetchall()[0]
     con.close()
-    # 252 questions, 583 answers, 965 comments; votes on posts still in the dump only
-    assert totals[:3] == (252, 583, 965)
-    assert sum(totals[3:7]) == 5745
-    assert totals[7] == 424
+    # 254 questions, 586 answers, 969 comments; votes on posts still in the dump only
+    assert totals[:3] == (254, 586, 969)
+    assert sum(totals[3:7]) == 5765
+    assert totals[7] == 426
 
 
 def test_snapshot_carries_what_dashboards_need(beer_run) -> None:
@@ -156,7 +156,7 @@ def test_rerun_of_the_same_window_changes_nothing(beer_run, beer_dump: Path) -> 
     after = table_fingerprints(settings.warehouse)
     assert after == before
     assert again.steps["score"]["scored"] == 0
-    assert again.steps["load"]["content"] == {"inserted": 0, "updated": 0, "unchanged": 1800}
+    assert again.steps["load"]["content"] == {"inserted": 0, "updated": 0, "unchanged": 1809}
 
 
 def test_intervals_add_up_to_the_whole_history(beer_run, beer_dump: Path, tmp_path: Path) -> None:
@@ -175,8 +175,8 @@ def test_quarantine_limit_stops_the_run_before_publishing(beer_dump: Path, tmp_p
     settings = load_settings(
         warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="lexical", quarantine_max_share=0.005
     )
-    # 60 dangling votes of 424 users + 1,836 content records + 5,980 votes read
-    with pytest.raises(PipelineError, match=r"60 of 8,240 records read \(0.7%\) were quarantined"):
+    # 60 dangling votes of 426 users + 1,845 content records + 6,000 votes read
+    with pytest.raises(PipelineError, match=r"60 of 8,271 records read \(0.7%\) were quarantined"):
         run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump))
     assert not settings.serving.exists()
     con = connect(settings.warehouse, read_only=True)

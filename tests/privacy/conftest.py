@@ -1,4 +1,4 @@
-"""A warehouse + serving snapshot of the real beer dump, built once and copied per test."""
+"""A warehouse + serving snapshot of the real beer dump (the vendored slice), built once and copied per test."""
 
 from __future__ import annotations
 

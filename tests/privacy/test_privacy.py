@@ -1,7 +1,8 @@
-"""Data-subject requests on the real beer.stackexchange dump: export, erasure, tombstones, retention.
+"""Data-subject requests on the real beer.stackexchange dump (the vendored slice): export, erasure,
+tombstones, retention.
 
-User 73 ("Andrew Cheong") wrote 137 items (questions, answers and comments) and cast 2
-favourite votes in the dump; the expected counts are recomputed here from the XML files.
+User 73 ("Andrew Cheong") wrote 76 items (questions, answers and comments) and cast 2
+favourite votes in the slice; the expected counts are recomputed here from the XML files.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def test_export_user_counts_match_the_dump(beer_copy: Path, expected: dict[str, 
         con.close()
     assert (doc["schema"], doc["schema_version"]) == ("community-pulse/user-export", 1)
     assert doc["profile"]["display_name"] == NAME and doc["profile"]["reputation"] == expected["reputation"]
-    assert expected["content"] == 137 and doc["counts"]["content"] == 137
+    assert expected["content"] == 76 and doc["counts"]["content"] == 76
     assert sum(c["kind"] == "question" for c in doc["content"]) == expected["questions"]
     assert doc["counts"]["engagement_events"] == expected["events"] == 2
     # one score per distinct text of theirs (lexical model), and JSON round-trips
@@ -133,7 +134,7 @@ def test_export_injection_strings_find_nothing_and_change_nothing(beer_copy: Pat
             export_user(con, SOURCE, hostile)
     finally:
         con.close()
-    assert _count(wh, "select count(*) from staging.users") == users_before == 3948
+    assert _count(wh, "select count(*) from staging.users") == users_before == 426
 
 
 def _seed_store(tmp_path: Path, content_id: str, content_hash: str) -> object:
@@ -163,7 +164,7 @@ def test_forget_user_leaves_nothing_anywhere(beer_copy: Path, tmp_path: Path) ->
     report = forget_user(wh, SOURCE, USER, mode="redact", serving=serving, store=store)
     store.dispose()
 
-    assert report.counts["staging.content"] == 137 and report.counts["staging.users"] == 1
+    assert report.counts["staging.content"] == 76 and report.counts["staging.users"] == 1
     assert report.counts["staging.engagement_events"] == 2 and report.counts["review_store.decisions"] == 1
     assert report.residue == {} and report.counts["mentions_in_others_posts_kept"] == 1
     # nothing left, logically, in any table of the warehouse or the snapshot (but c3388's mention)
@@ -178,7 +179,7 @@ def test_forget_user_leaves_nothing_anywhere(beer_copy: Path, tmp_path: Path) ->
     assert scan_files([serving, tmp_path / "review.sqlite"], [NAME]) == {str(serving): [], str(tmp_path / "review.sqlite"): []}
     # redact keeps the counts: same items, same threads, same replies in the marts
     assert _count(wh, "select count(*) from staging.content") == content_before
-    assert _count(wh, "select count(*) from staging.content where body_text = ?", [ERASED_MARKER]) == 137
+    assert _count(wh, "select count(*) from staging.content where body_text = ?", [ERASED_MARKER]) == 76
     assert _count(serving, "select count(*) from marts.hot_content") == hot_before
     assert _count(serving, "select sum(replies) from marts.hot_content") == replies_before
     # the request is logged with counts only; the tombstone holds no id
@@ -191,7 +192,7 @@ def test_forget_user_leaves_nothing_anywhere(beer_copy: Path, tmp_path: Path) ->
     finally:
         con.close()
     assert (kind, status) == ("forget", "done")
-    assert json.loads(counts_json)["staging.content"] == 137 and NAME not in counts_json
+    assert json.loads(counts_json)["staging.content"] == 76 and NAME not in counts_json
     assert len(stone) == 1 and USER not in {str(v) for v in stone[0]} and len(stone[0][1]) == 64
 
 
@@ -214,7 +215,7 @@ def test_forget_unknown_user_changes_nothing(beer_copy: Path) -> None:
     with pytest.raises(UserNotFoundError):
         forget_user(wh, SOURCE, "x' or 1=1 --")
     assert _count(wh, "select count(*) from ops.tombstones") == 0
-    assert _count(wh, "select count(*) from staging.users") == 3948
+    assert _count(wh, "select count(*) from staging.users") == 426
 
 
 def test_reload_after_forget_does_not_bring_the_user_back(beer_copy: Path, beer_dump: Path) -> None:
@@ -230,7 +231,7 @@ def test_reload_after_forget_does_not_bring_the_user_back(beer_copy: Path, beer_
     finally:
         con.close()
     users = counts["users"]
-    assert json.loads(users[6])[TOMBSTONE_RULE] == 1 and users[1:4] == (0, 0, 3947)
+    assert json.loads(users[6])[TOMBSTONE_RULE] == 1 and users[1:4] == (0, 0, 425)
     for read, ins, upd, unch, skipped, quar, _ in counts.values():
         assert read == ins + upd + unch + skipped + quar
     assert counts["content"][1:3] == (0, 0)  # redacted again exactly as at erasure: unchanged
@@ -249,9 +250,9 @@ def test_delete_mode_removes_their_items_and_the_votes_on_them(beer_copy: Path) 
     finally:
         con.close()
     report = forget_user(wh, SOURCE, USER, mode="delete")
-    assert report.counts["staging.content"] == 137
+    assert report.counts["staging.content"] == 76
     assert report.counts["staging.engagement_events (on their content)"] == votes_on > 0
-    assert _count(wh, "select count(*) from staging.content") == content - 137
+    assert _count(wh, "select count(*) from staging.content") == content - 76
     assert _cells_containing(wh, [TITLE]) == {}
 
 
@@ -315,14 +316,14 @@ def test_cli_export_and_forget(beer_copy: Path, tmp_path: Path) -> None:
     r = runner.invoke(app, ["privacy", "export-user", "--source", SOURCE, "--user-id", USER, "--out", str(out)], env=env)
     assert r.exit_code == 0, r.output
     doc = json.loads(out.read_text())
-    assert doc["counts"]["content"] == 137 and doc["counts"]["review_store_decisions"] == 1
+    assert doc["counts"]["content"] == 76 and doc["counts"]["review_store_decisions"] == 1
     assert doc["review_store_decisions"][0]["note"] == f"{NAME} again: zebracorn-note-7731"
     r = runner.invoke(app, ["privacy", "export-user", "--source", SOURCE, "--user-id", "x' or 1=1 --", "--out",
                             str(tmp_path / "x.json")], env=env)
     assert r.exit_code == 2 and "Not found" in r.output and not (tmp_path / "x.json").exists()
     r = runner.invoke(app, ["privacy", "forget-user", "--source", SOURCE, "--user-id", USER, "--yes"], env=env)
     assert r.exit_code == 0, r.output
-    assert "staging.content 137" in r.output and "review_store.decisions 1" in r.output
+    assert "staging.content 76" in r.output and "review_store.decisions 1" in r.output
     r = runner.invoke(app, ["privacy", "forget-user", "--source", SOURCE, "--user-id", USER, "--mode", "shred", "--yes"],
                       env=env)
     assert r.exit_code == 2 and "PULSE_PRIVACY_ERASURE_MODE" in r.output

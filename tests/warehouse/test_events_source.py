@@ -48,7 +48,7 @@ T0 = 1_700_000_000  # file arrival times (epoch seconds) for deterministic arriv
 # Per dump: upvotes, records read, inserted, quarantined by the first run (README: "On the beer
 # dump's 9,061 upvotes exported as `like` events ... 14,168 records read, 8,383 inserted, ... 199
 # quarantined"); the late file inserts 499 of its 500 likes in both.
-FIGURES = {"slice": (5323, 6692, 4834, 10), "full": (9061, 14168, 8383, 199)}
+FIGURES = {"slice": (5340, 6726, 4851, 10), "full": (9061, 14168, 8383, 199)}
 
 
 @pytest.fixture(scope="module", params=["slice", pytest.param("full", marks=pytest.mark.full_data)])
@@ -159,7 +159,7 @@ def test_exports_load_once_dedupe_quarantine_and_late_files_land_on_their_days(
     _write_jsonl(exports / "day1.jsonl", lines1, T0)
     assert lines1[100].startswith('{"event_id": "like-broken"')  # line 101
 
-    # day2.parquet: the other likes (1,823 in the slice) plus new copies of 10 day1 events (a client field:
+    # day2.parquet: the other likes (1,840 in the slice) plus new copies of 10 day1 events (a client field:
     # the later copy wins); day2-copy.parquet: the same bytes under another name.
     overlap = first_votes[200:210]
     day2 = [_like(v) for v in second_votes] + [_like(v, properties={"client": "ios"}) for v in overlap]

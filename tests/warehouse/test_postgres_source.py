@@ -186,9 +186,9 @@ def test_initial_load_counts_equal_the_platform(two_intervals) -> None:
     regular_topics = data.topics.filter(pl.col("archetype") == "regular").height
     actions = data.post_actions.filter(pl.col("post_id").is_in(member_posts["id"].implode()))
     member_views = data.topic_views.filter(pl.col("user_id").is_not_null()).height
-    assert counts["users"]["read"] == counts["users"]["inserted"] == data.users.height == 424
+    assert counts["users"]["read"] == counts["users"]["inserted"] == data.users.height == 426
     assert counts["content"]["read"] == regular_posts.height + regular_topics  # first posts are read twice
-    assert counts["content"]["inserted"] == member_posts.height == 1800
+    assert counts["content"]["inserted"] == member_posts.height == 1809
     assert json.loads(counts["content"]["skip_rules"]) == {
         "whisper (post_type 4: visible to staff only)": 1,
         "read again in this extract (the later copy is kept)": regular_topics,

@@ -83,22 +83,22 @@ def _independent_counts(raw: dict[str, list[dict[str, str]]], since: datetime | 
 
 
 # ----------------------------------------------------------------------------------------------
-# the real dump (the vendored slice: 871 posts, 965 comments, 5,980 votes, 424 users)
+# the real dump (the vendored slice: 876 posts, 969 comments, 6,000 votes, 426 users)
 
 
 def test_beer_counts_per_stream(beer: Extract) -> None:
     content, votes, users = (beer.counts[s] for s in ("content", "engagement_events", "users"))
-    # 871 posts + 965 comments; 18 tag wikis and 18 excerpts skipped
-    assert (content.read, content.emitted, content.skipped, content.quarantined) == (1836, 1800, 36, 0)
+    # 876 posts + 969 comments; 18 tag wikis and 18 excerpts skipped
+    assert (content.read, content.emitted, content.skipped, content.quarantined) == (1845, 1809, 36, 0)
     assert content.skip_rules == {
         "not community content (PostTypeId 4: tag wiki excerpt)": 18,
         "not community content (PostTypeId 5: tag wiki)": 18,
     }
-    assert (votes.read, votes.emitted, votes.skipped, votes.quarantined) == (5980, 5323 + 179 + 161 + 142, 175, 0)
+    assert (votes.read, votes.emitted, votes.skipped, votes.quarantined) == (6000, 5340 + 179 + 161 + 145, 175, 0)
     assert {rule.split("VoteTypeId ")[1].split(":")[0]: n for rule, n in votes.skip_rules.items()} == {
         "16": 111, "15": 35, "10": 20, "8": 4, "9": 4, "11": 1,
     }
-    assert (users.read, users.emitted, users.skipped, users.quarantined) == (424, 424, 0, 0)
+    assert (users.read, users.emitted, users.skipped, users.quarantined) == (426, 426, 0, 0)
     assert beer.quarantine.height == 0
     _assert_reconciles(beer)
     assert beer.source == "stackexchange:beer"
@@ -107,9 +107,9 @@ def test_beer_counts_per_stream(beer: Extract) -> None:
 
 def test_beer_content_shape(beer: Extract) -> None:
     c = beer.content
-    assert dict(Counter(c["kind"].to_list())) == {"question": 252, "answer": 583, "comment": 965}
+    assert dict(Counter(c["kind"].to_list())) == {"question": 254, "answer": 586, "comment": 969}
     assert c["content_id"].n_unique() == c.height
-    assert c.filter(pl.col("kind") != "comment")["edited_at"].is_not_null().sum() == 254  # 290 minus 36 non-community posts
+    assert c.filter(pl.col("kind") != "comment")["edited_at"].is_not_null().sum() == 256  # 292 minus 36 non-community posts
     assert c.filter(pl.col("kind") == "comment")["edited_at"].is_null().all()
     # 6 posts lack OwnerUserId, 2 of them tag wikis; 22 comments lack UserId
     assert c.filter(pl.col("kind") != "comment")["author_id"].null_count() == 4
@@ -160,7 +160,7 @@ def test_beer_answer_and_comment_threads(beer: Extract, beer_raw: dict[str, list
 
 def test_beer_votes(beer: Extract, beer_raw: dict[str, list[dict[str, str]]]) -> None:
     ev = beer.engagement_events
-    assert dict(Counter(ev["event_type"].to_list())) == {"upvote": 5323, "downvote": 179, "accept": 161, "favorite": 142}
+    assert dict(Counter(ev["event_type"].to_list())) == {"upvote": 5340, "downvote": 179, "accept": 161, "favorite": 145}
     assert ev["time_precision"].unique().to_list() == ["day"]
     assert (ev["occurred_at"].dt.truncate("1d") == ev["occurred_at"]).all()
     assert ev.filter(pl.col("event_type") == "favorite")["user_id"].null_count() == 0
@@ -198,7 +198,7 @@ def test_beer_window_2015_matches_independent_count(beer_dump: Path, beer_raw: d
     assert ex.counts["engagement_events"].read == want["votes_read"]
     assert ex.counts["engagement_events"].emitted == want["votes_emitted"]
     assert ex.counts["users"].read == ex.counts["users"].emitted == want["users"]
-    assert 0 < want["content_emitted"] < 1800 and 0 < want["votes_emitted"] < 5805
+    assert 0 < want["content_emitted"] < 1809 and 0 < want["votes_emitted"] < 5825
     _assert_reconciles(ex)
     assert ex.users["created_at"].is_between(Y2015, Y2016, closed="left").all()
     assert ex.engagement_events["occurred_at"].is_between(Y2015, Y2016, closed="left").all()
