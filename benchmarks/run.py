@@ -8,7 +8,8 @@ Usage::
     python -m benchmarks.run --sizes 1,10,100    # beer-dump scale factors (scale, incremental, dashboards, ingest)
 
 Order: ingest, quality, scoring, scale, incremental, dashboards, hotspots (the last three
-reuse the warehouses and snapshots that scale builds; run alone, they build what they need). Each
+reuse the warehouses and snapshots that scale builds; run alone, they build what they need), api (a
+real ``pulse api serve`` under locust). Each
 benchmark's figures replace only its own block of ``BENCHMARKS.md`` and its own key of the
 JSON, so a partial run never erases the others. A benchmark that fails is reported, the others
 still run, and the exit code is 1.
@@ -38,7 +39,7 @@ from benchmarks.common import (
     update_section,
 )
 
-BENCHMARKS: tuple[str, ...] = ("ingest", "quality", "scoring", "scale", "incremental", "dashboards", "hotspots")
+BENCHMARKS: tuple[str, ...] = ("ingest", "quality", "scoring", "scale", "incremental", "dashboards", "hotspots", "api")
 
 log = logging.getLogger("benchmarks")
 
