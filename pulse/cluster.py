@@ -79,6 +79,7 @@ def free_port() -> int:
 
 def _alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    _reap()
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (FileNotFoundError, ProcessLookupError, IndexError):
@@ -88,6 +89,7 @@ def _alive(pid: int) -> bool:
 
 def group_members(pgid: int) -> list[int]:
     """Live processes whose process group is ``pgid`` (read from ``/proc``)."""
+    _reap()
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -233,11 +235,22 @@ def _airflow(env: dict[str, str], *args: str, timeout_s: float = 600) -> None:
         raise ClusterError(f"airflow {' '.join(args)} failed:\n{done.stderr[-3000:]}")
 
 
+#: The components this process started (kept so they are reaped, not left as zombies, when they end).
+_CHILDREN: list[subprocess.Popen] = []
+
+
+def _reap() -> None:
+    for proc in list(_CHILDREN):
+        if proc.poll() is not None:
+            _CHILDREN.remove(proc)
+
+
 def _start(home: Path, name: str, args: list[str], env: dict[str, str]) -> int:
     log = (home / "logs" / f"{name}.log").open("ab")
     proc = subprocess.Popen([sys.executable, "-m", "airflow", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
+    _CHILDREN.append(proc)
     return proc.pid
 
 
