@@ -39,7 +39,7 @@ from benchmarks.common import (
     update_section,
 )
 
-BENCHMARKS: tuple[str, ...] = ("ingest", "quality", "scoring", "scale", "incremental", "dashboards", "hotspots", "api")
+BENCHMARKS: tuple[str, ...] = ("ingest", "quality", "scoring", "scale", "incremental", "dashboards", "hotspots", "api", "cluster")
 
 log = logging.getLogger("benchmarks")
 
