@@ -1,21 +1,35 @@
 """Build the marts from staging: one SQL model per file in ``transforms/marts/``, plus Python models.
 
-Each SQL model is a CTE chain ending in ``select * from final`` (dbt's jaffle_shop style). The
-runner applies the models in the fixed order :data:`MART_NAMES` as
-``create or replace table marts.<name> as <model>`` inside one transaction, so a failure
-leaves the previous marts untouched (all marts or none). Where SQL is awkward a model is a
-Python function (:data:`PYTHON_MODELS`: ``thread_topics`` runs YAKE keyphrase extraction for
-sources without tags) that writes its table on the same connection, inside the same
-transaction. Marts are rebuilt from staging on every run and depend only on staging,
-``moderation.*``, ``ops.sources`` and marts built earlier in the order: the same inputs give
-identical marts (no ``now()``; "current" means the data's last day).
+Each SQL model is a CTE chain ending in ``select * from final`` (dbt's jaffle_shop style).
+**The list of marts is derived, never kept by hand:** it is the SQL files of
+``transforms/marts/`` plus the Python models of :data:`PYTHON_MODELS` (``thread_topics`` runs
+YAKE keyphrase extraction for sources without tags). A SQL model depends on the marts it names
+as ``marts.<name>`` (comments and string literals aside); a Python model declares them
+(``DEPENDS_ON`` in its module). :data:`MART_NAMES` is that graph in dependency order
+(:class:`graphlib.TopologicalSorter`, each ready batch in name order); a cycle or a reference
+to an unknown mart fails at import with a :class:`ValueError` naming them. Each mart declares
+its grain once, the columns one row is unique on: a ``-- grain: source, day`` header line in
+the SQL, ``GRAIN`` in a Python model; :data:`MART_GRAINS` collects them for the marts
+expectation suite (``pulse.steps.validate_marts``).
+
+:func:`run_marts` first creates the shared staging models (``transforms/staging/<name>.sql``,
+as views ``staging.<name>``, e.g. ``staging.community_sources``: each source's time zone and the
+streams it has rows in), then applies the marts in order as ``create or replace table
+marts.<name> as <model>``, all inside one transaction, so a failure leaves the previous marts
+untouched (all marts or none). Tables of the ``marts`` schema that are no mart (left by a mart
+since removed or renamed) are dropped in the same transaction: the schema holds exactly
+:data:`MART_NAMES`, which is what ``warehouse.publish`` publishes. Marts are rebuilt from
+staging on every run and depend only on staging, ``moderation.*``, ``ops.sources`` and the
+marts they name: the same inputs give identical marts (no ``now()``; "current" means the
+data's last day).
 
 Time zones: staging timestamps are naive UTC; each model converts them to the community's
-local time with the IANA zone in ``ops.sources.timezone`` (NULL or empty: ``'UTC'``), read by
-join inside the SQL. The runner checks every configured zone against
+local time with the IANA zone of ``staging.community_sources`` (``ops.sources.timezone``, NULL
+or empty: ``'UTC'``). The runner checks every configured zone against
 :func:`zoneinfo.available_timezones` first, so a typo fails before anything is written.
-Parameters (``min_support``, ``window_days``, ``min_posts``, ``repeat_offender_window_days``) are bound by DuckDB, never
-formatted into the SQL.
+Parameters (``$min_support``, ``$window_days``, ``$min_posts``,
+``$repeat_offender_window_days``) are bound by DuckDB, never formatted into the SQL; each
+model is given the ones its SQL names.
 
 Model documentation (grain, columns, units, formulas and their sources):
 ``transforms/README.md``.
@@ -23,50 +37,128 @@ Model documentation (grain, columns, units, formulas and their sources):
 
 from __future__ import annotations
 
+import graphlib
 import logging
+import re
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from transforms.thread_topics import build_thread_topics
+from transforms import thread_topics
 
 log = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).with_name("marts")
+STAGING_DIR = Path(__file__).with_name("staging")
 
-#: The marts in build order. A model may read marts built before it: engagement_daily,
-#: response_times_by_slot, best_time_to_post and hot_content read response_times;
-#: best_time_to_post takes its weekday x hour grid from response_times_by_slot;
-#: trending_topics reads thread_topics.
-MART_NAMES: tuple[str, ...] = (
-    "thread_topics",
-    "activity_heatmap",
-    "activity_timeline",
-    "response_times",
-    "engagement_daily",
-    "response_times_by_slot",
-    "best_time_to_post",
-    "trending_topics",
-    "hot_content",
-    "moderation_queue",
-)
 
-#: Models written in Python: ``name -> function(con) -> row count``; the rest are SQL files.
-PYTHON_MODELS: dict[str, Callable[[duckdb.DuckDBPyConnection], int]] = {
-    "thread_topics": build_thread_topics,
+@dataclass(frozen=True)
+class PythonModel:
+    """A mart written in Python.
+
+    Attributes:
+        build: ``build(con) -> row count``; writes ``marts.<name>`` on the runner's connection,
+            inside its transaction.
+        grain: the columns one row is unique on.
+        depends_on: the marts it reads (built before it).
+    """
+
+    build: Callable[[duckdb.DuckDBPyConnection], int]
+    grain: tuple[str, ...]
+    depends_on: tuple[str, ...] = ()
+
+
+#: Marts written in Python, by name; every other mart is a SQL file in :data:`MODELS_DIR`.
+PYTHON_MODELS: dict[str, PythonModel] = {
+    "thread_topics": PythonModel(thread_topics.build_thread_topics, thread_topics.GRAIN, thread_topics.DEPENDS_ON),
 }
 
-#: The named parameters (``$name``) each SQL model uses; DuckDB rejects unused ones.
-MODEL_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "response_times": ("window_days",),
-    "engagement_daily": ("window_days",),
-    "best_time_to_post": ("min_posts",),
-    "trending_topics": ("min_support",),
-    "moderation_queue": ("repeat_offender_window_days",),
-}
+# SQL comments and string literals: neither names a mart or a parameter.
+_NOT_CODE = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
+_MART_REF = re.compile(r"\bmarts\.([a-z_][a-z0-9_]*)", re.IGNORECASE)
+_PARAMETER = re.compile(r"\$([a-z_][a-z0-9_]*)", re.IGNORECASE)
+_GRAIN = re.compile(r"^--\s*grain:\s*(.+?)\s*$", re.MULTILINE)
+
+
+def _code(sql: str) -> str:
+    """``sql`` without its comments and string literals (each replaced by a space)."""
+    return _NOT_CODE.sub(" ", sql)
+
+
+def sql_grain(sql: str, name: str) -> tuple[str, ...]:
+    """The columns of the ``-- grain: a, b`` header line of the model ``name``.
+
+    Raises:
+        ValueError: no such line, more than one, or an empty column name.
+    """
+    found = _GRAIN.findall(sql)
+    if len(found) != 1:
+        raise ValueError(f"model {name!r} needs exactly one '-- grain: col, col' header line, found {len(found)}")
+    columns = tuple(c.strip() for c in found[0].split(","))
+    if not all(columns):
+        raise ValueError(f"model {name!r}: empty column in its grain {found[0]!r}")
+    return columns
+
+
+def sql_parameters(sql: str) -> tuple[str, ...]:
+    """The named parameters (``$name``) ``sql`` uses, in order of first use."""
+    return tuple(dict.fromkeys(_PARAMETER.findall(_code(sql))))
+
+
+def mart_dependencies() -> dict[str, frozenset[str]]:
+    """``{mart: the marts it reads}`` for every SQL file of :data:`MODELS_DIR` and Python model.
+
+    Raises:
+        ValueError: a model reads a mart that does not exist (names both), or a name is both a
+            SQL file and a Python model.
+    """
+    deps: dict[str, frozenset[str]] = {
+        path.stem: frozenset(m.lower() for m in _MART_REF.findall(_code(path.read_text(encoding="utf-8"))))
+        for path in sorted(MODELS_DIR.glob("*.sql"))
+    }
+    both = sorted(set(deps) & set(PYTHON_MODELS))
+    if both:
+        raise ValueError(f"marts defined both in SQL and in Python: {both}")
+    deps.update({name: frozenset(model.depends_on) for name, model in PYTHON_MODELS.items()})
+    unknown = [f"marts.{name} reads {', '.join(f'marts.{u}' for u in sorted(reads - set(deps)))}"
+               for name, reads in sorted(deps.items()) if reads - set(deps)]
+    if unknown:
+        raise ValueError("reference to an unknown mart: " + "; ".join(unknown))
+    return deps
+
+
+def build_order(deps: Mapping[str, frozenset[str] | set[str]]) -> tuple[str, ...]:
+    """The marts in an order where each comes after every mart it reads; ties by name.
+
+    Kahn's algorithm as :class:`graphlib.TopologicalSorter` runs it: all marts whose inputs
+    are built form a batch, and each batch is taken in name order, so the order is stable.
+
+    Raises:
+        ValueError: the marts read each other in a cycle; the message names it, e.g.
+            ``marts.a reads marts.b reads marts.a``.
+    """
+    sorter = graphlib.TopologicalSorter(deps)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        # args[1] lists each node before a node that reads it; reversed, each node reads the next
+        cycle = " reads ".join(f"marts.{n}" for n in reversed(exc.args[1]))
+        raise ValueError(f"the marts read each other in a cycle: {cycle}") from None
+    order: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        order += ready
+        sorter.done(*ready)
+    return tuple(order)
+
+
+def _grains(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    return {name: PYTHON_MODELS[name].grain if name in PYTHON_MODELS else sql_grain(model_sql(name), name)
+            for name in names}
 
 
 def model_sql(name: str) -> str:
@@ -76,11 +168,22 @@ def model_sql(name: str) -> str:
         ValueError: ``name`` is not one of :data:`MART_NAMES`, or it is a Python model
             (:data:`PYTHON_MODELS`).
     """
-    if name not in MART_NAMES:
-        raise ValueError(f"unknown mart {name!r}; expected one of {MART_NAMES}")
     if name in PYTHON_MODELS:
-        raise ValueError(f"mart {name!r} is a Python model ({PYTHON_MODELS[name].__module__}), not SQL")
-    return (MODELS_DIR / f"{name}.sql").read_text(encoding="utf-8")
+        raise ValueError(f"mart {name!r} is a Python model ({PYTHON_MODELS[name].build.__module__}), not SQL")
+    path = MODELS_DIR / f"{name}.sql"
+    if not path.is_file():
+        raise ValueError(f"unknown mart {name!r}; expected one of {sorted(p.stem for p in MODELS_DIR.glob('*.sql'))}")
+    return path.read_text(encoding="utf-8")
+
+
+#: The marts in build order, derived from the models (see the module docstring).
+MART_NAMES: tuple[str, ...] = build_order(mart_dependencies())
+
+#: Each mart's grain, ``{name: (column, ...)}``, from the models' declarations.
+MART_GRAINS: dict[str, tuple[str, ...]] = _grains(MART_NAMES)
+
+#: The shared staging models, built as views ``staging.<name>`` before the marts, in name order.
+STAGING_MODELS: tuple[str, ...] = tuple(p.stem for p in sorted(STAGING_DIR.glob("*.sql")))
 
 
 def check_source_timezones(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -144,8 +247,9 @@ def run_marts(
 
     Raises:
         TypeError: a parameter is not an integer.
-        ValueError: a parameter is below its minimum, or a time zone in ``ops.sources`` is not
-            a valid IANA name (nothing is written).
+        ValueError: a parameter is below its minimum, a time zone in ``ops.sources`` is not
+            a valid IANA name, or a model uses a parameter that does not exist (nothing is
+            written).
         duckdb.Error: a model failed; the transaction is rolled back and the previous marts
             stay as they were.
     """
@@ -160,12 +264,24 @@ def run_marts(
     counts: dict[str, int] = {}
     con.execute("begin transaction")
     try:
+        for name in STAGING_MODELS:
+            # `name` is a file name of STAGING_DIR, never input
+            con.execute(f"create or replace view staging.{name} as\n{(STAGING_DIR / f'{name}.sql').read_text()}")
+        stale = [t for (t,) in con.execute("select table_name from information_schema.tables "
+                                           "where table_schema = 'marts' order by table_name").fetchall()
+                 if t not in MART_NAMES]
+        for table in stale:
+            log.info("dropping marts.%s: not a mart (left by a mart since removed or renamed)", table)
+            con.execute(f'drop table if exists marts."{table}"')  # DROP takes no bound identifier
         for name in MART_NAMES:
             if name in PYTHON_MODELS:
-                PYTHON_MODELS[name](con)
+                PYTHON_MODELS[name].build(con)
             else:
                 sql = model_sql(name)
-                bound = {key: parameters[key] for key in MODEL_PARAMETERS.get(name, ())}
+                unknown = [p for p in sql_parameters(sql) if p not in parameters]
+                if unknown:
+                    raise ValueError(f"mart {name!r} uses unknown parameters {unknown}; known: {sorted(parameters)}")
+                bound = {key: parameters[key] for key in sql_parameters(sql)}
                 # `name` comes from MART_NAMES, never from input; values are bound, not formatted.
                 con.execute(f"create or replace table marts.{name} as\n{sql}", bound or None)
             # fetchall, not fetchone: DuckDB 2.0 keeps a partly fetched result open on the

@@ -15,10 +15,15 @@ Grain: one row per source x thread root x topic. A *thread root* is a content it
   and their whitespace collapsed so that the same phrase from two threads is one topic.
 
 Keyphrase extraction costs about a millisecond per root, so results are memoised in
-``marts.keyphrase_cache`` keyed by ``(content_hash, extractor)``: only new or edited roots are
+``ops.keyphrase_cache`` keyed by ``(content_hash, extractor)``: only new or edited roots are
 extracted on a run, and entries whose text no longer exists are pruned. YAKE is a pure function
 of the text and :data:`YAKE_SETTINGS`, so the memo never changes a result: the same staging
-gives the same ``marts.thread_topics``. The cache is not a mart and is not published.
+gives the same ``marts.thread_topics``. The memo is pipeline state, not a mart: it lives in
+``ops`` because every table of the ``marts`` schema is published, and the memo keeps the
+keyphrases of texts that have since been hidden or removed.
+
+The runner reads :data:`GRAIN` and :data:`DEPENDS_ON` (this model reads no mart) as it reads
+the ``-- grain:`` header and the ``marts.<name>`` references of a SQL model.
 """
 
 from __future__ import annotations
@@ -37,6 +42,12 @@ log = logging.getLogger(__name__)
 #: Keyword arguments of ``yake.KeywordExtractor`` (language, longest phrase in words, phrases
 #: kept per root, de-duplication threshold).
 YAKE_SETTINGS: dict[str, object] = {"lan": "en", "n": 2, "top": 3, "dedup_lim": 0.9}
+
+#: The columns one row of ``marts.thread_topics`` is unique on.
+GRAIN: tuple[str, ...] = ("source", "root_id", "topic")
+
+#: The marts this model reads (built before it): none, it reads staging only.
+DEPENDS_ON: tuple[str, ...] = ()
 
 #: Characters of a root's body given to YAKE (after the title); long bodies add little.
 BODY_CHARS = 2000
@@ -81,7 +92,7 @@ def extract_keyphrases(texts: list[str]) -> list[list[str]]:
 
 
 _CACHE_DDL = """
-create table if not exists marts.keyphrase_cache (
+create table if not exists ops.keyphrase_cache (
     content_hash varchar not null,
     extractor varchar not null,
     keyphrases varchar[] not null,
@@ -121,7 +132,7 @@ keyphrase_topics as (
         select roots.source, roots.content_id as root_id, unnest(cache.keyphrases) as topic
         from roots
         inner join untagged_sources using (source)
-        inner join marts.keyphrase_cache as cache
+        inner join ops.keyphrase_cache as cache
             on cache.content_hash = roots.content_hash and cache.extractor = $extractor
     )
     where topic <> ''
@@ -141,7 +152,7 @@ def build_thread_topics(con: duckdb.DuckDBPyConnection) -> int:
 
     Runs inside the caller's transaction (the runner's), so it commits or rolls back with the
     SQL marts. Extracts keyphrases only for roots of sources without tags whose text is not in
-    ``marts.keyphrase_cache`` yet, then prunes cache entries of texts no longer in staging.
+    ``ops.keyphrase_cache`` yet, then prunes cache entries of texts no longer in staging.
 
     Columns: ``source`` (varchar), ``root_id`` (varchar, the thread root's content_id),
     ``topic`` (varchar: a tag, or a lowercased keyphrase), ``topic_origin`` (``'tag'`` or
@@ -158,7 +169,7 @@ def build_thread_topics(con: duckdb.DuckDBPyConnection) -> int:
         from roots
         inner join untagged_sources using (source)
         where not exists (
-            select 1 from marts.keyphrase_cache as cache
+            select 1 from ops.keyphrase_cache as cache
             where cache.content_hash = roots.content_hash and cache.extractor = ?
         )
         order by roots.content_hash
@@ -177,12 +188,12 @@ def build_thread_topics(con: duckdb.DuckDBPyConnection) -> int:
         )
         con.register("_keyphrase_memo", memo)
         try:
-            con.execute("insert into marts.keyphrase_cache by name select * from _keyphrase_memo")
+            con.execute("insert into ops.keyphrase_cache by name select * from _keyphrase_memo")
         finally:
             con.unregister("_keyphrase_memo")
         log.info("keyphrases extracted for %d thread roots (%s)", pending.height, extractor)
     con.execute(
-        "delete from marts.keyphrase_cache where content_hash not in "
+        "delete from ops.keyphrase_cache where content_hash not in "
         "(select content_hash from staging.content)"
     )
     con.execute(f"create or replace table marts.thread_topics as\n{_MODEL}", {"extractor": extractor})

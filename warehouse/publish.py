@@ -5,12 +5,19 @@ and the reverse. So the dashboards never open the live warehouse: each successfu
 what they need into a new file next to the snapshot and ``os.replace``s it into place, an
 atomic rename. A dashboard that has the old file open keeps reading the old inode; the next
 query opens the new one. The snapshot keeps the warehouse's ``schema.table`` names.
+
+What is published: every table of the ``marts`` schema, read from the warehouse's catalog
+(``information_schema.tables``), plus :data:`SERVING_TABLES`. The marts are not listed here:
+the transform step (``transforms.runner``, a layer above) derives them from its models and
+keeps the ``marts`` schema holding exactly those, so a new mart is published without an edit
+here, and this module never imports ``transforms``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -19,20 +26,11 @@ from warehouse.db import one
 
 log = logging.getLogger(__name__)
 
-#: Tables the serving snapshot carries: marts, moderation results, quality and run history.
-#: Staging (all raw text of every item) stays in the warehouse; flagged items' text travels
-#: in marts.moderation_queue only, and thread titles (never bodies) in marts.hot_content and
-#: marts.trending_topics.example_titles.
+#: Tables the serving snapshot carries besides the marts: moderation results, quality and run
+#: history. Staging (all raw text of every item) stays in the warehouse; flagged items' text
+#: travels in marts.moderation_queue only, and thread titles (never bodies) in marts.hot_content
+#: and marts.trending_topics.example_titles.
 SERVING_TABLES: tuple[str, ...] = (
-    "marts.activity_heatmap",
-    "marts.activity_timeline",
-    "marts.engagement_daily",
-    "marts.response_times",
-    "marts.response_times_by_slot",
-    "marts.best_time_to_post",
-    "marts.trending_topics",
-    "marts.hot_content",
-    "marts.moderation_queue",
     "moderation.scores",
     "moderation.flags",
     "moderation.decisions",
@@ -47,17 +45,29 @@ SERVING_TABLES: tuple[str, ...] = (
 )
 
 
-def publish_snapshot(
-    con: duckdb.DuckDBPyConnection, serving_path: Path, tables: tuple[str, ...] = SERVING_TABLES
-) -> dict[str, int]:
-    """Copy ``tables`` from the open warehouse ``con`` into ``serving_path``, atomically.
+def mart_tables(con: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
+    """Every table of the warehouse's ``marts`` schema, as ``marts.<name>``, in name order."""
+    return tuple(
+        f"marts.{name}"
+        for (name,) in con.execute(
+            "select table_name from information_schema.tables "
+            "where table_catalog = current_database() and table_schema = 'marts' order by table_name"
+        ).fetchall()
+    )
 
-    Writes ``<serving_path>.tmp`` through ``ATTACH``, checkpoints and detaches it, then
-    ``os.replace``s it over ``serving_path``. Tables missing from the warehouse are skipped
-    (logged). A crash at any point leaves the previous snapshot intact.
+
+def publish_snapshot(
+    con: duckdb.DuckDBPyConnection, serving_path: Path, tables: Sequence[str] = SERVING_TABLES
+) -> dict[str, int]:
+    """Copy the marts and ``tables`` from the open warehouse ``con`` into ``serving_path``, atomically.
+
+    The marts are every table of the ``marts`` schema (:func:`mart_tables`). Writes
+    ``<serving_path>.tmp`` through ``ATTACH``, checkpoints and detaches it, then
+    ``os.replace``s it over ``serving_path``. Tables of ``tables`` missing from the warehouse
+    are skipped (logged). A crash at any point leaves the previous snapshot intact.
 
     Returns:
-        Row count per published table.
+        Row count per published table, the marts first.
 
     Raises:
         duckdb.Error: when the temporary file cannot be written.
@@ -73,11 +83,12 @@ def publish_snapshot(
             "select table_schema, table_name from information_schema.tables where table_catalog = current_database()"
         ).fetchall()
     }
+    names = dict.fromkeys((*mart_tables(con), *tables))
     counts: dict[str, int] = {}
     quoted = str(tmp).replace("'", "''")
     con.execute(f"attach '{quoted}' as snapshot")  # ATTACH takes no bound parameters
     try:
-        for name in tables:
+        for name in names:
             if name not in existing:
                 log.warning("publish: %s does not exist in the warehouse; not published", name)
                 continue

@@ -202,9 +202,11 @@ def _dicts(con, sql, params=None) -> list[dict]:
 
 def test_run_marts_returns_row_counts_in_order(built):
     con, counts = built
+    # derived from the models: each batch of marts whose inputs are built, in name order
     assert list(counts) == list(MART_NAMES) == [
-        "thread_topics", "activity_heatmap", "activity_timeline", "response_times", "engagement_daily",
-        "response_times_by_slot", "best_time_to_post", "trending_topics", "hot_content", "moderation_queue",
+        "activity_heatmap", "activity_timeline", "moderation_queue", "response_times", "thread_topics",
+        "engagement_daily", "hot_content", "response_times_by_slot", "trending_topics",
+        "best_time_to_post",
     ]
     for name, n in counts.items():
         assert n == _rows(con, f"select count(*) from marts.{name}")[0][0]
@@ -707,7 +709,7 @@ def test_keyphrases_are_memoised_per_text(monkeypatch):
 
     con = _new_warehouse()
     run_marts(con)
-    assert _rows(con, "select count(*) from marts.keyphrase_cache") == [(2,)]  # nyc's two roots only
+    assert _rows(con, "select count(*) from ops.keyphrase_cache") == [(2,)]  # nyc's two roots only
     calls = []
     real = thread_topics.extract_keyphrases
     monkeypatch.setattr(thread_topics, "extract_keyphrases", lambda texts: calls.append(texts) or real(texts))
@@ -718,7 +720,7 @@ def test_keyphrases_are_memoised_per_text(monkeypatch):
                 "where content_id = 'n1'")
     run_marts(con)
     assert calls == [["Mosaic hops in a stout. body n1"]]  # only the edited root
-    assert _rows(con, "select count(*) from marts.keyphrase_cache") == [(2,)]  # the old text was pruned
+    assert _rows(con, "select count(*) from ops.keyphrase_cache") == [(2,)]  # the old text was pruned
     assert _rows(con, "select * from marts.thread_topics order by all") != before
 
 

@@ -1,5 +1,6 @@
 -- marts.activity_heatmap
--- Grain: source x activity_type x weekday x hour, in the community's local time zone.
+-- grain: source, activity_type, weekday, hour
+-- weekday and hour are those of the community's local time zone.
 -- activity_type: the content kind for content creation; the event_type for engagement events
 -- with time_precision = 'exact'. Day-precision events (Stack Exchange votes) have no hour and
 -- are left out. The full 7 x 24 grid is zero-filled for every (source, activity_type) present.
@@ -7,17 +8,10 @@
 with
 
 sources as (
-    -- One row per source seen in the activity; time zone from ops.sources, default 'UTC'.
-    -- The runner has validated every ops.sources.timezone against the IANA database.
-    select
-        seen.source,
-        coalesce(nullif(ops_sources.timezone, ''), 'UTC') as timezone
-    from (
-        select source from staging.live_content
-        union
-        select source from staging.engagement_events
-    ) as seen
-    left join ops.sources as ops_sources using (source)
+    -- A source with content or engagement events, and its time zone.
+    select source, timezone
+    from staging.community_sources
+    where in_live_content or in_engagement_events
 ),
 
 content_activity as (

@@ -1,5 +1,6 @@
 -- marts.activity_timeline
--- Grain: source x activity_type x 15-minute UTC bucket, one row per bucket with at least one
+-- grain: source, activity_type, bucket_start
+-- bucket_start: a 15-minute UTC bucket; one row per bucket with at least one
 -- hour-precise item (content at created_at, engagement events with time_precision = 'exact').
 -- Day-precision events are excluded, as in marts.activity_heatmap. 15 minutes because every
 -- UTC offset in use is a multiple of 15 minutes: a bucket's local weekday, date and hour are

@@ -1,5 +1,6 @@
 -- marts.best_time_to_post
--- Grain: source x weekday x hour of the local posting time: the full 7 x 24 grid for every
+-- grain: source, weekday, hour
+-- weekday and hour of the local posting time: the full 7 x 24 grid for every
 -- source with at least one thread root, zero-filled. For the thread roots posted in the slot
 -- whose response window is complete (marts.response_times.window_complete: the whole
 -- $window_days-day window lies before the data's end), the expected engagement per new post:

@@ -1,5 +1,6 @@
 -- marts.engagement_daily
--- Grain: source x day. day is the local date in the community's time zone for content,
+-- grain: source, day
+-- day is the local date in the community's time zone for content,
 -- exact-precision events and user sign-ups; day-precision events (Stack Exchange votes, which
 -- the dump truncates to the UTC day) are counted on their UTC date, because their local date
 -- is unknowable. Every day from the source's first to its last dated record (content, event
@@ -14,17 +15,10 @@
 with
 
 sources as (
-    select
-        seen.source,
-        coalesce(nullif(ops_sources.timezone, ''), 'UTC') as timezone
-    from (
-        select source from staging.live_content
-        union
-        select source from staging.engagement_events
-        union
-        select source from staging.users
-    ) as seen
-    left join ops.sources as ops_sources using (source)
+    -- A source with content, engagement events or users, and its time zone.
+    select source, timezone
+    from staging.community_sources
+    where in_live_content or in_engagement_events or in_users
 ),
 
 content_days as (

@@ -1,5 +1,6 @@
 -- marts.hot_content
--- Grain: one row per thread root (a content item whose content_id equals its thread_id, or
+-- grain: source, content_id
+-- One row per thread root (a content item whose content_id equals its thread_id, or
 -- that has none), ranked per source by the Hacker News gravity formula
 --   hot_score = points / (age_hours + 2) ^ 1.8
 -- (Salihefendic, "How Hacker News ranking algorithm works", 2010; HN subtracts the submitter's

@@ -1,5 +1,6 @@
 -- marts.moderation_queue
--- Grain: one row per item needing review, for any of three reasons (queue_reasons):
+-- grain: source, content_id
+-- One row per item needing review, for any of three reasons (queue_reasons):
 --   model_flag             a current flag in moderation.flags (score >= a label's threshold)
 --   community_report       members reported it (engagement events with event_type 'report')
 --   language_not_supported its detected language is not one the active model reads

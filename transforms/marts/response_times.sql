@@ -1,5 +1,6 @@
 -- marts.response_times
--- Grain: one row per thread root of kind question or post (a root's content_id equals its
+-- grain: source, content_id
+-- One row per thread root of kind question or post (a root's content_id equals its
 -- thread_id, or it has none). A *response* is any item of the thread (answer, reply, comment)
 -- written by another member (a different author_id; an unknown author on either side counts as
 -- another member) and not before the root. Answers are kinds answer and reply (a forum's
@@ -13,11 +14,10 @@
 with
 
 sources as (
-    select
-        seen.source,
-        coalesce(nullif(ops_sources.timezone, ''), 'UTC') as timezone
-    from (select distinct source from staging.live_content) as seen
-    left join ops.sources as ops_sources using (source)
+    -- A source with content, and its time zone.
+    select source, timezone
+    from staging.community_sources
+    where in_live_content
 ),
 
 data_end as (

@@ -1,5 +1,6 @@
 -- marts.response_times_by_slot
--- Grain: source x weekday x hour of the thread roots' local posting time: the full 7 x 24 grid
+-- grain: source, weekday, hour
+-- weekday and hour of the thread roots' local posting time: the full 7 x 24 grid
 -- for every source with at least one thread root, zero-filled. Summarises
 -- marts.response_times (built before this mart): how many threads were started in the slot,
 -- how many were never answered by another member, and the median and 90th percentile of the

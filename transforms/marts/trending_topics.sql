@@ -1,5 +1,6 @@
 -- marts.trending_topics
--- Grain: source x period ('day' or 'week') x period_start x topic, one row per topic with
+-- grain: source, period, period_start, topic
+-- period is 'day' or 'week'; one row per topic with
 -- volume > 0 in that period. Days are local dates; weeks start on the local Monday.
 -- Topics come from marts.thread_topics (tags, or YAKE keyphrases for sources without tags).
 -- An item counts toward a topic when its thread's root carries it: answers, comments and
@@ -16,11 +17,10 @@
 with
 
 sources as (
-    select
-        seen.source,
-        coalesce(nullif(ops_sources.timezone, ''), 'UTC') as timezone
-    from (select distinct source from staging.live_content) as seen
-    left join ops.sources as ops_sources using (source)
+    -- A source with content, and its time zone.
+    select source, timezone
+    from staging.community_sources
+    where in_live_content
 ),
 
 items as (
