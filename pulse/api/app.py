@@ -41,7 +41,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pulse.api import perspective as p
-from pulse.api.batching import MicroBatcher, Overloaded
+from pulse.api.batching import CALL_BUDGETS, MicroBatcher, Overloaded
 from pulse.api.keys import KeyStore, TokenBucket, retry_after
 from pulse.api.live_queue import LiveQueue
 from pulse.api.webhook import SCORED_EVENTS, WebhookError, flag_back, post_item, queue_row, verify_signature
@@ -110,9 +110,10 @@ def build_service(settings: Any, scorer: Any | None = None) -> Service:
     if scorer is None:
         scorer = load_scorer(settings.scorer, **settings.scorer_options())
     store = ReviewStore.from_settings(settings)
+    budget = getattr(scorer, "max_batch_tokens", None)
     batcher = MicroBatcher(
-        _score_rows(scorer), max_wait_s=settings.api_batch_wait_ms / 1000, max_texts=settings.score_batch_size,
-        max_batch_tokens=getattr(scorer, "max_batch_tokens", None), max_length=getattr(scorer, "max_length", 512),
+        _score_rows(scorer), max_wait_s=settings.api_batch_wait_ms / 1000, max_texts=settings.score_batch_size * CALL_BUDGETS,
+        max_tokens=None if budget is None else budget * CALL_BUDGETS, max_length=getattr(scorer, "max_length", 512),
     )  # fmt: skip
     languages = MicroBatcher(_detect_rows, max_wait_s=settings.api_batch_wait_ms / 1000, max_texts=256)
     return Service(

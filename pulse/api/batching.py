@@ -7,13 +7,20 @@ texts until
 
 - ``max_wait_s`` has passed since that first text *arrived* (default 5 ms; texts that queued
   while the previous batch ran are taken at once, so under load batches fill without waiting), or
-- the batch is full: ``max_texts`` texts, or one more text would make ``texts x longest``
-  exceed ``max_batch_tokens`` (the engine's token budget, ``PULSE_SCORE_BATCH_BUDGET``; lengths
-  are estimated as ``ceil(UTF-8 bytes / 4) + 2`` tokens, capped at the model's ``max_length``:
-  BERT-family WordPiece averages about 4 bytes of English per token, +2 for [CLS]/[SEP]),
+- the batch is full: ``max_texts`` texts, or one more text would make the call's estimated
+  tokens exceed ``max_tokens`` (default :data:`CALL_BUDGETS` x the engine's token budget
+  ``PULSE_SCORE_BATCH_BUDGET``; lengths are estimated as ``ceil(UTF-8 bytes / 4) + 2`` tokens,
+  capped at the model's ``max_length``: BERT-family WordPiece averages about 4 bytes of English
+  per token, +2 for [CLS]/[SEP]),
 
 then runs ``work(texts)`` (the scorer's ``score``) in ONE worker thread, so the event loop stays
-free to accept requests while the model runs and the model is never called concurrently. Each
+free to accept requests while the model runs and the model is never called concurrently. The cap
+is on the call's total tokens, not on ``texts x longest`` in arrival order: the engine sorts a
+call's texts by length and packs them into batches of its token budget itself
+(:func:`moderation.scorers.token_budget_batches`), so a call of several budgets pads as little as
+batch scoring does, while a cap of one padded budget in arrival order (a 500-token post next to
+short comments) closed most calls at two texts and reached about half of batch throughput
+(measured: BENCHMARKS.md, "Real-time API"). Each
 waiting request gets its own row back (rows are matched by position, never by text). On the fp32
 path a text's scores do not depend on its batch mates; on the ONNX int8 path they move slightly
 (activations are quantized per batch; see :mod:`moderation.scorers`).
@@ -32,6 +39,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+CALL_BUDGETS = 4
+"""A coalesced call holds up to this many engine token budgets (bounds the latency one call adds)."""
 
 
 class Overloaded(RuntimeError):
@@ -79,7 +89,8 @@ class MicroBatcher:
             order (e.g. ``lambda texts: scorer.score(texts).to_dicts()``).
         max_wait_s: longest a text waits for batch mates after it arrives (seconds, >= 0).
         max_texts: texts per engine call at most (>= 1).
-        max_batch_tokens: padded tokens per call at most (None: no token cap, e.g. the lexical model).
+        max_tokens: estimated tokens per call at most, summed over its texts (None: no token cap,
+            e.g. the lexical model).
         max_length: the model's tokens per text after truncation (for the estimate).
         max_queue: texts waiting at most before :meth:`submit` raises :class:`Overloaded`.
 
@@ -92,16 +103,16 @@ class MicroBatcher:
         *,
         max_wait_s: float = 0.005,
         max_texts: int = 64,
-        max_batch_tokens: int | None = None,
+        max_tokens: int | None = None,
         max_length: int = 512,
         max_queue: int = 4096,
     ) -> None:
-        if max_wait_s < 0 or max_texts < 1 or max_queue < 1 or (max_batch_tokens is not None and max_batch_tokens < 1):
-            raise ValueError("max_wait_s >= 0, max_texts >= 1, max_queue >= 1 and max_batch_tokens >= 1 (or None)")
+        if max_wait_s < 0 or max_texts < 1 or max_queue < 1 or (max_tokens is not None and max_tokens < 1):
+            raise ValueError("max_wait_s >= 0, max_texts >= 1, max_queue >= 1 and max_tokens >= 1 (or None)")
         self.work = work
         self.max_wait_s = max_wait_s
         self.max_texts = max_texts
-        self.max_batch_tokens = max_batch_tokens
+        self.max_tokens = max_tokens
         self.max_length = max_length
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=max_queue)
@@ -147,19 +158,17 @@ class MicroBatcher:
         """Run ``fn(*args)`` on the engine's worker thread (serialised with the batches)."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    def _fits(self, batch: list[_Item], longest: int, item: _Item) -> bool:
+    def _fits(self, batch: list[_Item], tokens: int, item: _Item) -> bool:
         if len(batch) >= self.max_texts:
             return False
-        if self.max_batch_tokens is None:
-            return True
-        return (len(batch) + 1) * max(longest, item.tokens) <= self.max_batch_tokens
+        return self.max_tokens is None or tokens + item.tokens <= self.max_tokens
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             first = self._carry if self._carry is not None else await self._queue.get()
             self._carry = None
-            batch, longest = [first], first.tokens
+            batch, tokens = [first], first.tokens
             deadline = first.arrived + self.max_wait_s
             while True:
                 try:
@@ -172,11 +181,11 @@ class MicroBatcher:
                         item = await asyncio.wait_for(self._queue.get(), remaining)
                     except TimeoutError:
                         break
-                if not self._fits(batch, longest, item):
+                if not self._fits(batch, tokens, item):
                     self._carry = item  # starts the next batch
                     break
                 batch.append(item)
-                longest = max(longest, item.tokens)
+                tokens += item.tokens
             live = [i for i in batch if not i.future.done()]  # a cancelled request is not scored
             if not live:
                 continue

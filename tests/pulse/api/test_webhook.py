@@ -180,3 +180,40 @@ def test_pipeline_queue_supersedes_live_items_without_duplicates(demo_snapshot: 
     assert ranked["content_id"].to_list() == merged["content_id"].to_list()
     assert merged.schema == items.schema
     assert merge_live(items, [], scored).equals(items)
+
+
+def test_review_queue_page_shows_the_live_item_at_once(demo_snapshot: Path, tmp_path: Path, monkeypatch) -> None:
+    """The Review queue page (AppTest) lists a webhook-queued post next to the snapshot's items, in priority order."""
+    import duckdb
+    from streamlit.testing.v1 import AppTest
+
+    from tests.dashboards.conftest import make_review_store
+    from warehouse.db import frame
+
+    with duckdb.connect(str(demo_snapshot), read_only=True) as con:
+        items = frame(con, "select content_id, severity, created_at from marts.moderation_queue where source = 'demo' order by priority")
+    url = f"sqlite:///{tmp_path / 'review.sqlite'}"
+    store = make_review_store(url)
+    scorer = load_scorer("lexical")
+    item = post_item(post(0, TOXIC))
+    item.update(content_id="live-1")
+    row = queue_row(item, scorer.score([TOXIC]).row(0, named=True), source="demo", model_id=scorer.model_id,
+                    is_fallback=False, thresholds=DEFAULT_THRESHOLDS, hold_thresholds=DEFAULT_HOLD_THRESHOLDS,
+                    language="en", language_confidence=0.9, supported_languages=frozenset({"en"}), min_confidence=0.7)  # fmt: skip
+    assert LiveQueue(store.engine).record("i", "page-1", "post_created", "demo", "live-1", row)
+    monkeypatch.setenv("PULSE_SERVING", str(demo_snapshot))
+    monkeypatch.setenv("PULSE_REVIEW_STORE_URL", url)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[3] / "dashboards" / "app.py"), default_timeout=60)
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = "mod"
+    at.run()
+    at.switch_page("views/review_queue.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    live = pl.DataFrame({"content_id": ["live-1"], "severity": [row["severity"]], "created_at": [row["created_at"]]})
+    expected = pl.concat([items, live], how="vertical_relaxed").sort(
+        ["severity", "created_at", "content_id"], descending=[True, True, False]
+    )
+    assert table["content_id"].tolist() == expected["content_id"].to_list()
+    assert table["priority"].tolist() == list(range(1, items.height + 2))
+    store.dispose()
