@@ -39,6 +39,14 @@ dashboards: setup  ## serve the Streamlit dashboards on the published snapshot (
 airflow: setup  ## run Airflow (standalone: UI, REST API, scheduler) with this project's DAGs; Ctrl+C stops it
 	$(RUN_ENV) $(BIN)/pulse airflow --port $(AIRFLOW_PORT)
 
+.PHONY: cluster cluster-down
+WORKERS ?= 2
+cluster: setup  ## start a CeleryExecutor cluster (Redis, PostgreSQL metadata DB, WORKERS Celery workers) under ./cluster; README "Running on a cluster"
+	$(RUN_ENV) $(BIN)/pulse cluster up --workers $(WORKERS) --port $(AIRFLOW_PORT)
+
+cluster-down:  ## stop everything `make cluster` started, in order
+	$(RUN_ENV) $(BIN)/pulse cluster down
+
 demo: pipeline dashboards  ## set up, run the DAG on the demo community, start the dashboards
 
 test: setup  ## set up and run the whole test suite (starts the local PostgreSQL server via .ci/postgres)
