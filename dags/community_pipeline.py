@@ -119,7 +119,8 @@ def _score_partition(partition: str) -> dict:
         "scorer": Param("", type="string", description="Override PULSE_SCORER, e.g. lexical"),
         "timezone": Param("", type="string", description="Community IANA timezone, e.g. Europe/Berlin"),
         "partition_rows": Param(0, type="integer", minimum=0, description="Texts per scoring partition; 0 = the default (10,000)"),
-        "partition_delay_s": Param(0, type="number", minimum=0, description="Fault drills only: seconds each partition waits before scoring"),
+        "partition_delay_s": Param(0, type="number", minimum=0,
+                                   description="Fault drills only: seconds each partition waits before scoring"),
     },
 )
 def community_pipeline():

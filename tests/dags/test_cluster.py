@@ -76,7 +76,7 @@ def _scores(warehouse: Path) -> dict[tuple[str, str], tuple]:
 
 
 def test_two_workers_a_killed_worker_and_a_redis_restart_lose_nothing(cluster, beer_dump: Path) -> None:
-    started, tmp = cluster
+    started, _ = cluster
     warehouse = Path(os.environ["PULSE_WAREHOUSE"])
     conf = {"source": "stackexchange", "path": str(beer_dump), "partition_rows": PARTITION_ROWS}
 
