@@ -115,6 +115,17 @@ class Settings(BaseSettings):
             ``discourse_url`` with ``discourse_api_key`` (a secret: environment
             ``PULSE_DISCOURSE_API_KEY`` only) acting as ``discourse_api_username``, with the flag type
             ``discourse_flag_type`` (inappropriate | spam | notify_moderators | off_topic).
+        backup_key: the master key of ``pulse backup`` (AES-256-GCM; a secret: environment
+            ``PULSE_BACKUP_KEY`` only; 32+ characters). Without it no backup can be written or read.
+        backup_dest: where the ``warehouse_backup`` DAG writes (a folder or an fsspec URL such as
+            ``s3://bucket/prefix``); the CLI takes ``--to`` / ``--in`` / ``--from``.
+        backup_storage_options: options for the destination's fsspec filesystem, e.g.
+            ``PULSE_BACKUP_STORAGE_OPTIONS__ENDPOINT_URL=http://minio:9000`` (credentials: the
+            filesystem's own environment, e.g. ``AWS_ACCESS_KEY_ID``).
+        backup_keep_daily / backup_keep_weekly / backup_keep_monthly / backup_keep_yearly:
+            grandfather-father-son retention of ``pulse backup prune`` and the DAG (7 / 4 / 12 / 0).
+        erasure_ledger: the append-only erasure ledger a restore re-applies (JSON lines, no
+            identifiers); keep it off the warehouse's disk (default ``data/erasure_ledger.jsonl``).
 
     A config file (TOML) may not hold secrets: a key named like ``*password*``, ``*secret*``,
     ``*token*``, ``*_key``, the ``alert_webhook``, or a URL/DSN with a password in it raises
@@ -178,6 +189,14 @@ class Settings(BaseSettings):
     discourse_api_key: SecretStr | None = None
     discourse_api_username: str = "system"
     discourse_flag_type: Literal["inappropriate", "spam", "notify_moderators", "off_topic"] = "inappropriate"
+    backup_key: SecretStr | None = None
+    backup_dest: str | None = None
+    backup_storage_options: dict[str, str] = Field(default_factory=dict)
+    backup_keep_daily: int = Field(7, ge=0, le=3660)
+    backup_keep_weekly: int = Field(4, ge=0, le=520)
+    backup_keep_monthly: int = Field(12, ge=0, le=1200)
+    backup_keep_yearly: int = Field(0, ge=0, le=100)
+    erasure_ledger: Path = Path("data/erasure_ledger.jsonl")
 
     @field_validator("timezone")
     @classmethod
@@ -239,7 +258,7 @@ class Settings(BaseSettings):
 
 
 #: Config keys that are secrets by name (any value refused in a config file).
-_SECRET_KEY_NAME = re.compile(r"password|passwd|secret|token|api_?key|cookie_key|pseudonym_key|webhook", re.IGNORECASE)
+_SECRET_KEY_NAME = re.compile(r"password|passwd|secret|token|api_?key|cookie_key|pseudonym_key|backup_key|webhook", re.IGNORECASE)
 #: A URL or DSN carrying a password: scheme://user:password@host, or key=value DSNs with password=.
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.\-]*://[^/@:\s]*:[^/@\s]+@|\bpassword\s*=", re.IGNORECASE)
 
