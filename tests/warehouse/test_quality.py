@@ -1,4 +1,4 @@
-"""Tests for warehouse.quality: the GE-backed expectation suites, the gate and persistence."""
+"""Tests for warehouse.quality: the suites (suites.py), the GE runner, the gate and persistence (runner.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
+from transforms.runner import MART_GRAINS, MART_NAMES
 from warehouse import db
 from warehouse.canonical import SCHEMAS, conform
 from warehouse.quality import (
@@ -19,10 +20,15 @@ from warehouse.quality import (
     Check,
     QualityGateError,
     SuiteResult,
+    grain_checks,
+    marts_suite,
     persist,
     validate,
     with_reference_flag,
 )
+
+#: The marts suite as the pipeline runs it: column checks plus one grain check per mart.
+MARTS = marts_suite(MART_GRAINS)
 
 NOW_TS = datetime(2024, 6, 1, 12, 0, 0)
 Frames = dict[str, pl.DataFrame]
@@ -141,6 +147,8 @@ def marts_frames(n: int = 20) -> Frames:
     )
     slots = cells.select(pl.lit("demo").alias("source"), pl.col("weekday").cast(pl.Int32), pl.col("hour").cast(pl.Int32))
     timeline = pl.DataFrame({"i": idx}).select(
+        pl.lit("demo").alias("source"),
+        pl.lit("post").alias("activity_type"),
         (pl.lit(datetime(2024, 1, 1)) + pl.duration(minutes=pl.col("i") * 15)).alias("bucket_start"),
         (pl.col("i") + 1).cast(pl.Int64).alias("events"),
     )
@@ -161,7 +169,14 @@ def marts_frames(n: int = 20) -> Frames:
         pl.format("c{}", "i").alias("content_id"),
         (1 / (pl.col("i") + 2) ** 1.8).alias("hot_score"),
     )
+    topics = pl.DataFrame({"i": idx}).select(
+        pl.lit("demo").alias("source"),
+        pl.format("c{}", pl.col("i") // 2).alias("root_id"),
+        pl.format("topic{}", pl.col("i") % 2).alias("topic"),
+        pl.lit("tag").alias("topic_origin"),
+    )
     return {
+        "marts.thread_topics": topics,
         "marts.activity_heatmap": heatmap,
         "marts.engagement_daily": daily,
         "marts.trending_topics": trending,
@@ -237,10 +252,10 @@ def test_valid_staging_batch_passes_every_expectation() -> None:
 
 
 def test_valid_marts_pass_every_expectation() -> None:
-    result = run(marts_frames(), MARTS_SUITE, suite="marts")
-    assert len(result.results) == 56
+    result = run(marts_frames(), MARTS, suite="marts")
+    assert len(result.results) == len(MARTS_SUITE) + 10 == 60
     assert result.success, [r.summary() for r in result.failed]
-    assert {r.table for r in result.results} == {
+    assert {r.table for r in result.results} == {"marts.thread_topics"} | {
         "marts.activity_heatmap", "marts.engagement_daily", "marts.trending_topics",
         "moderation.scores", "marts.moderation_queue", "marts.activity_timeline", "marts.response_times",
         "marts.response_times_by_slot", "marts.best_time_to_post", "marts.hot_content",
@@ -306,7 +321,7 @@ def test_score_above_one_fails_the_label_range_check() -> None:
     frames = marts_frames()
     set_row(frames, "moderation.scores", 4, "insult", 1.5)
     set_row(frames, "moderation.scores", 5, "threat", -0.01)
-    result = run(frames, MARTS_SUITE, suite="marts")
+    result = run(frames, MARTS, suite="marts")
     assert failures(result) == {
         ("moderation.scores", "ExpectColumnValuesToBeBetween", "insult"): 1,
         ("moderation.scores", "ExpectColumnValuesToBeBetween", "threat"): 1,
@@ -323,7 +338,8 @@ def test_mart_defects_fail_their_checks() -> None:
     set_row(frames, "marts.trending_topics", 1, "z_score", None)
     set_row(frames, "marts.moderation_queue", 3, "content_id", None)
     set_row(frames, "marts.moderation_queue", 4, "severity", -0.5)
-    result = run(frames, MARTS_SUITE, suite="marts")
+    set_row(frames, "marts.thread_topics", 3, "topic", "topic0")  # c1 carries topic0 twice
+    result = run(frames, MARTS, suite="marts")
     assert failures(result) == {
         ("marts.activity_heatmap", "ExpectColumnValuesToBeBetween", "hour"): 1,
         ("marts.activity_heatmap", "ExpectColumnValuesToBeBetween", "weekday"): 1,
@@ -333,7 +349,24 @@ def test_mart_defects_fail_their_checks() -> None:
         ("marts.trending_topics", "ExpectColumnValuesToNotBeNull", "z_score"): 1,
         ("marts.moderation_queue", "ExpectColumnValuesToNotBeNull", "content_id"): 1,
         ("marts.moderation_queue", "ExpectColumnValuesToBeBetween", "severity"): 1,
+        ("marts.thread_topics", "ExpectCompoundColumnsToBeUnique", "source,root_id,topic"): 2,
     }
+
+
+def test_every_mart_gets_one_grain_check_from_its_declared_grain() -> None:
+    grains = [c for c in MARTS if c.expectation == "ExpectCompoundColumnsToBeUnique"]
+    assert [c.table for c in grains] == [f"marts.{name}" for name in MART_NAMES]
+    by_table = {c.table: c.column for c in grains}
+    assert by_table["marts.engagement_daily"] == "source,day"
+    assert by_table["marts.trending_topics"] == "source,period,period_start,topic"
+    assert by_table["marts.activity_timeline"] == "source,activity_type,bucket_start"
+    assert all(c.critical for c in grains)
+    assert not any(c.expectation == "ExpectCompoundColumnsToBeUnique" for c in MARTS_SUITE)
+    assert len({c.key for c in MARTS}) == len(MARTS)
+    (check,) = grain_checks({"x": ("source", "day")})
+    assert (check.table, check.column, check.description) == ("marts.x", "source,day", "the grain: one row per source x day")
+    with pytest.raises(ValueError, match=r"marts without a grain: \['y'\]"):
+        grain_checks({"x": ("source",), "y": ()})
 
 
 def test_non_critical_failure_does_not_trip_the_gate() -> None:
@@ -439,12 +472,12 @@ def test_persist_writes_one_row_per_expectation_and_is_idempotent(warehouse) -> 
     assert persist(warehouse, first) == 23
     second = run(staging_frames())  # the rerun of the same run is clean
     assert persist(warehouse, second) == 23
-    assert persist(warehouse, run(marts_frames(), MARTS_SUITE, suite="marts")) == 56
+    assert persist(warehouse, run(marts_frames(), MARTS, suite="marts")) == 60
     rows = warehouse.execute(
         "select suite, count(*), count(*) filter (where not success) from quality.validation_results "
         "where run_id = 'run-1' group by suite order by suite"
     ).fetchall()
-    assert rows == [("marts", 56, 0), ("staging", 23, 0)]
+    assert rows == [("marts", 60, 0), ("staging", 23, 0)]
 
 
 def test_persisted_rows_carry_counts_and_details(warehouse) -> None:
