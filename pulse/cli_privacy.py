@@ -15,27 +15,15 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from pulse.cli_common import ServingOpt, WarehouseOpt, console, settings_or_exit
+
 app = typer.Typer(help="Privacy: export or erase one user's data (GDPR access and erasure), body retention.",
                   no_args_is_help=True)
 
 SourceOpt = Annotated[str, typer.Option("--source", help="Source id, e.g. stackexchange:beer (see `pulse runs`)")]
 UserOpt = Annotated[str, typer.Option("--user-id", help="The user's id in that source, e.g. 73")]
-WarehouseOpt = Annotated[Path | None, typer.Option("--warehouse", help="Warehouse DuckDB file [env PULSE_WAREHOUSE]")]
-ServingOpt = Annotated[Path | None, typer.Option("--serving", help="Serving snapshot DuckDB file [env PULSE_SERVING]")]
 StoreOpt = Annotated[bool, typer.Option("--review-store/--no-review-store",
                                         help="Include the review store (PULSE_REVIEW_STORE_URL)")]
-
-
-def _console() -> Any:
-    from pulse.cli import console
-
-    return console
-
-
-def _settings(**overrides: Any) -> Any:
-    from pulse.cli import _settings as settings_or_exit
-
-    return settings_or_exit(**overrides)
 
 
 def _store(settings: Any, use: bool) -> Any:
@@ -57,17 +45,18 @@ def export_user_cmd(
     review_store: StoreOpt = True,
 ) -> None:
     """Write everything held about one user (profile, content, events, scores, flags, decisions) as JSON."""
+    from pulse.privacy import export_user
     from warehouse.db import open_warehouse
-    from warehouse.privacy import UserNotFoundError, export_user, log_export
+    from warehouse.privacy import UserNotFoundError, log_export
 
-    settings = _settings(warehouse=warehouse)
+    settings = settings_or_exit(warehouse=warehouse)
     store = _store(settings, review_store)
     try:
         with open_warehouse(settings.warehouse) as con:
             try:
                 doc = export_user(con, source, user_id, store=store)
             except UserNotFoundError as exc:
-                _console().print(f"[bold red]Not found[/]: {escape(str(exc))}; nothing was written.")
+                console.print(f"[bold red]Not found[/]: {escape(str(exc))}; nothing was written.")
                 raise typer.Exit(2) from None
             request_id = log_export(con, source, doc)
     finally:
@@ -76,7 +65,7 @@ def export_user_cmd(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     counts = ", ".join(f"{k} {v}" for k, v in doc["counts"].items() if v)
-    _console().print(f"Exported to [bold]{escape(str(out))}[/] (request {request_id}): {escape(counts)}")
+    console.print(f"Exported to [bold]{escape(str(out))}[/] (request {request_id}): {escape(counts)}")
 
 
 @app.command("forget-user")
@@ -90,9 +79,10 @@ def forget_user_cmd(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
 ) -> None:
     """Erase one user's personal data from the warehouse, the review store and the snapshot; tombstone them."""
-    from warehouse.privacy import UserNotFoundError, forget_user
+    from pulse.privacy import forget_user
+    from warehouse.privacy import UserNotFoundError
 
-    settings = _settings(warehouse=warehouse, serving=serving, privacy_erasure_mode=mode)
+    settings = settings_or_exit(warehouse=warehouse, serving=serving, privacy_erasure_mode=mode)
     if not yes and not typer.confirm(f"Erase user {user_id!r} of {source!r} ({settings.privacy_erasure_mode})?"):
         raise typer.Exit(1)
     store = _store(settings, review_store)
@@ -100,14 +90,14 @@ def forget_user_cmd(
         report = forget_user(settings.warehouse, source, user_id, mode=settings.privacy_erasure_mode,
                              serving=settings.serving, store=store)
     except UserNotFoundError as exc:
-        _console().print(f"[bold red]Not found[/]: {escape(str(exc))}; nothing was changed.")
+        console.print(f"[bold red]Not found[/]: {escape(str(exc))}; nothing was changed.")
         raise typer.Exit(2) from None
     finally:
         if store is not None:
             store.dispose()
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v)
-    _console().print(f"Erased (request {report.request_id}, mode {report.mode}): {escape(counts)}")
+    console.print(f"Erased (request {report.request_id}, mode {report.mode}): {escape(counts)}")
     if report.residue:
-        _console().print(f"[bold red]Erased data still found in[/]: {escape(json.dumps(report.residue))}")
+        console.print(f"[bold red]Erased data still found in[/]: {escape(json.dumps(report.residue))}")
         raise typer.Exit(1)
-    _console().print("Tombstone recorded: later loads from the source drop or redact this user's records.")
+    console.print("Tombstone recorded: later loads from the source drop or redact this user's records.")

@@ -1,13 +1,17 @@
-"""Data-subject requests (GDPR Art. 15 access, Art. 17 erasure), tombstones, retention, pseudonyms.
+"""Privacy primitives of the warehouse: export, erasure, tombstones, retention, pseudonyms.
 
-* :func:`export_user`: everything the warehouse (and the review store) holds about one user of
-  one source, as a JSON-serialisable dict with a schema header.
-* :func:`forget_user`: erases one user's personal data from the warehouse (one transaction),
-  the review store and the serving snapshot, records a tombstone so a later load does not bring
-  the user back (:func:`apply_tombstones`, called by :func:`warehouse.load.land`), rebuilds the
-  marts, republishes, checkpoints, and rewrites the DuckDB file when erased bytes survive in
-  free blocks (:func:`compact_database`). The request is logged in ``ops.privacy_requests``
-  with row counts only.
+The warehouse-level halves of data-subject requests (GDPR Art. 15 access, Art. 17 erasure);
+the requests themselves, which also reach the review store, the marts and the serving snapshot,
+are orchestrated by :mod:`pulse.privacy` (docs/ARCHITECTURE.md, "Layers").
+
+* :func:`export_warehouse_rows`: everything the warehouse holds about one user of one source,
+  as a JSON-serialisable dict with a schema header.
+* :func:`erase_user`: erases one user's personal data from the warehouse in one transaction and
+  records a tombstone so a later load does not bring the user back (:func:`apply_tombstones`,
+  called by :func:`warehouse.load.land`); returns the counts, their item ids and the strings
+  that must not survive in the files (:func:`scan_files`; :func:`compact_database` rewrites the
+  file when erased bytes survive in free blocks). Requests are logged in ``ops.privacy_requests``
+  with row counts only (:func:`log_request`).
 * :func:`apply_retention`: replaces raw bodies older than N days by a marker (scores, hashes and
   aggregates stay).
 * :func:`pseudonym`: HMAC-SHA256 pseudonyms (RFC 2104) for marts and manager exports that need
@@ -27,7 +31,8 @@ Erasure, what happens to each table (``mode`` = ``settings.privacy_erasure_mode`
 ``moderation.flags``           rows of their items deleted (redacted text is scored anew)
 ``moderation.languages``       rows of their items deleted (when the table exists)
 ``moderation.decisions``       ``note`` and ``scores_json`` blanked (who decided what stays:
-                               the audit trail); the review store the same (``erase_content``)
+                               the audit trail); :mod:`pulse.privacy` does the same in the
+                               review store
 ``raw.*`` landing, quarantine  every row of theirs (by id, by their items' ids, or by their id
                                in a quarantined payload)
 ``quality.validation_results`` ``details`` blanked where they quote the user's id or name
@@ -43,23 +48,18 @@ import logging
 import os
 import re
 import secrets
-import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import duckdb
 import polars as pl
 
-from warehouse.canonical import content_hash
-from warehouse.db import connect, frame, migrate, one
-
-if TYPE_CHECKING:
-    from moderation.review_store import ReviewStore
-    from warehouse.canonical import Extract
+from warehouse.canonical import Extract, content_hash
+from warehouse.db import frame, one
 
 log = logging.getLogger(__name__)
 
@@ -183,17 +183,15 @@ def _quarantine_where() -> str:
     )
 
 
-def export_user(
-    con: duckdb.DuckDBPyConnection, source: str, user_id: str, *, store: ReviewStore | None = None
-) -> dict[str, Any]:
-    """Everything held about ``user_id`` of ``source``: a JSON-serialisable dict.
+def export_warehouse_rows(con: duckdb.DuckDBPyConnection, source: str, user_id: str) -> dict[str, Any]:
+    """Everything the warehouse holds about ``user_id`` of ``source``: a JSON-serialisable dict.
 
     Keys: ``schema``, ``schema_version``, ``generated_at`` (ISO, UTC), ``source``, ``user_id``,
     ``profile`` (the ``staging.users`` row or None), ``content`` (their items, deleted and hidden
     included), ``engagement_events`` (cast by them), ``scores`` (of their items' texts),
     ``flags``, ``languages`` (when ``moderation.languages`` exists), ``decisions`` (warehouse
-    copy) and ``review_store_decisions`` (live store, when ``store`` is given), ``quarantine``
-    (bad records that are theirs), ``counts`` (rows per key). Values are bound as parameters.
+    copy), ``quarantine`` (bad records that are theirs), ``counts`` (rows per list key). Values
+    are bound as parameters. :func:`pulse.privacy.export_user` adds the review store's copy.
 
     Raises:
         UserNotFoundError: nothing is held about that user in that source.
@@ -225,11 +223,6 @@ def export_user(
                               "(select unnest(?::varchar[]))", [hashes])
     quarantine = frame(con, f"select * from raw.quarantine where {_quarantine_where()} order by stream, record_key",
                        [source, user_id, ids, _payload_pattern(user_id)])
-    store_rows = pl.DataFrame()
-    if store is not None and ids:
-        parts = [store.decisions(source=source, content_id=cid) for cid in ids]
-        parts = [p for p in parts if p.height]
-        store_rows = pl.concat(parts) if parts else pl.DataFrame()
     if profile.height == 0 and content.height == 0 and events.height == 0 and quarantine.height == 0:
         raise UserNotFoundError(f"no data held about user id {user_id!r} in source {source!r}")
     doc: dict[str, Any] = {
@@ -245,7 +238,6 @@ def export_user(
         "flags": _rows(flags),
         "languages": _rows(languages),
         "decisions": _rows(decisions),
-        "review_store_decisions": _rows(store_rows),
         "quarantine": _rows(quarantine),
     }
     doc["counts"] = {k: len(v) for k, v in doc.items() if isinstance(v, list)}
@@ -256,27 +248,19 @@ def export_user(
 # Erasure (right to be forgotten)
 
 
-@dataclass
-class ForgetReport:
-    """What :func:`forget_user` did: ``counts`` of rows touched per table, and the checks.
+def check_erasure_mode(mode: str) -> None:
+    """Raise ValueError (naming the setting) unless ``mode`` is ``delete`` or ``redact``."""
+    if mode not in ("delete", "redact"):
+        raise ValueError(f"erasure mode must be 'delete' or 'redact', got {mode!r} (PULSE_PRIVACY_ERASURE_MODE)")
 
-    Attributes:
-        request_id: the ``ops.privacy_requests`` row.
-        mode: ``delete`` or ``redact``.
-        counts: rows changed per table (``"staging.content": 137``, ...).
-        compacted: the warehouse file was rewritten because erased bytes survived a checkpoint.
-        residue: files where an erased needle was still found after compaction (empty = clean).
+
+def log_request(con: duckdb.DuckDBPyConnection, request_id: str, kind: str, source: str, status: str,
+                counts: dict[str, int] | None = None, requested_at: datetime | None = None) -> None:
+    """Insert or update the ``ops.privacy_requests`` row ``request_id``: ``status`` and row counts, never data.
+
+    ``status`` ``running`` leaves ``finished_at`` null; any other status (``done``, ``failed``)
+    stamps it now.
     """
-
-    request_id: str
-    mode: str
-    counts: dict[str, int] = field(default_factory=dict)
-    compacted: bool = False
-    residue: dict[str, list[str]] = field(default_factory=dict)
-
-
-def _log_request(con: duckdb.DuckDBPyConnection, request_id: str, kind: str, source: str, status: str,
-                 counts: dict[str, int] | None = None, requested_at: datetime | None = None) -> None:
     con.execute(
         "insert into ops.privacy_requests values (?, ?, ?, ?, ?, ?, ?) on conflict (request_id) do update set "
         "finished_at = excluded.finished_at, status = excluded.status, counts_json = excluded.counts_json",
@@ -288,8 +272,79 @@ def _log_request(con: duckdb.DuckDBPyConnection, request_id: str, kind: str, sou
 def log_export(con: duckdb.DuckDBPyConnection, source: str, doc: dict[str, Any]) -> str:
     """Record an export request (row counts only) in ``ops.privacy_requests``; return its id."""
     request_id = f"export__{uuid.uuid4().hex[:12]}"
-    _log_request(con, request_id, "export", source, "done", doc.get("counts", {}))
+    log_request(con, request_id, "export", source, "done", doc.get("counts", {}))
     return request_id
+
+
+@dataclass
+class Erasure:
+    """What :func:`erase_user` did in the warehouse.
+
+    Attributes:
+        request_id: the ``ops.privacy_requests`` row, left ``running`` for the caller to finish
+            with :func:`log_request`.
+        requested_at: the request time (naive UTC), also the tombstone's.
+        counts: rows changed per table (``"staging.content": 137``, ...) and
+            ``mentions_in_others_posts_kept``.
+        content_ids: the user's items (by id, or by the tombstone's alias after an earlier
+            redaction): the review store's notes on them are blanked next.
+        needles: strings that must not survive in the files (:func:`scan_files`): the display
+            name, their titles of 16+ characters and the caller's extra needles, less those that
+            other members' posts still contain.
+    """
+
+    request_id: str
+    requested_at: datetime
+    counts: dict[str, int]
+    content_ids: list[str]
+    needles: list[str]
+
+
+def erase_user(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    user_id: str,
+    *,
+    mode: ErasureMode = "redact",
+    now: datetime | None = None,
+    extra_needles: Sequence[str] = (),
+) -> Erasure:
+    """Erase ``user_id`` of ``source`` from the warehouse; see the module docstring for each table.
+
+    One transaction holds the deletes and redactions, the tombstone and the request row (status
+    ``running``). A repeated request for an erased user (tombstoned, nothing left in staging)
+    changes no row, so the caller can finish its remaining steps after a crash.
+
+    Args:
+        mode: ``redact`` (default; marts keep their counts) or ``delete``.
+        now: the request time, naive UTC (default: now).
+        extra_needles: more strings to check the files for (see :attr:`Erasure.needles`).
+
+    Raises:
+        UserNotFoundError: nothing is held about that user and no tombstone exists (nothing is
+            changed or logged).
+        ValueError: unknown ``mode``.
+    """
+    check_erasure_mode(mode)
+    now = now or _utcnow()
+    request_id = f"forget__{uuid.uuid4().hex[:12]}"
+    try:
+        doc = export_warehouse_rows(con, source, user_id)
+    except UserNotFoundError:
+        if not has_tombstone(con, source, user_id):
+            raise  # nothing held, nothing erased before: nothing is changed or logged
+        # Erased before (e.g. a crash before the marts were rebuilt): the caller finishes the remaining steps.
+        doc = {"profile": None, "content": []}
+    name = (doc["profile"] or {}).get("display_name")
+    titles = [c["title"] for c in doc["content"] if c.get("title") and len(c["title"]) >= 16]
+    needles = list(dict.fromkeys(n for n in (name, *titles, *extra_needles) if n and len(n) >= 4))
+    del doc
+    counts, ids = _erase_in_warehouse(con, source, user_id, mode, request_id, now)
+    # Other members' own posts may mention the name or quote a title: theirs, not erased.
+    kept = [n for n in needles if one(con, "select count(*) from staging.content where contains(coalesce(title, '') "
+                                           "|| chr(10) || coalesce(body_text, ''), ?)", [n])[0]]
+    counts["mentions_in_others_posts_kept"] = len(kept)
+    return Erasure(request_id, now, counts, ids, [n for n in needles if n not in kept])
 
 
 def _erase_in_warehouse(
@@ -390,128 +445,12 @@ def _erase_in_warehouse(
                 "update quality.validation_results set details = null where details is not null and "
                 "list_has_any(list_transform(?::varchar[], lambda n: contains(details, n)), [true])",
                 [quoted])
-        _log_request(con, request_id, "forget", source, "running", counts, now)
+        log_request(con, request_id, "forget", source, "running", counts, now)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
     return counts, ids
-
-
-def forget_user(
-    warehouse: Path | str,
-    source: str,
-    user_id: str,
-    *,
-    mode: ErasureMode = "redact",
-    serving: Path | str | None = None,
-    store: ReviewStore | None = None,
-    now: datetime | None = None,
-    extra_needles: Sequence[str] = (),
-    compact: bool | None = None,
-) -> ForgetReport:
-    """Erase ``user_id`` of ``source`` everywhere; see the module docstring for each table.
-
-    Steps: erase in the warehouse (one transaction, with the tombstone and the request row),
-    blank the review store's decisions on their items (``ReviewStore.erase_content``; SQLite
-    stores are vacuumed so the old pages go too), rebuild the marts, republish the snapshot
-    (when ``serving`` is given), ``FORCE CHECKPOINT``, then scan the warehouse and snapshot
-    files for the user's display name (and ``extra_needles``): if DuckDB left the bytes in free
-    blocks the warehouse is rewritten by :func:`compact_database`. The request row ends
-    ``done`` (or ``failed``) with the counts; it never holds the erased data.
-
-    Args:
-        warehouse: the warehouse file (must not be open in another process).
-        mode: ``redact`` (default; marts keep their counts) or ``delete``.
-        now: the request time, naive UTC (default: now).
-        extra_needles: more strings that must not survive (the display name and their titles
-            of 16+ characters are always checked, unless other members' posts still contain them).
-        compact: True always rewrites the file, False never (tests use it to show why it is
-            needed), None (default) when the scan finds erased bytes after the checkpoint.
-
-    A repeated request for an erased user (tombstoned, nothing left in staging) re-runs the
-    remaining steps (marts, snapshot, compaction) and changes no row: safe after a crash.
-
-    Raises:
-        UserNotFoundError: nothing is held about that user and no tombstone exists (nothing is
-            changed or logged).
-        ValueError: unknown ``mode``.
-    """
-    if mode not in ("delete", "redact"):
-        raise ValueError(f"erasure mode must be 'delete' or 'redact', got {mode!r} (PULSE_PRIVACY_ERASURE_MODE)")
-    from transforms.runner import run_marts
-    from warehouse.publish import publish_snapshot
-
-    now = now or _utcnow()
-    request_id = f"forget__{uuid.uuid4().hex[:12]}"
-    warehouse = Path(warehouse)
-    con = connect(warehouse)
-    try:
-        migrate(con)
-        try:
-            doc = export_user(con, source, user_id)
-        except UserNotFoundError:
-            if not has_tombstone(con, source, user_id):
-                raise  # nothing held, nothing erased before: nothing is changed or logged
-            # Erased before (e.g. a crash before the marts were rebuilt): finish the remaining steps.
-            doc = {"profile": None, "content": []}
-        name = (doc["profile"] or {}).get("display_name")
-        titles = [c["title"] for c in doc["content"] if c.get("title") and len(c["title"]) >= 16]
-        needles = list(dict.fromkeys(n for n in (name, *titles, *extra_needles) if n and len(n) >= 4))
-        del doc
-        counts, ids = _erase_in_warehouse(con, source, user_id, mode, request_id, now)
-        # Other members' own posts may mention the name or quote a title: theirs, not erased.
-        kept = [n for n in needles if one(con, "select count(*) from staging.content where contains(coalesce(title, '') "
-                                               "|| chr(10) || coalesce(body_text, ''), ?)", [n])[0]]
-        counts["mentions_in_others_posts_kept"] = len(kept)
-        needles = [n for n in needles if n not in kept]
-        try:
-            if store is not None:
-                counts["review_store.decisions"] = store.erase_content(source, ids)
-                _vacuum_sqlite_store(store)
-            counts.update({f"marts.{k}": v for k, v in {"rebuilt": len(run_marts(con))}.items()})
-            if serving is not None:
-                publish_snapshot(con, Path(serving))
-                counts["serving.republished"] = 1
-            con.execute("force checkpoint")
-        except BaseException:
-            _log_request(con, request_id, "forget", source, "failed", counts, now)
-            raise
-    finally:
-        con.close()
-    report = ForgetReport(request_id=request_id, mode=mode, counts=counts)
-    files = [warehouse, *([Path(serving)] if serving is not None else [])]
-    found = scan_files(files, needles)
-    if compact is True or (compact is None and (found.get(str(warehouse)) or found.get(str(warehouse) + ".wal"))):
-        compact_database(warehouse)
-        report.compacted = True
-        found = scan_files(files, needles)
-    report.residue = {k: v for k, v in found.items() if v}
-    con = connect(warehouse)
-    try:
-        counts["compacted"] = int(report.compacted)
-        _log_request(con, request_id, "forget", source, "done" if not report.residue else "failed", counts, now)
-        con.execute("force checkpoint")
-    finally:
-        con.close()
-    log.info("forget %s: %s", request_id, counts)
-    return report
-
-
-def _vacuum_sqlite_store(store: ReviewStore) -> None:
-    """For a SQLite review store: checkpoint the WAL and VACUUM, so blanked notes leave the file."""
-    engine = getattr(store, "engine", None)
-    if engine is None or engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
-        return  # PostgreSQL: dead tuples go at the next (auto)vacuum; see SECURITY.md
-    path = engine.url.database
-    store.dispose()
-    db = sqlite3.connect(path)
-    try:
-        db.execute("pragma wal_checkpoint(truncate)")
-        db.execute("vacuum")
-        db.execute("pragma wal_checkpoint(truncate)")
-    finally:
-        db.close()
 
 
 def scan_files(paths: Iterable[Path | str], needles: Sequence[str]) -> dict[str, list[str]]:
@@ -569,7 +508,7 @@ def apply_tombstones(con: duckdb.DuckDBPyConnection, extract: Extract) -> dict[s
     Users' rows and (``delete`` mode) their content and the events on it are left out and
     counted under the skip rules :data:`TOMBSTONE_RULE` / :data:`TOMBSTONE_CONTENT_RULE`, so
     ``read = emitted + skipped + quarantined`` still holds; in ``redact`` mode their content is
-    redacted exactly as :func:`forget_user` did (so a re-load leaves staging unchanged). Their
+    redacted exactly as :func:`erase_user` did (so a re-load leaves staging unchanged). Their
     events get the alias as ``user_id``; quarantined records that are theirs are dropped (moved
     from ``quarantined`` to the skip rule).
 

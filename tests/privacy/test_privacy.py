@@ -15,6 +15,7 @@ import duckdb
 import pytest
 from lxml import etree
 
+from pulse.privacy import export_user, forget_user
 from pulse.settings import load_settings
 from pulse.steps import SourceSpec, run_pipeline
 from warehouse.db import connect, migrate
@@ -25,8 +26,6 @@ from warehouse.privacy import (
     UserNotFoundError,
     apply_retention,
     compact_database,
-    export_user,
-    forget_user,
     pseudonym,
     scan_files,
 )

@@ -1,0 +1,190 @@
+"""Data-subject requests across the layers: export a user's data (GDPR Art. 15), forget a user (Art. 17).
+
+A request reaches the warehouse, the review store, the marts and the serving snapshot, so it is
+orchestrated here, above the layers it calls (docs/ARCHITECTURE.md, "Layers"), from primitives
+each layer owns:
+
+* :func:`export_user`: the warehouse's rows (:func:`warehouse.privacy.export_warehouse_rows`)
+  plus the review store's decisions on the user's items.
+* :func:`forget_user`: the warehouse erasure in one transaction with its tombstone
+  (:func:`warehouse.privacy.erase_user`; each table's treatment is in :mod:`warehouse.privacy`),
+  the review store's notes blanked (``ReviewStore.erase_content``; a SQLite store vacuumed),
+  the marts rebuilt (:func:`transforms.runner.run_marts`), the snapshot republished
+  (:func:`warehouse.publish.publish_snapshot`), a checkpoint, then the files scanned for the
+  erased strings and the warehouse rewritten when DuckDB left them in free blocks
+  (:func:`warehouse.privacy.compact_database`). The request is logged in
+  ``ops.privacy_requests`` with row counts only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import polars as pl
+
+from transforms.runner import run_marts
+from warehouse.db import connect, migrate
+from warehouse.privacy import (
+    ErasureMode,
+    check_erasure_mode,
+    compact_database,
+    erase_user,
+    export_warehouse_rows,
+    log_request,
+    scan_files,
+)
+from warehouse.publish import publish_snapshot
+
+if TYPE_CHECKING:
+    from moderation.review_store import ReviewStore
+
+log = logging.getLogger(__name__)
+
+
+def export_user(
+    con: duckdb.DuckDBPyConnection, source: str, user_id: str, *, store: ReviewStore | None = None
+) -> dict[str, Any]:
+    """Everything held about ``user_id`` of ``source``: a JSON-serialisable dict.
+
+    The keys of :func:`warehouse.privacy.export_warehouse_rows`, with ``review_store_decisions``
+    (the live store's decisions on their items, when ``store`` is given; else empty) after
+    ``decisions``, and ``counts`` (rows per list key) last.
+
+    Raises:
+        warehouse.privacy.UserNotFoundError: nothing is held about that user in that source.
+    """
+    rows = export_warehouse_rows(con, source, user_id)
+    rows.pop("counts")
+    ids = [c["content_id"] for c in rows["content"]]
+    parts = [store.decisions(source=source, content_id=cid) for cid in ids] if store is not None else []
+    parts = [p for p in parts if p.height]
+    in_store = json.loads(pl.concat(parts).write_json()) if parts else []
+    doc: dict[str, Any] = {}
+    for key, value in rows.items():
+        doc[key] = value
+        if key == "decisions":
+            doc["review_store_decisions"] = in_store
+    doc["counts"] = {k: len(v) for k, v in doc.items() if isinstance(v, list)}
+    return doc
+
+
+@dataclass
+class ForgetReport:
+    """What :func:`forget_user` did: ``counts`` of rows touched per table, and the checks.
+
+    Attributes:
+        request_id: the ``ops.privacy_requests`` row.
+        mode: ``delete`` or ``redact``.
+        counts: rows changed per table (``"staging.content": 137``, ...).
+        compacted: the warehouse file was rewritten because erased bytes survived a checkpoint.
+        residue: files where an erased needle was still found after compaction (empty = clean).
+    """
+
+    request_id: str
+    mode: str
+    counts: dict[str, int] = field(default_factory=dict)
+    compacted: bool = False
+    residue: dict[str, list[str]] = field(default_factory=dict)
+
+
+def forget_user(
+    warehouse: Path | str,
+    source: str,
+    user_id: str,
+    *,
+    mode: ErasureMode = "redact",
+    serving: Path | str | None = None,
+    store: ReviewStore | None = None,
+    now: datetime | None = None,
+    extra_needles: Sequence[str] = (),
+    compact: bool | None = None,
+) -> ForgetReport:
+    """Erase ``user_id`` of ``source`` everywhere; see :mod:`warehouse.privacy` for each table.
+
+    Steps: erase in the warehouse (one transaction, with the tombstone and the request row),
+    blank the review store's decisions on their items (``ReviewStore.erase_content``; SQLite
+    stores are vacuumed so the old pages go too), rebuild the marts, republish the snapshot
+    (when ``serving`` is given), ``FORCE CHECKPOINT``, then scan the warehouse and snapshot
+    files for the user's display name (and ``extra_needles``): if DuckDB left the bytes in free
+    blocks the warehouse is rewritten by :func:`~warehouse.privacy.compact_database`. The
+    request row ends ``done`` (or ``failed``) with the counts; it never holds the erased data.
+
+    Args:
+        warehouse: the warehouse file (must not be open in another process).
+        mode: ``redact`` (default; marts keep their counts) or ``delete``.
+        now: the request time, naive UTC (default: now).
+        extra_needles: more strings that must not survive (the display name and their titles
+            of 16+ characters are always checked, unless other members' posts still contain them).
+        compact: True always rewrites the file, False never (tests use it to show why it is
+            needed), None (default) when the scan finds erased bytes after the checkpoint.
+
+    A repeated request for an erased user (tombstoned, nothing left in staging) re-runs the
+    remaining steps (marts, snapshot, compaction) and changes no row: safe after a crash.
+
+    Raises:
+        warehouse.privacy.UserNotFoundError: nothing is held about that user and no tombstone
+            exists (nothing is changed or logged).
+        ValueError: unknown ``mode``.
+    """
+    check_erasure_mode(mode)
+    warehouse = Path(warehouse)
+    con = connect(warehouse)
+    try:
+        migrate(con)
+        erased = erase_user(con, source, user_id, mode=mode, now=now, extra_needles=extra_needles)
+        counts, now = erased.counts, erased.requested_at
+        try:
+            if store is not None:
+                counts["review_store.decisions"] = store.erase_content(source, erased.content_ids)
+                _vacuum_sqlite_store(store)
+            counts["marts.rebuilt"] = len(run_marts(con))
+            if serving is not None:
+                publish_snapshot(con, Path(serving))
+                counts["serving.republished"] = 1
+            con.execute("force checkpoint")
+        except BaseException:
+            log_request(con, erased.request_id, "forget", source, "failed", counts, now)
+            raise
+    finally:
+        con.close()
+    report = ForgetReport(request_id=erased.request_id, mode=mode, counts=counts)
+    files = [warehouse, *([Path(serving)] if serving is not None else [])]
+    found = scan_files(files, erased.needles)
+    if compact is True or (compact is None and (found.get(str(warehouse)) or found.get(str(warehouse) + ".wal"))):
+        compact_database(warehouse)
+        report.compacted = True
+        found = scan_files(files, erased.needles)
+    report.residue = {k: v for k, v in found.items() if v}
+    con = connect(warehouse)
+    try:
+        counts["compacted"] = int(report.compacted)
+        log_request(con, erased.request_id, "forget", source, "done" if not report.residue else "failed", counts, now)
+        con.execute("force checkpoint")
+    finally:
+        con.close()
+    log.info("forget %s: %s", erased.request_id, counts)
+    return report
+
+
+def _vacuum_sqlite_store(store: ReviewStore) -> None:
+    """For a SQLite review store: checkpoint the WAL and VACUUM, so blanked notes leave the file."""
+    engine = getattr(store, "engine", None)
+    if engine is None or engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return  # PostgreSQL: dead tuples go at the next (auto)vacuum; see SECURITY.md
+    path = engine.url.database
+    store.dispose()
+    db = sqlite3.connect(path)
+    try:
+        db.execute("pragma wal_checkpoint(truncate)")
+        db.execute("vacuum")
+        db.execute("pragma wal_checkpoint(truncate)")
+    finally:
+        db.close()
