@@ -7,9 +7,7 @@ Every command that reads or writes the DuckDB files takes ``--warehouse`` and ``
 from __future__ import annotations
 
 import json
-import logging
 import os
-import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -17,43 +15,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
-from pulse.settings import ConfigError, Settings, load_settings
+from pulse.cli_api import app as api_app
+from pulse.cli_cluster import app as cluster_app
+from pulse.cli_common import ServingOpt, WarehouseOpt, console, settings_or_exit, setup_logging
+from pulse.cli_moderation import app as moderation_app
+from pulse.cli_privacy import app as privacy_app
+from pulse.cli_review import app as review_app
+from pulse.settings import Settings
 
 app = typer.Typer(help="Community Pulse: community analytics and moderation pipeline.", no_args_is_help=True)
-# Wide enough for the summary tables when output goes to a pipe or a log (Rich assumes 80).
-console = Console(width=shutil.get_terminal_size((150, 24)).columns)
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
-WarehouseOpt = Annotated[
-    Path | None, typer.Option("--warehouse", help="Warehouse DuckDB file [env PULSE_WAREHOUSE; default data/warehouse.duckdb]")
-]
-ServingOpt = Annotated[
-    Path | None, typer.Option("--serving", help="Serving snapshot DuckDB file [env PULSE_SERVING; default data/serving.duckdb]")
-]
-
-
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except ConfigError as exc:
-        console.print(f"[bold red]Configuration error[/]: {escape(str(exc))}")
-        raise typer.Exit(2) from None
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=Console(stderr=True, width=console.width), show_path=False, rich_tracebacks=False)],
-        force=True,
-    )
-    for noisy in ("great_expectations", "urllib3", "filelock", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @app.command()
@@ -79,8 +54,8 @@ def run(
     from warehouse.sources.postgres import PostgresSourceError
     from warehouse.sources.stackexchange import UnsafeXMLError
 
-    _setup_logging(verbose)
-    settings = _settings(warehouse=warehouse, serving=serving, scorer=scorer)
+    setup_logging(verbose)
+    settings = settings_or_exit(warehouse=warehouse, serving=serving, scorer=scorer)
     if source == "postgres":
         spec = _postgres_spec(settings, dsn, preset, mapping, timezone)
     elif source not in ("demo", "stackexchange", "events"):
@@ -92,7 +67,7 @@ def run(
         console.print("[red]--source stackexchange needs --path DIR[/] (a folder with Posts.xml, Comments.xml, Votes.xml, Users.xml, Tags.xml)")
         raise typer.Exit(2)
     if timezone is not None:
-        _settings(timezone=timezone)  # validates the name, exits 2 with the fix if unknown
+        settings_or_exit(timezone=timezone)  # validates the name, exits 2 with the fix if unknown
     if source != "postgres":
         spec = SourceSpec(kind=source, path=path, timezone=timezone, seed=seed, source_name=source_name)  # type: ignore[arg-type]
     try:
@@ -197,7 +172,7 @@ def dashboards(
     warehouse: WarehouseOpt = None,
 ) -> None:
     """Start the Streamlit dashboards on the serving snapshot (read-only)."""
-    settings = _settings(serving=serving, warehouse=warehouse)
+    settings = settings_or_exit(serving=serving, warehouse=warehouse)
     repo = Path(__file__).resolve().parents[1]
     app_py = repo / "dashboards" / "app.py"
     env = {**os.environ, "PULSE_SERVING": str(Path(settings.serving).resolve())}
@@ -221,7 +196,7 @@ def airflow(
     """
     from pulse.airflow_env import airflow_env, password_file, start_standalone, stop_standalone
 
-    settings = _settings(warehouse=warehouse, serving=serving)
+    settings = settings_or_exit(warehouse=warehouse, serving=serving)
     home = home.resolve()
     env = airflow_env(home, api_port=port)
     env.update(PULSE_WAREHOUSE=str(Path(settings.warehouse).resolve()), PULSE_SERVING=str(Path(settings.serving).resolve()))
@@ -255,7 +230,7 @@ def runs(
     """List recent runs from the warehouse: status, interval, source, scorer, error."""
     from warehouse.db import open_warehouse
 
-    settings = _settings(warehouse=warehouse, serving=serving)
+    settings = settings_or_exit(warehouse=warehouse, serving=serving)
     with open_warehouse(settings.warehouse) as con:
         rows = con.execute(
             "select run_id, source, status, interval_start, interval_end, "
@@ -271,19 +246,11 @@ def runs(
     console.print(t)
 
 
-from pulse.cli_moderation import app as moderation_app  # noqa: E402 - after `app` and `console` exist
-
+# The command groups, after the commands above (`pulse --help` lists them in this order).
 app.add_typer(moderation_app, name="moderation")
-from pulse.cli_review import app as review_app  # noqa: E402
 app.add_typer(review_app, name="review")
-from pulse.cli_privacy import app as privacy_app  # noqa: E402
-
 app.add_typer(privacy_app, name="privacy")
-from pulse.cli_api import app as api_app  # noqa: E402
-
 app.add_typer(api_app, name="api")
-from pulse.cli_cluster import app as cluster_app  # noqa: E402
-
 app.add_typer(cluster_app, name="cluster")
 
 

@@ -14,27 +14,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pulse.cli_common import console, fail, settings_or_exit
+
 app = typer.Typer(help="Real-time moderation API: Perspective-compatible scoring and the Discourse webhook.",
                   no_args_is_help=True)  # fmt: skip
 key_app = typer.Typer(help="API keys (stored hashed in the review store; shown once at creation).", no_args_is_help=True)
 app.add_typer(key_app, name="key")
-
-
-def _console() -> Any:
-    from pulse.cli import console
-
-    return console
-
-
-def _settings(**overrides: Any) -> Any:
-    from pulse.cli import _settings as settings
-
-    return settings(**overrides)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    _console().print(f"[bold red]Error[/]: {escape(message)}")
-    return typer.Exit(code)
 
 
 def _keys() -> Any:
@@ -42,14 +27,14 @@ def _keys() -> Any:
     from moderation.review_store import ReviewStore, redact_url
     from pulse.api.keys import KeyStore
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         return KeyStore(ReviewStore.from_settings(settings).engine)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - a connection failure: say where, without the password
         url = redact_url(settings.review_store_url.get_secret_value())
-        raise _fail(f"cannot open the review store {url}: {type(exc).__name__} (check PULSE_REVIEW_STORE_URL)") from None
+        raise fail(f"cannot open the review store {url}: {type(exc).__name__} (check PULSE_REVIEW_STORE_URL)") from None
 
 
 @app.command()
@@ -61,10 +46,10 @@ def serve(
     """Serve comments:analyze (Perspective), its discovery document, /healthz, /docs and /webhooks/discourse."""
     from pulse.api.app import serve as run
 
-    settings = _settings(api_host=host, api_port=port, scorer=scorer)
+    settings = settings_or_exit(api_host=host, api_port=port, scorer=scorer)
     base = f"http://{settings.api_host}:{settings.api_port}"
     webhook = "on" if settings.discourse_webhook_secret is not None else "off (set PULSE_DISCOURSE_WEBHOOK_SECRET)"
-    _console().print(
+    console.print(
         f"Scoring API on [bold]{base}/v1alpha1/comments:analyze[/] (discovery {base}/$discovery/rest?version=v1alpha1, "
         f"docs {base}/docs); Discourse webhook {base}/webhooks/discourse: {webhook}. Ctrl+C stops it."
     )
@@ -77,8 +62,8 @@ def key_create(name: Annotated[str, typer.Argument(help="A name for the client, 
     try:
         key = _keys().create(name)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
-    _console().print(f"API key [bold]{escape(name)}[/] created. It is shown only now; store it in the client:")
+        raise fail(str(exc)) from None
+    console.print(f"API key [bold]{escape(name)}[/] created. It is shown only now; store it in the client:")
     print(key)
 
 
@@ -92,12 +77,12 @@ def key_list() -> None:
     for k in rows:
         table.add_row(escape(k.name), k.prefix + "…", f"{k.created_at:%Y-%m-%d %H:%M}",
                       f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")  # fmt: skip
-    _console().print(table if rows else "No API keys yet: pulse api key create NAME")
+    console.print(table if rows else "No API keys yet: pulse api key create NAME")
 
 
 @key_app.command("revoke")
 def key_revoke(name: Annotated[str, typer.Argument(help="The key's name")]) -> None:
     """Revoke a key (running servers refuse it within 5 seconds)."""
     if not _keys().revoke(name):
-        raise _fail(f"no valid key named {name!r} (pulse api key list shows the keys)")
-    _console().print(f"API key [bold]{escape(name)}[/] revoked.")
+        raise fail(f"no valid key named {name!r} (pulse api key list shows the keys)")
+    console.print(f"API key [bold]{escape(name)}[/] revoked.")

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
+
+from pulse.cli_common import console
 
 app = typer.Typer(help="A CeleryExecutor cluster on this machine: up, status, run, down.", no_args_is_help=True)
 
@@ -24,14 +26,8 @@ HomeOpt = Annotated[Path | None, typer.Option("--home", help="Cluster folder [en
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
 
 
-def _console() -> Any:
-    from pulse.cli import console
-
-    return console
-
-
 def _fail(message: str, code: int) -> None:
-    _console().print(f"[red]{escape(message)}[/red]")
+    console.print(f"[red]{escape(message)}[/red]")
     raise typer.Exit(code)
 
 
@@ -50,7 +46,6 @@ def up(
     from pulse.cluster import ClusterError
     from pulse.cluster import up as start
 
-    console = _console()
     try:
         cluster = start(home, workers=workers, api_port=port, postgres_url=postgres_url, database=database,
                         heartbeat_timeout_s=heartbeat_timeout, log=lambda m: console.print(escape(m)))
@@ -81,7 +76,7 @@ def status(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
         for name, p in info["processes"].items():
             t.add_row(name, str(p["pid"]), "yes" if p["running"] else "[red]no[/red]",
                       info["health"].get(name.replace("-", "_"), "answers ping" if name in info["workers_answering"] else ""))
-        _console().print(t)
+        console.print(t)
     raise typer.Exit(0 if healthy else 1)
 
 
@@ -92,7 +87,6 @@ def down(home: HomeOpt = None,
     from pulse.cluster import ClusterError
     from pulse.cluster import down as stop
 
-    console = _console()
     try:
         result = stop(home, timeout_s=timeout, log=lambda m: console.print(escape(m)))
     except ClusterError as exc:
@@ -132,5 +126,5 @@ def run(
         for ti in state["task_instances"]:
             t.add_row(ti["task_id"], str(ti["map_index"]), str(ti["state"]), ti["hostname"], str(ti["try_number"]),
                       "" if ti["duration_s"] is None else f"{ti['duration_s']:.1f}")
-        _console().print(t)
+        console.print(t)
     raise typer.Exit(0 if state["state"] == "success" else 1)

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from pulse.cli_common import ServingOpt, WarehouseOpt, console, fail, settings_or_exit, setup_logging
 from pulse.settings import SCORER_SPECS_HELP
 
 app = typer.Typer(help="Model quality: evaluate, bias-audit and fine-tune toxicity models offline.", no_args_is_help=True)
@@ -30,29 +31,10 @@ LabelMapOpt = Annotated[
 ]
 ModelOpt = Annotated[str | None, typer.Option("--model", help=f"Scorer spec: {SCORER_SPECS_HELP} [default: PULSE_SCORER]")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON object instead of tables")]
-WarehouseOpt = Annotated[Path | None, typer.Option("--warehouse", help="Warehouse DuckDB file [env PULSE_WAREHOUSE]")]
-ServingOpt = Annotated[Path | None, typer.Option("--serving", help="Serving snapshot DuckDB file [env PULSE_SERVING]")]
 RecordOpt = Annotated[
     bool,
     typer.Option("--record", help="Store the result in the warehouse and republish the serving snapshot (dashboard page 'Model quality')"),
 ]
-
-
-def _console() -> Any:
-    from pulse.cli import console
-
-    return console
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    _console().print(f"[bold red]Error[/]: {message}")
-    return typer.Exit(code)
-
-
-def _settings(**overrides: Any) -> Any:
-    from pulse.cli import _settings as settings_or_exit
-
-    return settings_or_exit(**overrides)
 
 
 def _load(data: Path, text_column: str | None, label_column: str | None, label_map: list[str] | None,
@@ -63,9 +45,9 @@ def _load(data: Path, text_column: str | None, label_column: str | None, label_m
     try:
         return load_labelled(data, text_column, label_column, label_map=parse_label_map(label_map or []), keep_columns=keep)
     except FileNotFoundError as exc:
-        raise _fail(f"{exc} (--data)") from None
+        raise fail(f"{exc} (--data)") from None
     except DatasetError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _scorer(spec: str, settings: Any, batch_size: int) -> Any:
@@ -75,13 +57,13 @@ def _scorer(spec: str, settings: Any, batch_size: int) -> Any:
     try:
         return load_scorer(spec, **{**settings.scorer_options(), "batch_size": batch_size})
     except (ScorerUnavailableError, ValueError) as exc:
-        raise _fail(f"cannot load model {spec!r}: {exc}") from None
+        raise fail(f"cannot load model {spec!r}: {exc}") from None
 
 
 def _threshold(threshold: float | None, settings: Any, label: str) -> float:
     if threshold is not None:
         if not 0 < threshold <= 1:
-            raise _fail(f"--threshold must be in (0, 1], got {threshold}")
+            raise fail(f"--threshold must be in (0, 1], got {threshold}")
         return threshold
     return float(settings.thresholds.get(label, 0.5))
 
@@ -110,7 +92,7 @@ def _record(settings: Any, write: Any) -> str:
             write(con)
             publish_snapshot(con, settings.serving)
     except duckdb.IOException as exc:
-        raise _fail(f"cannot write the warehouse {settings.warehouse} (is a pipeline run holding it?): {exc}", 1) from None
+        raise fail(f"cannot write the warehouse {settings.warehouse} (is a pipeline run holding it?): {exc}", 1) from None
     return str(settings.serving)
 
 
@@ -138,20 +120,20 @@ def evaluate(
     """Evaluate a toxicity model on labelled data: ROC-AUC, PR-AUC, precision/recall/F1, ECE, texts/s."""
     from moderation.evaluate import evaluate_scorer, per_group, plot_pr_curve, plot_reliability_diagram, record_evaluation
 
-    settings = _settings(warehouse=warehouse, serving=serving)
+    settings = settings_or_exit(warehouse=warehouse, serving=serving)
     loaded = _load(data, text_column, label_column, label_map, keep=(by,) if by and by != "source" else ())
     frame = loaded.frame
     if frame.is_empty():
-        raise _fail(f"{data} has no labelled rows with text")
+        raise fail(f"{data} has no labelled rows with text")
     spec = model or settings.scorer
     scorer = _scorer(spec, settings, batch_size)
     cut = _threshold(threshold, settings, score_label)
     if bins < 1:
-        raise _fail(f"--bins must be >= 1, got {bins}")
+        raise fail(f"--bins must be >= 1, got {bins}")
     try:
         report, scores = evaluate_scorer(scorer, frame, threshold=cut, label=score_label, n_bins=bins)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     groups = per_group(frame["label"].to_numpy(), scores, frame[by].cast(str).to_list(), threshold=cut, n_bins=bins) if by else {}
     result = report.to_dict() | {"data": str(data), "data_sha256": loaded.sha256}
     if groups:
@@ -171,13 +153,13 @@ def evaluate(
     written.append(plot_reliability_diagram(y, scores, folder / "reliability.png", n_bins=bins))
     _print_report(report, groups, data, by)
     for path in written:
-        _console().print(f"Wrote {path}")
+        console.print(f"Wrote {path}")
     if record:
-        _console().print(f"Recorded in {settings.warehouse}; republished {result['recorded_in']}")
+        console.print(f"Recorded in {settings.warehouse}; republished {result['recorded_in']}")
 
 
 def _print_report(report: Any, groups: dict[str, Any], data: Path, by: str | None) -> None:
-    con = _console()
+    con = console
     fb = " [yellow](fallback)[/]" if report.is_fallback else ""
     con.print(f"[bold]{report.model_id}[/]{fb} ({report.backend}, version {report.model_version}) on [cyan]{data}[/], "
               f"label {report.score_label!r}")
@@ -222,23 +204,23 @@ def bias_audit(
     from moderation.bias import DEFAULT_SUBGROUPS, audit, parse_terms_file, record_bias_audit
     from moderation.evaluate import score_texts
 
-    settings = _settings(warehouse=warehouse, serving=serving)
+    settings = settings_or_exit(warehouse=warehouse, serving=serving)
     loaded = _load(data, text_column, label_column, label_map)
     if loaded.frame.is_empty():
-        raise _fail(f"{data} has no labelled rows with text")
+        raise fail(f"{data} has no labelled rows with text")
     if term and terms_file:
-        raise _fail("give either --term (repeatable) or --terms-file, not both")
+        raise fail("give either --term (repeatable) or --terms-file, not both")
     try:
         subgroups = parse_terms_file(terms_file) if terms_file else {t: (t,) for t in term} if term else DEFAULT_SUBGROUPS
     except (OSError, ValueError) as exc:
-        raise _fail(f"--terms-file: {exc}") from None
+        raise fail(f"--terms-file: {exc}") from None
     spec = model or settings.scorer
     scorer = _scorer(spec, settings, batch_size)
     cut = _threshold(threshold, settings, score_label)
     try:
         scores, _ = score_texts(scorer, loaded.frame["text"].to_list(), score_label)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     result = audit(loaded.frame["text"].to_list(), loaded.frame["label"].to_numpy(), scores, subgroups,
                    threshold=cut, min_subgroup_size=min_subgroup_size)
     out = result.to_dict() | {"model_id": scorer.model_id, "model_version": scorer.model_version,
@@ -251,7 +233,7 @@ def bias_audit(
     if json_out:
         _print_json(out)
         return
-    con = _console()
+    con = console
     fb = " [yellow](fallback)[/]" if scorer.is_fallback else ""
     con.print(f"[bold]{scorer.model_id}[/]{fb} on [cyan]{data}[/]: {result.n:,} texts, {result.n_positive:,} positive; "
               f"overall ROC-AUC {_f(result.overall_auc)}; background FPR at {cut:g}: {_f(result.background_fpr)}")
@@ -306,16 +288,14 @@ def train(
     from moderation.train import TrainConfig, TrainingError, train_model
 
     if not json_out:
-        from pulse.cli import _setup_logging
-
-        _setup_logging(verbose)
+        setup_logging(verbose)
     files = list(data or [])
     if not files and not from_decisions:
-        raise _fail("no training data: pass --data FILE (repeatable) and/or --from-decisions")
+        raise fail("no training data: pass --data FILE (repeatable) and/or --from-decisions")
     texts_cols, label_cols = list(text_column or []), list(label_column or [])
     for name, cols in (("--text-column", texts_cols), ("--label-column", label_cols)):
         if len(cols) not in (0, 1, len(files)):
-            raise _fail(f"{name} given {len(cols)} times for {len(files)} --data files: give it once (all files) or once per file")
+            raise fail(f"{name} given {len(cols)} times for {len(files)} --data files: give it once (all files) or once per file")
     try:
         mapping = parse_label_map(label_map or [])
         sets = [
@@ -323,21 +303,21 @@ def train(
             for i, f in enumerate(files)
         ]
     except FileNotFoundError as exc:
-        raise _fail(f"{exc} (--data)") from None
+        raise fail(f"{exc} (--data)") from None
     except DatasetError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if from_decisions:
         from warehouse.db import connect
 
-        settings = _settings(warehouse=warehouse, serving=serving)
+        settings = settings_or_exit(warehouse=warehouse, serving=serving)
         path = Path(settings.warehouse)
         if not path.is_file():
-            raise _fail(f"--from-decisions: no warehouse at {path} (run the pipeline first, or set --warehouse)")
+            raise fail(f"--from-decisions: no warehouse at {path} (run the pipeline first, or set --warehouse)")
         con = connect(path, read_only=True)
         try:
             sets.append(load_decisions(con))
         except DecisionsUnavailableError as exc:
-            raise _fail(f"--from-decisions: {exc}") from None
+            raise fail(f"--from-decisions: {exc}") from None
         finally:
             con.close()
     config = TrainConfig(
@@ -349,7 +329,7 @@ def train(
     try:
         result = train_model(sets, out, config, progress=not json_out)
     except TrainingError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     card = result.card
     if json_out:
         _print_json({"out": str(result.out_dir), "model_id": result.model_id, "spec": f"checkpoint:{result.out_dir}",
@@ -360,7 +340,7 @@ def train(
                      "lexical_baseline": (card["lexical_baseline"] or {}).get("per_source"),
                      "suggested_thresholds": card["suggested_thresholds"]})
         return
-    con = _console()
+    con = console
     tr = card["training"]
     con.print(f"\n[bold]Trained {result.model_id}[/] in {tr['train_seconds'] / 60:.1f} min "
               f"({tr['epochs_run']} epochs, {_f(tr['minutes_per_epoch'], 2)} min/epoch; {tr['stop_reason']})")

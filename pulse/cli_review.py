@@ -20,6 +20,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pulse.cli_common import console, fail, settings_or_exit
+
 app = typer.Typer(help="Review store: moderators' accounts, roles and the decision (mod) log.", no_args_is_help=True)
 
 RoleOpt = Annotated[str, typer.Option("--role", help="moderator | manager | admin")]
@@ -28,33 +30,21 @@ PasswordStdinOpt = Annotated[
 ]
 
 
-def _console() -> Any:
-    from pulse.cli import console
-
-    return console
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    _console().print(f"[bold red]Error[/]: {escape(message)}")
-    return typer.Exit(code)
-
-
 def _store() -> Any:
     """The configured store with its schema in place, or exit 2 with the reason."""
-    from pulse.cli import _settings
     from moderation.review_store import ReviewStore
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         store = ReviewStore.from_settings(settings)
         store.create_schema()
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - a connection failure: say where, without the password
         from moderation.review_store import redact_url
 
         url = redact_url(settings.review_store_url.get_secret_value())
-        raise _fail(f"cannot open the review store {url}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]} "
+        raise fail(f"cannot open the review store {url}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]} "
                     "(check PULSE_REVIEW_STORE_URL)") from None
     return store
 
@@ -66,13 +56,13 @@ def _password(from_stdin: bool) -> tuple[str, bool]:
     if from_stdin:
         line = sys.stdin.readline().rstrip("\r\n")
         if not line:
-            raise _fail("--password-stdin: stdin was empty; pipe the password in, e.g. `printf '%s\\n' \"$PW\" | pulse review ...`")
+            raise fail("--password-stdin: stdin was empty; pipe the password in, e.g. `printf '%s\\n' \"$PW\" | pulse review ...`")
         return line, False
     return generate_password(), True
 
 
 def _show_generated(username: str, password: str) -> None:
-    c = _console()
+    c = console
     c.print(f"Password for [bold]{escape(username)}[/] (shown once; store it in a password manager):")
     # plain print: no Rich markup or wrapping may alter the secret
     print(password)
@@ -82,7 +72,7 @@ def _show_generated(username: str, password: str) -> None:
 def init() -> None:
     """Create the review store's tables if missing (idempotent)."""
     store = _store()
-    _console().print(f"Review store ready: {escape(store.url_redacted)} ({len(store.users())} users)")
+    console.print(f"Review store ready: {escape(store.url_redacted)} ({len(store.users())} users)")
     store.dispose()
 
 
@@ -102,10 +92,10 @@ def add_user(
     try:
         store.add_user(username, name=name, email=email, role=role, password=password)
     except (ValueError, ReviewError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         store.dispose()
-    _console().print(f"Added {escape(username)} ({role}).")
+    console.print(f"Added {escape(username)} ({role}).")
     if generated:
         _show_generated(username, password)
 
@@ -119,10 +109,10 @@ def set_role(username: Annotated[str, typer.Argument(help="Login name")], role: 
     try:
         store.set_role(username, role)
     except (ValueError, ReviewError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         store.dispose()
-    _console().print(f"{escape(username)} is now {role}.")
+    console.print(f"{escape(username)} is now {role}.")
 
 
 @app.command("set-password")
@@ -135,10 +125,10 @@ def set_password(username: Annotated[str, typer.Argument(help="Login name")], pa
     try:
         store.set_password(username, password)
     except (ValueError, ReviewError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         store.dispose()
-    _console().print(f"Password of {escape(username)} changed.")
+    console.print(f"Password of {escape(username)} changed.")
     if generated:
         _show_generated(username, password)
 
@@ -152,10 +142,10 @@ def deactivate(username: Annotated[str, typer.Argument(help="Login name")]) -> N
     try:
         store.deactivate(username)
     except ReviewError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         store.dispose()
-    _console().print(f"{escape(username)} deactivated.")
+    console.print(f"{escape(username)} deactivated.")
 
 
 @app.command()
@@ -168,11 +158,11 @@ def unlock(username: Annotated[str, typer.Argument(help="Login name (as typed on
     finally:
         store.dispose()
     if until is not None:
-        _console().print(f"{escape(username)} unlocked (the lock would have ended at {until:%Y-%m-%d %H:%M} UTC).")
+        console.print(f"{escape(username)} unlocked (the lock would have ended at {until:%Y-%m-%d %H:%M} UTC).")
     elif had_failures:
-        _console().print(f"{escape(username)} was not locked; its failed sign-in count was reset.")
+        console.print(f"{escape(username)} was not locked; its failed sign-in count was reset.")
     else:
-        _console().print(f"{escape(username)} was not locked and had no failed sign-ins.")
+        console.print(f"{escape(username)} was not locked and had no failed sign-ins.")
 
 
 @app.command()
@@ -186,7 +176,7 @@ def users() -> None:
         t.add_column(col)
     for u in rows:
         t.add_row(escape(u.username), escape(u.name), escape(u.email), u.role, "yes" if u.active else "no")
-    _console().print(t)
+    console.print(t)
 
 
 @app.command("ensure-admin")
@@ -199,18 +189,18 @@ def ensure_admin() -> None:
     try:
         admins = [u for u in store.users() if u.role == "admin" and u.active]
         if admins:
-            _console().print(f"An active admin exists ({', '.join(escape(u.username) for u in admins)}); nothing to do.")
+            console.print(f"An active admin exists ({', '.join(escape(u.username) for u in admins)}); nothing to do.")
             return
         password = generate_password()
         existing = store.user("admin")
         if existing is None:
             store.add_user("admin", name="Administrator", email="admin@localhost", role="admin", password=password)
-            _console().print("Created user admin (role admin).")
+            console.print("Created user admin (role admin).")
         else:
             store.set_role("admin", "admin")
             store.activate("admin")
             store.set_password("admin", password)
-            _console().print("Re-enabled user admin with role admin and a new password.")
+            console.print("Re-enabled user admin with role admin and a new password.")
         _show_generated("admin", password)
     finally:
         store.dispose()
@@ -224,7 +214,7 @@ def _when(value: str | None, option: str) -> datetime | None:
             return datetime.strptime(value, fmt)
         except ValueError:
             continue
-    raise _fail(f"{option} {value!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (UTC)")
+    raise fail(f"{option} {value!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (UTC)")
 
 
 @app.command()
@@ -244,7 +234,7 @@ def decisions(
     if csv is not None:
         csv.parent.mkdir(parents=True, exist_ok=True)
         log.write_csv(csv)
-        _console().print(f"Wrote {log.height:,} decisions to {escape(str(csv))}")
+        console.print(f"Wrote {log.height:,} decisions to {escape(str(csv))}")
         return
     t = Table(title=f"Decisions ({log.height:,}; newest first, showing {min(limit, log.height):,})")
     cols = ("decided_at", "actor", "action", "source", "content_id", "from_state", "to_state", "reason_code", "item_version", "note")
@@ -252,4 +242,4 @@ def decisions(
         t.add_column(col)
     for row in log.head(limit).iter_rows(named=True):
         t.add_row(*("" if row[c] is None else escape(str(row[c]))[:80] for c in cols))
-    _console().print(t)
+    console.print(t)
