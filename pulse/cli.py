@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pulse.cli_api import app as api_app
+from pulse.cli_backup import app as backup_app
 from pulse.cli_cluster import app as cluster_app
 from pulse.cli_common import ServingOpt, WarehouseOpt, console, settings_or_exit, setup_logging
 from pulse.cli_moderation import app as moderation_app
@@ -252,6 +253,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(api_app, name="api")
 app.add_typer(cluster_app, name="cluster")
+app.add_typer(backup_app, name="backup")
 
 
 if __name__ == "__main__":
