@@ -9,7 +9,8 @@ Usage::
 
 Order: ingest, quality, scoring, scale, incremental, dashboards, hotspots (the last three
 reuse the warehouses and snapshots that scale builds; run alone, they build what they need), api (a
-real ``pulse api serve`` under locust). Each
+real ``pulse api serve`` under locust), cluster, backup (``pulse backup`` create / verify / restore on the
+incremental benchmark's history warehouses). Each
 benchmark's figures replace only its own block of ``BENCHMARKS.md`` and its own key of the
 JSON, so a partial run never erases the others. A benchmark that fails is reported, the others
 still run, and the exit code is 1.
@@ -39,7 +40,9 @@ from benchmarks.common import (
     update_section,
 )
 
-BENCHMARKS: tuple[str, ...] = ("ingest", "quality", "scoring", "scale", "incremental", "dashboards", "hotspots", "api", "cluster")
+BENCHMARKS: tuple[str, ...] = (
+    "ingest", "quality", "scoring", "scale", "incremental", "dashboards", "hotspots", "api", "cluster", "backup",
+)
 
 log = logging.getLogger("benchmarks")
 
