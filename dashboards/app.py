@@ -24,6 +24,9 @@ import streamlit as st
 from dashboards import auth, components, data
 
 PAGES_DIR = Path(__file__).with_name("views")
+# The browser-tab icon, served by the app itself: a ``:material/...:`` page icon makes the browser
+# fetch the glyph from fonts.gstatic.com, a request that leaves the machine (and fails offline).
+PAGE_ICON = Path(__file__).with_name("static") / "icon.svg"
 
 
 def _pages(role: str) -> list[st.Page]:
@@ -123,7 +126,7 @@ def _snapshot_caption() -> None:
 
 def main() -> None:
     """Set up the page, sign the user in, pick the source, and run the selected page."""
-    st.set_page_config(page_title="Community Pulse", page_icon=":material/monitoring:", layout="wide")
+    st.set_page_config(page_title="Community Pulse", page_icon=PAGE_ICON, layout="wide")
     _remember_deep_link()
     try:
         from pulse.settings import load_settings

@@ -1,4 +1,5 @@
-"""Shared page furniture: the selected source, banners, headers, empty states, downloads.
+"""Shared page furniture: the selected source, banners, headers, empty states, downloads,
+the date range every analytics page shares, and links to threads on their platform.
 
 Untrusted text (anything written by a community member: titles, bodies, author names, tags,
 payloads) is only ever shown through :func:`untrusted_text` (``st.text``: no Markdown, no
@@ -22,6 +23,10 @@ from dashboards import data
 
 SOURCE_STATE_KEY = "pulse_source"
 """Session-state key holding the source chosen in the sidebar (None: all sources)."""
+RANGE_STATE_KEY = "pulse_date_range"
+"""Session-state key: ``{source: (start, end)}``, the date range last picked on any page (kept across pages)."""
+FALLBACK_STATE_KEY = "pulse_fallback_banner_page"
+"""Session-state key: the page on which this session was shown the fallback-model banner."""
 
 _MD_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
 
@@ -125,20 +130,39 @@ def fallback_reason(source: str | None) -> str | None:
     return note or "the Detoxify model was not available for the latest run"
 
 
-def banners(source: str | None) -> None:
-    """Show the synthetic-data and fallback-model banners that apply to ``source``."""
+def user_role() -> str | None:
+    """The signed-in user's role (:data:`dashboards.auth.USER_STATE_KEY`; None before sign-in)."""
+    from dashboards import auth
+
+    return getattr(st.session_state.get(auth.USER_STATE_KEY), "role", None)
+
+
+def banners(source: str | None, page: str = "") -> None:
+    """Show the synthetic-data and fallback-model banners that apply to ``source`` on ``page``.
+
+    The fallback-model banner is one short line for everyone, plus its reason (which may name
+    the model cache path) for admins only. It is shown on the first page of the session that
+    needs it, on every rerun of that page; on the session's other pages a sidebar caption says
+    the same in three words.
+    """
     if is_synthetic(source):
         st.warning(
             "Synthetic demo data: these numbers describe a generated community, not a real one.",
             icon=":material/science:",
         )
     reason = fallback_reason(source)
-    if reason is not None:
-        st.info(
-            f"Scores come from the fallback lexical model ({md_escape(reason)}). It scores only "
-            "toxicity and misses threats without swear words.",
-            icon=":material/warning:",
-        )
+    if reason is None:
+        return
+    shown_on = st.session_state.setdefault(FALLBACK_STATE_KEY, page)
+    if shown_on != page:
+        st.sidebar.caption("Scores: fallback lexical model.")
+        return
+    text = "Scores come from the fallback lexical model: it scores only toxicity and misses threats without swear words."
+    from dashboards import auth
+
+    if user_role() in auth.ADMIN_ROLES:
+        text += f" Why (admins only): {md_escape(reason)}."
+    st.info(text, icon=":material/warning:")
 
 
 def page_header(title: str, explanation: str) -> str | None:
@@ -146,7 +170,7 @@ def page_header(title: str, explanation: str) -> str | None:
     st.title(title)
     st.caption(explanation)
     source = selected_source()
-    banners(source)
+    banners(source, title)
     return source
 
 
@@ -214,14 +238,22 @@ def slot_name(weekday: int, hour: int) -> str:
 
 
 def data_days(source: str | None) -> tuple[date, date] | None:
-    """The first and last day of ``marts.engagement_daily`` for ``source`` (None when empty or absent).
+    """The data's own range for ``source``: its first day with activity and the last day of
+    ``marts.engagement_daily`` (None when there is no activity or the mart is absent).
 
-    The marts' "current" period ends on the data's last day, never on today's date.
+    The first day is the first with an active member, new content or an engagement event:
+    the mart's zero-filled rows start at the oldest account's creation (two years before any
+    activity in the demo), which would open every chart on a flat zero. The marts' "current"
+    period ends on the data's last day, never on today's date.
     """
     if not data.table_exists("marts", "engagement_daily"):
         return None
     where, params = data.source_clause(source)
-    found = data.query(f"select min(day) as first, max(day) as last from marts.engagement_daily where {where}", params)
+    found = data.query(
+        "select min(day) filter (where dau > 0 or new_content > 0 or events > 0) as first, max(day) as last "
+        f"from marts.engagement_daily where {where}",
+        params,
+    )
     first, last = found.row(0)
     if first is None or last is None:
         return None
@@ -229,40 +261,51 @@ def data_days(source: str | None) -> tuple[date, date] | None:
 
 
 def date_range_filter(
-    first: date, last: date, *, key: str, default_days: int | None = None, container: Any = None
+    first: date, last: date, *, key: str, container: Any = None, shared: bool = False,
+    default: tuple[date, date] | None = None,
 ) -> tuple[date, date]:
     """A date-range picker limited to ``[first, last]``; returns the chosen ``(start, end)``, inclusive.
+
+    The picker starts at ``default`` (clipped to the bounds), else the whole ``[first, last]``. With ``shared`` (the analytics pages,
+    whose bounds are the data's own days), one range per source is shared by the pages: the
+    picker starts at the range last picked on any of them in this session
+    (:data:`RANGE_STATE_KEY`, clipped to the bounds), and what the reader picks is remembered.
 
     Args:
         first, last: the data's first and last day (the picker's bounds).
         key: the widget key (unique per page).
-        default_days: preselect the last ``default_days`` days ending on ``last``; None
-            preselects the whole history.
         container: where to draw it (a column, the sidebar); default the page body.
+        shared: start at, and remember, the range shared by the analytics pages.
+        default: the range to start at when none is remembered (default: the bounds).
 
     While a reader has picked only the first date of a range, that one day is used.
     """
-    start = first if default_days is None else max(first, last - timedelta(days=default_days - 1))
+    source = selected_source()
+    remembered = st.session_state.get(RANGE_STATE_KEY, {}).get(source) if shared else None
+    start, end = first, last
+    for wanted in (default, remembered):
+        if wanted is not None and wanted[0] <= last and wanted[1] >= first:
+            start, end = max(first, wanted[0]), min(last, wanted[1])
     where = container if container is not None else st
     value = where.date_input(
         "Date range",
-        value=(start, last),
+        value=(start, end),
         min_value=first,
         max_value=last,
         key=key,
         format="YYYY-MM-DD",
-        help="Only data from these days (inclusive) is shown and downloaded.",
+        help="Only data from these days (inclusive) is shown and downloaded."
+        + (" The range is kept across the analytics pages." if shared else ""),
     )
-    if isinstance(value, (tuple, list)):
-        picked = [v for v in value if v is not None]
-        if len(picked) >= 2:
-            return min(picked[0], picked[1]), max(picked[0], picked[1])
-        if len(picked) == 1:
-            return picked[0], picked[0]
-        return start, last
-    if value is None:
-        return start, last
-    return value, value
+    picked = [v for v in (value if isinstance(value, (tuple, list)) else [value]) if v is not None]
+    if len(picked) >= 2:
+        chosen = (min(picked[0], picked[1]), max(picked[0], picked[1]))
+        if shared:
+            st.session_state.setdefault(RANGE_STATE_KEY, {})[source] = chosen
+        return chosen
+    if len(picked) == 1:
+        return picked[0], picked[0]
+    return start, end
 
 
 def timezone_options(community: str) -> list[str]:
@@ -279,6 +322,72 @@ def pct_change(current: float | None, previous: float | None) -> float | None:
     if current is None or previous is None or previous == 0:
         return None
     return current / previous - 1
+
+
+def delta_text(change: float | None, unit: str = "%") -> tuple[str | None, dict[str, str]]:
+    """A metric delta and its ``st.metric`` styling: ``"+12%"``, ``"-3 pts"``, or neutral ``"→ 0%"``.
+
+    ``change`` is a relative change (``unit="%"``) or a difference of shares (``unit=" pts"``,
+    shown as percentage points). A change that rounds to zero is shown grey with a neutral
+    arrow instead of as a red ``-0%``. Returns ``(None, {})`` when ``change`` is None.
+    """
+    if change is None:
+        return None, {}
+    shown = f"{change * 100:+.0f}"
+    if shown in ("+0", "-0"):
+        return f"→ 0{unit}", {"delta_color": "off", "delta_arrow": "off"}
+    return f"{shown}{unit}", {}
+
+
+# --- links to the platform ---------------------------------------------------------------
+
+_TRAILING_ID = re.compile(r"(\d+)$")
+
+
+def source_base_url(source: str | None) -> str | None:
+    """The web address of ``source``'s community, without a trailing slash (None when unknown).
+
+    In order: ``Settings.source_urls[source]`` when the settings have such a mapping;
+    ``Settings.discourse_url`` for ``Settings.discourse_source`` (the forum the webhook and
+    flag-back already talk to); for ``stackexchange:<site>`` sources (the dump's folder name),
+    ``https://<site>.stackexchange.com``, or ``https://<site>`` when the name is already a host
+    (``stackexchange:cooking.stackexchange.com``, ``stackexchange:stackoverflow.com``).
+    Synthetic sources and the others have none.
+    """
+    if source is None:
+        return None
+    try:
+        from pulse.settings import load_settings
+
+        settings = load_settings()
+    except ValueError:
+        settings = None
+    configured = dict(getattr(settings, "source_urls", None) or {})
+    if configured.get(source):
+        return str(configured[source]).rstrip("/")
+    if settings is not None and settings.discourse_url and source == settings.discourse_source:
+        return settings.discourse_url.rstrip("/")
+    kind, _, site = source.partition(":")
+    if kind == "stackexchange" and re.fullmatch(r"[a-z0-9.-]+", site or ""):
+        return f"https://{site}" if "." in site else f"https://{site}.stackexchange.com"
+    return None
+
+
+def content_url(base_url: str | None, source: str | None, content_id: str, kind: str) -> str | None:
+    """The page of one item on its platform (None when the base URL or a numeric id is missing).
+
+    Stack Exchange: ``<base>/questions/<id>`` for a question, ``<base>/a/<id>`` for an answer
+    (``content_id`` is ``p<PostId>``). Discourse: ``<base>/p/<post id>``, Discourse's short link
+    to a post, which redirects to ``/t/<slug>/<topic id>/<post number>`` (the warehouse keeps
+    post ids, not topic ids, so ``/t/<id>`` would name the wrong topic).
+    """
+    found = _TRAILING_ID.search(content_id or "")
+    if base_url is None or found is None or source is None:
+        return None
+    number = found.group(1)
+    if source.startswith("stackexchange:"):
+        return f"{base_url}/questions/{number}" if kind == "question" else f"{base_url}/a/{number}"
+    return f"{base_url}/p/{number}"
 
 
 def csv_download(df: pl.DataFrame, *, file_name: str, key: str, label: str = "Download CSV") -> None:

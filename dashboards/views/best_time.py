@@ -5,9 +5,12 @@ responses within the window, whether the window is complete) and aggregates it f
 date range, grouping and minimum support with the formulas of ``marts.best_time_to_post``
 (transforms/README.md): expected engagement per post with a 95% normal-approximation interval,
 response share with its Wilson lower bound, median hours to the first response; slots ranked
-by the interval's lower end, slots with too few posts marked and not ranked. With the whole
-history, weekday x hour and the default support the result equals ``marts.best_time_to_post``
-(tested).
+by the interval's lower end (the "ranking figure", shown and explained on the page: a slot
+with a higher mean but fewer threads has a wider interval and can rank lower), slots with too
+few posts marked and not ranked. With the whole history, weekday x hour and the default support
+the result equals ``marts.best_time_to_post`` (tested). Columns that carry nothing for the
+source (mean votes where votes have only a date, mean comments where the platform has no
+comments) are left out of the table.
 """
 
 from __future__ import annotations
@@ -101,8 +104,16 @@ def slot_label(weekday: int | None, hour: int | None) -> str:
     return " ".join(parts)
 
 
+RANKING_RULE = (
+    "Slots are ranked by the lower end of that 95% interval, the ranking figure (here **{low:.2f}**), "
+    "so a slot needs both a high average and enough threads: one with a higher average but fewer "
+    "threads has a wider interval and can rank below it."
+)
+
+
 def recommendation(slots: pl.DataFrame, timezone: str, *, with_votes: bool = True, window_days: int = 7) -> str | None:
-    """The best slot and its evidence in one sentence, plus the runners-up (None when nothing is ranked).
+    """The best slot and its evidence, the ranking rule in one sentence with the figure it uses,
+    and the runners-up with theirs (None when nothing is ranked).
 
     ``with_votes`` False says "responses" instead of "responses and votes" (votes without an hour).
     """
@@ -117,11 +128,13 @@ def recommendation(slots: pl.DataFrame, timezone: str, *, with_votes: bool = Tru
         f"there got **{best['mean_engagement']:.1f}** {'responses and votes' if with_votes else 'responses'} "
         f"within {window_days} days on average "
         f"(95% CI {best['engagement_ci_low']:.1f}–{best['engagement_ci_high']:.1f}, {best['posts']} threads); "
-        f"{best['response_share']:.0%} got a response within {window_days} days{first}."
+        f"{best['response_share']:.0%} got a response within {window_days} days{first}. "
+        + RANKING_RULE.format(low=best["engagement_ci_low"])
     )
     if ranked.height > 1:
         others = "; ".join(
-            f"{slot_label(r['weekday'], r['hour'])} ({r['mean_engagement']:.1f}, {r['posts']} threads)"
+            f"{slot_label(r['weekday'], r['hour'])} (ranking figure {r['engagement_ci_low']:.2f}; "
+            f"mean {r['mean_engagement']:.1f} over {r['posts']} threads)"
             for r in ranked.slice(1, 2).iter_rows(named=True)
         )
         text += f" Next best: {others}."
@@ -151,10 +164,17 @@ def ranked_figure(slots: pl.DataFrame, limit: int = 10, *, with_votes: bool = Tr
             textposition="inside",
             insidetextanchor="start",
             hovertemplate="%{y}<br>mean %{x:.2f} per thread<br>%{text}<extra></extra>",
+            name="mean (95% interval)",
         )
     )
+    fig.add_trace(go.Scatter(
+        y=labels, x=top["engagement_ci_low"].to_list(), mode="markers", name="ranking figure (interval's lower end)",
+        marker={"symbol": "diamond", "size": 10, "color": "#f59e0b", "line": {"color": "#1f2937", "width": 1}},
+        hovertemplate="%{y}<br>ranking figure %{x:.2f}<extra></extra>",
+    ))
     fig.update_layout(
-        title=f"Top slots: expected {what} per new thread (95% interval); ranked by its lower end",
+        title=f"Top slots: expected {what} per new thread (95% interval); ranked by its lower end (◆)",
+        legend={"orientation": "h", "y": -0.25},
         xaxis={"title": f"{what} within the window, per thread", "rangemode": "tozero"},
         height=max(260, 34 * top.height + 120),
     )
@@ -191,6 +211,27 @@ def heatmap_figure(slots: pl.DataFrame, timezone: str, min_posts: int) -> go.Fig
         height=380,
     )
     return fig
+
+
+def slot_table(slots: pl.DataFrame, min_posts: int) -> pl.DataFrame:
+    """The slot table as shown: rank, slot, status, the ranking figure, then the evidence.
+
+    ``status`` is ``ranked`` or ``too little data (n < min_posts)``; ``ranking_figure`` is
+    ``engagement_ci_low``. The ``mean_answers``/``mean_comments``/``mean_votes`` columns that
+    are zero or empty in every slot (no comments on the platform, day-precision votes) are
+    dropped, as are ``weekday``/``hour`` when the grouping has none.
+    """
+    table = slots.with_columns(
+        pl.struct("weekday", "hour").map_elements(lambda s: slot_label(s["weekday"], s["hour"]),
+                                                  return_dtype=pl.String).alias("slot"),
+        pl.when(pl.col("is_sufficient")).then(pl.lit("ranked"))
+        .otherwise(pl.lit(f"too little data (< {min_posts} threads)")).alias("status"),
+        pl.col("engagement_ci_low").alias("ranking_figure"),
+    ).select("rank", "slot", "status", "ranking_figure",
+             pl.exclude("rank", "slot", "status", "ranking_figure", "engagement_ci_low", "is_sufficient"))
+    empty = [c for c in ("weekday", "hour") if table[c].is_null().all()]
+    empty += [c for c in ("mean_answers", "mean_comments", "mean_votes") if not (table[c].fill_null(0) != 0).any()]
+    return table.drop(empty)
 
 
 def response_summary(source: str | None, start: date, end: date) -> dict:
@@ -239,8 +280,9 @@ def render() -> None:
         components.empty_state("No threads recorded for this source yet, so there is no best time to post.")
         return
     first, last, timezone = bounds
+    first, last = components.data_days(source) or (first, last)  # the range every analytics page shares
     col_range, col_group, col_support = st.columns([1, 1, 1])
-    start, end = components.date_range_filter(first, last, key="best_range", container=col_range)
+    start, end = components.date_range_filter(first, last, key="best_range", container=col_range, shared=True)
     grouping = col_group.radio("Slots", list(GROUPINGS), horizontal=True, key="best_grouping",
                                help="Coarser slots pool more threads: useful for small communities.")
     min_posts = col_support.number_input("Minimum threads per slot", min_value=2, max_value=100,
@@ -280,19 +322,15 @@ def render() -> None:
         components.show_chart(ranked_figure(slots, with_votes=not day_votes), key="best_ranked")
     if grouping == "weekday × hour":
         components.show_chart(heatmap_figure(slots, timezone, int(min_posts)), key="best_heatmap")
-    table = slots.with_columns(
-        pl.struct("weekday", "hour").map_elements(lambda s: slot_label(s["weekday"], s["hour"]),
-                                                  return_dtype=pl.String).alias("slot"),
-        pl.when(pl.col("is_sufficient")).then(pl.lit("")).otherwise(pl.lit("too little data")).alias("evidence"),
-    ).select("rank", "slot", "evidence", pl.exclude("rank", "slot", "evidence", "is_sufficient"))
     st.subheader("Every slot with its evidence")
     components.show_table(
-        table,
+        slot_table(slots, int(min_posts)),
         file_name=f"best_time_{source or 'all'}_{start}_{end}.csv",
         key="best_csv",
         column_config={
+            "ranking_figure": st.column_config.NumberColumn(
+                "ranking figure", format="%.2f", help="The lower end of the 95% interval of the mean: what ranks the slots."),
             "mean_engagement": st.column_config.NumberColumn("mean per thread", format="%.2f"),
-            "engagement_ci_low": st.column_config.NumberColumn("95% CI low", format="%.2f"),
             "engagement_ci_high": st.column_config.NumberColumn("95% CI high", format="%.2f"),
             "response_share": st.column_config.NumberColumn("responded", format="percent"),
             "response_share_wilson_low": st.column_config.NumberColumn("responded (Wilson low)", format="percent"),

@@ -345,7 +345,7 @@ def render() -> None:
     )
     start = end = None
     if first_last is not None:
-        start, end = components.date_range_filter(*first_last, key="peak_range", container=col_range)
+        start, end = components.date_range_filter(*first_last, key="peak_range", container=col_range, shared=True)
     whole = first_last is None or (start, end) == first_last
     # over the whole history nothing is cut at the edges, whatever the zone's date shift
     lo, hi = (date.min, date.max) if whole else (start, end)

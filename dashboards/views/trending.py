@@ -5,6 +5,11 @@ volume, the trailing baseline (28 days or 4 weeks), a Poisson-smoothed z-score, 
 ratio, and the flags *hot* (one of the period's 10 largest topics, at least the minimum
 support), *rising* (z >= 2 against a full baseline) and *emerging* (rising from below the
 support level: new growth rather than an always-big topic), with example threads.
+
+The page opens on the latest period of the date range that has an emerging topic (the latest
+period when none has), and draws a burst timeline: the topics that emerged in the range by
+period, coloured by the z-score (how far above its own trailing baseline the topic was; at or
+below the baseline is 0).
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from dashboards import components, data
 PERIOD_NAMES: dict[str, str] = {"week": "Weekly", "day": "Daily"}
 SPARK_PERIODS = 12  # periods of history in each sparkline
 LIST_LIMIT = 8  # topics per list
+BURST_TOPICS = 15  # rows of the burst timeline: the topics with the highest peak z-score
+BURST_PERIODS = {"week": 156, "day": 90}  # columns of the burst timeline: the latest periods of the range
+BURST_Z_CAP = 6.0  # the burst colour scale tops out here (z >= 2 is "rising")
+BURST_COLORS = [[0.0, "#ffffff"], [2 / BURST_Z_CAP, "#fde68a"], [4 / BURST_Z_CAP, "#f97316"], [1.0, "#b91c1c"]]
 
 
 def period_starts(source: str | None, period: str, start: date, end: date) -> list[date]:
@@ -31,6 +40,100 @@ def period_starts(source: str | None, period: str, start: date, end: date) -> li
         "and period_start between ? and ? order by period_start desc",
         [*params, period, start, end],
     )["period_start"].to_list()
+
+
+def emerging_starts(source: str | None, period: str, start: date, end: date) -> list[date]:
+    """Period starts of ``period`` within ``[start, end]`` that have an emerging topic, newest first."""
+    where, params = data.source_clause(source)
+    return data.query(
+        f"select distinct period_start from marts.trending_topics where {where} and period = ? and is_emerging "
+        "and period_start between ? and ? order by period_start desc",
+        [*params, period, start, end],
+    )["period_start"].to_list()
+
+
+def bursts(source: str | None, period: str, starts: list[date], limit: int = BURST_TOPICS) -> pl.DataFrame:
+    """The burst timeline's cells: the topics that emerged in one of ``starts``, by period, zero-filled.
+
+    Topics: the ``limit`` with the highest z-score in a period where they emerged, ordered by
+    the first such period (then the topic). Columns ``topic``, ``period_start``, ``volume``,
+    ``baseline_mean``, ``z_score``, ``heat``, ``is_emerging``, one row per topic and period of
+    ``starts`` (a period without the topic has volume 0, z-score 0). ``heat`` is the colour:
+    the z-score clipped to ``[0, BURST_Z_CAP]``, and 0 while the topic's baseline is not yet full
+    (the source's first periods, where a small volume gives a huge z-score; the mart never
+    calls those rising either).
+    """
+    if not starts:
+        return pl.DataFrame(schema={"topic": pl.String, "period_start": pl.Date, "volume": pl.Int64,
+                                    "baseline_mean": pl.Float64, "z_score": pl.Float64, "heat": pl.Float64,
+                                    "is_emerging": pl.Boolean})
+    where, params = data.source_clause(source)
+    lo, hi = min(starts), max(starts)
+    chosen = data.query(
+        "select topic, min(period_start) as first_emerged, max(z_score) as peak from marts.trending_topics "
+        f"where {where} and period = ? and is_emerging and period_start between ? and ? group by topic "
+        "order by peak desc, topic limit ?",
+        [*params, period, lo, hi, limit],
+    ).sort("first_emerged", "topic")
+    topics = chosen["topic"].to_list()
+    found = data.query(
+        "select topic, period_start, volume, baseline_mean, z_score, is_emerging, "
+        "baseline_periods = max(baseline_periods) over () as full_baseline from marts.trending_topics "
+        f"where {where} and period = ? and list_contains(?::varchar[], topic) and period_start between ? and ?",
+        [*params, period, topics, lo, hi],
+    )
+    grid = pl.DataFrame({"topic": topics, "order": range(len(topics))}, schema={"topic": pl.String, "order": pl.Int64}).join(
+        pl.DataFrame({"period_start": sorted(starts)}, schema={"period_start": pl.Date}), how="cross"
+    )
+    return (
+        grid.join(found, on=["topic", "period_start"], how="left")
+        .with_columns(pl.col("volume").fill_null(0), pl.col("z_score").fill_null(0.0),
+                      pl.col("is_emerging").fill_null(False))
+        .with_columns(heat=pl.when(pl.col("full_baseline").fill_null(True))
+                      .then(pl.col("z_score").clip(0.0, BURST_Z_CAP)).otherwise(0.0))
+        .sort("order", "period_start")
+        .drop("order", "full_baseline")
+    )
+
+
+def burst_figure(cells: pl.DataFrame, period: str) -> go.Figure:
+    """Topics x periods heatmap: colour = ``heat``, the z-score against the topic's own baseline (see :func:`bursts`).
+
+    Emerging cells carry a dot; hover gives the volume, the baseline mean and the z-score.
+    """
+    word = "week" if period == "week" else "day"
+    topics = cells["topic"].unique(maintain_order=True).to_list()
+    starts = sorted(cells["period_start"].unique().to_list())
+    by_topic = {t: cells.filter(pl.col("topic") == t) for t in topics}
+    z = [by_topic[t]["heat"].to_list() for t in topics]
+    custom = [
+        [[v, b if b is not None else 0.0, zz] for v, b, zz in zip(f["volume"], f["baseline_mean"], f["z_score"], strict=True)]
+        for f in (by_topic[t] for t in topics)
+    ]
+    labels = [components.plotly_escape(t) for t in topics]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=starts, y=labels, customdata=custom, colorscale=BURST_COLORS, zmin=0, zmax=BURST_Z_CAP,
+            colorbar={"title": {"text": "z-score"}, "tickvals": [0, 2, 4, 6], "ticktext": ["≤ 0", "2", "4", "≥ 6"]},
+            hovertemplate="%{y}, " + word + " of %{x|%Y-%m-%d}<br>%{customdata[0]} items, baseline "
+                          "%{customdata[1]:.1f}<br>z = %{customdata[2]:.1f}<extra></extra>",
+            xgap=1, ygap=1,
+        )
+    )
+    emerging = cells.filter(pl.col("is_emerging"))
+    fig.add_trace(go.Scatter(
+        x=emerging["period_start"].to_list(), y=[components.plotly_escape(t) for t in emerging["topic"].to_list()],
+        mode="markers", marker={"symbol": "circle", "size": 5, "color": "#1f2937"}, name="emerging",
+        hoverinfo="skip",
+    ))
+    fig.update_layout(
+        title=f"Burst timeline: how far each emerging topic rose above its own baseline, per {word} (dot: emerging)",
+        yaxis={"autorange": "reversed", "type": "category"},
+        xaxis={"type": "date"},
+        height=max(240, 24 * len(topics) + 130),
+        showlegend=False,
+    )
+    return fig
 
 
 def step(period: str) -> timedelta:
@@ -188,14 +291,19 @@ def render() -> None:
     col_period, col_range, col_when = st.columns([1, 1, 1])
     period = col_period.radio("Window", list(PERIOD_NAMES), format_func=PERIOD_NAMES.get, horizontal=True,
                               key="trend_period", help="Compare days with the 28 days before, or weeks with the 4 before.")
-    start, end = components.date_range_filter(first, last, key="trend_range", container=col_range)
+    start, end = components.date_range_filter(first, last, key="trend_range", container=col_range, shared=True,
+                                              default=span)
     starts = period_starts(source, period, start - step(period) + timedelta(days=1), end)
     if not starts:
         components.empty_state(f"No topics recorded between {start:%Y-%m-%d} and {end:%Y-%m-%d}.")
         return
     label = "Week starting (Monday)" if period == "week" else "Day"
-    chosen = col_when.selectbox(label, starts, key=f"trend_when_{period}", format_func=lambda d: f"{d:%Y-%m-%d}",
-                                help="The latest period of the data comes first.")
+    with_emerging = emerging_starts(source, period, starts[-1], starts[0])
+    default = starts.index(with_emerging[0]) if with_emerging else 0
+    chosen = col_when.selectbox(label, starts, index=default, key=f"trend_when_{period}",
+                                format_func=lambda d: f"{d:%Y-%m-%d}" + (" ★" if d in with_emerging else ""),
+                                help="Newest first; ★ marks periods with an emerging topic. The latest of "
+                                     "those is preselected.")
     topics = period_topics(source, period, chosen)
     word = "week" if period == "week" else "day"
     emerging = topics.filter(pl.col("is_emerging")).head(LIST_LIMIT)
@@ -210,6 +318,11 @@ def render() -> None:
     origin = topics["topic_origin"][0]
     if origin == "keyphrase":
         st.caption("This community has no tags: topics are keyphrases extracted from thread titles and bodies (YAKE).")
+    recent = starts[: BURST_PERIODS[period]]  # newest first
+    n_periods = (recent[0] - recent[-1]) // step(period) + 1
+    burst = bursts(source, period, [recent[-1] + step(period) * i for i in range(n_periods)])
+    if burst.height:
+        components.show_chart(burst_figure(burst, period), key="trend_burst")
     shown = pl.concat([emerging, hot]).unique("topic", keep="first", maintain_order=True)
     hist = history(source, period, shown["topic"].to_list(), chosen) if shown.height else None
     left, right = st.columns(2)

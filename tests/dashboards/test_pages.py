@@ -31,6 +31,10 @@ CHARTED = {"demo": {OVERVIEW, PEAK, TRENDING, HEALTH}, "beer": {OVERVIEW, PEAK, 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 SYNTHETIC = "Synthetic demo data"
 FALLBACK = "Scores come from the fallback lexical model"
+ACTIVE_RANGE = (
+    "select min(day) filter (where dau > 0 or new_content > 0 or events > 0) as a, max(day) as b "
+    "from marts.engagement_daily"
+)  # the data's own range: engagement_daily's zero rows start at the oldest account (2024 in the demo)
 
 
 def signed_in_app(username: str = "admin") -> AppTest:
@@ -120,12 +124,31 @@ def test_fallback_banner(serve, snapshot, fallback_snapshot, facts) -> None:
     serve(snapshot)
     demo = open_page(OVERVIEW, "demo")
     banner = [i.value for i in demo.info if FALLBACK in i.value]
-    assert banner and facts.fallback_note in banner[0]  # the run's scorer_note is the reason
+    assert banner and facts.fallback_note in banner[0]  # admins see the run's scorer_note as the reason
     beer = open_page(OVERVIEW, "beer")
     assert not any(FALLBACK in i.value for i in beer.info)
     serve(fallback_snapshot)  # a stored score is a fallback score: every source is affected
     beer = open_page(OVERVIEW, "beer")
     assert any(FALLBACK in i.value and "fallback model" in i.value for i in beer.info)
+
+
+def test_fallback_banner_is_short_for_managers_and_shown_once_per_session(serve, snapshot, facts) -> None:
+    """A manager gets one short line without the reason (which may name the model cache path);
+    the session's later pages only say it in the sidebar."""
+    serve(snapshot)
+    at = signed_in_app("boss").run()
+    at.selectbox(key="source").set_value("demo").run()
+    banner = [i.value for i in at.info if FALLBACK in i.value]
+    assert banner == [
+        "Scores come from the fallback lexical model: it scores only toxicity and misses threats without swear words."
+    ]
+    assert facts.fallback_note not in banner[0]
+    at.switch_page(PEAK).run()
+    assert not at.exception
+    assert not any(FALLBACK in i.value for i in at.info)
+    assert "Scores: fallback lexical model." in [c.value for c in at.sidebar.caption]
+    at.switch_page(OVERVIEW).run()  # back on the page where it was shown: still there
+    assert any(FALLBACK in i.value for i in at.info)
 
 
 # --- the real pipeline's snapshot ---------------------------------------------------------
@@ -228,6 +251,111 @@ def test_overview_without_an_earlier_period_and_hostile_titles(serve, snapshot, 
         assert "evil" not in value and "onerror" not in value, value
 
 
+def test_date_range_defaults_to_the_data_and_is_kept_across_pages(serve, pipeline_snapshot) -> None:
+    """Every analytics page opens on the data's own range (not 365 days that start long before
+    the demo's first activity), and a range picked on one page is the next page's range."""
+    serve(pipeline_snapshot)
+    first, last = sql(pipeline_snapshot, ACTIVE_RANGE).row(0)
+    assert (first, last) == (date(2026, 3, 2), date(2026, 8, 30))
+    at = open_page(OVERVIEW)
+    assert at.date_input(key="overview_range").value == (first, last)
+    for page, key in ((PEAK, "peak_range"), (TRENDING, "trend_range"), (BEST, "best_range")):
+        at.switch_page(page).run()
+        assert not at.exception
+        assert at.date_input(key=key).value == (first, last), page
+    picked = (date(2026, 5, 4), date(2026, 6, 28))
+    at.date_input(key="best_range").set_value(picked).run()
+    for page, key in ((OVERVIEW, "overview_range"), (PEAK, "peak_range"), (TRENDING, "trend_range")):
+        at.switch_page(page).run()
+        assert not at.exception
+        assert at.date_input(key=key).value == picked, page
+    assert any(c.value.startswith("Charts: 2026-05-04 to 2026-06-28") for c in at.switch_page(OVERVIEW).run().caption)
+
+
+def test_overview_stickiness_starts_after_the_mau_warm_up(serve, pipeline_snapshot) -> None:
+    """DAU/MAU is left out (and the days shaded) until MAU has a full 30-day window; ticks are round percentages."""
+    serve(pipeline_snapshot)
+    first, _ = sql(pipeline_snapshot, ACTIVE_RANGE).row(0)
+    warm_end = first + timedelta(days=29)
+    at = open_page(OVERVIEW)
+    spec = json.loads(plotly_specs(at)[0])
+    line = next(t for t in spec["data"] if t["name"].startswith("DAU/MAU"))
+    drawn = [x for x, y in zip(line["x"], line["y"], strict=True) if y is not None]
+    assert drawn[0][:10] == f"{warm_end:%Y-%m-%d}" and len(drawn) == len(line["x"]) - 29
+    assert spec["layout"]["shapes"][0]["x0"][:10] == f"{first:%Y-%m-%d}"
+    assert spec["layout"]["shapes"][0]["x1"][:10] == f"{warm_end:%Y-%m-%d}"
+    axis = spec["layout"]["yaxis2"]
+    assert axis["tickformat"] == ".0%" and axis["dtick"] in (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5)
+    # a 90-day period ending 59 days into the data: the KPI averages only the days after the warm-up
+    end = first + timedelta(days=59)
+    at.date_input(key="overview_range").set_value((first, end)).run()
+    at.selectbox(key="overview_period").set_value(90).run()
+    expected, with_warm_up = sql(
+        pipeline_snapshot,
+        "select avg(stickiness) filter (where day >= ?) as a, avg(stickiness) as b from marts.engagement_daily "
+        "where day between ? and ?",
+        [warm_end, first, end],
+    ).row(0)
+    assert metric(at, "Stickiness (DAU/MAU)").value == f"{expected:.1%}" != f"{with_warm_up:.1%}"
+
+
+def test_metric_deltas_are_neutral_when_nothing_changed() -> None:
+    from dashboards import components
+
+    assert components.delta_text(-0.004) == ("→ 0%", {"delta_color": "off", "delta_arrow": "off"})
+    assert components.delta_text(0.0, " pts") == ("→ 0 pts", {"delta_color": "off", "delta_arrow": "off"})
+    assert components.delta_text(-0.54) == ("-54%", {})
+    assert components.delta_text(0.006, " pts") == ("+1 pts", {})
+    assert components.delta_text(None) == (None, {})
+
+
+def test_overview_kpi_without_change_is_grey(serve, pipeline_snapshot) -> None:
+    """On the demo's last 7 days against the 7 before, a tile whose figure did not change shows "→ 0%"."""
+    serve(pipeline_snapshot)
+    last = sql(pipeline_snapshot, "select max(day) as d from marts.engagement_daily")["d"][0]
+    threads = sql(
+        pipeline_snapshot,
+        "select sum(new_threads) filter (where day > ?) as cur, sum(new_threads) filter (where day <= ?) as prev "
+        "from marts.engagement_daily where day > ?",
+        [last - timedelta(days=7), last - timedelta(days=7), last - timedelta(days=14)],
+    ).row(0, named=True)
+    at = open_page(OVERVIEW)
+    at.selectbox(key="overview_period").set_value(7).run()
+    tile = metric(at, "New threads")
+    change = threads["cur"] / threads["prev"] - 1
+    shown = f"{change * 100:+.0f}%"
+    assert tile.value == f"{threads['cur']:,}"
+    assert tile.delta == ("→ 0%" if shown in ("+0%", "-0%") else shown)
+    assert "-0%" not in [m.delta for m in at.metric]
+
+
+def test_thread_links_on_the_platform(monkeypatch) -> None:
+    from dashboards import components
+
+    monkeypatch.setenv("PULSE_DISCOURSE_URL", "https://forum.example.org/")
+    monkeypatch.setenv("PULSE_DISCOURSE_SOURCE", "discourse:forum")
+    beer = components.source_base_url("stackexchange:beer")
+    assert beer == "https://beer.stackexchange.com"
+    assert components.content_url(beer, "stackexchange:beer", "p6418", "question") == (
+        "https://beer.stackexchange.com/questions/6418"
+    )
+    assert components.content_url(beer, "stackexchange:beer", "p6420", "answer") == "https://beer.stackexchange.com/a/6420"
+    assert components.source_base_url("stackexchange:stackoverflow.com") == "https://stackoverflow.com"
+    forum = components.source_base_url("discourse:forum")
+    assert components.content_url(forum, "discourse:forum", "1234", "post") == "https://forum.example.org/p/1234"
+    assert components.source_base_url("demo") is None
+    assert components.content_url(None, "demo", "demo:t7", "post") is None
+
+
+def test_hot_threads_have_links_and_plain_numbers(serve, snapshot) -> None:
+    serve(snapshot)
+    at = open_page(OVERVIEW, "demo")
+    hot = at.dataframe[0]
+    assert "link" in hot.value.columns and hot.value["link"].isna().all()  # a synthetic source has no web address
+    hidden = {name for name, cfg in json.loads(hot.proto.columns).items() if cfg.get("hidden")}
+    assert {"hot_score", "content_id", "created_at"} <= hidden  # 4.12e-1-style scores stay in the CSV only
+
+
 # --- peak times ---------------------------------------------------------------------------
 
 
@@ -312,9 +440,7 @@ def test_peak_times_date_range(serve, pipeline_snapshot) -> None:
     assert at.success[0].value.startswith(f"Busiest: {WEEKDAYS[weekday - 1]} {hour:02d}:00–"), at.success[0].value
     assert f"{mean:.1f} new posts/week" in at.success[0].value
     # the community's zone over the whole history is the mart itself
-    at.date_input(key="peak_range").set_value(
-        tuple(sql(pipeline_snapshot, "select min(day) as a, max(day) as b from marts.engagement_daily").row(0))
-    ).run()
+    at.date_input(key="peak_range").set_value(tuple(sql(pipeline_snapshot, ACTIVE_RANGE).row(0))).run()
     top = _busiest_from_timeline(pipeline_snapshot, "America/New_York")
     assert at.success[0].value.startswith(f"Busiest: {WEEKDAYS[top[0] - 1]} {top[1]:02d}:00–")
 
@@ -366,15 +492,55 @@ def test_trending_lists_emerging_and_hot_this_week_versus_last(serve, snapshot, 
     assert f"demo:t7: {facts.hostile_title}" in texts  # the example thread, as literal text
     for value in rendered_markup(at) + plotly_specs(at):
         assert "evil" not in value and "<b>" not in value, value
-    versus = json.loads(plotly_specs(at)[0])
+    burst, versus = (json.loads(spec) for spec in plotly_specs(at)[:2])
+    assert burst["data"][0]["type"] == "heatmap"
     assert [t["name"] for t in versus["data"]] == ["last week", "this week"]
     everything = at.dataframe[-1].value
     assert "obscure" in everything["topic"].tolist()
 
 
+def test_trending_defaults_to_the_latest_week_with_an_emerging_topic(serve, pipeline_snapshot) -> None:
+    """The demo's latest week (2026-08-24) has no emerging topic: the page opens on 2026-08-10, which has."""
+    serve(pipeline_snapshot)
+    latest, emerging_week = sql(
+        pipeline_snapshot,
+        "select max(period_start) as a, max(period_start) filter (where is_emerging) as b "
+        "from marts.trending_topics where period = 'week'",
+    ).row(0)
+    assert (latest, emerging_week) == (date(2026, 8, 24), date(2026, 8, 10))
+    emerging = sql(
+        pipeline_snapshot,
+        "select topic from marts.trending_topics where period = 'week' and period_start = ? and is_emerging "
+        "order by rank",
+        [emerging_week],
+    )["topic"].to_list()
+    at = open_page(TRENDING)
+    assert at.selectbox(key="trend_when_week").value == emerging_week
+    assert at.dataframe[0].value["topic"].tolist() == emerging[:8]
+    assert not any(i.value.startswith("No topic is emerging") for i in at.info)
+    # the burst timeline: topics that emerged in the range x weeks, colour = z-score clipped to [0, 6]
+    burst = json.loads(plotly_specs(at)[0])
+    heat = burst["data"][0]
+    cells = sql(
+        pipeline_snapshot,
+        "select topic, period_start, z_score, baseline_periods from marts.trending_topics "
+        "where period = 'week' and is_emerging",
+    )
+    assert sorted(heat["y"]) == sorted(cells["topic"].unique().to_list())[:15] or len(heat["y"]) == 15
+    weeks = [x[:10] for x in heat["x"]]
+    assert weeks[0] == "2026-03-02" and weeks[-1] == f"{latest:%Y-%m-%d}" and len(weeks) == 26
+    one = cells.filter(pl.col("topic") == heat["y"][0]).sort("period_start").row(0, named=True)
+    assert heat["z"][0][weeks.index(f"{one['period_start']:%Y-%m-%d}")] == pytest.approx(min(one["z_score"], 6.0))
+
+
 def test_trending_other_week(serve, snapshot) -> None:
     serve(snapshot)
     at = open_page(TRENDING, "demo")
+    # the hand-made demo has 7 days of engagement (the default range) but 3 weeks of topics
+    assert len(at.selectbox(key="trend_when_week").options) == 1
+    bounds = sql(snapshot, "select min(period_start) as a, max(period_end) as b from marts.trending_topics "
+                           "where source = 'demo'").row(0)
+    at.date_input(key="trend_range").set_value(bounds).run()
     weeks = at.selectbox(key="trend_when_week").options
     assert len(weeks) == 3 and weeks == sorted(weeks, reverse=True)
     at.selectbox(key="trend_when_week").set_value(at.selectbox(key="trend_when_week").options[1]).run()
@@ -420,7 +586,11 @@ def test_best_time_matches_the_mart_and_recommends_its_top_slot(serve, pipeline_
     assert ranked["hour"].astype(int).tolist() == mart["hour"].to_list()
     assert ranked["posts"].tolist() == mart["posts"].to_list()
     assert ranked["mean_engagement"].tolist() == pytest.approx(mart["mean_engagement"].to_list())
-    assert set(table[table["rank"].isna()]["evidence"]) <= {"too little data"}
+    assert set(table[table["rank"].isna()]["status"]) <= {"too little data (< 5 threads)"}
+    assert set(table[table["rank"].notna()]["status"]) == {"ranked"}
+    assert ranked["ranking_figure"].tolist() == pytest.approx(mart["engagement_ci_low"].to_list())
+    # the demo forum has replies, no comments: the all-zero "mean comments" column is left out
+    assert "mean_comments" not in table.columns and "mean_votes" in table.columns
     best = mart.row(0, named=True)
     slot = f"{WEEKDAYS[best['weekday'] - 1]} {best['hour']:02d}:00–{best['hour'] + 1:02d}:00"
     assert at.success[0].value.startswith(
@@ -428,6 +598,11 @@ def test_best_time_matches_the_mart_and_recommends_its_top_slot(serve, pipeline_
         f"responses and votes within 7 days on average (95% CI {best['engagement_ci_low']:.1f}–"
         f"{best['engagement_ci_high']:.1f}, {best['posts']} threads)"
     ), at.success[0].value
+    assert f"Slots are ranked by the lower end of that 95% interval, the ranking figure (here **{best['engagement_ci_low']:.2f}**)" in at.success[0].value
+    second = mart.row(1, named=True)
+    assert (f"Next best: {WEEKDAYS[second['weekday'] - 1]} {second['hour']:02d}:00–{second['hour'] + 1:02d}:00 "
+            f"(ranking figure {second['engagement_ci_low']:.2f}; mean {second['mean_engagement']:.1f} over "
+            f"{second['posts']} threads)") in at.success[0].value
     assert metric(at, "Never answered").value == f"{never:,}"
     assert not any("Votes are not counted" in i.value for i in at.info)  # the demo's votes are hour-precise
 
@@ -445,7 +620,7 @@ def test_best_time_coarser_slots_and_thin_data(serve, pipeline_snapshot) -> None
     at.radio(key="best_grouping").set_value("hour of day").run()
     assert not at.exception
     table = at.dataframe[0].value
-    assert table["weekday"].isna().all()
+    assert "weekday" not in table.columns  # hour-of-day slots have none
     assert table["hour"].astype(int).tolist()[:3] == by_hour["hour"].to_list()[:3]
     assert len(plotly_specs(at)) == 1, "no weekday x hour heatmap for hour-of-day slots"
     at.radio(key="best_grouping").set_value("weekday × hour").run()
