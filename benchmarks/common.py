@@ -50,25 +50,44 @@ KEY_PACKAGES: tuple[str, ...] = (
 
 
 def shared_data_dir() -> Path:
-    """``$PULSE_SHARED_DATA`` or ``../shared/data`` beside the repository (as the tests use)."""
-    return Path(os.environ.get("PULSE_SHARED_DATA", REPO.parent / "shared" / "data")).resolve()
+    """The full data sets (the tests use the same lookup): ``$PULSE_SHARED_DATA`` if set, else the first
+    of ``../shared/data`` beside the repository and ``data/shared`` (where ``make data`` puts them) that exists."""
+    if os.environ.get("PULSE_SHARED_DATA"):
+        return Path(os.environ["PULSE_SHARED_DATA"]).resolve()
+    candidates = (REPO.parent / "shared" / "data", REPO / "data" / "shared")
+    return next((p.resolve() for p in candidates if p.is_dir()), candidates[0].resolve())
+
+
+def _missing(what: str, path: Path) -> FileNotFoundError:
+    where = "PULSE_SHARED_DATA" if os.environ.get("PULSE_SHARED_DATA") else "../shared/data nor data/shared"
+    return FileNotFoundError(
+        f"{what} not found at {path} (looked in {where}): run `make data` (downloads the public originals into "
+        "data/shared/) or set PULSE_SHARED_DATA to a folder holding stackexchange/beer and toxicity/"
+    )
 
 
 def beer_dump_path() -> Path:
     """The real beer.stackexchange.com dump folder (read in place, never copied into the repo).
 
     Raises:
-        FileNotFoundError: the folder is missing (set ``PULSE_SHARED_DATA``).
+        FileNotFoundError: the folder is missing, with what to do (``make data`` or ``PULSE_SHARED_DATA``).
     """
     path = shared_data_dir() / "stackexchange" / "beer"
     if not (path / "Posts.xml").is_file():
-        raise FileNotFoundError(f"beer.stackexchange dump not found at {path}; set PULSE_SHARED_DATA")
+        raise _missing("the beer.stackexchange dump", path)
     return path
 
 
 def toxicity_dir() -> Path:
-    """The folder of labelled toxicity sets (davidson, olid_train, kaggle_insults, jigsaw_sample)."""
-    return shared_data_dir() / "toxicity"
+    """The folder of labelled toxicity sets (davidson, olid_train, kaggle_insults, jigsaw_sample).
+
+    Raises:
+        FileNotFoundError: the folder is missing, with what to do (``make data`` or ``PULSE_SHARED_DATA``).
+    """
+    path = shared_data_dir() / "toxicity"
+    if not path.is_dir():
+        raise _missing("the toxicity data sets", path)
+    return path
 
 
 def default_work_dir() -> Path:

@@ -360,7 +360,7 @@ def _measure(
 
 def _labelled(checkpoint_dir: str, max_texts: int, sources: tuple[str, ...]) -> tuple[list[str], Any, list[str], str]:
     """Held-out labelled texts for the quality check: the checkpoint's ``validation.parquet``
-    rows of ``sources`` (a training run writes it), else (the tiny smoke model) Kaggle insults."""
+    rows of ``sources`` (a training run writes it), else (the tiny smoke model) the Jigsaw sample."""
     import polars as pl
 
     from moderation.datasets import load_labelled
@@ -370,9 +370,9 @@ def _labelled(checkpoint_dir: str, max_texts: int, sources: tuple[str, ...]) -> 
         frame = pl.read_parquet(val).filter(pl.col("source").is_in(list(sources))).head(max_texts)
         where = f"its held-out validation rows, `{val.name}`, sources {' and '.join(sources)}"
     else:
-        frame = load_labelled(toxicity_dir() / "kaggle_insults" / "train.csv").frame.head(max_texts)
-        frame = frame.with_columns(pl.lit("kaggle_insults").alias("source"))
-        where = "Kaggle insults train.csv (first rows; smoke only: the tiny model is untrained)"
+        frame = load_labelled(toxicity_dir() / "jigsaw_sample" / "test_examples.csv").frame.head(max_texts)
+        frame = frame.with_columns(pl.lit("jigsaw_sample").alias("source"))
+        where = "Jigsaw sample test_examples.csv (first rows; smoke only: the tiny model is untrained)"
     return frame["text"].to_list(), frame["label"].to_numpy(), frame["source"].to_list(), where
 
 
