@@ -170,11 +170,13 @@ def render(result: dict[str, Any]) -> str:
     """The Markdown section for ``BENCHMARKS.md``."""
     rows = [
         (w, r["texts"], r["partitions"], ", ".join(f"{h}: {n}" for h, n in r["by_worker"].items()), r["span_s"],
-         r["texts_per_s"], r["scoring_texts_per_s"], r["overhead_s"], r["overhead_max_s"])
+         r["texts_per_s"], r["scoring_texts_per_s"], r["overhead_s"], r["overhead_max_s"],
+         " -> ".join(f"{x[0]:.1f}" for x in (r.get("load_before"), r.get("load_after")) if x) or "-")
         for w, r in result["runs"].items()
     ]
     table = md_table(("workers", "texts", "partitions", "partitions per worker", "span s", "texts/s (fanned out)",
-                      "texts/s inside score calls", "overhead per partition s (median)", "max s"), rows)
+                      "texts/s inside score calls", "overhead per partition s (median)", "max s",
+                      "load average (1 min) before -> after"), rows)
     one = result["runs"]["1"]["texts_per_s"]
     needed = md_table(("texts to backfill in one day", "workers needed (at the 1-worker rate)"),
                       [(int(n), w) for n, w in result["needed"].items()])
