@@ -80,6 +80,15 @@ def test_two_workers_a_killed_worker_and_a_redis_restart_lose_nothing(cluster, b
     warehouse = Path(os.environ["PULSE_WAREHOUSE"])
     conf = {"source": "stackexchange", "path": str(beer_dump), "partition_rows": PARTITION_ROWS}
 
+    status = subprocess.run([sys.executable, "-m", "pulse.cli", "cluster", "status", "--home", str(started.home), "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stdout[-2000:] + status.stderr[-2000:]
+    info = json.loads(status.stdout)
+    assert info["workers_answering"] == ["worker-1", "worker-2"]
+    assert {n for n, p in info["processes"].items() if p["running"]} == {
+        "api-server", "scheduler", "dag-processor", "triggerer", "worker-1", "worker-2", "redis"}
+    assert info["health"]["scheduler"] == "healthy"
+
     # 1. A clean run through the CLI: every task succeeds, the partitions spread over both workers.
     done = subprocess.run(
         [sys.executable, "-m", "pulse.cli", "cluster", "run", "community_pipeline", "--conf", json.dumps(conf),
