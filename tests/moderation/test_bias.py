@@ -71,16 +71,11 @@ def test_terms_file(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def davidson_500(toxicity_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
-    """Every 40th tweet of Davidson et al. (about 620 rows: enough mentions of 'white', 'black', 'women')."""
-    with (toxicity_data / "davidson" / "labeled_data.csv").open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        rows = [r for i, r in enumerate(reader) if i % 40 == 0]
-    path = tmp_path_factory.mktemp("bias") / "davidson_every40.csv"
-    with path.open("w", encoding="utf-8", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+def davidson_600(toxicity_data: Path) -> tuple[Path, list[dict]]:
+    """The vendored Davidson et al. sample: 600 tweets, 200 per class (enough mentions of 'white', 'girl', 'women')."""
+    path = toxicity_data / "davidson" / "labeled_data.csv"
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
     return path, rows
 
 
@@ -88,14 +83,14 @@ def _auc_or_none(y: np.ndarray, s: np.ndarray) -> float | None:
     return roc_auc_score(y, s) if 0 < y.sum() < y.size else None
 
 
-def test_audit_on_davidson_matches_sklearn(davidson_500) -> None:
-    _, rows = davidson_500
+def test_audit_on_davidson_matches_sklearn(davidson_600) -> None:
+    _, rows = davidson_600
     texts = [r["tweet"] for r in rows]
     y = np.array([0 if r["class"] == "2" else 1 for r in rows])
     s = np.asarray(_profanity_check().predict_prob(texts), dtype=float)
-    groups = {"female": DEFAULT_SUBGROUPS["female"], "male": DEFAULT_SUBGROUPS["male"], "white": ("white", "whites")}
-    result = audit(texts, y, s, groups, threshold=0.5)
-    assert [(r.subgroup, r.n, r.n_positive) for r in result.subgroups] == [("female", 32, 28), ("male", 21, 18), ("white", 11, 11)]
+    groups = {"female": DEFAULT_SUBGROUPS["female"], "male": DEFAULT_SUBGROUPS["male"], "girl": ("girl",)}
+    result = audit(texts, y, s, groups, threshold=0.5, min_subgroup_size=5)  # 'girl': 9 mentions
+    assert [(r.subgroup, r.n, r.n_positive) for r in result.subgroups] == [("female", 28, 21), ("male", 21, 16), ("girl", 9, 9)]
     for sub in result.subgroups:
         pattern = re.compile(r"\b(" + "|".join(map(re.escape, sub.terms)) + r")\b", re.IGNORECASE)
         g = np.array([bool(pattern.search(t)) for t in texts])
@@ -107,19 +102,19 @@ def test_audit_on_davidson_matches_sklearn(davidson_500) -> None:
             assert got == (None if want is None else pytest.approx(want))
         neg = g & (y == 0)
         assert sub.subgroup_fpr == (pytest.approx((s[neg] >= 0.5).mean()) if neg.any() else None)
-    white = result.subgroups[2]
-    assert white.subgroup_auc is None and white.bpsn_auc is None and white.bnsp_auc is not None  # no harmless mention
+    girl = result.subgroups[2]
+    assert girl.subgroup_auc is None and girl.bpsn_auc is None and girl.bnsp_auc is not None  # no harmless mention
     assert result.generalized_means["bpsn_auc"] == pytest.approx(
         generalized_mean([result.subgroups[0].bpsn_auc, result.subgroups[1].bpsn_auc]))
 
 
-def test_cli_bias_audit_json_and_record(davidson_500, tmp_path: Path) -> None:
-    path, rows = davidson_500
+def test_cli_bias_audit_json_and_record(davidson_600, tmp_path: Path) -> None:
+    path, rows = davidson_600
     env = {"PULSE_WAREHOUSE": str(tmp_path / "w.duckdb"), "PULSE_SERVING": str(tmp_path / "s.duckdb")}
     result = runner.invoke(app, [
         "moderation", "bias-audit", "--data", str(path), "--text-column", "tweet", "--label-column", "class",
         "--label-map", "0=1", "--label-map", "1=1", "--label-map", "2=0", "--model", "lexical",
-        "--term", "girl", "--term", "white", "--json", "--record",
+        "--term", "girl", "--term", "white", "--min-subgroup-size", "5", "--json", "--record",
     ], env=env)
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
@@ -127,7 +122,7 @@ def test_cli_bias_audit_json_and_record(davidson_500, tmp_path: Path) -> None:
     assert out["n"] == len(rows) and out["n_positive"] == int(y.sum())
     assert [s["subgroup"] for s in out["subgroups"]] == ["girl", "white"]
     expected_white = sum(bool(re.search(r"\bwhite\b", r["tweet"], re.IGNORECASE)) for r in rows)
-    assert out["subgroups"][1]["n"] == expected_white == 11
+    assert out["subgroups"][1]["n"] == expected_white == 23
     assert out["threshold"] == 0.8 and out["model_id"] == "lexical:alt-profanity-check"
     import duckdb
 
@@ -138,9 +133,9 @@ def test_cli_bias_audit_json_and_record(davidson_500, tmp_path: Path) -> None:
         con.close()
     by_name = {s["subgroup"]: s for s in out["subgroups"]}
     assert stored == [(name, by_name[name]["n"], by_name[name]["bpsn_auc"]) for name in ("girl", "white")]
-    # 13 tweets say 'girl' (12 offensive); every one of the 11 'white' tweets is: its BPSN AUC is undefined
-    assert (by_name["girl"]["n"], by_name["girl"]["n_positive"]) == (13, 12)
-    assert stored[0][2] is not None and stored[1][2] is None
+    # 23 tweets say 'white' (22 offensive); every one of the 9 'girl' tweets is: its BPSN AUC is undefined
+    assert (by_name["girl"]["n"], by_name["girl"]["n_positive"]) == (9, 9)
+    assert stored[0][2] is None and stored[1][2] is not None
 
 
 def test_cli_bias_audit_table_on_jigsaw(toxicity_data: Path) -> None:
