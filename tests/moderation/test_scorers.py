@@ -361,7 +361,7 @@ def test_lexical_on_abusive_and_clean_sentences(lexical: LexicalScorer, davidson
     abusive = davidson.filter(pl.col("class") == 1).sample(20, seed=7)["tweet"].to_list()
     abusive_p = lexical.score(abusive)["toxicity"]
     clean_p = lexical.score(CLEAN_SENTENCES)["toxicity"]
-    assert abusive_p.mean() > 0.8  # measured 0.93 (seed 7)
+    assert abusive_p.mean() > 0.8  # measured 0.98 (seed 7, the vendored sample)
     assert clean_p.mean() < 0.3 and clean_p.max() < 0.5
 
 
@@ -379,7 +379,7 @@ def test_lexical_frame_contract(lexical: LexicalScorer) -> None:
 def test_lexical_roc_auc_davidson(lexical: LexicalScorer, davidson: pl.DataFrame) -> None:
     """400 Davidson tweets, abusive (hate or offensive, class 0/1) vs neither (class 2).
 
-    Measured 0.986 (seeds 0-4: 0.986-0.991). Inflated: alt-profanity-check was trained on this
+    Measured on the vendored sample 0.979 (seeds 0-4: 0.972-0.980). Inflated: alt-profanity-check was trained on this
     data set; see the OLID and Kaggle tests for out-of-sample figures.
     """
     from sklearn.metrics import roc_auc_score
@@ -390,15 +390,16 @@ def test_lexical_roc_auc_davidson(lexical: LexicalScorer, davidson: pl.DataFrame
     assert roc_auc_score([1] * 200 + [0] * 200, p) > 0.97
 
 
-def test_lexical_roc_auc_out_of_sample(lexical: LexicalScorer, toxicity_data: Path) -> None:
+@pytest.mark.full_data
+def test_lexical_roc_auc_out_of_sample(lexical: LexicalScorer, full_toxicity_data: Path) -> None:
     """Data sets the model was not trained on. Measured: OLID (all 13,240) 0.786,
     Kaggle insults (all 3,947) 0.821."""
     from sklearn.metrics import roc_auc_score
 
-    olid = pl.read_csv(toxicity_data / "olid_train" / "olid-training-v1.0.tsv", separator="\t", quote_char=None)
+    olid = pl.read_csv(full_toxicity_data / "olid_train" / "olid-training-v1.0.tsv", separator="\t", quote_char=None)
     p = lexical.score(olid["tweet"].to_list())["toxicity"].to_numpy()
     assert roc_auc_score((olid["subtask_a"] == "OFF").to_numpy(), p) > 0.76
-    insults = pl.read_csv(toxicity_data / "kaggle_insults" / "train.csv")
+    insults = pl.read_csv(full_toxicity_data / "kaggle_insults" / "train.csv")
     p = lexical.score(insults["Comment"].to_list())["toxicity"].to_numpy()
     assert roc_auc_score(insults["Insult"].to_numpy(), p) > 0.80
 
