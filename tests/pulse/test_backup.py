@@ -183,6 +183,52 @@ def test_no_key_is_a_configuration_error(env: tuple[Path, Any], monkeypatch: pyt
     assert not (root / "backups").exists() or not any((root / "backups").iterdir())
 
 
+def test_backup_key_in_a_config_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulse.settings import ConfigError, Settings, load_settings
+
+    path = tmp_path / "pulse.toml"
+    path.write_text(f'scorer = "lexical"\nbackup_key = "{KEY}"\n', encoding="utf-8")
+    monkeypatch.setitem(Settings.model_config, "toml_file", str(path))
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "'backup_key'" in str(err.value) and "PULSE_BACKUP_KEY" in str(err.value) and KEY not in str(err.value)
+
+
+def test_a_backup_after_an_erasure_holds_none_of_the_erased_bytes(env: tuple[Path, Any]) -> None:
+    from pulse.privacy import forget_user
+    from warehouse.privacy import scan_files
+
+    root, s = env
+    title = "How does serving temperature affect the taste of beers?"  # user 73's question p105
+    from moderation.review_store import ReviewStore
+
+    store = ReviewStore.from_settings(s)
+    forget_user(s.warehouse, SOURCE, USER, mode="redact", serving=s.serving, store=store, compact=False)
+    store.dispose()
+    assert scan_files([s.warehouse], [title])[str(s.warehouse)] == [title]  # still in the file's free blocks
+    result = bk.create_backup(s, root / "backups")
+    fs, rootdir = bk.destination(root / "backups")
+    plain = root / "decrypted"
+    files = bk.fetch_files(fs, f"{rootdir}/{result.backup_id}", result.manifest, bk.master_key(s), plain)
+    assert len(files) == len(result.manifest["files"])
+    assert {k: v for k, v in scan_files(files.values(), [title, NAME]).items() if v} == {}
+
+
+def test_benchmark_smoke(built: Path, tmp_path: Path) -> None:
+    """benchmarks/backup.py's measurement on the built slice (structure and sanity, not speed)."""
+    repo = Path(__file__).resolve().parents[2]
+    if str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
+    from benchmarks.backup import measure, render
+    from benchmarks.common import BenchConfig
+
+    result = measure(BenchConfig.for_profile("smoke", work_dir=tmp_path), built / "data" / "warehouse.duckdb", 1)
+    assert result["rows"] > 8000 and result["tables"] >= 40 and result["ratio"] > 3
+    assert result["create_s"] > 0 and result["verify_s"] > 0 and result["restore_s"] > 0
+    section = render({"sizes": {"1": result}, "daily": {"1": {"rpo_max_h": 24.0, "rto_restore_s": result["restore_s"]}}})
+    assert "| 1x |" in section
+
+
 # --------------------------------------------------------------------------------------------
 # Done means (2): a pre-erasure backup restored, the member stays erased
 
