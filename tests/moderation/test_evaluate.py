@@ -108,8 +108,9 @@ def test_evaluate_lexical_on_the_jigsaw_sample_matches_sklearn(jigsaw) -> None:
     assert report.texts_per_second > 0 and report.model_id == "lexical:alt-profanity-check"
 
 
-def test_kaggle_escapes_are_decoded(toxicity_data: Path) -> None:
-    data = load_labelled(toxicity_data / "kaggle_insults" / "train.csv")
+@pytest.mark.full_data
+def test_kaggle_escapes_are_decoded(full_toxicity_data: Path) -> None:
+    data = load_labelled(full_toxicity_data / "kaggle_insults" / "train.csv")
     frame = data.frame
     assert data.preset == "kaggle_insults" and frame.height == 3947 and int(frame["label"].sum()) == 1049
     assert frame["text"][0] == "You fuck your dad."  # '"""You fuck your dad."""' in the file
@@ -136,10 +137,7 @@ def test_cli_evaluate_json_on_jigsaw(jigsaw, tmp_path: Path, monkeypatch: pytest
 
 
 def test_cli_evaluate_davidson_with_label_map_writes_plots(toxicity_data: Path, tmp_path: Path) -> None:
-    src = toxicity_data / "davidson" / "labeled_data.csv"
-    lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
-    small = tmp_path / "davidson_300.csv"
-    small.write_text("".join(lines[:301]), encoding="utf-8")  # header + 300 tweets
+    small = toxicity_data / "davidson" / "labeled_data.csv"  # the vendored sample: 600 tweets
     with small.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     y = np.array([1 if r["class"] in ("0", "1") else 0 for r in rows])
@@ -151,7 +149,7 @@ def test_cli_evaluate_davidson_with_label_map_writes_plots(toxicity_data: Path, 
     ])
     assert result.exit_code == 0, result.output
     scores = np.asarray(_profanity_check().predict_prob([r["tweet"] for r in rows]), dtype=float)
-    assert f"{roc_auc_score(y, scores):.3f}" in result.output and "300" in result.output
+    assert f"{roc_auc_score(y, scores):.3f}" in result.output and "600" in result.output
     for name in ("pr_curve.png", "reliability.png"):
         png = (plots / name).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
@@ -163,7 +161,7 @@ def test_cli_evaluate_unmapped_labels_exit_2_naming_them(toxicity_data: Path) ->
         "--text-column", "tweet", "--label-column", "class", "--model", "lexical", "--json",
     ])
     assert result.exit_code == 2
-    assert "'2' (4163)" in result.output and "--label-map" in result.output  # 4,163 tweets are class 2
+    assert "'2' (200)" in result.output and "--label-map" in result.output  # 200 tweets of the sample are class 2
 
 
 def test_cli_evaluate_tiny_checkpoint_and_record(jigsaw, tmp_path: Path) -> None:
