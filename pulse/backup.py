@@ -967,7 +967,7 @@ def restore_backup(settings: Settings, dest: str | Path, backup_id: str | None =
             append_ledger(ledger, [e for e in read_ledger(files["ledger/erasure_ledger.jsonl"])
                                    if (e["source"], e["user_id_hash"]) not in have])
     if warehouse.is_file():
-        report.erasures_reapplied = reapply_erasures(settings)
+        report.erasures_reapplied = reapply_erasures(settings, store_restored="review-store" in report.parts)
         from warehouse.db import open_warehouse
         from warehouse.publish import publish_snapshot
 
@@ -996,23 +996,26 @@ def _user_ids_by_hash(con: duckdb.DuckDBPyConnection, source: str, hashes: set[s
     return out
 
 
-def reapply_erasures(settings: Settings) -> list[str]:
+def reapply_erasures(settings: Settings, *, store_restored: bool = True) -> list[str]:
     """Re-apply every ledger erasure the warehouse lacks (no tombstone): a restore never brings an erased member back.
 
     For each such entry: its tombstone goes in first (with the ledger's alias, so the redacted
     items get the same stand-in as before), then, if the restored warehouse still holds the
     user (found by the tombstone hash over its user ids), :func:`pulse.privacy.forget_user`
-    erases them everywhere (warehouse, review store, marts, snapshot, compaction and scan). The
-    review store's notes on the entry's ``content_ids`` are blanked either way.
+    erases them everywhere (warehouse, review store, marts, snapshot, compaction and scan).
+    With ``store_restored`` the review store came back from the backup too: the notes on every
+    ledger entry's items (its ``content_ids`` and the items under its alias) are blanked again
+    and a SQLite store is vacuumed, as ``forget_user`` does.
 
     Returns:
-        The ledger request ids re-applied.
+        The ledger request ids re-applied to the warehouse.
 
     Raises:
         BackupError: an erasure left residue (the erased strings are still in a file).
     """
     from moderation.review_store import ReviewStore
-    from pulse.privacy import forget_user
+    from pulse.privacy import _vacuum_sqlite_store, forget_user
+    from warehouse.db import migrate
 
     entries = read_ledger(Path(settings.erasure_ledger))
     if not entries:
@@ -1020,8 +1023,6 @@ def reapply_erasures(settings: Settings) -> list[str]:
     warehouse = Path(settings.warehouse)
     con = connect(warehouse)
     try:
-        from warehouse.db import migrate
-
         migrate(con)
         have = set(con.execute("select source, user_id_hash from ops.tombstones").fetchall())
         todo = [e for e in entries if (e["source"], e["user_id_hash"]) not in have]
@@ -1033,10 +1034,11 @@ def reapply_erasures(settings: Settings) -> list[str]:
             con.execute("insert into ops.tombstones values (?, ?, ?, ?, ?, ?) on conflict do nothing",
                         [e["source"], e["user_id_hash"], datetime.fromisoformat(e["at"]), e["request_id"], e["mode"],
                          e["alias"]])
+        items = {(e["source"], e["alias"]): {r[0] for r in con.execute(
+            "select content_id from staging.content where source = ? and author_id = ?", [e["source"], e["alias"]]
+        ).fetchall()} for e in entries}
     finally:
         con.close()
-    if not todo:
-        return []
     store = ReviewStore.from_settings(settings)
     try:
         store.create_schema()
@@ -1046,8 +1048,13 @@ def reapply_erasures(settings: Settings) -> list[str]:
                 report = forget_user(warehouse, e["source"], uid, mode=e["mode"], serving=settings.serving, store=store)
                 if report.residue:
                     raise BackupError(f"re-applied erasure {e['request_id']} left erased data in {sorted(report.residue)}")
-            if e.get("content_ids"):
-                store.erase_content(e["source"], e["content_ids"])
+        if store_restored:
+            blanked = 0
+            for e in entries:
+                ids = sorted(set(e.get("content_ids") or []) | items[(e["source"], e["alias"])])
+                blanked += store.erase_content(e["source"], ids) if ids else 0
+            if blanked:
+                _vacuum_sqlite_store(store)
     finally:
         store.dispose()
     log.info("re-applied %d erasures after restore", len(todo))

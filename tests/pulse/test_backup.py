@@ -270,6 +270,24 @@ def test_restoring_a_pre_erasure_backup_keeps_the_member_erased(env: tuple[Path,
     assert scan_files([s.serving], [NAME]) == {str(s.serving): []}
 
 
+def test_restoring_only_a_pre_erasure_review_store_blanks_the_notes_again(env: tuple[Path, Any]) -> None:
+    from moderation.review_store import ReviewStore
+    from pulse.privacy import forget_user
+    from warehouse.privacy import scan_files
+
+    root, s = env
+    backup_id = bk.create_backup(s, root / "backups").backup_id  # the store still holds the note on p105
+    store = ReviewStore.from_settings(s)
+    forget_user(s.warehouse, SOURCE, USER, mode="redact", serving=s.serving, store=store)
+    store.dispose()
+    report = bk.restore_backup(s, root / "backups", backup_id, only="review-store")
+    assert report.parts == ["review-store"] and report.erasures_reapplied == []  # the warehouse kept its tombstone
+    _, decisions = _store_rows(s)
+    assert {d["content_id"]: d["note"] for d in decisions} == {"p105": None, "p2": "fine"}
+    review = Path(s.review_store_url.get_secret_value().removeprefix("sqlite:///"))
+    assert scan_files([review], [NOTE, NAME]) == {str(review): []}
+
+
 # --------------------------------------------------------------------------------------------
 # Done means (3): a corrupted backup is refused by verify, naming the file
 
