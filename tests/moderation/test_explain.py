@@ -88,10 +88,12 @@ def test_repeated_word_is_one_unit_and_bad_arguments(lexical) -> None:
     assert empty.words == () and empty.drivers() == [] and explain.segments(empty) == []
 
 
-def test_real_insults_the_top_driver_is_a_swear_word(lexical, toxicity_data: Path) -> None:
-    """Kaggle insults rated 1 that contain exactly one of a few swear words: that word drives."""
+@pytest.mark.full_data
+def test_real_insults_the_top_driver_is_a_swear_word(lexical, full_toxicity_data: Path) -> None:
+    """Kaggle insults rated 1 that contain exactly one of a few swear words: that word drives.
+    (Kaggle-specific: Davidson's tweets carry other swear words besides, so 13 of 20 would pass.)"""
     swears = ("fuck", "idiot", "stupid", "moron", "retard")
-    with (toxicity_data / "kaggle_insults" / "train.csv").open(encoding="utf-8") as f:
+    with (full_toxicity_data / "kaggle_insults" / "train.csv").open(encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["Insult"] == "1"]
     picked = []
     for row in rows:
