@@ -244,20 +244,24 @@ def extract(
 def validate(settings: Settings, run_id: str) -> dict[str, Any]:
     """Check the landed batch before it reaches staging.
 
-    Quarantines dangling references, enforces the quarantine limit
-    (``settings.quarantine_max_share``), then runs the staging expectation suite on the batch
-    and stores the results in ``quality.validation_results``.
+    Quarantines implausible timestamps (before ``PULSE_TIMESTAMP_FLOOR``, events before their
+    content: ``implausible_timestamp``), then dangling references and, cascading, whatever
+    depends on a quarantined item (``parent_quarantined``), so one bad record never fails an
+    expectation (:mod:`warehouse.load`). Enforces the quarantine limit
+    (``settings.quarantine_max_share``): the gate for a batch broken as a whole. Then runs the
+    staging expectation suite on the batch and stores the results in ``quality.validation_results``.
 
     Raises:
         PipelineError: when the quarantined share exceeds the limit.
         warehouse.quality.QualityGateError: when a critical expectation fails (names it and
             how many rows failed).
     """
-    from warehouse.load import batch_frame, quarantine_dangling
+    from warehouse.load import batch_frame, quarantine_dangling, quarantine_implausible
     from warehouse.quality import STAGING_SUITE, persist
     from warehouse.quality import validate as run_suite
 
     with _step(settings, run_id, "validate") as (con, info):
+        implausible = quarantine_implausible(con, run_id, **_plausibility(settings))
         dangling = quarantine_dangling(con, run_id)
         read, quarantined = one(con, 
             "select coalesce(sum(read), 0), coalesce(sum(quarantined), 0) from ops.stream_counts where run_id = ?",
@@ -273,9 +277,25 @@ def validate(settings: Settings, run_id: str) -> dict[str, Any]:
         frames["staging.engagement_events"] = _with_content_exists(con, frames["staging.engagement_events"], run_id)
         result = run_suite(frames, STAGING_SUITE, suite="staging", run_id=run_id, now=utcnow(), docs_dir=settings.data_docs_dir)
         persist(con, result)
-        info.update(dangling=dangling, quarantine_share=round(share, 4), passed=len(result.passed), failed=len(result.failed))
+        info.update(implausible=implausible, dangling=dangling, quarantine_share=round(share, 4), passed=len(result.passed), failed=len(result.failed))
         result.raise_for_critical()
     return info
+
+
+def _plausibility(settings: Settings) -> dict[str, Any]:
+    """The floor and the event tolerance of :func:`warehouse.load.quarantine_implausible`.
+
+    ``settings.timestamp_floor`` (``PULSE_TIMESTAMP_FLOOR``, a date or datetime) and
+    ``settings.event_before_content_tolerance`` (``PULSE_EVENT_BEFORE_CONTENT_TOLERANCE``, a
+    timedelta) when the settings declare them, else the defaults of :mod:`warehouse.load`.
+    """
+    from warehouse.load import DEFAULT_EVENT_TOLERANCE, DEFAULT_TIMESTAMP_FLOOR
+
+    floor = getattr(settings, "timestamp_floor", None) or DEFAULT_TIMESTAMP_FLOOR
+    if not isinstance(floor, datetime):
+        floor = datetime.combine(floor, datetime.min.time())
+    tolerance = getattr(settings, "event_before_content_tolerance", None)
+    return {"floor": floor, "event_tolerance": DEFAULT_EVENT_TOLERANCE if tolerance is None else tolerance}
 
 
 def _with_content_exists(con: duckdb.DuckDBPyConnection, events: pl.DataFrame, run_id: str) -> pl.DataFrame:
@@ -510,11 +530,13 @@ def validate_marts(settings: Settings, run_id: str) -> dict[str, Any]:
     from transforms.runner import MART_GRAINS
     from warehouse.quality import marts_suite, persist
     from warehouse.quality import validate as run_suite
+    from warehouse.quality.suites import ENGAGEMENT_DAILY_VOLUME, MARTS_VOLUME_SUITE
 
-    checks = marts_suite(MART_GRAINS)
+    checks = marts_suite(MART_GRAINS) + MARTS_VOLUME_SUITE
     with _step(settings, run_id, "validate_marts") as (con, info):
         tables = sorted({c.table for c in checks})
         frames = {t: frame(con, f"select * from {t}") for t in tables if _exists(con, t)}
+        frames[ENGAGEMENT_DAILY_VOLUME] = _daily_volume(con, utcnow(), _plausibility(settings)["floor"])
         result = run_suite(frames, checks, suite="marts", run_id=run_id, now=utcnow(), docs_dir=settings.data_docs_dir)
         persist(con, result)
         info.update(passed=len(result.passed), failed=len(result.failed))
@@ -522,6 +544,25 @@ def validate_marts(settings: Settings, run_id: str) -> dict[str, Any]:
         info["monitoring_failed"] = [r.summary() for r in monitoring.failed]
         result.raise_for_critical()
     return info
+
+
+def _daily_volume(con: duckdb.DuckDBPyConnection, now: datetime, floor: datetime) -> pl.DataFrame:
+    """The frame of :data:`warehouse.quality.suites.ENGAGEMENT_DAILY_VOLUME` (its docstring gives the formula)."""
+    return frame(con,
+        """
+        with firsts as (
+            select source, min(created_at) as first_at from (
+                select source, created_at from staging.content
+                union all select source, created_at from staging.users
+            ) group by source
+        )
+        select d.source, count(*) as days,
+               date_diff('day', coalesce(f.first_at, ?::timestamp)::date, ?::date) + 3 as max_days
+        from marts.engagement_daily d left join firsts f using (source)
+        group by d.source, f.first_at
+        """,
+        [floor, now],
+    )
 
 
 def _monitor(settings: Settings, con: duckdb.DuckDBPyConnection, run_id: str) -> Any:

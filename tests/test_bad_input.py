@@ -102,3 +102,157 @@ def test_the_run_fails_only_above_the_quarantine_limit_and_says_so(dump: Path, t
     with pytest.raises(PipelineError, match=rf"{quarantined:,} of {read:,} records read \({quarantined / read:.1%}\)"):
         run_pipeline(settings, SourceSpec(kind="stackexchange", path=dump))
     assert not settings.serving.exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 14: one bad record never stops a load; implausible timestamps
+
+
+def _xml_rows(path: Path) -> list[dict[str, str]]:
+    import xml.etree.ElementTree as ET
+
+    return [dict(el.attrib) for _, el in ET.iterparse(path) if el.tag == "row"]
+
+
+def _redate(dump: Path, post_id: str, date: str) -> None:
+    """Set post ``post_id``'s CreationDate to ``date`` (any text) in ``dump``'s Posts.xml."""
+    path = dump / "Posts.xml"
+    text = path.read_text(encoding="utf-8-sig")
+    new, n = re.subn(rf'(<row Id="{post_id}" [^>]*?CreationDate=")[^"]*(")', rf"\g<1>{date}\g<2>", text, count=1)
+    assert n == 1
+    path.write_text(new, encoding="utf-8")
+
+
+def _family(dump: Path, roots: set[str]) -> tuple[set[str], set[str], int]:
+    """The posts and comments depending on the questions ``roots`` (their answers, the comments on
+    them and on the answers) and the engagement votes on them, straight from the XML."""
+    posts = _xml_rows(dump / "Posts.xml")
+    answers = {p["Id"] for p in posts if p["PostTypeId"] == "2" and p.get("ParentId") in roots}
+    comments = {c["Id"] for c in _xml_rows(dump / "Comments.xml") if c["PostId"] in roots | answers}
+    votes = sum(
+        v["PostId"] in roots | answers and v["VoteTypeId"] in ("1", "2", "3", "5") for v in _xml_rows(dump / "Votes.xml")
+    )
+    return answers, comments, votes
+
+
+def test_one_question_with_a_bad_or_implausible_date_quarantines_its_thread_and_the_run_publishes(
+    beer_dump: Path, tmp_path: Path
+) -> None:
+    """Issue 14: an unparsable date on question 1 (and an epoch-0 date on question 2) stopped the
+    whole load: the answers' votes and comments became dangling and a critical expectation failed."""
+    dump = tmp_path / "beer"
+    shutil.copytree(beer_dump, dump)
+    _redate(dump, "1", "21st of January")
+    _redate(dump, "2", "1970-01-01T00:00:00.000")
+    answers, comments, votes = _family(dump, {"1", "2"})
+    assert (len(answers), len(comments), votes) == (5, 6, 90)  # the real thread sizes of questions 1 and 2
+    settings = load_settings(warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="lexical")
+    summary = run_pipeline(settings, SourceSpec(kind="stackexchange", path=dump))
+    assert settings.serving.exists()
+    con = connect(settings.warehouse, read_only=True)
+    reasons = dict(
+        ((s, r), n) for s, r, n in con.execute("select stream, reason, count(*) from raw.quarantine group by all").fetchall()
+    )
+    cascaded = {
+        k: d for k, d in con.execute("select record_key, detail from raw.quarantine where reason = 'parent_quarantined'").fetchall()
+    }
+    counts = con.execute(
+        "select stream, read, inserted + updated + unchanged + skipped + quarantined, quarantined from ops.stream_counts"
+    ).fetchall()
+    loaded = con.execute(
+        "select count(*) from staging.content where content_id in ('p1', 'p2') or thread_id in ('p1', 'p2')"
+    ).fetchall()[0][0]
+    status = con.execute("select status from ops.runs where run_id = ?", [summary.run_id]).fetchall()[0][0]
+    con.close()
+    assert status == "success"
+    assert reasons == {
+        ("content", "bad_timestamp"): 1,
+        ("content", "implausible_timestamp"): 1,
+        ("content", "parent_quarantined"): len(answers) + len(comments),
+        ("engagement_events", "parent_quarantined"): votes,
+        ("engagement_events", "dangling_reference"): 60,  # the slice's own votes on deleted posts
+    }
+    assert loaded == 0
+    # The detail names the parent's stream and id, through answers to the comments on them.
+    first_answer = min(answers, key=int)
+    assert cascaded[f"p{first_answer}"].startswith("parent content p")
+    comment_on_answer = next(
+        c["Id"] for c in _xml_rows(dump / "Comments.xml") if c["PostId"] in answers
+    )
+    assert re.match(r"parent content p\d+ is quarantined", cascaded[f"c{comment_on_answer}"])
+    for stream, read, accounted, _ in counts:
+        assert read == accounted, stream
+    assert {s: q for s, _, _, q in counts} == {
+        "users": 0, "content": 2 + len(answers) + len(comments), "engagement_events": votes + 60
+    }
+
+
+def test_events_dated_before_their_content_are_quarantined_and_the_daily_mart_keeps_its_size(
+    beer_dump: Path, tmp_path: Path
+) -> None:
+    """Issue 14: events dated 0001-01-01, 1900 or 1970 on a 2014 post were loaded and
+    marts.engagement_daily grew from about a thousand rows to over 700,000, all expectations passing."""
+    import json
+    import os
+
+    from pulse import steps
+    from warehouse.quality import QualityGateError
+
+    settings = load_settings(warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="lexical")
+    run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump))
+    con = connect(settings.warehouse, read_only=True)
+    daily_before = con.execute("select count(*), min(day), max(day) from marts.engagement_daily").fetchall()[0]
+    con.close()
+    assert daily_before[0] == 1055  # 2014-01-20 (a sign-up, local time) .. 2016-12-09: the slice's span
+    upvotes = [v for v in _xml_rows(beer_dump / "Votes.xml") if v["VoteTypeId"] == "2"][:300]
+    likes = [
+        {"event_id": f"like-{v['Id']}", "event_type": "like", "content_id": f"p{v['PostId']}", "occurred_at": v["CreationDate"][:10]}
+        for v in upvotes
+    ]
+    p1 = "2014-01-21T20:26:05.383"  # question 1's CreationDate in the dump
+    implausible = [
+        {"event_id": "x-year-1", "event_type": "view", "content_id": "p1", "occurred_at": "0001-01-01"},
+        {"event_id": "x-1900", "event_type": "view", "content_id": "p1", "occurred_at": "1900-01-01T00:00:00Z"},
+        {"event_id": "x-epoch", "event_type": "like", "content_id": "p1", "occurred_at": "1970-01-01T00:00:00Z"},
+        {"event_id": "x-2-days-early", "event_type": "view", "content_id": "p1", "occurred_at": "2014-01-19T20:00:00Z"},
+    ]
+    fine = [  # same UTC day, before the post's time: a day-precision vote is truncated to its day
+        {"event_id": "ok-same-day", "event_type": "like", "content_id": "p1", "occurred_at": p1[:10]},
+        {"event_id": "ok-after", "event_type": "view", "content_id": "p1", "occurred_at": "2014-01-22T08:00:00Z"},
+    ]
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    (exports / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in likes + implausible + fine))
+    os.utime(exports / "events.jsonl", (1_700_000_000, 1_700_000_000))
+    summary = run_pipeline(settings, SourceSpec(kind="events", path=exports, source_name="stackexchange:beer"))
+    con = connect(settings.warehouse, read_only=True)
+    quarantined = dict(
+        con.execute("select record_key, reason from raw.quarantine where source = 'stackexchange:beer' and record_key like 'x-%'").fetchall()
+    )
+    detail = con.execute("select detail from raw.quarantine where record_key = 'x-2-days-early'").fetchall()[0][0]
+    daily_after = con.execute("select count(*), min(day), max(day) from marts.engagement_daily").fetchall()[0]
+    read, accounted, inserted = con.execute(
+        "select read, inserted + updated + unchanged + skipped + quarantined, inserted from ops.stream_counts "
+        "where run_id = ? and stream = 'engagement_events'", [summary.run_id]
+    ).fetchall()[0]
+    run_reasons = dict(
+        con.execute("select reason, count(*) from raw.quarantine where first_run_id = ? group by 1", [summary.run_id]).fetchall()
+    )
+    con.close()
+    assert quarantined == {e["event_id"]: "implausible_timestamp" for e in implausible}
+    assert "p1" in detail and "2014-01-21" in detail
+    assert daily_after == daily_before
+    # One of the 300 upvotes is on a post deleted from the dump: a dangling reference.
+    assert run_reasons == {"implausible_timestamp": 4, "dangling_reference": 1}
+    assert read == accounted == 306 and inserted == 301
+
+    # The marts' volume expectation catches such a day span if it ever reaches staging.
+    con = connect(settings.warehouse)
+    con.execute(
+        "insert into staging.engagement_events (source, event_id, event_type, content_id, user_id, occurred_at, time_precision) "
+        "values ('stackexchange:beer', 'planted', 'view', 'p1', null, '0001-01-01', 'day')"
+    )
+    con.close()
+    steps.transform(settings, summary.run_id)
+    with pytest.raises(QualityGateError, match=r"marts\.engagement_daily"):
+        steps.validate_marts(settings, summary.run_id)

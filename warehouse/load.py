@@ -4,8 +4,11 @@ The three stages, each idempotent for a ``run_id``:
 
 1. :func:`land` writes the extract's frames into the ``raw.*`` landing tables (the run's
    previous batch, if any, is replaced) and its bad records into ``raw.quarantine``.
-2. :func:`quarantine_dangling` moves batch records whose references resolve neither in
-   staging nor in the batch itself (e.g. a vote on a deleted post) to the quarantine.
+2. :func:`quarantine_implausible` moves batch records dated before the floor or events dated
+   before their content to the quarantine; then :func:`quarantine_dangling` moves records
+   whose references resolve neither in staging nor in the batch itself (e.g. a vote on a
+   deleted post), and with them, cascading, everything depending on a quarantined item
+   (``parent_quarantined``), so one bad record never leaves a reference dangling.
 3. :func:`upsert_batch` upserts the batch into ``staging.*`` by natural key in one
    transaction, touching only rows whose content changed, so a re-run changes nothing.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import polars as pl
@@ -88,71 +91,182 @@ def _quarantine_frame(con: duckdb.DuckDBPyConnection, q: pl.DataFrame, run_id: s
     return q.height
 
 
-def quarantine_dangling(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
-    """Move batch records with unresolvable references to ``raw.quarantine`` (reason ``dangling_reference``).
+#: Default of ``PULSE_TIMESTAMP_FLOOR``: nothing in an online community is dated before it.
+#: It lies after the sentinel dates that broken exports produce (0001-01-01, 1900-01-01, the
+#: Unix epoch 1970-01-01 and its time-zone-shifted 1969-12-31, the DOS/ZIP epoch 1980-01-01)
+#: and before the Web (1991), so the archives of real forums are later (Stack Exchange started
+#: in 2008, Discourse in 2013). A source imported from an older archive lowers it.
+DEFAULT_TIMESTAMP_FLOOR = datetime(1990, 1, 1)
+#: Default of ``PULSE_EVENT_BEFORE_CONTENT_TOLERANCE``: how much earlier than its content an
+#: event may be dated. One day, because Stack Exchange truncates vote dates to the UTC day (a
+#: vote on a post from 20:26 is dated 00:00 the same day).
+DEFAULT_EVENT_TOLERANCE = timedelta(days=1)
 
-    Checked: engagement events whose ``content_id`` is in neither ``staging.content`` nor
-    the batch; content whose ``parent_id`` is in neither. A later interval that brings the
-    referenced item does not resurrect the quarantined record (re-load the interval instead).
+_KEYS = {"users": "user_id", "content": "content_id", "engagement_events": "event_id"}
+
+
+def _move_to_quarantine(
+    con: duckdb.DuckDBPyConnection, run_id: str, stream: str, reason: str, bad: pl.DataFrame
+) -> int:
+    """Move the batch rows ``bad`` (canonical columns plus ``reason`` and ``detail``) of ``stream`` to the quarantine.
+
+    Call inside a transaction: inserts them into ``raw.quarantine`` (payload = the canonical
+    record as JSON), deletes them from ``raw.<stream>`` and adds them to the run's
+    ``ops.stream_counts.quarantined``, so a retried validate never counts a record twice.
+
+    Returns:
+        Rows moved.
+    """
+    if bad.height == 0:
+        return 0
+    cols, key = _cols(stream), _KEYS[stream]
+    q = bad.select(  # noqa: F841
+        pl.col("source"),
+        pl.lit(stream).alias("stream"),
+        pl.col(key).alias("record_key"),
+        pl.col("reason") if "reason" in bad.columns else pl.lit(reason).alias("reason"),
+        pl.col("detail"),
+        pl.struct(cols).map_elements(lambda s: json.dumps(s, default=str), return_dtype=pl.String).alias("payload"),
+    ).with_columns(
+        pl.col("payload").map_elements(_sha256, return_dtype=pl.String).alias("fingerprint"),
+        pl.lit(run_id).alias("first_run_id"),
+    )
+    con.execute(
+        "insert into raw.quarantine by name select * from q on conflict (source, stream, fingerprint, reason) do nothing"
+    )
+    con.execute(
+        f"delete from raw.{stream} b where b.run_id = ? and exists "
+        f"(select 1 from q where q.source = b.source and q.record_key = b.{key})",
+        [run_id],
+    )
+    con.execute(
+        "update ops.stream_counts set quarantined = quarantined + ? where run_id = ? and stream = ?",
+        [bad.height, run_id, stream],
+    )
+    return bad.height
+
+
+def quarantine_implausible(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    *,
+    floor: datetime = DEFAULT_TIMESTAMP_FLOOR,
+    event_tolerance: timedelta = DEFAULT_EVENT_TOLERANCE,
+) -> dict[str, int]:
+    """Move batch records with implausible dates to ``raw.quarantine`` (reason ``implausible_timestamp``).
+
+    Implausible: a user's ``created_at``, an item's ``created_at`` or ``edited_at`` or an
+    event's ``occurred_at`` before ``floor`` (``PULSE_TIMESTAMP_FLOOR``); an event dated more
+    than ``event_tolerance`` (``PULSE_EVENT_BEFORE_CONTENT_TOLERANCE``) before the creation of
+    the item it refers to (the batch's version of the item, else staging's), hence before the
+    source's first content. Users are held to the floor only: members sign up before they
+    post, and an incremental load reads old members long after the first content it holds.
+    Run it before :func:`quarantine_dangling`, which quarantines what depends on these records.
 
     Returns:
         Records quarantined per stream.
     """
+    floor_text = f"the floor {floor:%Y-%m-%d} (PULSE_TIMESTAMP_FLOOR)"
     checks = {
-        "engagement_events": ("event_id", "content_id"),
-        "content": ("content_id", "parent_id"),
+        "users": f"""
+            select b.*, 'created_at ' || b.created_at::varchar || ' is before {floor_text}' as detail
+            from raw.users b where b.run_id = $run and b.created_at < $floor""",
+        "content": f"""
+            select b.*, case when b.created_at < $floor then 'created_at ' || b.created_at::varchar
+                             else 'edited_at ' || b.edited_at::varchar end || ' is before {floor_text}' as detail
+            from raw.content b where b.run_id = $run and (b.created_at < $floor or b.edited_at < $floor)""",
+        "engagement_events": f"""
+            select b.*, case when b.occurred_at < $floor then 'occurred_at ' || b.occurred_at::varchar || ' is before {floor_text}'
+                        else 'occurred_at ' || b.occurred_at::varchar || ' is more than ' || $tol_text || ' before the creation of content '
+                             || b.content_id || ' (' || coalesce(r.created_at, s.created_at)::varchar
+                             || '; PULSE_EVENT_BEFORE_CONTENT_TOLERANCE)' end as detail
+            from raw.engagement_events b
+            left join raw.content r on r.run_id = b.run_id and r.source = b.source and r.content_id = b.content_id
+            left join staging.content s on s.source = b.source and s.content_id = b.content_id
+            where b.run_id = $run
+              and (b.occurred_at < $floor or b.occurred_at < coalesce(r.created_at, s.created_at) - $tol)""",
     }
+    tol_text = f"{event_tolerance.total_seconds() / 86400:g} day(s)"
     moved: dict[str, int] = {}
     con.execute("begin transaction")
     try:
-        for stream, (key, ref) in checks.items():
-            cols = _cols(stream)
-            dangling = frame(con, 
-                f"""
-                select b.* exclude (run_id) from raw.{stream} b
-                where b.run_id = ? and b.{ref} is not null
-                  and not exists (select 1 from staging.content c
-                                  where c.source = b.source and c.content_id = b.{ref})
-                  and not exists (select 1 from raw.content r
-                                  where r.run_id = b.run_id and r.source = b.source and r.content_id = b.{ref})
-                """,
-                [run_id],
-            )
-            moved[stream] = dangling.height
-            if dangling.height == 0:
-                continue
-            payload = dangling.select(cols).with_columns(
-                pl.struct(cols).map_elements(lambda s: json.dumps(s, default=str), return_dtype=pl.String).alias("payload")
-            )
-            q = payload.select(  # noqa: F841
-                pl.col("source"),
-                pl.lit(stream).alias("stream"),
-                pl.col(key).alias("record_key"),
-                pl.lit("dangling_reference").alias("reason"),
-                (pl.lit(f"{ref} not found in staging.content or this batch: ") + pl.col(ref)).alias("detail"),
-                pl.col("payload"),
-                pl.col("payload").map_elements(_sha256, return_dtype=pl.String).alias("fingerprint"),
-                pl.lit(run_id).alias("first_run_id"),
-            )
-            con.execute(
-                "insert into raw.quarantine by name select * from q "
-                "on conflict (source, stream, fingerprint, reason) do nothing"
-            )
-            con.execute(
-                f"delete from raw.{stream} where run_id = ? and {key} in (select {key} from dangling)",
-                [run_id],
-            )
-            # Same transaction as the move, so a retried validate never counts a record twice.
-            con.execute(
-                "update ops.stream_counts set quarantined = quarantined + ? where run_id = ? and stream = ?",
-                [dangling.height, run_id, stream],
-            )
+        for stream in ("engagement_events", "content", "users"):  # events first: they are judged by their content
+            params = {"run": run_id, "floor": floor}
+            if stream == "engagement_events":
+                params.update(tol=event_tolerance, tol_text=tol_text)
+            bad = frame(con, checks[stream], params)
+            moved[stream] = _move_to_quarantine(con, run_id, stream, "implausible_timestamp", bad)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
     if any(moved.values()):
-        log.warning("run %s: quarantined dangling references %s", run_id, moved)
+        log.warning("run %s: quarantined implausible timestamps %s", run_id, moved)
+    return moved
+
+
+def quarantine_dangling(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
+    """Move batch records with unresolvable references to ``raw.quarantine``, cascading.
+
+    Checked: engagement events whose ``content_id``, and content whose ``parent_id`` or
+    ``thread_id``, is in neither ``staging.content`` nor the batch. The reason is
+    ``parent_quarantined`` when the referenced item is itself in ``raw.quarantine`` (e.g. a
+    question with an unparsable date: its answers, the comments and votes on them), with a
+    detail naming it (``parent content p1 is quarantined (bad_timestamp)``), else
+    ``dangling_reference`` (a vote on a post deleted from the platform; ``thread_id`` alone
+    never makes a record dangling, since a comment on a post outside the dump has none).
+    Repeated until nothing moves, so a whole thread under a quarantined root follows it in
+    the same run and no reference in the batch dangles. A later interval that brings the
+    referenced item does not resurrect the quarantined record (re-load the interval instead).
+
+    Returns:
+        Records quarantined per stream (both reasons).
+    """
+    by_parent = (("content", "parent_id"), ("engagement_events", "content_id"))
+    moved = {"engagement_events": 0, "content": 0}
+    con.execute("begin transaction")
+    try:
+        checks = by_parent
+        while True:  # parents first, to a fixpoint, so a detail names the nearest quarantined item
+            moved_now = 0
+            for stream, ref in checks:
+                label = "parent content " if ref != "thread_id" else "thread content "
+                bad = frame(con,
+                    f"""
+                    select b.*, case when qr.reason is null then 'dangling_reference' else 'parent_quarantined' end as reason,
+                           case when qr.reason is null then '{ref} not found in staging.content or this batch: ' || b.{ref}
+                                else '{label}' || b.{ref} || ' is quarantined (' || qr.reason || ')' end as detail
+                    from raw.{stream} b
+                    left join (
+                        select source, record_key,
+                               min(reason) filter (where reason <> 'parent_quarantined') as first_reason,
+                               coalesce(first_reason, 'parent_quarantined') as reason
+                        from raw.quarantine where stream = 'content' group by source, record_key
+                    ) qr on qr.source = b.source and qr.record_key = b.{ref}
+                    where b.run_id = ? and b.{ref} is not null
+                      and ({"qr.reason is not null" if ref == "thread_id" else "true"})
+                      and not exists (select 1 from staging.content c
+                                      where c.source = b.source and c.content_id = b.{ref})
+                      and not exists (select 1 from raw.content r
+                                      where r.run_id = b.run_id and r.source = b.source and r.content_id = b.{ref})
+                    """,
+                    [run_id],
+                )
+                n = _move_to_quarantine(con, run_id, stream, "dangling_reference", bad.drop("run_id"))
+                moved[stream] += n
+                moved_now += n
+            if moved_now:
+                checks = by_parent
+            elif checks == by_parent:
+                checks = (("content", "thread_id"),)
+            else:
+                break
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    if any(moved.values()):
+        log.warning("run %s: quarantined dangling references and dependants of quarantined items %s", run_id, moved)
     return moved
 
 

@@ -269,6 +269,26 @@ STAGING_SUITE: tuple[Check, ...] = _staging_suite()
 MARTS_SUITE: tuple[Check, ...] = _marts_suite()
 """Checks on the marts' columns and ``moderation.scores``; :func:`marts_suite` adds the grains."""
 
+ENGAGEMENT_DAILY_VOLUME = "marts.engagement_daily_volume"
+"""The frame of the marts' volume check: one row per source of ``marts.engagement_daily`` with
+``days`` (its rows) and ``max_days``, the days that can hold activity: from the source's first
+content or member sign-up in staging to the validation day, both counted, plus one day for
+vote dates truncated to the UTC day and one for the community's time zone, i.e.
+``date_diff('day', least(first content, first sign-up)::date, today) + 3`` (no content and no
+members: from the timestamp floor). Built by ``pulse.steps.validate_marts``."""
+
+MARTS_VOLUME_SUITE: tuple[Check, ...] = (
+    Check(
+        ENGAGEMENT_DAILY_VOLUME,
+        "ExpectColumnPairValuesAToBeGreaterThanB",
+        {"column_A": "max_days", "column_B": "days", "or_equal": True},
+        True,
+        "engagement_daily has no day before the source's first content or member (events dated 0001-01-01 "
+        "on a 2014 post once grew it from about a thousand rows to over 700,000)",
+    ),
+)
+"""Volume checks on the marts, run with :func:`marts_suite` by the pipeline (issue 14)."""
+
 SUITES: dict[str, tuple[Check, ...]] = {"staging": STAGING_SUITE, "marts": MARTS_SUITE}
 """Suites by the name stored in ``quality.validation_results.suite``."""
 

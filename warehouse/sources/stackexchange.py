@@ -45,6 +45,10 @@ References this module does not decide
     ``content_id``/``parent_id`` = ``p<PostId>``; a comment then has ``thread_id`` null):
     in an incremental load the post may already be in the warehouse from an earlier dump,
     so the loader checks references against the warehouse and quarantines dangling ones.
+    *Validate* (:mod:`warehouse.load`) also quarantines what depends on a record quarantined
+    here (``parent_quarantined``: a question with an unparsable date takes its answers and the
+    comments and votes on them along, and the run goes on) and dates before the timestamp
+    floor or votes dated before their post (``implausible_timestamp``).
 
 Data intervals (``since``/``until``, half-open ``[since, until)``, naive UTC)
     Every row's outcome (emit, skip, quarantine) is decided the same way whatever the
