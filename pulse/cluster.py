@@ -430,7 +430,7 @@ def _token(cluster: Cluster) -> dict[str, str]:
     import httpx
 
     r = httpx.post(f"{cluster.api_url}/auth/token", json={"username": "admin", "password": cluster.admin_password()},
-                   timeout=30)
+                   timeout=60)
     if r.status_code not in (200, 201):
         raise ClusterError(f"sign-in failed ({r.status_code}): {r.text[:300]}")
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
@@ -477,9 +477,17 @@ def run_state(cluster: Cluster, dag_id: str, run_id: str) -> dict[str, Any]:
 
 def wait_run(cluster: Cluster, dag_id: str, run_id: str, *, timeout_s: float = 3600.0, poll_s: float = 3.0) -> dict[str, Any]:
     """Poll until the run is ``success`` or ``failed`` (or ``timeout_s`` passed); :func:`run_state` at the end."""
+    import httpx
+
     deadline = time.monotonic() + timeout_s
     while True:
-        state = run_state(cluster, dag_id, run_id)
+        try:
+            state = run_state(cluster, dag_id, run_id)
+        except httpx.HTTPError:  # an API server starved of CPU for a moment: ask again
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(poll_s)
+            continue
         if state["state"] in ("success", "failed") or time.monotonic() > deadline:
             return state
         time.sleep(poll_s)
