@@ -15,12 +15,13 @@ Perspective's 20 KB cap).
 
 Batch baseline: the same model, same settings and thread count, ``scorer.score(texts)`` on the
 same texts in one call (texts/s, median of :attr:`BenchConfig.repeats`), measured in this process
-before the server starts. The issue's target: API requests/s at 8 and more clients >= 70% of it.
+right before each load run (the machine is shared: both figures of a ratio see the same load).
+The issue's target: API requests/s at 8 and more clients >= 70% of it.
 
 Models: the community model's shape, ``minilm`` of :mod:`benchmarks.scoring` (the pretrained
 all-MiniLM-L6-v2 encoder with a random 6-label head: the trained ``models/community-minilm`` is a
 git-ignored build output and has the same compute), fp32 and onnx-int8; and the lexical model.
-Smoke: the tiny checkpoint and the lexical model, short runs.
+Smoke: the tiny checkpoint only, 5-second runs at 1 and 8 clients.
 
 Time-to-flag: with the community model (fp32), :data:`FLAG_POSTS` signed ``post_created``
 deliveries one after another; each is timed from sending it to its item being readable in the
@@ -48,7 +49,7 @@ NAME = "api"
 COMMAND = "python -m benchmarks.run --only api"
 THREADS = int(os.environ.get("PULSE_BENCH_SCORING_THREADS", "1"))
 CLIENTS: dict[str, tuple[int, ...]] = {"full": (1, 8, 64), "quick": (1, 8, 64), "smoke": (1, 8)}
-DURATION_S: dict[str, int] = {"full": 20, "quick": 10, "smoke": 3}
+DURATION_S: dict[str, int] = {"full": 20, "quick": 10, "smoke": 5}
 N_TEXTS: dict[str, int] = {"full": 512, "quick": 256, "smoke": 64}
 FLAG_POSTS: dict[str, int] = {"full": 60, "quick": 30, "smoke": 5}
 MAX_CHARS = 2000
@@ -57,7 +58,7 @@ PLANS: dict[str, tuple[tuple[str, str, str], ...]] = {
     # (row key, model key of benchmarks.scoring or "lexical", quantization)
     "full": (("community fp32", "minilm", "none"), ("community onnx-int8", "minilm", "onnx-int8"), ("lexical", "lexical", "none")),
     "quick": (("community fp32", "minilm", "none"), ("community onnx-int8", "minilm", "onnx-int8"), ("lexical", "lexical", "none")),
-    "smoke": (("tiny fp32", "tiny", "none"), ("lexical", "lexical", "none")),
+    "smoke": (("tiny fp32", "tiny", "none"),),
 }  # fmt: skip
 
 LOCUSTFILE = '''
@@ -101,20 +102,25 @@ def _model_spec(cfg: BenchConfig, model: str) -> str:
     return f"checkpoint:{_checkpoint(cfg, model)}"
 
 
-def batch_rate(spec: str, quantization: str, texts: list[str], repeats: int) -> dict[str, Any]:
-    """Texts/s of ``scorer.score(texts)`` in one call (median of ``repeats``), after one warm-up call."""
+def load_batch_scorer(spec: str, quantization: str) -> Any:
+    """The scorer batch scoring uses: the server's settings (threads, budget, quantization)."""
     from moderation.scorers import load_scorer
     from pulse.settings import load_settings
 
-    options = {**load_settings(scorer=spec, scorer_threads=THREADS, scorer_quantization=quantization).scorer_options()}
+    options = load_settings(scorer=spec, scorer_threads=THREADS, scorer_quantization=quantization).scorer_options()
     scorer = load_scorer(spec, **options)
-    scorer.score(texts[:16])
+    scorer.score(["warm up"])
+    return scorer
+
+
+def batch_rate(scorer: Any, texts: list[str], repeats: int) -> float:
+    """Texts/s of ``scorer.score(texts)`` in one call (median of ``repeats``)."""
     times = []
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
         scorer.score(texts)
         times.append(time.perf_counter() - t0)
-    return {"texts_per_s": len(texts) / median(times), "labels": list(scorer.labels), "model_id": str(scorer.model_id)}
+    return len(texts) / median(times)
 
 
 class _Server:
@@ -231,20 +237,22 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"models": {}, "n_texts": len(texts), "threads": THREADS, "duration_s": DURATION_S[cfg.profile]}
     for key, model, quantization in PLANS[cfg.profile]:
         spec = _model_spec(cfg, model)
-        batch = batch_rate(spec, quantization, texts, cfg.repeats)
+        scorer = load_batch_scorer(spec, quantization)
         from pulse.api.perspective import LABEL_ATTRIBUTES
 
-        attributes = [LABEL_ATTRIBUTES[label] for label in batch["labels"]]
+        attributes = [LABEL_ATTRIBUTES[label] for label in scorer.labels]
         low = {}
         if model != "lexical" and quantization == "none" and "time_to_flag" not in out:
             low = {"PULSE_THRESHOLDS": json.dumps({"toxicity": 0.01}), "PULSE_HOLD_THRESHOLDS": json.dumps({"toxicity": 0.99})}
         server = _Server(work / key.replace(" ", "_"), spec, quantization, **low)
         try:
-            entry: dict[str, Any] = {"model_id": batch["model_id"], "batch_texts_per_s": batch["texts_per_s"],
-                                     "load_before": loadavg()[0], "clients": {}}  # fmt: skip
+            entry: dict[str, Any] = {"model_id": str(scorer.model_id), "clients": {}}
             for users in CLIENTS[cfg.profile]:
+                # batch scoring measured right before each load run, so both see the same machine load
+                batch = batch_rate(scorer, texts, cfg.repeats)
+                load = loadavg()[0]
                 res = locust_run(server.base, server.key, texts_file, attributes, users, DURATION_S[cfg.profile], work)
-                res["ratio_to_batch"] = res["rps"] / batch["texts_per_s"]
+                res.update(batch_texts_per_s=batch, ratio_to_batch=res["rps"] / batch, load=load)
                 entry["clients"][str(users)] = res
             entry["batching"] = server.health()["batching"]
             if low:
@@ -252,6 +260,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         finally:
             server.stop()
         out["models"][key] = entry
+        del scorer
     return out
 
 
@@ -259,9 +268,10 @@ def render(result: dict[str, Any]) -> str:
     """The Markdown section."""
     rows = []
     for key, m in result["models"].items():
-        for users, c in m["clients"].items():
+        for users, c in sorted(m["clients"].items(), key=lambda uc: int(uc[0])):
             rows.append((key, users, f"{c['rps']:.1f}", f"{c['p50_ms']:.0f}", f"{c['p99_ms']:.0f}",
-                         f"{m['batch_texts_per_s']:.1f}", f"{c['ratio_to_batch']:.2f}", f"{c['failures']}/{c['requests']}"))  # fmt: skip
+                         f"{c['batch_texts_per_s']:.1f}", f"{c['ratio_to_batch']:.2f}", f"{c['failures']}/{c['requests']}",
+                         f"{c['load']:.1f}"))  # fmt: skip
     lines = [
         "## Real-time API",
         "",
@@ -269,22 +279,30 @@ def render(result: dict[str, Any]) -> str:
         f"arrives), {result['duration_s']} s per client count, Perspective `comments:analyze` of one text per request "
         f"({result['n_texts']} texts: beer-dump posts and social-media comments, cut to {MAX_CHARS} characters), "
         f"engine threads {result['threads']}; **batch** = `scorer.score(texts)` of the same texts in one call, same model "
-        "and threads. Community model = the all-MiniLM-L6-v2 encoder with a random head (the trained model's compute).",
+        "and threads, measured right before each load run (load = the 1-minute load average then; the machine has 2 cores "
+        "shared with other work, and the server, the load generator and the engine compete for them while batch scoring "
+        "has a core to itself). Community model = the all-MiniLM-L6-v2 encoder with a random head (the trained model's "
+        "compute).",
         "",
-        md_table(("model", "clients", "requests/s", "p50 ms", "p99 ms", "batch texts/s", "API / batch", "failed"), rows),
+        md_table(("model", "clients", "requests/s", "p50 ms", "p99 ms", "batch texts/s", "API / batch", "failed", "load"), rows),
         "",
-        "Micro-batching (requests coalesced per engine call over the whole run): "
+        "Micro-batching (requests coalesced per engine call over the whole run; busy = seconds the engine worked): "
         + "; ".join(f"{k}: {m['batching']['texts']} texts in {m['batching']['batches']} calls "
-                    f"(mean {m['batching']['mean_batch']}, largest {m['batching']['largest_batch']})"
+                    f"(mean {m['batching']['mean_batch']}, largest {m['batching']['largest_batch']}, busy {m['batching']['busy_s']:.0f} s)"
                     for k, m in result["models"].items()) + ".",
     ]
     best = {k: max((c["ratio_to_batch"] for u, c in m["clients"].items() if int(u) >= 8), default=None)
             for k, m in result["models"].items()}  # fmt: skip
-    checks = [f"{k} {v:.0%}" for k, v in best.items() if v is not None]
-    if checks:
-        ok = all(v >= 0.7 for v in best.values() if v is not None)
-        lines += ["", f"**Target** (API throughput at 8+ clients within 70% of batch scoring): {'met' if ok else 'NOT met'} "
-                      f"(best ratio at 8+ clients: {', '.join(checks)})."]  # fmt: skip
+    met = [f"{k} ({v:.0%})" for k, v in best.items() if v is not None and v >= 0.7]
+    missed = [f"{k} ({v:.0%})" for k, v in best.items() if v is not None and v < 0.7]
+    if met or missed:
+        lines += ["", "**Target** (API throughput at 8+ clients within 70% of batch scoring, best ratio at 8+ clients): "
+                      + (f"met for {', '.join(met)}" if met else "met for none")
+                      + (f"; NOT met for {', '.join(missed)}" if missed else "") + "."]  # fmt: skip
+        if "lexical" in best and best["lexical"] is not None and best["lexical"] < 0.7:
+            lines += ["", "The lexical model scores a text in well under a millisecond in batch, less than the server's own "
+                          "cost of one HTTP request (parsing, key check, JSON, a worker-thread hop): its requests/s are "
+                          "bounded by the HTTP stack on this machine, not by the model."]  # fmt: skip
     ttf = result.get("time_to_flag")
     if ttf:
         ok = ttf["p95_s"] < 2.0

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -121,6 +122,24 @@ def build_service(settings: Any, scorer: Any | None = None) -> Service:
         buckets=TokenBucket(settings.api_rate_per_second, settings.api_rate_burst), live=LiveQueue(store.engine),
         supported=supported_languages(str(scorer.model_id), checkpoint_dir=_checkpoint_dir(settings)),
     )  # fmt: skip
+
+
+def _contained(route: Any) -> Any:
+    """Turn any unexpected exception of ``route`` into a Google-style 500 inside the route, logging
+    its type only: an exception left to Starlette would be logged by the server with its message,
+    which may quote the request's text."""
+
+    @functools.wraps(route)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await route(*args, **kwargs)
+        except (p.APIError, WebhookError, StarletteHTTPException):
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported as 500 without details
+            log.error("internal error in %s: %s", route.__name__, type(exc).__name__)
+            raise p.APIError(500, "INTERNAL", "internal error") from None
+
+    return wrapper
 
 
 def _error(exc: p.APIError) -> JSONResponse:
@@ -251,6 +270,7 @@ def create_app(settings: Any, *, scorer: Any | None = None) -> FastAPI:
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
             "schema": p.AnalyzeCommentRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}},
     )  # fmt: skip
+    @_contained
     async def analyze(request: Request) -> JSONResponse:
         """Score one comment (Perspective ``comments:analyze``)."""
         service = service_of(request)
@@ -312,6 +332,7 @@ def create_app(settings: Any, *, scorer: Any | None = None) -> FastAPI:
                                              detected=detected, spans=spans, client_token=req.clientToken))  # fmt: skip
 
     @app.post("/webhooks/discourse")
+    @_contained
     async def discourse(request: Request) -> dict[str, Any]:
         """Discourse's webhook: verify, de-duplicate, score, queue (see :mod:`pulse.api.webhook`)."""
         service = service_of(request)

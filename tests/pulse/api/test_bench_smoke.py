@@ -1,4 +1,4 @@
-"""Smoke of ``benchmarks/api.py`` (profile ``smoke``: the tiny checkpoint, 2 s at 1 and 8 clients), so it cannot rot.
+"""Smoke of ``benchmarks/api.py`` (profile ``smoke``: the tiny checkpoint, 5 s at 1 and 8 clients), so it cannot rot.
 
 Asserts structure and sanity (locust ran and counted requests, none failed, ratios computed, the
 webhook items reached the live queue, the section renders), never speed.
@@ -23,11 +23,10 @@ def test_api_benchmark_smoke(tmp_path: Path, beer_dump: Path) -> None:
 
     result = api.run(BenchConfig.for_profile("smoke", work_dir=tmp_path))
     entry = result["models"]["tiny fp32"]
-    assert entry["batch_texts_per_s"] > 0
     for users in ("1", "8"):
         c = entry["clients"][users]
         assert c["requests"] > 0 and c["failures"] == 0 and c["rps"] > 0
-        assert c["ratio_to_batch"] == pytest.approx(c["rps"] / entry["batch_texts_per_s"])
+        assert c["batch_texts_per_s"] > 0 and c["ratio_to_batch"] == pytest.approx(c["rps"] / c["batch_texts_per_s"])
         assert 0 < c["p50_ms"] <= c["p99_ms"]
     assert entry["batching"]["texts"] >= entry["clients"]["8"]["requests"]
     ttf = result["time_to_flag"]
