@@ -100,7 +100,11 @@ def _partitions(cluster: Any, run_id: str) -> list[dict[str, Any]]:
 
 def measure(cfg: BenchConfig, workers: int, dump: str, checkpoint: str) -> dict[str, Any]:
     """One fresh cluster with ``workers`` workers; one pipeline run; :func:`summarise` of its partitions."""
-    from pulse.cluster import down, free_port, trigger, up, wait_run
+    import uuid
+
+    import psycopg
+
+    from pulse.cluster import _postgres_url, down, free_port, trigger, up, wait_run
 
     folder = cfg.work_dir / "cluster" / f"w{workers}"
     for name in ("warehouse.duckdb", "serving.duckdb"):
@@ -111,10 +115,10 @@ def measure(cfg: BenchConfig, workers: int, dump: str, checkpoint: str) -> dict[
            "PULSE_QUARANTINE_MAX_SHARE": "1"}  # fmt: skip
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    database = f"pulse_bench_cluster_{uuid.uuid4().hex[:8]}"  # a fresh metadata DB, dropped afterwards
     t0 = time.perf_counter()
     try:
-        cluster = up(folder / "home", workers=workers, api_port=free_port(), database=f"pulse_bench_cluster_w{workers}",
-                     log=lambda m: None)
+        cluster = up(folder / "home", workers=workers, api_port=free_port(), database=database, log=lambda m: None)
         up_s = time.perf_counter() - t0
         load_before = loadavg()
         conf = {"source": "stackexchange", "path": dump, "since": WINDOW[0], "until": WINDOW[1],
@@ -127,7 +131,10 @@ def measure(cfg: BenchConfig, workers: int, dump: str, checkpoint: str) -> dict[
         result.update(up_s=up_s, load_before=load_before, load_after=loadavg())
         return result
     finally:
-        down(folder / "home", log=lambda m: None)
+        if (folder / "home" / "cluster.json").exists():
+            down(folder / "home", log=lambda m: None)
+        with psycopg.connect(_postgres_url(None), autocommit=True) as admin:
+            admin.execute(f'drop database if exists "{database}" with (force)')
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
