@@ -1,4 +1,4 @@
-"""Fine-tuning on real tweets and forum comments with a TINY model (1 MiniLM layer, 32 tokens,
+"""Fine-tuning on real tweets and Wikipedia comments (the vendored Davidson and Jigsaw samples) with a TINY model (1 MiniLM layer, 32 tokens,
 a few steps): the split, the checkpoint layout the pipeline loads, the model card's hashes and
 metrics, early stopping, the seed, the CLI and --from-decisions."""
 
@@ -46,25 +46,26 @@ def _head_csv(src: Path, dst: Path, rows: int) -> Path:
 
 @pytest.fixture(scope="module")
 def small_sets(toxicity_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """300 Davidson tweets and 200 Kaggle insult-set comments (files in a temp folder)."""
+    """300 Davidson tweets (a temp file) and the 101 Jigsaw comments (13 toxic)."""
     tmp = tmp_path_factory.mktemp("train_data")
     return {
         "davidson": _head_csv(toxicity_data / "davidson" / "labeled_data.csv", tmp / "davidson.csv", 300),
-        "kaggle": _head_csv(toxicity_data / "kaggle_insults" / "train.csv", tmp / "kaggle.csv", 200),
+        "jigsaw": toxicity_data / "jigsaw_sample" / "test_examples.csv",
     }
 
 
 @pytest.fixture(scope="module")
 def trained(small_sets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     """One tiny training run (8 steps, validation every 4) shared by the tests below."""
-    sets = [load_labelled(small_sets["davidson"]), load_labelled(small_sets["kaggle"])]
+    sets = [load_labelled(small_sets["davidson"]), load_labelled(small_sets["jigsaw"])]
     out = tmp_path_factory.mktemp("ckpt") / "community"
     config = TrainConfig(**TINY, max_steps=8, eval_every=4, val_fraction=0.2, seed=5)
     return train_model(sets, out, config, progress=False), sets
 
 
-def test_split_is_stratified_seeded_and_capped(toxicity_data: Path) -> None:
-    frame = load_labelled(toxicity_data / "olid_train" / "olid-training-v1.0.tsv").frame
+@pytest.mark.full_data
+def test_split_is_stratified_seeded_and_capped(full_toxicity_data: Path) -> None:
+    frame = load_labelled(full_toxicity_data / "olid_train" / "olid-training-v1.0.tsv").frame
     assert frame.height == 13240 and int(frame["label"].sum()) == 4400
     train, val = split_train_validation(frame, val_fraction=0.1, seed=1)
     # per stratum round(k * 0.1): OFF 4400 -> 440, NOT 8840 -> 884
@@ -103,15 +104,15 @@ def test_checkpoint_loads_through_load_scorer_and_card_is_true(trained, small_se
     card = json.loads((out / MODEL_CARD_JSON).read_text())
     hashes = {d["source"]: d["sha256"] for d in card["data"]}
     assert hashes == {"davidson": hashlib.sha256(small_sets["davidson"].read_bytes()).hexdigest(),
-                      "kaggle_insults": hashlib.sha256(small_sets["kaggle"].read_bytes()).hexdigest()}
-    assert {d["source"]: d["rows_read"] for d in card["data"]} == {"davidson": 300, "kaggle_insults": 200}
+                      "jigsaw": hashlib.sha256(small_sets["jigsaw"].read_bytes()).hexdigest()}
+    assert {d["source"]: d["rows_read"] for d in card["data"]} == {"davidson": 300, "jigsaw": 101}
     split = card["split"]
     assert sum(v["n"] for v in split["train"].values()) + sum(v["n"] for v in split["validation"].values()) == (
-        500 - card["duplicates_dropped"])
+        401 - card["duplicates_dropped"])
     # validation metrics recomputed from the written validation rows and the loaded model
     val = pl.read_parquet(out / VALIDATION_FILE)
     scores = scorer.score(val["text"].to_list())["toxicity"].to_numpy()
-    for source in ("davidson", "kaggle_insults"):
+    for source in ("davidson", "jigsaw"):
         mask = (val["source"] == source).to_numpy()
         y = val["label"].to_numpy()[mask]
         assert card["validation"]["per_source"][source]["n"] == int(mask.sum()) == split["validation"][source]["n"]
@@ -120,8 +121,8 @@ def test_checkpoint_loads_through_load_scorer_and_card_is_true(trained, small_se
     assert [h["step"] for h in card["training"]["history"]] == [4, 8]
     assert card["training"]["minutes_per_epoch"] > 0 and card["validation"]["texts_per_second"] > 0
     assert [s["target_precision"] for s in card["suggested_thresholds"]] == [0.8, 0.9, 0.95]
-    assert set(card["suggested_thresholds_per_source"]) == {"davidson", "kaggle_insults"}
-    assert card["lexical_baseline"]["per_source"]["kaggle_insults"]["n"] == split["validation"]["kaggle_insults"]["n"]
+    assert set(card["suggested_thresholds_per_source"]) == {"davidson", "jigsaw"}
+    assert card["lexical_baseline"]["per_source"]["jigsaw"]["n"] == split["validation"]["jigsaw"]["n"]
     text = (out / MODEL_CARD).read_text()
     assert "## Data" in text and hashes["davidson"][:16] in text and "Suggested thresholds" in text
 
@@ -163,21 +164,21 @@ def test_one_class_only_is_refused(tmp_path: Path) -> None:
 def test_cli_train_json(small_sets: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "cli_model"
     result = runner.invoke(app, [
-        "moderation", "train", "--data", str(small_sets["davidson"]), "--data", str(small_sets["kaggle"]),
+        "moderation", "train", "--data", str(small_sets["davidson"]), "--data", str(small_sets["jigsaw"]),
         "--out", str(out), "--num-layers", "1", "--max-length", "32", "--max-steps", "3", "--eval-every", "3",
         "--val-fraction", "0.2", "--json",
     ])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["spec"] == f"checkpoint:{out}" and summary["model_id"].startswith("checkpoint:cli_model@")
-    assert set(summary["validation"]) == {"davidson", "kaggle_insults", "all"}
+    assert set(summary["validation"]) == {"davidson", "jigsaw", "all"}
     assert (out / MODEL_CARD).is_file()
 
 
 def test_cli_train_text_columns_must_pair_with_files(small_sets: dict[str, Path], tmp_path: Path) -> None:
     result = runner.invoke(app, [
-        "moderation", "train", "--data", str(small_sets["davidson"]), "--data", str(small_sets["kaggle"]),
-        "--data", str(small_sets["kaggle"]), "--text-column", "tweet", "--text-column", "Comment", "--out", str(tmp_path / "x"),
+        "moderation", "train", "--data", str(small_sets["davidson"]), "--data", str(small_sets["jigsaw"]),
+        "--data", str(small_sets["jigsaw"]), "--text-column", "tweet", "--text-column", "comment_text", "--out", str(tmp_path / "x"),
     ])
     assert result.exit_code == 2 and "--text-column given 2 times for 3 --data files" in result.output
 
