@@ -2,11 +2,15 @@
 
 A snapshot is built by the real pipeline (``pulse.steps.run_pipeline``, lexical scorer) on the
 beer.stackexchange dump; the test starts ``streamlit run dashboards/app.py`` on a free
-localhost port, opens every analytics page, waits until each plotly chart has drawn its SVG
-and each table its canvas, checks that the key numbers (computed here from the snapshot with
-plain SQL) are on screen, and saves a full-page screenshot per page in
-``tmp/artifacts/browser/`` (``PULSE_ARTIFACTS`` overrides the folder). The server is always
-stopped, whatever happens.
+localhost port, opens every analytics page at 1440 x 900, waits until each plotly chart has
+drawn its SVG and each table its canvas, checks that the key numbers (computed here from the
+snapshot with plain SQL) are on screen, and saves a full-page screenshot per page in
+``tmp/artifacts/browser/`` (``PULSE_ARTIFACTS`` overrides the folder), plus the first screen
+(1440 x 900) of the Overview and Trending as ``overview.png`` and ``trending.png`` (the
+README's pictures are copies of these). It also checks issue #18's analytics points in the
+browser: the shared default date range kept across pages, thread links, the trending default
+week and burst timeline, the best-time ranking figure, and that no request leaves the machine.
+The server is always stopped, whatever happens.
 
 Chromium comes from the system (``apt install chromium``; Playwright downloads no browser).
 Without it the test is skipped with the reason, except under ``CI=true``, where it fails.
@@ -14,9 +18,11 @@ Without it the test is skipped with the reason, except under ``CI=true``, where 
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -64,15 +70,28 @@ def server(snapshot: Path, review_store_url: str, tmp_path_factory: pytest.TempP
         yield url
 
 
+VIEWPORT = {"width": 1440, "height": 900}
+
+
 @pytest.fixture(scope="module")
-def browser_page(chromium: str, server: str) -> Iterator:
-    """One Chromium page at 1400 x 1000 (closed with the browser afterwards)."""
+def browser(chromium: str) -> Iterator:
+    """One headless Chromium for the module."""
     with chromium_browser(chromium) as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(TIMEOUT_MS)
-        # sign in once; the cookie signs later page loads (deep links) in
-        sign_in(page, server, *VIEWER, greeting="Signed in as Viewer")
-        yield page
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser, server: str) -> Iterator:
+    """One Chromium page at 1440 x 900, every request it makes recorded in ``page.requests``."""
+    page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
+    page.requests = []
+    page.on("request", lambda request: page.requests.append(request.url))
+    page.set_default_timeout(TIMEOUT_MS)
+    # sign in once; the cookie signs later page loads (deep links) in
+    sign_in(page, server, *VIEWER, greeting="Signed in as Viewer")
+    page.wait_for_timeout(1500)  # let the cookie component store the cookie
+    yield page
+    page.close()
 
 
 @pytest.fixture(scope="module")
@@ -136,12 +155,49 @@ def shoot(page, artifacts: Path, name: str) -> Path:
     return path
 
 
+def fold(page, artifacts: Path, name: str) -> Path:
+    """Screenshot of the first screen (the 1440 x 900 viewport) as ``<artifacts>/<name>.png``."""
+    path = artifacts / f"{name}.png"
+    page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]')?.scrollTo(0, 0)")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def date_range(page) -> tuple[str, str]:
+    """The page's date range as ISO dates, e.g. ``("2014-01-21", "2016-12-10")`` (the field's hidden inputs)."""
+    start, end = (field.input_value() for field in page.get_by_test_id("stDateInput").locator("input").all())
+    return start, end
+
+
+def pick_range(page, start: date, end: date, heading: str) -> None:
+    """Type ``start`` and ``end`` into the date-range field segment by segment, then leave it (click ``heading``)."""
+    segments = page.get_by_test_id("stDateInput").locator('[role="spinbutton"]')
+    values = [f"{start:%Y}", f"{start:%m}", f"{start:%d}", f"{end:%Y}", f"{end:%m}", f"{end:%d}"]
+    for i, value in enumerate(values):
+        segments.nth(i).click()
+        page.keyboard.type(value)
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(300)
+    page.keyboard.press("Escape")
+    page.get_by_role("heading", name=heading).click()
+
+
+def downloaded(page, index: int = 0) -> str:
+    """The text of the CSV behind the page's ``index``-th download button."""
+    with page.expect_download() as info:
+        page.get_by_test_id("stDownloadButton").nth(index).locator("button").click()
+    return Path(info.value.path()).read_text()
+
+
 def metric(page, label: str) -> str:
     """The text of the metric tile whose label is ``label`` (label, value, delta)."""
     return page.get_by_test_id("stMetric").filter(has_text=label).inner_text()
 
 
 def test_overview(browser_page, server, snapshot, artifacts) -> None:
+    (first,) = sql(snapshot, "select min(day) from marts.engagement_daily where dau > 0 or new_content > 0 or events > 0")[0]
     (last,) = sql(snapshot, "select max(day) from marts.engagement_daily")[0]
     (avg_dau,) = sql(snapshot, "select avg(dau) from marts.engagement_daily where day > ?", [last - timedelta(days=28)])[0]
     (prev_dau,) = sql(
@@ -151,14 +207,37 @@ def test_overview(browser_page, server, snapshot, artifacts) -> None:
     (mau,) = sql(snapshot, "select mau from marts.engagement_daily where day = ?", [last])[0]
     word = "up" if avg_dau > prev_dau * 1.05 else "down" if avg_dau < prev_dau * 0.95 else "flat"
     text = open_and_render(browser_page, server, "", charts=2, tables=1)
+    # the default range is the data's own (2014-01-21 to 2016-12-10 on the slice), not the last 365 days
+    assert date_range(browser_page) == (f"{first:%Y-%m-%d}", f"{last:%Y-%m-%d}")
+    assert f"Charts: {first:%Y-%m-%d} to {last:%Y-%m-%d}." in text
     assert f"Engagement is {word}: {avg_dau:.1f} daily active users on average in the 28 days to {last:%Y-%m-%d}" in text
     assert f"against {prev_dau:.1f} in the 28 days before" in text
     assert "Monthly active users" in text and f"\n{mau}\n" in text
-    (top_title,) = sql(snapshot, "select title from marts.hot_content order by rank limit 1")[0]
+    assert "-0%" not in text and "e-0" not in text  # no red "-0%", no 4.12e-1
+    assert "MAU warm-up (30 days)" in text  # the shaded warm-up in the active-members chart
     assert "Hot right now" in text
+    fold(browser_page, artifacts, "overview")
     shoot(browser_page, artifacts, "1_overview")
-    # the hottest thread's title is in the table's canvas, not in the DOM text; the download has it
-    assert top_title
+    # each hot thread links to its page on beer.stackexchange.com (the CSV has what the table shows)
+    top_id, top_title = sql(snapshot, "select content_id, title from marts.hot_content order by rank limit 1")[0]
+    rows = list(csv.DictReader(io.StringIO(downloaded(browser_page, 0))))
+    assert (rows[0]["title"], rows[0]["link"]) == (top_title, f"https://beer.stackexchange.com/questions/{top_id[1:]}")
+
+
+def test_date_range_is_kept_across_pages(browser_page, server, snapshot) -> None:
+    """A range typed on the Overview is the range of Peak times, Trending and Best time after a click in the menu."""
+    open_and_render(browser_page, server, "", charts=2, tables=1)
+    pick_range(browser_page, date(2016, 1, 4), date(2016, 6, 26), "Overview")
+    browser_page.get_by_text("Charts: 2016-01-04 to 2016-06-26").wait_for()
+    for title, url_path, charts in (("Peak times", "peak_times", 2), ("Trending topics", "trending", 3),
+                                    ("Best time to post", "best_time", 1)):
+        browser_page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+        browser_page.wait_for_url(f"**/{url_path}")
+        browser_page.wait_for_function(
+            "(n) => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] svg.main-svg').length >= n", arg=charts
+        )
+        idle(browser_page, before_ms=300)
+        assert date_range(browser_page) == ("2016-01-04", "2016-06-26"), title
 
 
 def test_peak_times(browser_page, server, snapshot, artifacts) -> None:
@@ -205,17 +284,28 @@ def test_peak_times_in_another_time_zone(browser_page, server, snapshot, artifac
 
 
 def test_trending(browser_page, server, snapshot, artifacts) -> None:
-    (week,) = sql(snapshot, "select max(period_start) from marts.trending_topics where period = 'week'")[0]
+    (week,) = sql(snapshot, "select max(period_start) from marts.trending_topics where period = 'week' and is_emerging")[0]
     emerging = [t for (t,) in sql(
         snapshot, "select topic from marts.trending_topics where period = 'week' and period_start = ? "
         "and is_emerging order by rank", [week])]  # fmt: skip
     hot = sql(snapshot, "select count(*) from marts.trending_topics where period = 'week' and period_start = ? "
                         "and is_hot", [week])[0][0]
-    text = open_and_render(browser_page, server, "trending", charts=3, tables=2)
+    text = open_and_render(browser_page, server, "trending", charts=4, tables=2)
     assert f"Week of {week:%Y-%m-%d}" in text
     assert f"{len(emerging)} emerging and {hot} hot topics" in text
     assert f"{emerging[0]} (" in text  # the lead emerging topic with its example threads
+    assert "Burst timeline: how far each emerging topic rose above its own baseline" in text
+    fold(browser_page, artifacts, "trending")
     shoot(browser_page, artifacts, "4_trending")
+    # daily: the latest day (2016-12-10) has no emerging topic; the page opens on the latest that has
+    latest_day, emerging_day = sql(
+        snapshot, "select max(period_start), max(period_start) filter (where is_emerging) "
+        "from marts.trending_topics where period = 'day'")[0]  # fmt: skip
+    assert latest_day > emerging_day
+    browser_page.get_by_test_id("stRadio").get_by_text("Daily").click()
+    browser_page.get_by_text(f"Day of {emerging_day:%Y-%m-%d}:").wait_for()
+    idle(browser_page)
+    assert "No topic is emerging" not in browser_page.inner_text("body")
 
 
 def test_best_time_to_post(browser_page, server, snapshot, artifacts) -> None:
@@ -226,6 +316,30 @@ def test_best_time_to_post(browser_page, server, snapshot, artifacts) -> None:
     text = open_and_render(browser_page, server, "best_time", charts=2, tables=1)
     assert f"Post on {WEEKDAYS[weekday - 1]} {hour:02d}:00–{hour + 1:02d}:00 (UTC)" in text
     assert f"got {mean:.1f} responses within 7 days" in text and f"{posts} threads" in text
+    (low,), (second,) = sql(snapshot, "select engagement_ci_low from marts.best_time_to_post where rank <= 2 order by rank")
+    assert f"Slots are ranked by the lower end of that 95% interval, the ranking figure (here {low:.2f})" in text
+    assert f"(ranking figure {second:.2f}; mean" in text
     assert str(never) in metric(browser_page, "Never answered").splitlines()
     assert "Votes are not counted here" in text
     shoot(browser_page, artifacts, "5_best_time_to_post")
+
+
+def test_no_request_leaves_the_machine(browser, server) -> None:
+    """Sign-in and every page of a manager: zero requests to any host but the app's (icon and fonts included)."""
+    page = browser.new_page(viewport=VIEWPORT)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        sign_in(page, server, *VIEWER, greeting="Signed in as Viewer")
+        titles = page.get_by_test_id("stSidebarNav").locator("a").all_inner_texts()
+        assert len(titles) >= 6
+        for i in range(len(titles)):
+            page.get_by_test_id("stSidebarNav").locator("a").nth(i).click()
+            idle(page, before_ms=1000, after_ms=1000)
+        icon = page.evaluate("() => document.querySelector('link[rel~=\"icon\"]').href")
+    finally:
+        page.close()
+    assert icon.startswith((server, "data:image/svg+xml"))  # the page icon comes from the app (dashboards/static/icon.svg)
+    assert any("/static/media/" in url and url.endswith(".woff2") for url in requests)  # its own fonts
+    assert [url for url in requests if not url.startswith((server, "data:", "blob:"))] == []
