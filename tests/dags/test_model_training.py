@@ -48,7 +48,7 @@ def _small_csv(src: Path, dst: Path, every: int) -> Path:
 
 
 def test_steps_train_evaluate_audit_publish(toxicity_data: Path, tmp_path: Path) -> None:
-    data = _small_csv(toxicity_data / "kaggle_insults" / "train.csv", tmp_path / "kaggle.csv", 10)  # 395 comments
+    data = _small_csv(toxicity_data / "davidson" / "labeled_data.csv", tmp_path / "davidson.csv", 2)  # 300 tweets
     settings = load_settings(warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb")
     trained = train_step(settings, [str(data)], str(tmp_path / "model"), options=TINY)
     assert trained["spec"] == f"checkpoint:{tmp_path / 'model'}" and Path(trained["validation_file"]).is_file()
@@ -64,13 +64,13 @@ def test_steps_train_evaluate_audit_publish(toxicity_data: Path, tmp_path: Path)
         rows = con.execute("select model_id, subset, n from moderation.model_evaluations order by model_id, subset").fetchall()
     finally:
         con.close()
-    n_val = trained_n = json.loads((tmp_path / "model" / "model_card.json").read_text())["split"]["validation"]["kaggle_insults"]["n"]
-    assert rows == [(m, s, n_val) for m in sorted(evaluated) for s in ("all", "kaggle_insults")] and trained_n > 0
+    n_val = trained_n = json.loads((tmp_path / "model" / "model_card.json").read_text())["split"]["validation"]["davidson"]["n"]
+    assert rows == [(m, s, n_val) for m in sorted(evaluated) for s in ("all", "davidson")] and trained_n > 0
 
 
 @pytest.mark.slow
 def test_dag_run_end_to_end(toxicity_data: Path, tmp_path: Path) -> None:
-    data = _small_csv(toxicity_data / "kaggle_insults" / "train.csv", tmp_path / "kaggle.csv", 10)
+    data = _small_csv(toxicity_data / "davidson" / "labeled_data.csv", tmp_path / "davidson.csv", 2)
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow_home"), "PULSE_WAREHOUSE": str(tmp_path / "w.duckdb"),
            "PULSE_SERVING": str(tmp_path / "s.duckdb"), "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}
     af = [sys.executable, "-m", "airflow"]
