@@ -60,5 +60,9 @@ lint: setup  ## ruff: the lint rules and the formatting (settings in pyproject.t
 bench: setup  ## run every benchmark; writes BENCHMARKS.md and benchmarks/results/latest.json
 	$(BIN)/python -m benchmarks.run
 
+.PHONY: data
+data:  ## fetch the full data sets (pinned sha256) into data/shared/ for the full_data tests and the benchmarks; MIRROR=DIR copies from a local folder first
+	$(PY) scripts/fetch_data.py $(if $(MIRROR),--mirror $(MIRROR))
+
 clean:  ## remove generated state (venv, warehouse, Airflow home)
 	rm -rf $(VENV) data airflow_home
