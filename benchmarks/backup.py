@@ -110,7 +110,7 @@ def render(result: dict[str, Any]) -> str:
         for f, e in result["sizes"].items()
     ]
     return "\n".join([
-        "## Backup and restore: 1x / 10x / 100x of the beer dump",
+        f"## Backup and restore: {' / '.join(f'{f}x' for f in result['sizes'])} of the beer dump",
         "",
         f"Command: `{COMMAND}`. `pulse backup create` / `verify` (re-hash + restore drill) / `restore` (after deleting "
         "the warehouse) of the history warehouse of each size, to a local folder, medians of the runs. The backup is "
