@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import plotly.graph_objects as go

@@ -16,7 +16,6 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-
 APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
 PAGES = (
     "views/overview.py", "views/peak_times.py", "views/trending.py", "views/best_time.py",
