@@ -981,9 +981,9 @@ def restore_backup(settings: Settings, dest: str | Path, backup_id: str | None =
 
 def _user_ids_by_hash(con: duckdb.DuckDBPyConnection, source: str, hashes: set[str]) -> dict[str, str]:
     """``{user_id_hash: user_id}`` for the ids of ``source`` in the warehouse whose tombstone hash is in ``hashes``."""
-    from warehouse.privacy import tombstone_hash
+    from warehouse.privacy import _key, tombstone_hash  # the tombstones' own salt lookup (no copy of it here)
 
-    salt = bytes.fromhex(con.execute("select key_hex from ops.privacy_keys where name = 'tombstone_salt'").fetchone()[0])
+    salt = _key(con, "tombstone_salt")
     ids = [r[0] for r in con.execute(
         "select user_id from staging.users where source = $s union select author_id from staging.content "
         "where source = $s and author_id is not null union select user_id from staging.engagement_events "
