@@ -173,7 +173,7 @@ def test_token_budget_batches() -> None:
 def test_onnx_int8_builds_caches_and_stays_close(int8: DetoxifyScorer, engine: DetoxifyScorer, tiny_dir: Path) -> None:
     assert int8.model_id == f"checkpoint:tiny-bert@{int8.model_version}+onnx-int8"
     assert engine.model_id == f"checkpoint:tiny-bert@{engine.model_version}"
-    assert int8.onnx_path == tiny_dir / "onnx" / f"{int8.model_version}-onnx-int8-r1" / "model.onnx"
+    assert int8.onnx_path == tiny_dir / "onnx" / f"{int8.model_version}-onnx-int8-r2" / "model.onnx"
     manifest = json.loads((int8.onnx_path.parent / "manifest.json").read_text())
     assert manifest["fp32_check_max_abs_logit_diff"] < 1e-4  # the exported fp32 graph is torch's model
     fp32 = engine.score(TEXTS).to_numpy()
