@@ -248,11 +248,13 @@ def validate(settings: Settings, run_id: str) -> dict[str, Any]:
     content: ``implausible_timestamp``), then dangling references and, cascading, whatever
     depends on a quarantined item (``parent_quarantined``), so one bad record never fails an
     expectation (:mod:`warehouse.load`). Enforces the quarantine limit
-    (``settings.quarantine_max_share``): the gate for a batch broken as a whole. Then runs the
+    (``settings.quarantine_max_share``, from two quarantined records on): the gate for a batch
+    broken as a whole, never for one bad record. Then runs the
     staging expectation suite on the batch and stores the results in ``quality.validation_results``.
 
     Raises:
-        PipelineError: when the quarantined share exceeds the limit.
+        PipelineError: when more than one record and more than the limit's share of the
+            records read were quarantined.
         warehouse.quality.QualityGateError: when a critical expectation fails (names it and
             how many rows failed).
     """
@@ -268,7 +270,10 @@ def validate(settings: Settings, run_id: str) -> dict[str, Any]:
             [run_id],
         )
         share = quarantined / read if read else 0.0
-        if share > settings.quarantine_max_share:
+        # One bad record never stops a run, even when it is the whole batch (an incremental
+        # run reading one changed row): the failed run would not advance the watermarks, so
+        # the same row would stop every later run.
+        if quarantined > 1 and share > settings.quarantine_max_share:
             raise PipelineError(
                 f"{quarantined:,} of {read:,} records read ({share:.1%}) were quarantined, above the limit "
                 f"of {settings.quarantine_max_share:.1%} (PULSE_QUARANTINE_MAX_SHARE); see raw.quarantine for reasons"

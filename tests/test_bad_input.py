@@ -203,7 +203,7 @@ def test_events_dated_before_their_content_are_quarantined_and_the_daily_mart_ke
     con = connect(settings.warehouse, read_only=True)
     daily_before = con.execute("select count(*), min(day), max(day) from marts.engagement_daily").fetchall()[0]
     con.close()
-    assert daily_before[0] == 1055  # 2014-01-20 (a sign-up, local time) .. 2016-12-09: the slice's span
+    assert daily_before[0] == 1055  # every day of the slice's span (local dates), zero-filled
     upvotes = [v for v in _xml_rows(beer_dump / "Votes.xml") if v["VoteTypeId"] == "2"][:300]
     likes = [
         {"event_id": f"like-{v['Id']}", "event_type": "like", "content_id": f"p{v['PostId']}", "occurred_at": v["CreationDate"][:10]}
@@ -256,3 +256,20 @@ def test_events_dated_before_their_content_are_quarantined_and_the_daily_mart_ke
     steps.transform(settings, summary.run_id)
     with pytest.raises(QualityGateError, match=r"marts\.engagement_daily"):
         steps.validate_marts(settings, summary.run_id)
+
+
+def test_one_bad_record_never_stops_a_run_even_when_it_is_the_whole_batch(tmp_path: Path) -> None:
+    """An incremental batch of one bad row would stop every later run (no watermark advances)."""
+    import json
+
+    settings = load_settings(warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="lexical")
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    line = {"event_id": "e1", "event_type": "view", "content_id": "p1", "occurred_at": "2016-01-02T03:04:05Z"}
+    (exports / "a.jsonl").write_text(json.dumps(line) + "\n")  # no content in this warehouse: dangling
+    summary = run_pipeline(settings, SourceSpec(kind="events", path=exports, source_name="forum"))
+    assert summary.steps["validate"]["quarantine_share"] == 1.0 and settings.serving.exists()
+    (exports / "b.jsonl").write_text(json.dumps({**line, "event_id": "e2"}) + "\n" + json.dumps({**line, "event_id": "e3"}) + "\n")
+    # a.jsonl is read again and skipped (file already loaded): 2 of the 3 records read are quarantined
+    with pytest.raises(PipelineError, match=r"2 of 3 records read \(66.7%\)"):
+        run_pipeline(settings, SourceSpec(kind="events", path=exports, source_name="forum"))

@@ -74,7 +74,9 @@ Quarantine reasons (payload = the raw line, or the Parquet row as JSON; detail s
     ``flag_type``), ``unreadable_file`` (a Parquet file that does not open, or a gzip file
     that does not decompress: one record for the file, which is still recorded as loaded so a
     corrected export, having another hash, is read). *Validate* then quarantines events whose
-    content is missing from the warehouse and the batch (``dangling_reference``).
+    content is missing from the warehouse and the batch (``dangling_reference``) or was itself
+    quarantined (``parent_quarantined``), and events dated before the timestamp floor or more
+    than a day before their content (``implausible_timestamp``; :mod:`warehouse.load`).
 """
 
 from __future__ import annotations

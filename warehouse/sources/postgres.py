@@ -59,7 +59,11 @@ Counts and quarantine
     ``skip_reason``, or ``read again in this extract (the later copy is kept)`` when two queries
     or a reconnect return the same natural key) or quarantined: ``missing_id`` (a null id),
     ``bad_timestamp`` (a null ``created_at``/``occurred_at``), ``future_timestamp`` (after
-    ``now``), ``unknown_kind`` (a content kind outside the canonical kinds).
+    ``now``), ``unknown_kind`` (a content kind outside the canonical kinds). *Validate*
+    (:mod:`warehouse.load`) then quarantines dates before the timestamp floor and events more
+    than a day before their post (``implausible_timestamp``), references to posts absent from
+    the warehouse and the batch (``dangling_reference``) and, cascading, the replies and
+    actions of a quarantined post (``parent_quarantined``), so one bad row never stops a load.
 """
 
 from __future__ import annotations
