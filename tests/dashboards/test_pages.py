@@ -309,22 +309,23 @@ def test_metric_deltas_are_neutral_when_nothing_changed() -> None:
 
 
 def test_overview_kpi_without_change_is_grey(serve, pipeline_snapshot) -> None:
-    """On the demo's last 7 days against the 7 before, a tile whose figure did not change shows "→ 0%"."""
+    """The demo's new threads over the last 28 days (417) against the 28 before (419) is -0.5%:
+    a grey "→ 0%", not a red "-0%"."""
     serve(pipeline_snapshot)
     last = sql(pipeline_snapshot, "select max(day) as d from marts.engagement_daily")["d"][0]
     threads = sql(
         pipeline_snapshot,
         "select sum(new_threads) filter (where day > ?) as cur, sum(new_threads) filter (where day <= ?) as prev "
         "from marts.engagement_daily where day > ?",
-        [last - timedelta(days=7), last - timedelta(days=7), last - timedelta(days=14)],
+        [last - timedelta(days=28), last - timedelta(days=28), last - timedelta(days=56)],
     ).row(0, named=True)
+    assert f"{(threads['cur'] / threads['prev'] - 1) * 100:+.0f}%" == "-0%"
     at = open_page(OVERVIEW)
-    at.selectbox(key="overview_period").set_value(7).run()
     tile = metric(at, "New threads")
-    change = threads["cur"] / threads["prev"] - 1
-    shown = f"{change * 100:+.0f}%"
-    assert tile.value == f"{threads['cur']:,}"
-    assert tile.delta == ("→ 0%" if shown in ("+0%", "-0%") else shown)
+    assert (tile.value, tile.delta) == (f"{threads['cur']:,}", "→ 0%")
+    from streamlit.proto.Metric_pb2 import Metric
+
+    assert (tile.proto.color, tile.proto.direction) == (Metric.MetricColor.GRAY, Metric.MetricDirection.NONE)
     assert "-0%" not in [m.delta for m in at.metric]
 
 
