@@ -5,7 +5,7 @@ Brings the cluster up with :func:`pulse.cluster.up` (Redis from ``.ci/redis``, a
 database on the tests' PostgreSQL server, free ports, a tmp ``PULSE_CLUSTER_HOME``), runs
 ``community_pipeline`` on the vendored beer slice through ``pulse cluster run`` and then again
 on an empty warehouse with slow partitions, killing the worker that runs one of them. About
-4 minutes on 2 cores.
+6 to 10 minutes on 2 cores.
 """
 
 from __future__ import annotations
