@@ -282,7 +282,8 @@ def validate(settings: Settings, run_id: str) -> dict[str, Any]:
         frames["staging.engagement_events"] = _with_content_exists(con, frames["staging.engagement_events"], run_id)
         result = run_suite(frames, STAGING_SUITE, suite="staging", run_id=run_id, now=utcnow(), docs_dir=settings.data_docs_dir)
         persist(con, result)
-        info.update(implausible=implausible, dangling=dangling, quarantine_share=round(share, 4), passed=len(result.passed), failed=len(result.failed))
+        info.update(implausible=implausible, dangling=dangling, quarantine_share=round(share, 4),
+                    passed=len(result.passed), failed=len(result.failed))
         result.raise_for_critical()
     return info
 

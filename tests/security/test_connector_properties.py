@@ -26,12 +26,14 @@ import shutil
 import sys
 import uuid
 import xml.etree.ElementTree as ET
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from pulse.settings import load_settings
 from pulse.steps import PipelineError, SourceSpec, postgres_options, run_pipeline
