@@ -20,7 +20,8 @@ import duckdb
 import polars as pl
 import streamlit as st
 
-from warehouse.canonical import LABELS
+from warehouse.canonical import LABELS  # noqa: F401 (re-exported: pages use data.LABELS)
+from warehouse.export import to_csv_bytes
 
 CONTENT_TYPES: tuple[str, ...] = ("question", "answer", "comment", "post", "reply")
 """Activity types that are content creation (``marts.activity_heatmap.activity_type``)."""
@@ -133,24 +134,8 @@ def list_to_text(df: pl.DataFrame, separator: str = ", ") -> pl.DataFrame:
     )
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
 def to_csv(df: pl.DataFrame) -> bytes:
-    """``df`` as UTF-8 CSV bytes (list columns joined with ``; ``).
-
-    Text cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or
-    carriage return; OWASP "CSV injection") get a leading apostrophe, since they may be
-    member-written text.
-    """
-    flat = list_to_text(df, "; ")
-    guarded = flat.with_columns(
-        _defuse_formula(name) for name, dtype in flat.schema.items() if dtype == pl.String
-    )
-    return guarded.write_csv().encode("utf-8")
-
-
-def _defuse_formula(column: str) -> pl.Expr:
-    """Prefix ``'`` to values of ``column`` that start like a spreadsheet formula."""
-    risky = pl.any_horizontal(pl.col(column).str.starts_with(p) for p in _FORMULA_START)
-    return pl.when(risky).then(pl.lit("'") + pl.col(column)).otherwise(pl.col(column)).alias(column)
+    """``df`` as UTF-8 CSV bytes (list columns joined with ``; ``), spreadsheet formulas defused
+    (:func:`warehouse.export.to_csv_bytes`: cells starting with ``= + - @``, tab, CR or their
+    full-width forms get a leading apostrophe; OWASP "CSV injection")."""
+    return to_csv_bytes(df)

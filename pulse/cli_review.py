@@ -232,8 +232,10 @@ def decisions(
     log = store.decisions(source=source, actor=actor, action=action, start=_when(since, "--since"), end=_when(until, "--until"))
     store.dispose()
     if csv is not None:
+        from warehouse.export import to_csv_bytes
+
         csv.parent.mkdir(parents=True, exist_ok=True)
-        log.write_csv(csv)
+        csv.write_bytes(to_csv_bytes(log))  # formulas defused as in the dashboards' export
         console.print(f"Wrote {log.height:,} decisions to {escape(str(csv))}")
         return
     t = Table(title=f"Decisions ({log.height:,}; newest first, showing {min(limit, log.height):,})")
