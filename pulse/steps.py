@@ -222,11 +222,7 @@ def extract(
              "Synthetic demo community (generated, not real people)" if ex.synthetic
              else f"{spec.kind} {spec.path or spec.mapping or spec.preset or ''}".strip()],
         )
-        landed = land(con, ex, run_id)
-        if getattr(ex, "source_watermarks", None) is not None:  # postgres: advanced by load, never here
-            from warehouse.watermarks import stage_source_watermarks
-
-            stage_source_watermarks(con, run_id, ex.source, ex.source_watermarks)
+        landed = land(con, ex, run_id)  # stages the connector's bookkeeping too (postgres: source watermarks)
         record_extract_counts(con, run_id, ex.source, ex.counts)
         info.update(
             source=ex.source,

@@ -5,6 +5,30 @@ below, the records it had to quarantine, and per-stream counts that reconcile
 (``read = emitted + skipped + quarantined``). Ids are the source's own ids as strings; the
 ``source`` column namespaces them, so two communities can share one warehouse.
 All timestamps are naive ``Datetime("us")`` holding UTC.
+
+Connector bookkeeping
+    Besides rows, a connector may need to remember what it read so that the next run resumes
+    after it: the event-export connector the files it parsed (``ops.loaded_files``), the
+    PostgreSQL connector how far each mapping query read (``ops.source_watermarks``). The
+    contract has two halves, so that the bookkeeping commits with the data or not at all:
+
+    1. *Stage, at landing.* :func:`warehouse.load.land` calls
+       :meth:`Extract.stage_bookkeeping` ``(con, run_id)`` inside its transaction. A connector
+       whose extract carries bookkeeping overrides it to write that, keyed by ``run_id``, into
+       the warehouse's staging tables, replacing what an earlier attempt of the run staged:
+       ``raw.event_files`` / ``raw.event_file_events`` (events), ``ops.source_watermarks_pending``
+       through :func:`warehouse.watermarks.stage_source_watermarks` (postgres). The default
+       stages nothing.
+    2. *Commit, at load.* :func:`warehouse.load.upsert_batch` turns whatever is staged for the
+       run into the ledgers in the upsert's transaction
+       (:func:`warehouse.watermarks.advance_watermarks`,
+       :func:`warehouse.watermarks.record_loaded_files`), so a failed load records nothing and
+       its retry reads the same data again. The load step may run in another process than the
+       extract, so this half reads only the staged rows, never the extract.
+
+    The core modules (``canonical``, ``db``, ``load``, ``watermarks``) know these tables, never
+    a connector: import-linter's contract "core does not import connectors" (pyproject.toml)
+    forbids any import of ``warehouse.sources`` from them.
 """
 
 from __future__ import annotations
@@ -13,9 +37,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
+
+if TYPE_CHECKING:
+    import duckdb
 
 STREAMS: tuple[str, ...] = ("users", "content", "engagement_events")
 
@@ -206,6 +233,13 @@ class Extract:
     def frame(self, stream: str) -> pl.DataFrame:
         """The frame for ``stream`` (one of :data:`STREAMS`)."""
         return getattr(self, stream)
+
+    def stage_bookkeeping(self, con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+        """Stage the connector's bookkeeping for ``run_id`` (module docstring, "Connector bookkeeping").
+
+        Called by :func:`warehouse.load.land` inside the landing transaction; replaces what an
+        earlier attempt of ``run_id`` staged. This default stages nothing.
+        """
 
 
 def conform(df: pl.DataFrame, stream: str) -> pl.DataFrame:

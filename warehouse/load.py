@@ -3,14 +3,18 @@
 The three stages, each idempotent for a ``run_id``:
 
 1. :func:`land` writes the extract's frames into the ``raw.*`` landing tables (the run's
-   previous batch, if any, is replaced) and its bad records into ``raw.quarantine``.
+   previous batch, if any, is replaced), its bad records into ``raw.quarantine`` and stages
+   the connector's bookkeeping (:meth:`~warehouse.canonical.Extract.stage_bookkeeping`).
 2. :func:`quarantine_implausible` moves batch records dated before the floor or events dated
    before their content to the quarantine; then :func:`quarantine_dangling` moves records
    whose references resolve neither in staging nor in the batch itself (e.g. a vote on a
    deleted post), and with them, cascading, everything depending on a quarantined item
    (``parent_quarantined``), so one bad record never leaves a reference dangling.
 3. :func:`upsert_batch` upserts the batch into ``staging.*`` by natural key in one
-   transaction, touching only rows whose content changed, so a re-run changes nothing.
+   transaction, touching only rows whose content changed, so a re-run changes nothing; the
+   staged bookkeeping commits in the same transaction.
+
+No connector is imported here: the bookkeeping contract is in :mod:`warehouse.canonical`.
 """
 
 from __future__ import annotations
@@ -23,10 +27,9 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import polars as pl
 
-from warehouse.db import frame, one
-from warehouse.watermarks import advance_watermarks
 from warehouse.canonical import NATURAL_KEYS, SCHEMAS, STREAMS, Extract, StreamCounts
-from warehouse.sources.events import land_files, record_loaded_files
+from warehouse.db import frame, one
+from warehouse.watermarks import advance_watermarks, record_loaded_files
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,9 @@ def _cols(stream: str) -> list[str]:
 def land(con: duckdb.DuckDBPyConnection, extract: Extract, run_id: str) -> dict[str, int]:
     """Write ``extract`` into ``raw.<stream>`` for ``run_id`` and its bad records into ``raw.quarantine``.
 
-    Runs in one transaction. Re-landing the same ``run_id`` (an Airflow retry) replaces its
-    batch; quarantine rows are keyed by (source, stream, fingerprint, reason), so the same bad
+    Runs in one transaction, which also stages the connector's bookkeeping
+    (``extract.stage_bookkeeping``: files read, source watermarks reached). Re-landing the same
+    ``run_id`` (an Airflow retry) replaces its batch; quarantine rows are keyed by (source, stream, fingerprint, reason), so the same bad
     record is recorded once however often it is read.
 
     Returns:
@@ -68,7 +72,7 @@ def land(con: duckdb.DuckDBPyConnection, extract: Extract, run_id: str) -> dict[
             con.execute(f"insert into raw.{stream} by name select * from df")
             landed[stream] = extract.frame(stream).height
         landed["quarantine"] = _quarantine_frame(con, extract.quarantine, run_id)
-        land_files(con, extract, run_id)  # event exports: the files this batch came from
+        extract.stage_bookkeeping(con, run_id)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -286,8 +290,10 @@ def upsert_batch(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime | No
     """Upsert the run's batch into ``staging.*`` by natural key, all streams in one transaction.
 
     Only rows whose content differs from staging are written (``IS DISTINCT FROM`` on every
-    column), so re-running an interval leaves staging byte-for-byte unchanged. The streams'
-    watermarks (``ops.watermarks``) advance in the same transaction.
+    column), so re-running an interval leaves staging byte-for-byte unchanged. The staged
+    bookkeeping commits in the same transaction: the streams' and the source's watermarks
+    (``ops.watermarks``, ``ops.source_watermarks``) advance and the landed files enter
+    ``ops.loaded_files``.
 
     Returns:
         :class:`UpsertCounts` per stream.

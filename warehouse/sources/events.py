@@ -51,9 +51,10 @@ Files are loaded once (``ops.loaded_files``, migration 006)
     same size and modification time as a ledger row is recognised without re-hashing. A file
     that changed (an export appended to) has a new hash: it is read again and its events
     already loaded come out ``unchanged``. The extract only *lists* the files
-    (:attr:`EventExtract.files`); they enter the ledger in the load transaction
-    (:func:`record_loaded_files`), so a run that fails records nothing and its retry loads
-    them.
+    (:attr:`EventExtract.files`); landing stages them (:meth:`EventExtract.stage_bookkeeping`)
+    and they enter the ledger in the load transaction
+    (:func:`warehouse.watermarks.record_loaded_files`), so a run that fails records nothing and
+    its retry loads them.
 
 Data interval
     An event-export run's interval is about which *files arrived*, not when events occurred:
@@ -114,10 +115,8 @@ __all__ = [
     "event_source_name",
     "extract_events",
     "find_event_files",
-    "land_files",
     "loaded_files",
     "parse_occurred_at",
-    "record_loaded_files",
 ]
 
 log = logging.getLogger(__name__)
@@ -206,6 +205,22 @@ class EventExtract(Extract):
     file_events: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_FILE_EVENTS_SCHEMA))
     skipped_files: list[dict[str, Any]] = field(default_factory=list)
     late_files: list[str] = field(default_factory=list)
+
+    def stage_bookkeeping(self, con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+        """Stage :attr:`files` and :attr:`file_events` in ``raw.event_files`` / ``raw.event_file_events``.
+
+        Called by the landing transaction; replaces what an earlier attempt of ``run_id``
+        staged. The load records them in ``ops.loaded_files``
+        (:func:`warehouse.watermarks.record_loaded_files`).
+        """
+        con.execute("delete from raw.event_files where run_id = ?", [run_id])
+        con.execute("delete from raw.event_file_events where run_id = ?", [run_id])
+        if self.files.height == 0:
+            return
+        files = self.files.with_columns(pl.lit(run_id).alias("run_id"))  # noqa: F841
+        file_events = self.file_events.with_columns(pl.lit(run_id).alias("run_id"))  # noqa: F841
+        con.execute("insert into raw.event_files by name select * from files")
+        con.execute("insert into raw.event_file_events by name select * from file_events")
 
 
 class _Bad(Exception):
@@ -305,68 +320,6 @@ def loaded_files(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, Loade
         [source],
     ).fetchall()
     return {r[1]: LoadedFile(*r) for r in rows}
-
-
-def land_files(con: duckdb.DuckDBPyConnection, extract: Extract, run_id: str) -> int:
-    """Write an :class:`EventExtract`'s file list into ``raw.event_files`` / ``raw.event_file_events``.
-
-    Call inside the landing transaction. Replaces what an earlier attempt of ``run_id`` landed;
-    does nothing (returns 0) for other extracts.
-
-    Returns:
-        Files landed.
-    """
-    con.execute("delete from raw.event_files where run_id = ?", [run_id])
-    con.execute("delete from raw.event_file_events where run_id = ?", [run_id])
-    if not isinstance(extract, EventExtract) or extract.files.height == 0:
-        return 0
-    files = extract.files.with_columns(pl.lit(run_id).alias("run_id"))  # noqa: F841
-    file_events = extract.file_events.with_columns(pl.lit(run_id).alias("run_id"))  # noqa: F841
-    con.execute("insert into raw.event_files by name select * from files")
-    con.execute("insert into raw.event_file_events by name select * from file_events")
-    return extract.files.height
-
-
-def record_loaded_files(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime) -> int:
-    """Record the run's landed files in ``ops.loaded_files`` and clear them from ``raw``.
-
-    Call inside the load transaction (after the upsert), so the ledger and staging commit
-    together. Per file: ``rows_loaded`` = events passed on minus those *validate*
-    quarantined as dangling; ``rows_quarantined`` counts both kinds. A file already in the
-    ledger (same source and sha256) is left as recorded.
-
-    Returns:
-        Files recorded.
-    """
-    n = con.execute("select count(*) from raw.event_files where run_id = ?", [run_id]).fetchone()[0]
-    if not n:
-        return 0
-    con.execute(
-        """
-        insert into ops.loaded_files
-        select f.source, f.sha256, f.path, f.size_bytes, f.mtime, f.format, f.rows_read,
-               f.rows_emitted - coalesce(d.dangling, 0) as rows_loaded,
-               f.rows_skipped,
-               f.rows_quarantined + coalesce(d.dangling, 0) as rows_quarantined,
-               f.run_id, ?::timestamp as loaded_at
-        from raw.event_files f
-        left join (
-            select m.source, m.sha256, count(*) as dangling
-            from raw.event_file_events m
-            where m.run_id = ?
-              and not exists (select 1 from raw.engagement_events e
-                              where e.run_id = m.run_id and e.source = m.source and e.event_id = m.event_id)
-            group by m.source, m.sha256
-        ) d on d.source = f.source and d.sha256 = f.sha256
-        where f.run_id = ?
-        on conflict (source, sha256) do nothing
-        """,
-        [now, run_id, run_id],
-    )
-    con.execute("delete from raw.event_file_events where run_id = ?", [run_id])
-    con.execute("delete from raw.event_files where run_id = ?", [run_id])
-    log.info("run %s: %d event export files recorded in ops.loaded_files", run_id, n)
-    return int(n)
 
 
 # --------------------------------------------------------------------------------------------

@@ -51,7 +51,8 @@ Watermarks
     is caught up and a re-run re-reads the current state of the interval's rows (upserts make
     that a no-op). ``until`` is capped at ``now - settle_s`` so rows committed late by a long
     platform transaction are not passed over. The new watermarks travel with the extract
-    (:attr:`PostgresExtract.source_watermarks`) and are advanced only in the load transaction
+    (:attr:`PostgresExtract.source_watermarks`), are staged at landing
+    (:meth:`PostgresExtract.stage_bookkeeping`) and advanced only in the load transaction
     (:func:`warehouse.watermarks.advance_watermarks`), never at extract.
 
 Counts and quarantine
@@ -80,6 +81,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+import duckdb
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -94,6 +96,7 @@ from warehouse.canonical import (
     conform,
     content_hash,
 )
+from warehouse.watermarks import QueryWatermark, stage_source_watermarks
 
 log = logging.getLogger(__name__)
 
@@ -287,22 +290,7 @@ def source_name(mapping: SourceMapping, dsn: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Watermarks of the source (in the source's terms)
-
-
-@dataclass(frozen=True)
-class QueryWatermark:
-    """How far one query has been read: the last ``(value, key)`` in ``(watermark, key)`` order.
-
-    ``value`` is naive UTC (a date column's date at midnight); ``key`` the key column's value
-    (int or str).
-    """
-
-    query: str
-    watermark_column: str
-    key_column: str
-    value: datetime
-    key: Any
+# Watermarks of the source (in the source's terms: warehouse.watermarks.QueryWatermark)
 
 
 @dataclass
@@ -310,6 +298,13 @@ class PostgresExtract(Extract):
     """An :class:`Extract` plus the source watermarks reached, to be advanced at load time."""
 
     source_watermarks: list[QueryWatermark] = field(default_factory=list)
+
+    def stage_bookkeeping(self, con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+        """Stage :attr:`source_watermarks` in ``ops.source_watermarks_pending`` (replacing a retry's rows).
+
+        Called by the landing transaction; the load advances ``ops.source_watermarks``.
+        """
+        stage_source_watermarks(con, run_id, self.source, self.source_watermarks)
 
 
 # ---------------------------------------------------------------------------------------------
