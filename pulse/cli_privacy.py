@@ -1,7 +1,8 @@
 """``pulse privacy``: data-subject requests (export a user's data, forget a user) and retention.
 
 Registered in :mod:`pulse.cli` as a typer sub-app. Exit codes as everywhere in ``pulse``:
-0 success, 1 the request failed (erased data still found), 2 bad input or configuration
+0 success (erased, compacted and verified), 1 the request failed (erased values still
+found in a file: status ``verification_failed``), 2 bad input or configuration
 (unknown user, unknown mode: the message names the option and the fix). Every argument reaches
 SQL as a bound parameter, never as SQL text.
 """
@@ -97,7 +98,12 @@ def forget_user_cmd(
             store.dispose()
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v)
     console.print(f"Erased (request {report.request_id}, mode {report.mode}): {escape(counts)}")
+    v = report.verification
+    console.print(f"Verified: {v.get('values_checked', 0)} erased values checked in {len(v.get('files', []))} files "
+                  f"(and their WALs); {v.get('not_checkable', 0)} not checkable (under 6 characters or still in "
+                  "other members' text).")
     if report.residue:
-        console.print(f"[bold red]Erased data still found in[/]: {escape(json.dumps(report.residue))}")
+        console.print(f"[bold red]Verification failed[/]: erased values still found in "
+                      f"{escape(', '.join(sorted(report.residue)))} (request status verification_failed)")
         raise typer.Exit(1)
     console.print("Tombstone recorded: later loads from the source drop or redact this user's records.")

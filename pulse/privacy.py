@@ -9,11 +9,14 @@ each layer owns:
 * :func:`forget_user`: the warehouse erasure in one transaction with its tombstone
   (:func:`warehouse.privacy.erase_user`; each table's treatment is in :mod:`warehouse.privacy`),
   the review store's notes blanked (``ReviewStore.erase_content``; a SQLite store vacuumed),
-  the marts rebuilt (:func:`transforms.runner.run_marts`), the snapshot republished
-  (:func:`warehouse.publish.publish_snapshot`), a checkpoint, then the files scanned for the
-  erased strings and the warehouse rewritten when DuckDB left them in free blocks
-  (:func:`warehouse.privacy.compact_database`). The request is logged in
-  ``ops.privacy_requests`` with row counts only.
+  the live queue's items on them deleted (``LiveQueue.erase``), the marts rebuilt
+  (:func:`transforms.runner.run_marts`), the snapshot republished from scratch
+  (:func:`warehouse.publish.publish_snapshot`), then EVERY file that held the data compacted,
+  always, not on a guess (the warehouse and its WAL rewritten by
+  :func:`warehouse.privacy.compact_database`; the review store ``VACUUM`` + WAL checkpoint),
+  then verified: the bytes of those files scanned for every checkable erased value. Only then
+  is the request ``done``; residue makes it ``verification_failed`` (with the files). The
+  request is logged in ``ops.privacy_requests`` with row counts and the verification only.
 """
 
 from __future__ import annotations
@@ -84,8 +87,10 @@ class ForgetReport:
         request_id: the ``ops.privacy_requests`` row.
         mode: ``delete`` or ``redact``.
         counts: rows changed per table (``"staging.content": 137``, ...).
-        compacted: the warehouse file was rewritten because erased bytes survived a checkpoint.
-        residue: files where an erased needle was still found after compaction (empty = clean).
+        compacted: the warehouse file was rewritten (always, unless ``compact=False``).
+        residue: files where an erased value was still found after compaction (empty = clean).
+        verification: what was scanned: ``files``, ``values_checked``, ``not_checkable``,
+            ``result`` (``clean`` | ``residue``), ``residue_files``; also in the request row.
     """
 
     request_id: str
@@ -93,6 +98,7 @@ class ForgetReport:
     counts: dict[str, int] = field(default_factory=dict)
     compacted: bool = False
     residue: dict[str, list[str]] = field(default_factory=dict)
+    verification: dict[str, Any] = field(default_factory=dict)
 
 
 def forget_user(
@@ -123,8 +129,8 @@ def forget_user(
         now: the request time, naive UTC (default: now).
         extra_needles: more strings that must not survive (the display name and their titles
             of 16+ characters are always checked, unless other members' posts still contain them).
-        compact: True always rewrites the file, False never (tests use it to show why it is
-            needed), None (default) when the scan finds erased bytes after the checkpoint.
+        compact: False skips rewriting the warehouse (tests use it to show why it is needed);
+            True or None (default) always rewrites it.
 
     A repeated request for an erased user (tombstoned, nothing left in staging) re-runs the
     remaining steps (marts, snapshot, compaction) and changes no row: safe after a crash.
@@ -141,10 +147,14 @@ def forget_user(
         migrate(con)
         erased = erase_user(con, source, user_id, mode=mode, now=now, extra_needles=extra_needles)
         counts, now = erased.counts, erased.requested_at
+        review_file: str | None = None
         try:
             if store is not None:
+                from pulse.api.live_queue import LiveQueue
+
                 counts["review_store.decisions"] = store.erase_content(source, erased.content_ids)
-                _vacuum_sqlite_store(store)
+                counts["review_store.live_queue_items"] = LiveQueue(store.engine).erase(source, erased.content_ids)
+                review_file = _vacuum_sqlite_store(store)
             counts["marts.rebuilt"] = len(run_marts(con))
             if serving is not None:
                 publish_snapshot(con, Path(serving))
@@ -156,29 +166,45 @@ def forget_user(
     finally:
         con.close()
     report = ForgetReport(request_id=erased.request_id, mode=mode, counts=counts)
-    files = [warehouse, *([Path(serving)] if serving is not None else [])]
-    found = scan_files(files, erased.needles)
-    if compact is True or (compact is None and (found.get(str(warehouse)) or found.get(str(warehouse) + ".wal"))):
+    if compact is not False:
         compact_database(warehouse)
         report.compacted = True
-        found = scan_files(files, erased.needles)
+    files = [warehouse, *([Path(serving)] if serving is not None else [])]
+    if store is not None and review_file is not None:
+        files.append(Path(review_file))
+    found = scan_files(files, erased.needles)
     report.residue = {k: v for k, v in found.items() if v}
+    report.verification = {
+        "files": sorted(found), "values_checked": len(erased.needles), "not_checkable": erased.not_checkable,
+        "result": "residue" if report.residue else "clean", "residue_files": sorted(report.residue),
+    }
+    if store is not None and review_file is None:
+        report.verification["not_scanned"] = "review store on PostgreSQL (see SECURITY.md: VACUUM)"
+    counts["compacted"] = int(report.compacted)
+    status = "done" if not report.residue else "verification_failed"
     con = connect(warehouse)
     try:
-        counts["compacted"] = int(report.compacted)
-        log_request(con, erased.request_id, "forget", source, "done" if not report.residue else "failed", counts, now)
-        con.execute("force checkpoint")
+        log_request(con, erased.request_id, "forget", source, status, counts, now, report.verification)
+        con.execute("checkpoint")
     finally:
         con.close()
-    log.info("forget %s: %s", erased.request_id, counts)
+    if report.residue:
+        log.error("forget %s: erased values still found in %s", erased.request_id, sorted(report.residue))
+    log.info("forget %s: %s; verification %s", erased.request_id, counts, report.verification)
     return report
 
 
-def _vacuum_sqlite_store(store: ReviewStore) -> None:
-    """For a SQLite review store: checkpoint the WAL and VACUUM, so blanked notes leave the file."""
+def _vacuum_sqlite_store(store: ReviewStore) -> str | None:
+    """For a SQLite review store: checkpoint the WAL and VACUUM, so blanked notes leave the file.
+
+    Returns:
+        The SQLite file's path (to scan), or None for PostgreSQL or an in-memory store. On
+        PostgreSQL plain ``VACUUM`` only marks dead tuples' space reusable (the bytes stay in
+        the table's pages until overwritten); ``VACUUM FULL`` rewrites the table (SECURITY.md).
+    """
     engine = getattr(store, "engine", None)
     if engine is None or engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
-        return  # PostgreSQL: dead tuples go at the next (auto)vacuum; see SECURITY.md
+        return None
     path = engine.url.database
     store.dispose()
     db = sqlite3.connect(path)
@@ -188,3 +214,4 @@ def _vacuum_sqlite_store(store: ReviewStore) -> None:
         db.execute("pragma wal_checkpoint(truncate)")
     finally:
         db.close()
+    return str(path)
