@@ -7,6 +7,12 @@ the pipeline can ``os.replace`` a new snapshot into place at any time. Results a
 parameters: a freshly published snapshot invalidates the cache by itself.
 
 Filter values always travel as query parameters, never formatted into the SQL text.
+
+Least privilege: :func:`query` reads the serving snapshot every role may see (no raw quarantine
+payloads, no moderators' notes: :mod:`warehouse.publish`). Privileged data is in the restricted
+snapshot (``serving_restricted.duckdb``, :func:`warehouse.publish.restricted_path`), read only
+through :func:`restricted_query`, which takes the signed-in user's role and raises
+:class:`RestrictedDataError` for any role outside :data:`RESTRICTED_ROLES`.
 """
 
 from __future__ import annotations
@@ -29,6 +35,16 @@ CONTENT_TYPES: tuple[str, ...] = ("question", "answer", "comment", "post", "repl
 ENGAGEMENT_TYPES: tuple[str, ...] = ("upvote", "downvote", "favorite", "accept", "view")
 """Activity types that are engagement events (hour-precise ones only in the heatmap)."""
 
+
+
+RESTRICTED_ROLES: frozenset[str] = frozenset({"admin"})
+"""Roles that may read the restricted snapshot (raw quarantine payloads, decision notes). A
+``data_engineer`` role would join here; it needs the review store's role CHECK constraint
+widened (``moderation.review_store.schema``) first."""
+
+
+class RestrictedDataError(PermissionError):
+    """A role outside :data:`RESTRICTED_ROLES` asked for the restricted snapshot."""
 
 
 class SnapshotMissingError(FileNotFoundError):
@@ -90,6 +106,31 @@ def _cached_query(path: str, mtime_ns: int, sql: str, params: tuple[Any, ...]) -
         return con.sql(sql, params=list(params)).pl()
     finally:
         con.close()
+
+
+def restricted_path() -> Path:
+    """The restricted snapshot's path (``PULSE_SERVING_RESTRICTED`` or beside the serving snapshot)."""
+    from warehouse.publish import restricted_path as beside
+
+    return beside(serving_path())
+
+
+def restricted_query(role: str | None, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
+    """:func:`query` against the restricted snapshot, for a signed-in ``role`` allowed to read it.
+
+    Raises:
+        RestrictedDataError: ``role`` is not in :data:`RESTRICTED_ROLES` (checked before the file is opened).
+        SnapshotMissingError: the restricted snapshot does not exist.
+        duckdb.Error: the SQL failed.
+    """
+    if role not in RESTRICTED_ROLES:
+        raise RestrictedDataError(f"role {role!r} may not read restricted data")
+    path = restricted_path()
+    try:
+        mtime_ns = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        raise SnapshotMissingError(f"restricted snapshot not found: {path}") from None
+    return _cached_query(str(path.resolve()), mtime_ns, sql, tuple(params or ()))
 
 
 def table_exists(schema: str, table: str) -> bool:

@@ -11,6 +11,16 @@ What is published: every table of the ``marts`` schema, read from the warehouse'
 the transform step (``transforms.runner``, a layer above) derives them from its models and
 keeps the ``marts`` schema holding exactly those, so a new mart is published without an edit
 here, and this module never imports ``transforms``.
+
+Least privilege (SECURITY.md, "Least privilege"): the serving snapshot is opened by every page
+of every role, so it carries no raw quarantine payloads and no moderators' private notes.
+``raw.quarantine`` travels there only as counts (:data:`REDACTED_TABLES`: ``raw.quarantine_counts``
+per source, stream, reason and first run) and ``moderation.decisions`` without its ``note``
+column. The full tables (:data:`RESTRICTED_TABLES`) go to a separate restricted snapshot,
+``serving_restricted.duckdb`` beside the serving file (``PULSE_SERVING_RESTRICTED`` overrides;
+:func:`restricted_path`), written in the same publish step with the same temp-file +
+``os.replace`` pattern; only the data access layer's role-checked reader opens it
+(``dashboards.data.restricted_query``).
 """
 
 from __future__ import annotations
@@ -41,8 +51,30 @@ SERVING_TABLES: tuple[str, ...] = (
     "ops.stream_counts",
     "ops.step_log",
     "ops.sources",
-    "raw.quarantine",
 )
+
+#: Tables published in the serving snapshot as a redacted query of the warehouse table
+#: (``name -> (source table, select list)``): no payload, record key, detail or note.
+REDACTED_TABLES: dict[str, tuple[str, str]] = {
+    "raw.quarantine_counts": (
+        "raw.quarantine",
+        "source, stream, reason, first_run_id, count(*)::bigint as records "
+        "from raw.quarantine group by all",
+    ),
+    "moderation.decisions": ("moderation.decisions", "* exclude (note) from moderation.decisions"),
+}
+
+#: Tables copied whole into the restricted snapshot only (raw source records, private notes).
+RESTRICTED_TABLES: tuple[str, ...] = ("raw.quarantine", "moderation.decisions")
+
+RESTRICTED_NAME = "serving_restricted.duckdb"
+
+
+def restricted_path(serving_path: Path) -> Path:
+    """The restricted snapshot's path: ``PULSE_SERVING_RESTRICTED``, else :data:`RESTRICTED_NAME`
+    in the serving snapshot's folder."""
+    configured = os.environ.get("PULSE_SERVING_RESTRICTED")
+    return Path(configured) if configured else Path(serving_path).with_name(RESTRICTED_NAME)
 
 
 def mart_tables(con: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
@@ -59,46 +91,64 @@ def mart_tables(con: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
 def publish_snapshot(
     con: duckdb.DuckDBPyConnection, serving_path: Path, tables: Sequence[str] = SERVING_TABLES
 ) -> dict[str, int]:
-    """Copy the marts and ``tables`` from the open warehouse ``con`` into ``serving_path``, atomically.
+    """Publish the serving snapshot and the restricted snapshot from the open warehouse ``con``, atomically.
 
-    The marts are every table of the ``marts`` schema (:func:`mart_tables`). Writes
-    ``<serving_path>.tmp`` through ``ATTACH``, checkpoints and detaches it, then
-    ``os.replace``s it over ``serving_path``. Tables of ``tables`` missing from the warehouse
-    are skipped (logged). A crash at any point leaves the previous snapshot intact.
+    The serving snapshot (``serving_path``) gets the marts (every table of the ``marts`` schema,
+    :func:`mart_tables`), ``tables`` and :data:`REDACTED_TABLES`; the restricted snapshot
+    (:func:`restricted_path`) gets :data:`RESTRICTED_TABLES`. Each is written as
+    ``<path>.tmp`` through ``ATTACH``, checkpointed, detached and ``os.replace``d into place, the
+    restricted one first (a crash between the two leaves both consistent with some run).
+    Tables missing from the warehouse are skipped (logged). A crash at any point leaves the
+    previous snapshots intact.
 
     Returns:
-        Row count per published table, the marts first.
+        Row count per table of the serving snapshot, the marts first.
 
     Raises:
-        duckdb.Error: when the temporary file cannot be written.
+        duckdb.Error: when a temporary file cannot be written.
     """
     serving_path = Path(serving_path)
-    serving_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = serving_path.with_name(serving_path.name + ".tmp")
-    for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
-        stale.unlink(missing_ok=True)
     existing = {
         f"{s}.{t}"
         for s, t in con.execute(
             "select table_schema, table_name from information_schema.tables where table_catalog = current_database()"
         ).fetchall()
     }
-    names = dict.fromkeys((*mart_tables(con), *tables))
+    restricted = {name: f"* from {name}" for name in RESTRICTED_TABLES if name in existing}
+    _write(con, restricted_path(serving_path), restricted)
+    selects: dict[str, str] = {}
+    for name in dict.fromkeys((*mart_tables(con), *tables)):
+        if name not in existing:
+            log.warning("publish: %s does not exist in the warehouse; not published", name)
+            continue
+        if name in RESTRICTED_TABLES:
+            continue  # only in the restricted snapshot (or redacted, below)
+        selects[name] = f"* from {name}"
+    for name, (source, select) in REDACTED_TABLES.items():
+        if source in existing:
+            selects[name] = select
+    counts = _write(con, serving_path, selects)
+    log.info("published %s (%d tables, %d rows)", serving_path, len(counts), sum(counts.values()))
+    return counts
+
+
+def _write(con: duckdb.DuckDBPyConnection, path: Path, selects: dict[str, str]) -> dict[str, int]:
+    """Create ``path`` holding one table per ``schema.table -> select`` (SQL after ``select``), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
+        stale.unlink(missing_ok=True)
     counts: dict[str, int] = {}
     quoted = str(tmp).replace("'", "''")
     con.execute(f"attach '{quoted}' as snapshot")  # ATTACH takes no bound parameters
     try:
-        for name in names:
-            if name not in existing:
-                log.warning("publish: %s does not exist in the warehouse; not published", name)
-                continue
+        for name, select in selects.items():
             schema, table = name.split(".")
             con.execute(f"create schema if not exists snapshot.{schema}")
-            con.execute(f"create table snapshot.{schema}.{table} as select * from {schema}.{table}")
+            con.execute(f"create table snapshot.{schema}.{table} as select {select}")
             counts[name] = one(con, f"select count(*) from snapshot.{schema}.{table}")[0]
         con.execute("checkpoint snapshot")
     finally:
         con.execute("detach snapshot")
-    os.replace(tmp, serving_path)
-    log.info("published %s (%d tables, %d rows)", serving_path, len(counts), sum(counts.values()))
+    os.replace(tmp, path)
     return counts

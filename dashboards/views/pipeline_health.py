@@ -1,8 +1,11 @@
 """Pipeline health: recent runs, per-stream reconciliation, quarantine, expectations, timings.
 
-Reads ``ops.runs``, ``ops.stream_counts``, ``ops.step_log``, ``raw.quarantine`` and
-``quality.validation_results``. Quarantined payloads are raw source records: they are shown as
-plain text (``st.code``), never rendered.
+Reads ``ops.runs``, ``ops.stream_counts``, ``ops.step_log``, ``raw.quarantine_counts`` and
+``quality.validation_results`` from the serving snapshot. Quarantined payloads are raw source
+records (members' text and ids): only roles in :data:`dashboards.data.RESTRICTED_ROLES`
+(admins) see samples, read from the restricted snapshot
+(:func:`dashboards.data.restricted_query`); everyone else sees counts per reason. Payloads are
+shown as plain text (``st.code``), never rendered.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from dashboards import components, data
+from dashboards import auth, components, data
 
 STATUS_COLORS: dict[str, str] = {"success": "#16a34a", "failed": "#dc2626", "running": "#2563eb", "abandoned": "#64748b"}
 SAMPLES_PER_REASON = 3
@@ -32,13 +35,31 @@ def runs(source: str | None, limit: int = 50) -> pl.DataFrame:
     )
 
 
-def latest_run_banner(latest: dict) -> None:
-    """The latest run's status as a coloured callout (error text shown plain)."""
+def failed_warnings(run_id: str) -> int:
+    """Non-critical expectations (freshness, volume, ...) that failed in ``run_id`` (0 without the table)."""
+    if not data.table_exists("quality", "validation_results"):
+        return 0
+    found = data.query(
+        "select count(*) as n from quality.validation_results where run_id = ? and not success and not critical",
+        [run_id],
+    )
+    return int(found["n"][0])
+
+
+def latest_run_banner(latest: dict, warnings: int = 0) -> None:
+    """The latest run's status as a coloured callout (error text shown plain).
+
+    A successful run with ``warnings`` failed non-critical expectations is shown as a warning
+    (amber), not as a plain green success.
+    """
     when = f"{latest['started_at']:%Y-%m-%d %H:%M} UTC"
     duration = f" in {latest['duration_s']:.1f} s" if latest["duration_s"] is not None else ""
     run_id = components.md_escape(str(latest["run_id"]))
     message = f"Latest run {run_id}: **{latest['status']}** (started {when}{duration})"
-    if latest["status"] == "success":
+    if latest["status"] == "success" and warnings:
+        st.warning(f"{message}, with {warnings} expectation warning(s) (freshness, volume or other "
+                   "non-critical checks): see below.", icon=":material/warning:")
+    elif latest["status"] == "success":
         st.success(message, icon=":material/check_circle:")
     elif latest["status"] == "failed":
         st.error(message, icon=":material/error:")
@@ -89,17 +110,17 @@ def stream_section(run_id: str) -> None:
 
 
 def quarantine_section(source: str | None, run_id: str) -> None:
-    """Quarantine reasons with counts, and a few sample payloads per reason (plain text)."""
+    """Quarantine reasons with counts; for roles in ``data.RESTRICTED_ROLES``, a few sample payloads per reason."""
     st.subheader("Quarantine")
-    if not components.require_table("raw", "quarantine", "quarantined records"):
+    if not components.require_table("raw", "quarantine_counts", "quarantined records"):
         return
     where, params = data.source_clause(source)
     only_run = st.toggle("Only records first quarantined by this run", key="health_q_run")
     run_filter, run_params = ("and first_run_id = ?", [run_id]) if only_run else ("", [])
     reasons = data.query(
-        "select stream, reason, count(*) as records, "
-        "count(*) filter (where first_run_id = ?) as first_seen_this_run "
-        f"from raw.quarantine where {where} {run_filter} group by stream, reason "
+        "select stream, reason, sum(records)::bigint as records, "
+        "coalesce(sum(records) filter (where first_run_id = ?), 0)::bigint as first_seen_this_run "
+        f"from raw.quarantine_counts where {where} {run_filter} group by stream, reason "
         "order by records desc, stream, reason",
         [run_id, *params, *run_params],
     )
@@ -107,13 +128,23 @@ def quarantine_section(source: str | None, run_id: str) -> None:
         components.empty_state("No quarantined records: every record read could be mapped and loaded.")
         return
     components.show_table(reasons, file_name=f"quarantine_reasons_{source or 'all'}.csv", key="health_q_csv")
+    user = auth.current_user()
+    role = user.role if user else None
+    if role not in data.RESTRICTED_ROLES:
+        st.caption("Sample payloads (members' raw records) are shown to admins only.")
+        return
     for row in reasons.iter_rows(named=True):
         with st.expander(f"{row['stream']} · {components.md_escape(str(row['reason']))} ({row['records']})"):
-            samples = data.query(
-                "select record_key, detail, payload, first_run_id from raw.quarantine "
-                f"where {where} {run_filter} and stream = ? and reason = ? order by fingerprint limit ?",
-                [*params, *run_params, row["stream"], row["reason"], SAMPLES_PER_REASON],
-            )
+            try:
+                samples = data.restricted_query(
+                    role,
+                    "select record_key, detail, payload, first_run_id from raw.quarantine "
+                    f"where {where} {run_filter} and stream = ? and reason = ? order by fingerprint limit ?",
+                    [*params, *run_params, row["stream"], row["reason"], SAMPLES_PER_REASON],
+                )
+            except data.SnapshotMissingError:
+                components.empty_state("The restricted snapshot is not published yet (the next run writes it).")
+                return
             for sample in samples.iter_rows(named=True):
                 components.untrusted_text(
                     f"key {sample['record_key'] or '(none)'} · first run {sample['first_run_id']} · {sample['detail'] or ''}"
@@ -213,7 +244,7 @@ def monitoring_history_section(source: str | None) -> None:
         "z-scores of previous runs over intervals of the same length."
     )
     fig = go.Figure()
-    for measure, color in (("lag_hours", "#2563eb"), ("latest_at", "#64748b"), ("modified_z", "#16a34a")):
+    for measure in ("lag_hours", "latest_at", "modified_z"):
         rows = history.filter(pl.col("measure") == measure)
         if rows.is_empty():
             continue
@@ -264,7 +295,8 @@ def render() -> None:
     if recent.is_empty():
         components.empty_state("No pipeline runs recorded for this source yet: run `pulse run --source demo`.")
         return
-    latest_run_banner(recent.row(0, named=True))
+    latest = recent.row(0, named=True)
+    latest_run_banner(latest, failed_warnings(latest["run_id"]))
     first, last = recent["started_at"].min().date(), recent["started_at"].max().date()
     start, end = components.date_range_filter(first, last, key="health_range")
     recent = recent.filter(pl.col("started_at").dt.date().is_between(start, end))

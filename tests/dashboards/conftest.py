@@ -318,9 +318,31 @@ def build_snapshot(
                 [(f"d{i}", "demo", f"demo:c{i}", "removed", "remove", datetime(2026, 11, 14, 9, 10 * i)) for i in range(1, 4)]
                 + [("d4", "demo", "demo:c4", "approved", "approve", datetime(2026, 11, 14, 20, 5))],
             )
+        _split_restricted(con, path)
     finally:
         con.close()
     return path
+
+
+def _split_restricted(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Do what ``warehouse.publish`` does: raw quarantine rows and decision notes go to the restricted
+    snapshot beside ``path``; the snapshot keeps ``raw.quarantine_counts`` and decisions without notes."""
+    from warehouse.publish import REDACTED_TABLES, RESTRICTED_NAME, RESTRICTED_TABLES
+
+    restricted = path.with_name(RESTRICTED_NAME)
+    restricted.unlink(missing_ok=True)
+    con.execute(f"attach '{restricted}' as restricted")
+    for name in RESTRICTED_TABLES:
+        schema = name.split(".")[0]
+        con.execute(f"create schema if not exists restricted.{schema}")
+        con.execute(f"create table restricted.{name} as select * from {name}")
+    con.execute("detach restricted")
+    for name, (_, select) in REDACTED_TABLES.items():
+        con.execute(f"create or replace table {name}_redacted as select {select}")
+    for name in RESTRICTED_TABLES:
+        con.execute(f"drop table {name}")
+    for name in REDACTED_TABLES:
+        con.execute(f"alter table {name}_redacted rename to {name.split('.')[1]}")
 
 
 @pytest.fixture(scope="session")

@@ -636,8 +636,10 @@ def test_pipeline_health_latest_run_and_details(serve, snapshot, facts) -> None:
         snapshot, "select run_id, status from ops.runs where source = 'demo' order by started_at desc limit 1"
     ).row(0, named=True)
     at = open_page(HEALTH, "demo")
-    banner = at.success[0].value
+    assert not at.success, "a success with a failed non-critical expectation is not shown green"
+    banner = next(w.value for w in at.warning if w.value.startswith("Latest run"))
     assert latest["run_id"].replace("-", "\\-") in banner and f"**{latest['status']}**" in banner
+    assert "with 1 expectation warning(s)" in banner
     streams = at.dataframe[1].value  # runs table, then stream counts
     content = streams[streams["stream"] == "content"].iloc[0]
     assert (content["read"], content["loaded"], content["skipped"], content["quarantined"]) == (120, 113, 3, 4)
@@ -648,6 +650,31 @@ def test_pipeline_health_latest_run_and_details(serve, snapshot, facts) -> None:
         assert "onerror" not in value
     steps = at.dataframe[-1].value
     assert steps["step"].tolist()[0] == "extract" and len(steps) == 7
+
+
+def test_pipeline_health_payloads_only_for_admins_and_never_in_the_serving_snapshot(serve, snapshot, facts) -> None:
+    """Managers and moderators see counts per reason, no payload; the snapshot every page opens holds
+    no raw.quarantine and no decision notes; the data layer refuses them the restricted snapshot."""
+    from dashboards import data
+
+    serve(snapshot)
+    tables = set(sql(snapshot, "select table_schema || '.' || table_name as t from information_schema.tables")["t"])
+    assert "raw.quarantine" not in tables and "raw.quarantine_counts" in tables
+    assert sql(snapshot, "select sum(records) as n from raw.quarantine_counts")["n"][0] == 4
+    hostile = facts.hostile_payload.replace('"9"', '"0"')
+    assert hostile.encode() not in snapshot.path.read_bytes()
+    for username in ("boss", "mod"):
+        at = signed_in_app(username).run()
+        at.selectbox(key="source").set_value("demo").run()
+        at.switch_page(HEALTH).run()
+        assert not at.exception, [e.value for e in at.exception]
+        reasons = at.dataframe[2].value
+        assert dict(zip(reasons["reason"], reasons["records"], strict=True)) == {"bad_timestamp": 3, "missing_id": 1}
+        assert not at.code and any("admins only" in c.value for c in at.caption)
+    for role in ("manager", "moderator", None):
+        with pytest.raises(data.RestrictedDataError):
+            data.restricted_query(role, "select count(*) from raw.quarantine")
+    assert data.restricted_query("admin", "select count(*) as n from raw.quarantine")["n"][0] == 4
 
 
 def test_pipeline_health_failed_run_highlights_critical_failures(serve, snapshot) -> None:
