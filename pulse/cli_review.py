@@ -233,8 +233,11 @@ def decisions(
     store.dispose()
     if csv is not None:
         from warehouse.export import to_csv_bytes
+        from warehouse.files import private_dir, private_file
 
-        csv.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(csv.parent)
+        csv.touch()
+        private_file(csv)  # owner-only (PULSE_FILE_MODE) before any note is written
         csv.write_bytes(to_csv_bytes(log))  # formulas defused as in the dashboards' export
         console.print(f"Wrote {log.height:,} decisions to {escape(str(csv))}")
         return

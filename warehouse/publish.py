@@ -33,6 +33,7 @@ from pathlib import Path
 import duckdb
 
 from warehouse.db import one
+from warehouse.files import file_mode, private_dir, private_file
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ def publish_snapshot(
     :func:`mart_tables`), ``tables`` and :data:`REDACTED_TABLES`; the restricted snapshot
     (:func:`restricted_path`) gets :data:`RESTRICTED_TABLES`. Each is written as
     ``<path>.tmp`` through ``ATTACH``, checkpointed, detached and ``os.replace``d into place, the
-    restricted one first (a crash between the two leaves both consistent with some run).
+    restricted one first (a crash between the two leaves both consistent with some run). Both
+    files get :func:`warehouse.files.file_mode` (0600 by default), folders created 0700.
     Tables missing from the warehouse are skipped (logged). A crash at any point leaves the
     previous snapshots intact.
 
@@ -106,8 +108,10 @@ def publish_snapshot(
 
     Raises:
         duckdb.Error: when a temporary file cannot be written.
+        ValueError: ``PULSE_FILE_MODE`` is invalid (nothing written).
     """
     serving_path = Path(serving_path)
+    file_mode()  # a bad PULSE_FILE_MODE fails here, before any file is written
     existing = {
         f"{s}.{t}"
         for s, t in con.execute(
@@ -134,7 +138,7 @@ def publish_snapshot(
 
 def _write(con: duckdb.DuckDBPyConnection, path: Path, selects: dict[str, str]) -> dict[str, int]:
     """Create ``path`` holding one table per ``schema.table -> select`` (SQL after ``select``), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
     for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
         stale.unlink(missing_ok=True)
@@ -150,5 +154,6 @@ def _write(con: duckdb.DuckDBPyConnection, path: Path, selects: dict[str, str]) 
         con.execute("checkpoint snapshot")
     finally:
         con.execute("detach snapshot")
+    private_file(tmp)  # owner-only (PULSE_FILE_MODE) before the name points at it
     os.replace(tmp, path)
     return counts

@@ -59,3 +59,4 @@ def test_cli_decisions_csv_defuses_notes(tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     got = pl.read_csv(out).sort("content_id")["note"].to_list()
     assert got == ["'=HYPERLINK(\"http://x\")", "'\uff20SUM(1)", "'-2+3", "fine"]
+    assert oct(out.stat().st_mode & 0o777) == "0o600", "exports are owner-only"

@@ -71,3 +71,19 @@ def test_the_restricted_path_is_configurable(warehouse, tmp_path: Path, monkeypa
     publish_snapshot(warehouse, tmp_path / "serving.duckdb")
     assert _tables(elsewhere) == {"raw.quarantine", "moderation.decisions"}
     assert not (tmp_path / RESTRICTED_NAME).exists()
+
+
+def test_snapshots_and_their_new_folder_are_owner_only(warehouse, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("PULSE_SERVING_RESTRICTED", raising=False)
+    monkeypatch.delenv("PULSE_FILE_MODE", raising=False)
+    serving = tmp_path / "new" / "serving.duckdb"
+    publish_snapshot(warehouse, serving)
+    assert oct(serving.stat().st_mode & 0o777) == "0o600"
+    assert oct(restricted_path(serving).stat().st_mode & 0o777) == "0o600"
+    assert oct(serving.parent.stat().st_mode & 0o777) == "0o700"
+    monkeypatch.setenv("PULSE_FILE_MODE", "640")
+    publish_snapshot(warehouse, serving)
+    assert oct(serving.stat().st_mode & 0o777) == "0o640"
+    monkeypatch.setenv("PULSE_FILE_MODE", "044")
+    with pytest.raises(ValueError, match="PULSE_FILE_MODE"):
+        publish_snapshot(warehouse, serving)
