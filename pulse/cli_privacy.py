@@ -89,7 +89,8 @@ def forget_user_cmd(
     store = _store(settings, review_store)
     try:
         report = forget_user(settings.warehouse, source, user_id, mode=settings.privacy_erasure_mode,
-                             serving=settings.serving, store=store)
+                             serving=settings.serving, store=store,
+                             mentions=settings.privacy_replace_mentions)
     except UserNotFoundError as exc:
         console.print(f"[bold red]Not found[/]: {escape(str(exc))}; nothing was changed.")
         raise typer.Exit(2) from None

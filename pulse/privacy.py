@@ -112,6 +112,7 @@ def forget_user(
     now: datetime | None = None,
     extra_needles: Sequence[str] = (),
     compact: bool | None = None,
+    mentions: bool = True,
 ) -> ForgetReport:
     """Erase ``user_id`` of ``source`` everywhere; see :mod:`warehouse.privacy` for each table.
 
@@ -131,6 +132,8 @@ def forget_user(
             of 16+ characters are always checked, unless other members' posts still contain them).
         compact: False skips rewriting the warehouse (tests use it to show why it is needed);
             True or None (default) always rewrites it.
+        mentions: replace other members' ``@<name>`` mentions by ``@`` + the member's pseudonym
+            (:func:`warehouse.privacy.replace_mentions`; setting ``privacy_replace_mentions``).
 
     A repeated request for an erased user (tombstoned, nothing left in staging) re-runs the
     remaining steps (marts, snapshot, compaction) and changes no row: safe after a crash.
@@ -145,7 +148,8 @@ def forget_user(
     con = connect(warehouse)
     try:
         migrate(con)
-        erased = erase_user(con, source, user_id, mode=mode, now=now, extra_needles=extra_needles)
+        erased = erase_user(con, source, user_id, mode=mode, now=now, extra_needles=extra_needles,
+                            mentions=mentions)
         counts, now = erased.counts, erased.requested_at
         review_file: str | None = None
         try:

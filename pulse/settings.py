@@ -97,6 +97,8 @@ class Settings(BaseSettings):
         raw_body_retention_days: bodies (``staging.content.body_text``) of items older than
             this many days are replaced by a marker at every load; scores, hashes and aggregates
             stay. Unset (default): keep bodies.
+        privacy_replace_mentions: ``pulse privacy forget-user`` replaces other members'
+            ``@<name>`` mentions of the erased member by ``@`` + their pseudonym (default True).
         pseudonym_key: key of the HMAC-SHA256 pseudonyms in manager-facing marts (a secret:
             environment ``PULSE_PSEUDONYM_KEY`` only). Unset: a random key generated once inside
             the warehouse (``ops.privacy_keys``) is used.
@@ -172,6 +174,7 @@ class Settings(BaseSettings):
     signin_max_failures: int = Field(5, ge=1, le=1000)
     signin_lockout_minutes: float = Field(15.0, gt=0, le=1440)
     privacy_erasure_mode: Literal["redact", "delete"] = "redact"
+    privacy_replace_mentions: bool = True
     raw_body_retention_days: int | None = Field(None, ge=0)
     pseudonym_key: SecretStr | None = None
     api_host: str = "127.0.0.1"

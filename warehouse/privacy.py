@@ -335,6 +335,7 @@ def erase_user(
     mode: ErasureMode = "redact",
     now: datetime | None = None,
     extra_needles: Sequence[str] = (),
+    mentions: bool = True,
 ) -> Erasure:
     """Erase ``user_id`` of ``source`` from the warehouse; see the module docstring for each table.
 
@@ -346,6 +347,10 @@ def erase_user(
         mode: ``redact`` (default; marts keep their counts) or ``delete``.
         now: the request time, naive UTC (default: now).
         extra_needles: more strings to check the files for (see :attr:`Erasure.needles`).
+        mentions: replace other members' ``@<name>`` mentions of the user by ``@`` + their
+            pseudonym (:func:`replace_mentions`; ``PULSE_PRIVACY_REPLACE_MENTIONS``) in
+            ``staging.content`` and ``raw.content``; the changed items' ``content_hash`` changes,
+            so they are re-scored at the next run.
 
     Raises:
         UserNotFoundError: nothing is held about that user and no tombstone exists (nothing is
@@ -366,15 +371,47 @@ def erase_user(
     texts = [t for c in doc["content"] for t in (c.get("title"), c.get("body_text")) if t]
     values = list(dict.fromkeys(n for n in (name, *texts, *extra_needles) if n))
     del doc
-    counts, ids = _erase_in_warehouse(con, source, user_id, mode, request_id, now)
+    counts, ids = _erase_in_warehouse(con, source, user_id, mode, request_id, now, mentions)
     # Other members' own posts may mention the name or quote a text: theirs, not erased.
     needles, not_checkable = checkable_values(con, values)
     counts["mentions_in_others_posts_kept"] = int(bool(name) and name not in needles and len(name) >= MIN_CHECKABLE)
     return Erasure(request_id, now, counts, ids, needles, not_checkable)
 
 
+def mention_forms(name: str) -> list[str]:
+    """The handles an @-mention of display name ``name`` uses: Stack Exchange's (spaces removed) and as written."""
+    return list(dict.fromkeys(f for f in (name.replace(" ", ""), name) if f))
+
+
+def replace_mentions(text: str, name: str, replacement: str) -> str:
+    """``text`` with each ``@<handle>`` of ``name`` (:func:`mention_forms`, case-insensitive, not
+    followed by a letter, digit or ``_``) replaced by ``@<replacement>``."""
+    pattern = "|".join(re.escape(f) for f in sorted(mention_forms(name), key=len, reverse=True))
+    return re.sub(rf"@(?:{pattern})(?!\w)", lambda _m: "@" + replacement, text, flags=re.IGNORECASE)
+
+
+def _replace_mentions_in(con: duckdb.DuckDBPyConnection, table: str, source: str, user_id: str, name: str,
+                         replacement: str) -> int:
+    """Replace @-mentions of ``name`` in other members' bodies of ``table`` (staging or raw content);
+    the content hash is recomputed, so the item is re-scored at the next run. Returns rows changed."""
+    forms = ["@" + f.lower() for f in mention_forms(name)]
+    rows = con.execute(
+        f"select content_id, kind, title, body_text from {table} where source = ? and author_id is distinct from ? "
+        "and list_has_any(list_transform(?::varchar[], lambda f: contains(lower(coalesce(body_text, '')), f)), [true])",
+        [source, user_id, forms]).fetchall()
+    changed = 0
+    for cid, kind, title, body in rows:
+        new = replace_mentions(body, name, replacement)
+        if new != body:
+            con.execute(f"update {table} set body_text = ?, content_hash = ? where source = ? and content_id = ?",
+                        [new, content_hash(kind, title, new), source, cid])
+            changed += 1
+    return changed
+
+
 def _erase_in_warehouse(
-    con: duckdb.DuckDBPyConnection, source: str, user_id: str, mode: ErasureMode, request_id: str, now: datetime
+    con: duckdb.DuckDBPyConnection, source: str, user_id: str, mode: ErasureMode, request_id: str, now: datetime,
+    mentions: bool = True,
 ) -> tuple[dict[str, int], list[str]]:
     """The warehouse part of an erasure, in one transaction. Returns (counts, content ids)."""
     counts: dict[str, int] = {}
@@ -437,6 +474,11 @@ def _erase_in_warehouse(
                 "else json_object('flag_type', json_extract_string(properties, '$.flag_type'))::varchar end "
                 "where source = ? and user_id = ?",
                 [alias, source, user_id])
+        if mentions and names:
+            handle = warehouse_pseudonym(con, source, user_id) or ""
+            for table in ("staging.content", "raw.content"):
+                counts[f"{table} (mentions replaced)"] = sum(
+                    _replace_mentions_in(con, table, source, user_id, n, handle) for n in names)
         changed("staging.users", "delete from staging.users where source = ? and user_id = ?", params)
         changed("moderation.scores",
                 "delete from moderation.scores where content_hash in (select unnest(?::varchar[])) "

@@ -135,3 +135,42 @@ def _add_live(live: object, content_id: str, text: str) -> None:
         conn.execute(live_queue_items.insert().values(
             source=SOURCE, content_id=content_id, content_hash="h", model_id="m", received_at=datetime(2024, 1, 1),
             row_json=json.dumps({"content_id": content_id, "body_text": text})))
+
+
+@pytest.mark.parametrize("replace", [True, False])
+def test_mentions_of_the_erased_member_become_their_pseudonym(
+    replace: bool, shapes: dict[str, list[tuple[str, str]]], beer_built: Path, tmp_path: Path
+) -> None:
+    from warehouse.privacy import pseudonym
+
+    user_id, name = shapes["comments_only"][0]
+    handle = "@" + name.replace(" ", "")
+    for f in ("warehouse.duckdb", "serving.duckdb"):
+        shutil.copy(beer_built / f, tmp_path / f)
+    wh = tmp_path / "warehouse.duckdb"
+    con = duckdb.connect(str(wh))
+    try:
+        other, old_hash = con.execute("select content_id, content_hash from staging.content where source = ? and "
+                                      "author_id <> ? and kind = 'comment' order by content_id limit 1",
+                                      [SOURCE, user_id]).fetchall()[0]
+        con.execute("update staging.content set body_text = ? || ', agreed; ' || body_text where source = ? "
+                    "and content_id = ?", [handle, SOURCE, other])
+        mentioning = con.execute("select count(*) from staging.content where source = ? and author_id <> ? and "
+                                 "regexp_matches(body_text, ?)", [SOURCE, user_id,
+                                                                  "(?i)@" + name.replace(" ", "") + "([^A-Za-z0-9_]|$)"]).fetchone()[0]
+        key = bytes.fromhex(con.execute("select key_hex from ops.privacy_keys where name = 'pseudonym_key'").fetchone()[0])
+    finally:
+        con.close()
+    report = forget_user(wh, SOURCE, user_id, serving=tmp_path / "serving.duckdb", mentions=replace)
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        body, new_hash = con.execute("select body_text, content_hash from staging.content where source = ? "
+                                     "and content_id = ?", [SOURCE, other]).fetchall()[0]
+    finally:
+        con.close()
+    alias = "@" + str(pseudonym(SOURCE, user_id, key))
+    if replace:
+        assert body.startswith(alias + ", agreed; ") and handle not in body and new_hash != old_hash
+        assert report.counts["staging.content (mentions replaced)"] == mentioning >= 1 and report.residue == {}
+    else:
+        assert body.startswith(handle + ", agreed; ") and "staging.content (mentions replaced)" not in report.counts
