@@ -12,6 +12,7 @@ import functools
 import os
 import re
 import zoneinfo
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,7 +49,11 @@ class Settings(BaseSettings):
         scorer: toxicity model spec (see ``SCORER_SPECS_HELP``).
         thresholds / hold_thresholds: per-label flag and hold levels, probabilities in (0, 1].
         quarantine_max_share: a run fails when more than this share of the records read was
-            quarantined (0.0–1.0).
+            quarantined (0.0–1.0); applies from two quarantined records on.
+        timestamp_floor: records dated before it are quarantined as ``implausible_timestamp``
+            (naive UTC; default 1990-01-01: sentinel dates such as 0001, 1900, 1970 fall below it).
+        event_before_content_tolerance: an event dated more than this before its content is
+            ``implausible_timestamp`` (default 1 day: Stack Exchange votes carry only a date).
         score_batch_size: texts per scoring batch at most.
         score_batch_budget: padded tokens per Detoxify batch at most (texts x the batch's longest
             text in tokens; texts are sorted by token length first), default 1024.
@@ -150,6 +155,8 @@ class Settings(BaseSettings):
     thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     hold_thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_HOLD_THRESHOLDS))
     quarantine_max_share: float = Field(0.10, ge=0.0, le=1.0)
+    timestamp_floor: datetime = datetime(1990, 1, 1)
+    event_before_content_tolerance: timedelta = Field(timedelta(days=1), ge=timedelta(0))
     score_batch_size: int = Field(64, ge=1, le=4096)
     score_batch_budget: int = Field(1024, ge=16, le=1_048_576)
     scorer_quantization: Literal["none", "onnx-int8"] = "none"

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pulse import STEPS
+from pulse import TASKS
 from pulse.airflow_env import airflow_env, password_file, start_standalone, stop_standalone
 from warehouse.db import connect
 
@@ -112,7 +112,7 @@ def test_trigger_through_the_rest_api_and_wait_for_success(airflow_services, bee
     tis = httpx.get(f"{base}/api/v2/dags/community_pipeline/dagRuns/{run_id}/taskInstances", headers=headers, timeout=30)
     states = {t["task_id"]: t["state"] for t in tis.json()["task_instances"]}
     assert state == "success", states
-    assert set(states.values()) == {"success"} and set(states) == set(STEPS)
+    assert set(states.values()) == {"success"} and set(states) == set(TASKS)
 
     serving = airflow_services["tmp"] / "serving.duckdb"
     con = connect(serving, read_only=True)

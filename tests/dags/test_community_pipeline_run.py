@@ -44,7 +44,9 @@ def test_dag_run_succeeds_and_publishes(dag_run) -> None:
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-5000:]
     assert "state=success" in log
-    for task_id in ("extract", "validate", "load", "ingest_decisions", "score", "transform", "validate_marts", "publish"):
+    from pulse import TASKS
+
+    for task_id in TASKS:
         assert f"end task task_id={task_id}" in log, task_id
     assert (tmp / "serving.duckdb").exists()
 

@@ -30,15 +30,24 @@ def test_each_file_defines_the_dag_named_after_it(dagbag, dag_file: str) -> None
 
 
 def test_community_pipeline_shape(dagbag) -> None:
+    """One chain of tasks (pulse.TASKS), scoring fanned out: plan_scoring -> score_partition
+    (mapped over partitions, default pool: no warehouse access) -> merge_scores."""
+    from pulse import TASKS
+
     dag = dagbag.dags["community_pipeline"]
-    order = ["extract", "validate", "load", "ingest_decisions", "score", "transform", "validate_marts", "publish"]
+    order = list(TASKS)
+    assert order == ["extract", "validate", "load", "ingest_decisions", "plan_scoring", "score_partition",
+                     "merge_scores", "transform", "validate_marts", "publish"]  # fmt: skip
     assert sorted(t.task_id for t in dag.tasks) == sorted(order)
-    for upstream, downstream in zip(order, order[1:]):
+    for upstream, downstream in zip(order, order[1:], strict=False):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
     assert dag.max_active_runs == 1
     for t in dag.tasks:
         assert t.retries >= 1, f"{t.task_id} has no retries"
-        assert t.pool == "pulse_warehouse", f"{t.task_id} must use the one-slot warehouse pool"
+        if t.task_id == "score_partition":  # reads and writes only its partition files, never the warehouse
+            assert t.pool != "pulse_warehouse", "score_partition must not hold the one-slot warehouse pool"
+        else:
+            assert t.pool == "pulse_warehouse", f"{t.task_id} must use the one-slot warehouse pool"
         assert t.execution_timeout is not None
         assert t.retry_exponential_backoff, f"{t.task_id} retries without backoff"
         assert t.on_failure_callback, f"{t.task_id} has no failure notifier"

@@ -164,7 +164,7 @@ def test_backup_files_are_encrypted_and_watermarks_are_in_the_manifest(env: tupl
         for needle in (NAME.encode(), NOTE.encode(), b"PAR1", b"SQLite format 3", b"CREATE TABLE"):
             assert needle not in data, f"{f.name} holds {needle!r} in clear"
     m = result.manifest
-    assert m["migration_level"] == "008_privacy" and m["review_store"]["tables"]["review_decisions"] == 2
+    assert m["migration_level"] == "009_privacy_verification" and m["review_store"]["tables"]["review_decisions"] == 2
     assert {w["stream"] for w in m["watermarks"]} == {"users", "content", "engagement_events"}
     assert m["tables"]["staging.engagement_events"]["rows"] == 5765
     # Without the key: nothing can be read.
