@@ -61,7 +61,7 @@ PLANS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "smoke": (("tiny fp32", "tiny", "none"),),
 }  # fmt: skip
 
-LOCUSTFILE = '''
+LOCUSTFILE = """
 import itertools, json, os
 from locust import FastHttpUser, task, constant
 TEXTS = json.load(open(os.environ["PULSE_BENCH_TEXTS"], encoding="utf-8"))
@@ -79,7 +79,7 @@ class Client(FastHttpUser):
         with self.client.post("/v1alpha1/comments:analyze?key=" + KEY, json=body, name="analyze", catch_response=True) as r:
             if r.status_code != 200:
                 r.failure(f"HTTP {r.status_code}")
-'''
+"""
 
 
 def _free_port() -> int:
@@ -171,12 +171,19 @@ class _Server:
         self.log.close()
 
 
-def locust_run(base: str, key: str, texts_file: Path, attributes: list[str], users: int, seconds: int, work: Path) -> dict[str, Any]:
+def locust_run(
+    base: str, key: str, texts_file: Path, attributes: list[str], users: int, seconds: int, work: Path
+) -> dict[str, Any]:
     """One headless locust run; returns ``{rps, p50_ms, p99_ms, requests, failures}`` of the Aggregated row."""
     locustfile = work / "locustfile.py"
     locustfile.write_text(LOCUSTFILE, encoding="utf-8")
     prefix = work / f"locust_{users}"
-    env = {**os.environ, "PULSE_BENCH_TEXTS": str(texts_file), "PULSE_BENCH_KEY": key, "PULSE_BENCH_ATTRS": json.dumps(attributes)}
+    env = {
+        **os.environ,
+        "PULSE_BENCH_TEXTS": str(texts_file),
+        "PULSE_BENCH_KEY": key,
+        "PULSE_BENCH_ATTRS": json.dumps(attributes),
+    }
     cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--host", base, "-u", str(users),
            "-r", str(users), "-t", f"{seconds}s", "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
            "--stop-timeout", "10"]  # fmt: skip
@@ -234,7 +241,12 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     texts = _texts(N_TEXTS[cfg.profile])
     texts_file = work / "texts.json"
     texts_file.write_text(json.dumps(texts), encoding="utf-8")
-    out: dict[str, Any] = {"models": {}, "n_texts": len(texts), "threads": THREADS, "duration_s": DURATION_S[cfg.profile]}
+    out: dict[str, Any] = {
+        "models": {},
+        "n_texts": len(texts),
+        "threads": THREADS,
+        "duration_s": DURATION_S[cfg.profile],
+    }
     for key, model, quantization in PLANS[cfg.profile]:
         spec = _model_spec(cfg, model)
         scorer = load_batch_scorer(spec, quantization)
@@ -243,7 +255,10 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         attributes = [LABEL_ATTRIBUTES[label] for label in scorer.labels]
         low = {}
         if model != "lexical" and quantization == "none" and "time_to_flag" not in out:
-            low = {"PULSE_THRESHOLDS": json.dumps({"toxicity": 0.01}), "PULSE_HOLD_THRESHOLDS": json.dumps({"toxicity": 0.99})}
+            low = {
+                "PULSE_THRESHOLDS": json.dumps({"toxicity": 0.01}),
+                "PULSE_HOLD_THRESHOLDS": json.dumps({"toxicity": 0.99}),
+            }
         server = _Server(work / key.replace(" ", "_"), spec, quantization, **low)
         try:
             entry: dict[str, Any] = {"model_id": str(scorer.model_id), "clients": {}}
@@ -284,12 +299,18 @@ def render(result: dict[str, Any]) -> str:
         "has a core to itself). Community model = the all-MiniLM-L6-v2 encoder with a random head (the trained model's "
         "compute).",
         "",
-        md_table(("model", "clients", "requests/s", "p50 ms", "p99 ms", "batch texts/s", "API / batch", "failed", "load"), rows),
+        md_table(
+            ("model", "clients", "requests/s", "p50 ms", "p99 ms", "batch texts/s", "API / batch", "failed", "load"),
+            rows,
+        ),
         "",
         "Micro-batching (requests coalesced per engine call over the whole run; busy = seconds the engine worked): "
-        + "; ".join(f"{k}: {m['batching']['texts']} texts in {m['batching']['batches']} calls "
-                    f"(mean {m['batching']['mean_batch']}, largest {m['batching']['largest_batch']}, busy {m['batching']['busy_s']:.0f} s)"
-                    for k, m in result["models"].items()) + ".",
+        + "; ".join(
+            f"{k}: {m['batching']['texts']} texts in {m['batching']['batches']} calls "
+            f"(mean {m['batching']['mean_batch']}, largest {m['batching']['largest_batch']}, busy {m['batching']['busy_s']:.0f} s)"
+            for k, m in result["models"].items()
+        )
+        + ".",
     ]
     best = {k: max((c["ratio_to_batch"] for u, c in m["clients"].items() if int(u) >= 8), default=None)
             for k, m in result["models"].items()}  # fmt: skip

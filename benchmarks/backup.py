@@ -35,9 +35,13 @@ BENCH_KEY = "benchmark-key-not-secret-0123456789abcdef"
 def _settings(folder: Path) -> Any:
     from pulse.settings import load_settings
 
-    return load_settings(warehouse=folder / "data" / "warehouse.duckdb", serving=folder / "data" / "serving.duckdb",
-                         review_store_url=f"sqlite:///{folder / 'data' / 'review.sqlite'}",
-                         erasure_ledger=folder / "keys" / "erasure_ledger.jsonl", backup_key=BENCH_KEY)
+    return load_settings(
+        warehouse=folder / "data" / "warehouse.duckdb",
+        serving=folder / "data" / "serving.duckdb",
+        review_store_url=f"sqlite:///{folder / 'data' / 'review.sqlite'}",
+        erasure_ledger=folder / "keys" / "erasure_ledger.jsonl",
+        backup_key=BENCH_KEY,
+    )
 
 
 def measure(cfg: BenchConfig, warehouse: Path, repeats: int) -> dict[str, Any]:
@@ -97,7 +101,10 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         history = ensure_history(cfg, factor)
         entry = measure(cfg, Path(history["warehouse"]), cfg.repeats)
         out["sizes"][str(factor)] = entry
-        out["daily"][str(factor)] = {"rpo_max_h": round(24 + entry["create_s"] / 3600, 3), "rto_restore_s": entry["restore_s"]}
+        out["daily"][str(factor)] = {
+            "rpo_max_h": round(24 + entry["create_s"] / 3600, 3),
+            "rto_restore_s": entry["restore_s"],
+        }
     return out
 
 
@@ -105,23 +112,48 @@ def render(result: dict[str, Any]) -> str:
     """The Markdown section for ``BENCHMARKS.md``."""
     mib = 1 << 20
     rows = [
-        (f"{f}x", e["rows"], e["tables"], e["warehouse_bytes"] / mib, e["backup_bytes"] / mib, e["ratio"], e["create_s"],
-         e["verify_s"], e["restore_s"], result["daily"][f]["rpo_max_h"])
+        (
+            f"{f}x",
+            e["rows"],
+            e["tables"],
+            e["warehouse_bytes"] / mib,
+            e["backup_bytes"] / mib,
+            e["ratio"],
+            e["create_s"],
+            e["verify_s"],
+            e["restore_s"],
+            result["daily"][f]["rpo_max_h"],
+        )
         for f, e in result["sizes"].items()
     ]
-    return "\n".join([
-        f"## Backup and restore: {' / '.join(f'{f}x' for f in result['sizes'])} of the beer dump",
-        "",
-        f"Command: `{COMMAND}`. `pulse backup create` / `verify` (re-hash + restore drill) / `restore` (after deleting "
-        "the warehouse) of the history warehouse of each size, to a local folder, medians of the runs. The backup is "
-        "DuckDB `EXPORT DATABASE` (Parquet, zstd) + the SQLite review store, each file AES-256-GCM encrypted; ratio = "
-        "warehouse file / backup bytes.",
-        "",
-        md_table(("size", "rows", "tables", "warehouse MiB", "backup MiB", "ratio", "create s", "verify s", "restore s",
-                  "RPO max h (daily)"), rows),
-        "",
-        "**Daily schedule** (`warehouse_backup` DAG after each pipeline run): recovery point at most 24 h + one create "
-        "(the lost interval is re-read from the sources: loads are idempotent, so nothing is loaded twice); recovery "
-        "time = restore s above (+ download time from an object store) + one pipeline run for the lost day "
-        "(bench:incremental).",
-    ])
+    return "\n".join(
+        [
+            f"## Backup and restore: {' / '.join(f'{f}x' for f in result['sizes'])} of the beer dump",
+            "",
+            f"Command: `{COMMAND}`. `pulse backup create` / `verify` (re-hash + restore drill) / `restore` (after deleting "
+            "the warehouse) of the history warehouse of each size, to a local folder, medians of the runs. The backup is "
+            "DuckDB `EXPORT DATABASE` (Parquet, zstd) + the SQLite review store, each file AES-256-GCM encrypted; ratio = "
+            "warehouse file / backup bytes.",
+            "",
+            md_table(
+                (
+                    "size",
+                    "rows",
+                    "tables",
+                    "warehouse MiB",
+                    "backup MiB",
+                    "ratio",
+                    "create s",
+                    "verify s",
+                    "restore s",
+                    "RPO max h (daily)",
+                ),
+                rows,
+            ),
+            "",
+            "**Daily schedule** (`warehouse_backup` DAG after each pipeline run): recovery point at most 24 h + one create "
+            "(the lost interval is re-read from the sources: loads are idempotent, so nothing is loaded twice); recovery "
+            "time = restore s above (+ download time from an object store) + one pipeline run for the lost day "
+            "(bench:incremental).",
+        ]
+    )

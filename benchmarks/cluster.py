@@ -66,9 +66,15 @@ def summarise(partitions: list[dict[str, Any]], workers: int) -> dict[str, Any]:
     for p in partitions:
         by_worker[p["hostname"]] = by_worker.get(p["hostname"], 0) + 1
     return {
-        "workers": workers, "partitions": len(partitions), "texts": texts, "span_s": span,
-        "texts_per_s": texts / span, "scoring_texts_per_s": texts / scoring if scoring else None,
-        "overhead_s": median(overheads), "overhead_max_s": max(overheads), "by_worker": dict(sorted(by_worker.items())),
+        "workers": workers,
+        "partitions": len(partitions),
+        "texts": texts,
+        "span_s": span,
+        "texts_per_s": texts / span,
+        "scoring_texts_per_s": texts / scoring if scoring else None,
+        "overhead_s": median(overheads),
+        "overhead_max_s": max(overheads),
+        "by_worker": dict(sorted(by_worker.items())),
     }
 
 
@@ -87,14 +93,26 @@ def _partitions(cluster: Any, run_id: str) -> list[dict[str, Any]]:
     tis = httpx.get(base, headers=headers, params={"limit": 1000}, timeout=30).json()["task_instances"]
     out = []
     for t in (t for t in tis if t["task_id"] == "score_partition"):
-        x = httpx.get(f"{base}/score_partition/xcomEntries/return_value", headers=headers,
-                      params={"map_index": t["map_index"], "deserialize": True}, timeout=30).json()["value"]
+        x = httpx.get(
+            f"{base}/score_partition/xcomEntries/return_value",
+            headers=headers,
+            params={"map_index": t["map_index"], "deserialize": True},
+            timeout=30,
+        ).json()["value"]
         if isinstance(x, str):
             import ast
 
             x = ast.literal_eval(x)
-        out.append({"start": t["start_date"], "end": t["end_date"], "duration_s": t["duration"], "rows": x["rows"],
-                    "seconds": x["seconds"], "hostname": t["hostname"]})
+        out.append(
+            {
+                "start": t["start_date"],
+                "end": t["end_date"],
+                "duration_s": t["duration"],
+                "rows": x["rows"],
+                "seconds": x["seconds"],
+                "hostname": t["hostname"],
+            }
+        )
     return out
 
 
@@ -121,11 +139,19 @@ def measure(cfg: BenchConfig, workers: int, dump: str, checkpoint: str) -> dict[
         cluster = up(folder / "home", workers=workers, api_port=free_port(), database=database, log=lambda m: None)
         up_s = time.perf_counter() - t0
         load_before = loadavg()
-        conf = {"source": "stackexchange", "path": dump, "since": WINDOW[0], "until": WINDOW[1],
-                "partition_rows": PARTITION_ROWS, "scorer": f"checkpoint:{checkpoint}"}
+        conf = {
+            "source": "stackexchange",
+            "path": dump,
+            "since": WINDOW[0],
+            "until": WINDOW[1],
+            "partition_rows": PARTITION_ROWS,
+            "scorer": f"checkpoint:{checkpoint}",
+        }
         run_id = trigger(cluster, "community_pipeline", conf)
         state = wait_run(cluster, "community_pipeline", run_id, timeout_s=7200)
-        scoring = [t for t in state["task_instances"] if t["task_id"] in ("plan_scoring", "score_partition", "merge_scores")]
+        scoring = [
+            t for t in state["task_instances"] if t["task_id"] in ("plan_scoring", "score_partition", "merge_scores")
+        ]
         if not scoring or any(t["state"] != "success" for t in scoring):  # later gates (marts) do not matter here
             raise RuntimeError(f"run {run_id} ended {state['state']}: {state['task_instances']}")
         result = summarise(_partitions(cluster, run_id), workers)
@@ -157,53 +183,105 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         from benchmarks.scoring import _checkpoint
 
         factor = max(cfg.sizes)
-        dump = str(scale_dump(beer_dump_path(), cfg.work_dir / "dumps", factor).path) if factor > 1 else str(beer_dump_path())
+        dump = (
+            str(scale_dump(beer_dump_path(), cfg.work_dir / "dumps", factor).path)
+            if factor > 1
+            else str(beer_dump_path())
+        )
         checkpoint = str(_checkpoint(cfg, "minilm"))
         runs = {str(w): measure(cfg, w, dump, checkpoint) for w in WORKERS}
         model = f"minilm (all-MiniLM-L6-v2 + 6-label head), fp32, 1 torch thread per worker; beer x{factor}"
     one, two = runs["1"]["texts_per_s"], runs[str(max(WORKERS))]["texts_per_s"]
-    return {"runs": runs, "ratio": two / one, "needed": {str(n): workers_needed(n, one) for n in BACKFILL_TEXTS},
-            "model": model, "dump": dump}
+    return {
+        "runs": runs,
+        "ratio": two / one,
+        "needed": {str(n): workers_needed(n, one) for n in BACKFILL_TEXTS},
+        "model": model,
+        "dump": dump,
+    }
 
 
 #: A recorded shape for the smoke profile (two workers of two partitions each, one worker of three).
 SMOKE_PARTITIONS: dict[int, list[dict[str, Any]]] = {
-    1: [{"start": f"2026-01-01T00:00:{s:02d}Z", "end": f"2026-01-01T00:00:{s + 10:02d}Z", "duration_s": 10.0, "rows": 400,
-         "seconds": 8.0, "hostname": "worker-1"} for s in (0, 10, 20)],
-    2: [{"start": f"2026-01-01T00:00:{s:02d}Z", "end": f"2026-01-01T00:00:{s + 10:02d}Z", "duration_s": 10.0, "rows": 400,
-         "seconds": 8.0, "hostname": h} for s, h in ((0, "worker-1"), (0, "worker-2"), (10, "worker-1"), (10, "worker-2"))],
+    1: [
+        {
+            "start": f"2026-01-01T00:00:{s:02d}Z",
+            "end": f"2026-01-01T00:00:{s + 10:02d}Z",
+            "duration_s": 10.0,
+            "rows": 400,
+            "seconds": 8.0,
+            "hostname": "worker-1",
+        }
+        for s in (0, 10, 20)
+    ],
+    2: [
+        {
+            "start": f"2026-01-01T00:00:{s:02d}Z",
+            "end": f"2026-01-01T00:00:{s + 10:02d}Z",
+            "duration_s": 10.0,
+            "rows": 400,
+            "seconds": 8.0,
+            "hostname": h,
+        }
+        for s, h in ((0, "worker-1"), (0, "worker-2"), (10, "worker-1"), (10, "worker-2"))
+    ],
 }
 
 
 def render(result: dict[str, Any]) -> str:
     """The Markdown section for ``BENCHMARKS.md``."""
     rows = [
-        (w, r["texts"], r["partitions"], ", ".join(f"{h}: {n}" for h, n in r["by_worker"].items()), r["span_s"],
-         r["texts_per_s"], r["scoring_texts_per_s"], r["overhead_s"], r["overhead_max_s"],
-         " -> ".join(f"{x[0]:.1f}" for x in (r.get("load_before"), r.get("load_after")) if x) or "-")
+        (
+            w,
+            r["texts"],
+            r["partitions"],
+            ", ".join(f"{h}: {n}" for h, n in r["by_worker"].items()),
+            r["span_s"],
+            r["texts_per_s"],
+            r["scoring_texts_per_s"],
+            r["overhead_s"],
+            r["overhead_max_s"],
+            " -> ".join(f"{x[0]:.1f}" for x in (r.get("load_before"), r.get("load_after")) if x) or "-",
+        )
         for w, r in result["runs"].items()
     ]
-    table = md_table(("workers", "texts", "partitions", "partitions per worker", "span s", "texts/s (fanned out)",
-                      "texts/s inside score calls", "overhead per partition s (median)", "max s",
-                      "load average (1 min) before -> after"), rows)
+    table = md_table(
+        (
+            "workers",
+            "texts",
+            "partitions",
+            "partitions per worker",
+            "span s",
+            "texts/s (fanned out)",
+            "texts/s inside score calls",
+            "overhead per partition s (median)",
+            "max s",
+            "load average (1 min) before -> after",
+        ),
+        rows,
+    )
     one = result["runs"]["1"]["texts_per_s"]
-    needed = md_table(("texts to backfill in one day", "workers needed (at the 1-worker rate)"),
-                      [(int(n), w) for n, w in result["needed"].items()])
-    return "\n".join([
-        "## Cluster: scoring fanned out over Celery workers",
-        "",
-        f"Command: `{COMMAND}`. A fresh `pulse cluster up --workers N` (CeleryExecutor, Redis, PostgreSQL metadata DB; "
-        "concurrency 1 and one torch thread per worker) runs `community_pipeline` through the REST API on "
-        f"[{WINDOW[0][:10]}, {WINDOW[1][:10]}) of the scaled beer dump, partitions of {PARTITION_ROWS} texts; model: "
-        f"{result['model']}. Throughput = texts / (last partition's end - first partition's start); overhead = task "
-        "duration - seconds inside `score` (task start, imports, model load, Parquet I/O). The machine has 2 cores "
-        "shared with other work (the scheduler, API server and the other agents' jobs run beside the workers).",
-        "",
-        table,
-        "",
-        f"- 2 workers vs 1: **{result['ratio']:.2f}x** the throughput.",
-        f"- Backfill in one day at the measured 1-worker rate ({one:,.1f} texts/s), assuming linear scaling (each worker "
-        "on its own cores; the ratio above is what 2 workers on 2 shared cores gave):",
-        "",
-        needed,
-    ])
+    needed = md_table(
+        ("texts to backfill in one day", "workers needed (at the 1-worker rate)"),
+        [(int(n), w) for n, w in result["needed"].items()],
+    )
+    return "\n".join(
+        [
+            "## Cluster: scoring fanned out over Celery workers",
+            "",
+            f"Command: `{COMMAND}`. A fresh `pulse cluster up --workers N` (CeleryExecutor, Redis, PostgreSQL metadata DB; "
+            "concurrency 1 and one torch thread per worker) runs `community_pipeline` through the REST API on "
+            f"[{WINDOW[0][:10]}, {WINDOW[1][:10]}) of the scaled beer dump, partitions of {PARTITION_ROWS} texts; model: "
+            f"{result['model']}. Throughput = texts / (last partition's end - first partition's start); overhead = task "
+            "duration - seconds inside `score` (task start, imports, model load, Parquet I/O). The machine has 2 cores "
+            "shared with other work (the scheduler, API server and the other agents' jobs run beside the workers).",
+            "",
+            table,
+            "",
+            f"- 2 workers vs 1: **{result['ratio']:.2f}x** the throughput.",
+            f"- Backfill in one day at the measured 1-worker rate ({one:,.1f} texts/s), assuming linear scaling (each worker "
+            "on its own cores; the ratio above is what 2 workers on 2 shared cores gave):",
+            "",
+            needed,
+        ]
+    )

@@ -152,7 +152,9 @@ def _version(package: str) -> str | None:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -296,7 +298,9 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def run_worker(target: str, kwargs: dict[str, Any], *, in_process: bool = False, timeout: float = 3600) -> dict[str, Any]:
+def run_worker(
+    target: str, kwargs: dict[str, Any], *, in_process: bool = False, timeout: float = 3600
+) -> dict[str, Any]:
     """Run ``target`` (``"module:function"``) with ``kwargs`` and return its dict result.
 
     In a fresh process (default): the result gains ``max_rss_mb`` (the worker's peak RSS, MiB)
@@ -324,10 +328,9 @@ def run_worker(target: str, kwargs: dict[str, Any], *, in_process: bool = False,
     if proc.returncode != 0 or not lines:
         tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
         raise WorkerError(f"worker {target} failed (exit {proc.returncode}):\n{tail}")
-    out = json.loads(lines[-1][len(RESULT_MARKER):])
+    out = json.loads(lines[-1][len(RESULT_MARKER) :])
     out["wall_s"] = round(wall, 3)
     return out
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,10 +393,11 @@ def update_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     block = f"{start}\n{body.strip()}\n{end}"
     text = path.read_text(encoding="utf-8") if path.is_file() else BENCHMARKS_MD_HEADER
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: block, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _m: block, text, count=1)
+        if pattern.search(text)
+        else text.rstrip("\n") + "\n\n" + block + "\n"
+    )
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

@@ -78,7 +78,11 @@ def _page_queries(serving: str, reps: int, only: list[str] | None) -> dict[str, 
     import dashboards.data as data
 
     app = Path(dashboards.__file__).resolve().parent / "app.py"
-    views = sorted(p.name for p in (app.parent / "views").glob("*.py") if not p.name.startswith("_") and (only is None or p.name in only))
+    views = sorted(
+        p.name
+        for p in (app.parent / "views").glob("*.py")
+        if not p.name.startswith("_") and (only is None or p.name in only)
+    )
     original = data.query
     log: list[tuple[str, tuple[Any, ...]]] = []
 
@@ -111,14 +115,20 @@ def _page_queries(serving: str, reps: int, only: list[str] | None) -> dict[str, 
             at.run()
             warm = time.perf_counter() - t0
             exceptions = [str(e.value)[:300] for e in at.exception]
-            pages[view] = {"queries": len(calls), "render_cold_s": cold, "render_warm_s": warm, "exception": exceptions or None, "_calls": calls}
+            pages[view] = {
+                "queries": len(calls),
+                "render_cold_s": cold,
+                "render_warm_s": warm,
+                "exception": exceptions or None,
+                "_calls": calls,
+            }
     finally:
         data.query = original  # type: ignore[assignment]
 
     import duckdb
 
     held = duckdb.connect(str(Path(serving).resolve()), read_only=True)
-    for view, entry in pages.items():
+    for entry in pages.values():
         calls = entry.pop("_calls", None)
         if not calls:
             continue
@@ -145,7 +155,11 @@ def _page_queries(serving: str, reps: int, only: list[str] | None) -> dict[str, 
         for mode, vals in totals.items():
             entry[mode] = {"p50": percentile(vals, 50), "p95": percentile(vals, 95)}
         worst = max(range(len(calls)), key=lambda i: percentile(per_query[i], 50))
-        entry["slowest_query"] = {"sql": " ".join(calls[worst][0].split())[:160], "p50": percentile(per_query[worst], 50), "p95": percentile(per_query[worst], 95)}
+        entry["slowest_query"] = {
+            "sql": " ".join(calls[worst][0].split())[:160],
+            "p50": percentile(per_query[worst], 50),
+            "p95": percentile(per_query[worst], 95),
+        }
     held.close()
     return {"pages": pages, "snapshot_mb": Path(serving).stat().st_size / 2**20, **_overheads(serving)}
 
@@ -192,7 +206,11 @@ def run(cfg: BenchConfig, snapshots: dict[str, str] | None = None) -> dict[str, 
     for label, serving in snapshots.items():
         # the smoke test exercises the machinery on two pages; the page tests cover every page
         pages = ["peak_times.py", "trending.py"] if cfg.profile == "smoke" else None
-        out["snapshots"][label] = run_worker("benchmarks.dashboards:page_queries", {"serving": serving, "reps": reps, "pages": pages}, in_process=cfg.in_process)
+        out["snapshots"][label] = run_worker(
+            "benchmarks.dashboards:page_queries",
+            {"serving": serving, "reps": reps, "pages": pages},
+            in_process=cfg.in_process,
+        )
     return out
 
 
@@ -203,7 +221,9 @@ def render(result: dict[str, Any]) -> str:
     worst: tuple[float, str] = (0.0, "")
     overheads = []
     for label, snap in result["snapshots"].items():
-        overheads.append(f"{label}: settings {snap.get('serving_path_ms', 0):.1f} ms, connect+close {snap.get('connect_close_ms', 0):.0f} ms")
+        overheads.append(
+            f"{label}: settings {snap.get('serving_path_ms', 0):.1f} ms, connect+close {snap.get('connect_close_ms', 0):.0f} ms"
+        )
         for page, e in snap["pages"].items():
             if "skipped" in e:
                 continue
@@ -215,7 +235,9 @@ def render(result: dict[str, Any]) -> str:
                 held.get("p50"), e["render_cold_s"], e["render_warm_s"], "page raised" if e.get("exception") else "",
             ))  # fmt: skip
             if e.get("slowest_query"):
-                slow.append((label, page.removesuffix(".py"), e["slowest_query"]["p50"], f"`{e['slowest_query']['sql']}`"))
+                slow.append(
+                    (label, page.removesuffix(".py"), e["slowest_query"]["p50"], f"`{e['slowest_query']['sql']}`")
+                )
     table = md_table(
         ("snapshot", "page", "queries", "no cache p50 s", "no cache p95 s", "cached p50 s", "cached p95 s",
          "same queries, one open connection p50 s", "AppTest render cold s", "warm s", ""),
@@ -229,24 +251,26 @@ def render(result: dict[str, Any]) -> str:
         if worst_100 is not None
         else "not measured at 100x in this run"
     )
-    return "\n".join([
-        "## Dashboards: each page's queries on the serving snapshot",
-        "",
-        f"Command: `{COMMAND}`. Every page rendered once with Streamlit `AppTest` while recording the "
-        "`dashboards.data.query` calls it makes (router + page, default widget values); those exact calls are then replayed "
-        f"{result['reps']} times through `dashboards.data.query`, with `st.cache_data` cleared before each replay (no cache) and "
-        "without clearing (cached), and once more on one DuckDB connection opened beforehand (the queries alone). "
-        "Time per page = sum of its queries; p50/p95 over the replays.",
-        "",
-        table,
-        "",
-        f"Goal: every page's queries under {result['goal_s']:.0f} s at 100x: {verdict}. Worst page overall: {worst[1]} "
-        f"({worst[0]:.3f} s p95 without cache).",
-        "",
-        "Fixed costs of every uncached query (`dashboards.data.query` opens the snapshot, runs one query, closes it; "
-        "`serving_path()` builds the settings): " + "; ".join(overheads) + ".",
-        "",
-        "Slowest query of each page (p50 s, no cache):",
-        "",
-        md_table(("snapshot", "page", "p50 s", "query"), slow),
-    ])
+    return "\n".join(
+        [
+            "## Dashboards: each page's queries on the serving snapshot",
+            "",
+            f"Command: `{COMMAND}`. Every page rendered once with Streamlit `AppTest` while recording the "
+            "`dashboards.data.query` calls it makes (router + page, default widget values); those exact calls are then replayed "
+            f"{result['reps']} times through `dashboards.data.query`, with `st.cache_data` cleared before each replay (no cache) and "
+            "without clearing (cached), and once more on one DuckDB connection opened beforehand (the queries alone). "
+            "Time per page = sum of its queries; p50/p95 over the replays.",
+            "",
+            table,
+            "",
+            f"Goal: every page's queries under {result['goal_s']:.0f} s at 100x: {verdict}. Worst page overall: {worst[1]} "
+            f"({worst[0]:.3f} s p95 without cache).",
+            "",
+            "Fixed costs of every uncached query (`dashboards.data.query` opens the snapshot, runs one query, closes it; "
+            "`serving_path()` builds the settings): " + "; ".join(overheads) + ".",
+            "",
+            "Slowest query of each page (p50 s, no cache):",
+            "",
+            md_table(("snapshot", "page", "p50 s", "query"), slow),
+        ]
+    )

@@ -115,13 +115,19 @@ def measure(warehouse: str, scratch: str, dump: str) -> dict[str, Any]:
 
         timing = _TimingConnection(con)
         total, _ = _timed(lambda: run_marts(timing))  # type: ignore[arg-type]
-        out["transform"] = {"total_s": total, "per_statement_s": dict(sorted(timing.seconds.items(), key=lambda kv: -kv[1]))}
+        out["transform"] = {
+            "total_s": total,
+            "per_statement_s": dict(sorted(timing.seconds.items(), key=lambda kv: -kv[1])),
+        }
 
         scratch_times = {}
         for batch in SCRATCH_BATCHES:
             con.execute("delete from moderation.scores")
             scratch_times[str(batch)] = _timed(lambda b=batch: score_pending(con, scorer, batch_size=b))[0]
-        out["score_scratch"] = {"texts": one(con, "select count(*) from moderation.scores")[0], "seconds_by_commit_batch": scratch_times}
+        out["score_scratch"] = {
+            "texts": one(con, "select count(*) from moderation.scores")[0],
+            "seconds_by_commit_batch": scratch_times,
+        }
 
     n = 20
     load_settings()
@@ -187,15 +193,17 @@ def render(result: dict[str, Any]) -> str:
          f"byte-level date pre-filter over {result['extract_prefilter']['lines']:,} lines", result["extract_prefilter"]["seconds"]),
     ]  # fmt: skip
     marts = md_table(("statement", "s"), [(k, v) for k, v in list(tr["per_statement_s"].items())[:8]])
-    return "\n".join([
-        f"## Hotspots at {f}x: current path against the proposed one",
-        "",
-        f"Command: `{COMMAND}` (on a copy of the {f}x history warehouse; the project's code is not changed: the proposed paths "
-        "are reproduced here to size the gain). Seconds unless marked.",
-        "",
-        md_table(("stage", "current", "s", "proposed", "s"), rows),
-        "",
-        f"Transform rebuilds every mart from staging on every run ({tr['total_s']:.2f} s in all at {f}x); the costliest statements:",
-        "",
-        marts,
-    ])
+    return "\n".join(
+        [
+            f"## Hotspots at {f}x: current path against the proposed one",
+            "",
+            f"Command: `{COMMAND}` (on a copy of the {f}x history warehouse; the project's code is not changed: the proposed paths "
+            "are reproduced here to size the gain). Seconds unless marked.",
+            "",
+            md_table(("stage", "current", "s", "proposed", "s"), rows),
+            "",
+            f"Transform rebuilds every mart from staging on every run ({tr['total_s']:.2f} s in all at {f}x); the costliest statements:",
+            "",
+            marts,
+        ]
+    )

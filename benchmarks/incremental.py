@@ -43,7 +43,11 @@ def _one_day(cfg: BenchConfig, history: dict[str, Any], path: str, tag: str) -> 
 
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    steps = {s: median(r["steps"][s]["s"] for r in runs if s in r["steps"]) for s in STEPS if any(s in r["steps"] for r in runs)}
+    steps = {
+        s: median(r["steps"][s]["s"] for r in runs if s in r["steps"])
+        for s in STEPS
+        if any(s in r["steps"] for r in runs)
+    }
     return {
         "steps_s": steps,
         "total_s": median(r["total_s"] for r in runs),
@@ -85,7 +89,9 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         for step in (*STEPS, "total")
         if step != "total"
     }
-    out["growth_vs_history"]["total"] = loglog_slope(hist, [out["sizes"][str(f)]["same_new_data"]["total_s"] for f in factors])
+    out["growth_vs_history"]["total"] = loglog_slope(
+        hist, [out["sizes"][str(f)]["same_new_data"]["total_s"] for f in factors]
+    )
     return out
 
 
@@ -96,31 +102,48 @@ def render(result: dict[str, Any]) -> str:
     rows = []
     for factor, e in sizes.items():
         same = e["same_new_data"]
-        rows.append((f"{factor}x", e["history_rows"], same["new_rows"], *(same["steps_s"].get(s) for s in steps), same["total_s"], same["peak_rss_mb"]))
-    same_table = md_table(("history", "history rows", "new rows", *(f"{s} s" for s in steps), "total s", "peak RSS MiB"), rows)
+        rows.append(
+            (
+                f"{factor}x",
+                e["history_rows"],
+                same["new_rows"],
+                *(same["steps_s"].get(s) for s in steps),
+                same["total_s"],
+                same["peak_rss_mb"],
+            )
+        )
+    same_table = md_table(
+        ("history", "history rows", "new rows", *(f"{s} s" for s in steps), "total s", "peak RSS MiB"), rows
+    )
     rows = []
     for factor, e in sizes.items():
         sc = e["scaled_new_data"]
-        rows.append((f"{factor}x", e["history_rows"], sc["new_rows"], *(sc["steps_s"].get(s) for s in steps), sc["total_s"]))
+        rows.append(
+            (f"{factor}x", e["history_rows"], sc["new_rows"], *(sc["steps_s"].get(s) for s in steps), sc["total_s"])
+        )
     scaled_table = md_table(("history", "history rows", "new rows", *(f"{s} s" for s in steps), "total s"), rows)
     growth = result.get("growth_vs_history", {})
-    growth_row = md_table(("", *steps, "total"), [("log-log slope vs history", *(growth.get(s) for s in steps), growth.get("total"))])
-    return "\n".join([
-        "## Incremental cost: one new day on top of 1x / 10x / 100x history",
-        "",
-        f"Command: `{COMMAND}`. New day: `{result['day']}` (the interval `[day, day + 1 day)`), loaded with "
-        "`pulse.steps.run_pipeline(..., since=, until=)` on a copy of a warehouse holding everything before it. "
-        "Seconds per step from `ops.step_log`, median of the runs.",
-        "",
-        "**Same new data** (the day from the real dump, identical at every history size): growth here is the cost of history.",
-        "",
-        same_table,
-        "",
-        growth_row,
-        "",
-        "Slope 0 = constant in the history size, 1 = proportional to it.",
-        "",
-        "**Scaled new data** (the day from the scaled dump: a community N times larger also gets N times more per day; one run):",
-        "",
-        scaled_table,
-    ])
+    growth_row = md_table(
+        ("", *steps, "total"), [("log-log slope vs history", *(growth.get(s) for s in steps), growth.get("total"))]
+    )
+    return "\n".join(
+        [
+            "## Incremental cost: one new day on top of 1x / 10x / 100x history",
+            "",
+            f"Command: `{COMMAND}`. New day: `{result['day']}` (the interval `[day, day + 1 day)`), loaded with "
+            "`pulse.steps.run_pipeline(..., since=, until=)` on a copy of a warehouse holding everything before it. "
+            "Seconds per step from `ops.step_log`, median of the runs.",
+            "",
+            "**Same new data** (the day from the real dump, identical at every history size): growth here is the cost of history.",
+            "",
+            same_table,
+            "",
+            growth_row,
+            "",
+            "Slope 0 = constant in the history size, 1 = proportional to it.",
+            "",
+            "**Scaled new data** (the day from the scaled dump: a community N times larger also gets N times more per day; one run):",
+            "",
+            scaled_table,
+        ]
+    )

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import BenchConfig, median, md_table, run_worker
+from benchmarks.common import BenchConfig, md_table, median, run_worker
 
 NAME = "ingest"
 FILES: tuple[str, ...] = ("Posts.xml", "Comments.xml", "Votes.xml", "Users.xml")
@@ -196,9 +196,27 @@ def run(cfg: BenchConfig, dumps: dict[int, Path] | None = None) -> dict[str, Any
         size_bytes = sum((dump / f).stat().st_size for f in FILES)
         runs: dict[str, list[dict[str, Any]]] = {"ours": [], "pandas_duckdb": [], "pandas_sqlite": []}
         for _ in range(cfg.repeats):  # interleaved, so drift in machine load hits every path alike
-            runs["ours"].append(run_worker("benchmarks.ingest:ours", {"dump": str(dump), "warehouse": str(work / "ours.duckdb")}, in_process=cfg.in_process))
-            runs["pandas_duckdb"].append(run_worker("benchmarks.ingest:pandas_plain", {"dump": str(dump), "target": "duckdb", "db": str(work / "plain.duckdb")}, in_process=cfg.in_process))
-            runs["pandas_sqlite"].append(run_worker("benchmarks.ingest:pandas_plain", {"dump": str(dump), "target": "sqlite", "db": str(work / "plain.sqlite")}, in_process=cfg.in_process))
+            runs["ours"].append(
+                run_worker(
+                    "benchmarks.ingest:ours",
+                    {"dump": str(dump), "warehouse": str(work / "ours.duckdb")},
+                    in_process=cfg.in_process,
+                )
+            )
+            runs["pandas_duckdb"].append(
+                run_worker(
+                    "benchmarks.ingest:pandas_plain",
+                    {"dump": str(dump), "target": "duckdb", "db": str(work / "plain.duckdb")},
+                    in_process=cfg.in_process,
+                )
+            )
+            runs["pandas_sqlite"].append(
+                run_worker(
+                    "benchmarks.ingest:pandas_plain",
+                    {"dump": str(dump), "target": "sqlite", "db": str(work / "plain.sqlite")},
+                    in_process=cfg.in_process,
+                )
+            )
         entry = {name: _summarise(r) for name, r in runs.items()}
         entry["bytes"] = size_bytes
         for name in ("pandas_duckdb", "pandas_sqlite"):
@@ -207,10 +225,17 @@ def run(cfg: BenchConfig, dumps: dict[int, Path] | None = None) -> dict[str, Any
         out["sizes"][str(factor)] = entry
     limit = 200 if cfg.profile == "smoke" else ROW_INSERT_LIMIT
     dump1 = (dumps or {}).get(1) or scaled_dump(cfg, 1)
-    ri = [run_worker("benchmarks.ingest:row_inserts", {"dump": str(dump1), "db": str(work / "rows.duckdb"), "limit": limit}, in_process=cfg.in_process) for _ in range(max(1, min(cfg.repeats, 2)))]
+    ri = [
+        run_worker(
+            "benchmarks.ingest:row_inserts",
+            {"dump": str(dump1), "db": str(work / "rows.duckdb"), "limit": limit},
+            in_process=cfg.in_process,
+        )
+        for _ in range(max(1, min(cfg.repeats, 2)))
+    ]
     rps = median(r["rows_per_s"] for r in ri)
     out["row_inserts"] = {"rows": ri[0]["rows"], "rows_per_s": rps, "limit_per_file": limit}
-    for factor, entry in out["sizes"].items():
+    for entry in out["sizes"].values():
         entry["row_inserts_extrapolated_s"] = entry["ours"]["rows_read"] / rps if rps else None
     return out
 
@@ -240,23 +265,66 @@ def render(result: dict[str, Any]) -> str:
     rows = []
     for factor, e in result["sizes"].items():
         ours = e["ours"]
-        for key, label in (("ours", "**ours** (connector + upsert)"), ("pandas_duckdb", "pandas.read_xml + DuckDB insert"), ("pandas_sqlite", "pandas.read_xml + to_sql (SQLite)")):
+        for key, label in (
+            ("ours", "**ours** (connector + upsert)"),
+            ("pandas_duckdb", "pandas.read_xml + DuckDB insert"),
+            ("pandas_sqlite", "pandas.read_xml + to_sql (SQLite)"),
+        ):
             r = e[key]
-            rows.append((f"{factor}x ({e['bytes'] / 2**20:.0f} MiB)", label, r["rows_read"], r["parse_s"], r["load_s"], r["total_s"], r["rows_per_s"], r["max_rss_mb"], r["max_rss_mb"] - r["base_rss_mb"], r["total_s"] / ours["total_s"]))
-        rows.append((f"{factor}x", "row-by-row INSERTs (extrapolated)", ours["rows_read"], None, e.get("row_inserts_extrapolated_s"), e.get("row_inserts_extrapolated_s"), result["row_inserts"]["rows_per_s"], None, None, (e.get("row_inserts_extrapolated_s") or 0) / ours["total_s"]))
+            rows.append(
+                (
+                    f"{factor}x ({e['bytes'] / 2**20:.0f} MiB)",
+                    label,
+                    r["rows_read"],
+                    r["parse_s"],
+                    r["load_s"],
+                    r["total_s"],
+                    r["rows_per_s"],
+                    r["max_rss_mb"],
+                    r["max_rss_mb"] - r["base_rss_mb"],
+                    r["total_s"] / ours["total_s"],
+                )
+            )
+        rows.append(
+            (
+                f"{factor}x",
+                "row-by-row INSERTs (extrapolated)",
+                ours["rows_read"],
+                None,
+                e.get("row_inserts_extrapolated_s"),
+                e.get("row_inserts_extrapolated_s"),
+                result["row_inserts"]["rows_per_s"],
+                None,
+                None,
+                (e.get("row_inserts_extrapolated_s") or 0) / ours["total_s"],
+            )
+        )
     table = md_table(
-        ("dump", "path", "rows", "parse s", "load s", "total s", "rows/s", "peak RSS MiB", "RSS over imports MiB", "time vs ours"),
+        (
+            "dump",
+            "path",
+            "rows",
+            "parse s",
+            "load s",
+            "total s",
+            "rows/s",
+            "peak RSS MiB",
+            "RSS over imports MiB",
+            "time vs ours",
+        ),
         rows,
     )
-    return "\n".join([
-        "## Ingest: dump parse + load",
-        "",
-        f"Command: `{COMMAND}` (sizes from `--sizes`, capped at 10x here; 100x ingest is the extract + load rows of the scale table). "
-        "Median of the runs; each run in a fresh process, the paths interleaved.",
-        "",
-        table,
-        "",
-        "`time vs ours` > 1 means slower than ours. The plain paths store raw attributes only: no HTML-to-text, no validation, "
-        "quarantine or skip rules, no idempotent upsert (a re-run would duplicate every row), and they keep profile texts we never "
-        "ingest. " + _verdict(result),
-    ])
+    return "\n".join(
+        [
+            "## Ingest: dump parse + load",
+            "",
+            f"Command: `{COMMAND}` (sizes from `--sizes`, capped at 10x here; 100x ingest is the extract + load rows of the scale table). "
+            "Median of the runs; each run in a fresh process, the paths interleaved.",
+            "",
+            table,
+            "",
+            "`time vs ours` > 1 means slower than ours. The plain paths store raw attributes only: no HTML-to-text, no validation, "
+            "quarantine or skip rules, no idempotent upsert (a re-run would duplicate every row), and they keep profile texts we never "
+            "ingest. " + _verdict(result),
+        ]
+    )

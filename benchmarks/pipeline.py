@@ -21,12 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import BenchConfig, beer_dump_path, run_worker
-from pulse import STEPS  # the run's steps, in order (re-exported for the benchmarks)
 
 #: The new day of the incremental benchmark: the busiest day of the beer dump's last week
 #: (16 posts, comments and votes; the dump ends 2016-12-10). History = everything before it.
 INCREMENTAL_DAY = datetime(2016, 12, 6)
-
 
 
 def scaled_dump(cfg: BenchConfig, factor: int) -> Path:
@@ -86,7 +84,9 @@ def pipeline_run(
         demo.generate_demo = original_generate  # type: ignore[assignment]  # in-process runs must not leak it
 
 
-def _run_and_measure(wh: Path, sv: Path, source: str, path: str | None, since: str | None, until: str | None) -> dict[str, Any]:
+def _run_and_measure(
+    wh: Path, sv: Path, source: str, path: str | None, since: str | None, until: str | None
+) -> dict[str, Any]:
     import duckdb
 
     from benchmarks.common import RssSampler, current_rss_mb
@@ -99,6 +99,7 @@ def _run_and_measure(wh: Path, sv: Path, source: str, path: str | None, since: s
     # (a real deployment's worker has them loaded; the first-import cost is reported apart).
     t_imp = time.perf_counter()
     import great_expectations  # noqa: F401
+
     import transforms.runner  # noqa: F401
     from moderation.scorers import LexicalScorer
 
@@ -115,8 +116,13 @@ def _run_and_measure(wh: Path, sv: Path, source: str, path: str | None, since: s
             "select step, started_at, elapsed_s, rows from ops.step_log where run_id = ? order by started_at",
             [summary.run_id],
         ).fetchall()
-        read = dict(con.execute("select stream, read from ops.stream_counts where run_id = ?", [summary.run_id]).fetchall())
-        staging = {t: con.execute(f"select count(*) from staging.{t}").fetchall()[0][0] for t in ("users", "content", "engagement_events")}
+        read = dict(
+            con.execute("select stream, read from ops.stream_counts where run_id = ?", [summary.run_id]).fetchall()
+        )
+        staging = {
+            t: con.execute(f"select count(*) from staging.{t}").fetchall()[0][0]
+            for t in ("users", "content", "engagement_events")
+        }
         scores = con.execute("select count(*) from moderation.scores").fetchall()[0][0]
     finally:
         con.close()

@@ -168,7 +168,12 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     for suite in ("staging", "marts"):
         points = []
         for n in SIZES[cfg.profile]:
-            runs = [run_worker("benchmarks.quality:validate_rows", {"suite": suite, "total_rows": n}, in_process=cfg.in_process) for _ in range(reps)]
+            runs = [
+                run_worker(
+                    "benchmarks.quality:validate_rows", {"suite": suite, "total_rows": n}, in_process=cfg.in_process
+                )
+                for _ in range(reps)
+            ]
             points.append({
                 "rows": runs[0]["rows"], "seconds": median(r["seconds"] for r in runs), "max_rss_mb": median(r["max_rss_mb"] for r in runs),
                 "import_s": median(r["import_s"] for r in runs), "failed": runs[0]["failed"], "expectations": runs[0]["expectations"],
@@ -187,20 +192,42 @@ def render(result: dict[str, Any]) -> str:
     rows = []
     for suite, e in result.items():
         for p in e["points"]:
-            rows.append((suite, e["expectations"], p["rows"], p["seconds"], p["seconds"] / p["rows"] * 1e6, p["max_rss_mb"], "all passed" if not p["failed"] else f"{len(p['failed'])} failed"))
+            rows.append(
+                (
+                    suite,
+                    e["expectations"],
+                    p["rows"],
+                    p["seconds"],
+                    p["seconds"] / p["rows"] * 1e6,
+                    p["max_rss_mb"],
+                    "all passed" if not p["failed"] else f"{len(p['failed'])} failed",
+                )
+            )
     summary = md_table(
         ("suite", "seconds per million rows (slope)", "fixed cost per validation s", "GE import s (once per process)"),
-        [(s, e["s_per_million_rows"] if e.get("slope_reliable", True) else "below timing noise", e["fixed_s"], e["points"][0]["import_s"]) for s, e in result.items()],
+        [
+            (
+                s,
+                e["s_per_million_rows"] if e.get("slope_reliable", True) else "below timing noise",
+                e["fixed_s"],
+                e["points"][0]["import_s"],
+            )
+            for s, e in result.items()
+        ],
     )
-    return "\n".join([
-        "## Data quality: Great Expectations validation time",
-        "",
-        f"Command: `{COMMAND}`. `warehouse.quality.validate` (GE 1.x, pandas frames in an ephemeral context) on synthetic "
-        "frames generated from the suites' own checks (every check passes). Staging suite: a batch split like the beer dump "
-        "(58% events, 21% content, 21% users); marts suite: N rows of `moderation.scores` plus small marts. One fresh process per "
-        "measurement, GE imported before the timing.",
-        "",
-        md_table(("suite", "expectations", "rows", "seconds", "s per million rows", "peak RSS MiB", "result"), rows),
-        "",
-        summary,
-    ])
+    return "\n".join(
+        [
+            "## Data quality: Great Expectations validation time",
+            "",
+            f"Command: `{COMMAND}`. `warehouse.quality.validate` (GE 1.x, pandas frames in an ephemeral context) on synthetic "
+            "frames generated from the suites' own checks (every check passes). Staging suite: a batch split like the beer dump "
+            "(58% events, 21% content, 21% users); marts suite: N rows of `moderation.scores` plus small marts. One fresh process per "
+            "measurement, GE imported before the timing.",
+            "",
+            md_table(
+                ("suite", "expectations", "rows", "seconds", "s per million rows", "peak RSS MiB", "result"), rows
+            ),
+            "",
+            summary,
+        ]
+    )

@@ -41,7 +41,16 @@ from benchmarks.common import (
 )
 
 BENCHMARKS: tuple[str, ...] = (
-    "ingest", "quality", "scoring", "scale", "incremental", "dashboards", "hotspots", "api", "cluster", "backup",
+    "ingest",
+    "quality",
+    "scoring",
+    "scale",
+    "incremental",
+    "dashboards",
+    "hotspots",
+    "api",
+    "cluster",
+    "backup",
 )
 
 log = logging.getLogger("benchmarks")
@@ -51,7 +60,9 @@ def _sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--sizes takes comma-separated integers such as 1,10,100, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--sizes takes comma-separated integers such as 1,10,100, got {text!r}"
+        ) from None
     if not sizes or any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError(f"--sizes needs factors >= 1, got {text!r}")
     return tuple(sorted(set(sizes)))
@@ -65,31 +76,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}")  # fmt: skip
     parser.add_argument("--sizes", type=_sizes, default=None, help="beer-dump scale factors, e.g. 1,10,100")
     parser.add_argument("--repeats", type=int, default=None, help="repetitions per measurement (median reported)")
-    parser.add_argument("--work-dir", type=Path, default=None, help="bulky outputs (default $PULSE_BENCH_DIR or /tmp/pulse-bench)")
-    parser.add_argument("--no-write", action="store_true", help="print the sections; do not touch BENCHMARKS.md or the JSON")
+    parser.add_argument(
+        "--work-dir", type=Path, default=None, help="bulky outputs (default $PULSE_BENCH_DIR or /tmp/pulse-bench)"
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print the sections; do not touch BENCHMARKS.md or the JSON"
+    )
     return parser.parse_args(argv)
 
 
 def machine_section(info: dict[str, Any]) -> str:
     """The "Machine" block: where and when the figures were measured."""
     pk = info["packages"]
-    return "\n".join([
-        "## Machine",
-        "",
-        md_table(("", ""), [
-            ("date", info["date_utc"]),
-            ("CPU", f"{info['cpu_model']}, {info['logical_cores']} logical cores ({info['physical_cores']} physical)"),
-            ("RAM", f"{info['ram_gib']} GiB"),
-            ("OS", info["os"]),
-            ("Python", info["python"]),
-            ("packages", ", ".join(f"{k} {v}" for k, v in pk.items() if v)),
-            ("load average at start (1/5/15 min)", " / ".join(f"{x:.2f}" for x in info["loadavg"])),
-            ("commit", info.get("git_commit") or "–"),
-        ]),
-        "",
-        "The machine is shared with other work (see the load average, and each section's own): absolute times are "
-        "indicative; ratios measured side by side in the same run are the comparable figures.",
-    ])
+    return "\n".join(
+        [
+            "## Machine",
+            "",
+            md_table(
+                ("", ""),
+                [
+                    ("date", info["date_utc"]),
+                    (
+                        "CPU",
+                        f"{info['cpu_model']}, {info['logical_cores']} logical cores ({info['physical_cores']} physical)",
+                    ),
+                    ("RAM", f"{info['ram_gib']} GiB"),
+                    ("OS", info["os"]),
+                    ("Python", info["python"]),
+                    ("packages", ", ".join(f"{k} {v}" for k, v in pk.items() if v)),
+                    ("load average at start (1/5/15 min)", " / ".join(f"{x:.2f}" for x in info["loadavg"])),
+                    ("commit", info.get("git_commit") or "–"),
+                ],
+            ),
+            "",
+            "The machine is shared with other work (see the load average, and each section's own): absolute times are "
+            "indicative; ratios measured side by side in the same run are the comparable figures.",
+        ]
+    )
 
 
 def run_benchmarks(
@@ -150,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m benchmarks.run``; exit code 1 when a benchmark failed."""
     logging.basicConfig(level=logging.WARNING)
     args = parse_args(argv)
-    cfg = BenchConfig.for_profile("quick" if args.quick else "full", sizes=args.sizes, repeats=args.repeats, work_dir=args.work_dir)
+    cfg = BenchConfig.for_profile(
+        "quick" if args.quick else "full", sizes=args.sizes, repeats=args.repeats, work_dir=args.work_dir
+    )
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
     names = tuple(args.only) if args.only else BENCHMARKS
     t0 = time.perf_counter()

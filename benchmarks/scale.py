@@ -72,7 +72,12 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         runs = [
             run_worker(
                 "benchmarks.pipeline:pipeline_run",
-                {"warehouse": str(folder / "warehouse.duckdb"), "serving": str(folder / "serving.duckdb"), "source": "demo", "demo_scale": scale},
+                {
+                    "warehouse": str(folder / "warehouse.duckdb"),
+                    "serving": str(folder / "serving.duckdb"),
+                    "source": "demo",
+                    "demo_scale": scale,
+                },
                 in_process=cfg.in_process,
             )
             for _ in range(_repeats(cfg, scale))
@@ -94,18 +99,35 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     """The Markdown section for ``BENCHMARKS.md``."""
-    entries = [(f"beer {f}x", e) for f, e in result["beer"].items()] + [(f"demo scale {s}", e) for s, e in result["demo"].items()]
+    entries = [(f"beer {f}x", e) for f, e in result["beer"].items()] + [
+        (f"demo scale {s}", e) for s, e in result["demo"].items()
+    ]
     steps = [s for s in STEPS if any(s in e["steps_s"] for _, e in entries)]
     rows = []
     for label, e in entries:
-        rows.append((label, e["rows_read"], *(e["steps_s"].get(s) for s in steps), e["total_s"], e["rows_read"] / e["total_s"], e["peak_rss_mb"], e["runs"]))
-    time_table = md_table(("run", "rows read", *(f"{s} s" for s in steps), "total s", "rows/s", "peak RSS MiB", "runs"), rows)
+        rows.append(
+            (
+                label,
+                e["rows_read"],
+                *(e["steps_s"].get(s) for s in steps),
+                e["total_s"],
+                e["rows_read"] / e["total_s"],
+                e["peak_rss_mb"],
+                e["runs"],
+            )
+        )
+    time_table = md_table(
+        ("run", "rows read", *(f"{s} s" for s in steps), "total s", "rows/s", "peak RSS MiB", "runs"), rows
+    )
     share_rows = []
     for label, e in entries:
         total = e["total_s"] or 1.0
         share_rows.append((label, *(f"{100 * (e['steps_s'].get(s) or 0) / total:.0f}%" for s in steps)))
     share_table = md_table(("run", *steps), share_rows)
-    rss_rows = [(label, *(e["steps_peak_rss_mb"].get(s) for s in steps), e["base_rss_mb"], e["warehouse_mb"], e["serving_mb"]) for label, e in entries]
+    rss_rows = [
+        (label, *(e["steps_peak_rss_mb"].get(s) for s in steps), e["base_rss_mb"], e["warehouse_mb"], e["serving_mb"])
+        for label, e in entries
+    ]
     rss_table = md_table(("run", *(f"{s}" for s in steps), "RSS before run", "warehouse MiB", "snapshot MiB"), rss_rows)
     imports = ", ".join(f"{label}: {e['imports_s']:.1f} s" for label, e in entries)
     parts = [
@@ -139,6 +161,8 @@ def render(result: dict[str, Any]) -> str:
             "",
             md_table(("", *growth.keys()), [("slope", *growth.values())]),
             "",
-            ("Superlinear (slope > %.2f): %s." % (SUPERLINEAR, ", ".join(flagged))) if flagged else "No step grows faster than linearly.",
+            ("Superlinear (slope > {:.2f}): {}.".format(SUPERLINEAR, ", ".join(flagged)))
+            if flagged
+            else "No step grows faster than linearly.",
         ]
     return "\n".join(parts)

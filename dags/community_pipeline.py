@@ -109,18 +109,36 @@ def _score_partition(partition: str) -> dict:
     tags=["community-pulse", "warehouse", "moderation"],
     doc_md=__doc__,
     params={
-        "source": Param("demo", type="string", enum=["demo", "stackexchange", "events", "postgres"], description="Which connector to run"),
-        "preset": Param("", type="string", description="source=postgres: mapping preset (default discourse); DSN from PULSE_POSTGRES_DSN or the connection pulse_platform"),
+        "source": Param(
+            "demo",
+            type="string",
+            enum=["demo", "stackexchange", "events", "postgres"],
+            description="Which connector to run",
+        ),
+        "preset": Param(
+            "",
+            type="string",
+            description="source=postgres: mapping preset (default discourse); DSN from PULSE_POSTGRES_DSN or the connection pulse_platform",
+        ),
         "mapping": Param("", type="string", description="source=postgres: a mapping file (TOML) instead of the preset"),
-        "path": Param("", type="string", description="Stack Exchange dump folder (source=stackexchange); event export folder or glob (source=events)"),
-        "source_name": Param("", type="string", description="source=events: the source the events belong to, e.g. stackexchange:beer"),
+        "path": Param(
+            "",
+            type="string",
+            description="Stack Exchange dump folder (source=stackexchange); event export folder or glob (source=events)",
+        ),
+        "source_name": Param(
+            "", type="string", description="source=events: the source the events belong to, e.g. stackexchange:beer"
+        ),
         "since": Param("", type="string", description="Interval start, ISO UTC; empty = the run's data interval"),
         "until": Param("", type="string", description="Interval end, ISO UTC (exclusive)"),
         "scorer": Param("", type="string", description="Override PULSE_SCORER, e.g. lexical"),
         "timezone": Param("", type="string", description="Community IANA timezone, e.g. Europe/Berlin"),
-        "partition_rows": Param(0, type="integer", minimum=0, description="Texts per scoring partition; 0 = the default (10,000)"),
-        "partition_delay_s": Param(0, type="number", minimum=0,
-                                   description="Fault drills only: seconds each partition waits before scoring"),
+        "partition_rows": Param(
+            0, type="integer", minimum=0, description="Texts per scoring partition; 0 = the default (10,000)"
+        ),
+        "partition_delay_s": Param(
+            0, type="number", minimum=0, description="Fault drills only: seconds each partition waits before scoring"
+        ),
     },
 )
 def community_pipeline():
@@ -132,8 +150,9 @@ def community_pipeline():
         plan_id, partition_id, merge_id = SCORE_TASKS
         plan = task(_plan_scoring, task_id=plan_id)()
         # Any worker, any number at once: no warehouse access, so not in the one-slot pool.
-        scored = task(_score_partition, task_id=partition_id, pool="default_pool",
-                      retry_delay=timedelta(seconds=5)).expand(partition=plan)
+        scored = task(
+            _score_partition, task_id=partition_id, pool="default_pool", retry_delay=timedelta(seconds=5)
+        ).expand(partition=plan)
         # Runs when every partition succeeded, and also when there was none to score (skipped).
         merged = task(_run_step, task_id=merge_id, trigger_rule="none_failed")(merge_id)
         tasks += [plan, scored, merged]

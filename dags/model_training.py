@@ -60,7 +60,9 @@ def _run(step: str) -> dict:
         "text_column": Param("", type="string", description="Text column (empty: recognised preset)"),
         "label_column": Param("", type="string", description="Label column (empty: recognised preset)"),
         "label_map": Param("", type="string", description="Raw label to 0/1, e.g. 2=0,1=1,0=1"),
-        "from_decisions": Param(False, type="boolean", description="Add upheld/overturned decisions from moderation.decisions"),
+        "from_decisions": Param(
+            False, type="boolean", description="Add upheld/overturned decisions from moderation.decisions"
+        ),
         "out": Param("models/community", type="string", description="Checkpoint folder to write"),
         "epochs": Param(2, type="integer", minimum=1),
         "max_length": Param(64, type="integer", minimum=8, maximum=512),
@@ -74,7 +76,9 @@ def _run(step: str) -> dict:
         "eval_data": Param("", type="string", description="Labelled file to evaluate on (empty: the validation split)"),
         "eval_text_column": Param("", type="string"),
         "eval_label_column": Param("", type="string"),
-        "compare_models": Param("lexical", type="string", description="Other scorer specs to evaluate, comma-separated"),
+        "compare_models": Param(
+            "lexical", type="string", description="Other scorer specs to evaluate, comma-separated"
+        ),
         "terms": Param("", type="string", description="Identity terms, comma-separated (empty: the default subgroups)"),
     },
 )

@@ -66,7 +66,11 @@ def _create() -> dict:
 
     settings, dest = _settings_and_dest()
     result = create_backup(settings, dest)
-    return {"backup_id": result.backup_id, "bytes": result.manifest["backup_bytes"], "files": len(result.manifest["files"])}
+    return {
+        "backup_id": result.backup_id,
+        "bytes": result.manifest["backup_bytes"],
+        "files": len(result.manifest["files"]),
+    }
 
 
 def _verify(created: dict) -> dict:
@@ -109,8 +113,14 @@ def warehouse_backup():
         soft_fail=True,
         retries=0,
     )
-    created = task(_create, task_id="create_backup", pool=POOL, trigger_rule="none_failed", retries=6,
-                   retry_delay=timedelta(minutes=5))()
+    created = task(
+        _create,
+        task_id="create_backup",
+        pool=POOL,
+        trigger_rule="none_failed",
+        retries=6,
+        retry_delay=timedelta(minutes=5),
+    )()
     verified = task(_verify, task_id="verify_backup")(created)
     pruned = task(_prune, task_id="prune_backups")(verified)
     chain(wait, created, verified, pruned)

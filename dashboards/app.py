@@ -48,7 +48,9 @@ def _pages(role: str) -> list[st.Page]:
             st.Page(PAGES_DIR / "audit_log.py", title="Audit log", icon=":material/history:"),
         ]
     if role in auth.INSIGHT_ROLES:
-        pages.append(st.Page(PAGES_DIR / "moderation_insights.py", title="Moderation insights", icon=":material/insights:"))
+        pages.append(
+            st.Page(PAGES_DIR / "moderation_insights.py", title="Moderation insights", icon=":material/insights:")
+        )
     pages += [
         st.Page(PAGES_DIR / "model_quality.py", title="Model quality", icon=":material/fact_check:"),
         st.Page(PAGES_DIR / "pipeline_health.py", title="Pipeline health", icon=":material/monitor_heart:"),

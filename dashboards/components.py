@@ -60,9 +60,7 @@ def list_sources() -> pl.DataFrame:
     """
     schema = {"source": pl.String, "synthetic": pl.Boolean, "timezone": pl.String, "description": pl.String}
     if data.table_exists("ops", "sources"):
-        found = data.query(
-            "select source, synthetic, timezone, description from ops.sources order by source"
-        )
+        found = data.query("select source, synthetic, timezone, description from ops.sources order by source")
         if found.height:
             return found
     if data.table_exists("ops", "runs"):
@@ -110,8 +108,7 @@ def fallback_reason(source: str | None) -> str | None:
     if data.table_exists("ops", "runs"):
         where, params = data.source_clause(source)
         latest = data.query(
-            "select scorer_is_fallback, scorer_note from ops.runs "
-            f"where {where} order by started_at desc limit 1",
+            f"select scorer_is_fallback, scorer_note from ops.runs where {where} order by started_at desc limit 1",
             params,
         )
         if latest.height and latest["scorer_is_fallback"][0]:
@@ -157,7 +154,9 @@ def banners(source: str | None, page: str = "") -> None:
     if shown_on != page:
         st.sidebar.caption("Scores: fallback lexical model.")
         return
-    text = "Scores come from the fallback lexical model: it scores only toxicity and misses threats without swear words."
+    text = (
+        "Scores come from the fallback lexical model: it scores only toxicity and misses threats without swear words."
+    )
     from dashboards import auth
 
     if user_role() in auth.ADMIN_ROLES:
@@ -261,7 +260,12 @@ def data_days(source: str | None) -> tuple[date, date] | None:
 
 
 def date_range_filter(
-    first: date, last: date, *, key: str, container: Any = None, shared: bool = False,
+    first: date,
+    last: date,
+    *,
+    key: str,
+    container: Any = None,
+    shared: bool = False,
     default: tuple[date, date] | None = None,
 ) -> tuple[date, date]:
     """A date-range picker limited to ``[first, last]``; returns the chosen ``(start, end)``, inclusive.

@@ -36,7 +36,6 @@ ENGAGEMENT_TYPES: tuple[str, ...] = ("upvote", "downvote", "favorite", "accept",
 """Activity types that are engagement events (hour-precise ones only in the heatmap)."""
 
 
-
 RESTRICTED_ROLES: frozenset[str] = frozenset({"admin"})
 """Roles that may read the restricted snapshot (raw quarantine payloads, decision notes). A
 ``data_engineer`` role would join here; it needs the review store's role CHECK constraint
@@ -137,8 +136,7 @@ def table_exists(schema: str, table: str) -> bool:
     """Whether ``schema.table`` exists in the snapshot (False when the snapshot is absent)."""
     try:
         found = query(
-            "select count(*) as n from information_schema.tables "
-            "where table_schema = ? and table_name = ?",
+            "select count(*) as n from information_schema.tables where table_schema = ? and table_name = ?",
             [schema, table],
         )
     except SnapshotMissingError:

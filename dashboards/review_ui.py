@@ -93,7 +93,7 @@ def highlight_html(explanation: Explanation | None, text: str, *, k: int = 5) ->
             )
     return (
         '<div class="pulse-item-text" style="white-space:pre-wrap;font-family:ui-monospace,monospace;'
-        'font-size:0.9rem;border:1px solid #e2e8f0;border-radius:6px;padding:10px;max-height:420px;'
+        "font-size:0.9rem;border:1px solid #e2e8f0;border-radius:6px;padding:10px;max-height:420px;"
         'overflow-y:auto">' + "".join(out) + "</div>"
     )
 

@@ -97,7 +97,9 @@ def mentions(texts: Sequence[str], terms: Sequence[str]) -> np.ndarray:
     """Boolean mask (shape ``(len(texts),)``): which texts mention any of ``terms`` as whole words."""
     if not terms:
         raise ValueError("a subgroup needs at least one term")
-    pattern = re.compile(r"\b(?:" + "|".join(re.escape(t).replace(r"\ ", r"\s+") for t in terms) + r")\b", re.IGNORECASE)
+    pattern = re.compile(
+        r"\b(?:" + "|".join(re.escape(t).replace(r"\ ", r"\s+") for t in terms) + r")\b", re.IGNORECASE
+    )
     return np.fromiter((bool(pattern.search(t)) for t in texts), dtype=bool, count=len(texts))
 
 
@@ -208,25 +210,39 @@ def audit(
         in_group = mentions(texts, tuple(terms))
         n = int(in_group.sum())
         big_enough = n >= min_subgroup_size
-        results.append(SubgroupResult(
-            subgroup=name, terms=tuple(terms), n=n, n_positive=int(y[in_group].sum()),
-            n_negative=int((y[in_group] == 0).sum()),
-            subgroup_auc=subgroup_auc(y, s, in_group) if big_enough else None,
-            bpsn_auc=bpsn_auc(y, s, in_group) if big_enough else None,
-            bnsp_auc=bnsp_auc(y, s, in_group) if big_enough else None,
-            subgroup_fpr=false_positive_rate(y, s, in_group, threshold),
-            background_fpr=false_positive_rate(y, s, ~in_group, threshold),
-        ))
+        results.append(
+            SubgroupResult(
+                subgroup=name,
+                terms=tuple(terms),
+                n=n,
+                n_positive=int(y[in_group].sum()),
+                n_negative=int((y[in_group] == 0).sum()),
+                subgroup_auc=subgroup_auc(y, s, in_group) if big_enough else None,
+                bpsn_auc=bpsn_auc(y, s, in_group) if big_enough else None,
+                bnsp_auc=bnsp_auc(y, s, in_group) if big_enough else None,
+                subgroup_fpr=false_positive_rate(y, s, in_group, threshold),
+                background_fpr=false_positive_rate(y, s, ~in_group, threshold),
+            )
+        )
     overall = roc_auc(y, s)
-    means = {metric: generalized_mean([getattr(r, metric) for r in results], power)
-             for metric in ("subgroup_auc", "bpsn_auc", "bnsp_auc")}
+    means = {
+        metric: generalized_mean([getattr(r, metric) for r in results], power)
+        for metric in ("subgroup_auc", "bpsn_auc", "bnsp_auc")
+    }
     final = None
     if overall is not None and all(v is not None for v in means.values()):
         final = 0.25 * overall + 0.25 * sum(means.values())  # type: ignore[arg-type]
     return AuditResult(
-        n=int(y.size), n_positive=int(y.sum()), threshold=float(threshold), overall_auc=overall,
-        background_fpr=false_positive_rate(y, s, everything, threshold), min_subgroup_size=min_subgroup_size,
-        power=power, subgroups=results, generalized_means=means, final_metric=final,
+        n=int(y.size),
+        n_positive=int(y.sum()),
+        threshold=float(threshold),
+        overall_auc=overall,
+        background_fpr=false_positive_rate(y, s, everything, threshold),
+        min_subgroup_size=min_subgroup_size,
+        power=power,
+        subgroups=results,
+        generalized_means=means,
+        final_metric=final,
     )
 
 
@@ -253,18 +269,42 @@ def record_bias_audit(
     rows = pl.DataFrame(
         [
             {
-                "audit_id": audit_id, "audited_at": at, "model_id": model_id, "model_version": model_version,
-                "is_fallback": is_fallback, "dataset": dataset, "dataset_sha256": dataset_sha256,
-                "score_label": score_label, "subgroup": r.subgroup, "terms": list(r.terms), "n_subgroup": r.n,
-                "n_subgroup_positive": r.n_positive, "n_subgroup_negative": r.n_negative,
-                "subgroup_auc": r.subgroup_auc, "bpsn_auc": r.bpsn_auc, "bnsp_auc": r.bnsp_auc,
-                "subgroup_fpr": r.subgroup_fpr, "background_fpr": r.background_fpr, "threshold": result.threshold,
-                "overall_auc": result.overall_auc, "final_metric": result.final_metric,
+                "audit_id": audit_id,
+                "audited_at": at,
+                "model_id": model_id,
+                "model_version": model_version,
+                "is_fallback": is_fallback,
+                "dataset": dataset,
+                "dataset_sha256": dataset_sha256,
+                "score_label": score_label,
+                "subgroup": r.subgroup,
+                "terms": list(r.terms),
+                "n_subgroup": r.n,
+                "n_subgroup_positive": r.n_positive,
+                "n_subgroup_negative": r.n_negative,
+                "subgroup_auc": r.subgroup_auc,
+                "bpsn_auc": r.bpsn_auc,
+                "bnsp_auc": r.bnsp_auc,
+                "subgroup_fpr": r.subgroup_fpr,
+                "background_fpr": r.background_fpr,
+                "threshold": result.threshold,
+                "overall_auc": result.overall_auc,
+                "final_metric": result.final_metric,
             }
             for r in result.subgroups
         ],
-        schema_overrides={k: pl.Float64 for k in ("subgroup_auc", "bpsn_auc", "bnsp_auc", "subgroup_fpr",
-                                                    "background_fpr", "overall_auc", "final_metric")},
+        schema_overrides={
+            k: pl.Float64
+            for k in (
+                "subgroup_auc",
+                "bpsn_auc",
+                "bnsp_auc",
+                "subgroup_fpr",
+                "background_fpr",
+                "overall_auc",
+                "final_metric",
+            )
+        },
     )
     con.register("_bias_rows", rows)
     try:

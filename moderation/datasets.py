@@ -27,6 +27,7 @@ recognised from a file's header when no columns are given:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -78,19 +79,33 @@ PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset(
-            "davidson", "tweet", "class", {"0": 1, "1": 1, "2": 0},
+            "davidson",
+            "tweet",
+            "class",
+            {"0": 1, "1": 1, "2": 0},
             description="Davidson et al. 2017 tweets: class 0 hate speech, 1 offensive -> 1; 2 neither -> 0",
         ),
         Preset(
-            "olid", "tweet", "subtask_a", {"OFF": 1, "NOT": 0}, quoting="none",
+            "olid",
+            "tweet",
+            "subtask_a",
+            {"OFF": 1, "NOT": 0},
+            quoting="none",
             description="OLID / OffensEval 2019 training tweets: subtask_a OFF -> 1, NOT -> 0",
         ),
         Preset(
-            "kaggle_insults", "Comment", "Insult", None, python_escapes=True,
+            "kaggle_insults",
+            "Comment",
+            "Insult",
+            None,
+            python_escapes=True,
             description="Kaggle 'Detecting Insults in Social Commentary' 2012 forum comments: Insult 0/1",
         ),
         Preset(
-            "jigsaw", "comment_text", "toxic", None,
+            "jigsaw",
+            "comment_text",
+            "toxic",
+            None,
             description="Jigsaw Toxic Comment Classification (Wikipedia talk comments): toxic 0/1",
         ),
     )
@@ -158,10 +173,8 @@ def decode_python_escapes(text: str) -> str:
         except UnicodeDecodeError:
             break
     if any(0x80 <= ord(c) < 0x100 for c in s):
-        try:
+        with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
             s = s.encode("latin-1").decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            pass
     return s
 
 
@@ -197,7 +210,9 @@ def read_table(path: Path, *, quoting: str = "standard") -> pl.DataFrame:
             )
     except pl.exceptions.PolarsError as exc:
         raise DatasetError(f"{path}: cannot be parsed as {suffix[1:].upper()}: {exc}") from exc
-    raise DatasetError(f"{path}: unknown file type {suffix!r}; use .csv, .tsv (or .tab/.txt, tab-separated) or .parquet")
+    raise DatasetError(
+        f"{path}: unknown file type {suffix!r}; use .csv, .tsv (or .tab/.txt, tab-separated) or .parquet"
+    )
 
 
 def detect_preset(columns: Sequence[str]) -> Preset | None:
@@ -222,9 +237,7 @@ def map_labels(raw: pl.Series, label_map: Mapping[str, int] | None, *, where: st
     values = raw.cast(pl.String).str.strip_chars()
     if label_map is None:
         lower = values.str.to_lowercase()
-        mapped = pl.Series(
-            [1 if v in _TRUE else 0 if v in _FALSE else None for v in lower.to_list()], dtype=pl.Int8
-        )
+        mapped = pl.Series([1 if v in _TRUE else 0 if v in _FALSE else None for v in lower.to_list()], dtype=pl.Int8)
         hint = "labels must be 0/1 (or true/false); pass a label map such as --label-map 2=0 --label-map 1=1"
     else:
         bad_targets = {k: v for k, v in label_map.items() if v not in (0, 1)}
@@ -234,9 +247,7 @@ def map_labels(raw: pl.Series, label_map: Mapping[str, int] | None, *, where: st
         hint = f"the label map covers {sorted(label_map)}; add the missing values (e.g. --label-map VALUE=0)"
     missing = mapped.is_null()
     if missing.any():
-        uncovered = (
-            pl.DataFrame({"value": values.filter(missing)}).group_by("value").len().sort("len", descending=True)
-        )
+        uncovered = pl.DataFrame({"value": values.filter(missing)}).group_by("value").len().sort("len", descending=True)
         shown = ", ".join(f"{v!r} ({n})" for v, n in uncovered.head(8).iter_rows())
         raise DatasetError(f"{where}: {int(missing.sum())} labels cannot be mapped to 0/1: {shown}; {hint}")
     return mapped
@@ -299,7 +310,8 @@ def load_labelled(
             raise DatasetError(f"{path}: no {role} column {col!r}; its columns are {df.columns}")
     use_preset = chosen if chosen and chosen.text_column == text_col and chosen.label_column == label_col else None
     labels = map_labels(
-        df[label_col], label_map if label_map is not None else (use_preset.label_map if use_preset else None),
+        df[label_col],
+        label_map if label_map is not None else (use_preset.label_map if use_preset else None),
         where=f"{path} column {label_col!r}",
     )
     texts = df[text_col]
@@ -374,7 +386,9 @@ def load_decisions(con: duckdb.DuckDBPyConnection) -> LoadedData:
     from warehouse.db import frame as sql_frame
 
     labelled = ", ".join(f"'{v}'" for v in DECISION_LABELS)
-    rows = sql_frame(con, f"""
+    rows = sql_frame(
+        con,
+        f"""
         with latest as (
             select *, row_number() over (partition by source, content_id order by decided_at desc, item_version desc) as rn
             from moderation.decisions
@@ -383,7 +397,8 @@ def load_decisions(con: duckdb.DuckDBPyConnection) -> LoadedData:
                 from staging.content c where c.source = d.source and c.content_id = d.content_id) as text,
                d.to_state as decision
         from latest d where rn = 1 and d.to_state in ({labelled})
-    """)
+    """,
+    )
     total = sql_frame(con, "select count(*) as n from moderation.decisions")["n"][0]
     rows = rows.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
     if rows.is_empty():
@@ -391,12 +406,22 @@ def load_decisions(con: duckdb.DuckDBPyConnection) -> LoadedData:
             f"moderation.decisions holds {total} rows but no item's latest decision is approved or removed "
             "on a text still held; work the review queue (or train from --data files)"
         )
-    out = pl.DataFrame({
-        "text": rows["text"],
-        "label": pl.Series([DECISION_LABELS[d] for d in rows["decision"].to_list()], dtype=pl.Int8),
-        "source": pl.Series(["decisions"] * rows.height, dtype=pl.String),
-    })
-    digest = hashlib.sha256("\n".join(f"{t}\t{y}" for t, y in out.select("text", "label").iter_rows()).encode("utf-8")).hexdigest()
-    return LoadedData(frame=out, path=Path("warehouse:moderation.decisions"), sha256=digest, preset=None,
-                      rows_read=int(total), dropped_empty=0,
-                      notes=[f"latest labelling decision per item: {out.height} of {total} decision rows"])
+    out = pl.DataFrame(
+        {
+            "text": rows["text"],
+            "label": pl.Series([DECISION_LABELS[d] for d in rows["decision"].to_list()], dtype=pl.Int8),
+            "source": pl.Series(["decisions"] * rows.height, dtype=pl.String),
+        }
+    )
+    digest = hashlib.sha256(
+        "\n".join(f"{t}\t{y}" for t, y in out.select("text", "label").iter_rows()).encode("utf-8")
+    ).hexdigest()
+    return LoadedData(
+        frame=out,
+        path=Path("warehouse:moderation.decisions"),
+        sha256=digest,
+        preset=None,
+        rows_read=int(total),
+        dropped_empty=0,
+        notes=[f"latest labelling decision per item: {out.height} of {total} decision rows"],
+    )

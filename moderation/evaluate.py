@@ -125,8 +125,15 @@ def at_threshold(y_true: Any, y_score: Any, threshold: float) -> ThresholdMetric
     f1_pos = 2 * tp / (2 * tp + fp + fn) if tp + fn else None
     f1_neg = 2 * tn / (2 * tn + fn + fp) if tn + fp else None
     return ThresholdMetrics(
-        threshold=float(threshold), tp=tp, fp=fp, tn=tn, fn=fn, precision=_ratio(tp, tp + fp), recall=_ratio(tp, tp + fn),
-        f1=f1_pos, macro_f1=(f1_pos + f1_neg) / 2 if f1_pos is not None and f1_neg is not None else None,
+        threshold=float(threshold),
+        tp=tp,
+        fp=fp,
+        tn=tn,
+        fn=fn,
+        precision=_ratio(tp, tp + fp),
+        recall=_ratio(tp, tp + fn),
+        f1=f1_pos,
+        macro_f1=(f1_pos + f1_neg) / 2 if f1_pos is not None and f1_neg is not None else None,
         false_positive_rate=_ratio(fp, fp + tn),
     )
 
@@ -165,23 +172,34 @@ def thresholds_for_precision(
     y, s = _arrays(y_true, y_score)
     out: list[dict[str, float | None]] = []
     if not y.size or not y.sum():
-        return [{"target_precision": t, "threshold": None, "precision": None, "recall": None, "flagged_share": None}
-                for t in targets]
+        return [
+            {"target_precision": t, "threshold": None, "precision": None, "recall": None, "flagged_share": None}
+            for t in targets
+        ]
     precision, recall, thresholds = precision_recall_curve(y, s)
     for target in targets:
         ok = np.flatnonzero(precision[:-1] >= target)
         if not ok.size:
-            out.append({"target_precision": target, "threshold": None, "precision": None, "recall": None,
-                        "flagged_share": None})
+            out.append(
+                {
+                    "target_precision": target,
+                    "threshold": None,
+                    "precision": None,
+                    "recall": None,
+                    "flagged_share": None,
+                }
+            )
             continue
         i = int(ok.min())  # thresholds ascend: the lowest qualifying threshold has the most recall
-        out.append({
-            "target_precision": target,
-            "threshold": float(thresholds[i]),
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "flagged_share": float((s >= thresholds[i]).mean()),
-        })
+        out.append(
+            {
+                "target_precision": target,
+                "threshold": float(thresholds[i]),
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "flagged_share": float((s >= thresholds[i]).mean()),
+            }
+        )
     return out
 
 
@@ -207,11 +225,15 @@ def reliability_bins(y_true: Any, y_score: Any, n_bins: int = DEFAULT_ECE_BINS) 
     for b in range(n_bins):
         mask = idx == b
         count = int(mask.sum())
-        bins.append(ReliabilityBin(
-            lower=float(edges[b]), upper=float(edges[b + 1]), count=count,
-            mean_score=float(s[mask].mean()) if count else None,
-            positive_rate=float(y[mask].mean()) if count else None,
-        ))
+        bins.append(
+            ReliabilityBin(
+                lower=float(edges[b]),
+                upper=float(edges[b + 1]),
+                count=count,
+                mean_score=float(s[mask].mean()) if count else None,
+                positive_rate=float(y[mask].mean()) if count else None,
+            )
+        )
     return bins
 
 
@@ -222,10 +244,13 @@ def expected_calibration_error(y_true: Any, y_score: Any, n_bins: int = DEFAULT_
     if not y.size:
         return None
     n = y.size
-    return float(sum(
-        b.count / n * abs(b.positive_rate - b.mean_score)  # type: ignore[operator]
-        for b in reliability_bins(y_true, y_score, n_bins) if b.count
-    ))
+    return float(
+        sum(
+            b.count / n * abs(b.positive_rate - b.mean_score)  # type: ignore[operator]
+            for b in reliability_bins(y_true, y_score, n_bins)
+            if b.count
+        )
+    )
 
 
 @dataclass
@@ -285,10 +310,22 @@ def compute_report(
     at = at_threshold(y, s, threshold)
     best_t, best_f1 = best_f1_threshold(y, s)
     return EvaluationReport(
-        n=int(y.size), roc_auc=roc_auc(y, s), pr_auc=pr_auc(y, s), precision=at.precision, recall=at.recall,
-        f1=at.f1, threshold=float(threshold), best_f1_threshold=best_t, ece=expected_calibration_error(y, s, n_bins),
-        texts_per_second=texts_per_second, n_positive=int(y.sum()), macro_f1=at.macro_f1, best_f1=best_f1,
-        false_positive_rate=at.false_positive_rate, score_label=score_label, ece_bins=n_bins,
+        n=int(y.size),
+        roc_auc=roc_auc(y, s),
+        pr_auc=pr_auc(y, s),
+        precision=at.precision,
+        recall=at.recall,
+        f1=at.f1,
+        threshold=float(threshold),
+        best_f1_threshold=best_t,
+        ece=expected_calibration_error(y, s, n_bins),
+        texts_per_second=texts_per_second,
+        n_positive=int(y.sum()),
+        macro_f1=at.macro_f1,
+        best_f1=best_f1,
+        false_positive_rate=at.false_positive_rate,
+        score_label=score_label,
+        ece_bins=n_bins,
         suggested_thresholds=thresholds_for_precision(y, s, target_precisions),
     )
 
@@ -300,7 +337,9 @@ def score_texts(scorer: Scorer, texts: Sequence[str], label: str = "toxicity") -
         ValueError: the scorer does not score ``label`` (the message lists what it scores).
     """
     if label not in scorer.labels:
-        raise ValueError(f"{scorer.model_id} does not score {label!r}; it scores {list(scorer.labels)} (use --score-label)")
+        raise ValueError(
+            f"{scorer.model_id} does not score {label!r}; it scores {list(scorer.labels)} (use --score-label)"
+        )
     t0 = time.perf_counter()
     frame = scorer.score(list(texts))
     seconds = time.perf_counter() - t0
@@ -322,8 +361,12 @@ def evaluate_scorer(
     """
     scores, seconds = score_texts(scorer, data["text"].to_list(), label)
     report = compute_report(
-        data["label"].to_numpy(), scores, threshold=threshold, texts_per_second=data.height / seconds if seconds > 0 else None,
-        n_bins=n_bins, score_label=label,
+        data["label"].to_numpy(),
+        scores,
+        threshold=threshold,
+        texts_per_second=data.height / seconds if seconds > 0 else None,
+        n_bins=n_bins,
+        score_label=label,
     )
     report.model_id, report.model_version = scorer.model_id, scorer.model_version
     report.backend, report.is_fallback, report.seconds = scorer.backend, scorer.is_fallback, seconds
@@ -338,8 +381,10 @@ def per_group(
     g = np.asarray(list(groups), dtype=object)
     if g.size != y.size:
         raise ValueError(f"groups has {g.size} values but y_true has {y.size}")
-    return {str(name): compute_report(y[g == name], s[g == name], threshold=threshold, n_bins=n_bins)
-            for name in sorted(set(g.tolist()))}
+    return {
+        str(name): compute_report(y[g == name], s[g == name], threshold=threshold, n_bins=n_bins)
+        for name in sorted(set(g.tolist()))
+    }
 
 
 # --- charts (matplotlib, Agg: no display needed) ------------------------------------------
@@ -397,13 +442,31 @@ def plot_reliability_diagram(
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(5.5, 6), dpi=110, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     try:
         width = 1.0 / n_bins
-        ax.bar([b.lower for b in bins], [b.positive_rate for b in bins], width=width, align="edge",
-               color="#2563eb", alpha=0.75, edgecolor="white", label="observed positive rate")
+        ax.bar(
+            [b.lower for b in bins],
+            [b.positive_rate for b in bins],
+            width=width,
+            align="edge",
+            color="#2563eb",
+            alpha=0.75,
+            edgecolor="white",
+            label="observed positive rate",
+        )
         ax.plot([0, 1], [0, 1], color="#94a3b8", linestyle="--", label="perfect calibration")
-        ax.scatter([b.mean_score for b in bins], [b.positive_rate for b in bins], color="#dc2626", s=12, zorder=3,
-                   label="mean score in bin")
+        ax.scatter(
+            [b.mean_score for b in bins],
+            [b.positive_rate for b in bins],
+            color="#dc2626",
+            s=12,
+            zorder=3,
+            label="mean score in bin",
+        )
         ece_text = "n/a" if ece is None or math.isnan(ece) else f"{ece:.3f}"
-        ax.set(ylabel="fraction positive", ylim=(0, 1.02), title=title or f"Reliability diagram (ECE {ece_text}, {n_bins} bins)")
+        ax.set(
+            ylabel="fraction positive",
+            ylim=(0, 1.02),
+            title=title or f"Reliability diagram (ECE {ece_text}, {n_bins} bins)",
+        )
         ax.legend(loc="upper left", fontsize=8)
         ax.grid(alpha=0.3)
         hist.bar([b.lower for b in bins], [b.count for b in bins], width=width, align="edge", color="#64748b")
@@ -444,16 +507,44 @@ def record_evaluation(
     at = evaluated_at or datetime.now(UTC).replace(tzinfo=None)
     rows = []
     for subset, r in [("all", report), *(groups or {}).items()]:
-        rows.append({
-            "evaluation_id": evaluation_id, "subset": subset, "evaluated_at": at, "model_id": report.model_id,
-            "model_version": report.model_version, "backend": report.backend, "is_fallback": report.is_fallback,
-            "dataset": dataset, "dataset_sha256": dataset_sha256, "score_label": report.score_label, "n": r.n,
-            "n_positive": r.n_positive, "roc_auc": r.roc_auc, "pr_auc": r.pr_auc, "precision": r.precision,
-            "recall": r.recall, "f1": r.f1, "macro_f1": r.macro_f1, "threshold": r.threshold,
-            "best_f1_threshold": r.best_f1_threshold, "ece": r.ece, "texts_per_second": report.texts_per_second,
-        })
-    floats = ("roc_auc", "pr_auc", "precision", "recall", "f1", "macro_f1", "threshold", "best_f1_threshold", "ece",
-              "texts_per_second")
+        rows.append(
+            {
+                "evaluation_id": evaluation_id,
+                "subset": subset,
+                "evaluated_at": at,
+                "model_id": report.model_id,
+                "model_version": report.model_version,
+                "backend": report.backend,
+                "is_fallback": report.is_fallback,
+                "dataset": dataset,
+                "dataset_sha256": dataset_sha256,
+                "score_label": report.score_label,
+                "n": r.n,
+                "n_positive": r.n_positive,
+                "roc_auc": r.roc_auc,
+                "pr_auc": r.pr_auc,
+                "precision": r.precision,
+                "recall": r.recall,
+                "f1": r.f1,
+                "macro_f1": r.macro_f1,
+                "threshold": r.threshold,
+                "best_f1_threshold": r.best_f1_threshold,
+                "ece": r.ece,
+                "texts_per_second": report.texts_per_second,
+            }
+        )
+    floats = (
+        "roc_auc",
+        "pr_auc",
+        "precision",
+        "recall",
+        "f1",
+        "macro_f1",
+        "threshold",
+        "best_f1_threshold",
+        "ece",
+        "texts_per_second",
+    )
     frame = pl.DataFrame(rows, schema_overrides={k: pl.Float64 for k in floats})
     con.register("_evaluation_rows", frame)
     try:

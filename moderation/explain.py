@@ -177,7 +177,7 @@ def occlusion(
     frame = scorer.score(batch)
     if label is None:
         first = frame.row(0, named=True)
-        label = max(labels, key=lambda lab: (first[lab] if first[lab] is not None else -1.0))
+        label = max(labels, key=lambda lab: first[lab] if first[lab] is not None else -1.0)
     values = [float(v) for v in frame[label].to_list()]
     full = values[0]
     by_form = {f: full - v for f, v in zip(scored_forms, values[1:], strict=True)}

@@ -105,7 +105,9 @@ def queue_age(queue: pl.DataFrame, decisions: pl.DataFrame) -> QueueAge:
     firsts = latest_states(decisions).select("source", "content_id", "first_decided_at")
     joined = queue.select("source", "content_id", "created_at").join(firsts, on=["source", "content_id"], how="inner")
     hours = joined.select(
-        ((pl.col("first_decided_at") - pl.col("created_at")).dt.total_seconds() / 3600.0).clip(lower_bound=0.0).alias("h")
+        ((pl.col("first_decided_at") - pl.col("created_at")).dt.total_seconds() / 3600.0)
+        .clip(lower_bound=0.0)
+        .alias("h")
     )["h"].drop_nulls()
     if hours.is_empty():
         return QueueAge(0, None, None)

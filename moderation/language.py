@@ -41,8 +41,22 @@ MAX_CHARS = 1000
 """Only the first this many characters of a text are examined."""
 
 DETECTOR_LANGUAGES: tuple[str, ...] = (
-    "ENGLISH", "GERMAN", "SPANISH", "FRENCH", "ITALIAN", "PORTUGUESE", "DUTCH", "RUSSIAN",
-    "TURKISH", "POLISH", "ARABIC", "CHINESE", "JAPANESE", "KOREAN", "HINDI", "INDONESIAN",
+    "ENGLISH",
+    "GERMAN",
+    "SPANISH",
+    "FRENCH",
+    "ITALIAN",
+    "PORTUGUESE",
+    "DUTCH",
+    "RUSSIAN",
+    "TURKISH",
+    "POLISH",
+    "ARABIC",
+    "CHINESE",
+    "JAPANESE",
+    "KOREAN",
+    "HINDI",
+    "INDONESIAN",
 )
 """lingua ``Language`` names the detector chooses among."""
 
@@ -61,7 +75,7 @@ def detector_id() -> str:
 
 
 @functools.cache
-def _detector():  # noqa: ANN202 - lingua's LanguageDetector (imported lazily)
+def _detector():
     from lingua import Language, LanguageDetectorBuilder
 
     return LanguageDetectorBuilder.from_languages(*(getattr(Language, n) for n in DETECTOR_LANGUAGES)).build()
@@ -92,7 +106,9 @@ def detect_languages(texts: Sequence[str | None], *, min_chars: int = MIN_CHARS)
             if values and values[0].value > 0:
                 languages[i] = values[0].language.iso_code_639_1.name.lower()
                 confidence[i] = float(values[0].value)
-    return pl.DataFrame({"language": languages, "confidence": confidence}, schema={"language": pl.String, "confidence": pl.Float64})
+    return pl.DataFrame(
+        {"language": languages, "confidence": confidence}, schema={"language": pl.String, "confidence": pl.Float64}
+    )
 
 
 def supported_languages(model_id: str, *, checkpoint_dir: Path | None = None) -> frozenset[str]:
@@ -120,7 +136,9 @@ def supported_languages(model_id: str, *, checkpoint_dir: Path | None = None) ->
             declared = json.loads(card.read_text(encoding="utf-8")).get("languages")
             if declared is not None:
                 if not isinstance(declared, list) or not all(isinstance(x, str) and len(x) == 2 for x in declared):
-                    raise ValueError(f"{card}: 'languages' must be a list of ISO 639-1 codes such as [\"en\", \"de\"], got {declared!r}")
+                    raise ValueError(
+                        f'{card}: \'languages\' must be a list of ISO 639-1 codes such as ["en", "de"], got {declared!r}'
+                    )
                 return frozenset(x.lower() for x in declared)
     return ENGLISH_ONLY
 
@@ -156,13 +174,15 @@ def detect_pending(con: object, *, batch_size: int = 4096) -> int:
     for start in range(0, pending.height, batch_size):
         chunk = pending.slice(start, batch_size)
         detected = detect_languages(chunk["text"].to_list())
-        rows = pl.DataFrame({  # noqa: F841 - read by DuckDB below
-            "content_hash": chunk["content_hash"],
-            "language": detected["language"],
-            "confidence": detected["confidence"],
-            "detector": provenance,
-            "detected_at": now,
-        })
+        rows = pl.DataFrame(  # noqa: F841 - read by DuckDB below
+            {
+                "content_hash": chunk["content_hash"],
+                "language": detected["language"],
+                "confidence": detected["confidence"],
+                "detector": provenance,
+                "detected_at": now,
+            }
+        )
         con.execute("insert into moderation.languages by name select * from rows on conflict do nothing")  # type: ignore[attr-defined]
     return pending.height
 

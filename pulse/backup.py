@@ -103,8 +103,15 @@ MANIFEST = "manifest.json.enc"
 CHUNK = 1 << 20
 MAGIC = b"PULSEBK1"
 #: The review store's tables a PostgreSQL backup dumps (those that exist).
-PG_TABLES = ("review_users", "review_items", "review_decisions", "review_signin_failures", "api_keys",
-             "live_queue_items", "webhook_deliveries")
+PG_TABLES = (
+    "review_users",
+    "review_items",
+    "review_decisions",
+    "review_signin_failures",
+    "api_keys",
+    "live_queue_items",
+    "webhook_deliveries",
+)
 Part = Literal["warehouse", "review-store"]
 PARTS: tuple[Part, ...] = ("warehouse", "review-store")
 _ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
@@ -144,9 +151,10 @@ def master_key(settings: Settings) -> bytes:
     secret = settings.backup_key.get_secret_value() if settings.backup_key else ""
     if len(secret) < 32:
         raise BackupError(
-            "PULSE_BACKUP_KEY is " + ("unset" if not secret else f"too short ({len(secret)} characters, need 32+)")
+            "PULSE_BACKUP_KEY is "
+            + ("unset" if not secret else f"too short ({len(secret)} characters, need 32+)")
             + ": backups are encrypted with it; create one with "
-            "`python -c \"import secrets; print(secrets.token_urlsafe(32))\"` and keep it apart from the backups "
+            '`python -c "import secrets; print(secrets.token_urlsafe(32))"` and keep it apart from the backups '
             "(without it no backup can be read)"
         )
     return hashlib.sha256(secret.encode("utf-8")).digest()
@@ -217,7 +225,7 @@ def decrypt_file(src: IO[bytes], dst: Path, master: bytes, name: str) -> int:
     if len(head) != len(MAGIC) + 17 or not head.startswith(MAGIC):
         raise VerifyError(name, "not an encrypted backup file (bad header)")
     compressed = head[-1:] == b"\x01"
-    aead = AESGCM(_file_key(master, head[len(MAGIC):-1], name))
+    aead = AESGCM(_file_key(master, head[len(MAGIC) : -1], name))
     written, counter = 0, 0
     with dst.open("wb") as f:
         while True:
@@ -233,7 +241,9 @@ def decrypt_file(src: IO[bytes], dst: Path, master: bytes, name: str) -> int:
                 except InvalidTag:
                     continue
             if plain is None:
-                raise VerifyError(name, f"chunk {counter} fails authentication (wrong PULSE_BACKUP_KEY, or the file was changed)")
+                raise VerifyError(
+                    name, f"chunk {counter} fails authentication (wrong PULSE_BACKUP_KEY, or the file was changed)"
+                )
             if compressed:
                 plain = zlib.decompress(plain)
             f.write(plain)
@@ -329,9 +339,17 @@ def sync_ledger(con: duckdb.DuckDBPyConnection, path: Path) -> int:
         "where c.source = t.source and c.author_id = t.alias), []) from ops.tombstones t order by t.requested_at"
     ).fetchall()
     new = [
-        {"at": at.isoformat(), "request_id": rid, "source": src, "user_id_hash": h, "mode": mode, "alias": alias,
-         "content_ids": list(ids)}
-        for src, h, at, rid, mode, alias, ids in rows if (src, h) not in have
+        {
+            "at": at.isoformat(),
+            "request_id": rid,
+            "source": src,
+            "user_id_hash": h,
+            "mode": mode,
+            "alias": alias,
+            "content_ids": list(ids),
+        }
+        for src, h, at, rid, mode, alias, ids in rows
+        if (src, h) not in have
     ]
     return append_ledger(path, new)
 
@@ -343,7 +361,9 @@ def sync_ledger(con: duckdb.DuckDBPyConnection, path: Path) -> int:
 def active_runs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, datetime]]:
     """``(run_id, started_at)`` of the runs ``ops.runs`` records as ``running``."""
     try:
-        return con.execute("select run_id, started_at from ops.runs where status = 'running' order by started_at").fetchall()
+        return con.execute(
+            "select run_id, started_at from ops.runs where status = 'running' order by started_at"
+        ).fetchall()
     except duckdb.CatalogException:
         return []
 
@@ -381,11 +401,14 @@ def table_stats(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
     HUGEINT), as a string: equal tables give equal checksums under the same DuckDB version.
     """
     out: dict[str, dict[str, Any]] = {}
-    tables = con.execute("select schema_name, table_name from duckdb_tables() where database_name = current_database() "
-                         "and not internal order by all").fetchall()
+    tables = con.execute(
+        "select schema_name, table_name from duckdb_tables() where database_name = current_database() "
+        "and not internal order by all"
+    ).fetchall()
     for schema, table in tables:
         rows, checksum = con.execute(
-            f'select count(*), coalesce(sum(hash(t)::hugeint), 0)::varchar from "{schema}"."{table}" t').fetchone()
+            f'select count(*), coalesce(sum(hash(t)::hugeint), 0)::varchar from "{schema}"."{table}" t'
+        ).fetchone()
         out[f"{schema}.{table}"] = {"rows": rows, "checksum": checksum}
     return out
 
@@ -405,8 +428,10 @@ def _warehouse_facts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "migration_level": migrations[-1] if migrations else None,
         "watermarks": rows("select * from ops.watermarks order by all"),
         "source_watermarks": rows("select * from ops.source_watermarks order by all"),
-        "last_success": rows("select run_id, source, finished_at from ops.runs where status = 'success' "
-                             "order by finished_at desc limit 1"),
+        "last_success": rows(
+            "select run_id, source, finished_at from ops.runs where status = 'success' "
+            "order by finished_at desc limit 1"
+        ),
     }
 
 
@@ -482,8 +507,12 @@ def _pg_env(url: str) -> dict[str, str]:
     from sqlalchemy.engine import make_url
 
     u = make_url(url)
-    env = {**os.environ, "PGHOST": u.host or "localhost", "PGPORT": str(u.port or 5432),
-           "PGDATABASE": u.database or "postgres"}
+    env = {
+        **os.environ,
+        "PGHOST": u.host or "localhost",
+        "PGPORT": str(u.port or 5432),
+        "PGDATABASE": u.database or "postgres",
+    }
     if u.username:
         env["PGUSER"] = u.username
     if u.password:
@@ -495,7 +524,9 @@ def _run(cmd: list[str], env: dict[str, str] | None = None, stdout: Any = subpro
     tool = shutil.which(cmd[0])
     if tool is None:
         raise BackupError(f"{cmd[0]} is not installed (Debian: apt-get install postgresql-client)")
-    done = subprocess.run([tool, *cmd[1:]], env=env, stdout=stdout, stderr=subprocess.PIPE, text=stdout is subprocess.PIPE)
+    done = subprocess.run(
+        [tool, *cmd[1:]], env=env, stdout=stdout, stderr=subprocess.PIPE, text=stdout is subprocess.PIPE
+    )
     if done.returncode != 0:
         err = done.stderr if isinstance(done.stderr, str) else done.stderr.decode("utf-8", "replace")
         raise BackupError(f"{cmd[0]} failed ({done.returncode}): {err.strip()[-2000:]}")
@@ -536,8 +567,17 @@ def snapshot_review_store(settings: Settings, folder: Path) -> tuple[str | None,
     if not present:
         return None, None, {}
     out = folder / "review.pgdump"
-    _run(["pg_dump", "--format=custom", "--no-owner", "--no-privileges", *(f"--table=public.{t}" for t in present),
-          f"--file={out}"], env)
+    _run(
+        [
+            "pg_dump",
+            "--format=custom",
+            "--no-owner",
+            "--no-privileges",
+            *(f"--table=public.{t}" for t in present),
+            f"--file={out}",
+        ],
+        env,
+    )
     return "postgresql", out, counts
 
 
@@ -545,8 +585,12 @@ def sqlite_counts(path: Path) -> dict[str, int]:
     """Rows per table of a SQLite file (its own tables, not ``sqlite_*``)."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        names = [r[0] for r in db.execute("select name from sqlite_master where type = 'table' and name not like 'sqlite_%' "
-                                          "order by name")]
+        names = [
+            r[0]
+            for r in db.execute(
+                "select name from sqlite_master where type = 'table' and name not like 'sqlite_%' order by name"
+            )
+        ]
         return {n: db.execute(f'select count(*) from "{n}"').fetchone()[0] for n in names}
     finally:
         db.close()
@@ -584,8 +628,10 @@ def restore_review_store(settings: Settings, kind: str, file: Path) -> dict[str,
     url = _store_url(settings)
     path = _sqlite_path(url)
     if (path is not None) != (kind == "sqlite"):
-        raise BackupError(f"the backup holds a {kind} review store but PULSE_REVIEW_STORE_URL is "
-                          f"{'SQLite' if path is not None else 'PostgreSQL'}; point it at a store of the backup's kind")
+        raise BackupError(
+            f"the backup holds a {kind} review store but PULSE_REVIEW_STORE_URL is "
+            f"{'SQLite' if path is not None else 'PostgreSQL'}; point it at a store of the backup's kind"
+        )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         src = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
@@ -597,8 +643,19 @@ def restore_review_store(settings: Settings, kind: str, file: Path) -> dict[str,
             dst.close()
             src.close()
         return sqlite_counts(path)
-    _run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--no-privileges", "--single-transaction",
-          f"--dbname={_pg_env(url)['PGDATABASE']}", str(file)], _pg_env(url))
+    _run(
+        [
+            "pg_restore",
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--no-privileges",
+            "--single-transaction",
+            f"--dbname={_pg_env(url)['PGDATABASE']}",
+            str(file),
+        ],
+        _pg_env(url),
+    )
     return pgdump_counts(file)
 
 
@@ -628,8 +685,9 @@ def _upload(fs: Any, folder: str, local: Path, name: str, master: bytes) -> dict
     return {"name": f"{name}.enc", "size": size, "sha256": sha, "plain_size": local.stat().st_size}
 
 
-def create_backup(settings: Settings, dest: str | Path, *, now: datetime | None = None,
-                  parts: Iterable[Part] = PARTS) -> BackupResult:
+def create_backup(
+    settings: Settings, dest: str | Path, *, now: datetime | None = None, parts: Iterable[Part] = PARTS
+) -> BackupResult:
     """Take one consistent, encrypted backup of what the product owns into ``dest``; see the module docstring.
 
     Args:
@@ -652,9 +710,14 @@ def create_backup(settings: Settings, dest: str | Path, *, now: datetime | None 
     folder = f"{root}/{backup_id}"
     t0 = time.perf_counter()
     manifest: dict[str, Any] = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "backup_id": backup_id,
-        "taken_at": now.isoformat(timespec="seconds"), "product_version": _version("community-pulse"),
-        "duckdb_version": duckdb.__version__, "parts": list(parts), "files": [],
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "backup_id": backup_id,
+        "taken_at": now.isoformat(timespec="seconds"),
+        "product_version": _version("community-pulse"),
+        "duckdb_version": duckdb.__version__,
+        "parts": list(parts),
+        "files": [],
     }
     with tempfile.TemporaryDirectory(prefix="pulse-backup-") as tmp_name:
         tmp = Path(tmp_name)
@@ -679,16 +742,26 @@ def create_backup(settings: Settings, dest: str | Path, *, now: datetime | None 
             manifest["files"].append(_upload(fs, folder, path, name, master))
         manifest["elapsed_s"] = round(time.perf_counter() - t0, 3)
         manifest["backup_bytes"] = sum(f["size"] for f in manifest["files"])
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str), encoding="utf-8")
+        (tmp / "manifest.json").write_text(
+            json.dumps(manifest, indent=1, sort_keys=True, default=str), encoding="utf-8"
+        )
         with fs.open(f"{folder}/{MANIFEST}", "wb") as f:  # last: a backup without it is unfinished
             encrypt_file(tmp / "manifest.json", f, master, MANIFEST, compress=True)
-    log.info("backup %s: %d files, %d bytes in %.1fs", backup_id, len(manifest["files"]), manifest["backup_bytes"],
-             manifest["elapsed_s"])
-    return BackupResult(backup_id, manifest, folder if "://" not in str(dest) else f"{str(dest).rstrip('/')}/{backup_id}")
+    log.info(
+        "backup %s: %d files, %d bytes in %.1fs",
+        backup_id,
+        len(manifest["files"]),
+        manifest["backup_bytes"],
+        manifest["elapsed_s"],
+    )
+    return BackupResult(
+        backup_id, manifest, folder if "://" not in str(dest) else f"{str(dest).rstrip('/')}/{backup_id}"
+    )
 
 
-def _store_part(settings: Settings, parts: tuple[str, ...], tmp: Path, manifest: dict[str, Any],
-                local: list[tuple[Path, str]]) -> None:
+def _store_part(
+    settings: Settings, parts: tuple[str, ...], tmp: Path, manifest: dict[str, Any], local: list[tuple[Path, str]]
+) -> None:
     if "review-store" not in parts:
         return
     kind, file, counts = snapshot_review_store(settings, tmp)
@@ -735,13 +808,25 @@ def list_backups(settings: Settings, dest: str | Path) -> list[dict[str, Any]]:
     fs, root = destination(dest, settings)
     out = []
     for bid in backup_ids(fs, root):
-        row: dict[str, Any] = {"backup_id": bid, "taken_at": _id_time(bid).isoformat(), "complete": False,
-                               "bytes": None, "files": None, "error": None}
+        row: dict[str, Any] = {
+            "backup_id": bid,
+            "taken_at": _id_time(bid).isoformat(),
+            "complete": False,
+            "bytes": None,
+            "files": None,
+            "error": None,
+        }
         try:
             m = read_manifest(fs, root, bid, master)
-            row.update(complete=True, taken_at=m["taken_at"], bytes=m["backup_bytes"], files=len(m["files"]),
-                       parts=m.get("parts"), migration_level=m.get("migration_level"),
-                       review_store=(m.get("review_store") or {}).get("kind"))
+            row.update(
+                complete=True,
+                taken_at=m["taken_at"],
+                bytes=m["backup_bytes"],
+                files=len(m["files"]),
+                parts=m.get("parts"),
+                migration_level=m.get("migration_level"),
+                review_store=(m.get("review_store") or {}).get("kind"),
+            )
         except BackupError as exc:
             row["error"] = str(exc)
         out.append(row)
@@ -760,8 +845,15 @@ def _pick(fs: Any, root: str, backup_id: str | None) -> str:
     return complete[-1]
 
 
-def fetch_files(fs: Any, folder: str, manifest: dict[str, Any], master: bytes, out: Path,
-                *, only: Callable[[str], bool] = lambda name: True) -> dict[str, Path]:
+def fetch_files(
+    fs: Any,
+    folder: str,
+    manifest: dict[str, Any],
+    master: bytes,
+    out: Path,
+    *,
+    only: Callable[[str], bool] = lambda name: True,
+) -> dict[str, Path]:
     """Download, check (size, SHA-256) and decrypt the manifest's files into ``out``.
 
     Returns:
@@ -816,8 +908,9 @@ class VerifyReport:
     seconds: float = 0.0
 
 
-def verify_backup(settings: Settings, dest: str | Path, backup_id: str | None = None, *,
-                  scratch: Path | None = None) -> VerifyReport:
+def verify_backup(
+    settings: Settings, dest: str | Path, backup_id: str | None = None, *, scratch: Path | None = None
+) -> VerifyReport:
     """Re-hash every file of a backup and restore it into a scratch folder; see the module docstring.
 
     Raises:
@@ -906,8 +999,9 @@ class RestoreReport:
     seconds: float = 0.0
 
 
-def restore_backup(settings: Settings, dest: str | Path, backup_id: str | None = None, *,
-                   only: Part | None = None) -> RestoreReport:
+def restore_backup(
+    settings: Settings, dest: str | Path, backup_id: str | None = None, *, only: Part | None = None
+) -> RestoreReport:
     """Restore a backup (default the newest finished one) over the live warehouse and/or review store.
 
     Order: refuse while a run is active (:class:`RunActiveError`), append the live warehouse's
@@ -944,8 +1038,11 @@ def restore_backup(settings: Settings, dest: str | Path, backup_id: str | None =
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".pulse-restore-", dir=warehouse.parent) as tmp_name:
         tmp = Path(tmp_name)
-        prefixes = (*(("warehouse/",) if "warehouse" in want else ()),
-                    *(("review_store/",) if "review-store" in want else ()), "ledger/")
+        prefixes = (
+            *(("warehouse/",) if "warehouse" in want else ()),
+            *(("review_store/",) if "review-store" in want else ()),
+            "ledger/",
+        )
         files = fetch_files(fs, f"{root}/{backup_id}", manifest, master, tmp, only=lambda n: n.startswith(prefixes))
         if "warehouse" in want:
             new = tmp / "warehouse.duckdb"
@@ -964,8 +1061,14 @@ def restore_backup(settings: Settings, dest: str | Path, backup_id: str | None =
             report.parts.append("review-store")
         if "ledger/erasure_ledger.jsonl" in files:
             have = {(e["source"], e["user_id_hash"]) for e in read_ledger(ledger)}
-            append_ledger(ledger, [e for e in read_ledger(files["ledger/erasure_ledger.jsonl"])
-                                   if (e["source"], e["user_id_hash"]) not in have])
+            append_ledger(
+                ledger,
+                [
+                    e
+                    for e in read_ledger(files["ledger/erasure_ledger.jsonl"])
+                    if (e["source"], e["user_id_hash"]) not in have
+                ],
+            )
     if warehouse.is_file():
         report.erasures_reapplied = reapply_erasures(settings, store_restored="review-store" in report.parts)
         from warehouse.db import open_warehouse
@@ -984,10 +1087,15 @@ def _user_ids_by_hash(con: duckdb.DuckDBPyConnection, source: str, hashes: set[s
     from warehouse.privacy import _key, tombstone_hash  # the tombstones' own salt lookup (no copy of it here)
 
     salt = _key(con, "tombstone_salt")
-    ids = [r[0] for r in con.execute(
-        "select user_id from staging.users where source = $s union select author_id from staging.content "
-        "where source = $s and author_id is not null union select user_id from staging.engagement_events "
-        "where source = $s and user_id is not null", {"s": source}).fetchall()]
+    ids = [
+        r[0]
+        for r in con.execute(
+            "select user_id from staging.users where source = $s union select author_id from staging.content "
+            "where source = $s and author_id is not null union select user_id from staging.engagement_events "
+            "where source = $s and user_id is not null",
+            {"s": source},
+        ).fetchall()
+    ]
     out = {}
     for uid in ids:
         h = tombstone_hash(salt, source, uid)
@@ -1031,12 +1139,27 @@ def reapply_erasures(settings: Settings, *, store_restored: bool = True) -> list
             hashes = {e["user_id_hash"] for e in todo if e["source"] == source}
             found.update({(source, h): uid for h, uid in _user_ids_by_hash(con, source, hashes).items()})
         for e in todo:
-            con.execute("insert into ops.tombstones values (?, ?, ?, ?, ?, ?) on conflict do nothing",
-                        [e["source"], e["user_id_hash"], datetime.fromisoformat(e["at"]), e["request_id"], e["mode"],
-                         e["alias"]])
-        items = {(e["source"], e["alias"]): {r[0] for r in con.execute(
-            "select content_id from staging.content where source = ? and author_id = ?", [e["source"], e["alias"]]
-        ).fetchall()} for e in entries}
+            con.execute(
+                "insert into ops.tombstones values (?, ?, ?, ?, ?, ?) on conflict do nothing",
+                [
+                    e["source"],
+                    e["user_id_hash"],
+                    datetime.fromisoformat(e["at"]),
+                    e["request_id"],
+                    e["mode"],
+                    e["alias"],
+                ],
+            )
+        items = {
+            (e["source"], e["alias"]): {
+                r[0]
+                for r in con.execute(
+                    "select content_id from staging.content where source = ? and author_id = ?",
+                    [e["source"], e["alias"]],
+                ).fetchall()
+            }
+            for e in entries
+        }
     finally:
         con.close()
     store = ReviewStore.from_settings(settings)
@@ -1047,7 +1170,9 @@ def reapply_erasures(settings: Settings, *, store_restored: bool = True) -> list
             if uid is not None:
                 report = forget_user(warehouse, e["source"], uid, mode=e["mode"], serving=settings.serving, store=store)
                 if report.residue:
-                    raise BackupError(f"re-applied erasure {e['request_id']} left erased data in {sorted(report.residue)}")
+                    raise BackupError(
+                        f"re-applied erasure {e['request_id']} left erased data in {sorted(report.residue)}"
+                    )
         if store_restored:
             blanked = 0
             for e in entries:
@@ -1065,8 +1190,9 @@ def reapply_erasures(settings: Settings, *, store_restored: bool = True) -> list
 # Retention: grandfather-father-son
 
 
-def gfs_keep(times: Iterable[datetime], *, daily: int = 7, weekly: int = 4, monthly: int = 12,
-             yearly: int = 0) -> set[datetime]:
+def gfs_keep(
+    times: Iterable[datetime], *, daily: int = 7, weekly: int = 4, monthly: int = 12, yearly: int = 0
+) -> set[datetime]:
     """The backup times to keep under grandfather-father-son retention.
 
     As restic's ``forget --keep-daily/--keep-weekly/--keep-monthly/--keep-yearly``: walking from
@@ -1094,8 +1220,9 @@ def gfs_keep(times: Iterable[datetime], *, daily: int = 7, weekly: int = 4, mont
     return keep
 
 
-def prune_backups(settings: Settings, dest: str | Path, *, now: datetime | None = None,
-                  dry_run: bool = False) -> dict[str, list[str]]:
+def prune_backups(
+    settings: Settings, dest: str | Path, *, now: datetime | None = None, dry_run: bool = False
+) -> dict[str, list[str]]:
     """Delete the backups :func:`gfs_keep` does not keep (``settings.backup_keep_*``), and unfinished
     backups older than a day (a crashed ``create``).
 
@@ -1107,8 +1234,13 @@ def prune_backups(settings: Settings, dest: str | Path, *, now: datetime | None 
     ids = backup_ids(fs, root)
     complete = [b for b in ids if fs.exists(f"{root}/{b}/{MANIFEST}")]
     by_time = {_id_time(b): b for b in complete}
-    keep_times = gfs_keep(by_time, daily=settings.backup_keep_daily, weekly=settings.backup_keep_weekly,
-                          monthly=settings.backup_keep_monthly, yearly=settings.backup_keep_yearly)
+    keep_times = gfs_keep(
+        by_time,
+        daily=settings.backup_keep_daily,
+        weekly=settings.backup_keep_weekly,
+        monthly=settings.backup_keep_monthly,
+        yearly=settings.backup_keep_yearly,
+    )
     kept = sorted(by_time[t] for t in keep_times)
     stale = [b for b in ids if b not in complete and now - _id_time(b) > timedelta(days=1)]
     deleted = sorted([b for b in complete if b not in kept] + stale)

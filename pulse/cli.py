@@ -35,16 +35,39 @@ DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
 @app.command()
 def run(
     source: Annotated[str, typer.Option(help="demo | stackexchange | events | postgres")] = "demo",
-    path: Annotated[Path | None, typer.Option(help="Stack Exchange data dump folder (Posts.xml, Comments.xml, ...); for events: a folder, glob or file of *.jsonl[.gz] / *.ndjson / *.parquet exports")] = None,
-    source_name: Annotated[str | None, typer.Option("--source-name", help="events: the source the events belong to, e.g. stackexchange:beer [default events:<folder name>]")] = None,
-    dsn: Annotated[str | None, typer.Option(help="postgres: the platform database, postgresql://USER:PW@HOST:PORT/DB [env PULSE_POSTGRES_DSN; never printed]", show_default=False)] = None,
+    path: Annotated[
+        Path | None,
+        typer.Option(
+            help="Stack Exchange data dump folder (Posts.xml, Comments.xml, ...); for events: a folder, glob or file of *.jsonl[.gz] / *.ndjson / *.parquet exports"
+        ),
+    ] = None,
+    source_name: Annotated[
+        str | None,
+        typer.Option(
+            "--source-name",
+            help="events: the source the events belong to, e.g. stackexchange:beer [default events:<folder name>]",
+        ),
+    ] = None,
+    dsn: Annotated[
+        str | None,
+        typer.Option(
+            help="postgres: the platform database, postgresql://USER:PW@HOST:PORT/DB [env PULSE_POSTGRES_DSN; never printed]",
+            show_default=False,
+        ),
+    ] = None,
     preset: Annotated[str | None, typer.Option(help="postgres: built-in mapping preset [default discourse]")] = None,
     mapping: Annotated[Path | None, typer.Option(help="postgres: a mapping file (TOML) instead of a preset")] = None,
-    since: Annotated[datetime | None, typer.Option(formats=DATE_FORMATS, help="Data interval start, UTC (inclusive)")] = None,
-    until: Annotated[datetime | None, typer.Option(formats=DATE_FORMATS, help="Data interval end, UTC (exclusive)")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(formats=DATE_FORMATS, help="Data interval start, UTC (inclusive)")
+    ] = None,
+    until: Annotated[
+        datetime | None, typer.Option(formats=DATE_FORMATS, help="Data interval end, UTC (exclusive)")
+    ] = None,
     warehouse: WarehouseOpt = None,
     serving: ServingOpt = None,
-    scorer: Annotated[str | None, typer.Option(help="auto | lexical | detoxify:original|unbiased|multilingual | checkpoint:DIR")] = None,
+    scorer: Annotated[
+        str | None, typer.Option(help="auto | lexical | detoxify:original|unbiased|multilingual | checkpoint:DIR")
+    ] = None,
     timezone: Annotated[str | None, typer.Option(help="Community IANA timezone, e.g. Europe/Berlin")] = None,
     seed: Annotated[int, typer.Option(help="Demo generator seed")] = 7,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -60,12 +83,16 @@ def run(
     if source == "postgres":
         spec = _postgres_spec(settings, dsn, preset, mapping, timezone)
     elif source not in ("demo", "stackexchange", "events"):
-        console.print(f"[red]unknown source {source!r}[/]; use --source demo, --source stackexchange --path DIR or --source events --path DIR_OR_GLOB")
+        console.print(
+            f"[red]unknown source {source!r}[/]; use --source demo, --source stackexchange --path DIR or --source events --path DIR_OR_GLOB"
+        )
         raise typer.Exit(2)
     if source == "events":
         _check_event_exports(path, source_name)
     if source == "stackexchange" and path is None:
-        console.print("[red]--source stackexchange needs --path DIR[/] (a folder with Posts.xml, Comments.xml, Votes.xml, Users.xml, Tags.xml)")
+        console.print(
+            "[red]--source stackexchange needs --path DIR[/] (a folder with Posts.xml, Comments.xml, Votes.xml, Users.xml, Tags.xml)"
+        )
         raise typer.Exit(2)
     if timezone is not None:
         settings_or_exit(timezone=timezone)  # validates the name, exits 2 with the fix if unknown
@@ -74,7 +101,9 @@ def run(
     try:
         summary = run_pipeline(settings, spec, since=since, until=until, progress=True)
     except (PipelineError, QualityGateError) as exc:
-        console.print(f"[bold red]Run stopped[/]: {escape(str(exc))}\nNothing was published; the previous snapshot is still served.")
+        console.print(
+            f"[bold red]Run stopped[/]: {escape(str(exc))}\nNothing was published; the previous snapshot is still served."
+        )
         raise typer.Exit(1) from None
     except FileNotFoundError as exc:
         console.print(f"[bold red]Input missing[/]: {escape(str(exc))}")
@@ -88,7 +117,9 @@ def run(
     _print_summary(summary, stream_counts(settings, summary.run_id), settings)
 
 
-def _postgres_spec(settings: Settings, dsn: str | None, preset: str | None, mapping: Path | None, timezone: str | None) -> Any:
+def _postgres_spec(
+    settings: Settings, dsn: str | None, preset: str | None, mapping: Path | None, timezone: str | None
+) -> Any:
     """The :class:`~pulse.steps.SourceSpec` of ``--source postgres``; exit 2 with the fix on bad options or mapping."""
     from pydantic import SecretStr
 
@@ -97,7 +128,9 @@ def _postgres_spec(settings: Settings, dsn: str | None, preset: str | None, mapp
 
     secret = SecretStr(dsn) if dsn else settings.postgres_dsn
     if secret is None or not secret.get_secret_value():
-        console.print("[red]--source postgres needs a DSN[/]: --dsn postgresql://USER:PW@HOST:PORT/DB or PULSE_POSTGRES_DSN")
+        console.print(
+            "[red]--source postgres needs a DSN[/]: --dsn postgresql://USER:PW@HOST:PORT/DB or PULSE_POSTGRES_DSN"
+        )
         raise typer.Exit(2)
     if preset and mapping:
         console.print("[red]give --preset NAME or --mapping FILE, not both[/]")
@@ -107,10 +140,18 @@ def _postgres_spec(settings: Settings, dsn: str | None, preset: str | None, mapp
     except MappingError as exc:
         console.print(f"[bold red]Bad mapping[/]: {escape(str(exc))}")
         raise typer.Exit(2) from None
-    console.print(f"Reading {escape(redact_dsn(secret.get_secret_value()))} with "
-                  f"{'mapping ' + escape(str(mapping)) if mapping else 'preset ' + (preset or 'discourse')}")
-    return SourceSpec(kind="postgres", dsn=secret, preset=preset, mapping=mapping, timezone=timezone,
-                      postgres_options=postgres_options(settings))
+    console.print(
+        f"Reading {escape(redact_dsn(secret.get_secret_value()))} with "
+        f"{'mapping ' + escape(str(mapping)) if mapping else 'preset ' + (preset or 'discourse')}"
+    )
+    return SourceSpec(
+        kind="postgres",
+        dsn=secret,
+        preset=preset,
+        mapping=mapping,
+        timezone=timezone,
+        postgres_options=postgres_options(settings),
+    )
 
 
 def _check_event_exports(path: Path | None, source_name: str | None) -> None:
@@ -118,7 +159,9 @@ def _check_event_exports(path: Path | None, source_name: str | None) -> None:
     from warehouse.sources.events import event_source_name, find_event_files
 
     if path is None:
-        console.print("[red]--source events needs --path DIR_OR_GLOB[/] (event export files: *.jsonl, *.jsonl.gz, *.ndjson, *.parquet)")
+        console.print(
+            "[red]--source events needs --path DIR_OR_GLOB[/] (event export files: *.jsonl, *.jsonl.gz, *.ndjson, *.parquet)"
+        )
         raise typer.Exit(2)
     try:
         name = event_source_name(path, source_name)
@@ -144,17 +187,24 @@ def _print_summary(summary: Any, counts: Any, settings: Settings) -> None:
     for col in ("stream", "read", "inserted", "updated", "unchanged", "skipped", "quarantined"):
         t.add_column(col, justify="left" if col == "stream" else "right")
     for row in counts.iter_rows(named=True):
-        t.add_row(row["stream"], *(f"{row[c] or 0:,}" for c in ("read", "inserted", "updated", "unchanged", "skipped", "quarantined")))
+        t.add_row(
+            row["stream"],
+            *(f"{row[c] or 0:,}" for c in ("read", "inserted", "updated", "unchanged", "skipped", "quarantined")),
+        )
     console.print(t)
     for row in counts.iter_rows(named=True):
         for rule, n in json.loads(row["skip_rules"] or "{}").items():
             console.print(f"  {row['stream']}: {n:,} skipped: {escape(rule)}")
     if "files_read" in s["extract"]:
         e = s["extract"]
-        console.print(f"Event export files: {e['files_read']:,} read, {e['files_already_loaded']:,} already loaded (skipped), "
-                      f"{e['files_left_for_later']:,} arrived after the interval (left for a later run)")
+        console.print(
+            f"Event export files: {e['files_read']:,} read, {e['files_already_loaded']:,} already loaded (skipped), "
+            f"{e['files_left_for_later']:,} arrived after the interval (left for a later run)"
+        )
     sc = s["score"]
-    model = f"{sc['model_id']}" + (" [yellow](FALLBACK: " + escape(sc["fallback_reason"] or "") + ")[/]" if sc["is_fallback"] else "")
+    model = f"{sc['model_id']}" + (
+        " [yellow](FALLBACK: " + escape(sc["fallback_reason"] or "") + ")[/]" if sc["is_fallback"] else ""
+    )
     console.print(f"Scoring: {sc['scored']:,} texts scored now, {sc['already_scored']:,} already scored; model {model}")
     console.print(f"Flags: {sc['flagged']:,} items flagged, {sc['held']:,} recommended to hold")
     v, vm = s["validate"], s["validate_marts"]
@@ -178,7 +228,17 @@ def dashboards(
     app_py = repo / "dashboards" / "app.py"
     env = {**os.environ, "PULSE_SERVING": str(Path(settings.serving).resolve())}
     console.print(f"Dashboards on [bold]http://localhost:{port}[/] (snapshot {settings.serving}); Ctrl+C stops them.")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_py), "--server.port", str(port), "--server.headless", "true"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_py),
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+    ]
     # Run from the project root so Streamlit picks up .streamlit/config.toml; exec so Ctrl+C reaches it.
     os.chdir(repo)
     os.execve(sys.executable, cmd, env)
@@ -200,9 +260,14 @@ def airflow(
     settings = settings_or_exit(warehouse=warehouse, serving=serving)
     home = home.resolve()
     env = airflow_env(home, api_port=port)
-    env.update(PULSE_WAREHOUSE=str(Path(settings.warehouse).resolve()), PULSE_SERVING=str(Path(settings.serving).resolve()))
+    env.update(
+        PULSE_WAREHOUSE=str(Path(settings.warehouse).resolve()), PULSE_SERVING=str(Path(settings.serving).resolve())
+    )
     af = [sys.executable, "-m", "airflow"]
-    for args in (["db", "migrate"], ["pools", "set", settings.airflow_pool, "1", "DuckDB warehouse: one writer at a time"]):
+    for args in (
+        ["db", "migrate"],
+        ["pools", "set", settings.airflow_pool, "1", "DuckDB warehouse: one writer at a time"],
+    ):
         done = subprocess.run([*af, *args], env=env, capture_output=True, text=True)
         if done.returncode != 0:
             console.print(f"[red]airflow {' '.join(args)} failed[/]:\n{escape(done.stderr[-2000:])}")

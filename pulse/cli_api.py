@@ -18,7 +18,9 @@ from pulse.cli_common import console, fail, settings_or_exit
 
 app = typer.Typer(help="Real-time moderation API: Perspective-compatible scoring and the Discourse webhook.",
                   no_args_is_help=True)  # fmt: skip
-key_app = typer.Typer(help="API keys (stored hashed in the review store; shown once at creation).", no_args_is_help=True)
+key_app = typer.Typer(
+    help="API keys (stored hashed in the review store; shown once at creation).", no_args_is_help=True
+)
 app.add_typer(key_app, name="key")
 
 
@@ -39,9 +41,13 @@ def _keys() -> Any:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to listen on [env PULSE_API_HOST; default 127.0.0.1]")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on [env PULSE_API_HOST; default 127.0.0.1]")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="TCP port [env PULSE_API_PORT; default 8000]")] = None,
-    scorer: Annotated[str | None, typer.Option(help="auto | lexical | detoxify:NAME | checkpoint:DIR [env PULSE_SCORER]")] = None,
+    scorer: Annotated[
+        str | None, typer.Option(help="auto | lexical | detoxify:NAME | checkpoint:DIR [env PULSE_SCORER]")
+    ] = None,
 ) -> None:
     """Serve comments:analyze (Perspective), its discovery document, /healthz, /docs and /webhooks/discourse."""
     from pulse.api.app import serve as run

@@ -20,10 +20,13 @@ from rich.table import Table
 
 from pulse.cli_common import ServingOpt, WarehouseOpt, console, settings_or_exit
 
-app = typer.Typer(help="Backups: create, list, verify, restore and prune encrypted backups (PULSE_BACKUP_KEY).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Backups: create, list, verify, restore and prune encrypted backups (PULSE_BACKUP_KEY).", no_args_is_help=True
+)
 
-IdOpt = Annotated[str | None, typer.Option("--id", help="Backup id (see `pulse backup list`) [default: the newest finished one]")]
+IdOpt = Annotated[
+    str | None, typer.Option("--id", help="Backup id (see `pulse backup list`) [default: the newest finished one]")
+]
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -56,9 +59,11 @@ def create_cmd(
         raise _fail(exc) from None
     m = result.manifest
     rows = sum(t["rows"] for t in m.get("tables", {}).values())
-    console.print(f"Backup [bold]{result.backup_id}[/] written to {escape(result.location)}: {len(m['files'])} files, "
-                     f"{m['backup_bytes']:,} bytes, {len(m.get('tables', {}))} tables ({rows:,} rows), "
-                     f"review store {(m.get('review_store') or {}).get('kind') or 'none'}, in {m['elapsed_s']:.1f}s")
+    console.print(
+        f"Backup [bold]{result.backup_id}[/] written to {escape(result.location)}: {len(m['files'])} files, "
+        f"{m['backup_bytes']:,} bytes, {len(m.get('tables', {}))} tables ({rows:,} rows), "
+        f"review store {(m.get('review_store') or {}).get('kind') or 'none'}, in {m['elapsed_s']:.1f}s"
+    )
     print(result.backup_id)
 
 
@@ -80,9 +85,15 @@ def list_cmd(
     for col in ("backup_id", "taken_at (UTC)", "bytes", "files", "parts", "migration", "status"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r["backup_id"], r["taken_at"], f"{r['bytes']:,}" if r["bytes"] is not None else "",
-                  str(r["files"] or ""), ",".join(r.get("parts") or []), r.get("migration_level") or "",
-                  "ok" if r["complete"] else escape(r["error"] or "unfinished"))
+        t.add_row(
+            r["backup_id"],
+            r["taken_at"],
+            f"{r['bytes']:,}" if r["bytes"] is not None else "",
+            str(r["files"] or ""),
+            ",".join(r.get("parts") or []),
+            r.get("migration_level") or "",
+            "ok" if r["complete"] else escape(r["error"] or "unfinished"),
+        )
     console.print(t)
 
 
@@ -101,9 +112,11 @@ def verify_cmd(
         r = verify_backup(settings, in_, backup_id)
     except BackupError as exc:
         raise _fail(exc) from None
-    console.print(f"Backup [bold]{r.backup_id}[/] verified: {r.files} files ({r.bytes:,} bytes) match the manifest; "
-                     f"restore drill: {r.tables} tables ({r.rows:,} rows) with equal checksums, "
-                     f"{r.review_store_tables} review-store tables; {r.seconds:.1f}s")
+    console.print(
+        f"Backup [bold]{r.backup_id}[/] verified: {r.files} files ({r.bytes:,} bytes) match the manifest; "
+        f"restore drill: {r.tables} tables ({r.rows:,} rows) with equal checksums, "
+        f"{r.review_store_tables} review-store tables; {r.seconds:.1f}s"
+    )
 
 
 @app.command("restore")
@@ -129,11 +142,13 @@ def restore_cmd(
         r = restore_backup(settings, from_, backup_id, only=only)  # type: ignore[arg-type]
     except BackupError as exc:
         raise _fail(exc) from None
-    console.print(f"Restored [bold]{r.backup_id}[/] (taken {r.taken_at} UTC): {', '.join(r.parts)}; "
-                     f"{r.tables} tables ({r.rows:,} rows) checked against the manifest; "
-                     f"review store rows {sum(r.review_store_rows.values()):,}; "
-                     f"erasures re-applied: {len(r.erasures_reapplied)}; snapshot republished: {r.published}; "
-                     f"{r.seconds:.1f}s")
+    console.print(
+        f"Restored [bold]{r.backup_id}[/] (taken {r.taken_at} UTC): {', '.join(r.parts)}; "
+        f"{r.tables} tables ({r.rows:,} rows) checked against the manifest; "
+        f"review store rows {sum(r.review_store_rows.values()):,}; "
+        f"erasures re-applied: {len(r.erasures_reapplied)}; snapshot republished: {r.published}; "
+        f"{r.seconds:.1f}s"
+    )
 
 
 @app.command("prune")
@@ -152,9 +167,11 @@ def prune_cmd(
     except BackupError as exc:
         raise _fail(exc) from None
     verb = "would delete" if dry_run else "deleted"
-    console.print(f"Kept {len(r['kept'])} backups (daily {settings.backup_keep_daily}, weekly "
-                     f"{settings.backup_keep_weekly}, monthly {settings.backup_keep_monthly}, yearly "
-                     f"{settings.backup_keep_yearly}); {verb} {len(r['deleted'])}: {', '.join(r['deleted']) or '-'}")
+    console.print(
+        f"Kept {len(r['kept'])} backups (daily {settings.backup_keep_daily}, weekly "
+        f"{settings.backup_keep_weekly}, monthly {settings.backup_keep_monthly}, yearly "
+        f"{settings.backup_keep_yearly}); {verb} {len(r['deleted'])}: {', '.join(r['deleted']) or '-'}"
+    )
 
 
 @app.command("sync-ledger")

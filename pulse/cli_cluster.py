@@ -22,7 +22,9 @@ from pulse.cli_common import console
 
 app = typer.Typer(help="A CeleryExecutor cluster on this machine: up, status, run, down.", no_args_is_help=True)
 
-HomeOpt = Annotated[Path | None, typer.Option("--home", help="Cluster folder [env PULSE_CLUSTER_HOME, default ./cluster]")]
+HomeOpt = Annotated[
+    Path | None, typer.Option("--home", help="Cluster folder [env PULSE_CLUSTER_HOME, default ./cluster]")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
 
 
@@ -35,11 +37,21 @@ def _fail(message: str, code: int) -> None:
 def up(
     workers: Annotated[int, typer.Option("--workers", min=1, max=16, help="Celery workers (concurrency 1 each)")] = 2,
     port: Annotated[int, typer.Option("--port", help="API server / UI port")] = 8080,
-    postgres_url: Annotated[str | None, typer.Option("--postgres-url", envvar="PULSE_CLUSTER_POSTGRES_URL",
-                                                     help="A PostgreSQL role that may create databases (default: .ci/postgres)")] = None,
+    postgres_url: Annotated[
+        str | None,
+        typer.Option(
+            "--postgres-url",
+            envvar="PULSE_CLUSTER_POSTGRES_URL",
+            help="A PostgreSQL role that may create databases (default: .ci/postgres)",
+        ),
+    ] = None,
     database: Annotated[str, typer.Option("--database", help="Airflow's metadata database")] = "pulse_cluster",
-    heartbeat_timeout: Annotated[int, typer.Option("--heartbeat-timeout", min=10,
-                                                   help="Seconds before a task whose worker died is failed and retried")] = 60,
+    heartbeat_timeout: Annotated[
+        int,
+        typer.Option(
+            "--heartbeat-timeout", min=10, help="Seconds before a task whose worker died is failed and retried"
+        ),
+    ] = 60,
     home: HomeOpt = None,
 ) -> None:
     """Start the cluster and wait until every component is healthy; print the UI's address and sign-in."""
@@ -47,12 +59,21 @@ def up(
     from pulse.cluster import up as start
 
     try:
-        cluster = start(home, workers=workers, api_port=port, postgres_url=postgres_url, database=database,
-                        heartbeat_timeout_s=heartbeat_timeout, log=lambda m: console.print(escape(m)))
+        cluster = start(
+            home,
+            workers=workers,
+            api_port=port,
+            postgres_url=postgres_url,
+            database=database,
+            heartbeat_timeout_s=heartbeat_timeout,
+            log=lambda m: console.print(escape(m)),
+        )
     except ClusterError as exc:
         _fail(str(exc), 1)
     console.print(f"[green]cluster up[/green]: {workers} workers; UI and REST API at {cluster.api_url}")
-    console.print(f"sign in as admin; the password is in {cluster.airflow_home / 'simple_auth_manager_passwords.json.generated'}")
+    console.print(
+        f"sign in as admin; the password is in {cluster.airflow_home / 'simple_auth_manager_passwords.json.generated'}"
+    )
     console.print(f"logs: {cluster.home / 'logs'}; stop with `pulse cluster down`")
 
 
@@ -74,15 +95,21 @@ def status(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
         for col in ("component", "pid", "running", "health"):
             t.add_column(col)
         for name, p in info["processes"].items():
-            t.add_row(name, str(p["pid"]), "yes" if p["running"] else "[red]no[/red]",
-                      info["health"].get(name.replace("-", "_"), "answers ping" if name in info["workers_answering"] else ""))
+            t.add_row(
+                name,
+                str(p["pid"]),
+                "yes" if p["running"] else "[red]no[/red]",
+                info["health"].get(name.replace("-", "_"), "answers ping" if name in info["workers_answering"] else ""),
+            )
         console.print(t)
     raise typer.Exit(0 if healthy else 1)
 
 
 @app.command()
-def down(home: HomeOpt = None,
-         timeout: Annotated[float, typer.Option("--timeout", help="Seconds each component gets before SIGKILL")] = 60.0) -> None:
+def down(
+    home: HomeOpt = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds each component gets before SIGKILL")] = 60.0,
+) -> None:
     """Stop everything `up` started, in order (workers first, Redis last)."""
     from pulse.cluster import ClusterError
     from pulse.cluster import down as stop
@@ -92,7 +119,9 @@ def down(home: HomeOpt = None,
     except ClusterError as exc:
         _fail(str(exc), 2)
     forced = [n for n, clean in result.items() if not clean]
-    console.print(f"stopped {len(result)} components" + (f"; needed SIGKILL: {', '.join(forced)}" if forced else ", all cleanly"))
+    console.print(
+        f"stopped {len(result)} components" + (f"; needed SIGKILL: {', '.join(forced)}" if forced else ", all cleanly")
+    )
 
 
 @app.command()
@@ -124,7 +153,13 @@ def run(
         for col in ("task_id", "map_index", "state", "hostname", "try", "duration_s"):
             t.add_column(col)
         for ti in state["task_instances"]:
-            t.add_row(ti["task_id"], str(ti["map_index"]), str(ti["state"]), ti["hostname"], str(ti["try_number"]),
-                      "" if ti["duration_s"] is None else f"{ti['duration_s']:.1f}")
+            t.add_row(
+                ti["task_id"],
+                str(ti["map_index"]),
+                str(ti["state"]),
+                ti["hostname"],
+                str(ti["try_number"]),
+                "" if ti["duration_s"] is None else f"{ti['duration_s']:.1f}",
+            )
         console.print(t)
     raise typer.Exit(0 if state["state"] == "success" else 1)

@@ -24,10 +24,12 @@ from pulse.settings import ConfigError, Settings, load_settings
 console = Console(width=shutil.get_terminal_size((150, 24)).columns)
 
 WarehouseOpt = Annotated[
-    Path | None, typer.Option("--warehouse", help="Warehouse DuckDB file [env PULSE_WAREHOUSE; default data/warehouse.duckdb]")
+    Path | None,
+    typer.Option("--warehouse", help="Warehouse DuckDB file [env PULSE_WAREHOUSE; default data/warehouse.duckdb]"),
 ]
 ServingOpt = Annotated[
-    Path | None, typer.Option("--serving", help="Serving snapshot DuckDB file [env PULSE_SERVING; default data/serving.duckdb]")
+    Path | None,
+    typer.Option("--serving", help="Serving snapshot DuckDB file [env PULSE_SERVING; default data/serving.duckdb]"),
 ]
 
 
@@ -45,7 +47,9 @@ def setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(console=Console(stderr=True, width=console.width), show_path=False, rich_tracebacks=False)],
+        handlers=[
+            RichHandler(console=Console(stderr=True, width=console.width), show_path=False, rich_tracebacks=False)
+        ],
         force=True,
     )
     for noisy in ("great_expectations", "urllib3", "filelock", "httpx"):

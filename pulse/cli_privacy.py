@@ -18,13 +18,15 @@ from rich.markup import escape
 
 from pulse.cli_common import ServingOpt, WarehouseOpt, console, settings_or_exit
 
-app = typer.Typer(help="Privacy: export or erase one user's data (GDPR access and erasure), body retention.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Privacy: export or erase one user's data (GDPR access and erasure), body retention.", no_args_is_help=True
+)
 
 SourceOpt = Annotated[str, typer.Option("--source", help="Source id, e.g. stackexchange:beer (see `pulse runs`)")]
 UserOpt = Annotated[str, typer.Option("--user-id", help="The user's id in that source, e.g. 73")]
-StoreOpt = Annotated[bool, typer.Option("--review-store/--no-review-store",
-                                        help="Include the review store (PULSE_REVIEW_STORE_URL)")]
+StoreOpt = Annotated[
+    bool, typer.Option("--review-store/--no-review-store", help="Include the review store (PULSE_REVIEW_STORE_URL)")
+]
 
 
 def _store(settings: Any, use: bool) -> Any:
@@ -73,7 +75,9 @@ def export_user_cmd(
 def forget_user_cmd(
     source: SourceOpt,
     user_id: UserOpt,
-    mode: Annotated[str | None, typer.Option("--mode", help="redact | delete [env PULSE_PRIVACY_ERASURE_MODE; default redact]")] = None,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="redact | delete [env PULSE_PRIVACY_ERASURE_MODE; default redact]")
+    ] = None,
     warehouse: WarehouseOpt = None,
     serving: ServingOpt = None,
     review_store: StoreOpt = True,
@@ -88,9 +92,15 @@ def forget_user_cmd(
         raise typer.Exit(1)
     store = _store(settings, review_store)
     try:
-        report = forget_user(settings.warehouse, source, user_id, mode=settings.privacy_erasure_mode,
-                             serving=settings.serving, store=store,
-                             mentions=settings.privacy_replace_mentions)
+        report = forget_user(
+            settings.warehouse,
+            source,
+            user_id,
+            mode=settings.privacy_erasure_mode,
+            serving=settings.serving,
+            store=store,
+            mentions=settings.privacy_replace_mentions,
+        )
     except UserNotFoundError as exc:
         console.print(f"[bold red]Not found[/]: {escape(str(exc))}; nothing was changed.")
         raise typer.Exit(2) from None
@@ -100,11 +110,15 @@ def forget_user_cmd(
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v)
     console.print(f"Erased (request {report.request_id}, mode {report.mode}): {escape(counts)}")
     v = report.verification
-    console.print(f"Verified: {v.get('values_checked', 0)} erased values checked in {len(v.get('files', []))} files "
-                  f"(and their WALs); {v.get('not_checkable', 0)} not checkable (under 6 characters or still in "
-                  "other members' text).")
+    console.print(
+        f"Verified: {v.get('values_checked', 0)} erased values checked in {len(v.get('files', []))} files "
+        f"(and their WALs); {v.get('not_checkable', 0)} not checkable (under 6 characters or still in "
+        "other members' text)."
+    )
     if report.residue:
-        console.print(f"[bold red]Verification failed[/]: erased values still found in "
-                      f"{escape(', '.join(sorted(report.residue)))} (request status verification_failed)")
+        console.print(
+            f"[bold red]Verification failed[/]: erased values still found in "
+            f"{escape(', '.join(sorted(report.residue)))} (request status verification_failed)"
+        )
         raise typer.Exit(1)
     console.print("Tombstone recorded: later loads from the source drop or redact this user's records.")

@@ -26,7 +26,11 @@ app = typer.Typer(help="Review store: moderators' accounts, roles and the decisi
 
 RoleOpt = Annotated[str, typer.Option("--role", help="moderator | manager | admin")]
 PasswordStdinOpt = Annotated[
-    bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin (else one is generated and printed once)")
+    bool,
+    typer.Option(
+        "--password-stdin",
+        help="Read the password from the first line of stdin (else one is generated and printed once)",
+    ),
 ]
 
 
@@ -44,8 +48,10 @@ def _store() -> Any:
         from moderation.review_store import redact_url
 
         url = redact_url(settings.review_store_url.get_secret_value())
-        raise fail(f"cannot open the review store {url}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]} "
-                    "(check PULSE_REVIEW_STORE_URL)") from None
+        raise fail(
+            f"cannot open the review store {url}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]} "
+            "(check PULSE_REVIEW_STORE_URL)"
+        ) from None
     return store
 
 
@@ -56,7 +62,9 @@ def _password(from_stdin: bool) -> tuple[str, bool]:
     if from_stdin:
         line = sys.stdin.readline().rstrip("\r\n")
         if not line:
-            raise fail("--password-stdin: stdin was empty; pipe the password in, e.g. `printf '%s\\n' \"$PW\" | pulse review ...`")
+            raise fail(
+                "--password-stdin: stdin was empty; pipe the password in, e.g. `printf '%s\\n' \"$PW\" | pulse review ...`"
+            )
         return line, False
     return generate_password(), True
 
@@ -116,7 +124,9 @@ def set_role(username: Annotated[str, typer.Argument(help="Login name")], role: 
 
 
 @app.command("set-password")
-def set_password(username: Annotated[str, typer.Argument(help="Login name")], password_stdin: PasswordStdinOpt = False) -> None:
+def set_password(
+    username: Annotated[str, typer.Argument(help="Login name")], password_stdin: PasswordStdinOpt = False
+) -> None:
     """Replace a user's password (from stdin, or generated and printed once)."""
     from moderation.review_store import ReviewError
 
@@ -219,7 +229,9 @@ def _when(value: str | None, option: str) -> datetime | None:
 
 @app.command()
 def decisions(
-    csv: Annotated[Path | None, typer.Option("--csv", help="Write the log to this CSV file instead of printing it")] = None,
+    csv: Annotated[
+        Path | None, typer.Option("--csv", help="Write the log to this CSV file instead of printing it")
+    ] = None,
     source: Annotated[str | None, typer.Option("--source", help="Only this source")] = None,
     actor: Annotated[str | None, typer.Option("--actor", help="Only this moderator")] = None,
     action: Annotated[str | None, typer.Option("--action", help="approve | remove | escalate")] = None,
@@ -229,7 +241,9 @@ def decisions(
 ) -> None:
     """The decision (mod) log, newest first: print it or export it with --csv."""
     store = _store()
-    log = store.decisions(source=source, actor=actor, action=action, start=_when(since, "--since"), end=_when(until, "--until"))
+    log = store.decisions(
+        source=source, actor=actor, action=action, start=_when(since, "--since"), end=_when(until, "--until")
+    )
     store.dispose()
     if csv is not None:
         from warehouse.export import to_csv_bytes
@@ -242,7 +256,18 @@ def decisions(
         console.print(f"Wrote {log.height:,} decisions to {escape(str(csv))}")
         return
     t = Table(title=f"Decisions ({log.height:,}; newest first, showing {min(limit, log.height):,})")
-    cols = ("decided_at", "actor", "action", "source", "content_id", "from_state", "to_state", "reason_code", "item_version", "note")
+    cols = (
+        "decided_at",
+        "actor",
+        "action",
+        "source",
+        "content_id",
+        "from_state",
+        "to_state",
+        "reason_code",
+        "item_version",
+        "note",
+    )
     for col in cols:
         t.add_column(col)
     for row in log.head(limit).iter_rows(named=True):

@@ -145,13 +145,26 @@ class Cluster:
             data = json.loads((home / STATE_FILE).read_text())
         except FileNotFoundError:
             raise ClusterError(f"no cluster under {home} (start one with `pulse cluster up`)") from None
-        return cls(home=home, api_url=data["api_url"], broker_url=data["broker_url"], database=data["database"],
-                   redis_dir=Path(data["redis_dir"]), redis_port=data["redis_port"], pids=data["pids"])
+        return cls(
+            home=home,
+            api_url=data["api_url"],
+            broker_url=data["broker_url"],
+            database=data["database"],
+            redis_dir=Path(data["redis_dir"]),
+            redis_port=data["redis_port"],
+            pids=data["pids"],
+        )
 
     def save(self) -> None:
         """Write ``HOME/cluster.json``."""
-        data = {"api_url": self.api_url, "broker_url": self.broker_url, "database": self.database,
-                "redis_dir": str(self.redis_dir), "redis_port": self.redis_port, "pids": self.pids}
+        data = {
+            "api_url": self.api_url,
+            "broker_url": self.broker_url,
+            "database": self.database,
+            "redis_dir": str(self.redis_dir),
+            "redis_port": self.redis_port,
+            "pids": self.pids,
+        }
         (self.home / STATE_FILE).write_text(json.dumps(data, indent=1))
 
     @property
@@ -197,30 +210,34 @@ def _ensure_database(url: str, database: str) -> str:
     return f"{base}/{database}"
 
 
-def cluster_env(home: Path, *, sql_alchemy_conn: str, broker_url: str, api_port: int, heartbeat_timeout_s: int,
-                parallelism: int) -> dict[str, str]:
+def cluster_env(
+    home: Path, *, sql_alchemy_conn: str, broker_url: str, api_port: int, heartbeat_timeout_s: int, parallelism: int
+) -> dict[str, str]:
     """The environment of every component: :func:`pulse.airflow_env.airflow_env` plus the CeleryExecutor's settings."""
-    env = airflow_env(home / "airflow", api_port=api_port, log_port=free_port(), trigger_log_port=free_port(),
-                      parallelism=parallelism)
-    env.update({
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_alchemy_conn,
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": sql_alchemy_conn,  # psycopg 3 is async too (no asyncpg)
-        "AIRFLOW__CELERY__BROKER_URL": broker_url,
-        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + sql_alchemy_conn,
-        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
-        "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
-        "AIRFLOW__CELERY__TASK_ACKS_LATE": "True",
-        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT_S),
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(heartbeat_timeout_s),
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "OMP_NUM_THREADS": "1",
-        "PULSE_SCORER_THREADS": "1",
-    })
+    env = airflow_env(
+        home / "airflow", api_port=api_port, log_port=free_port(), trigger_log_port=free_port(), parallelism=parallelism
+    )
+    env.update(
+        {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_alchemy_conn,
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": sql_alchemy_conn,  # psycopg 3 is async too (no asyncpg)
+            "AIRFLOW__CELERY__BROKER_URL": broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + sql_alchemy_conn,
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+            "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+            "AIRFLOW__CELERY__TASK_ACKS_LATE": "True",
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT_S),
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(heartbeat_timeout_s),
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "OMP_NUM_THREADS": "1",
+            "PULSE_SCORER_THREADS": "1",
+        }
+    )
     # Components run in the caller's folder; the DuckDB files (and the scoring folder beside the
     # warehouse) must be the same absolute paths for every one of them.
     for key, default in (("PULSE_WAREHOUSE", "data/warehouse.duckdb"), ("PULSE_SERVING", "data/serving.duckdb")):
@@ -229,8 +246,14 @@ def cluster_env(home: Path, *, sql_alchemy_conn: str, broker_url: str, api_port:
 
 
 def _airflow(env: dict[str, str], *args: str, timeout_s: float = 600) -> None:
-    done = subprocess.run([sys.executable, "-m", "airflow", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout_s, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
     if done.returncode != 0:
         raise ClusterError(f"airflow {' '.join(args)} failed:\n{done.stderr[-3000:]}")
 
@@ -247,8 +270,14 @@ def _reap() -> None:
 
 def _start(home: Path, name: str, args: list[str], env: dict[str, str]) -> int:
     log = (home / "logs" / f"{name}.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "airflow", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow", *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     log.close()
     _CHILDREN.append(proc)
     return proc.pid
@@ -256,14 +285,27 @@ def _start(home: Path, name: str, args: list[str], env: dict[str, str]) -> int:
 
 def worker_env(env: dict[str, str], name: str) -> dict[str, str]:
     """A worker's environment: its own hostname (``hostname_callable``) and log-server port."""
-    return {**env, "PULSE_WORKER_HOSTNAME": name, "AIRFLOW__CORE__HOSTNAME_CALLABLE": "pulse.cluster.worker_hostname",
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
+    return {
+        **env,
+        "PULSE_WORKER_HOSTNAME": name,
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "pulse.cluster.worker_hostname",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+    }
 
 
 def start_worker(cluster: Cluster, name: str) -> int:
     """Start one Celery worker named ``name`` (concurrency 1) and record it; returns its pid (= process group)."""
-    args = ["celery", "worker", "--concurrency", "1", "--celery-hostname", f"{name}@%h", "--without-mingle",
-            "--without-gossip", "--skip-serve-logs"]
+    args = [
+        "celery",
+        "worker",
+        "--concurrency",
+        "1",
+        "--celery-hostname",
+        f"{name}@%h",
+        "--without-mingle",
+        "--without-gossip",
+        "--skip-serve-logs",
+    ]
     pid = _start(cluster.home, name, args, worker_env(cluster.env(), name))
     cluster.pids[name] = pid
     cluster.save()
@@ -272,9 +314,13 @@ def start_worker(cluster: Cluster, name: str) -> int:
 
 def celery_ping(env: dict[str, str], timeout_s: float = 3.0) -> list[str]:
     """Names of the Celery workers answering a ping through the broker (e.g. ``worker-1``)."""
-    code = ("import json; from airflow.providers.celery.executors.celery_executor import app; "
-            f"print(json.dumps(app.control.ping(timeout={timeout_s}) or []))")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False)
+    code = (
+        "import json; from airflow.providers.celery.executors.celery_executor import app; "
+        f"print(json.dumps(app.control.ping(timeout={timeout_s}) or []))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     try:
         replies = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
@@ -295,9 +341,18 @@ def api_health(api_url: str) -> dict[str, str]:
     return {k: v.get("status", "?") for k, v in r.json().items() if isinstance(v, dict)}
 
 
-def up(home: Path | str | None = None, *, workers: int = 2, api_port: int = 8080, postgres_url: str | None = None,
-       database: str = "pulse_cluster", redis_port: int | None = None, heartbeat_timeout_s: int = 60,
-       timeout_s: float = 300.0, log: Any = print) -> Cluster:
+def up(
+    home: Path | str | None = None,
+    *,
+    workers: int = 2,
+    api_port: int = 8080,
+    postgres_url: str | None = None,
+    database: str = "pulse_cluster",
+    redis_port: int | None = None,
+    heartbeat_timeout_s: int = 60,
+    timeout_s: float = 300.0,
+    log: Any = print,
+) -> Cluster:
     """Start the cluster under ``home`` and wait until every component is healthy (see the module docstring).
 
     Args:
@@ -320,18 +375,35 @@ def up(home: Path | str | None = None, *, workers: int = 2, api_port: int = 8080
     (home / "logs").mkdir(parents=True, exist_ok=True)
     redis_port = redis_port or free_port()
     log(f"starting Redis on port {redis_port} (.ci/redis)")
-    redis = subprocess.run(["bash", str(PROJECT_ROOT / ".ci" / "redis"), str(home / "redis"), str(redis_port)],
-                           capture_output=True, text=True, check=False)
+    redis = subprocess.run(
+        ["bash", str(PROJECT_ROOT / ".ci" / "redis"), str(home / "redis"), str(redis_port)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if redis.returncode != 0:
         raise ClusterError(f".ci/redis failed: {redis.stderr.strip()[-1000:]}")
     broker_url = redis.stdout.strip()
     log(f"metadata database {database} on PostgreSQL")
     conn = _ensure_database(_postgres_url(postgres_url), database)
-    env = cluster_env(home, sql_alchemy_conn=conn, broker_url=broker_url, api_port=api_port,
-                      heartbeat_timeout_s=heartbeat_timeout_s, parallelism=max(4, 2 * workers))
+    env = cluster_env(
+        home,
+        sql_alchemy_conn=conn,
+        broker_url=broker_url,
+        api_port=api_port,
+        heartbeat_timeout_s=heartbeat_timeout_s,
+        parallelism=max(4, 2 * workers),
+    )
     _secrets(home, env)
-    cluster = Cluster(home=home, api_url=f"http://127.0.0.1:{api_port}", broker_url=broker_url, database=database,
-                      redis_dir=home / "redis", redis_port=redis_port, pids={})
+    cluster = Cluster(
+        home=home,
+        api_url=f"http://127.0.0.1:{api_port}",
+        broker_url=broker_url,
+        database=database,
+        redis_dir=home / "redis",
+        redis_port=redis_port,
+        pids={},
+    )
     cluster.save()
     try:
         log("migrating Airflow's metadata database")
@@ -364,11 +436,15 @@ def wait_healthy(cluster: Cluster, *, workers: int, timeout_s: float = 300.0) ->
             tail = (cluster.home / "logs" / f"{dead[0]}.log").read_text(errors="replace")[-3000:]
             raise ClusterError(f"{', '.join(dead)} exited; {dead[0]}.log ends:\n{tail}")
         health = api_health(cluster.api_url)
-        ok = health and all(health.get(k) == "healthy" for k in ("metadatabase", "scheduler", "triggerer", "dag_processor"))
+        ok = health and all(
+            health.get(k) == "healthy" for k in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+        )
         if ok and password_file(cluster.airflow_home).exists() and len(celery_ping(env)) >= workers:
             return
         if time.monotonic() > deadline:
-            raise ClusterError(f"not healthy after {timeout_s:.0f}s: API {health or 'not answering'}; logs in {cluster.home / 'logs'}")
+            raise ClusterError(
+                f"not healthy after {timeout_s:.0f}s: API {health or 'not answering'}; logs in {cluster.home / 'logs'}"
+            )
         time.sleep(2)
 
 
@@ -384,8 +460,12 @@ def status(home: Path | str | None = None) -> dict[str, Any]:
     processes["redis"] = {"pid": redis_pid, "running": bool(redis_pid and _alive(redis_pid))}
     running = processes["redis"]["running"] and any(p["running"] for p in processes.values())
     return {
-        "home": str(cluster.home), "ui": cluster.api_url, "broker": cluster.broker_url, "database": cluster.database,
-        "processes": processes, "health": api_health(cluster.api_url) if running else {},
+        "home": str(cluster.home),
+        "ui": cluster.api_url,
+        "broker": cluster.broker_url,
+        "database": cluster.database,
+        "processes": processes,
+        "health": api_health(cluster.api_url) if running else {},
         "workers_answering": celery_ping(cluster.env()) if running else [],
     }
 
@@ -429,8 +509,9 @@ def down(home: Path | str | None = None, *, timeout_s: float = 60.0, log: Any = 
 def _token(cluster: Cluster) -> dict[str, str]:
     import httpx
 
-    r = httpx.post(f"{cluster.api_url}/auth/token", json={"username": "admin", "password": cluster.admin_password()},
-                   timeout=60)
+    r = httpx.post(
+        f"{cluster.api_url}/auth/token", json={"username": "admin", "password": cluster.admin_password()}, timeout=60
+    )
     if r.status_code not in (200, 201):
         raise ClusterError(f"sign-in failed ({r.status_code}): {r.text[:300]}")
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
@@ -448,10 +529,16 @@ def trigger(cluster: Cluster, dag_id: str, conf: dict[str, Any], *, wait_parsed_
     deadline = time.monotonic() + wait_parsed_s
     while httpx.get(f"{cluster.api_url}/api/v2/dags/{dag_id}", headers=headers, timeout=30).status_code != 200:
         if time.monotonic() > deadline:
-            raise ClusterError(f"DAG {dag_id!r} not found after {wait_parsed_s:.0f}s (see {cluster.home / 'logs' / 'dag-processor.log'})")
+            raise ClusterError(
+                f"DAG {dag_id!r} not found after {wait_parsed_s:.0f}s (see {cluster.home / 'logs' / 'dag-processor.log'})"
+            )
         time.sleep(2)
-    r = httpx.post(f"{cluster.api_url}/api/v2/dags/{dag_id}/dagRuns", headers=headers,
-                   json={"logical_date": None, "conf": conf}, timeout=30)
+    r = httpx.post(
+        f"{cluster.api_url}/api/v2/dags/{dag_id}/dagRuns",
+        headers=headers,
+        json={"logical_date": None, "conf": conf},
+        timeout=30,
+    )
     if r.status_code not in (200, 201):
         raise ClusterError(f"trigger refused ({r.status_code}): {r.text[:500]}")
     return r.json()["dag_run_id"]
@@ -463,19 +550,35 @@ def run_state(cluster: Cluster, dag_id: str, run_id: str) -> dict[str, Any]:
 
     headers = _token(cluster)
     run = httpx.get(f"{cluster.api_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}", headers=headers, timeout=30).json()
-    tis = httpx.get(f"{cluster.api_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", headers=headers,
-                    params={"limit": 1000}, timeout=30).json().get("task_instances", [])
+    tis = (
+        httpx.get(
+            f"{cluster.api_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+            headers=headers,
+            params={"limit": 1000},
+            timeout=30,
+        )
+        .json()
+        .get("task_instances", [])
+    )
     rows = [
-        {"task_id": t["task_id"], "map_index": t.get("map_index", -1), "state": t.get("state"),
-         "hostname": t.get("hostname") or "", "try_number": t.get("try_number"), "duration_s": t.get("duration"),
-         "start_date": t.get("start_date")}
+        {
+            "task_id": t["task_id"],
+            "map_index": t.get("map_index", -1),
+            "state": t.get("state"),
+            "hostname": t.get("hostname") or "",
+            "try_number": t.get("try_number"),
+            "duration_s": t.get("duration"),
+            "start_date": t.get("start_date"),
+        }
         for t in tis
     ]
     rows.sort(key=lambda r: (r["start_date"] or "~", r["task_id"], r["map_index"]))  # not started last
     return {"dag_id": dag_id, "run_id": run_id, "state": run.get("state"), "task_instances": rows}
 
 
-def wait_run(cluster: Cluster, dag_id: str, run_id: str, *, timeout_s: float = 3600.0, poll_s: float = 3.0) -> dict[str, Any]:
+def wait_run(
+    cluster: Cluster, dag_id: str, run_id: str, *, timeout_s: float = 3600.0, poll_s: float = 3.0
+) -> dict[str, Any]:
     """Poll until the run is ``success`` or ``failed`` (or ``timeout_s`` passed); :func:`run_state` at the end."""
     import httpx
 

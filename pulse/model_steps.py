@@ -16,9 +16,22 @@ from typing import Any
 
 from pulse.settings import Settings, load_settings
 
-TRAIN_OPTIONS = ("epochs", "max_length", "batch_size", "learning_rate", "val_fraction", "max_train_per_source",
-                 "max_val_per_source", "eval_every", "patience", "seed", "num_layers", "max_steps", "max_minutes",
-                 "threads")
+TRAIN_OPTIONS = (
+    "epochs",
+    "max_length",
+    "batch_size",
+    "learning_rate",
+    "val_fraction",
+    "max_train_per_source",
+    "max_val_per_source",
+    "eval_every",
+    "patience",
+    "seed",
+    "num_layers",
+    "max_steps",
+    "max_minutes",
+    "threads",
+)
 """DAG params passed through to :class:`moderation.train.TrainConfig` (empty values are ignored)."""
 
 
@@ -63,7 +76,9 @@ def train_step(
     result = train_model(sets, Path(out), config, progress=False)
     card = result.card
     return {
-        "out": str(result.out_dir), "spec": f"checkpoint:{result.out_dir}", "model_id": result.model_id,
+        "out": str(result.out_dir),
+        "spec": f"checkpoint:{result.out_dir}",
+        "model_id": result.model_id,
         "validation_file": str(result.out_dir / VALIDATION_FILE),
         "minutes_per_epoch": card["training"]["minutes_per_epoch"],
         "texts_per_second": card["validation"]["texts_per_second"],
@@ -99,11 +114,21 @@ def evaluate_step(
     for spec in models:
         scorer = load_scorer(spec, **settings.scorer_options())
         report, scores = evaluate_scorer(scorer, frame, threshold=cut, label=score_label)
-        groups = per_group(frame["label"].to_numpy(), scores, frame[by].to_list(), threshold=cut) if by in frame.columns else {}
+        groups = (
+            per_group(frame["label"].to_numpy(), scores, frame[by].to_list(), threshold=cut)
+            if by in frame.columns
+            else {}
+        )
         with open_warehouse(settings.warehouse) as con:
             evaluation_id = record_evaluation(con, report, dataset=data, dataset_sha256=loaded.sha256, groups=groups)
-        results[scorer.model_id] = {"evaluation_id": evaluation_id, "roc_auc": report.roc_auc, "pr_auc": report.pr_auc,
-                                    "f1": report.f1, "ece": report.ece, "texts_per_second": report.texts_per_second}
+        results[scorer.model_id] = {
+            "evaluation_id": evaluation_id,
+            "roc_auc": report.roc_auc,
+            "pr_auc": report.pr_auc,
+            "f1": report.f1,
+            "ece": report.ece,
+            "texts_per_second": report.texts_per_second,
+        }
     return results
 
 
@@ -138,14 +163,31 @@ def bias_audit_step(
     for spec in models:
         scorer = load_scorer(spec, **settings.scorer_options())
         scores, _ = score_texts(scorer, texts, score_label)
-        result = audit(texts, loaded.frame["label"].to_numpy(), scores, subgroups, threshold=cut,
-                       min_subgroup_size=min_subgroup_size)
+        result = audit(
+            texts,
+            loaded.frame["label"].to_numpy(),
+            scores,
+            subgroups,
+            threshold=cut,
+            min_subgroup_size=min_subgroup_size,
+        )
         with open_warehouse(settings.warehouse) as con:
-            audit_id = record_bias_audit(con, result, model_id=scorer.model_id, model_version=scorer.model_version,
-                                         is_fallback=scorer.is_fallback, dataset=data, dataset_sha256=loaded.sha256,
-                                         score_label=score_label)
-        results[scorer.model_id] = {"audit_id": audit_id, "overall_auc": result.overall_auc,
-                                    "final_metric": result.final_metric, "subgroups": len(result.subgroups)}
+            audit_id = record_bias_audit(
+                con,
+                result,
+                model_id=scorer.model_id,
+                model_version=scorer.model_version,
+                is_fallback=scorer.is_fallback,
+                dataset=data,
+                dataset_sha256=loaded.sha256,
+                score_label=score_label,
+            )
+        results[scorer.model_id] = {
+            "audit_id": audit_id,
+            "overall_auc": result.overall_auc,
+            "final_metric": result.final_metric,
+            "subgroups": len(result.subgroups),
+        }
     return results
 
 
@@ -156,9 +198,12 @@ def publish_step(settings: Settings) -> dict[str, Any]:
 
     with open_warehouse(settings.warehouse) as con:
         counts = publish_snapshot(con, settings.serving)
-    return {"serving": str(settings.serving), "tables": len(counts),
-            "model_evaluations": counts.get("moderation.model_evaluations", 0),
-            "bias_audit": counts.get("moderation.bias_audit", 0)}
+    return {
+        "serving": str(settings.serving),
+        "tables": len(counts),
+        "model_evaluations": counts.get("moderation.model_evaluations", 0),
+        "bias_audit": counts.get("moderation.bias_audit", 0),
+    }
 
 
 def _split(value: Any) -> list[str]:
@@ -187,11 +232,19 @@ def run_model_step(step: str) -> dict[str, Any]:
     if step == "train":
         data = _split(params.get("data"))
         if not data and not params.get("from_decisions"):
-            raise ValueError("param 'data' is empty: give labelled files (a list or comma-separated) or from_decisions=true")
-        return train_step(settings, data, params.get("out") or "models/community", text_column=params.get("text_column"),
-                          label_column=params.get("label_column"), label_map=_split(params.get("label_map")),
-                          from_decisions=bool(params.get("from_decisions")),
-                          options={k: params.get(k) for k in TRAIN_OPTIONS})
+            raise ValueError(
+                "param 'data' is empty: give labelled files (a list or comma-separated) or from_decisions=true"
+            )
+        return train_step(
+            settings,
+            data,
+            params.get("out") or "models/community",
+            text_column=params.get("text_column"),
+            label_column=params.get("label_column"),
+            label_map=_split(params.get("label_map")),
+            from_decisions=bool(params.get("from_decisions")),
+            options={k: params.get(k) for k in TRAIN_OPTIONS},
+        )
     if step == "publish":
         return publish_step(settings)
     trained = ctx["ti"].xcom_pull(task_ids="train") or {}
@@ -199,7 +252,10 @@ def run_model_step(step: str) -> dict[str, Any]:
     eval_data = params.get("eval_data") or trained.get("validation_file")
     if not eval_data:
         raise ValueError("no evaluation data: set param 'eval_data' (the train task wrote no validation file)")
-    common = {"text_column": params.get("eval_text_column") or None, "label_column": params.get("eval_label_column") or None}
+    common = {
+        "text_column": params.get("eval_text_column") or None,
+        "label_column": params.get("eval_label_column") or None,
+    }
     if step == "evaluate":
         return evaluate_step(settings, models, eval_data, **common)
     if step == "bias_audit":

@@ -69,7 +69,7 @@ class PulseFailureNotifier(BaseNotifier):
         super().__init__()
         self.webhook_url = webhook_url
 
-    def notify(self, context: dict[str, Any]) -> None:  # noqa: D102 (BaseNotifier API)
+    def notify(self, context: dict[str, Any]) -> None:
         payload = alert_payload(context)
         log.error(payload["text"])
         url = self.webhook_url

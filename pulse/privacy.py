@@ -148,8 +148,7 @@ def forget_user(
     con = connect(warehouse)
     try:
         migrate(con)
-        erased = erase_user(con, source, user_id, mode=mode, now=now, extra_needles=extra_needles,
-                            mentions=mentions)
+        erased = erase_user(con, source, user_id, mode=mode, now=now, extra_needles=extra_needles, mentions=mentions)
         counts, now = erased.counts, erased.requested_at
         review_file: str | None = None
         try:
@@ -179,8 +178,11 @@ def forget_user(
     found = scan_files(files, erased.needles)
     report.residue = {k: v for k, v in found.items() if v}
     report.verification = {
-        "files": sorted(found), "values_checked": len(erased.needles), "not_checkable": erased.not_checkable,
-        "result": "residue" if report.residue else "clean", "residue_files": sorted(report.residue),
+        "files": sorted(found),
+        "values_checked": len(erased.needles),
+        "not_checkable": erased.not_checkable,
+        "result": "residue" if report.residue else "clean",
+        "residue_files": sorted(report.residue),
     }
     if store is not None and review_file is None:
         report.verification["not_scanned"] = "review store on PostgreSQL (see SECURITY.md: VACUUM)"

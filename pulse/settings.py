@@ -218,9 +218,11 @@ class Settings(BaseSettings):
     @field_validator("scorer")
     @classmethod
     def _known_scorer(cls, v: str) -> str:
-        ok = v in {"auto", "lexical"} or v in {
-            "detoxify:original", "detoxify:unbiased", "detoxify:multilingual"
-        } or (v.startswith("checkpoint:") and len(v) > len("checkpoint:"))
+        ok = (
+            v in {"auto", "lexical"}
+            or v in {"detoxify:original", "detoxify:unbiased", "detoxify:multilingual"}
+            or (v.startswith("checkpoint:") and len(v) > len("checkpoint:"))
+        )
         if not ok:
             raise ValueError(f"unknown scorer spec {v!r}; valid: {SCORER_SPECS_HELP}")
         return v
@@ -245,9 +247,12 @@ class Settings(BaseSettings):
             the pipeline, ``pulse moderation evaluate`` and ``bias-audit`` load a model the same way.
         """
         return {
-            "checkpoint": self.detoxify_checkpoint, "config_dir": self.detoxify_config_dir,
-            "batch_size": self.score_batch_size, "quantization": self.scorer_quantization,
-            "threads": self.scorer_threads, "max_batch_tokens": self.score_batch_budget,
+            "checkpoint": self.detoxify_checkpoint,
+            "config_dir": self.detoxify_config_dir,
+            "batch_size": self.score_batch_size,
+            "quantization": self.scorer_quantization,
+            "threads": self.scorer_threads,
+            "max_batch_tokens": self.score_batch_budget,
         }
 
     @model_validator(mode="after")
@@ -268,7 +273,9 @@ class Settings(BaseSettings):
 
 
 #: Config keys that are secrets by name (any value refused in a config file).
-_SECRET_KEY_NAME = re.compile(r"password|passwd|secret|token|api_?key|cookie_key|pseudonym_key|backup_key|webhook", re.IGNORECASE)
+_SECRET_KEY_NAME = re.compile(
+    r"password|passwd|secret|token|api_?key|cookie_key|pseudonym_key|backup_key|webhook", re.IGNORECASE
+)
 #: A URL or DSN carrying a password: scheme://user:password@host, or key=value DSNs with password=.
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.\-]*://[^/@:\s]*:[^/@\s]+@|\bpassword\s*=", re.IGNORECASE)
 
@@ -295,7 +302,9 @@ class _SecretFreeToml(TomlConfigSettingsSource):
         data = super().__call__()
         bad = _secret_keys(self.toml_data)
         if bad:
-            fixes = ", ".join(f"'{k}' (set PULSE_{k.replace('.', '__').upper()} in the environment instead)" for k in bad)
+            fixes = ", ".join(
+                f"'{k}' (set PULSE_{k.replace('.', '__').upper()} in the environment instead)" for k in bad
+            )
             raise ConfigError(
                 f"the config file {self.toml_file_path} holds a plaintext secret: {fixes}. Remove it from the file and "
                 "set the environment variable (or, under Airflow, an Airflow connection/variable exported to it)."

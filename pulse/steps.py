@@ -35,7 +35,6 @@ log = logging.getLogger("pulse")
 SourceKind = Literal["demo", "stackexchange", "events", "postgres"]
 
 
-
 class PipelineError(RuntimeError):
     """A step refused to continue (quality gate, quarantine limit); the message says why."""
 
@@ -137,11 +136,15 @@ def extract_source(
         from warehouse.watermarks import get_source_watermarks
 
         if spec.dsn is None or not spec.dsn.get_secret_value():
-            raise ValueError("the postgres source needs a DSN: --dsn URL or PULSE_POSTGRES_DSN (Airflow: connection pulse_platform)")
+            raise ValueError(
+                "the postgres source needs a DSN: --dsn URL or PULSE_POSTGRES_DSN (Airflow: connection pulse_platform)"
+            )
         dsn = spec.dsn.get_secret_value()
         mapping = load_mapping(spec.mapping, preset=None if spec.mapping else (spec.preset or "discourse"))
         marks = get_source_watermarks(con, source_name(mapping, dsn)) if con is not None else {}
-        ex = extract_postgres(dsn, mapping, watermarks=marks, since=since, until=until, now=utcnow(), **dict(spec.postgres_options))
+        ex = extract_postgres(
+            dsn, mapping, watermarks=marks, since=since, until=until, now=utcnow(), **dict(spec.postgres_options)
+        )
         ex.timezone = spec.timezone or mapping.timezone or default_tz
         return ex
     raise ValueError(f"unknown source {spec.kind!r}; valid: demo, stackexchange, events, postgres")
@@ -218,9 +221,14 @@ def extract(
         con.execute("update ops.runs set source = ? where run_id = ?", [ex.source, run_id])
         con.execute(  # event exports join another connector's source: keep its row (timezone, description)
             f"insert or {'ignore' if spec.kind == 'events' else 'replace'} into ops.sources values (?, ?, ?, ?)",
-            [ex.source, ex.synthetic, ex.timezone,
-             "Synthetic demo community (generated, not real people)" if ex.synthetic
-             else f"{spec.kind} {spec.path or spec.mapping or spec.preset or ''}".strip()],
+            [
+                ex.source,
+                ex.synthetic,
+                ex.timezone,
+                "Synthetic demo community (generated, not real people)"
+                if ex.synthetic
+                else f"{spec.kind} {spec.path or spec.mapping or spec.preset or ''}".strip(),
+            ],
         )
         landed = land(con, ex, run_id)  # stages the connector's bookkeeping too (postgres: source watermarks)
         record_extract_counts(con, run_id, ex.source, ex.counts)
@@ -232,8 +240,11 @@ def extract(
             quarantined=landed["quarantine"],
         )
         if hasattr(ex, "skipped_files"):  # event exports (warehouse.sources.events.EventExtract)
-            info.update(files_read=ex.files.height, files_already_loaded=len(ex.skipped_files),
-                        files_left_for_later=len(ex.late_files))
+            info.update(
+                files_read=ex.files.height,
+                files_already_loaded=len(ex.skipped_files),
+                files_left_for_later=len(ex.late_files),
+            )
     return info
 
 
@@ -261,7 +272,8 @@ def validate(settings: Settings, run_id: str) -> dict[str, Any]:
     with _step(settings, run_id, "validate") as (con, info):
         implausible = quarantine_implausible(con, run_id, **_plausibility(settings))
         dangling = quarantine_dangling(con, run_id)
-        read, quarantined = one(con, 
+        read, quarantined = one(
+            con,
             "select coalesce(sum(read), 0), coalesce(sum(quarantined), 0) from ops.stream_counts where run_id = ?",
             [run_id],
         )
@@ -276,10 +288,17 @@ def validate(settings: Settings, run_id: str) -> dict[str, Any]:
             )
         frames = {f"staging.{s}": batch_frame(con, s, run_id) for s in STREAMS}
         frames["staging.engagement_events"] = _with_content_exists(con, frames["staging.engagement_events"], run_id)
-        result = run_suite(frames, STAGING_SUITE, suite="staging", run_id=run_id, now=utcnow(), docs_dir=settings.data_docs_dir)
+        result = run_suite(
+            frames, STAGING_SUITE, suite="staging", run_id=run_id, now=utcnow(), docs_dir=settings.data_docs_dir
+        )
         persist(con, result)
-        info.update(implausible=implausible, dangling=dangling, quarantine_share=round(share, 4),
-                    passed=len(result.passed), failed=len(result.failed))
+        info.update(
+            implausible=implausible,
+            dangling=dangling,
+            quarantine_share=round(share, 4),
+            passed=len(result.passed),
+            failed=len(result.failed),
+        )
         result.raise_for_critical()
     return info
 
@@ -302,7 +321,8 @@ def _plausibility(settings: Settings) -> dict[str, Any]:
 
 def _with_content_exists(con: duckdb.DuckDBPyConnection, events: pl.DataFrame, run_id: str) -> pl.DataFrame:
     """Add ``content_exists``: the event's content is in staging or in this batch."""
-    flags = frame(con, 
+    flags = frame(
+        con,
         """
         select b.event_id, (exists (select 1 from staging.content c where c.source = b.source and c.content_id = b.content_id)
                 or exists (select 1 from raw.content r where r.run_id = b.run_id and r.source = b.source
@@ -356,12 +376,16 @@ def ingest_decisions(settings: Settings, run_id: str) -> dict[str, Any]:
             con.register("incoming", decisions.select(DECISION_COLUMNS))
             con.execute("begin transaction")
             try:
-                inserted = one(con, 
+                inserted = one(
+                    con,
                     "select count(*) from incoming d where not exists "
-                    "(select 1 from moderation.decisions m where m.decision_id = d.decision_id)")[0]
-                updated = one(con, 
+                    "(select 1 from moderation.decisions m where m.decision_id = d.decision_id)",
+                )[0]
+                updated = one(
+                    con,
                     "select count(*) from incoming d join moderation.decisions m using (decision_id) "
-                    "where m.note is distinct from d.note or m.scores_json is distinct from d.scores_json")[0]
+                    "where m.note is distinct from d.note or m.scores_json is distinct from d.scores_json",
+                )[0]
                 con.execute(
                     "insert into moderation.decisions by name select d.*, ? as ingested_run_id from incoming d "
                     "where not exists (select 1 from moderation.decisions m where m.decision_id = d.decision_id)",
@@ -379,7 +403,9 @@ def ingest_decisions(settings: Settings, run_id: str) -> dict[str, Any]:
                 raise
             finally:
                 con.unregister("incoming")
-            info.update(in_store=decisions.height, inserted=int(inserted), updated=int(updated), rows=int(inserted + updated))
+            info.update(
+                in_store=decisions.height, inserted=int(inserted), updated=int(updated), rows=int(inserted + updated)
+            )
     return info
 
 
@@ -408,18 +434,28 @@ def _batch(settings: Settings, scorer: Any) -> int:
     return 8192 if scorer.backend == "lexical" else max(settings.score_batch_size, 256)
 
 
-def _plan(settings: Settings, run_id: str, con: duckdb.DuckDBPyConnection, info: dict[str, Any], partition_rows: int | None) -> Any:
+def _plan(
+    settings: Settings, run_id: str, con: duckdb.DuckDBPyConnection, info: dict[str, Any], partition_rows: int | None
+) -> Any:
     from moderation.partitions import PARTITION_ROWS, write_partitions
     from moderation.scoring import MAX_SCORED_CHARS, pending_texts
 
     scorer = _scorer(settings)
     pending = pending_texts(con, scorer.model_id)
-    plan = write_partitions(pending, _scoring_folder(settings, run_id), scorer, max_rows=partition_rows or PARTITION_ROWS)
+    plan = write_partitions(
+        pending, _scoring_folder(settings, run_id), scorer, max_rows=partition_rows or PARTITION_ROWS
+    )
     total = one(con, "select count(distinct content_hash) from staging.content")[0]
     if plan.truncated:
         log.warning("%d texts longer than %d characters were truncated for scoring", plan.truncated, MAX_SCORED_CHARS)
-    info.update(model_id=plan.model_id, partitions=list(plan.partitions), pending=plan.texts,
-                already_scored=total - plan.texts, truncated_for_scoring=plan.truncated, rows=plan.texts)
+    info.update(
+        model_id=plan.model_id,
+        partitions=list(plan.partitions),
+        pending=plan.texts,
+        already_scored=total - plan.texts,
+        truncated_for_scoring=plan.truncated,
+        rows=plan.texts,
+    )
     return plan
 
 
@@ -435,17 +471,27 @@ def _merge(settings: Settings, run_id: str, con: duckdb.DuckDBPyConnection, info
     # Language routing: detect new texts' language once; record what the model reads.
     languages_detected = detect_pending(con)
     ckpt_dir = Path(settings.scorer.split(":", 1)[1]) if settings.scorer.startswith("checkpoint:") else None
-    set_language_policy(con, plan.model_id, supported_languages(plan.model_id, checkpoint_dir=ckpt_dir),
-                        settings.language_min_confidence)
+    set_language_policy(
+        con,
+        plan.model_id,
+        supported_languages(plan.model_id, checkpoint_dir=ckpt_dir),
+        settings.language_min_confidence,
+    )
     con.execute(
         "update ops.runs set scorer_model_id = ?, scorer_is_fallback = ?, scorer_note = ? where run_id = ?",
         [plan.model_id, plan.is_fallback, plan.fallback_reason, run_id],
     )
     remove_folder(folder)
     info.update(
-        model_id=plan.model_id, is_fallback=plan.is_fallback, fallback_reason=plan.fallback_reason,
-        partitions=len(plan.partitions), scored=scored, flagged=flagged, held=held,
-        languages_detected=languages_detected, rows=scored,
+        model_id=plan.model_id,
+        is_fallback=plan.is_fallback,
+        fallback_reason=plan.fallback_reason,
+        partitions=len(plan.partitions),
+        scored=scored,
+        flagged=flagged,
+        held=held,
+        languages_detected=languages_detected,
+        rows=scored,
     )
 
 
@@ -474,8 +520,10 @@ def score_partition(settings: Settings, run_id: str, partition: str, *, delay_s:
     scorer = _scorer(settings)
     if delay_s:
         time.sleep(delay_s)
-    return {"partition": partition, **score_one(_scoring_folder(settings, run_id), partition, scorer,
-                                                batch_size=_batch(settings, scorer))}
+    return {
+        "partition": partition,
+        **score_one(_scoring_folder(settings, run_id), partition, scorer, batch_size=_batch(settings, scorer)),
+    }
 
 
 def merge_scores(settings: Settings, run_id: str) -> dict[str, Any]:
@@ -489,7 +537,9 @@ def merge_scores(settings: Settings, run_id: str) -> dict[str, Any]:
     return info
 
 
-def score(settings: Settings, run_id: str, *, progress: bool = False, partition_rows: int | None = None) -> dict[str, Any]:
+def score(
+    settings: Settings, run_id: str, *, progress: bool = False, partition_rows: int | None = None
+) -> dict[str, Any]:
     """Score new or edited texts with the configured model and rebuild the flags, in this process.
 
     The same plan as the DAG's ``plan_scoring → score_partition (mapped) → merge_scores``, run
@@ -509,6 +559,7 @@ def score(settings: Settings, run_id: str, *, progress: bool = False, partition_
         _merge(settings, run_id, con, info)
         info["already_scored"] = already
     return info
+
 
 def transform(settings: Settings, run_id: str) -> dict[str, Any]:
     """Rebuild the marts from staging and moderation (all or none)."""
@@ -550,7 +601,8 @@ def validate_marts(settings: Settings, run_id: str) -> dict[str, Any]:
 
 def _daily_volume(con: duckdb.DuckDBPyConnection, now: datetime, floor: datetime) -> pl.DataFrame:
     """The frame of :data:`warehouse.quality.suites.ENGAGEMENT_DAILY_VOLUME` (its docstring gives the formula)."""
-    return frame(con,
+    return frame(
+        con,
         """
         with firsts as (
             select source, min(created_at) as first_at from (
@@ -579,8 +631,14 @@ def _monitor(settings: Settings, con: duckdb.DuckDBPyConnection, run_id: str) ->
         "ops.freshness": freshness_frame(con, source, interval_end or now),
         "ops.volume": volume_frame(con, run_id, settings.volume_band_min_runs),
     }
-    result = run_suite(frames, monitoring_checks(settings.freshness_max_lag_hours), suite="monitoring", run_id=run_id,
-                       now=now, docs_dir=settings.data_docs_dir)
+    result = run_suite(
+        frames,
+        monitoring_checks(settings.freshness_max_lag_hours),
+        suite="monitoring",
+        run_id=run_id,
+        now=now,
+        docs_dir=settings.data_docs_dir,
+    )
     persist(con, result)
     for r in result.failed:
         log.warning("monitoring: %s", r.summary())
@@ -590,8 +648,10 @@ def _monitor(settings: Settings, con: duckdb.DuckDBPyConnection, run_id: str) ->
 def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     schema, name = table.split(".")
     return bool(
-        one(con, 
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, name]
+        one(
+            con,
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, name],
         )[0]
     )
 
@@ -655,7 +715,8 @@ def run_pipeline(
 def stream_counts(settings: Settings, run_id: str) -> pl.DataFrame:
     """This run's per-stream reconciliation from ``ops.stream_counts``."""
     with open_warehouse(settings.warehouse) as con:
-        return frame(con, 
+        return frame(
+            con,
             "select stream, read, inserted, updated, unchanged, skipped, quarantined, skip_rules "
             "from ops.stream_counts where run_id = ? order by stream",
             [run_id],

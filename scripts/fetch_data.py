@@ -110,7 +110,9 @@ def _install(candidate: Path, item: DataFile, target: Path, *, move: bool) -> st
     got = sha256(candidate)
     if got != item.sha256:
         size = candidate.stat().st_size
-        return f"checksum mismatch (sha256 {got[:12]}..., {size:,} bytes; want {item.sha256[:12]}..., {item.size:,} bytes)"
+        return (
+            f"checksum mismatch (sha256 {got[:12]}..., {size:,} bytes; want {item.sha256[:12]}..., {item.size:,} bytes)"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.part")
     (shutil.move if move else shutil.copyfile)(str(candidate), str(tmp))
@@ -118,7 +120,9 @@ def _install(candidate: Path, item: DataFile, target: Path, *, move: bool) -> st
     return None
 
 
-def fetch_one(item: DataFile, out: Path, mirrors: list[Path], timeout: float, *, offline: bool = False) -> tuple[bool, str]:
+def fetch_one(
+    item: DataFile, out: Path, mirrors: list[Path], timeout: float, *, offline: bool = False
+) -> tuple[bool, str]:
     """Make ``out/item.path`` hold the pinned bytes (no download when ``offline``). Returns (done, one line saying how or why not)."""
     target = out / item.path
     if target.is_file() and sha256(target) == item.sha256:
@@ -156,12 +160,21 @@ def fetch_one(item: DataFile, out: Path, mirrors: list[Path], timeout: float, *,
 
 
 def main(argv: list[str] | None = None, files: tuple[DataFile, ...] = FILES) -> int:
-    parser = argparse.ArgumentParser(description="Fetch the full test and benchmark data (pinned sha256) into data/shared/.")
+    parser = argparse.ArgumentParser(
+        description="Fetch the full test and benchmark data (pinned sha256) into data/shared/."
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to put the files (default: data/shared)")
-    parser.add_argument("--mirror", type=Path, action="append", default=[],
-                        help="a local folder with the same layout (e.g. ../shared/data), tried before the network; repeatable")
+    parser.add_argument(
+        "--mirror",
+        type=Path,
+        action="append",
+        default=[],
+        help="a local folder with the same layout (e.g. ../shared/data), tried before the network; repeatable",
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per download attempt (default 30)")
-    parser.add_argument("--offline", action="store_true", help="never download: the files in place and the mirrors only")
+    parser.add_argument(
+        "--offline", action="store_true", help="never download: the files in place and the mirrors only"
+    )
     args = parser.parse_args(argv)
     missing = 0
     for item in files:

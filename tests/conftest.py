@@ -56,8 +56,10 @@ BEER_FILES = ("Posts.xml", "Comments.xml", "Votes.xml", "Users.xml", "Tags.xml")
 FULL_DATA: dict[str, tuple[str, ...]] = {
     "full_beer_dump": tuple(f"stackexchange/beer/{name}" for name in BEER_FILES),
     "full_toxicity_data": (
-        "toxicity/davidson/labeled_data.csv", "toxicity/jigsaw_sample/test_examples.csv",
-        "toxicity/olid_train/olid-training-v1.0.tsv", "toxicity/kaggle_insults/train.csv",
+        "toxicity/davidson/labeled_data.csv",
+        "toxicity/jigsaw_sample/test_examples.csv",
+        "toxicity/olid_train/olid-training-v1.0.tsv",
+        "toxicity/kaggle_insults/train.csv",
     ),
 }
 
@@ -77,7 +79,9 @@ def _missing(fixtures: list[str]) -> list[str]:
 
 
 def _missing_message(missing: list[str]) -> str:
-    looked = f"PULSE_SHARED_DATA={full_data_dir()}" if os.environ.get("PULSE_SHARED_DATA") else "../shared/data, data/shared"
+    looked = (
+        f"PULSE_SHARED_DATA={full_data_dir()}" if os.environ.get("PULSE_SHARED_DATA") else "../shared/data, data/shared"
+    )
     return f"full data not found ({looked}: no {missing[0]}); run `make data` or set PULSE_SHARED_DATA"
 
 

@@ -20,8 +20,9 @@ CONTRACTS = 3  # [[tool.importlinter.contracts]] in pyproject.toml
 
 
 def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache", "--no-logo"], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", "--no-logo"], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_import_contracts_are_kept() -> None:
@@ -33,7 +34,9 @@ def test_import_contracts_are_kept() -> None:
 def test_a_function_level_import_of_a_higher_layer_breaks_the_contract(tmp_path: Path) -> None:
     """The same check on a copy of the sources where one warehouse function imports transforms."""
     for package in PACKAGES:
-        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "static", "results"))
+        shutil.copytree(
+            REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "static", "results")
+        )
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     load = tmp_path / "warehouse" / "load.py"
     load.write_text(load.read_text() + "\n\ndef _planted() -> None:\n    import transforms.runner  # noqa: F401\n")

@@ -29,14 +29,23 @@ def seeded_dump(beer: Path, out: Path) -> Path:
     posts: list[bytes] = []
     for i in range(N):
         posts.append(_post(f'PostTypeId="1" CreationDate="2015-05-05T10:00:00.000" Title="no id {i}"'))  # missing_id
-        posts.append(_post(f'Id="{existing[i].decode()}" PostTypeId="1" CreationDate="2015-05-05T10:00:00.000" Title="conflicting {i}"'))  # duplicate_id
+        posts.append(
+            _post(
+                f'Id="{existing[i].decode()}" PostTypeId="1" CreationDate="2015-05-05T10:00:00.000" Title="conflicting {i}"'
+            )
+        )  # duplicate_id
         posts.append(_post(f'Id="{900_000 + i}" PostTypeId="1" CreationDate="2099-01-01T00:00:00.000" Title="future"'))
         posts.append(_post(f'Id="{910_000 + i}" PostTypeId="1" CreationDate="5th of May" Title="bad date"'))
-        posts.append(_post(f'Id="{920_000 + i}" PostTypeId="1" CreationDate="2015-05-05T10:00:00.000" Title="caf\xe9"').replace(
-            "caf\xe9".encode(), b"caf\xe9\xff"))  # invalid UTF-8
+        posts.append(
+            _post(f'Id="{920_000 + i}" PostTypeId="1" CreationDate="2015-05-05T10:00:00.000" Title="caf\xe9"').replace(
+                "caf\xe9".encode(), b"caf\xe9\xff"
+            )
+        )  # invalid UTF-8
     for i in range(OVERSIZED):
         body = "x" * 1_100_000
-        posts.append(f'  <row Id="{930_000 + i}" PostTypeId="1" CreationDate="2015-05-05T10:00:00.000" Title="big" Body="{body}" />\n'.encode())
+        posts.append(
+            f'  <row Id="{930_000 + i}" PostTypeId="1" CreationDate="2015-05-05T10:00:00.000" Title="big" Body="{body}" />\n'.encode()
+        )
     comments = [
         f'  <row Id="{800_000 + i}" PostId="999999" Score="0" Text="on a post that never existed" CreationDate="2015-05-05T10:00:00.000" UserId="7" />\n'.encode()
         for i in range(N)
@@ -62,7 +71,9 @@ def test_every_bad_record_is_quarantined_with_its_reason(dump: Path, tmp_path: P
     con = connect(settings.warehouse, read_only=True)
     reasons = {
         (stream, reason): n
-        for stream, reason, n in con.execute("select stream, reason, count(*) from raw.quarantine group by all").fetchall()
+        for stream, reason, n in con.execute(
+            "select stream, reason, count(*) from raw.quarantine group by all"
+        ).fetchall()
     }
     counts = {
         r[0]: r[1:]
@@ -130,7 +141,8 @@ def _family(dump: Path, roots: set[str]) -> tuple[set[str], set[str], int]:
     answers = {p["Id"] for p in posts if p["PostTypeId"] == "2" and p.get("ParentId") in roots}
     comments = {c["Id"] for c in _xml_rows(dump / "Comments.xml") if c["PostId"] in roots | answers}
     votes = sum(
-        v["PostId"] in roots | answers and v["VoteTypeId"] in ("1", "2", "3", "5") for v in _xml_rows(dump / "Votes.xml")
+        v["PostId"] in roots | answers and v["VoteTypeId"] in ("1", "2", "3", "5")
+        for v in _xml_rows(dump / "Votes.xml")
     )
     return answers, comments, votes
 
@@ -151,10 +163,14 @@ def test_one_question_with_a_bad_or_implausible_date_quarantines_its_thread_and_
     assert settings.serving.exists()
     con = connect(settings.warehouse, read_only=True)
     reasons = dict(
-        ((s, r), n) for s, r, n in con.execute("select stream, reason, count(*) from raw.quarantine group by all").fetchall()
+        ((s, r), n)
+        for s, r, n in con.execute("select stream, reason, count(*) from raw.quarantine group by all").fetchall()
     )
     cascaded = {
-        k: d for k, d in con.execute("select record_key, detail from raw.quarantine where reason = 'parent_quarantined'").fetchall()
+        k: d
+        for k, d in con.execute(
+            "select record_key, detail from raw.quarantine where reason = 'parent_quarantined'"
+        ).fetchall()
     }
     counts = con.execute(
         "select stream, read, inserted + updated + unchanged + skipped + quarantined, quarantined from ops.stream_counts"
@@ -176,14 +192,14 @@ def test_one_question_with_a_bad_or_implausible_date_quarantines_its_thread_and_
     # The detail names the parent's stream and id, through answers to the comments on them.
     first_answer = min(answers, key=int)
     assert cascaded[f"p{first_answer}"].startswith("parent content p")
-    comment_on_answer = next(
-        c["Id"] for c in _xml_rows(dump / "Comments.xml") if c["PostId"] in answers
-    )
+    comment_on_answer = next(c["Id"] for c in _xml_rows(dump / "Comments.xml") if c["PostId"] in answers)
     assert re.match(r"parent content p\d+ is quarantined", cascaded[f"c{comment_on_answer}"])
     for stream, read, accounted, _ in counts:
         assert read == accounted, stream
     assert {s: q for s, _, _, q in counts} == {
-        "users": 0, "content": 2 + len(answers) + len(comments), "engagement_events": votes + 60
+        "users": 0,
+        "content": 2 + len(answers) + len(comments),
+        "engagement_events": votes + 60,
     }
 
 
@@ -206,7 +222,12 @@ def test_events_dated_before_their_content_are_quarantined_and_the_daily_mart_ke
     assert daily_before[0] == 1055  # every day of the slice's span (local dates), zero-filled
     upvotes = [v for v in _xml_rows(beer_dump / "Votes.xml") if v["VoteTypeId"] == "2"][:300]
     likes = [
-        {"event_id": f"like-{v['Id']}", "event_type": "like", "content_id": f"p{v['PostId']}", "occurred_at": v["CreationDate"][:10]}
+        {
+            "event_id": f"like-{v['Id']}",
+            "event_type": "like",
+            "content_id": f"p{v['PostId']}",
+            "occurred_at": v["CreationDate"][:10],
+        }
         for v in upvotes
     ]
     p1 = "2014-01-21T20:26:05.383"  # question 1's CreationDate in the dump
@@ -227,16 +248,21 @@ def test_events_dated_before_their_content_are_quarantined_and_the_daily_mart_ke
     summary = run_pipeline(settings, SourceSpec(kind="events", path=exports, source_name="stackexchange:beer"))
     con = connect(settings.warehouse, read_only=True)
     quarantined = dict(
-        con.execute("select record_key, reason from raw.quarantine where source = 'stackexchange:beer' and record_key like 'x-%'").fetchall()
+        con.execute(
+            "select record_key, reason from raw.quarantine where source = 'stackexchange:beer' and record_key like 'x-%'"
+        ).fetchall()
     )
     detail = con.execute("select detail from raw.quarantine where record_key = 'x-2-days-early'").fetchall()[0][0]
     daily_after = con.execute("select count(*), min(day), max(day) from marts.engagement_daily").fetchall()[0]
     read, accounted, inserted = con.execute(
         "select read, inserted + updated + unchanged + skipped + quarantined, inserted from ops.stream_counts "
-        "where run_id = ? and stream = 'engagement_events'", [summary.run_id]
+        "where run_id = ? and stream = 'engagement_events'",
+        [summary.run_id],
     ).fetchall()[0]
     run_reasons = dict(
-        con.execute("select reason, count(*) from raw.quarantine where first_run_id = ? group by 1", [summary.run_id]).fetchall()
+        con.execute(
+            "select reason, count(*) from raw.quarantine where first_run_id = ? group by 1", [summary.run_id]
+        ).fetchall()
     )
     con.close()
     assert quarantined == {e["event_id"]: "implausible_timestamp" for e in implausible}
@@ -269,7 +295,9 @@ def test_one_bad_record_never_stops_a_run_even_when_it_is_the_whole_batch(tmp_pa
     (exports / "a.jsonl").write_text(json.dumps(line) + "\n")  # no content in this warehouse: dangling
     summary = run_pipeline(settings, SourceSpec(kind="events", path=exports, source_name="forum"))
     assert summary.steps["validate"]["quarantine_share"] == 1.0 and settings.serving.exists()
-    (exports / "b.jsonl").write_text(json.dumps({**line, "event_id": "e2"}) + "\n" + json.dumps({**line, "event_id": "e3"}) + "\n")
+    (exports / "b.jsonl").write_text(
+        json.dumps({**line, "event_id": "e2"}) + "\n" + json.dumps({**line, "event_id": "e3"}) + "\n"
+    )
     # a.jsonl is read again and skipped (file already loaded): 2 of the 3 records read are quarantined
     with pytest.raises(PipelineError, match=r"2 of 3 records read \(66.7%\)"):
         run_pipeline(settings, SourceSpec(kind="events", path=exports, source_name="forum"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
@@ -127,8 +128,12 @@ def test_engagement_daily_totals(beer_run) -> None:
 def test_snapshot_carries_what_dashboards_need(beer_run) -> None:
     settings, summary = beer_run
     con = connect(settings.serving, read_only=True)
-    tables = {f"{s}.{t}" for s, t in con.execute("select table_schema, table_name from information_schema.tables").fetchall()}
-    status, scorer = con.execute("select status, scorer_model_id from ops.runs where run_id = ?", [summary.run_id]).fetchall()[0]
+    tables = {
+        f"{s}.{t}" for s, t in con.execute("select table_schema, table_name from information_schema.tables").fetchall()
+    }
+    status, scorer = con.execute(
+        "select status, scorer_model_id from ops.runs where run_id = ?", [summary.run_id]
+    ).fetchall()[0]
     failed = con.execute(
         "select count(*) from quality.validation_results where not success and suite <> 'monitoring'"
     ).fetchall()[0][0]
@@ -164,7 +169,7 @@ def test_intervals_add_up_to_the_whole_history(beer_run, beer_dump: Path, tmp_pa
     whole, _ = beer_run
     settings = load_settings(warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="lexical")
     bounds = [None, datetime(2015, 1, 1), datetime(2016, 1, 1), None]
-    for since, until in zip(bounds, bounds[1:]):
+    for since, until in itertools.pairwise(bounds):
         run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump), since=since, until=until)
     a, b = table_fingerprints(whole.warehouse), table_fingerprints(settings.warehouse)
     for t in ("staging.users", "staging.content", "staging.engagement_events"):
@@ -198,7 +203,9 @@ def test_auto_scorer_offline_falls_back_and_records_it(beer_dump: Path, tmp_path
     summary = run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump), **FIRST_WEEKS)
     assert summary.steps["score"]["is_fallback"] is True
     con = connect(settings.serving, read_only=True)
-    model, fallback, note = con.execute("select scorer_model_id, scorer_is_fallback, scorer_note from ops.runs").fetchall()[0]
+    model, fallback, note = con.execute(
+        "select scorer_model_id, scorer_is_fallback, scorer_note from ops.runs"
+    ).fetchall()[0]
     flags_from_fallback = con.execute("select bool_and(is_fallback) from moderation.scores").fetchall()[0][0]
     con.close()
     assert (model, fallback) == ("lexical:alt-profanity-check", True)
@@ -210,7 +217,9 @@ def test_detoxify_checkpoint_scores_every_label_with_provenance(beer_dump: Path,
     from moderation.tiny import build_tiny_checkpoint
 
     folder = build_tiny_checkpoint(tmp_path / "tiny-bert")
-    settings = load_settings(warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer=f"checkpoint:{folder}")
+    settings = load_settings(
+        warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer=f"checkpoint:{folder}"
+    )
     summary = run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump), **FIRST_WEEKS)
     con = connect(settings.warehouse, read_only=True)
     n_texts = con.execute("select count(distinct content_hash) from staging.content").fetchall()[0][0]
@@ -234,12 +243,16 @@ def test_failed_critical_expectation_stops_the_run_before_publishing(tmp_path: P
 
     settings = load_settings(warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="lexical")
     monkeypatch.setattr(pulse.steps, "utcnow", lambda: datetime(2026, 8, 1))
-    with pytest.raises(QualityGateError, match=r"staging\.content\.created_at ExpectColumnValuesToBeBetween .*: [\d,]+ of 11,437 rows"):
+    with pytest.raises(
+        QualityGateError, match=r"staging\.content\.created_at ExpectColumnValuesToBeBetween .*: [\d,]+ of 11,437 rows"
+    ):
         run_pipeline(settings, SourceSpec(kind="demo"))
     con = connect(settings.warehouse, read_only=True)
     status, error = con.execute("select status, error from ops.runs").fetchall()[0]
     staged = con.execute("select count(*) from staging.content").fetchall()[0][0]
-    failed = con.execute("select count(*) from quality.validation_results where not success and critical").fetchall()[0][0]
+    failed = con.execute("select count(*) from quality.validation_results where not success and critical").fetchall()[
+        0
+    ][0]
     con.close()
     assert status == "failed" and error.startswith("validate: QualityGateError")
     assert staged == 0 and failed >= 2  # content and engagement events both reach past the clock

@@ -33,7 +33,11 @@ CLOSED = "http://127.0.0.1:9/file.csv"  # the discard port: connection refused a
 def test_vendored_copies_are_the_pinned_originals() -> None:
     """The Jigsaw sample and Davidson's LICENSE are vendored whole: their bytes are the pinned ones."""
     pins = {f.path: f for f in fetch.FILES}
-    for path in ("toxicity/jigsaw_sample/test_examples.csv", "toxicity/jigsaw_sample/README.md", "toxicity/davidson/LICENSE"):
+    for path in (
+        "toxicity/jigsaw_sample/test_examples.csv",
+        "toxicity/jigsaw_sample/README.md",
+        "toxicity/davidson/LICENSE",
+    ):
         vendored = REPO / "tests" / "data" / path
         assert fetch.sha256(vendored) == pins[path].sha256 and vendored.stat().st_size == pins[path].size, path
     assert len(pins) == 11 and sum(f.url is None for f in fetch.FILES) == 1  # OLID: no public URL pinned
@@ -64,19 +68,25 @@ def test_nothing_reachable_says_so_per_file(tmp_path: Path, capsys: pytest.Captu
     data = b"x"
     files = (
         fetch.DataFile("stackexchange/beer/Posts.xml", hashlib.sha256(data).hexdigest(), 1, CLOSED),
-        fetch.DataFile("toxicity/olid_train/olid.tsv", hashlib.sha256(data).hexdigest(), 1, None, "no pinned public URL"),
+        fetch.DataFile(
+            "toxicity/olid_train/olid.tsv", hashlib.sha256(data).hexdigest(), 1, None, "no pinned public URL"
+        ),
     )
     wrong = tmp_path / "mirror" / "stackexchange" / "beer"
     wrong.mkdir(parents=True)
     (wrong / "Posts.xml").write_bytes(b"y")
-    code = fetch.main(["--out", str(tmp_path / "out"), "--mirror", str(tmp_path / "mirror"), "--timeout", "5"], files=files)
+    code = fetch.main(
+        ["--out", str(tmp_path / "out"), "--mirror", str(tmp_path / "mirror"), "--timeout", "5"], files=files
+    )
     out, err = capsys.readouterr()
     assert code == 1
     lines = out.splitlines()
     assert lines[0].startswith("MISSING  stackexchange/beer/Posts.xml: mirror ")
     assert "checksum mismatch" in lines[0] and f"{CLOSED}: unreachable (" in lines[0]
-    assert lines[1] == (f"MISSING  toxicity/olid_train/olid.tsv: mirror {tmp_path / 'mirror' / 'toxicity/olid_train/olid.tsv'}: "
-                        "not there; no pinned public URL")
+    assert lines[1] == (
+        f"MISSING  toxicity/olid_train/olid.tsv: mirror {tmp_path / 'mirror' / 'toxicity/olid_train/olid.tsv'}: "
+        "not there; no pinned public URL"
+    )
     assert "2 of 2 files could not be fetched" in err and "make data MIRROR=DIR" in err
     assert not (tmp_path / "out" / "stackexchange" / "beer" / "Posts.xml").exists()  # wrong bytes are never installed
     assert fetch.main(["--out", str(tmp_path / "out"), "--offline"], files=files[:1]) == 1

@@ -20,8 +20,17 @@ from pulse.settings import load_settings
 from pulse.steps import SourceSpec, run_pipeline
 from warehouse.db import connect
 
-STABLE = ("staging.users", "staging.content", "staging.engagement_events", "raw.quarantine", "moderation.flags",
-          "marts.activity_heatmap", "marts.engagement_daily", "marts.trending_topics", "ops.watermarks")
+STABLE = (
+    "staging.users",
+    "staging.content",
+    "staging.engagement_events",
+    "raw.quarantine",
+    "moderation.flags",
+    "marts.activity_heatmap",
+    "marts.engagement_daily",
+    "marts.trending_topics",
+    "ops.watermarks",
+)
 # Columns that name the run which wrote a row: they differ between two warehouses by design.
 RUN_COLUMNS = {"raw.quarantine": "first_run_id", "ops.watermarks": "run_id, updated_at"}
 WINDOW = ("2014-01-21", "2014-03-01")
@@ -56,7 +65,9 @@ def fingerprints(path: Path) -> dict[str, tuple[int, int]]:
         out = {}
         for t in STABLE:
             cols = f"* exclude ({RUN_COLUMNS[t]})" if t in RUN_COLUMNS else "*"
-            n, h = con.execute(f"select count(*), coalesce(sum(hash(x)::hugeint), 0) from (select {cols} from {t}) x").fetchall()[0]
+            n, h = con.execute(
+                f"select count(*), coalesce(sum(hash(x)::hugeint), 0) from (select {cols} from {t}) x"
+            ).fetchall()[0]
             out[t] = (n, int(h))
         return out
     finally:
@@ -66,7 +77,10 @@ def fingerprints(path: Path) -> dict[str, tuple[int, int]]:
 def _paused_child(tmp: Path, dump: Path, since: str, until: str) -> subprocess.Popen:
     child = subprocess.Popen(
         [sys.executable, "-c", PAUSED_RUN, str(tmp / "w.duckdb"), str(tmp / "s.duckdb"), str(dump), since, until],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
     )
     for line in child.stdout:  # blocks until the child is inside the load transaction
         if "IN_LOAD_TRANSACTION" in line:
@@ -82,8 +96,12 @@ def _kill(child: subprocess.Popen) -> None:
 
 def _run(tmp: Path, dump: Path, since: str, until: str):
     settings = load_settings(warehouse=tmp / "w.duckdb", serving=tmp / "s.duckdb", scorer="lexical")
-    return run_pipeline(settings, SourceSpec(kind="stackexchange", path=dump),
-                        since=datetime.fromisoformat(since), until=datetime.fromisoformat(until))
+    return run_pipeline(
+        settings,
+        SourceSpec(kind="stackexchange", path=dump),
+        since=datetime.fromisoformat(since),
+        until=datetime.fromisoformat(until),
+    )
 
 
 def test_sigkill_mid_load_leaves_the_warehouse_consistent_and_the_next_run_completes(

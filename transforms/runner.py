@@ -124,8 +124,11 @@ def mart_dependencies() -> dict[str, frozenset[str]]:
     if both:
         raise ValueError(f"marts defined both in SQL and in Python: {both}")
     deps.update({name: frozenset(model.depends_on) for name, model in PYTHON_MODELS.items()})
-    unknown = [f"marts.{name} reads {', '.join(f'marts.{u}' for u in sorted(reads - set(deps)))}"
-               for name, reads in sorted(deps.items()) if reads - set(deps)]
+    unknown = [
+        f"marts.{name} reads {', '.join(f'marts.{u}' for u in sorted(reads - set(deps)))}"
+        for name, reads in sorted(deps.items())
+        if reads - set(deps)
+    ]
     if unknown:
         raise ValueError("reference to an unknown mart: " + "; ".join(unknown))
     return deps
@@ -157,8 +160,9 @@ def build_order(deps: Mapping[str, frozenset[str] | set[str]]) -> tuple[str, ...
 
 
 def _grains(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    return {name: PYTHON_MODELS[name].grain if name in PYTHON_MODELS else sql_grain(model_sql(name), name)
-            for name in names}
+    return {
+        name: PYTHON_MODELS[name].grain if name in PYTHON_MODELS else sql_grain(model_sql(name), name) for name in names
+    }
 
 
 def model_sql(name: str) -> str:
@@ -204,8 +208,7 @@ def check_source_timezones(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
         zones[source] = zone
     if bad:
         raise ValueError(
-            "ops.sources.timezone must be an IANA time zone name (e.g. 'Europe/Berlin'); "
-            "invalid: " + ", ".join(bad)
+            "ops.sources.timezone must be an IANA time zone name (e.g. 'Europe/Berlin'); invalid: " + ", ".join(bad)
         )
     return zones
 
@@ -258,8 +261,12 @@ def run_marts(
     _check_int("min_posts", min_posts, 2)
     _check_int("repeat_offender_window_days", repeat_offender_window_days, 1)
     check_source_timezones(con)
-    parameters: dict[str, Any] = {"min_support": min_support, "window_days": window_days, "min_posts": min_posts,
-                                  "repeat_offender_window_days": repeat_offender_window_days}
+    parameters: dict[str, Any] = {
+        "min_support": min_support,
+        "window_days": window_days,
+        "min_posts": min_posts,
+        "repeat_offender_window_days": repeat_offender_window_days,
+    }
 
     counts: dict[str, int] = {}
     con.execute("begin transaction")
@@ -267,9 +274,13 @@ def run_marts(
         for name in STAGING_MODELS:
             # `name` is a file name of STAGING_DIR, never input
             con.execute(f"create or replace view staging.{name} as\n{(STAGING_DIR / f'{name}.sql').read_text()}")
-        stale = [t for (t,) in con.execute("select table_name from information_schema.tables "
-                                           "where table_schema = 'marts' order by table_name").fetchall()
-                 if t not in MART_NAMES]
+        stale = [
+            t
+            for (t,) in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'marts' order by table_name"
+            ).fetchall()
+            if t not in MART_NAMES
+        ]
         for table in stale:
             log.info("dropping marts.%s: not a mart (left by a mart since removed or renamed)", table)
             con.execute(f'drop table if exists marts."{table}"')  # DROP takes no bound identifier

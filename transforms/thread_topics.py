@@ -192,9 +192,6 @@ def build_thread_topics(con: duckdb.DuckDBPyConnection) -> int:
         finally:
             con.unregister("_keyphrase_memo")
         log.info("keyphrases extracted for %d thread roots (%s)", pending.height, extractor)
-    con.execute(
-        "delete from ops.keyphrase_cache where content_hash not in "
-        "(select content_hash from staging.content)"
-    )
+    con.execute("delete from ops.keyphrase_cache where content_hash not in (select content_hash from staging.content)")
     con.execute(f"create or replace table marts.thread_topics as\n{_MODEL}", {"extractor": extractor})
     return int(con.execute("select count(*) from marts.thread_topics").fetchall()[0][0])

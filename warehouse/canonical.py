@@ -251,7 +251,9 @@ def conform(df: pl.DataFrame, stream: str) -> pl.DataFrame:
         KeyError: when a required canonical column is missing from ``df``.
     """
     schema = SCHEMAS[stream]
-    df = df.with_columns(pl.lit(None, dtype=schema[c]).alias(c) for c in OPTIONAL_COLUMNS[stream] if c not in df.columns)
+    df = df.with_columns(
+        pl.lit(None, dtype=schema[c]).alias(c) for c in OPTIONAL_COLUMNS[stream] if c not in df.columns
+    )
     missing = [c for c in schema if c not in df.columns]
     if missing:
         raise KeyError(f"{stream} frame lacks canonical columns {missing}")

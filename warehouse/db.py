@@ -63,9 +63,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
     crash leaves it either fully applied or not at all.
     """
     con.execute("create schema if not exists ops")
-    con.execute(
-        "create table if not exists ops.migrations (name varchar primary key, applied_at timestamp not null)"
-    )
+    con.execute("create table if not exists ops.migrations (name varchar primary key, applied_at timestamp not null)")
     done = {r[0] for r in con.execute("select name from ops.migrations").fetchall()}
     applied: list[str] = []
     for f in migration_files():
@@ -74,9 +72,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
         con.execute("begin transaction")
         try:
             con.execute(f.read_text(encoding="utf-8"))
-            con.execute(
-                "insert into ops.migrations values (?, current_timestamp::timestamp)", [f.stem]
-            )
+            con.execute("insert into ops.migrations values (?, current_timestamp::timestamp)", [f.stem])
             con.execute("commit")
         except Exception:
             con.execute("rollback")
@@ -86,7 +82,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
     return applied
 
 
-def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> "pl.DataFrame":
+def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
     """Run ``sql`` with bound ``params`` and return the whole result as a polars frame.
 
     (DuckDB 2.0: ``execute`` returns the connection, which has no ``.pl()``; a relation does.)

@@ -31,9 +31,7 @@ def defuse_formulas(df: pl.DataFrame, list_separator: str = "; ") -> pl.DataFram
         for name, dtype in df.schema.items()
         if isinstance(dtype, pl.List)
     )
-    return flat.with_columns(
-        _defuse(name) for name, dtype in flat.schema.items() if dtype == pl.String
-    )
+    return flat.with_columns(_defuse(name) for name, dtype in flat.schema.items() if dtype == pl.String)
 
 
 def to_csv_bytes(df: pl.DataFrame) -> bytes:

@@ -235,7 +235,8 @@ def quarantine_dangling(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str
             moved_now = 0
             for stream, ref in checks:
                 label = "parent content " if ref != "thread_id" else "thread content "
-                bad = frame(con,
+                bad = frame(
+                    con,
                     f"""
                     select b.*, case when qr.reason is null then 'dangling_reference' else 'parent_quarantined' end as reason,
                            case when qr.reason is null then '{ref} not found in staging.content or this batch: ' || b.{ref}
@@ -311,7 +312,8 @@ def upsert_batch(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime | No
             values = [c for c in cols if c not in keys]
             on = " and ".join(f"s.{k} = b.{k}" for k in keys)
             differs = " or ".join(f"s.{c} is distinct from b.{c}" for c in values)
-            inserted, updated, total = one(con, 
+            inserted, updated, total = one(
+                con,
                 f"""
                 select count(*) filter (where s.{keys[-1]} is null),
                        count(*) filter (where s.{keys[-1]} is not null and ({differs})),

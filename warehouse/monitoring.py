@@ -42,8 +42,10 @@ def freshness_frame(con: duckdb.DuckDBPyConnection, source: str, reference: date
         [source],
     )[0]
     lag = None if latest is None else (reference - latest).total_seconds() / 3600
-    return pl.DataFrame({"source": [source], "latest_at": [latest], "lag_hours": [lag]},
-                        schema={"source": pl.String, "latest_at": pl.Datetime("us"), "lag_hours": pl.Float64})
+    return pl.DataFrame(
+        {"source": [source], "latest_at": [latest], "lag_hours": [lag]},
+        schema={"source": pl.String, "latest_at": pl.Datetime("us"), "lag_hours": pl.Float64},
+    )
 
 
 def volume_frame(con: duckdb.DuckDBPyConnection, run_id: str, min_runs: int) -> pl.DataFrame:
@@ -92,11 +94,25 @@ def volume_frame(con: duckdb.DuckDBPyConnection, run_id: str, min_runs: int) -> 
 def monitoring_checks(max_lag_hours: float) -> tuple[Check, ...]:
     """The monitoring suite: freshness within ``max_lag_hours``; volume inside the learned band."""
     return (
-        Check("ops.freshness", "ExpectColumnValuesToBeBetween", {"column": "lag_hours", "max_value": max_lag_hours},
-              critical=False, description=f"the newest record is at most {max_lag_hours:g} h older than the interval end"),
-        Check("ops.freshness", "ExpectColumnValuesToNotBeNull", {"column": "latest_at"},
-              critical=False, description="the source has delivered at least one record"),
-        Check("ops.volume", "ExpectColumnValuesToBeBetween",
-              {"column": "modified_z", "min_value": -MODIFIED_Z_LIMIT, "max_value": MODIFIED_Z_LIMIT},
-              critical=False, description="records read per stream lie within the band learned from previous runs"),
+        Check(
+            "ops.freshness",
+            "ExpectColumnValuesToBeBetween",
+            {"column": "lag_hours", "max_value": max_lag_hours},
+            critical=False,
+            description=f"the newest record is at most {max_lag_hours:g} h older than the interval end",
+        ),
+        Check(
+            "ops.freshness",
+            "ExpectColumnValuesToNotBeNull",
+            {"column": "latest_at"},
+            critical=False,
+            description="the source has delivered at least one record",
+        ),
+        Check(
+            "ops.volume",
+            "ExpectColumnValuesToBeBetween",
+            {"column": "modified_z", "min_value": -MODIFIED_Z_LIMIT, "max_value": MODIFIED_Z_LIMIT},
+            critical=False,
+            description="records read per stream lie within the band learned from previous runs",
+        ),
     )

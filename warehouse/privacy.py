@@ -161,8 +161,13 @@ def _rows(df: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(one(con, "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-                    [schema, table])[0])
+    return bool(
+        one(
+            con,
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, table],
+        )[0]
+    )
 
 
 def _payload_pattern(user_id: str) -> str:
@@ -198,31 +203,58 @@ def export_warehouse_rows(con: duckdb.DuckDBPyConnection, source: str, user_id: 
     """
     params = [source, user_id]
     profile = frame(con, "select * from staging.users where source = ? and user_id = ?", params)
-    content = frame(con, "select * from staging.content where source = ? and author_id = ? order by created_at, content_id",
-                    params)
-    events = frame(con, "select * from staging.engagement_events where source = ? and user_id = ? "
-                   "order by occurred_at, event_id", params)
+    content = frame(
+        con, "select * from staging.content where source = ? and author_id = ? order by created_at, content_id", params
+    )
+    events = frame(
+        con,
+        "select * from staging.engagement_events where source = ? and user_id = ? order by occurred_at, event_id",
+        params,
+    )
     ids = content["content_id"].to_list()
     hashes = content["content_hash"].unique().to_list()
-    scores = frame(con, "select * from moderation.scores where content_hash in (select unnest(?::varchar[])) "
-                   "order by content_hash, model_id", [hashes])
-    flags = frame(con, "select * from moderation.flags where source = ? and content_id in (select unnest(?::varchar[])) "
-                  "order by content_id", [source, ids])
-    decisions = frame(con, "select * from moderation.decisions where source = ? and content_id in "
-                      "(select unnest(?::varchar[])) order by decided_at, decision_id", [source, ids])
+    scores = frame(
+        con,
+        "select * from moderation.scores where content_hash in (select unnest(?::varchar[])) "
+        "order by content_hash, model_id",
+        [hashes],
+    )
+    flags = frame(
+        con,
+        "select * from moderation.flags where source = ? and content_id in (select unnest(?::varchar[])) "
+        "order by content_id",
+        [source, ids],
+    )
+    decisions = frame(
+        con,
+        "select * from moderation.decisions where source = ? and content_id in "
+        "(select unnest(?::varchar[])) order by decided_at, decision_id",
+        [source, ids],
+    )
     languages = pl.DataFrame()
     if _table_exists(con, "moderation", "languages"):
-        cols = {r[0] for r in con.execute(
-            "select column_name from information_schema.columns where table_schema = 'moderation' "
-            "and table_name = 'languages'").fetchall()}
+        cols = {
+            r[0]
+            for r in con.execute(
+                "select column_name from information_schema.columns where table_schema = 'moderation' "
+                "and table_name = 'languages'"
+            ).fetchall()
+        }
         if {"source", "content_id"} <= cols:
-            languages = frame(con, "select * from moderation.languages where source = ? and content_id in "
-                              "(select unnest(?::varchar[]))", [source, ids])
+            languages = frame(
+                con,
+                "select * from moderation.languages where source = ? and content_id in (select unnest(?::varchar[]))",
+                [source, ids],
+            )
         elif "content_hash" in cols:
-            languages = frame(con, "select * from moderation.languages where content_hash in "
-                              "(select unnest(?::varchar[]))", [hashes])
-    quarantine = frame(con, f"select * from raw.quarantine where {_quarantine_where()} order by stream, record_key",
-                       [source, user_id, ids, _payload_pattern(user_id)])
+            languages = frame(
+                con, "select * from moderation.languages where content_hash in (select unnest(?::varchar[]))", [hashes]
+            )
+    quarantine = frame(
+        con,
+        f"select * from raw.quarantine where {_quarantine_where()} order by stream, record_key",
+        [source, user_id, ids, _payload_pattern(user_id)],
+    )
     if profile.height == 0 and content.height == 0 and events.height == 0 and quarantine.height == 0:
         raise UserNotFoundError(f"no data held about user id {user_id!r} in source {source!r}")
     doc: dict[str, Any] = {
@@ -254,9 +286,16 @@ def check_erasure_mode(mode: str) -> None:
         raise ValueError(f"erasure mode must be 'delete' or 'redact', got {mode!r} (PULSE_PRIVACY_ERASURE_MODE)")
 
 
-def log_request(con: duckdb.DuckDBPyConnection, request_id: str, kind: str, source: str, status: str,
-                counts: dict[str, int] | None = None, requested_at: datetime | None = None,
-                verification: dict[str, Any] | None = None) -> None:
+def log_request(
+    con: duckdb.DuckDBPyConnection,
+    request_id: str,
+    kind: str,
+    source: str,
+    status: str,
+    counts: dict[str, int] | None = None,
+    requested_at: datetime | None = None,
+    verification: dict[str, Any] | None = None,
+) -> None:
     """Insert or update the ``ops.privacy_requests`` row ``request_id``: ``status`` and row counts, never data.
 
     ``status`` ``running`` leaves ``finished_at`` null; any other status (``done``, ``failed``,
@@ -268,9 +307,16 @@ def log_request(con: duckdb.DuckDBPyConnection, request_id: str, kind: str, sour
         "verification_json) values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (request_id) do update set "
         "finished_at = excluded.finished_at, status = excluded.status, counts_json = excluded.counts_json, "
         "verification_json = coalesce(excluded.verification_json, ops.privacy_requests.verification_json)",
-        [request_id, kind, source, requested_at or _utcnow(), None if status == "running" else _utcnow(), status,
-         json.dumps(counts or {}, sort_keys=True),
-         None if verification is None else json.dumps(verification, sort_keys=True)],
+        [
+            request_id,
+            kind,
+            source,
+            requested_at or _utcnow(),
+            None if status == "running" else _utcnow(),
+            status,
+            json.dumps(counts or {}, sort_keys=True),
+            None if verification is None else json.dumps(verification, sort_keys=True),
+        ],
     )
 
 
@@ -320,9 +366,18 @@ def checkable_values(con: duckdb.DuckDBPyConnection, values: Sequence[str]) -> t
     """
     vals = list(dict.fromkeys(v for v in values if v))
     long = [v for v in vals if len(v) >= MIN_CHECKABLE]
-    kept = {r[0] for r in con.execute(
-        "select n from unnest(?::varchar[]) t(n) where exists (select 1 from staging.content "
-        "where contains(coalesce(title, '') || chr(10) || coalesce(body_text, ''), n))", [long]).fetchall()} if long else set()
+    kept = (
+        {
+            r[0]
+            for r in con.execute(
+                "select n from unnest(?::varchar[]) t(n) where exists (select 1 from staging.content "
+                "where contains(coalesce(title, '') || chr(10) || coalesce(body_text, ''), n))",
+                [long],
+            ).fetchall()
+        }
+        if long
+        else set()
+    )
     ok = [v for v in long if v not in kept]
     return ok, len(vals) - len(ok)
 
@@ -390,27 +445,36 @@ def replace_mentions(text: str, name: str, replacement: str) -> str:
     return re.sub(rf"@(?:{pattern})(?!\w)", lambda _m: "@" + replacement, text, flags=re.IGNORECASE)
 
 
-def _replace_mentions_in(con: duckdb.DuckDBPyConnection, table: str, source: str, user_id: str, name: str,
-                         replacement: str) -> int:
+def _replace_mentions_in(
+    con: duckdb.DuckDBPyConnection, table: str, source: str, user_id: str, name: str, replacement: str
+) -> int:
     """Replace @-mentions of ``name`` in other members' bodies of ``table`` (staging or raw content);
     the content hash is recomputed, so the item is re-scored at the next run. Returns rows changed."""
     forms = ["@" + f.lower() for f in mention_forms(name)]
     rows = con.execute(
         f"select content_id, kind, title, body_text from {table} where source = ? and author_id is distinct from ? "
         "and list_has_any(list_transform(?::varchar[], lambda f: contains(lower(coalesce(body_text, '')), f)), [true])",
-        [source, user_id, forms]).fetchall()
+        [source, user_id, forms],
+    ).fetchall()
     changed = 0
     for cid, kind, title, body in rows:
         new = replace_mentions(body, name, replacement)
         if new != body:
-            con.execute(f"update {table} set body_text = ?, content_hash = ? where source = ? and content_id = ?",
-                        [new, content_hash(kind, title, new), source, cid])
+            con.execute(
+                f"update {table} set body_text = ?, content_hash = ? where source = ? and content_id = ?",
+                [new, content_hash(kind, title, new), source, cid],
+            )
             changed += 1
     return changed
 
 
 def _erase_in_warehouse(
-    con: duckdb.DuckDBPyConnection, source: str, user_id: str, mode: ErasureMode, request_id: str, now: datetime,
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    user_id: str,
+    mode: ErasureMode,
+    request_id: str,
+    now: datetime,
     mentions: bool = True,
 ) -> tuple[dict[str, int], list[str]]:
     """The warehouse part of an erasure, in one transaction. Returns (counts, content ids)."""
@@ -418,13 +482,18 @@ def _erase_in_warehouse(
     params = [source, user_id]
     salt = _key(con, "tombstone_salt")
     existing = con.execute(
-        "select alias from ops.tombstones where source = ? and user_id_hash = ?", [source, tombstone_hash(salt, source, user_id)]
+        "select alias from ops.tombstones where source = ? and user_id_hash = ?",
+        [source, tombstone_hash(salt, source, user_id)],
     ).fetchall()
     alias = existing[0][0] if existing else f"erased_{secrets.token_hex(6)}"
     # Their items: by id, or (a repeated request after redaction) by the alias, so the review
     # store's notes on them are blanked even if an earlier attempt stopped before that step.
-    mine = frame(con, "select content_id, kind, title, content_hash, author_id = ? as is_theirs from staging.content "
-                      "where source = ? and author_id in (?, ?)", [user_id, source, user_id, alias])
+    mine = frame(
+        con,
+        "select content_id, kind, title, content_hash, author_id = ? as is_theirs from staging.content "
+        "where source = ? and author_id in (?, ?)",
+        [user_id, source, user_id, alias],
+    )
     ids = mine["content_id"].to_list()
     mine = mine.filter(pl.col("is_theirs"))
     old_hashes = mine["content_hash"].unique().to_list()
@@ -443,76 +512,118 @@ def _erase_in_warehouse(
             [source, tombstone_hash(salt, source, user_id), now, request_id, mode, alias],
         )
         if mode == "delete":
-            changed("staging.engagement_events (on their content)",
-                    "delete from staging.engagement_events where source = ? and content_id in (select unnest(?::varchar[]))",
-                    [source, ids])
-            changed("staging.content",
-                    "delete from staging.content where source = ? and content_id in (select unnest(?::varchar[]))",
-                    [source, ids])
+            changed(
+                "staging.engagement_events (on their content)",
+                "delete from staging.engagement_events where source = ? and content_id in (select unnest(?::varchar[]))",
+                [source, ids],
+            )
+            changed(
+                "staging.content",
+                "delete from staging.content where source = ? and content_id in (select unnest(?::varchar[]))",
+                [source, ids],
+            )
         else:
-            redacted = mine.with_columns(
-                pl.struct("kind", "title").map_elements(lambda r: list(_redacted_text(r["kind"], r["title"])),
-                                                        return_dtype=pl.List(pl.String)).alias("r")
-            ).select(
-                "content_id",
-                pl.col("r").list.get(0).alias("new_title"),
-                pl.col("r").list.get(1).alias("new_body"),
-                pl.col("r").list.get(2).alias("new_hash"),
-            ) if mine.height else pl.DataFrame(schema={"content_id": pl.String, "new_title": pl.String,
-                                                       "new_body": pl.String, "new_hash": pl.String})
+            redacted = (
+                mine.with_columns(
+                    pl.struct("kind", "title")
+                    .map_elements(
+                        lambda r: list(_redacted_text(r["kind"], r["title"])), return_dtype=pl.List(pl.String)
+                    )
+                    .alias("r")
+                ).select(
+                    "content_id",
+                    pl.col("r").list.get(0).alias("new_title"),
+                    pl.col("r").list.get(1).alias("new_body"),
+                    pl.col("r").list.get(2).alias("new_hash"),
+                )
+                if mine.height
+                else pl.DataFrame(
+                    schema={
+                        "content_id": pl.String,
+                        "new_title": pl.String,
+                        "new_body": pl.String,
+                        "new_hash": pl.String,
+                    }
+                )
+            )
             con.register("_redacted", redacted)
             try:
-                changed("staging.content",
-                        "update staging.content c set title = r.new_title, body_text = r.new_body, "
-                        "content_hash = r.new_hash, author_id = ? from _redacted r "
-                        "where c.source = ? and c.content_id = r.content_id",
-                        [alias, source])
+                changed(
+                    "staging.content",
+                    "update staging.content c set title = r.new_title, body_text = r.new_body, "
+                    "content_hash = r.new_hash, author_id = ? from _redacted r "
+                    "where c.source = ? and c.content_id = r.content_id",
+                    [alias, source],
+                )
             finally:
                 con.unregister("_redacted")
-        changed("staging.engagement_events",
-                "update staging.engagement_events set user_id = ?, properties = case when properties is null then null "
-                "else json_object('flag_type', json_extract_string(properties, '$.flag_type'))::varchar end "
-                "where source = ? and user_id = ?",
-                [alias, source, user_id])
+        changed(
+            "staging.engagement_events",
+            "update staging.engagement_events set user_id = ?, properties = case when properties is null then null "
+            "else json_object('flag_type', json_extract_string(properties, '$.flag_type'))::varchar end "
+            "where source = ? and user_id = ?",
+            [alias, source, user_id],
+        )
         if mentions and names:
             handle = warehouse_pseudonym(con, source, user_id) or ""
             for table in ("staging.content", "raw.content"):
                 counts[f"{table} (mentions replaced)"] = sum(
-                    _replace_mentions_in(con, table, source, user_id, n, handle) for n in names)
+                    _replace_mentions_in(con, table, source, user_id, n, handle) for n in names
+                )
         changed("staging.users", "delete from staging.users where source = ? and user_id = ?", params)
-        changed("moderation.scores",
-                "delete from moderation.scores where content_hash in (select unnest(?::varchar[])) "
-                "and content_hash not in (select content_hash from staging.content)",
-                [old_hashes])
-        changed("moderation.flags",
-                "delete from moderation.flags where source = ? and content_id in (select unnest(?::varchar[]))",
-                [source, ids])
+        changed(
+            "moderation.scores",
+            "delete from moderation.scores where content_hash in (select unnest(?::varchar[])) "
+            "and content_hash not in (select content_hash from staging.content)",
+            [old_hashes],
+        )
+        changed(
+            "moderation.flags",
+            "delete from moderation.flags where source = ? and content_id in (select unnest(?::varchar[]))",
+            [source, ids],
+        )
         if _table_exists(con, "moderation", "languages"):
-            cols = {r[0] for r in con.execute(
-                "select column_name from information_schema.columns where table_schema = 'moderation' "
-                "and table_name = 'languages'").fetchall()}
+            cols = {
+                r[0]
+                for r in con.execute(
+                    "select column_name from information_schema.columns where table_schema = 'moderation' "
+                    "and table_name = 'languages'"
+                ).fetchall()
+            }
             if {"source", "content_id"} <= cols:
-                changed("moderation.languages",
-                        "delete from moderation.languages where source = ? and content_id in (select unnest(?::varchar[]))",
-                        [source, ids])
+                changed(
+                    "moderation.languages",
+                    "delete from moderation.languages where source = ? and content_id in (select unnest(?::varchar[]))",
+                    [source, ids],
+                )
             elif "content_hash" in cols:
-                changed("moderation.languages",
-                        "delete from moderation.languages where content_hash in (select unnest(?::varchar[])) "
-                        "and content_hash not in (select content_hash from staging.content)", [old_hashes])
-        changed("moderation.decisions",
-                "update moderation.decisions set note = null, scores_json = null where source = ? "
-                "and content_id in (select unnest(?::varchar[])) and (note is not null or scores_json is not null)",
-                [source, ids])
-        changed("raw.quarantine", f"delete from raw.quarantine where {_quarantine_where()}",
-                [source, user_id, ids, _payload_pattern(user_id)])
+                changed(
+                    "moderation.languages",
+                    "delete from moderation.languages where content_hash in (select unnest(?::varchar[])) "
+                    "and content_hash not in (select content_hash from staging.content)",
+                    [old_hashes],
+                )
+        changed(
+            "moderation.decisions",
+            "update moderation.decisions set note = null, scores_json = null where source = ? "
+            "and content_id in (select unnest(?::varchar[])) and (note is not null or scores_json is not null)",
+            [source, ids],
+        )
+        changed(
+            "raw.quarantine",
+            f"delete from raw.quarantine where {_quarantine_where()}",
+            [source, user_id, ids, _payload_pattern(user_id)],
+        )
         changed("raw.users", "delete from raw.users where source = ? and user_id = ?", params)
         changed("raw.content", "delete from raw.content where source = ? and author_id = ?", params)
         changed("raw.engagement_events", "delete from raw.engagement_events where source = ? and user_id = ?", params)
         quoted = [f'"{user_id}"', f"'{user_id}'", *names]
-        changed("quality.validation_results",
-                "update quality.validation_results set details = null where details is not null and "
-                "list_has_any(list_transform(?::varchar[], lambda n: contains(details, n)), [true])",
-                [quoted])
+        changed(
+            "quality.validation_results",
+            "update quality.validation_results set details = null where details is not null and "
+            "list_has_any(list_transform(?::varchar[], lambda n: contains(details, n)), [true])",
+            [quoted],
+        )
         log_request(con, request_id, "forget", source, "running", counts, now)
         con.execute("commit")
     except BaseException:
@@ -588,15 +699,19 @@ def apply_tombstones(con: duckdb.DuckDBPyConnection, extract: Extract) -> dict[s
     Returns:
         Records affected per stream (empty when the source has no tombstones).
     """
-    stones = frame(con, "select user_id_hash, erasure_mode, alias from ops.tombstones where source = ?",
-                   [extract.source])
+    stones = frame(
+        con, "select user_id_hash, erasure_mode, alias from ops.tombstones where source = ?", [extract.source]
+    )
     if stones.height == 0:
         return {}
     salt = _key(con, "tombstone_salt")
     by_hash = {r["user_id_hash"]: (r["erasure_mode"], r["alias"]) for r in stones.iter_rows(named=True)}
     users, content, events = (extract.frame(s) for s in ("users", "content", "engagement_events"))
-    candidates = set(users["user_id"].drop_nulls().to_list()) | set(content["author_id"].drop_nulls().to_list()) \
+    candidates = (
+        set(users["user_id"].drop_nulls().to_list())
+        | set(content["author_id"].drop_nulls().to_list())
         | set(events["user_id"].drop_nulls().to_list())
+    )
     hit = {uid: by_hash[h] for uid in candidates if (h := tombstone_hash(salt, extract.source, uid)) in by_hash}
     if not hit:
         return {}
@@ -623,13 +738,22 @@ def apply_tombstones(con: duckdb.DuckDBPyConnection, extract: Extract) -> dict[s
     redact = pl.col("author_id").is_in(ids)
     n_redact = int(content.select(redact.sum()).item() or 0)
     if n_redact:
-        red = content.filter(redact).with_columns(
-            pl.struct("kind", "title").map_elements(lambda r: list(_redacted_text(r["kind"], r["title"])),
-                                                    return_dtype=pl.List(pl.String)).alias("_r")
-        ).join(alias_of, left_on="author_id", right_on="uid", how="left").with_columns(
-            pl.col("_r").list.get(0).alias("title"), pl.col("_r").list.get(1).alias("body_text"),
-            pl.col("_r").list.get(2).alias("content_hash"), pl.col("alias").alias("author_id"),
-        ).select(content.columns)
+        red = (
+            content.filter(redact)
+            .with_columns(
+                pl.struct("kind", "title")
+                .map_elements(lambda r: list(_redacted_text(r["kind"], r["title"])), return_dtype=pl.List(pl.String))
+                .alias("_r")
+            )
+            .join(alias_of, left_on="author_id", right_on="uid", how="left")
+            .with_columns(
+                pl.col("_r").list.get(0).alias("title"),
+                pl.col("_r").list.get(1).alias("body_text"),
+                pl.col("_r").list.get(2).alias("content_hash"),
+                pl.col("alias").alias("author_id"),
+            )
+            .select(content.columns)
+        )
         content = pl.concat([content.filter(~redact | pl.col("author_id").is_null()), red])
         out["content"] = out.get("content", 0) + n_redact
     extract.content = content
@@ -640,12 +764,18 @@ def apply_tombstones(con: duckdb.DuckDBPyConnection, extract: Extract) -> dict[s
     theirs = pl.col("user_id").is_in(ids)
     n_ev = int(events.select(theirs.sum()).item() or 0)
     if n_ev:
-        ev = events.filter(theirs).join(alias_of, left_on="user_id", right_on="uid", how="left").with_columns(
-            pl.col("alias").alias("user_id"),
-            pl.col("properties").map_elements(
-                lambda p: json.dumps({"flag_type": json.loads(p).get("flag_type")}) if p else None,
-                return_dtype=pl.String),
-        ).select(events.columns)
+        ev = (
+            events.filter(theirs)
+            .join(alias_of, left_on="user_id", right_on="uid", how="left")
+            .with_columns(
+                pl.col("alias").alias("user_id"),
+                pl.col("properties").map_elements(
+                    lambda p: json.dumps({"flag_type": json.loads(p).get("flag_type")}) if p else None,
+                    return_dtype=pl.String,
+                ),
+            )
+            .select(events.columns)
+        )
         events = pl.concat([events.filter(~theirs | pl.col("user_id").is_null()), ev])
         out["engagement_events"] = out.get("engagement_events", 0) + n_ev
     extract.engagement_events = events

@@ -59,8 +59,7 @@ SERVING_TABLES: tuple[str, ...] = (
 REDACTED_TABLES: dict[str, tuple[str, str]] = {
     "raw.quarantine_counts": (
         "raw.quarantine",
-        "source, stream, reason, first_run_id, count(*)::bigint as records "
-        "from raw.quarantine group by all",
+        "source, stream, reason, first_run_id, count(*)::bigint as records from raw.quarantine group by all",
     ),
     "moderation.decisions": ("moderation.decisions", "* exclude (note) from moderation.decisions"),
 }

@@ -169,7 +169,10 @@ def advance_source_watermarks(con: duckdb.DuckDBPyConnection, run_id: str, now: 
     ).fetchall()
     moved: dict[str, datetime] = {}
     for source, query, col, kcol, value, key, old_value, old_key in staged:
-        if old_value is not None and (value, _key_order(json.loads(key))) <= (old_value, _key_order(json.loads(old_key))):
+        if old_value is not None and (value, _key_order(json.loads(key))) <= (
+            old_value,
+            _key_order(json.loads(old_key)),
+        ):
             continue
         con.execute(
             "insert or replace into ops.source_watermarks values (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -47,14 +47,21 @@ def render() -> None:
     top = st.columns([2, 2, 2])
     with top[0]:
         start, end = components.date_range_filter(first, last, key="audit_range")
-    actors = top[1].multiselect("Moderator", sorted(everything["actor"].unique().to_list()), key="audit_actors",
-                                placeholder="anyone")
+    actors = top[1].multiselect(
+        "Moderator", sorted(everything["actor"].unique().to_list()), key="audit_actors", placeholder="anyone"
+    )
     actions = top[2].multiselect("Action", list(ACTIONS), key="audit_actions", placeholder="any action")
     bottom = st.columns([2, 2])
-    reasons = bottom[0].multiselect("Reason", list(REASON_CODES), key="audit_reasons", placeholder="any reason",
-                                    format_func=lambda c: f"{c} ({REASON_CODES[c]})")
-    sources = bottom[1].multiselect("Source", sorted(everything["source"].unique().to_list()), key="audit_sources",
-                                    placeholder="any source")
+    reasons = bottom[0].multiselect(
+        "Reason",
+        list(REASON_CODES),
+        key="audit_reasons",
+        placeholder="any reason",
+        format_func=lambda c: f"{c} ({REASON_CODES[c]})",
+    )
+    sources = bottom[1].multiselect(
+        "Source", sorted(everything["source"].unique().to_list()), key="audit_sources", placeholder="any source"
+    )
     log = store.decisions(start=datetime.combine(start, time()), end=datetime.combine(end + timedelta(days=1), time()))
     shown = filter_log(log, actors=actors, actions=actions, reasons=reasons, sources=sources).select(COLUMNS)
     counts = shown.group_by("action").len()

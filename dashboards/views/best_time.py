@@ -167,11 +167,16 @@ def ranked_figure(slots: pl.DataFrame, limit: int = 10, *, with_votes: bool = Tr
             name="mean (95% interval)",
         )
     )
-    fig.add_trace(go.Scatter(
-        y=labels, x=top["engagement_ci_low"].to_list(), mode="markers", name="ranking figure (interval's lower end)",
-        marker={"symbol": "diamond", "size": 10, "color": "#f59e0b", "line": {"color": "#1f2937", "width": 1}},
-        hovertemplate="%{y}<br>ranking figure %{x:.2f}<extra></extra>",
-    ))
+    fig.add_trace(
+        go.Scatter(
+            y=labels,
+            x=top["engagement_ci_low"].to_list(),
+            mode="markers",
+            name="ranking figure (interval's lower end)",
+            marker={"symbol": "diamond", "size": 10, "color": "#f59e0b", "line": {"color": "#1f2937", "width": 1}},
+            hovertemplate="%{y}<br>ranking figure %{x:.2f}<extra></extra>",
+        )
+    )
     fig.update_layout(
         title=f"Top slots: expected {what} per new thread (95% interval); ranked by its lower end (◆)",
         legend={"orientation": "h", "y": -0.25},
@@ -205,7 +210,7 @@ def heatmap_figure(slots: pl.DataFrame, timezone: str, min_posts: int) -> go.Fig
     )
     fig.update_layout(
         title=f"Expected engagement by posting slot ({components.plotly_escape(timezone)}); "
-              f"blank: fewer than {min_posts} threads",
+        f"blank: fewer than {min_posts} threads",
         xaxis={"title": "hour of day (local)", "dtick": 1},
         yaxis={"autorange": "reversed"},
         height=380,
@@ -222,13 +227,21 @@ def slot_table(slots: pl.DataFrame, min_posts: int) -> pl.DataFrame:
     dropped, as are ``weekday``/``hour`` when the grouping has none.
     """
     table = slots.with_columns(
-        pl.struct("weekday", "hour").map_elements(lambda s: slot_label(s["weekday"], s["hour"]),
-                                                  return_dtype=pl.String).alias("slot"),
-        pl.when(pl.col("is_sufficient")).then(pl.lit("ranked"))
-        .otherwise(pl.lit(f"too little data (< {min_posts} threads)")).alias("status"),
+        pl.struct("weekday", "hour")
+        .map_elements(lambda s: slot_label(s["weekday"], s["hour"]), return_dtype=pl.String)
+        .alias("slot"),
+        pl.when(pl.col("is_sufficient"))
+        .then(pl.lit("ranked"))
+        .otherwise(pl.lit(f"too little data (< {min_posts} threads)"))
+        .alias("status"),
         pl.col("engagement_ci_low").alias("ranking_figure"),
-    ).select("rank", "slot", "status", "ranking_figure",
-             pl.exclude("rank", "slot", "status", "ranking_figure", "engagement_ci_low", "is_sufficient"))
+    ).select(
+        "rank",
+        "slot",
+        "status",
+        "ranking_figure",
+        pl.exclude("rank", "slot", "status", "ranking_figure", "engagement_ci_low", "is_sufficient"),
+    )
     empty = [c for c in ("weekday", "hour") if table[c].is_null().all()]
     empty += [c for c in ("mean_answers", "mean_comments", "mean_votes") if not (table[c].fill_null(0) != 0).any()]
     return table.drop(empty)
@@ -283,17 +296,31 @@ def render() -> None:
     first, last = components.data_days(source) or (first, last)  # the range every analytics page shares
     col_range, col_group, col_support = st.columns([1, 1, 1])
     start, end = components.date_range_filter(first, last, key="best_range", container=col_range, shared=True)
-    grouping = col_group.radio("Slots", list(GROUPINGS), horizontal=True, key="best_grouping",
-                               help="Coarser slots pool more threads: useful for small communities.")
-    min_posts = col_support.number_input("Minimum threads per slot", min_value=2, max_value=100,
-                                         value=DEFAULT_MIN_POSTS, step=1, key="best_min_posts",
-                                         help="Slots with fewer threads are marked 'too little data' and not ranked.")
+    grouping = col_group.radio(
+        "Slots",
+        list(GROUPINGS),
+        horizontal=True,
+        key="best_grouping",
+        help="Coarser slots pool more threads: useful for small communities.",
+    )
+    min_posts = col_support.number_input(
+        "Minimum threads per slot",
+        min_value=2,
+        max_value=100,
+        value=DEFAULT_MIN_POSTS,
+        step=1,
+        key="best_min_posts",
+        help="Slots with fewer threads are marked 'too little data' and not ranked.",
+    )
     slots = slot_stats(source, start, end, grouping, int(min_posts))
-    st.markdown(f"Times are local to the community: **{components.md_escape(timezone)}**. Only threads whose "
-                "7-day window had ended by the data's last day count.")
+    st.markdown(
+        f"Times are local to the community: **{components.md_escape(timezone)}**. Only threads whose "
+        "7-day window had ended by the data's last day count."
+    )
     if slots.is_empty():
-        components.empty_state(f"No threads with a complete 7-day window were posted between {start:%Y-%m-%d} "
-                               f"and {end:%Y-%m-%d}.")
+        components.empty_state(
+            f"No threads with a complete 7-day window were posted between {start:%Y-%m-%d} and {end:%Y-%m-%d}."
+        )
         return
     day_votes = votes_are_day_precision(source)
     sentence = recommendation(slots, timezone, with_votes=not day_votes)
@@ -305,19 +332,27 @@ def render() -> None:
     else:
         st.success(sentence, icon=":material/event_available:")
     if day_votes:
-        st.info("Votes are not counted here: this source's votes carry only a date (Stack Exchange dumps truncate "
-                "them to the day), which cannot be placed within hours of a post. Engagement is answers and "
-                "comments by other members.", icon=":material/event_note:")
+        st.info(
+            "Votes are not counted here: this source's votes carry only a date (Stack Exchange dumps truncate "
+            "them to the day), which cannot be placed within hours of a post. Engagement is answers and "
+            "comments by other members.",
+            icon=":material/event_note:",
+        )
     summary = response_summary(source, start, end)
     cols = st.columns(4)
     cols[0].metric("Threads posted", f"{summary['threads']:,}")
     never = summary["never_answered"]
     share = never / summary["threads"] if summary["threads"] else 0
-    cols[1].metric("Never answered", f"{never:,}", help=f"{share:.1%} of the threads got no answer from another member.")
+    cols[1].metric(
+        "Never answered", f"{never:,}", help=f"{share:.1%} of the threads got no answer from another member."
+    )
     med, p90 = summary["median_first_answer"], summary["p90_first_answer"]
     cols[2].metric("Median time to first answer", "–" if med is None else f"{med:.1f} h")
-    cols[3].metric("90% answered within", "–" if p90 is None else f"{p90:.1f} h",
-                   help="90th percentile of the time to the first answer, over answered threads.")
+    cols[3].metric(
+        "90% answered within",
+        "–" if p90 is None else f"{p90:.1f} h",
+        help="90th percentile of the time to the first answer, over answered threads.",
+    )
     if sentence is not None:
         components.show_chart(ranked_figure(slots, with_votes=not day_votes), key="best_ranked")
     if grouping == "weekday × hour":
@@ -329,7 +364,10 @@ def render() -> None:
         key="best_csv",
         column_config={
             "ranking_figure": st.column_config.NumberColumn(
-                "ranking figure", format="%.2f", help="The lower end of the 95% interval of the mean: what ranks the slots."),
+                "ranking figure",
+                format="%.2f",
+                help="The lower end of the 95% interval of the mean: what ranks the slots.",
+            ),
             "mean_engagement": st.column_config.NumberColumn("mean per thread", format="%.2f"),
             "engagement_ci_high": st.column_config.NumberColumn("95% CI high", format="%.2f"),
             "response_share": st.column_config.NumberColumn("responded", format="percent"),

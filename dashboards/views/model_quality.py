@@ -77,15 +77,22 @@ def evaluation_figure(evals: pl.DataFrame) -> go.Figure:
     fig = go.Figure()
     for model_id in overall["model_id"].unique(maintain_order=True).to_list():
         part = overall.filter(pl.col("model_id") == model_id)
-        fig.add_trace(go.Bar(
-            x=[components.plotly_escape(d.rsplit("/", 1)[-1]) for d in part["dataset"].to_list()],
-            y=part["roc_auc"].to_list(),
-            name=components.plotly_escape(model_id),
-            text=[None if v is None else f"{v:.3f}" for v in part["roc_auc"].to_list()],
-            textposition="outside",
-        ))
-    fig.update_layout(barmode="group", title="ROC-AUC per model and labelled set", yaxis={"range": [0, 1.08], "title": "ROC-AUC"},
-                      height=320, legend={"orientation": "h", "y": -0.25})
+        fig.add_trace(
+            go.Bar(
+                x=[components.plotly_escape(d.rsplit("/", 1)[-1]) for d in part["dataset"].to_list()],
+                y=part["roc_auc"].to_list(),
+                name=components.plotly_escape(model_id),
+                text=[None if v is None else f"{v:.3f}" for v in part["roc_auc"].to_list()],
+                textposition="outside",
+            )
+        )
+    fig.update_layout(
+        barmode="group",
+        title="ROC-AUC per model and labelled set",
+        yaxis={"range": [0, 1.08], "title": "ROC-AUC"},
+        height=320,
+        legend={"orientation": "h", "y": -0.25},
+    )
     return fig
 
 
@@ -94,13 +101,29 @@ def bias_figure(rows: pl.DataFrame, overall_auc: float | None) -> go.Figure:
     shown = rows.filter(pl.col("subgroup_auc").is_not_null() | pl.col("bpsn_auc").is_not_null())
     fig = go.Figure()
     for metric, name in METRIC_NAMES.items():
-        fig.add_trace(go.Bar(x=[components.plotly_escape(s) for s in shown["subgroup"].to_list()], y=shown[metric].to_list(),
-                             name=name, marker_color=METRIC_COLORS[metric]))
+        fig.add_trace(
+            go.Bar(
+                x=[components.plotly_escape(s) for s in shown["subgroup"].to_list()],
+                y=shown[metric].to_list(),
+                name=name,
+                marker_color=METRIC_COLORS[metric],
+            )
+        )
     if overall_auc is not None:
-        fig.add_hline(y=overall_auc, line_dash="dash", line_color="#64748b",
-                      annotation_text=f"overall AUC {overall_auc:.3f}", annotation_position="bottom right")
-    fig.update_layout(barmode="group", title="Bias AUCs per identity subgroup (lower than overall: unintended bias)",
-                      yaxis={"range": [0, 1.05], "title": "AUC"}, height=340, legend={"orientation": "h", "y": -0.25})
+        fig.add_hline(
+            y=overall_auc,
+            line_dash="dash",
+            line_color="#64748b",
+            annotation_text=f"overall AUC {overall_auc:.3f}",
+            annotation_position="bottom right",
+        )
+    fig.update_layout(
+        barmode="group",
+        title="Bias AUCs per identity subgroup (lower than overall: unintended bias)",
+        yaxis={"range": [0, 1.05], "title": "AUC"},
+        height=340,
+        legend={"orientation": "h", "y": -0.25},
+    )
     return fig
 
 
@@ -108,14 +131,26 @@ def fpr_figure(rows: pl.DataFrame) -> go.Figure:
     """False-positive rate on non-toxic texts that mention each subgroup vs those that do not."""
     shown = rows.filter(pl.col("subgroup_fpr").is_not_null())
     labels = [components.plotly_escape(s) for s in shown["subgroup"].to_list()]
-    fig = go.Figure([
-        go.Bar(x=labels, y=shown["subgroup_fpr"].to_list(), name="mentions the subgroup", marker_color="#dc2626",
-               customdata=shown["n_subgroup_negative"].to_list(),
-               hovertemplate="%{x}: %{y:.1%} of %{customdata} non-toxic texts<extra></extra>"),
-        go.Bar(x=labels, y=shown["background_fpr"].to_list(), name="does not", marker_color="#94a3b8"),
-    ])
-    fig.update_layout(barmode="group", title="False-positive rate on non-toxic texts", yaxis={"tickformat": ".0%", "rangemode": "tozero"},
-                      height=300, legend={"orientation": "h", "y": -0.25})
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=labels,
+                y=shown["subgroup_fpr"].to_list(),
+                name="mentions the subgroup",
+                marker_color="#dc2626",
+                customdata=shown["n_subgroup_negative"].to_list(),
+                hovertemplate="%{x}: %{y:.1%} of %{customdata} non-toxic texts<extra></extra>",
+            ),
+            go.Bar(x=labels, y=shown["background_fpr"].to_list(), name="does not", marker_color="#94a3b8"),
+        ]
+    )
+    fig.update_layout(
+        barmode="group",
+        title="False-positive rate on non-toxic texts",
+        yaxis={"tickformat": ".0%", "rangemode": "tozero"},
+        height=300,
+        legend={"orientation": "h", "y": -0.25},
+    )
     return fig
 
 
@@ -133,10 +168,15 @@ def models_section(source: str | None) -> None:
     a.metric("Models that scored texts", f"{scored.height}")
     b.metric("Texts scored (all models)", f"{int(scored['texts_scored'].sum()):,}")
     c.metric("Scored by the fallback", f"{int(fallback['texts_scored'].sum()):,}")
-    components.show_table(scored, file_name="scores_by_model.csv", key="mq_scores_csv", column_config={
-        "is_fallback": st.column_config.CheckboxColumn("fallback", help="auto fell back to the lexical model"),
-        "mean_toxicity": st.column_config.NumberColumn("mean toxicity", format="%.3f"),
-    })
+    components.show_table(
+        scored,
+        file_name="scores_by_model.csv",
+        key="mq_scores_csv",
+        column_config={
+            "is_fallback": st.column_config.CheckboxColumn("fallback", help="auto fell back to the lexical model"),
+            "mean_toxicity": st.column_config.NumberColumn("mean toxicity", format="%.3f"),
+        },
+    )
     if data.table_exists("moderation", "flags"):
         flags = flags_by_model(source)
         if flags.height:
@@ -156,15 +196,36 @@ def evaluations_section() -> None:
         )
         return
     components.show_chart(evaluation_figure(evals), key="mq_eval_chart")
-    table = evals.select("evaluated_at", "model_id", "is_fallback", "dataset", "subset", "score_label", "n", "n_positive",
-                         "roc_auc", "pr_auc", "precision", "recall", "f1", "macro_f1", "threshold", "best_f1_threshold",
-                         "ece", "texts_per_second")
-    fmt = {c: st.column_config.NumberColumn(c, format="%.3f") for c in
-           ("roc_auc", "pr_auc", "precision", "recall", "f1", "macro_f1", "threshold", "best_f1_threshold", "ece")}
+    table = evals.select(
+        "evaluated_at",
+        "model_id",
+        "is_fallback",
+        "dataset",
+        "subset",
+        "score_label",
+        "n",
+        "n_positive",
+        "roc_auc",
+        "pr_auc",
+        "precision",
+        "recall",
+        "f1",
+        "macro_f1",
+        "threshold",
+        "best_f1_threshold",
+        "ece",
+        "texts_per_second",
+    )
+    fmt = {
+        c: st.column_config.NumberColumn(c, format="%.3f")
+        for c in ("roc_auc", "pr_auc", "precision", "recall", "f1", "macro_f1", "threshold", "best_f1_threshold", "ece")
+    }
     fmt["texts_per_second"] = st.column_config.NumberColumn("texts/s", format="%.0f")
     components.show_table(table, file_name="model_evaluations.csv", key="mq_eval_csv", column_config=fmt)
-    st.caption("Precision, recall and F1 at the threshold shown (score ≥ threshold is flagged); ECE is the expected "
-               "calibration error (Naeini et al. 2015; Guo et al. 2017): 0 means scores match observed rates.")
+    st.caption(
+        "Precision, recall and F1 at the threshold shown (score ≥ threshold is flagged); ECE is the expected "
+        "calibration error (Naeini et al. 2015; Guo et al. 2017): 0 means scores match observed rates."
+    )
 
 
 def bias_section() -> None:
@@ -174,34 +235,48 @@ def bias_section() -> None:
         return
     found = audits()
     if found.is_empty():
-        components.empty_state("No bias audits yet. Record one: `pulse moderation bias-audit --data FILE --model SPEC --record`.")
+        components.empty_state(
+            "No bias audits yet. Record one: `pulse moderation bias-audit --data FILE --model SPEC --record`."
+        )
         return
-    labels = [f"{r['audited_at']:%Y-%m-%d %H:%M} · {r['model_id']}{' (fallback)' if r['is_fallback'] else ''} · "
-              f"{str(r['dataset']).rsplit('/', 1)[-1]}" for r in found.iter_rows(named=True)]
+    labels = [
+        f"{r['audited_at']:%Y-%m-%d %H:%M} · {r['model_id']}{' (fallback)' if r['is_fallback'] else ''} · "
+        f"{str(r['dataset']).rsplit('/', 1)[-1]}"
+        for r in found.iter_rows(named=True)
+    ]
     choice = st.selectbox("Audit", range(found.height), format_func=lambda i: labels[i], key="mq_audit")
     chosen = found.row(int(choice or 0), named=True)
     rows = audit_rows(chosen["audit_id"])
     a, b, c = st.columns(3)
     a.metric("Overall ROC-AUC", "–" if chosen["overall_auc"] is None else f"{chosen['overall_auc']:.3f}")
-    b.metric("Jigsaw final bias metric", "–" if chosen["final_metric"] is None else f"{chosen['final_metric']:.3f}",
-             help="0.25 × overall AUC + 0.25 × generalized means (p = −5) of Subgroup, BPSN and BNSP AUC")
+    b.metric(
+        "Jigsaw final bias metric",
+        "–" if chosen["final_metric"] is None else f"{chosen['final_metric']:.3f}",
+        help="0.25 × overall AUC + 0.25 × generalized means (p = −5) of Subgroup, BPSN and BNSP AUC",
+    )
     worst = rows.drop_nulls("bpsn_auc").sort("bpsn_auc").head(1)
-    c.metric("Lowest BPSN AUC" + ("" if worst.is_empty() else f" ({components.md_escape(str(worst['subgroup'][0]))})"),
-             "–" if worst.is_empty() else f"{worst['bpsn_auc'][0]:.3f}",
-             help="Harmless mentions of this subgroup score above toxic texts elsewhere: false alarms")
+    c.metric(
+        "Lowest BPSN AUC" + ("" if worst.is_empty() else f" ({components.md_escape(str(worst['subgroup'][0]))})"),
+        "–" if worst.is_empty() else f"{worst['bpsn_auc'][0]:.3f}",
+        help="Harmless mentions of this subgroup score above toxic texts elsewhere: false alarms",
+    )
     if rows.filter(pl.col("subgroup_auc").is_not_null() | pl.col("bpsn_auc").is_not_null()).height:
         components.show_chart(bias_figure(rows, chosen["overall_auc"]), key="mq_bias_chart")
     else:
         components.empty_state("No subgroup was large enough (with both classes) for AUCs; see the counts below.")
     if rows.filter(pl.col("subgroup_fpr").is_not_null()).height:
         components.show_chart(fpr_figure(rows), key="mq_fpr_chart")
-    fmt = {c: st.column_config.NumberColumn(METRIC_NAMES.get(c, c), format="%.3f")
-           for c in ("subgroup_auc", "bpsn_auc", "bnsp_auc", "overall_auc")}
+    fmt = {
+        c: st.column_config.NumberColumn(METRIC_NAMES.get(c, c), format="%.3f")
+        for c in ("subgroup_auc", "bpsn_auc", "bnsp_auc", "overall_auc")
+    }
     fmt |= {c: st.column_config.NumberColumn(c, format="percent") for c in ("subgroup_fpr", "background_fpr")}
     components.show_table(rows, file_name="bias_audit.csv", key="mq_bias_csv", column_config=fmt)
-    st.caption("Subgroup AUC: ranking within texts that mention the subgroup. BPSN (background positive, subgroup "
-               "negative) and BNSP (background negative, subgroup positive) AUC: Borkan et al., \"Nuanced Metrics for "
-               "Measuring Unintended Bias with Real Data for Text Classification\", 2019. Empty cells: too few texts.")
+    st.caption(
+        "Subgroup AUC: ranking within texts that mention the subgroup. BPSN (background positive, subgroup "
+        'negative) and BNSP (background negative, subgroup positive) AUC: Borkan et al., "Nuanced Metrics for '
+        'Measuring Unintended Bias with Real Data for Text Classification", 2019. Empty cells: too few texts.'
+    )
 
 
 def render() -> None:

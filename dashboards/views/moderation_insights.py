@@ -27,20 +27,39 @@ def load_flags(source: str | None) -> pl.DataFrame:
 
 def volume_chart(volume: pl.DataFrame, every: str) -> go.Figure:
     """Bars: flagged items per period."""
-    fig = go.Figure(go.Bar(x=volume["period"].to_list(), y=volume["flags"].to_list(), marker_color="#f59e0b",
-                           hovertemplate="%{x|%Y-%m-%d}: %{y} flags<extra></extra>"))
-    fig.update_layout(title=f"Flagged items per {'day' if every == '1d' else 'week'} (by creation time)",
-                      yaxis={"title": "items", **components.count_axis(volume["flags"].max() or 0)}, height=280)
+    fig = go.Figure(
+        go.Bar(
+            x=volume["period"].to_list(),
+            y=volume["flags"].to_list(),
+            marker_color="#f59e0b",
+            hovertemplate="%{x|%Y-%m-%d}: %{y} flags<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"Flagged items per {'day' if every == '1d' else 'week'} (by creation time)",
+        yaxis={"title": "items", **components.count_axis(volume["flags"].max() or 0)},
+        height=280,
+    )
     return fig
 
 
 def tag_chart(by_tag: pl.DataFrame) -> go.Figure:
     """Horizontal bars: flagged items per tag (tags escaped for plotly)."""
-    fig = go.Figure(go.Bar(x=by_tag["flags"].to_list(), y=[components.plotly_escape(t) for t in by_tag["tag"]],
-                           orientation="h", marker_color="#6366f1", hovertemplate="%{y}: %{x}<extra></extra>"))
-    fig.update_layout(title="Flagged items by tag", yaxis={"autorange": "reversed"},
-                      xaxis={"title": "items", **components.count_axis(by_tag["flags"].max() or 0)},
-                      height=120 + 22 * by_tag.height)
+    fig = go.Figure(
+        go.Bar(
+            x=by_tag["flags"].to_list(),
+            y=[components.plotly_escape(t) for t in by_tag["tag"]],
+            orientation="h",
+            marker_color="#6366f1",
+            hovertemplate="%{y}: %{x}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="Flagged items by tag",
+        yaxis={"autorange": "reversed"},
+        xaxis={"title": "items", **components.count_axis(by_tag["flags"].max() or 0)},
+        height=120 + 22 * by_tag.height,
+    )
     return fig
 
 
@@ -70,8 +89,13 @@ def render() -> None:
     if flags.is_empty():
         components.empty_state("No flagged items in this snapshot.")
     else:
-        every = st.radio("Per", ["1d", "1w"], horizontal=True, key="insights_every",
-                         format_func=lambda e: "day" if e == "1d" else "week")
+        every = st.radio(
+            "Per",
+            ["1d", "1w"],
+            horizontal=True,
+            key="insights_every",
+            format_func=lambda e: "day" if e == "1d" else "week",
+        )
         left, right = st.columns([3, 2])
         with left:
             components.show_chart(volume_chart(insights.flag_volume(flags, every), every), key="insights_volume")
@@ -107,14 +131,20 @@ def render() -> None:
     )  # fmt: skip
     left, right = st.columns(2)
     target = left.slider("Target precision", 0.5, 1.0, 0.9, 0.01, key="insights_target")
-    min_n = right.number_input("At least this many decisions above the threshold", 1, 10_000, 20,
-                               key="insights_min_n")
+    min_n = right.number_input("At least this many decisions above the threshold", 1, 10_000, 20, key="insights_min_n")
     rows = []
     for label in labels:
         s = insights.suggest_threshold(decided, label, target=target, min_decisions=int(min_n))
-        rows.append({"label": s.label, "current threshold": settings.thresholds.get(label),
-                     "suggested threshold": s.threshold, "precision there": s.precision, "decisions": s.n,
-                     "why": s.reason})
+        rows.append(
+            {
+                "label": s.label,
+                "current threshold": settings.thresholds.get(label),
+                "suggested threshold": s.threshold,
+                "precision there": s.precision,
+                "decisions": s.n,
+                "why": s.reason,
+            }
+        )
     st.markdown(f"**Suggested thresholds** for a precision of at least {target:.0%}:")
     st.dataframe(pl.DataFrame(rows), hide_index=True, width="stretch")
 

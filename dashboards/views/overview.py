@@ -156,25 +156,56 @@ def kpis(current: PeriodStats, previous: PeriodStats) -> None:
 
     pct = components.pct_change
     row1 = st.columns(4)
-    tile(row1[0], "Daily active users (avg)", f"{current.avg_dau or 0:.1f}", pct(current.avg_dau, previous.avg_dau),
-         help="Distinct members who posted, commented or voted (where the vote has a user), per day.")
-    tile(row1[1], "Monthly active users", f"{current.mau_end or 0:,}", pct(current.mau_end, previous.mau_end),
-         help="Distinct active members in the 30 days ending on the period's last day.")
+    tile(
+        row1[0],
+        "Daily active users (avg)",
+        f"{current.avg_dau or 0:.1f}",
+        pct(current.avg_dau, previous.avg_dau),
+        help="Distinct members who posted, commented or voted (where the vote has a user), per day.",
+    )
+    tile(
+        row1[1],
+        "Monthly active users",
+        f"{current.mau_end or 0:,}",
+        pct(current.mau_end, previous.mau_end),
+        help="Distinct active members in the 30 days ending on the period's last day.",
+    )
     stick = current.avg_stickiness
-    tile(row1[2], "Stickiness (DAU/MAU)", "–" if stick is None else f"{stick:.1%}",
-         pts(stick, previous.avg_stickiness), " pts",
-         help="Average share of the month's active members who were active on a given day (the data's "
-              "first 29 days, whose MAU window is incomplete, are left out).")
+    tile(
+        row1[2],
+        "Stickiness (DAU/MAU)",
+        "–" if stick is None else f"{stick:.1%}",
+        pts(stick, previous.avg_stickiness),
+        " pts",
+        help="Average share of the month's active members who were active on a given day (the data's "
+        "first 29 days, whose MAU window is incomplete, are left out).",
+    )
     rate = current.response_rate
-    tile(row1[3], "Response rate", "–" if rate is None else f"{rate:.0%}", pts(rate, previous.response_rate), " pts",
-         help="Threads answered or commented on by another member within 7 days (days whose "
-              "7-day window is complete only).")
+    tile(
+        row1[3],
+        "Response rate",
+        "–" if rate is None else f"{rate:.0%}",
+        pts(rate, previous.response_rate),
+        " pts",
+        help="Threads answered or commented on by another member within 7 days (days whose "
+        "7-day window is complete only).",
+    )
     row2 = st.columns(4)
     tile(row2[0], "New threads", f"{current.new_threads:,}", pct(current.new_threads, previous.new_threads))
-    tile(row2[1], "Responses", f"{current.responses:,}", pct(current.responses, previous.responses),
-         help="Answers, comments and replies.")
-    tile(row2[2], "Votes", f"{current.votes:,}", pct(current.votes, previous.votes),
-         help="Upvotes and downvotes (day-precision ones count on their UTC date).")
+    tile(
+        row2[1],
+        "Responses",
+        f"{current.responses:,}",
+        pct(current.responses, previous.responses),
+        help="Answers, comments and replies.",
+    )
+    tile(
+        row2[2],
+        "Votes",
+        f"{current.votes:,}",
+        pct(current.votes, previous.votes),
+        help="Upvotes and downvotes (day-precision ones count on their UTC date).",
+    )
     tile(row2[3], "New members", f"{current.new_users:,}", pct(current.new_users, previous.new_users))
 
 
@@ -194,20 +225,37 @@ def active_users_figure(daily: pl.DataFrame, warmup_until: date) -> go.Figure:
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     days = daily["day"].to_list()
     fig.add_trace(go.Bar(x=days, y=daily["dau"].to_list(), name="DAU", marker_color="#93c5fd"), secondary_y=False)
-    fig.add_trace(go.Scatter(x=days, y=daily["wau"].to_list(), name="WAU (7 days)", mode="lines",
-                             line={"color": "#2563eb"}), secondary_y=False)
-    fig.add_trace(go.Scatter(x=days, y=daily["mau"].to_list(), name="MAU (30 days)", mode="lines",
-                             line={"color": "#1e3a8a"}), secondary_y=False)
+    fig.add_trace(
+        go.Scatter(x=days, y=daily["wau"].to_list(), name="WAU (7 days)", mode="lines", line={"color": "#2563eb"}),
+        secondary_y=False,
+    )
+    fig.add_trace(
+        go.Scatter(x=days, y=daily["mau"].to_list(), name="MAU (30 days)", mode="lines", line={"color": "#1e3a8a"}),
+        secondary_y=False,
+    )
     warm = pl.col("day") < warmup_until
     stickiness = daily.select(pl.when(warm).then(None).otherwise(pl.col("stickiness")).alias("s"))["s"]
     smooth = stickiness.rolling_mean(7, min_samples=1)  # daily DAU/MAU is too jumpy to read
-    fig.add_trace(go.Scatter(x=days, y=smooth.to_list(), name="DAU/MAU (7-day average)", mode="lines",
-                             line={"color": "#f59e0b"}), secondary_y=True)
+    fig.add_trace(
+        go.Scatter(x=days, y=smooth.to_list(), name="DAU/MAU (7-day average)", mode="lines", line={"color": "#f59e0b"}),
+        secondary_y=True,
+    )
     if days and days[0] < warmup_until:
-        fig.add_vrect(x0=days[0], x1=min(warmup_until, days[-1]), fillcolor="#94a3b8", opacity=0.15, line_width=0,
-                      annotation_text="MAU warm-up (30 days)", annotation_position="top left")
-    fig.update_layout(title="Active members: daily, weekly, monthly, and stickiness", height=360,
-                      legend={"orientation": "h", "y": -0.2}, bargap=0)
+        fig.add_vrect(
+            x0=days[0],
+            x1=min(warmup_until, days[-1]),
+            fillcolor="#94a3b8",
+            opacity=0.15,
+            line_width=0,
+            annotation_text="MAU warm-up (30 days)",
+            annotation_position="top left",
+        )
+    fig.update_layout(
+        title="Active members: daily, weekly, monthly, and stickiness",
+        height=360,
+        legend={"orientation": "h", "y": -0.2},
+        bargap=0,
+    )
     fig.update_yaxes(title_text="members", rangemode="tozero", secondary_y=False)
     fig.update_yaxes(title_text="DAU/MAU", secondary_y=True, showgrid=False, **percent_axis(smooth.max() or 0))
     return fig
@@ -233,15 +281,24 @@ def content_figure(series: pl.DataFrame, grain: str) -> go.Figure:
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     x = series[grain].to_list()
     for kind in [c for c in series.columns if c in KINDS]:
-        fig.add_trace(go.Bar(x=x, y=series[kind].to_list(), name=KINDS[kind], marker_color=KIND_COLORS[kind]),
-                      secondary_y=False)
-    fig.add_trace(go.Scatter(x=x, y=series["votes"].to_list(), name="votes", mode="lines",
-                             line={"color": "#dc2626"}), secondary_y=True)
-    fig.update_layout(title=f"New content and votes per {grain}", barmode="stack", height=360,
-                      legend={"orientation": "h", "y": -0.2}, bargap=0.1)
+        fig.add_trace(
+            go.Bar(x=x, y=series[kind].to_list(), name=KINDS[kind], marker_color=KIND_COLORS[kind]), secondary_y=False
+        )
+    fig.add_trace(
+        go.Scatter(x=x, y=series["votes"].to_list(), name="votes", mode="lines", line={"color": "#dc2626"}),
+        secondary_y=True,
+    )
+    fig.update_layout(
+        title=f"New content and votes per {grain}",
+        barmode="stack",
+        height=360,
+        legend={"orientation": "h", "y": -0.2},
+        bargap=0.1,
+    )
     fig.update_yaxes(title_text=f"items per {grain}", rangemode="tozero", secondary_y=False)
-    fig.update_yaxes(title_text=f"votes per {grain}", secondary_y=True,
-                     **components.count_axis(max(series["votes"].max() or 0, 1)))
+    fig.update_yaxes(
+        title_text=f"votes per {grain}", secondary_y=True, **components.count_axis(max(series["votes"].max() or 0, 1))
+    )
     return fig
 
 
@@ -285,8 +342,14 @@ def render() -> None:
     first, last = span
     left, right = st.columns([2, 1])
     start, end = components.date_range_filter(first, last, key="overview_range", container=left, shared=True)
-    days = right.selectbox("Compare periods of", list(PERIODS), index=1, format_func=PERIODS.get, key="overview_period",
-                           help="The latest period ends on the range's last day; it is compared with the one before.")
+    days = right.selectbox(
+        "Compare periods of",
+        list(PERIODS),
+        index=1,
+        format_func=PERIODS.get,
+        key="overview_period",
+        help="The latest period ends on the range's last day; it is compared with the one before.",
+    )
     warm = warmup_end(first)
     current = period_stats(source, max(start, end - timedelta(days=days - 1)), end, warm)
     previous = period_stats(source, end - timedelta(days=2 * days - 1), end - timedelta(days=days), warm)
@@ -298,22 +361,34 @@ def render() -> None:
     if daily.is_empty():
         components.empty_state(f"No engagement recorded between {start:%Y-%m-%d} and {end:%Y-%m-%d}.")
         return
-    st.caption(f"Charts: {start:%Y-%m-%d} to {end:%Y-%m-%d}. Stack Exchange votes are anonymous in the "
-               "data dump, so there only authors and favoriters count as active members.")
+    st.caption(
+        f"Charts: {start:%Y-%m-%d} to {end:%Y-%m-%d}. Stack Exchange votes are anonymous in the "
+        "data dump, so there only authors and favoriters count as active members."
+    )
     components.show_chart(active_users_figure(daily, warm), key="overview_active")
     series, grain = content_series(daily)
     components.show_chart(content_figure(series, grain), key="overview_content")
     hot = hot_threads(source)
     if not hot.is_empty():
         st.subheader("Hot right now")
-        st.caption("Threads ranked by Hacker News gravity, (score + replies) / (age in hours + 2)^1.8, as of "
-                   "the data's last activity (the score itself is in the CSV). Open a thread on its platform "
-                   "from the link column.")
-        components.show_table(hot, file_name=f"hot_threads_{source or 'all'}.csv", key="overview_hot_csv",
-                              column_config={"title": st.column_config.TextColumn("title", width="large"),
-                                             "link": st.column_config.LinkColumn("thread", display_text="open ↗"),
-                                             "age_days": st.column_config.NumberColumn("age (days)", format="%.1f"),
-                                             "hot_score": None, "content_id": None, "created_at": None})
+        st.caption(
+            "Threads ranked by Hacker News gravity, (score + replies) / (age in hours + 2)^1.8, as of "
+            "the data's last activity (the score itself is in the CSV). Open a thread on its platform "
+            "from the link column."
+        )
+        components.show_table(
+            hot,
+            file_name=f"hot_threads_{source or 'all'}.csv",
+            key="overview_hot_csv",
+            column_config={
+                "title": st.column_config.TextColumn("title", width="large"),
+                "link": st.column_config.LinkColumn("thread", display_text="open ↗"),
+                "age_days": st.column_config.NumberColumn("age (days)", format="%.1f"),
+                "hot_score": None,
+                "content_id": None,
+                "created_at": None,
+            },
+        )
     with st.expander("Data behind the charts"):
         components.show_table(daily, file_name=f"engagement_{source or 'all'}_{start}_{end}.csv", key="overview_csv")
 

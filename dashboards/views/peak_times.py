@@ -39,7 +39,12 @@ UNITS: dict[str, str] = {
     "view": "views",
 }
 # engagement_daily column holding each engagement type's total
-DAILY_COLUMNS: dict[str, str] = {"upvote": "upvotes", "downvote": "downvotes", "favorite": "favorites", "accept": "accepts"}
+DAILY_COLUMNS: dict[str, str] = {
+    "upvote": "upvotes",
+    "downvote": "downvotes",
+    "favorite": "favorites",
+    "accept": "accepts",
+}
 #: Timestamp columns of ``moderation.decisions`` tried in order for "when was it decided".
 DECISION_TIME_COLUMNS: tuple[str, ...] = ("decided_at", "created_at", "occurred_at", "at")
 
@@ -49,9 +54,9 @@ hour_range = components.hour_range
 def activity_types(source: str | None) -> list[str]:
     """Activity types present for ``source``: content types first, then engagement types."""
     where, params = data.source_clause(source)
-    found = data.query(
-        f"select distinct activity_type from marts.activity_heatmap where {where}", params
-    )["activity_type"].to_list()
+    found = data.query(f"select distinct activity_type from marts.activity_heatmap where {where}", params)[
+        "activity_type"
+    ].to_list()
     order = {t: i for i, t in enumerate(data.CONTENT_TYPES + data.ENGAGEMENT_TYPES)}
     return sorted(found, key=lambda t: (order.get(t, len(order)), t))
 
@@ -201,8 +206,7 @@ def day_precision_note(source: str | None, types: list[str]) -> str | None:
     sums = ", ".join(f"coalesce(sum({DAILY_COLUMNS[t]}), 0) as {t}" for t in wanted)
     daily = data.query(f"select {sums} from marts.engagement_daily where {where}", params).row(0, named=True)
     hourly = data.query(
-        f"select activity_type, sum(events) as events from marts.activity_heatmap where {where} "
-        "group by activity_type",
+        f"select activity_type, sum(events) as events from marts.activity_heatmap where {where} group by activity_type",
         params,
     )
     in_heatmap = dict(zip(hourly["activity_type"].to_list(), hourly["events"].to_list(), strict=True))
@@ -251,7 +255,10 @@ def flagged_by_hour(source: str | None, timezone: str, start: date, end: date) -
 
 def decision_time_column() -> str | None:
     """The timestamp column of ``moderation.decisions`` (None when the table is absent, empty or lacks one)."""
-    if not data.table_exists("moderation", "decisions") or not data.query("select count(*) as n from moderation.decisions")["n"][0]:
+    if (
+        not data.table_exists("moderation", "decisions")
+        or not data.query("select count(*) as n from moderation.decisions")["n"][0]
+    ):
         return None
     columns = data.table_columns("moderation", "decisions")
     return next((c for c in DECISION_TIME_COLUMNS if c in columns), None)
@@ -277,12 +284,19 @@ def staffing_figure(staffing: pl.DataFrame, timezone: str) -> go.Figure:
     """Bars per local hour: flagged items, and moderator decisions where known."""
     fig = go.Figure()
     hours = staffing["hour"].to_list()
-    fig.add_trace(go.Bar(x=hours, y=staffing["flagged"].to_list(), name="flagged items (posted in this hour)",
-                         marker_color="#dc2626"))
+    fig.add_trace(
+        go.Bar(
+            x=hours, y=staffing["flagged"].to_list(), name="flagged items (posted in this hour)", marker_color="#dc2626"
+        )
+    )
     if "decisions" in staffing.columns:
-        fig.add_trace(go.Bar(x=hours, y=staffing["decisions"].to_list(), name="moderator decisions",
-                             marker_color="#2563eb"))
-    top = max([*staffing["flagged"].to_list(), *(staffing["decisions"].to_list() if "decisions" in staffing.columns else [])] or [0])
+        fig.add_trace(
+            go.Bar(x=hours, y=staffing["decisions"].to_list(), name="moderator decisions", marker_color="#2563eb")
+        )
+    top = max(
+        [*staffing["flagged"].to_list(), *(staffing["decisions"].to_list() if "decisions" in staffing.columns else [])]
+        or [0]
+    )
     fig.update_layout(
         title=f"Moderation staffing by local hour ({components.plotly_escape(timezone)})",
         xaxis={"title": "hour of day (local)", "dtick": 1, "range": [-0.5, 23.5]},
@@ -298,8 +312,10 @@ def staffing_figure(staffing: pl.DataFrame, timezone: str) -> go.Figure:
 def staffing_section(source: str | None, timezone: str, start: date, end: date) -> pl.DataFrame:
     """The staffing overlay: chart, busiest flag hours in words, decisions note; returns the data shown."""
     st.subheader("Moderation staffing")
-    st.caption("When flagged content arrives (the hour the flagged item was posted) next to when moderators "
-               "decide, in the same time zone and dates as the heatmap.")
+    st.caption(
+        "When flagged content arrives (the hour the flagged item was posted) next to when moderators "
+        "decide, in the same time zone and dates as the heatmap."
+    )
     staffing = flagged_by_hour(source, timezone, start, end)
     column = decision_time_column()
     if column is not None:
@@ -340,7 +356,9 @@ def render() -> None:
     col_type, col_tz, col_range = st.columns([1, 1, 1])
     choice, types = choose_types(source, col_type)
     timezone = col_tz.selectbox(
-        "Time zone", components.timezone_options(community), key="peak_tz",
+        "Time zone",
+        components.timezone_options(community),
+        key="peak_tz",
         help="Hours and weekdays are shown in this zone, DST-correct. The community's zone comes first.",
     )
     start = end = None
@@ -354,15 +372,18 @@ def render() -> None:
     elif data.table_exists("marts", "activity_timeline") and start is not None:
         cells = timeline_cells(source, types, timezone, lo, hi)
     else:
-        components.empty_state("Other time zones and date ranges need `marts.activity_timeline`, which this "
-                               "snapshot lacks; showing the community's zone over the whole history.")
+        components.empty_state(
+            "Other time zones and date ranges need `marts.activity_timeline`, which this "
+            "snapshot lacks; showing the community's zone over the whole history."
+        )
         timezone = community
         cells = heatmap_cells(source, types)
     unit = UNITS.get(choice, f"{choice} events")
     weeks = cells["weeks_observed"].max() or 0
     note = "" if timezone == community else f" (the community's own zone is {components.md_escape(community)})"
-    st.markdown(f"Times are local to **{components.md_escape(timezone)}**{note}. "
-                f"Averaged over {weeks:.1f} weeks observed.")
+    st.markdown(
+        f"Times are local to **{components.md_escape(timezone)}**{note}. Averaged over {weeks:.1f} weeks observed."
+    )
     sentence = peak_sentence(cells, unit)
     if sentence is None:
         components.empty_state(f"No {unit} recorded for this source in this date range.")
@@ -390,8 +411,9 @@ def render() -> None:
     if start is not None:
         staffing = staffing_section(source, timezone, lo, hi)
         with st.expander("Data behind the staffing chart"):
-            components.show_table(staffing, file_name=f"moderation_staffing_{source or 'all'}.csv",
-                                  key="peak_staffing_csv")
+            components.show_table(
+                staffing, file_name=f"moderation_staffing_{source or 'all'}.csv", key="peak_staffing_csv"
+            )
 
 
 render()

@@ -18,7 +18,12 @@ import streamlit as st
 
 from dashboards import auth, components, data
 
-STATUS_COLORS: dict[str, str] = {"success": "#16a34a", "failed": "#dc2626", "running": "#2563eb", "abandoned": "#64748b"}
+STATUS_COLORS: dict[str, str] = {
+    "success": "#16a34a",
+    "failed": "#dc2626",
+    "running": "#2563eb",
+    "abandoned": "#64748b",
+}
 SAMPLES_PER_REASON = 3
 PAYLOAD_LIMIT = 1500
 
@@ -57,8 +62,11 @@ def latest_run_banner(latest: dict, warnings: int = 0) -> None:
     run_id = components.md_escape(str(latest["run_id"]))
     message = f"Latest run {run_id}: **{latest['status']}** (started {when}{duration})"
     if latest["status"] == "success" and warnings:
-        st.warning(f"{message}, with {warnings} expectation warning(s) (freshness, volume or other "
-                   "non-critical checks): see below.", icon=":material/warning:")
+        st.warning(
+            f"{message}, with {warnings} expectation warning(s) (freshness, volume or other "
+            "non-critical checks): see below.",
+            icon=":material/warning:",
+        )
     elif latest["status"] == "success":
         st.success(message, icon=":material/check_circle:")
     elif latest["status"] == "failed":
@@ -80,9 +88,13 @@ def runs_figure(recent: pl.DataFrame) -> go.Figure:
             hovertemplate="%{x}<br>%{customdata}, %{y:.1f} s<extra></extra>",
         )
     )
-    fig.update_layout(title="Run durations (green: success, red: failed)", yaxis_title="seconds", height=240,
-                      bargap=0.6 if recent.height < 4 else 0.2,
-                      xaxis={"showticklabels": recent.height <= 8})
+    fig.update_layout(
+        title="Run durations (green: success, red: failed)",
+        yaxis_title="seconds",
+        height=240,
+        bargap=0.6 if recent.height < 4 else 0.2,
+        xaxis={"showticklabels": recent.height <= 8},
+    )
     return fig
 
 
@@ -102,8 +114,15 @@ def stream_section(run_id: str) -> None:
         return
     fig = go.Figure()
     for column, color in (("loaded", "#16a34a"), ("skipped", "#f59e0b"), ("quarantined", "#dc2626")):
-        fig.add_trace(go.Bar(y=counts["stream"].to_list(), x=counts[column].to_list(), name=column,
-                             orientation="h", marker_color=color))
+        fig.add_trace(
+            go.Bar(
+                y=counts["stream"].to_list(),
+                x=counts[column].to_list(),
+                name=column,
+                orientation="h",
+                marker_color=color,
+            )
+        )
     fig.update_layout(barmode="stack", title="Records read, by outcome", xaxis_title="records", height=240)
     components.show_chart(fig, key="health_streams")
     components.show_table(counts, file_name=f"stream_counts_{run_id}.csv", key="health_streams_csv")
@@ -183,15 +202,24 @@ def expectations_section(run_id: str) -> None:
     b.metric("Failed", results.height - passed)
     c.metric("Critical failures", critical.height)
     if critical.height:
-        st.error(f"{critical.height} critical expectation(s) failed: the run's quality gate stops publishing.", icon=":material/report:")
+        st.error(
+            f"{critical.height} critical expectation(s) failed: the run's quality gate stops publishing.",
+            icon=":material/report:",
+        )
         components.show_table(critical, file_name=f"critical_failures_{run_id}.csv", key="health_crit_csv")
-    by_suite = results.group_by("suite").agg(
-        passed=pl.col("success").sum(), failed=(~pl.col("success")).sum()
-    ).sort("suite")
-    fig = go.Figure([
-        go.Bar(x=by_suite["suite"].to_list(), y=by_suite["passed"].to_list(), name="passed", marker_color="#16a34a"),
-        go.Bar(x=by_suite["suite"].to_list(), y=by_suite["failed"].to_list(), name="failed", marker_color="#dc2626"),
-    ])
+    by_suite = (
+        results.group_by("suite").agg(passed=pl.col("success").sum(), failed=(~pl.col("success")).sum()).sort("suite")
+    )
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=by_suite["suite"].to_list(), y=by_suite["passed"].to_list(), name="passed", marker_color="#16a34a"
+            ),
+            go.Bar(
+                x=by_suite["suite"].to_list(), y=by_suite["failed"].to_list(), name="failed", marker_color="#dc2626"
+            ),
+        ]
+    )
     fig.update_layout(
         barmode="stack",
         title="Expectations by suite",
@@ -215,11 +243,17 @@ def steps_section(run_id: str) -> None:
         components.empty_state("No step timings were recorded for this run.")
         return
     fig = go.Figure(
-        go.Bar(y=steps["step"].to_list(), x=steps["elapsed_s"].to_list(), orientation="h", marker_color="#2563eb",
-               hovertemplate="%{y}: %{x:.2f} s<extra></extra>")
+        go.Bar(
+            y=steps["step"].to_list(),
+            x=steps["elapsed_s"].to_list(),
+            orientation="h",
+            marker_color="#2563eb",
+            hovertemplate="%{y}: %{x:.2f} s<extra></extra>",
+        )
     )
-    fig.update_layout(title="Seconds per step", xaxis_title="seconds", yaxis={"autorange": "reversed"},
-                      height=80 + 30 * steps.height)
+    fig.update_layout(
+        title="Seconds per step", xaxis_title="seconds", yaxis={"autorange": "reversed"}, height=80 + 30 * steps.height
+    )
     components.show_chart(fig, key="health_steps")
     components.show_table(steps, file_name=f"step_log_{run_id}.csv", key="health_steps_csv")
 
@@ -248,14 +282,26 @@ def monitoring_history_section(source: str | None) -> None:
         rows = history.filter(pl.col("measure") == measure)
         if rows.is_empty():
             continue
-        fig.add_trace(go.Scatter(
-            x=rows["started_at"].to_list(), y=[measure] * rows.height, mode="markers", name=measure,
-            marker={"size": 12, "symbol": ["circle" if ok else "x" for ok in rows["success"].to_list()],
-                    "color": ["#16a34a" if ok else "#dc2626" for ok in rows["success"].to_list()]},
-            showlegend=False,
-        ))
-    fig.update_layout(title="Each check per run (green circle: passed, red cross: warning)", height=220,
-                      yaxis_title=None, xaxis_title="run started (UTC)")
+        fig.add_trace(
+            go.Scatter(
+                x=rows["started_at"].to_list(),
+                y=[measure] * rows.height,
+                mode="markers",
+                name=measure,
+                marker={
+                    "size": 12,
+                    "symbol": ["circle" if ok else "x" for ok in rows["success"].to_list()],
+                    "color": ["#16a34a" if ok else "#dc2626" for ok in rows["success"].to_list()],
+                },
+                showlegend=False,
+            )
+        )
+    fig.update_layout(
+        title="Each check per run (green circle: passed, red cross: warning)",
+        height=220,
+        yaxis_title=None,
+        xaxis_title="run started (UTC)",
+    )
     components.show_chart(fig, key="health_monitoring")
     components.show_table(history.drop("details"), file_name="monitoring_history.csv", key="health_monitoring_csv")
 
@@ -306,11 +352,17 @@ def render() -> None:
     st.subheader("Recent runs")
     components.show_chart(runs_figure(recent), key="health_runs")
     components.show_table(
-        recent, file_name=f"runs_{source or 'all'}.csv", key="health_runs_csv",
+        recent,
+        file_name=f"runs_{source or 'all'}.csv",
+        key="health_runs_csv",
         column_config={"duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f")},
     )
-    run_id = st.selectbox("Run", recent["run_id"].to_list(), key="health_run",
-                          help="The run whose streams, expectations and steps are shown below.")
+    run_id = st.selectbox(
+        "Run",
+        recent["run_id"].to_list(),
+        key="health_run",
+        help="The run whose streams, expectations and steps are shown below.",
+    )
     selected = recent.filter(pl.col("run_id") == run_id).row(0, named=True)
     if selected["status"] == "failed" and run_id != recent["run_id"][0]:
         st.error(f"Run {components.md_escape(run_id)} failed.", icon=":material/error:")

@@ -81,10 +81,12 @@ def filters(items: pl.DataFrame) -> pl.DataFrame:
         "State", list(review_ui.STATE_ORDER), default=["pending", "escalated"], key="review_states",
         help="Pending and escalated items still need a decision.",
     )  # fmt: skip
-    reasons = top[1].multiselect("Queue reason", _options(items, "queue_reasons"), key="review_reasons",
-                                 placeholder="any reason")
-    labels = top[2].multiselect("Flagged for", _options(items, "flagged_labels"), key="review_labels",
-                                placeholder="any label")
+    reasons = top[1].multiselect(
+        "Queue reason", _options(items, "queue_reasons"), key="review_reasons", placeholder="any reason"
+    )
+    labels = top[2].multiselect(
+        "Flagged for", _options(items, "flagged_labels"), key="review_labels", placeholder="any label"
+    )
     low, high = top[3].slider("Highest score", 0.0, 1.0, (0.0, 1.0), 0.01, key="review_score_range")
     bottom = st.columns([2, 2, 4])
     tags = bottom[0].multiselect("Tag", _options(items, "tags"), key="review_tags", placeholder="any tag")
@@ -228,8 +230,11 @@ def _act_many(items: list[dict[str, Any]], action: str, actor: str, labels: tupl
     others = [r for r in results if isinstance(r, ReviewError) and not isinstance(r, ConflictError)]
     message = f"Bulk {action}: {done} of {len(items)} items done"
     if conflicts:
-        message += f"; {len(conflicts)} skipped because a colleague acted first (" + "; ".join(
-            review_ui.conflict_message(c) for c in conflicts[:3]) + ")"
+        message += (
+            f"; {len(conflicts)} skipped because a colleague acted first ("
+            + "; ".join(review_ui.conflict_message(c) for c in conflicts[:3])
+            + ")"
+        )
     if others:
         message += f"; {len(others)} not allowed ({others[0]})"
     _flash("success" if done == len(items) else "warning", message + ".")
@@ -270,8 +275,17 @@ def queue_table(shown: pl.DataFrame, actor: str, labels: tuple[str, ...]) -> lis
     table = shown.with_columns(
         text=pl.coalesce(pl.col("title").replace("", None), pl.col("body_text")).fill_null("").str.slice(0, 80)
     ).select(
-        "priority", "state", "max_label", "max_score", "flagged_labels", "kind", "created_at", "author_name",
-        "text", "content_id", "version",
+        "priority",
+        "state",
+        "max_label",
+        "max_score",
+        "flagged_labels",
+        "kind",
+        "created_at",
+        "author_name",
+        "text",
+        "content_id",
+        "version",
     )
     event = st.dataframe(
         data.list_to_text(table), hide_index=True, key=_table_key(), on_select="rerun", selection_mode="multi-row",
@@ -284,15 +298,39 @@ def queue_table(shown: pl.DataFrame, actor: str, labels: tuple[str, ...]) -> lis
     with st.container(border=True):
         st.markdown(f"**Bulk actions** on the {len(selected)} selected items (tick rows in the table).")
         cols = st.columns([2, 1, 1, 1])
-        cols[0].selectbox("Reason for removal", list(REASON_CODES), index=None, key=BULK_REASON_KEY,
-                          format_func=lambda c: REASON_CODES[c], placeholder="required to remove")
+        cols[0].selectbox(
+            "Reason for removal",
+            list(REASON_CODES),
+            index=None,
+            key=BULK_REASON_KEY,
+            format_func=lambda c: REASON_CODES[c],
+            placeholder="required to remove",
+        )
         disabled = not selected
-        cols[1].button("Approve selected", key="bulk_approve", disabled=disabled, on_click=_act_many,
-                       args=(selected, "approve", actor, labels), icon=":material/check:")
-        cols[2].button("Remove selected", key="bulk_remove", disabled=disabled, on_click=_act_many,
-                       args=(selected, "remove", actor, labels), icon=":material/delete:")
-        cols[3].button("Escalate selected", key="bulk_escalate", disabled=disabled, on_click=_act_many,
-                       args=(selected, "escalate", actor, labels), icon=":material/priority_high:")
+        cols[1].button(
+            "Approve selected",
+            key="bulk_approve",
+            disabled=disabled,
+            on_click=_act_many,
+            args=(selected, "approve", actor, labels),
+            icon=":material/check:",
+        )
+        cols[2].button(
+            "Remove selected",
+            key="bulk_remove",
+            disabled=disabled,
+            on_click=_act_many,
+            args=(selected, "remove", actor, labels),
+            icon=":material/delete:",
+        )
+        cols[3].button(
+            "Escalate selected",
+            key="bulk_escalate",
+            disabled=disabled,
+            on_click=_act_many,
+            args=(selected, "escalate", actor, labels),
+            icon=":material/priority_high:",
+        )
     return selected
 
 
@@ -349,7 +387,9 @@ def thread_context(item: dict[str, Any], queue: pl.DataFrame) -> None:
             st.caption("The parent post's text is not in the snapshot.")
 
 
-def item_view(item: dict[str, Any], queue: pl.DataFrame, actor: str, labels: tuple[str, ...], next_id: str | None) -> None:
+def item_view(
+    item: dict[str, Any], queue: pl.DataFrame, actor: str, labels: tuple[str, ...], next_id: str | None
+) -> None:
     """One item: header, reasons, highlighted text, score bars, context, history, actions."""
     with st.container(border=True):
         hold = " · :red-badge[hold recommended]" if item.get("hold") else ""
@@ -394,23 +434,60 @@ def item_view(item: dict[str, Any], queue: pl.DataFrame, actor: str, labels: tup
 
 def actions(item: dict[str, Any], actor: str, labels: tuple[str, ...], next_id: str | None) -> None:
     """Approve / remove (reason required) / escalate, with keyboard shortcuts."""
-    allowed = {"pending": {"approve", "remove", "escalate"}, "escalated": {"approve", "remove"}}.get(item["state"], set())
+    allowed = {"pending": {"approve", "remove", "escalate"}, "escalated": {"approve", "remove"}}.get(
+        item["state"], set()
+    )
     if not allowed:
         st.caption(f"This item is {components.md_escape(item['state'])}; there is nothing more to do.")
         return
     cols = st.columns([2, 2])
-    cols[0].selectbox("Reason", list(REASON_CODES), index=None, key=REASON_KEY, format_func=lambda c: REASON_CODES[c],
-                      placeholder="required to remove")
+    cols[0].selectbox(
+        "Reason",
+        list(REASON_CODES),
+        index=None,
+        key=REASON_KEY,
+        format_func=lambda c: REASON_CODES[c],
+        placeholder="required to remove",
+    )
     cols[1].text_input("Note (optional)", key=NOTE_KEY, max_chars=500)
     buttons = st.columns(4)
-    buttons[0].button("Approve", key="act_approve", type="primary", shortcut="A", icon=":material/check:",
-                      on_click=_act, args=(item, "approve", actor, labels), disabled="approve" not in allowed)
-    buttons[1].button("Remove", key="act_remove", shortcut="X", icon=":material/delete:",
-                      on_click=_act, args=(item, "remove", actor, labels), disabled="remove" not in allowed)
-    buttons[2].button("Escalate", key="act_escalate", shortcut="E", icon=":material/priority_high:",
-                      on_click=_act, args=(item, "escalate", actor, labels), disabled="escalate" not in allowed)
-    buttons[3].button("Next item", key="act_next", shortcut="J", icon=":material/arrow_downward:",
-                      on_click=_select, args=(next_id,), disabled=next_id is None)
+    buttons[0].button(
+        "Approve",
+        key="act_approve",
+        type="primary",
+        shortcut="A",
+        icon=":material/check:",
+        on_click=_act,
+        args=(item, "approve", actor, labels),
+        disabled="approve" not in allowed,
+    )
+    buttons[1].button(
+        "Remove",
+        key="act_remove",
+        shortcut="X",
+        icon=":material/delete:",
+        on_click=_act,
+        args=(item, "remove", actor, labels),
+        disabled="remove" not in allowed,
+    )
+    buttons[2].button(
+        "Escalate",
+        key="act_escalate",
+        shortcut="E",
+        icon=":material/priority_high:",
+        on_click=_act,
+        args=(item, "escalate", actor, labels),
+        disabled="escalate" not in allowed,
+    )
+    buttons[3].button(
+        "Next item",
+        key="act_next",
+        shortcut="J",
+        icon=":material/arrow_downward:",
+        on_click=_select,
+        args=(next_id,),
+        disabled=next_id is None,
+    )
     st.caption("Shortcuts: A approve · X remove (with the reason chosen) · E escalate · J next item.")
 
 

@@ -64,9 +64,17 @@ def bursts(source: str | None, period: str, starts: list[date], limit: int = BUR
     calls those rising either).
     """
     if not starts:
-        return pl.DataFrame(schema={"topic": pl.String, "period_start": pl.Date, "volume": pl.Int64,
-                                    "baseline_mean": pl.Float64, "z_score": pl.Float64, "heat": pl.Float64,
-                                    "is_emerging": pl.Boolean})
+        return pl.DataFrame(
+            schema={
+                "topic": pl.String,
+                "period_start": pl.Date,
+                "volume": pl.Int64,
+                "baseline_mean": pl.Float64,
+                "z_score": pl.Float64,
+                "heat": pl.Float64,
+                "is_emerging": pl.Boolean,
+            }
+        )
     where, params = data.source_clause(source)
     lo, hi = min(starts), max(starts)
     chosen = data.query(
@@ -82,15 +90,19 @@ def bursts(source: str | None, period: str, starts: list[date], limit: int = BUR
         f"where {where} and period = ? and list_contains(?::varchar[], topic) and period_start between ? and ?",
         [*params, period, topics, lo, hi],
     )
-    grid = pl.DataFrame({"topic": topics, "order": range(len(topics))}, schema={"topic": pl.String, "order": pl.Int64}).join(
-        pl.DataFrame({"period_start": sorted(starts)}, schema={"period_start": pl.Date}), how="cross"
-    )
+    grid = pl.DataFrame(
+        {"topic": topics, "order": range(len(topics))}, schema={"topic": pl.String, "order": pl.Int64}
+    ).join(pl.DataFrame({"period_start": sorted(starts)}, schema={"period_start": pl.Date}), how="cross")
     return (
         grid.join(found, on=["topic", "period_start"], how="left")
-        .with_columns(pl.col("volume").fill_null(0), pl.col("z_score").fill_null(0.0),
-                      pl.col("is_emerging").fill_null(False))
-        .with_columns(heat=pl.when(pl.col("full_baseline").fill_null(True))
-                      .then(pl.col("z_score").clip(0.0, BURST_Z_CAP)).otherwise(0.0))
+        .with_columns(
+            pl.col("volume").fill_null(0), pl.col("z_score").fill_null(0.0), pl.col("is_emerging").fill_null(False)
+        )
+        .with_columns(
+            heat=pl.when(pl.col("full_baseline").fill_null(True))
+            .then(pl.col("z_score").clip(0.0, BURST_Z_CAP))
+            .otherwise(0.0)
+        )
         .sort("order", "period_start")
         .drop("order", "full_baseline")
     )
@@ -107,25 +119,40 @@ def burst_figure(cells: pl.DataFrame, period: str) -> go.Figure:
     by_topic = {t: cells.filter(pl.col("topic") == t) for t in topics}
     z = [by_topic[t]["heat"].to_list() for t in topics]
     custom = [
-        [[v, b if b is not None else 0.0, zz] for v, b, zz in zip(f["volume"], f["baseline_mean"], f["z_score"], strict=True)]
+        [
+            [v, b if b is not None else 0.0, zz]
+            for v, b, zz in zip(f["volume"], f["baseline_mean"], f["z_score"], strict=True)
+        ]
         for f in (by_topic[t] for t in topics)
     ]
     labels = [components.plotly_escape(t) for t in topics]
     fig = go.Figure(
         go.Heatmap(
-            z=z, x=starts, y=labels, customdata=custom, colorscale=BURST_COLORS, zmin=0, zmax=BURST_Z_CAP,
+            z=z,
+            x=starts,
+            y=labels,
+            customdata=custom,
+            colorscale=BURST_COLORS,
+            zmin=0,
+            zmax=BURST_Z_CAP,
             colorbar={"title": {"text": "z-score"}, "tickvals": [0, 2, 4, 6], "ticktext": ["≤ 0", "2", "4", "≥ 6"]},
             hovertemplate="%{y}, " + word + " of %{x|%Y-%m-%d}<br>%{customdata[0]} items, baseline "
-                          "%{customdata[1]:.1f}<br>z = %{customdata[2]:.1f}<extra></extra>",
-            xgap=1, ygap=1,
+            "%{customdata[1]:.1f}<br>z = %{customdata[2]:.1f}<extra></extra>",
+            xgap=1,
+            ygap=1,
         )
     )
     emerging = cells.filter(pl.col("is_emerging"))
-    fig.add_trace(go.Scatter(
-        x=emerging["period_start"].to_list(), y=[components.plotly_escape(t) for t in emerging["topic"].to_list()],
-        mode="markers", marker={"symbol": "circle", "size": 5, "color": "#1f2937"}, name="emerging",
-        hoverinfo="skip",
-    ))
+    fig.add_trace(
+        go.Scatter(
+            x=emerging["period_start"].to_list(),
+            y=[components.plotly_escape(t) for t in emerging["topic"].to_list()],
+            mode="markers",
+            marker={"symbol": "circle", "size": 5, "color": "#1f2937"},
+            name="emerging",
+            hoverinfo="skip",
+        )
+    )
     fig.update_layout(
         title=f"Burst timeline: how far each emerging topic rose above its own baseline, per {word} (dot: emerging)",
         yaxis={"autorange": "reversed", "type": "category"},
@@ -211,8 +238,12 @@ def list_table(topics: pl.DataFrame, period: str) -> pl.DataFrame:
 
 def show_list(topics: pl.DataFrame, hist: pl.DataFrame, period: str) -> None:
     """One topic list as a table with a sparkline column (member-written titles stay inert cells)."""
-    st.dataframe(list_table(with_sparklines(topics, hist), period), hide_index=True,
-                 column_config=list_config(period), width="stretch")
+    st.dataframe(
+        list_table(with_sparklines(topics, hist), period),
+        hide_index=True,
+        column_config=list_config(period),
+        width="stretch",
+    )
 
 
 def list_config(period: str) -> dict:
@@ -221,11 +252,13 @@ def list_config(period: str) -> dict:
     return {
         "volume": st.column_config.NumberColumn(f"this {word}", help="items whose thread carries the topic"),
         "previous_volume": st.column_config.NumberColumn(f"last {word}"),
-        "growth": st.column_config.NumberColumn("growth", format="×%.1f",
-                                                help="(volume + 1) / (baseline mean + 1)"),
+        "growth": st.column_config.NumberColumn("growth", format="×%.1f", help="(volume + 1) / (baseline mean + 1)"),
         "z_score": st.column_config.NumberColumn("z-score", format="%.1f"),
-        "trend": st.column_config.BarChartColumn(f"last {SPARK_PERIODS} {word}s", y_min=0,
-                                                 help=f"items per {word}, oldest first; the last bar is this {word}"),
+        "trend": st.column_config.BarChartColumn(
+            f"last {SPARK_PERIODS} {word}s",
+            y_min=0,
+            help=f"items per {word}, oldest first; the last bar is this {word}",
+        ),
         "example_posts": st.column_config.TextColumn("example threads", width="large"),
     }
 
@@ -236,10 +269,14 @@ def versus_figure(topics: pl.DataFrame, period: str, period_start: date) -> go.F
     shown = topics.reverse()  # plotly draws the first bar at the bottom
     labels = [components.plotly_escape(t) for t in shown["topic"].to_list()]
     fig = go.Figure()
-    fig.add_trace(go.Bar(y=labels, x=shown["previous_volume"].to_list(), name=f"last {word}", orientation="h",
-                         marker_color="#94a3b8"))
-    fig.add_trace(go.Bar(y=labels, x=shown["volume"].to_list(), name=f"this {word}", orientation="h",
-                         marker_color="#2563eb"))
+    fig.add_trace(
+        go.Bar(
+            y=labels, x=shown["previous_volume"].to_list(), name=f"last {word}", orientation="h", marker_color="#94a3b8"
+        )
+    )
+    fig.add_trace(
+        go.Bar(y=labels, x=shown["volume"].to_list(), name=f"this {word}", orientation="h", marker_color="#2563eb")
+    )
     fig.update_layout(
         title=f"This {word} ({period_start:%Y-%m-%d}) versus last {word}: emerging and hot topics",
         barmode="group",
@@ -252,15 +289,27 @@ def versus_figure(topics: pl.DataFrame, period: str, period_start: date) -> go.F
 
 def sparkline_figure(hist: pl.DataFrame, topics: list[str], title: str, period: str) -> go.Figure:
     """One small line per topic (shared time axis): its volume over the last periods."""
-    fig = make_subplots(rows=len(topics), cols=1, shared_xaxes=True, vertical_spacing=0.25 / len(topics),
-                        subplot_titles=[components.plotly_escape(t) for t in topics])
+    fig = make_subplots(
+        rows=len(topics),
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.25 / len(topics),
+        subplot_titles=[components.plotly_escape(t) for t in topics],
+    )
     for i, topic in enumerate(topics, start=1):
         rows = hist.filter(pl.col("topic") == topic)
         fig.add_trace(
-            go.Scatter(x=rows["period_start"].to_list(), y=rows["volume"].to_list(), mode="lines+markers",
-                       name=components.plotly_escape(topic), line={"width": 2}, marker={"size": 4},
-                       hovertemplate="%{x|%Y-%m-%d}: %{y} items<extra>" + components.plotly_escape(topic) + "</extra>"),
-            row=i, col=1,
+            go.Scatter(
+                x=rows["period_start"].to_list(),
+                y=rows["volume"].to_list(),
+                mode="lines+markers",
+                name=components.plotly_escape(topic),
+                line={"width": 2},
+                marker={"size": 4},
+                hovertemplate="%{x|%Y-%m-%d}: %{y} items<extra>" + components.plotly_escape(topic) + "</extra>",
+            ),
+            row=i,
+            col=1,
         )
         fig.update_yaxes(rangemode="tozero", nticks=3, row=i, col=1)
     fig.update_annotations(font_size=12, x=0, xanchor="left")  # the topic names, left-aligned
@@ -289,10 +338,17 @@ def render() -> None:
         return
     first, last = bounds if span is None else (min(span[0], bounds[0]), max(span[1], bounds[1]))
     col_period, col_range, col_when = st.columns([1, 1, 1])
-    period = col_period.radio("Window", list(PERIOD_NAMES), format_func=PERIOD_NAMES.get, horizontal=True,
-                              key="trend_period", help="Compare days with the 28 days before, or weeks with the 4 before.")
-    start, end = components.date_range_filter(first, last, key="trend_range", container=col_range, shared=True,
-                                              default=span)
+    period = col_period.radio(
+        "Window",
+        list(PERIOD_NAMES),
+        format_func=PERIOD_NAMES.get,
+        horizontal=True,
+        key="trend_period",
+        help="Compare days with the 28 days before, or weeks with the 4 before.",
+    )
+    start, end = components.date_range_filter(
+        first, last, key="trend_range", container=col_range, shared=True, default=span
+    )
     starts = period_starts(source, period, start - step(period) + timedelta(days=1), end)
     if not starts:
         components.empty_state(f"No topics recorded between {start:%Y-%m-%d} and {end:%Y-%m-%d}.")
@@ -300,10 +356,14 @@ def render() -> None:
     label = "Week starting (Monday)" if period == "week" else "Day"
     with_emerging = emerging_starts(source, period, starts[-1], starts[0])
     default = starts.index(with_emerging[0]) if with_emerging else 0
-    chosen = col_when.selectbox(label, starts, index=default, key=f"trend_when_{period}",
-                                format_func=lambda d: f"{d:%Y-%m-%d}" + (" ★" if d in with_emerging else ""),
-                                help="Newest first; ★ marks periods with an emerging topic. The latest of "
-                                     "those is preselected.")
+    chosen = col_when.selectbox(
+        label,
+        starts,
+        index=default,
+        key=f"trend_when_{period}",
+        format_func=lambda d: f"{d:%Y-%m-%d}" + (" ★" if d in with_emerging else ""),
+        help="Newest first; ★ marks periods with an emerging topic. The latest of those is preselected.",
+    )
     topics = period_topics(source, period, chosen)
     word = "week" if period == "week" else "day"
     emerging = topics.filter(pl.col("is_emerging")).head(LIST_LIMIT)
@@ -345,17 +405,21 @@ def render() -> None:
         spark_left, spark_right = st.columns(2)
         if emerging.height:
             with spark_left:
-                components.show_chart(sparkline_figure(hist, emerging["topic"].to_list(), "Emerging", period),
-                                      key="trend_spark_emerging")
+                components.show_chart(
+                    sparkline_figure(hist, emerging["topic"].to_list(), "Emerging", period), key="trend_spark_emerging"
+                )
         if hot.height:
             with spark_right:
-                components.show_chart(sparkline_figure(hist, hot["topic"].to_list(), "Hot", period),
-                                      key="trend_spark_hot")
+                components.show_chart(
+                    sparkline_figure(hist, hot["topic"].to_list(), "Hot", period), key="trend_spark_hot"
+                )
         lead = emerging if emerging.height else hot
         st.subheader("Example threads")
         for row in lead.head(3).iter_rows(named=True):
-            st.markdown(f"**{components.md_escape(row['topic'])}** ({row['volume']} items, "
-                        f"growth ×{row['growth']:.1f}, z = {row['z_score']:.1f})")
+            st.markdown(
+                f"**{components.md_escape(row['topic'])}** ({row['volume']} items, "
+                f"growth ×{row['growth']:.1f}, z = {row['z_score']:.1f})"
+            )
             for cid, title in zip(row["example_content_ids"] or [], row["example_titles"] or [], strict=False):
                 components.untrusted_text(title or "(no title)", prefix=f"{cid}: ", limit=200)
     else:

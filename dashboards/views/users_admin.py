@@ -23,9 +23,13 @@ def _add(actor: str) -> None:
     username = (st.session_state.get("users_username") or "").strip()
     password = generate_password()
     try:
-        store.add_user(username, name=(st.session_state.get("users_name") or username).strip(),
-                       email=(st.session_state.get("users_email") or "").strip(),
-                       role=st.session_state.get("users_role") or "moderator", password=password)
+        store.add_user(
+            username,
+            name=(st.session_state.get("users_name") or username).strip(),
+            email=(st.session_state.get("users_email") or "").strip(),
+            role=st.session_state.get("users_role") or "moderator",
+            password=password,
+        )
     except (ValueError, ReviewError) as exc:
         st.session_state["users_flash"] = ("error", f"Not added: {exc}")
         return
@@ -37,7 +41,9 @@ def render() -> None:
     """The Users page."""
     admin = auth.require_role(auth.ADMIN_ROLES, "User management")
     st.title("Users")
-    st.caption("Review-app accounts. Passwords are stored as bcrypt hashes only; new ones are generated and shown once.")
+    st.caption(
+        "Review-app accounts. Passwords are stored as bcrypt hashes only; new ones are generated and shown once."
+    )
     store = auth.review_store()
     flash = st.session_state.pop("users_flash", None)
     if flash:
@@ -81,15 +87,21 @@ def render() -> None:
             st.rerun()
     locked = store.locked_until(target)
     if locked is not None:
-        st.warning(f"{components.md_escape(target)} is locked after too many failed sign-ins "
-                   f"(until {locked:%H:%M} UTC).", icon=":material/lock_clock:")
+        st.warning(
+            f"{components.md_escape(target)} is locked after too many failed sign-ins (until {locked:%H:%M} UTC).",
+            icon=":material/lock_clock:",
+        )
         if st.button("Unlock sign-in", key="users_unlock", icon=":material/lock_open:"):
             store.reset_signin_failures(target)
             st.session_state["users_flash"] = ("success", f"{target} was unlocked and may sign in again.")
             st.rerun()
     if current.active:
-        if st.button("Deactivate", key="users_deactivate", disabled=target == admin.username,
-                     help="Signs the user out at their next click; their past decisions stay in the audit log."):
+        if st.button(
+            "Deactivate",
+            key="users_deactivate",
+            disabled=target == admin.username,
+            help="Signs the user out at their next click; their past decisions stay in the audit log.",
+        ):
             store.deactivate(target)
             st.session_state["users_flash"] = ("success", f"{target} was deactivated.")
             st.rerun()

@@ -71,7 +71,9 @@ def _hash_password(password: str, rounds: int = BCRYPT_ROUNDS) -> str:
         raise ValueError(f"password too short: use at least {MIN_PASSWORD_LENGTH} characters")
     raw = password.encode("utf-8")
     if len(raw) > MAX_PASSWORD_BYTES:
-        raise ValueError(f"password too long: bcrypt uses at most {MAX_PASSWORD_BYTES} bytes (UTF-8); use a shorter one")
+        raise ValueError(
+            f"password too long: bcrypt uses at most {MAX_PASSWORD_BYTES} bytes (UTF-8); use a shorter one"
+        )
     return bcrypt.hashpw(raw, bcrypt.gensalt(rounds)).decode("ascii")
 
 
@@ -86,8 +88,9 @@ def check_actor(conn: Connection, actor: str) -> None:
     Raises:
         AuthorizationError: unknown user, deactivated account, or a role not in :data:`ACTING_ROLES`.
     """
-    row = conn.execute(sa.select(review_users.c.role, review_users.c.active)
-                       .where(review_users.c.username == actor)).first()
+    row = conn.execute(
+        sa.select(review_users.c.role, review_users.c.active).where(review_users.c.username == actor)
+    ).first()
     if row is None:
         raise AuthorizationError(f"unknown user {actor!r} may not act on review items")
     if not row.active:
@@ -130,8 +133,14 @@ class Accounts(ReviewStoreBase):
             with self._write() as conn:
                 conn.execute(
                     review_users.insert().values(
-                        username=username, name=name, email=email, role=role, password_hash=hashed,
-                        active=True, created_at=now, updated_at=now,
+                        username=username,
+                        name=name,
+                        email=email,
+                        role=role,
+                        password_hash=hashed,
+                        active=True,
+                        created_at=now,
+                        updated_at=now,
                     )
                 )
         except sa.exc.IntegrityError:
@@ -171,10 +180,19 @@ class Accounts(ReviewStoreBase):
     def users(self) -> list[ReviewUser]:
         """All accounts (active and not), by username."""
         with self._read() as conn:
-            rows = conn.execute(
-                sa.select(review_users.c.username, review_users.c.name, review_users.c.email,
-                          review_users.c.role, review_users.c.active).order_by(review_users.c.username)
-            ).mappings().all()
+            rows = (
+                conn.execute(
+                    sa.select(
+                        review_users.c.username,
+                        review_users.c.name,
+                        review_users.c.email,
+                        review_users.c.role,
+                        review_users.c.active,
+                    ).order_by(review_users.c.username)
+                )
+                .mappings()
+                .all()
+            )
         return [ReviewUser(**{**r, "active": bool(r["active"])}) for r in rows]
 
     def user(self, username: str) -> ReviewUser | None:
@@ -210,11 +228,21 @@ class Accounts(ReviewStoreBase):
             (deactivated users are left out, so they cannot sign in).
         """
         with self._read() as conn:
-            rows = conn.execute(sa.select(review_users).where(review_users.c.active.is_(True))
-                                .order_by(review_users.c.username)).mappings().all()
+            rows = (
+                conn.execute(
+                    sa.select(review_users).where(review_users.c.active.is_(True)).order_by(review_users.c.username)
+                )
+                .mappings()
+                .all()
+            )
         return {
             "usernames": {
-                r["username"]: {"name": r["name"], "email": r["email"], "password": r["password_hash"], "roles": [r["role"]]}
+                r["username"]: {
+                    "name": r["name"],
+                    "email": r["email"],
+                    "password": r["password_hash"],
+                    "roles": [r["role"]],
+                }
                 for r in rows
             }
         }
@@ -264,20 +292,31 @@ class Accounts(ReviewStoreBase):
         t = review_signin_failures
         expired = t.c.window_start <= now - window
         count = sa.case((expired, 1), else_=t.c.failures + 1)
-        update = t.update().where(t.c.username == key).values(
-            failures=count,
-            window_start=sa.case((expired, now), else_=t.c.window_start),
-            last_failed_at=now,
-            locked_until=sa.case((t.c.locked_until > now, t.c.locked_until), (count >= max_failures, now + window), else_=None),
+        update = (
+            t.update()
+            .where(t.c.username == key)
+            .values(
+                failures=count,
+                window_start=sa.case((expired, now), else_=t.c.window_start),
+                last_failed_at=now,
+                locked_until=sa.case(
+                    (t.c.locked_until > now, t.c.locked_until), (count >= max_failures, now + window), else_=None
+                ),
+            )
         )
         for attempt in range(2):
             try:
                 with self._write() as conn:
                     if conn.execute(update).rowcount == 0:
-                        conn.execute(t.insert().values(
-                            username=key, failures=1, window_start=now, last_failed_at=now,
-                            locked_until=now + window if max_failures <= 1 else None,
-                        ))
+                        conn.execute(
+                            t.insert().values(
+                                username=key,
+                                failures=1,
+                                window_start=now,
+                                last_failed_at=now,
+                                locked_until=now + window if max_failures <= 1 else None,
+                            )
+                        )
                     until = conn.execute(sa.select(t.c.locked_until).where(t.c.username == key)).scalar()
                 break
             except sa.exc.IntegrityError:  # another process inserted the first failure meanwhile
@@ -305,6 +344,7 @@ class Accounts(ReviewStoreBase):
         now = _naive_utc(now)
         t = review_signin_failures
         with self._read() as conn:
-            rows = conn.execute(sa.select(t.c.username, t.c.locked_until).where(t.c.locked_until > now)
-                                .order_by(t.c.username)).all()
+            rows = conn.execute(
+                sa.select(t.c.username, t.c.locked_until).where(t.c.locked_until > now).order_by(t.c.username)
+            ).all()
         return {r.username: r.locked_until for r in rows}

@@ -75,20 +75,48 @@ REASON_CODES: dict[str, str] = {
 types) -> their labels."""
 
 DECISION_COLUMNS: tuple[str, ...] = (
-    "decision_id", "source", "content_id", "content_hash", "item_version", "from_state", "to_state",
-    "action", "reason_code", "note", "actor", "decided_at", "model_id", "thresholds_json", "scores_json",
+    "decision_id",
+    "source",
+    "content_id",
+    "content_hash",
+    "item_version",
+    "from_state",
+    "to_state",
+    "action",
+    "reason_code",
+    "note",
+    "actor",
+    "decided_at",
+    "model_id",
+    "thresholds_json",
+    "scores_json",
 )
 
 DECISIONS_SCHEMA: dict[str, pl.DataType] = {
-    "decision_id": pl.String(), "source": pl.String(), "content_id": pl.String(),
-    "content_hash": pl.String(), "item_version": pl.Int64(), "from_state": pl.String(),
-    "to_state": pl.String(), "action": pl.String(), "reason_code": pl.String(), "note": pl.String(),
-    "actor": pl.String(), "decided_at": pl.Datetime("us"), "model_id": pl.String(),
-    "thresholds_json": pl.String(), "scores_json": pl.String(),
+    "decision_id": pl.String(),
+    "source": pl.String(),
+    "content_id": pl.String(),
+    "content_hash": pl.String(),
+    "item_version": pl.Int64(),
+    "from_state": pl.String(),
+    "to_state": pl.String(),
+    "action": pl.String(),
+    "reason_code": pl.String(),
+    "note": pl.String(),
+    "actor": pl.String(),
+    "decided_at": pl.Datetime("us"),
+    "model_id": pl.String(),
+    "thresholds_json": pl.String(),
+    "scores_json": pl.String(),
 }
 ITEM_STATES_SCHEMA: dict[str, pl.DataType] = {
-    "source": pl.String(), "content_id": pl.String(), "state": pl.String(), "version": pl.Int64(),
-    "content_hash": pl.String(), "updated_at": pl.Datetime("us"), "updated_by": pl.String(),
+    "source": pl.String(),
+    "content_id": pl.String(),
+    "state": pl.String(),
+    "version": pl.Int64(),
+    "content_hash": pl.String(),
+    "updated_at": pl.Datetime("us"),
+    "updated_by": pl.String(),
 }
 
 
@@ -191,30 +219,48 @@ class Decisions(ReviewStoreBase):
             updated_by`` — one row per item; items never acted on are absent (= pending,
             version 0). Use :func:`effective_state` with the item's current hash.
         """
-        query = sa.select(*[review_items.c[c] for c in ITEM_STATES_SCHEMA]).order_by(review_items.c.source, review_items.c.content_id)
+        query = sa.select(*[review_items.c[c] for c in ITEM_STATES_SCHEMA]).order_by(
+            review_items.c.source, review_items.c.content_id
+        )
         if source is not None:
             query = query.where(review_items.c.source == source)
         with self._read() as conn:
             rows = [dict(r) for r in conn.execute(query).mappings()]
-        return pl.DataFrame(rows, schema=ITEM_STATES_SCHEMA, orient="row") if rows else pl.DataFrame(schema=ITEM_STATES_SCHEMA)
+        return (
+            pl.DataFrame(rows, schema=ITEM_STATES_SCHEMA, orient="row")
+            if rows
+            else pl.DataFrame(schema=ITEM_STATES_SCHEMA)
+        )
 
     def _conflict(self, source: str, content_id: str, expected_version: int) -> ConflictError:
         """The :class:`ConflictError` for a failed version check, naming the item's state now."""
         with self._read() as conn:
-            item = conn.execute(sa.select(review_items).where(
-                (review_items.c.source == source) & (review_items.c.content_id == content_id))).mappings().first()
+            item = (
+                conn.execute(
+                    sa.select(review_items).where(
+                        (review_items.c.source == source) & (review_items.c.content_id == content_id)
+                    )
+                )
+                .mappings()
+                .first()
+            )
         if item is None:
             return ConflictError(
                 f"{source}:{content_id} has not been acted on (version 0), but you expected version "
                 f"{expected_version}; reload the queue",
-                current_state="pending", current_version=0, last_actor=None, last_decided_at=None,
+                current_state="pending",
+                current_version=0,
+                last_actor=None,
+                last_decided_at=None,
             )
         return ConflictError(
             f"{source}:{content_id} was changed by {item['updated_by']} at {item['updated_at']:%Y-%m-%d %H:%M:%S} UTC "
             f"(now {item['state']!r}, version {item['version']}) after the version {expected_version} you saw; "
             "reload it and decide again",
-            current_state=item["state"], current_version=int(item["version"]),
-            last_actor=item["updated_by"], last_decided_at=item["updated_at"],
+            current_state=item["state"],
+            current_version=int(item["version"]),
+            last_actor=item["updated_by"],
+            last_decided_at=item["updated_at"],
         )
 
     def decide(
@@ -272,8 +318,11 @@ class Decisions(ReviewStoreBase):
                 current_version = 0 if item is None else int(item["version"])
                 if current_version != expected_version:
                     raise _Conflict
-                state = effective_state(None if item is None else item["state"],
-                                        None if item is None else item["content_hash"], content_hash)
+                state = effective_state(
+                    None if item is None else item["state"],
+                    None if item is None else item["content_hash"],
+                    content_hash,
+                )
                 if action not in TRANSITIONS.get(state, set()):
                     allowed = sorted(TRANSITIONS.get(state, set()))
                     raise TransitionError(
@@ -283,29 +332,61 @@ class Decisions(ReviewStoreBase):
                 to_state = ACTIONS[action]
                 new_version = expected_version + 1
                 if item is None:
-                    conn.execute(review_items.insert().values(
-                        source=source, content_id=content_id, state=to_state, version=1,
-                        content_hash=content_hash, updated_at=decided_at, updated_by=actor))
+                    conn.execute(
+                        review_items.insert().values(
+                            source=source,
+                            content_id=content_id,
+                            state=to_state,
+                            version=1,
+                            content_hash=content_hash,
+                            updated_at=decided_at,
+                            updated_by=actor,
+                        )
+                    )
                 else:
                     result = conn.execute(
                         review_items.update()
                         .where(where_item & (review_items.c.version == expected_version))
-                        .values(state=to_state, version=review_items.c.version + 1, content_hash=content_hash,
-                                updated_at=decided_at, updated_by=actor)
+                        .values(
+                            state=to_state,
+                            version=review_items.c.version + 1,
+                            content_hash=content_hash,
+                            updated_at=decided_at,
+                            updated_by=actor,
+                        )
                     )
                     if result.rowcount != 1:
                         raise _Conflict
                 decision = Decision(
-                    decision_id=uuid.uuid4().hex, source=source, content_id=content_id, content_hash=content_hash,
-                    item_version=new_version, from_state=state, to_state=to_state, action=action,
-                    reason_code=reason_code, note=note, actor=actor, decided_at=decided_at, model_id=model_id,
-                    thresholds_json=thresholds_text, scores_json=scores_text,
+                    decision_id=uuid.uuid4().hex,
+                    source=source,
+                    content_id=content_id,
+                    content_hash=content_hash,
+                    item_version=new_version,
+                    from_state=state,
+                    to_state=to_state,
+                    action=action,
+                    reason_code=reason_code,
+                    note=note,
+                    actor=actor,
+                    decided_at=decided_at,
+                    model_id=model_id,
+                    thresholds_json=thresholds_text,
+                    scores_json=scores_text,
                 )
                 conn.execute(review_decisions.insert().values(**decision.__dict__))
         except (_Conflict, sa.exc.IntegrityError):
             raise self._conflict(source, content_id, expected_version) from None
-        log.info("review decision %s: %s %s:%s %s -> %s (v%d)", decision.decision_id, actor, source, content_id,
-                 state, to_state, new_version)
+        log.info(
+            "review decision %s: %s %s:%s %s -> %s (v%d)",
+            decision.decision_id,
+            actor,
+            source,
+            content_id,
+            state,
+            to_state,
+            new_version,
+        )
         return decision
 
     def decide_many(
@@ -343,12 +424,21 @@ class Decisions(ReviewStoreBase):
         out: list[Decision | ReviewError] = []
         for item in items:
             try:
-                out.append(self.decide(
-                    source=item["source"], content_id=item["content_id"], action=action, actor=actor,
-                    expected_version=int(item["expected_version"]), content_hash=item["content_hash"],
-                    reason_code=reason_code, note=note, model_id=item.get("model_id"),
-                    thresholds_json=item.get("thresholds_json"), scores_json=item.get("scores_json"),
-                ))
+                out.append(
+                    self.decide(
+                        source=item["source"],
+                        content_id=item["content_id"],
+                        action=action,
+                        actor=actor,
+                        expected_version=int(item["expected_version"]),
+                        content_hash=item["content_hash"],
+                        reason_code=reason_code,
+                        note=note,
+                        model_id=item.get("model_id"),
+                        thresholds_json=item.get("thresholds_json"),
+                        scores_json=item.get("scores_json"),
+                    )
+                )
             except ReviewError as exc:
                 out.append(exc)
         return out
@@ -408,11 +498,14 @@ class Decisions(ReviewStoreBase):
         c = review_decisions.c
         with self._write() as conn:
             for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
+                chunk = ids[i : i + 500]
                 result = conn.execute(
                     review_decisions.update()
-                    .where((c.source == source) & c.content_id.in_(chunk)
-                           & (c.note.is_not(None) | c.scores_json.is_not(None)))
+                    .where(
+                        (c.source == source)
+                        & c.content_id.in_(chunk)
+                        & (c.note.is_not(None) | c.scores_json.is_not(None))
+                    )
                     .values(note=None, scores_json=None)
                 )
                 changed += result.rowcount

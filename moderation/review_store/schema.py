@@ -39,7 +39,8 @@ class ReviewError(Exception):
 metadata = sa.MetaData()
 
 review_users = sa.Table(
-    "review_users", metadata,
+    "review_users",
+    metadata,
     sa.Column("username", sa.String(64), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("email", sa.String(320), nullable=False),
@@ -52,7 +53,8 @@ review_users = sa.Table(
 )
 
 review_items = sa.Table(
-    "review_items", metadata,
+    "review_items",
+    metadata,
     sa.Column("source", sa.String(64), primary_key=True),
     sa.Column("content_id", sa.String(200), primary_key=True),
     sa.Column("state", sa.String(16), nullable=False),
@@ -64,7 +66,8 @@ review_items = sa.Table(
 )
 
 review_decisions = sa.Table(
-    "review_decisions", metadata,
+    "review_decisions",
+    metadata,
     sa.Column("decision_id", sa.String(32), primary_key=True),
     sa.Column("source", sa.String(64), nullable=False),
     sa.Column("content_id", sa.String(200), nullable=False),
@@ -88,7 +91,8 @@ sa.Index("ix_review_decisions_item", review_decisions.c.source, review_decisions
 sa.Index("ix_review_decisions_actor", review_decisions.c.actor)
 
 review_signin_failures = sa.Table(
-    "review_signin_failures", metadata,
+    "review_signin_failures",
+    metadata,
     # no foreign key to review_users: failed sign-ins for unknown usernames are counted too,
     # so probing for accounts is throttled the same way (and cannot tell which names exist)
     sa.Column("username", sa.String(64), primary_key=True),
@@ -132,9 +136,9 @@ def normalize_url(url: str) -> str:
         ValueError: not a ``sqlite:///`` or ``postgresql...://`` URL.
     """
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if not (url.startswith("sqlite:///") or url.startswith("postgresql+psycopg://")):
         raise ValueError(
             f"unsupported review store URL {redact_url(url)!r}: use sqlite:///PATH or "
@@ -227,6 +231,11 @@ class ReviewStoreBase:
     def has_schema(self) -> bool:
         """Whether the store exists with its tables (a missing SQLite file is not created)."""
         database = self.engine.url.database
-        if self.dialect == "sqlite" and database and database != ":memory:" and not Path(database).expanduser().exists():
+        if (
+            self.dialect == "sqlite"
+            and database
+            and database != ":memory:"
+            and not Path(database).expanduser().exists()
+        ):
             return False
         return sa.inspect(self.engine).has_table("review_decisions")

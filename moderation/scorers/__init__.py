@@ -212,7 +212,9 @@ def load_scorer(
     if spec.startswith("checkpoint:") and spec != "checkpoint:":
         folder = Path(spec.split(":", 1)[1])
         ckpt, cfg = _checkpoint_folder(folder, config_dir)
-        return DetoxifyScorer(checkpoint=ckpt, huggingface_config_path=cfg, model_id=f"checkpoint:{folder.name}", **engine)
+        return DetoxifyScorer(
+            checkpoint=ckpt, huggingface_config_path=cfg, model_id=f"checkpoint:{folder.name}", **engine
+        )
     raise ValueError(f"unknown scorer spec {spec!r}; valid: {' | '.join(VALID_SPECS)}")
 
 

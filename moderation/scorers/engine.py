@@ -213,7 +213,9 @@ def token_budget_batches(lengths: Sequence[int], budget: int, max_texts: int | N
     batches: list[list[int]] = []
     current: list[int] = []
     for i in order:
-        if current and ((len(current) + 1) * lengths[i] > budget or (max_texts is not None and len(current) >= max_texts)):
+        if current and (
+            (len(current) + 1) * lengths[i] > budget or (max_texts is not None and len(current) >= max_texts)
+        ):
             batches.append(current)
             current = []
         current.append(i)
@@ -424,7 +426,7 @@ class DetoxifyScorer:
             classes = list(config["dataset"]["args"]["classes"])
             state_dict = loaded["state_dict"]
             for key in ("model_type", "model_name", "tokenizer_name", "num_classes"):
-                args[key]  # noqa: B018 - presence check
+                args[key]
         except (KeyError, TypeError) as exc:
             raise ValueError(
                 f"{path} is not a Detoxify checkpoint: it needs config.arch.args "
@@ -448,7 +450,7 @@ class DetoxifyScorer:
             if n_labels != len(classes):
                 raise ValueError(
                     f"{cfg_file} has num_labels={n_labels} but the checkpoint has {len(classes)} classes "
-                    f"{classes}; set \"num_labels\": {len(classes)} (and id2label) in config.json"
+                    f'{classes}; set "num_labels": {len(classes)} (and id2label) in config.json'
                 )
             # The rewrite: Detoxify calls config_class.from_pretrained(model_type) even when given
             # huggingface_config_path; point it at the local folder instead of a hub name.

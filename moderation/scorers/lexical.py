@@ -48,7 +48,9 @@ class LexicalScorer:
     model_id = "lexical:alt-profanity-check"
     labels: tuple[str, ...] = ("toxicity",)
 
-    def __init__(self, *, is_fallback: bool = False, fallback_reason: str | None = None, chunk_size: int = 4096) -> None:
+    def __init__(
+        self, *, is_fallback: bool = False, fallback_reason: str | None = None, chunk_size: int = 4096
+    ) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.is_fallback = is_fallback

@@ -17,7 +17,6 @@ deprecated in torch 2.13 (its migration target, torchao, is not installed) and i
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import io
 import json
 import logging

@@ -154,7 +154,9 @@ async def read_body(request: Request, cap: int, timeout: float) -> bytes:
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise p.APIError(413, "PAYLOAD_TOO_LARGE", f"request body over the limit of {cap} bytes (PULSE_API_MAX_REQUEST_BYTES)")
+        raise p.APIError(
+            413, "PAYLOAD_TOO_LARGE", f"request body over the limit of {cap} bytes (PULSE_API_MAX_REQUEST_BYTES)"
+        )
 
     async def collect() -> bytes:
         chunks, size = [], 0
@@ -180,7 +182,9 @@ async def _engine(service: Service, batcher: MicroBatcher, text: str) -> Any:
     except Overloaded as exc:
         raise p.APIError(503, "UNAVAILABLE", f"the server is overloaded ({exc}); retry with backoff") from None
     except TimeoutError:
-        raise p.APIError(504, "DEADLINE_EXCEEDED", f"scoring took longer than {timeout:g} s (PULSE_API_TIMEOUT_SECONDS)") from None
+        raise p.APIError(
+            504, "DEADLINE_EXCEEDED", f"scoring took longer than {timeout:g} s (PULSE_API_TIMEOUT_SECONDS)"
+        ) from None
 
 
 def create_app(settings: Any, *, scorer: Any | None = None) -> FastAPI:
@@ -262,7 +266,9 @@ def create_app(settings: Any, *, scorer: Any | None = None) -> FastAPI:
     async def discovery(request: Request, version: str = p.API_VERSION) -> JSONResponse:
         """Perspective's discovery document with this server as its root URL."""
         if version != p.API_VERSION:
-            raise p.APIError(404, "NOT_FOUND", f"no discovery document for version {version[:32]!r}; use {p.API_VERSION}")
+            raise p.APIError(
+                404, "NOT_FOUND", f"no discovery document for version {version[:32]!r}; use {p.API_VERSION}"
+            )
         return JSONResponse(p.discovery_document(str(request.base_url)))
 
     @app.post(
@@ -294,7 +300,9 @@ def create_app(settings: Any, *, scorer: Any | None = None) -> FastAPI:
         except (ValueError, UnicodeDecodeError):
             raise p.invalid("Invalid JSON payload received: the body is not JSON") from None
         req = p.parse_request(data)
-        attributes = p.check_attributes(req.requestedAttributes, tuple(service.scorer.labels), str(service.scorer.model_id))
+        attributes = p.check_attributes(
+            req.requestedAttributes, tuple(service.scorer.labels), str(service.scorer.model_id)
+        )
         text = req.comment.text
         size = len(text.encode("utf-8", "surrogatepass"))
         if size > settings_.api_max_comment_bytes:
@@ -309,7 +317,11 @@ def create_app(settings: Any, *, scorer: Any | None = None) -> FastAPI:
             found = await _engine(service, service.languages, text)
             lang = found["language"]
             detected = [] if lang == "und" else [lang]
-            if lang != "und" and lang not in service.supported and found["confidence"] >= settings_.language_min_confidence:
+            if (
+                lang != "und"
+                and lang not in service.supported
+                and found["confidence"] >= settings_.language_min_confidence
+            ):
                 raise p.invalid(f"Attributes do not support the detected language {lang}; supported languages: "
                                 f"{', '.join(sorted(service.supported))} (or name the comment's language in languages)")  # fmt: skip
             languages = [lang] if lang in service.supported else sorted(service.supported)[:1]
@@ -338,9 +350,13 @@ def create_app(settings: Any, *, scorer: Any | None = None) -> FastAPI:
         service = service_of(request)
         s = service.settings
         if s.discourse_webhook_secret is None or not s.discourse_webhook_secret.get_secret_value():
-            raise p.APIError(503, "FAILED_PRECONDITION", "the Discourse webhook is off: set PULSE_DISCOURSE_WEBHOOK_SECRET")
+            raise p.APIError(
+                503, "FAILED_PRECONDITION", "the Discourse webhook is off: set PULSE_DISCOURSE_WEBHOOK_SECRET"
+            )
         raw = await read_body(request, s.api_max_request_bytes, s.api_timeout_seconds)
-        verify_signature(s.discourse_webhook_secret.get_secret_value(), raw, request.headers.get("x-discourse-event-signature"))
+        verify_signature(
+            s.discourse_webhook_secret.get_secret_value(), raw, request.headers.get("x-discourse-event-signature")
+        )
         event = request.headers.get("x-discourse-event", "")
         if event == "ping":
             return {"status": "pong"}
@@ -358,7 +374,10 @@ def create_app(settings: Any, *, scorer: Any | None = None) -> FastAPI:
             raise p.invalid("the webhook body is not JSON") from None
         item = post_item(payload)
         if item is None:
-            return {"status": "skipped", "reason": "private message, whisper or small action (not read by the pipeline)"}
+            return {
+                "status": "skipped",
+                "reason": "private message, whisper or small action (not read by the pipeline)",
+            }
         scores, found = await asyncio.gather(
             _engine(service, service.batcher, item["text"]), _engine(service, service.languages, item["text"])
         )

@@ -96,7 +96,9 @@ class KeyStore:
         now = datetime.now(UTC).replace(tzinfo=None)
         try:
             with self.engine.begin() as conn:
-                conn.execute(api_keys.insert().values(name=name, key_hash=hash_key(key), prefix=key[:8], created_at=now))
+                conn.execute(
+                    api_keys.insert().values(name=name, key_hash=hash_key(key), prefix=key[:8], created_at=now)
+                )
         except sa.exc.IntegrityError:
             raise ValueError(f"a key named {name!r} exists (revoked names stay taken); choose another name") from None
         return key
@@ -130,9 +132,15 @@ class KeyStore:
             return hit[1]
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(api_keys.c.name, api_keys.c.key_hash, api_keys.c.revoked_at).where(api_keys.c.key_hash == digest)
+                sa.select(api_keys.c.name, api_keys.c.key_hash, api_keys.c.revoked_at).where(
+                    api_keys.c.key_hash == digest
+                )
             ).first()
-        name = row.name if row is not None and row.revoked_at is None and hmac.compare_digest(row.key_hash, digest) else None
+        name = (
+            row.name
+            if row is not None and row.revoked_at is None and hmac.compare_digest(row.key_hash, digest)
+            else None
+        )
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()

@@ -291,7 +291,8 @@ def discovery_document(root_url: str) -> dict[str, Any]:
         },
         "schemas": {
             "AnalyzeCommentRequest": {
-                "id": "AnalyzeCommentRequest", "type": "object",
+                "id": "AnalyzeCommentRequest",
+                "type": "object",
                 "properties": {
                     "comment": ref("TextEntry"),
                     "requestedAttributes": {"type": "object", "additionalProperties": ref("AttributeParameters")},
@@ -302,18 +303,21 @@ def discovery_document(root_url: str) -> dict[str, Any]:
                 },
             },
             "TextEntry": {
-                "id": "TextEntry", "type": "object",
+                "id": "TextEntry",
+                "type": "object",
                 "properties": {"text": {"type": "string"}, "type": {"type": "string", "enum": ["PLAIN_TEXT"]}},
             },
             "AttributeParameters": {
-                "id": "AttributeParameters", "type": "object",
+                "id": "AttributeParameters",
+                "type": "object",
                 "properties": {
                     "scoreType": {"type": "string", "enum": ["PROBABILITY"]},
                     "scoreThreshold": {"type": "number", "format": "float"},
                 },
             },
             "AnalyzeCommentResponse": {
-                "id": "AnalyzeCommentResponse", "type": "object",
+                "id": "AnalyzeCommentResponse",
+                "type": "object",
                 "properties": {
                     "attributeScores": {"type": "object", "additionalProperties": ref("AttributeScores")},
                     "languages": {"type": "array", "items": {"type": "string"}},
@@ -322,13 +326,21 @@ def discovery_document(root_url: str) -> dict[str, Any]:
                 },
             },
             "AttributeScores": {
-                "id": "AttributeScores", "type": "object",
-                "properties": {"summaryScore": ref("Score"), "spanScores": {"type": "array", "items": ref("SpanScore")}},
+                "id": "AttributeScores",
+                "type": "object",
+                "properties": {
+                    "summaryScore": ref("Score"),
+                    "spanScores": {"type": "array", "items": ref("SpanScore")},
+                },
             },
             "SpanScore": {
-                "id": "SpanScore", "type": "object",
-                "properties": {"begin": {"type": "integer", "format": "int32"},
-                               "end": {"type": "integer", "format": "int32"}, "score": ref("Score")},
+                "id": "SpanScore",
+                "type": "object",
+                "properties": {
+                    "begin": {"type": "integer", "format": "int32"},
+                    "end": {"type": "integer", "format": "int32"},
+                    "score": ref("Score"),
+                },
             },
             "Score": score,
         },

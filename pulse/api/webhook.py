@@ -75,7 +75,7 @@ def verify_signature(secret: str, body: bytes, header: str | None) -> None:
     if not header or not header.startswith("sha256="):
         raise WebhookError(403, "PERMISSION_DENIED", "missing or malformed X-Discourse-Event-Signature (sha256=<hex>)")
     expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, header[len("sha256="):].strip().lower()):
+    if not hmac.compare_digest(expected, header[len("sha256=") :].strip().lower()):
         raise WebhookError(403, "PERMISSION_DENIED", "X-Discourse-Event-Signature does not match the body")
 
 

@@ -60,7 +60,12 @@ def test_scaled_dump_has_exactly_n_times_the_rows_and_counts(beer_dump: Path, tm
     assert two.source == one.source == "stackexchange:beer"
     for stream, c in one.counts.items():
         d = two.counts[stream]
-        assert (d.read, d.emitted, d.skipped, d.quarantined) == (2 * c.read, 2 * c.emitted, 2 * c.skipped, 2 * c.quarantined)
+        assert (d.read, d.emitted, d.skipped, d.quarantined) == (
+            2 * c.read,
+            2 * c.emitted,
+            2 * c.skipped,
+            2 * c.quarantined,
+        )
     # replica 1 has its own texts (scored once per distinct text) and its own ids
     assert two.content["content_hash"].n_unique() == 2 * one.content["content_hash"].n_unique()
     assert two.content["content_id"].n_unique() == two.content.height
@@ -68,9 +73,13 @@ def test_scaled_dump_has_exactly_n_times_the_rows_and_counts(beer_dump: Path, tm
     first_rows = (beer_dump / "Votes.xml").read_text(encoding="utf-8-sig").splitlines()[:50]
     assert (scaled.path / "Votes.xml").read_text(encoding="utf-8-sig").splitlines()[:50] == first_rows
     # weekday and hour of every post of replica 1 equal the source's (whole-week shifts)
-    hours = lambda ex: ex.content.filter(ex.content["kind"] != "comment").select(  # noqa: E731
-        ex.content["created_at"].dt.weekday().alias("d"), ex.content["created_at"].dt.hour().alias("h")
-    ).group_by("d", "h").len().sort("d", "h")
+    hours = lambda ex: (  # noqa: E731
+        ex.content.filter(ex.content["kind"] != "comment")
+        .select(ex.content["created_at"].dt.weekday().alias("d"), ex.content["created_at"].dt.hour().alias("h"))
+        .group_by("d", "h")
+        .len()
+        .sort("d", "h")
+    )
     base, doubled = (hours(ex)["len"].cast(pl.Int64) for ex in (one, two))  # signed: 2 * 1 - 5 must not wrap
     assert (doubled >= 2 * base - 5).all() and doubled.sum() == 2 * base.sum()
     again = scale_dump(beer_dump, tmp_path, 2)
@@ -151,7 +160,9 @@ def test_scale_incremental_dashboards_smoke(cfg: BenchConfig) -> None:
     result = scale.run(cfg)
     beer = result["beer"]["1"]
     assert set(beer["steps_s"]) == set(STEPS) and all(s >= 0 for s in beer["steps_s"].values())
-    assert beer["rows_read_by_stream"]["engagement_events"] == 5_993  # the slice's votes before 2016-12-06, the history's end
+    assert (
+        beer["rows_read_by_stream"]["engagement_events"] == 5_993
+    )  # the slice's votes before 2016-12-06, the history's end
     assert beer["peak_rss_mb"] >= beer["base_rss_mb"] > 0
     demo = result["demo"]["0.05"]
     assert demo["rows_read"] > 1_500 and demo["total_s"] > 0
@@ -179,7 +190,9 @@ def test_hotspots_smoke(cfg: BenchConfig) -> None:
 
     result = hotspots.run(cfg)
     assert result["factor"] == 1
-    assert result["score_scratch"]["texts"] > 1_700  # the slice's distinct texts (of 1,809 items), scored again from scratch
+    assert (
+        result["score_scratch"]["texts"] > 1_700
+    )  # the slice's distinct texts (of 1,809 items), scored again from scratch
     assert set(result["score_scratch"]["seconds_by_commit_batch"]) == {"256", "8192"}
     assert result["publish"]["without_scores_mb"] < result["publish"]["as_is_mb"]
     assert result["extract_prefilter"]["lines"] == 8_271 and 0 < result["extract_prefilter"]["rows_in_day"] < 100
@@ -194,7 +207,10 @@ def _staging_rows(cfg: BenchConfig) -> list[int]:
 
     con = duckdb.connect(str(history_dir(cfg, 1) / "warehouse.duckdb"), read_only=True)
     try:
-        return [con.execute(f"select count(*) from staging.{t}").fetchall()[0][0] for t in ("users", "content", "engagement_events")]
+        return [
+            con.execute(f"select count(*) from staging.{t}").fetchall()[0][0]
+            for t in ("users", "content", "engagement_events")
+        ]
     finally:
         con.close()
 

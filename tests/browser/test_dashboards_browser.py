@@ -64,8 +64,11 @@ def review_store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def server(snapshot: Path, review_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``streamlit run dashboards/app.py`` on a free localhost port; stopped afterwards, always."""
-    env = {"PULSE_SERVING": str(snapshot), "PULSE_REVIEW_STORE_URL": review_store_url,
-           "PULSE_AUTH_COOKIE_KEY": "test-only-cookie-key-0123456789"}
+    env = {
+        "PULSE_SERVING": str(snapshot),
+        "PULSE_REVIEW_STORE_URL": review_store_url,
+        "PULSE_AUTH_COOKIE_KEY": "test-only-cookie-key-0123456789",
+    }
     with streamlit_app(env, tmp_path_factory.mktemp("streamlit") / "streamlit.log") as url:
         yield url
 
@@ -138,8 +141,8 @@ def shoot(page, artifacts: Path, name: str) -> Path:
     path = artifacts / f"{name}.png"
     size = page.viewport_size
     height = page.evaluate(
-        "() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], "
-        "[data-testid=\"stAppViewContainer\"]')].map(e => e.scrollHeight), window.innerHeight)"
+        '() => Math.max(...[...document.querySelectorAll(\'[data-testid="stMain"], '
+        '[data-testid="stAppViewContainer"]\')].map(e => e.scrollHeight), window.innerHeight)'
     )
     page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 12_000)})
     try:
@@ -197,9 +200,13 @@ def metric(page, label: str) -> str:
 
 
 def test_overview(browser_page, server, snapshot, artifacts) -> None:
-    (first,) = sql(snapshot, "select min(day) from marts.engagement_daily where dau > 0 or new_content > 0 or events > 0")[0]
+    (first,) = sql(
+        snapshot, "select min(day) from marts.engagement_daily where dau > 0 or new_content > 0 or events > 0"
+    )[0]
     (last,) = sql(snapshot, "select max(day) from marts.engagement_daily")[0]
-    (avg_dau,) = sql(snapshot, "select avg(dau) from marts.engagement_daily where day > ?", [last - timedelta(days=28)])[0]
+    (avg_dau,) = sql(
+        snapshot, "select avg(dau) from marts.engagement_daily where day > ?", [last - timedelta(days=28)]
+    )[0]
     (prev_dau,) = sql(
         snapshot, "select avg(dau) from marts.engagement_daily where day > ? and day <= ?",
         [last - timedelta(days=56), last - timedelta(days=28)],
@@ -210,7 +217,9 @@ def test_overview(browser_page, server, snapshot, artifacts) -> None:
     # the default range is the data's own (2014-01-21 to 2016-12-10 on the slice), not the last 365 days
     assert date_range(browser_page) == (f"{first:%Y-%m-%d}", f"{last:%Y-%m-%d}")
     assert f"Charts: {first:%Y-%m-%d} to {last:%Y-%m-%d}." in text
-    assert f"Engagement is {word}: {avg_dau:.1f} daily active users on average in the 28 days to {last:%Y-%m-%d}" in text
+    assert (
+        f"Engagement is {word}: {avg_dau:.1f} daily active users on average in the 28 days to {last:%Y-%m-%d}" in text
+    )
     assert f"against {prev_dau:.1f} in the 28 days before" in text
     assert "Monthly active users" in text and f"\n{mau}\n" in text
     assert "-0%" not in text and "e-0" not in text  # no red "-0%", no 4.12e-1
@@ -229,8 +238,11 @@ def test_date_range_is_kept_across_pages(browser_page, server, snapshot) -> None
     open_and_render(browser_page, server, "", charts=2, tables=1)
     pick_range(browser_page, date(2016, 1, 4), date(2016, 6, 26), "Overview")
     browser_page.get_by_text("Charts: 2016-01-04 to 2016-06-26").wait_for()
-    for title, url_path, charts in (("Peak times", "peak_times", 2), ("Trending topics", "trending", 3),
-                                    ("Best time to post", "best_time", 1)):
+    for title, url_path, charts in (
+        ("Peak times", "peak_times", 2),
+        ("Trending topics", "trending", 3),
+        ("Best time to post", "best_time", 1),
+    ):
         browser_page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
         browser_page.wait_for_url(f"**/{url_path}")
         browser_page.wait_for_function(
@@ -256,7 +268,7 @@ def test_peak_times(browser_page, server, snapshot, artifacts) -> None:
 
 def test_peak_times_in_another_time_zone(browser_page, server, snapshot, artifacts) -> None:
     zone = "America/Los_Angeles"
-    weekday, hour, events = sql(
+    weekday, hour, _events = sql(
         snapshot,
         "select isodow(l), hour(l), sum(events) from (select timezone(?, timezone('UTC', bucket_start)) as l, events "
         "from marts.activity_timeline where activity_type in ('question', 'answer', 'comment')) "
@@ -284,12 +296,17 @@ def test_peak_times_in_another_time_zone(browser_page, server, snapshot, artifac
 
 
 def test_trending(browser_page, server, snapshot, artifacts) -> None:
-    (week,) = sql(snapshot, "select max(period_start) from marts.trending_topics where period = 'week' and is_emerging")[0]
+    (week,) = sql(
+        snapshot, "select max(period_start) from marts.trending_topics where period = 'week' and is_emerging"
+    )[0]
     emerging = [t for (t,) in sql(
         snapshot, "select topic from marts.trending_topics where period = 'week' and period_start = ? "
         "and is_emerging order by rank", [week])]  # fmt: skip
-    hot = sql(snapshot, "select count(*) from marts.trending_topics where period = 'week' and period_start = ? "
-                        "and is_hot", [week])[0][0]
+    hot = sql(
+        snapshot,
+        "select count(*) from marts.trending_topics where period = 'week' and period_start = ? and is_hot",
+        [week],
+    )[0][0]
     text = open_and_render(browser_page, server, "trending", charts=4, tables=2)
     assert f"Week of {week:%Y-%m-%d}" in text
     assert f"{len(emerging)} emerging and {hot} hot topics" in text
@@ -316,7 +333,9 @@ def test_best_time_to_post(browser_page, server, snapshot, artifacts) -> None:
     text = open_and_render(browser_page, server, "best_time", charts=2, tables=1)
     assert f"Post on {WEEKDAYS[weekday - 1]} {hour:02d}:00–{hour + 1:02d}:00 (UTC)" in text
     assert f"got {mean:.1f} responses within 7 days" in text and f"{posts} threads" in text
-    (low,), (second,) = sql(snapshot, "select engagement_ci_low from marts.best_time_to_post where rank <= 2 order by rank")
+    (low,), (second,) = sql(
+        snapshot, "select engagement_ci_low from marts.best_time_to_post where rank <= 2 order by rank"
+    )
     assert f"Slots are ranked by the lower end of that 95% interval, the ranking figure (here {low:.2f})" in text
     assert f"(ranking figure {second:.2f}; mean" in text
     assert str(never) in metric(browser_page, "Never answered").splitlines()
@@ -340,6 +359,8 @@ def test_no_request_leaves_the_machine(browser, server) -> None:
         icon = page.evaluate("() => document.querySelector('link[rel~=\"icon\"]').href")
     finally:
         page.close()
-    assert icon.startswith((server, "data:image/svg+xml"))  # the page icon comes from the app (dashboards/static/icon.svg)
+    assert icon.startswith(
+        (server, "data:image/svg+xml")
+    )  # the page icon comes from the app (dashboards/static/icon.svg)
     assert any("/static/media/" in url and url.endswith(".woff2") for url in requests)  # its own fonts
     assert [url for url in requests if not url.startswith((server, "data:", "blob:"))] == []

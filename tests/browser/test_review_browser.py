@@ -29,7 +29,7 @@ HOSTILE_ID = "beer:hostile-1"
 HOSTILE_TITLE = "<b>bold</b> [win](javascript:alert(2))"
 HOSTILE_BODY = (
     "<script>alert(1)</script> you stupid idiot ![x](http://evil.example/img.png) "
-    "<img src=x onerror=alert(3)> <a href=\"javascript:alert(4)\">link</a> see http://evil.example/"
+    '<img src=x onerror=alert(3)> <a href="javascript:alert(4)">link</a> see http://evil.example/'
 )
 ACCOUNTS = {"mod": ("moderator", "moderator-pass-0001"), "boss": ("manager", "manager-password-01")}
 
@@ -73,8 +73,12 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def server(snapshot: Path, store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``streamlit run dashboards/app.py`` on a free localhost port; stopped afterwards, always."""
-    env = {"PULSE_SERVING": str(snapshot), "PULSE_REVIEW_STORE_URL": store_url, "PULSE_SCORER": "lexical",
-           "PULSE_AUTH_COOKIE_KEY": "test-only-cookie-key-0123456789abcdef"}
+    env = {
+        "PULSE_SERVING": str(snapshot),
+        "PULSE_REVIEW_STORE_URL": store_url,
+        "PULSE_SCORER": "lexical",
+        "PULSE_AUTH_COOKIE_KEY": "test-only-cookie-key-0123456789abcdef",
+    }
     with streamlit_app(env, tmp_path_factory.mktemp("streamlit_review") / "streamlit.log") as url:
         yield url
 
@@ -100,8 +104,8 @@ def shoot(page, name: str) -> Path:
     path = Path(f"/tmp/review_{name}.png")
     size = page.viewport_size
     height = page.evaluate(
-        "() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], "
-        "[data-testid=\"stAppViewContainer\"]')].map(e => e.scrollHeight), window.innerHeight)"
+        '() => Math.max(...[...document.querySelectorAll(\'[data-testid="stMain"], '
+        '[data-testid="stAppViewContainer"]\')].map(e => e.scrollHeight), window.innerHeight)'
     )
     page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 8_000)})
     page.wait_for_timeout(700)
@@ -169,7 +173,11 @@ def test_moderator_reviews_and_removes_with_a_reason(browser, server, snapshot, 
     finally:
         store.dispose()
     assert (removed["content_id"], removed["action"], removed["reason_code"], removed["actor"]) == (
-        HOSTILE_ID, "remove", "harassment", "mod")
+        HOSTILE_ID,
+        "remove",
+        "harassment",
+        "mod",
+    )
     assert escalated["action"] == "escalate" and escalated["content_id"] != HOSTILE_ID
 
 

@@ -7,6 +7,7 @@ process group, as a user's Ctrl+C would.
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import subprocess
@@ -35,13 +36,17 @@ def _wait(predicate, timeout_s: float, what: str, proc: subprocess.Popen, log: P
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"airflow standalone exited ({proc.returncode}) while waiting for {what}:\n"
-                                 + log.read_text(errors="replace")[-4000:])
+            raise AssertionError(
+                f"airflow standalone exited ({proc.returncode}) while waiting for {what}:\n"
+                + log.read_text(errors="replace")[-4000:]
+            )
         value = predicate()
         if value:
             return value
         time.sleep(2)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}:\n" + log.read_text(errors="replace")[-4000:])
+    raise AssertionError(
+        f"timed out after {timeout_s:.0f}s waiting for {what}:\n" + log.read_text(errors="replace")[-4000:]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +55,11 @@ def airflow_services(tmp_path_factory: pytest.TempPathFactory):
     port = _free_port()
     env = airflow_env(tmp / "home", api_port=port, log_port=_free_port(), trigger_log_port=_free_port())
     env.update(
-        PULSE_WAREHOUSE=str(tmp / "warehouse.duckdb"), PULSE_SERVING=str(tmp / "serving.duckdb"),
-        PULSE_SCORER="lexical", PULSE_SCHEDULE="@daily", PULSE_START_DATE="2014-01-01T00:00:00+00:00",
+        PULSE_WAREHOUSE=str(tmp / "warehouse.duckdb"),
+        PULSE_SERVING=str(tmp / "serving.duckdb"),
+        PULSE_SCORER="lexical",
+        PULSE_SCHEDULE="@daily",
+        PULSE_START_DATE="2014-01-01T00:00:00+00:00",
         AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
     )
     for args in (["db", "migrate"], ["pools", "set", "pulse_warehouse", "1", "one writer"]):
@@ -62,6 +70,7 @@ def airflow_services(tmp_path_factory: pytest.TempPathFactory):
         proc = start_standalone(env, stdout=out)
     base = f"http://127.0.0.1:{port}"
     try:
+
         def healthy() -> bool:
             try:
                 return httpx.get(f"{base}/api/v2/monitor/health", timeout=5).status_code == 200
@@ -109,7 +118,9 @@ def test_trigger_through_the_rest_api_and_wait_for_success(airflow_services, bee
         return state if state in ("success", "failed") else None
 
     state = _wait(finished, 420, "the DAG run to finish", airflow_services["proc"], airflow_services["log"])
-    tis = httpx.get(f"{base}/api/v2/dags/community_pipeline/dagRuns/{run_id}/taskInstances", headers=headers, timeout=30)
+    tis = httpx.get(
+        f"{base}/api/v2/dags/community_pipeline/dagRuns/{run_id}/taskInstances", headers=headers, timeout=30
+    )
     states = {t["task_id"]: t["state"] for t in tis.json()["task_instances"]}
     assert state == "success", states
     assert set(states.values()) == {"success"} and set(states) == set(TASKS)
@@ -117,7 +128,9 @@ def test_trigger_through_the_rest_api_and_wait_for_success(airflow_services, bee
     serving = airflow_services["tmp"] / "serving.duckdb"
     con = connect(serving, read_only=True)
     try:
-        status, trigger = con.execute("select status, trigger from ops.runs where run_id = ?", [f"airflow__{run_id}"]).fetchall()[0]
+        status, trigger = con.execute(
+            "select status, trigger from ops.runs where run_id = ?", [f"airflow__{run_id}"]
+        ).fetchall()[0]
         content = con.execute(
             "select sum(new_content) from marts.engagement_daily where source = 'stackexchange:beer'"
         ).fetchall()[0][0]
@@ -143,8 +156,12 @@ def test_backfill_runs_load_exactly_their_data_intervals(airflow_services, beer_
     backfill_id = created.json()["id"]
 
     def runs_done() -> list | None:
-        r = httpx.get(f"{base}/api/v2/dags/community_pipeline/dagRuns", headers=headers,
-                      params={"run_type": "backfill", "limit": 100}, timeout=30)
+        r = httpx.get(
+            f"{base}/api/v2/dags/community_pipeline/dagRuns",
+            headers=headers,
+            params={"run_type": "backfill", "limit": 100},
+            timeout=30,
+        )
         runs = r.json()["dag_runs"]
         return runs if runs and all(x["state"] in ("success", "failed") for x in runs) else None
 
@@ -162,7 +179,7 @@ def test_backfill_runs_load_exactly_their_data_intervals(airflow_services, beer_
         con.close()
     intervals = [(start, end) for start, end, _ in got]
     assert intervals and intervals[0][0].isoformat().startswith("2014-01-2")
-    for (start, end), (next_start, _) in zip(intervals, intervals[1:]):
+    for (_start, end), (next_start, _) in itertools.pairwise(intervals):
         assert end == next_start  # consecutive days, no gap, no overlap
     import xml.etree.ElementTree as ET
 

@@ -41,14 +41,26 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_url: str):
 
     tmp = tmp_path_factory.mktemp("cluster")
     database = f"pulse_cluster_t_{uuid.uuid4().hex[:8]}"
-    env = {"PULSE_WAREHOUSE": str(tmp / "data" / "warehouse.duckdb"), "PULSE_SERVING": str(tmp / "data" / "serving.duckdb"),
-           "PULSE_SCORER": "lexical", "PULSE_SCHEDULE": "none"}
+    env = {
+        "PULSE_WAREHOUSE": str(tmp / "data" / "warehouse.duckdb"),
+        "PULSE_SERVING": str(tmp / "data" / "serving.duckdb"),
+        "PULSE_SCORER": "lexical",
+        "PULSE_SCHEDULE": "none",
+    }
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the components inherit them through cluster_env
     started = None
     try:
-        started = up(tmp / "home", workers=2, api_port=free_port(), postgres_url=postgres_url, database=database,
-                     heartbeat_timeout_s=15, timeout_s=300, log=lambda m: None)
+        started = up(
+            tmp / "home",
+            workers=2,
+            api_port=free_port(),
+            postgres_url=postgres_url,
+            database=database,
+            heartbeat_timeout_s=15,
+            timeout_s=300,
+            log=lambda m: None,
+        )
         yield started, tmp
     finally:
         if started is not None or (tmp / "home" / "cluster.json").exists():
@@ -80,20 +92,46 @@ def test_two_workers_a_killed_worker_and_a_redis_restart_lose_nothing(cluster, b
     warehouse = Path(os.environ["PULSE_WAREHOUSE"])
     conf = {"source": "stackexchange", "path": str(beer_dump), "partition_rows": PARTITION_ROWS}
 
-    status = subprocess.run([sys.executable, "-m", "pulse.cli", "cluster", "status", "--home", str(started.home), "--json"],
-                            capture_output=True, text=True, timeout=120)
+    status = subprocess.run(
+        [sys.executable, "-m", "pulse.cli", "cluster", "status", "--home", str(started.home), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert status.returncode == 0, status.stdout[-2000:] + status.stderr[-2000:]
     info = json.loads(status.stdout)
     assert info["workers_answering"] == ["worker-1", "worker-2"]
     assert {n for n, p in info["processes"].items() if p["running"]} == {
-        "api-server", "scheduler", "dag-processor", "triggerer", "worker-1", "worker-2", "redis"}
+        "api-server",
+        "scheduler",
+        "dag-processor",
+        "triggerer",
+        "worker-1",
+        "worker-2",
+        "redis",
+    }
     assert info["health"]["scheduler"] == "healthy"
 
     # 1. A clean run through the CLI: every task succeeds, the partitions spread over both workers.
     done = subprocess.run(
-        [sys.executable, "-m", "pulse.cli", "cluster", "run", "community_pipeline", "--conf", json.dumps(conf),
-         "--home", str(started.home), "--timeout", "600", "--json"],
-        capture_output=True, text=True, timeout=700,
+        [
+            sys.executable,
+            "-m",
+            "pulse.cli",
+            "cluster",
+            "run",
+            "community_pipeline",
+            "--conf",
+            json.dumps(conf),
+            "--home",
+            str(started.home),
+            "--timeout",
+            "600",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=700,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     clean = json.loads(done.stdout)
@@ -115,8 +153,11 @@ def test_two_workers_a_killed_worker_and_a_redis_restart_lose_nothing(cluster, b
     victim = None
     while victim is None:
         assert time.monotonic() < deadline, "no partition started"
-        running = [t for t in run_state(started, "community_pipeline", run_id)["task_instances"]
-                   if t["task_id"] == "score_partition" and t["state"] == "running" and t["hostname"]]
+        running = [
+            t
+            for t in run_state(started, "community_pipeline", run_id)["task_instances"]
+            if t["task_id"] == "score_partition" and t["state"] == "running" and t["hostname"]
+        ]
         victim = running[0] if running else None
         time.sleep(1)
     time.sleep(4)  # inside the partition's 15 s
@@ -125,13 +166,20 @@ def test_two_workers_a_killed_worker_and_a_redis_restart_lose_nothing(cluster, b
     os.kill(redis_pid, signal.SIGTERM)
     while group_members(redis_pid):
         time.sleep(0.2)
-    subprocess.run(["bash", ".ci/redis", str(started.redis_dir), str(started.redis_port)], check=True,
-                   capture_output=True, cwd=Path(__file__).resolve().parents[2])
+    subprocess.run(
+        ["bash", ".ci/redis", str(started.redis_dir), str(started.redis_port)],
+        check=True,
+        capture_output=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
 
     final = wait_run(started, "community_pipeline", run_id, timeout_s=600)
     assert final["state"] == "success", final
     survivor = ({"worker-1", "worker-2"} - {victim["hostname"]}).pop()
-    retried = next(t for t in final["task_instances"]
-                   if t["task_id"] == "score_partition" and t["map_index"] == victim["map_index"])
+    retried = next(
+        t
+        for t in final["task_instances"]
+        if t["task_id"] == "score_partition" and t["map_index"] == victim["map_index"]
+    )
     assert retried["try_number"] == 2 and retried["hostname"] == survivor  # the retry ran on the other worker
     assert _scores(warehouse) == clean_scores  # no loss, no duplicate, the same values

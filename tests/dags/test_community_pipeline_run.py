@@ -66,7 +66,9 @@ def test_dag_run_marts_match_the_dump(dag_run, beer_dump: Path) -> None:
         }
         counts = {
             r[0]: r[1:]
-            for r in con.execute("select stream, read, inserted, skipped, quarantined from ops.stream_counts").fetchall()
+            for r in con.execute(
+                "select stream, read, inserted, skipped, quarantined from ops.stream_counts"
+            ).fetchall()
         }
     finally:
         con.close()

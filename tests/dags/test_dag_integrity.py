@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def test_community_pipeline_shape(dagbag) -> None:
     assert order == ["extract", "validate", "load", "ingest_decisions", "plan_scoring", "score_partition",
                      "merge_scores", "transform", "validate_marts", "publish"]  # fmt: skip
     assert sorted(t.task_id for t in dag.tasks) == sorted(order)
-    for upstream, downstream in zip(order, order[1:], strict=False):
+    for upstream, downstream in itertools.pairwise(order):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
     assert dag.max_active_runs == 1
     for t in dag.tasks:

@@ -123,9 +123,7 @@ def _heatmap_rows(source: str, tz: str, types: tuple[str, ...]) -> list[tuple]:
         for weekday in range(1, 8):
             for hour in range(24):
                 events = (weekday * 5 + hour * 3 + offset) % 4 + peaks.get((kind, weekday, hour), 0)
-                rows.append(
-                    (source, kind, weekday, WEEKDAY_NAMES[weekday - 1], hour, tz, events, 4.0, events / 4.0)
-                )
+                rows.append((source, kind, weekday, WEEKDAY_NAMES[weekday - 1], hour, tz, events, 4.0, events / 4.0))
     return rows
 
 
@@ -135,8 +133,32 @@ def _daily_rows(source: str, upvotes: int) -> list[tuple]:
     windows are still open)."""
     start = date(2026, 11, 9)
     return [
-        (source, start + timedelta(days=i), dau, 1, 20, 5, 8, 7, 0, 0, n, 0, 0, 0, n, 30 + n,
-         dau, 20, 40, dau / 40, 5, 4, 0.8, i < 5)
+        (
+            source,
+            start + timedelta(days=i),
+            dau,
+            1,
+            20,
+            5,
+            8,
+            7,
+            0,
+            0,
+            n,
+            0,
+            0,
+            0,
+            n,
+            30 + n,
+            dau,
+            20,
+            40,
+            dau / 40,
+            5,
+            4,
+            0.8,
+            i < 5,
+        )
         for i, (n, dau) in enumerate(zip([upvotes, 0, 0, 0, 0, 0, 0], [10, 10, 10, 10, 10, 10, 16], strict=True))
     ]
 
@@ -148,21 +170,75 @@ def _queue_rows() -> list[tuple]:
 
     def item(i: int, title, body, labels, max_label, max_score, hold, scores, fallback=False, author="u1"):
         return (
-            "demo", f"demo:c{i}", "question" if title else "comment", f"demo:t{i}", None, f"demo:{author}",
-            f"Author {author}", base - timedelta(hours=i), title, body, ["hops"] if title else [],
-            "lexical:alt-profanity-check" if fallback else "detoxify:original", f"hash{i}", fallback,
-            labels, max_label, max_score, max_score, hold, *scores, 1 if author == "u1" else 0, i,
+            "demo",
+            f"demo:c{i}",
+            "question" if title else "comment",
+            f"demo:t{i}",
+            None,
+            f"demo:{author}",
+            f"Author {author}",
+            base - timedelta(hours=i),
+            title,
+            body,
+            ["hops"] if title else [],
+            "lexical:alt-profanity-check" if fallback else "detoxify:original",
+            f"hash{i}",
+            fallback,
+            labels,
+            max_label,
+            max_score,
+            max_score,
+            hold,
+            *scores,
+            1 if author == "u1" else 0,
+            i,
         )
 
     return [
-        item(1, HOSTILE_TITLE, HOSTILE_BODY, ["toxicity", "insult"], "toxicity", 0.97, True,
-             (0.97, 0.2, 0.5, 0.05, 0.9, 0.1, 0.01)),
-        item(2, None, "you are an idiot", ["insult"], "insult", 0.88, False,
-             (0.7, 0.05, 0.2, 0.01, 0.88, 0.02, 0.0), author="u2"),
-        item(3, "I will find you", "threatening words", ["threat"], "threat", 0.85, False,
-             (0.5, 0.1, 0.05, 0.85, 0.2, 0.02, 0.0), author="u1"),
-        item(4, None, "darn this", ["toxicity"], "toxicity", 0.82, False,
-             (0.82, None, None, None, None, None, None), fallback=True, author="u3"),
+        item(
+            1,
+            HOSTILE_TITLE,
+            HOSTILE_BODY,
+            ["toxicity", "insult"],
+            "toxicity",
+            0.97,
+            True,
+            (0.97, 0.2, 0.5, 0.05, 0.9, 0.1, 0.01),
+        ),
+        item(
+            2,
+            None,
+            "you are an idiot",
+            ["insult"],
+            "insult",
+            0.88,
+            False,
+            (0.7, 0.05, 0.2, 0.01, 0.88, 0.02, 0.0),
+            author="u2",
+        ),
+        item(
+            3,
+            "I will find you",
+            "threatening words",
+            ["threat"],
+            "threat",
+            0.85,
+            False,
+            (0.5, 0.1, 0.05, 0.85, 0.2, 0.02, 0.0),
+            author="u1",
+        ),
+        item(
+            4,
+            None,
+            "darn this",
+            ["toxicity"],
+            "toxicity",
+            0.82,
+            False,
+            (0.82, None, None, None, None, None, None),
+            fallback=True,
+            author="u3",
+        ),
     ]
 
 
@@ -187,17 +263,51 @@ def _fill(con: duckdb.DuckDBPyConnection, *, fallback_scores: bool) -> None:
         _daily_rows("demo", int(demo_upvotes)) + _daily_rows("beer", BEER_DAY_PRECISION_UPVOTES),
     )
     older, previous, latest = _mondays(3)
+
     def topic(week, name, volume, mean, z, rank, hot, rising, emerging, ids, titles, volume_rank):
-        return ("demo", "week", week, week + timedelta(days=6), week, name, "tag", volume, 4, mean, 0.5, z,
-                (volume + 1) / (mean + 1), volume_rank, week == latest, hot, rising, emerging, rank, ids, titles)
+        return (
+            "demo",
+            "week",
+            week,
+            week + timedelta(days=6),
+            week,
+            name,
+            "tag",
+            volume,
+            4,
+            mean,
+            0.5,
+            z,
+            (volume + 1) / (mean + 1),
+            volume_rank,
+            week == latest,
+            hot,
+            rising,
+            emerging,
+            rank,
+            ids,
+            titles,
+        )
 
     con.executemany(
         f"insert into marts.trending_topics values ({', '.join('?' * 21)})",
         [
             topic(older, "hops", 2, 1.0, 0.7, None, False, False, False, ["demo:t1"], ["Hop schedule"], 1),
             topic(previous, "hops", 3, 3.5, -0.2, 1, True, False, False, ["demo:t1"], ["Hop schedule"], 1),
-            topic(latest, "hops", 12, 3.5, 3.2, 1, True, True, False, ["demo:t1", "demo:t5"],
-                  ["Hop schedule", "Dry hopping"], 1),
+            topic(
+                latest,
+                "hops",
+                12,
+                3.5,
+                3.2,
+                1,
+                True,
+                True,
+                False,
+                ["demo:t1", "demo:t5"],
+                ["Hop schedule", "Dry hopping"],
+                1,
+            ),
             topic(latest, "sour", 4, 0.5, 2.1, 2, True, True, True, ["demo:t7"], [HOSTILE_TITLE], 2),
             topic(latest, "lager", 3, 3.0, -0.2, 3, True, False, False, ["demo:t8"], ["Lager yeast"], 3),
             topic(latest, "obscure", 1, 0.0, 1.0, None, False, False, False, ["demo:t9"], ["Gruit"], 4),
@@ -206,10 +316,38 @@ def _fill(con: duckdb.DuckDBPyConnection, *, fallback_scores: bool) -> None:
     con.executemany(
         f"insert into marts.hot_content values ({', '.join('?' * 14)})",
         [
-            ("demo", "demo:t5", "post", HOT_HOSTILE_TITLE, ["hops"], "demo:u1", datetime(2026, 11, 15, 1),
-             datetime(2026, 11, 15, 3), 2.0, 5, 3, 8, 8 / 4**1.8, 1),
-            ("demo", "demo:t1", "post", "Hop schedule", ["hops"], "demo:u2", datetime(2026, 11, 13, 3),
-             datetime(2026, 11, 15, 3), 48.0, 9, 4, 13, 13 / 50**1.8, 2),
+            (
+                "demo",
+                "demo:t5",
+                "post",
+                HOT_HOSTILE_TITLE,
+                ["hops"],
+                "demo:u1",
+                datetime(2026, 11, 15, 1),
+                datetime(2026, 11, 15, 3),
+                2.0,
+                5,
+                3,
+                8,
+                8 / 4**1.8,
+                1,
+            ),
+            (
+                "demo",
+                "demo:t1",
+                "post",
+                "Hop schedule",
+                ["hops"],
+                "demo:u2",
+                datetime(2026, 11, 13, 3),
+                datetime(2026, 11, 15, 3),
+                48.0,
+                9,
+                4,
+                13,
+                13 / 50**1.8,
+                2,
+            ),
         ],
     )
     queue = _queue_rows()
@@ -218,8 +356,15 @@ def _fill(con: duckdb.DuckDBPyConnection, *, fallback_scores: bool) -> None:
     con.executemany(
         "insert into moderation.scores values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            (row[12], row[11], "1", "lexical" if row[13] else "detoxify", fallback_scores and row[13],
-             *row[19:26], scored_at)
+            (
+                row[12],
+                row[11],
+                "1",
+                "lexical" if row[13] else "detoxify",
+                fallback_scores and row[13],
+                *row[19:26],
+                scored_at,
+            )
             for row in queue
         ],
     )
@@ -232,13 +377,48 @@ def _fill_ops(con: duckdb.DuckDBPyConnection) -> None:
     con.executemany(
         "insert into ops.runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            ("run-demo-1", "demo", t0 - timedelta(days=2), t0 - timedelta(days=1), t0 - timedelta(days=1),
-             t0 - timedelta(days=1) + timedelta(seconds=4), "failed", "QualityGateError: <b>3</b> critical expectations failed",
-             "cli", "detoxify:original", False, None),
-            ("run-demo-2", "demo", t0 - timedelta(days=1), t0, t0, t0 + timedelta(seconds=12.5), "success", None,
-             "airflow", "lexical:alt-profanity-check", True, FALLBACK_NOTE),
-            ("run-beer-1", "beer", None, None, t0, t0 + timedelta(seconds=30), "success", None,
-             "cli", "detoxify:original", False, None),
+            (
+                "run-demo-1",
+                "demo",
+                t0 - timedelta(days=2),
+                t0 - timedelta(days=1),
+                t0 - timedelta(days=1),
+                t0 - timedelta(days=1) + timedelta(seconds=4),
+                "failed",
+                "QualityGateError: <b>3</b> critical expectations failed",
+                "cli",
+                "detoxify:original",
+                False,
+                None,
+            ),
+            (
+                "run-demo-2",
+                "demo",
+                t0 - timedelta(days=1),
+                t0,
+                t0,
+                t0 + timedelta(seconds=12.5),
+                "success",
+                None,
+                "airflow",
+                "lexical:alt-profanity-check",
+                True,
+                FALLBACK_NOTE,
+            ),
+            (
+                "run-beer-1",
+                "beer",
+                None,
+                None,
+                t0,
+                t0 + timedelta(seconds=30),
+                "success",
+                None,
+                "cli",
+                "detoxify:original",
+                False,
+                None,
+            ),
         ],
     )
     con.executemany(
@@ -254,27 +434,92 @@ def _fill_ops(con: duckdb.DuckDBPyConnection) -> None:
         [
             ("run-demo-2", step, t0 + timedelta(seconds=i), elapsed, rows, None)
             for i, (step, elapsed, rows) in enumerate(
-                [("extract", 1.2, 660), ("validate", 0.8, 660), ("load", 2.0, 626), ("score", 5.5, 100),
-                 ("transform", 2.1, 900), ("validate_marts", 0.6, 900), ("publish", 0.3, 12)]
+                [
+                    ("extract", 1.2, 660),
+                    ("validate", 0.8, 660),
+                    ("load", 2.0, 626),
+                    ("score", 5.5, 100),
+                    ("transform", 2.1, 900),
+                    ("validate_marts", 0.6, 900),
+                    ("publish", 0.3, 12),
+                ]
             )
         ],
     )
     con.executemany(
         "insert into raw.quarantine values (?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            ("demo", "content", f"{i}", "bad_timestamp", "CreationDate is not a timestamp",
-             HOSTILE_PAYLOAD.replace('"9"', f'"{i}"'), f"fp{i}", "run-demo-2")
+            (
+                "demo",
+                "content",
+                f"{i}",
+                "bad_timestamp",
+                "CreationDate is not a timestamp",
+                HOSTILE_PAYLOAD.replace('"9"', f'"{i}"'),
+                f"fp{i}",
+                "run-demo-2",
+            )
             for i in range(3)
         ]
         + [("demo", "users", None, "missing_id", "no Id attribute", '{"DisplayName": "x"}', "fpu", "run-demo-1")],
     )
     now = t0 + timedelta(seconds=3)
     results = [
-        ("run-demo-2", "staging", "expect_column_values_to_not_be_null", "content_id", "staging.content", True, True, 0, 100),
-        ("run-demo-2", "staging", "expect_column_values_to_be_unique", "content_id", "staging.content", True, True, 0, 100),
-        ("run-demo-2", "marts", "expect_column_values_to_be_between", "hour", "marts.activity_heatmap", True, True, 0, 672),
-        ("run-demo-2", "marts", "expect_column_values_to_not_be_null", "title", "marts.moderation_queue", False, False, 2, 4),
-        ("run-demo-1", "staging", "expect_column_values_to_not_be_null", "content_id", "staging.content", False, True, 3, 100),
+        (
+            "run-demo-2",
+            "staging",
+            "expect_column_values_to_not_be_null",
+            "content_id",
+            "staging.content",
+            True,
+            True,
+            0,
+            100,
+        ),
+        (
+            "run-demo-2",
+            "staging",
+            "expect_column_values_to_be_unique",
+            "content_id",
+            "staging.content",
+            True,
+            True,
+            0,
+            100,
+        ),
+        (
+            "run-demo-2",
+            "marts",
+            "expect_column_values_to_be_between",
+            "hour",
+            "marts.activity_heatmap",
+            True,
+            True,
+            0,
+            672,
+        ),
+        (
+            "run-demo-2",
+            "marts",
+            "expect_column_values_to_not_be_null",
+            "title",
+            "marts.moderation_queue",
+            False,
+            False,
+            2,
+            4,
+        ),
+        (
+            "run-demo-1",
+            "staging",
+            "expect_column_values_to_not_be_null",
+            "content_id",
+            "staging.content",
+            False,
+            True,
+            3,
+            100,
+        ),
     ]
     con.executemany(
         "insert into quality.validation_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -315,7 +560,10 @@ def build_snapshot(
             con.executemany(
                 "insert into moderation.decisions (decision_id, source, content_id, item_version, from_state, "
                 "to_state, action, actor, decided_at, ingested_run_id) values (?, ?, ?, 1, 'pending', ?, ?, 'mod', ?, 'r')",
-                [(f"d{i}", "demo", f"demo:c{i}", "removed", "remove", datetime(2026, 11, 14, 9, 10 * i)) for i in range(1, 4)]
+                [
+                    (f"d{i}", "demo", f"demo:c{i}", "removed", "remove", datetime(2026, 11, 14, 9, 10 * i))
+                    for i in range(1, 4)
+                ]
                 + [("d4", "demo", "demo:c4", "approved", "approve", datetime(2026, 11, 14, 20, 5))],
             )
         _split_restricted(con, path)
@@ -359,9 +607,7 @@ def pipeline_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
     from pulse.steps import SourceSpec, run_pipeline
 
     folder = tmp_path_factory.mktemp("pipeline")
-    settings = load_settings(
-        warehouse=folder / "warehouse.duckdb", serving=folder / "serving.duckdb", scorer="lexical"
-    )
+    settings = load_settings(warehouse=folder / "warehouse.duckdb", serving=folder / "serving.duckdb", scorer="lexical")
     run_pipeline(settings, SourceSpec("demo"))
     return Snapshot(Path(settings.serving), ("demo",))
 
@@ -447,8 +693,9 @@ def make_review_store(url: str):
     store = ReviewStore(url, bcrypt_rounds=4)
     store.create_schema()
     for username, (role, password) in REVIEW_ACCOUNTS.items():
-        store.add_user(username, name=f"{username.title()} Person", email=f"{username}@example.org", role=role,
-                       password=password)
+        store.add_user(
+            username, name=f"{username.title()} Person", email=f"{username}@example.org", role=role, password=password
+        )
     return store
 
 

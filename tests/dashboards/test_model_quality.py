@@ -29,15 +29,32 @@ def quality_snapshot(make_snapshot, toxicity_data: Path, tmp_path_factory: pytes
     data = load_labelled(toxicity_data / "jigsaw_sample" / "test_examples.csv")
     scorer = LexicalScorer()
     report, scores = evaluate_scorer(scorer, data.frame, threshold=0.5)
-    groups = per_group(data.frame["label"].to_numpy(), scores, ["short" if len(t) < 200 else "long" for t in data.frame["text"]],
-                       threshold=0.5)
-    result = audit(data.frame["text"].to_list(), data.frame["label"].to_numpy(), scores,
-                   {"gay": ("gay",), "women": ("woman", "women")}, threshold=0.5, min_subgroup_size=1)
+    groups = per_group(
+        data.frame["label"].to_numpy(),
+        scores,
+        ["short" if len(t) < 200 else "long" for t in data.frame["text"]],
+        threshold=0.5,
+    )
+    result = audit(
+        data.frame["text"].to_list(),
+        data.frame["label"].to_numpy(),
+        scores,
+        {"gay": ("gay",), "women": ("woman", "women")},
+        threshold=0.5,
+        min_subgroup_size=1,
+    )
     con = duckdb.connect(str(path))
     try:
         record_evaluation(con, report, dataset=HOSTILE_DATASET, dataset_sha256=data.sha256, groups=groups)
-        record_bias_audit(con, result, model_id=scorer.model_id, model_version=scorer.model_version, is_fallback=False,
-                          dataset="jigsaw_sample/test_examples.csv", dataset_sha256=data.sha256)
+        record_bias_audit(
+            con,
+            result,
+            model_id=scorer.model_id,
+            model_version=scorer.model_version,
+            is_fallback=False,
+            dataset="jigsaw_sample/test_examples.csv",
+            dataset_sha256=data.sha256,
+        )
     finally:
         con.close()
     return path
@@ -92,7 +109,9 @@ def test_page_shows_models_evaluations_and_bias(monkeypatch: pytest.MonkeyPatch,
     assert all("<b>" not in s for s in specs)
 
 
-def test_page_without_evaluations_explains_how_to_record(monkeypatch: pytest.MonkeyPatch, make_snapshot, tmp_path: Path) -> None:
+def test_page_without_evaluations_explains_how_to_record(
+    monkeypatch: pytest.MonkeyPatch, make_snapshot, tmp_path: Path
+) -> None:
     path = make_snapshot(tmp_path / "serving.duckdb")  # migrated: the tables exist but are empty
     at = _open(monkeypatch, path)
     infos = " ".join(i.value for i in at.info)

@@ -21,8 +21,9 @@ PAGES = (
     "views/overview.py", "views/peak_times.py", "views/trending.py", "views/best_time.py",
     "views/pipeline_health.py",
 )  # fmt: skip
-TITLES = dict(zip(PAGES, ("Overview", "Peak times", "Trending topics", "Best time to post",
-                          "Pipeline health"), strict=True))
+TITLES = dict(
+    zip(PAGES, ("Overview", "Peak times", "Trending topics", "Best time to post", "Pipeline health"), strict=True)
+)
 OVERVIEW, PEAK, TRENDING, BEST, HEALTH = PAGES
 # pages that show charts on the hand-made snapshot, per source (beer has no topics, flags or threads there)
 # (the review pages have their own tests: tests/dashboards/test_review_*.py)
@@ -339,7 +340,9 @@ def test_thread_links_on_the_platform(monkeypatch) -> None:
     assert components.content_url(beer, "stackexchange:beer", "p6418", "question") == (
         "https://beer.stackexchange.com/questions/6418"
     )
-    assert components.content_url(beer, "stackexchange:beer", "p6420", "answer") == "https://beer.stackexchange.com/a/6420"
+    assert (
+        components.content_url(beer, "stackexchange:beer", "p6420", "answer") == "https://beer.stackexchange.com/a/6420"
+    )
     assert components.source_base_url("stackexchange:stackoverflow.com") == "https://stackoverflow.com"
     forum = components.source_base_url("discourse:forum")
     assert components.content_url(forum, "discourse:forum", "1234", "post") == "https://forum.example.org/p/1234"
@@ -479,8 +482,13 @@ def test_trending_lists_emerging_and_hot_this_week_versus_last(serve, snapshot, 
     serve(snapshot)
     latest = sql(snapshot, "select max(period_start) as w from marts.trending_topics where source = 'demo'")["w"][0]
     at = open_page(TRENDING, "demo")
-    assert any(m.value.startswith(f"**Week of {latest:%Y-%m-%d} to {latest + timedelta(days=6):%Y-%m-%d}:** "
-                                  "1 emerging and 3 hot topics among 4 discussed") for m in at.markdown)
+    assert any(
+        m.value.startswith(
+            f"**Week of {latest:%Y-%m-%d} to {latest + timedelta(days=6):%Y-%m-%d}:** "
+            "1 emerging and 3 hot topics among 4 discussed"
+        )
+        for m in at.markdown
+    )
     emerging, hot = at.dataframe[0].value, at.dataframe[1].value
     assert emerging["topic"].tolist() == list(facts.demo_emerging)
     assert hot["topic"].tolist() == list(facts.demo_hot)
@@ -538,8 +546,9 @@ def test_trending_other_week(serve, snapshot) -> None:
     at = open_page(TRENDING, "demo")
     # the hand-made demo has 7 days of engagement (the default range) but 3 weeks of topics
     assert len(at.selectbox(key="trend_when_week").options) == 1
-    bounds = sql(snapshot, "select min(period_start) as a, max(period_end) as b from marts.trending_topics "
-                           "where source = 'demo'").row(0)
+    bounds = sql(
+        snapshot, "select min(period_start) as a, max(period_end) as b from marts.trending_topics where source = 'demo'"
+    ).row(0)
     at.date_input(key="trend_range").set_value(bounds).run()
     weeks = at.selectbox(key="trend_when_week").options
     assert len(weeks) == 3 and weeks == sorted(weeks, reverse=True)
@@ -551,7 +560,9 @@ def test_trending_other_week(serve, snapshot) -> None:
 
 def test_trending_daily_window(serve, pipeline_snapshot) -> None:
     serve(pipeline_snapshot)
-    day = sql(pipeline_snapshot, "select max(period_start) as d from marts.trending_topics where period = 'day'")["d"][0]
+    day = sql(pipeline_snapshot, "select max(period_start) as d from marts.trending_topics where period = 'day'")["d"][
+        0
+    ]
     hot = sql(
         pipeline_snapshot,
         "select topic from marts.trending_topics where period = 'day' and period_start = ? and is_hot "
@@ -598,11 +609,16 @@ def test_best_time_matches_the_mart_and_recommends_its_top_slot(serve, pipeline_
         f"responses and votes within 7 days on average (95% CI {best['engagement_ci_low']:.1f}–"
         f"{best['engagement_ci_high']:.1f}, {best['posts']} threads)"
     ), at.success[0].value
-    assert f"Slots are ranked by the lower end of that 95% interval, the ranking figure (here **{best['engagement_ci_low']:.2f}**)" in at.success[0].value
+    assert (
+        f"Slots are ranked by the lower end of that 95% interval, the ranking figure (here **{best['engagement_ci_low']:.2f}**)"
+        in at.success[0].value
+    )
     second = mart.row(1, named=True)
-    assert (f"Next best: {WEEKDAYS[second['weekday'] - 1]} {second['hour']:02d}:00–{second['hour'] + 1:02d}:00 "
-            f"(ranking figure {second['engagement_ci_low']:.2f}; mean {second['mean_engagement']:.1f} over "
-            f"{second['posts']} threads)") in at.success[0].value
+    assert (
+        f"Next best: {WEEKDAYS[second['weekday'] - 1]} {second['hour']:02d}:00–{second['hour'] + 1:02d}:00 "
+        f"(ranking figure {second['engagement_ci_low']:.2f}; mean {second['mean_engagement']:.1f} over "
+        f"{second['posts']} threads)"
+    ) in at.success[0].value
     assert metric(at, "Never answered").value == f"{never:,}"
     assert not any("Votes are not counted" in i.value for i in at.info)  # the demo's votes are hour-precise
 
@@ -626,6 +642,7 @@ def test_best_time_coarser_slots_and_thin_data(serve, pipeline_snapshot) -> None
     at.radio(key="best_grouping").set_value("weekday × hour").run()
     at.number_input(key="best_min_posts").set_value(100).run()
     assert any("too little data to rank" in i.value for i in at.info)
+
 
 # --- pipeline health ----------------------------------------------------------------------
 
@@ -726,11 +743,11 @@ def test_query_without_snapshot(monkeypatch, tmp_path: Path) -> None:
 def test_csv_export_defuses_formulas() -> None:
     from dashboards import data
 
-    frame = pl.DataFrame({"title": ["=HYPERLINK(\"http://evil\")", "fine"], "ids": [["a", "b"], []], "n": [-1, 2]})
+    frame = pl.DataFrame({"title": ['=HYPERLINK("http://evil")', "fine"], "ids": [["a", "b"], []], "n": [-1, 2]})
     assert data.to_csv(frame).decode().splitlines() == [
         "title,ids,n",
-        "\"'=HYPERLINK(\"\"http://evil\"\")\",a; b,-1",
-        "fine,\"\",2",
+        '"\'=HYPERLINK(""http://evil"")",a; b,-1',
+        'fine,"",2',
     ]
 
 

@@ -102,7 +102,9 @@ def test_five_wrong_passwords_lock_the_account_until_an_admin_unlocks(
     assert fresh_review_store.reset_signin_failures("mod") is False, "a successful sign-in cleared the count"
 
 
-def test_lockout_policy_comes_from_the_settings(serve, snapshot, review_accounts, fresh_review_store, monkeypatch) -> None:
+def test_lockout_policy_comes_from_the_settings(
+    serve, snapshot, review_accounts, fresh_review_store, monkeypatch
+) -> None:
     serve(snapshot)
     monkeypatch.setenv("PULSE_SIGNIN_MAX_FAILURES", "2")
     monkeypatch.setenv("PULSE_SIGNIN_LOCKOUT_MINUTES", "1")
@@ -148,7 +150,9 @@ def test_no_accounts_says_how_to_create_the_first_admin(serve, snapshot, tmp_pat
     assert not at.text_input, "no sign-in form: there is nobody to sign in as"
 
 
-def test_deactivated_or_demoted_user_loses_access_at_the_next_click(serve, snapshot, signed_in, fresh_review_store) -> None:
+def test_deactivated_or_demoted_user_loses_access_at_the_next_click(
+    serve, snapshot, signed_in, fresh_review_store
+) -> None:
     serve(snapshot)
     at = signed_in(fresh_app(), "mod").run()
     assert "review_queue.py" in known_pages(at)

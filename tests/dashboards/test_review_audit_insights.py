@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -89,7 +89,9 @@ def test_audit_log_lists_filters_and_exports_every_decision(serve, snapshot, dec
     at.multiselect(key="audit_actors").set_value(["mod2"]).run()
     assert any(m.value.startswith("**1 decisions** match") for m in at.markdown)
     rows = list(csv.DictReader(io.StringIO(csv_downloads[-1].decode())))
-    assert [(r["content_id"], r["action"], r["reason_code"]) for r in rows] == [("demo:c2", "approve", "false_positive")]
+    assert [(r["content_id"], r["action"], r["reason_code"]) for r in rows] == [
+        ("demo:c2", "approve", "false_positive")
+    ]
     at.multiselect(key="audit_actors").set_value([]).run()
     at.multiselect(key="audit_actions").set_value(["remove"]).run()
     at.multiselect(key="audit_reasons").set_value(["threat"]).run()
@@ -103,7 +105,7 @@ def test_audit_log_empty(serve, snapshot, fresh_review_store) -> None:
 
 
 def test_insights_numbers_for_a_manager_without_item_text(serve, snapshot, decided, facts) -> None:
-    store, items = decided
+    _store, items = decided
     serve(snapshot)
     at = open_page("views/moderation_insights.py", "boss")
     assert [t.value for t in at.main.title] == ["Moderation insights"]
@@ -118,10 +120,14 @@ def test_insights_numbers_for_a_manager_without_item_text(serve, snapshot, decid
     removed = {cid for cid, action, *_ in PLAN if action == "remove"}
     expected = {}
     for column, label in ((3, "toxicity"), (4, "insult"), (5, "threat")):
-        hit = [cid for cid, row in items.items() if row[column] is not None and row[column] >= DEFAULT_THRESHOLDS[label]]
+        hit = [
+            cid for cid, row in items.items() if row[column] is not None and row[column] >= DEFAULT_THRESHOLDS[label]
+        ]
         expected[label] = (len(hit), sum(c in removed for c in hit))
     assert expected == {"toxicity": (2, 1), "insult": (2, 1), "threat": (1, 1)}
-    agreement = next(df.value for df in at.dataframe if "precision" in df.value.columns and "upheld" in df.value.columns)
+    agreement = next(
+        df.value for df in at.dataframe if "precision" in df.value.columns and "upheld" in df.value.columns
+    )
     got = {r.label: (r.flagged, r.upheld) for r in agreement.itertuples()}
     for label, counts in expected.items():
         assert got[label] == counts
@@ -136,8 +142,10 @@ def test_insights_numbers_for_a_manager_without_item_text(serve, snapshot, decid
     per_moderator = next(df.value for df in at.dataframe if "actor" in df.value.columns)
     assert dict(zip(per_moderator["actor"], per_moderator["total"], strict=True)) == {"mod": 3, "mod2": 1}
     # aggregates only: no title, body or note reaches a manager
-    shown = [str(x.value) for x in (*at.markdown, *at.text, *at.caption)] + [
-        df.value.to_csv() for df in at.dataframe
-    ] + [el.proto.spec for el in at.get("plotly_chart")]
+    shown = (
+        [str(x.value) for x in (*at.markdown, *at.text, *at.caption)]
+        + [df.value.to_csv() for df in at.dataframe]
+        + [el.proto.spec for el in at.get("plotly_chart")]
+    )
     for secret in (facts.hostile_body, "you are an idiot", "I will find you", "threatening words", "evil"):
         assert not any(secret in s for s in shown), secret

@@ -53,7 +53,9 @@ def matching(at: AppTest) -> int:
 
 def test_queue_lists_items_by_priority_with_counts(serve, snapshot, fresh_review_store) -> None:
     serve(snapshot)
-    expected = sql(snapshot.path, "select content_id from marts.moderation_queue where source = 'demo' order by priority")
+    expected = sql(
+        snapshot.path, "select content_id from marts.moderation_queue where source = 'demo' order by priority"
+    )
     at = open_queue()
     assert [t.value for t in at.main.title] == ["Review queue"]
     assert metrics(at) == {"Pending": str(expected.height), "Escalated": "0", "Approved": "0", "Removed": "0"}
@@ -90,8 +92,16 @@ def test_second_moderator_gets_a_conflict_and_nothing_is_written(serve, snapshot
     serve(snapshot)
     at = open_queue("mod")  # mod sees demo:c1 at version 0
     moment = datetime(2026, 11, 20, 10, 30, 5)
-    fresh_review_store.decide(source="demo", content_id="demo:c1", action="remove", actor="mod2",
-                              expected_version=0, content_hash="hash1", reason_code="harassment", now=moment)
+    fresh_review_store.decide(
+        source="demo",
+        content_id="demo:c1",
+        action="remove",
+        actor="mod2",
+        expected_version=0,
+        content_hash="hash1",
+        reason_code="harassment",
+        now=moment,
+    )
     at.button(key="act_approve").click().run()
     assert not at.exception
     errors = [e.value for e in at.error]
@@ -111,8 +121,11 @@ def test_removal_requires_a_reason(serve, snapshot, fresh_review_store) -> None:
     at.text_input(key="review_note").input("name-calling; second warning").run()
     at.button(key="act_remove").click().run()
     (decision,) = fresh_review_store.decisions().iter_rows(named=True)
-    assert (decision["action"], decision["reason_code"], decision["note"]) == ("remove", "harassment",
-                                                                               "name-calling; second warning")
+    assert (decision["action"], decision["reason_code"], decision["note"]) == (
+        "remove",
+        "harassment",
+        "name-calling; second warning",
+    )
     assert metrics(at)["Removed"] == "1"
 
 
@@ -137,30 +150,39 @@ def test_bulk_action_on_a_selection_counts(serve, snapshot, fresh_review_store) 
     assert any(e.value.startswith("Choose a reason before removing the selected") for e in at.error)
     assert fresh_review_store.decisions().is_empty()
     at.selectbox(key="review_bulk_reason").set_value("spam").run()
-    fresh_review_store.decide(source="demo", content_id="demo:c3", action="approve", actor="mod2",
-                              expected_version=0, content_hash="hash3")
+    fresh_review_store.decide(
+        source="demo", content_id="demo:c3", action="approve", actor="mod2", expected_version=0, content_hash="hash3"
+    )
     at.button(key="bulk_remove").click().run()
     warning = next(w.value for w in at.warning if w.value.startswith("Bulk remove"))
-    assert warning.startswith("Bulk remove: 2 of 3 items done; 1 skipped because a colleague acted first (mod2 already approved")
+    assert warning.startswith(
+        "Bulk remove: 2 of 3 items done; 1 skipped because a colleague acted first (mod2 already approved"
+    )
     states = dict(fresh_review_store.item_states("demo").select("content_id", "state").iter_rows())
     assert states == {"demo:c1": "removed", "demo:c2": "removed", "demo:c3": "approved"}
     assert metrics(at) == {"Pending": "1", "Escalated": "0", "Approved": "1", "Removed": "2"}
-    assert any(m.value.startswith("**Bulk actions** on the 0 selected items") for m in at.markdown), \
+    assert any(m.value.startswith("**Bulk actions** on the 0 selected items") for m in at.markdown), (
         "the selection is cleared after the action (it is by row position)"
+    )
 
 
 def test_filters(serve, snapshot, fresh_review_store) -> None:
     serve(snapshot)
     at = open_queue()
     at.slider(key="review_score_range").set_value((0.9, 1.0)).run()
-    strong = sql(snapshot.path, "select count(*) as n from marts.moderation_queue where source = 'demo' and max_score >= 0.9")
+    strong = sql(
+        snapshot.path, "select count(*) as n from marts.moderation_queue where source = 'demo' and max_score >= 0.9"
+    )
     assert matching(at) == strong["n"][0] == 1
     at.slider(key="review_score_range").set_value((0.0, 1.0)).run()
     at.multiselect(key="review_labels").set_value(["threat"]).run()
     assert matching(at) == 1 and at.selectbox(key="review_item").value == "demo:c3"
     at.multiselect(key="review_labels").set_value([]).run()
     at.multiselect(key="review_tags").set_value(["hops"]).run()
-    tagged = sql(snapshot.path, "select count(*) as n from marts.moderation_queue where source = 'demo' and list_contains(tags, 'hops')")
+    tagged = sql(
+        snapshot.path,
+        "select count(*) as n from marts.moderation_queue where source = 'demo' and list_contains(tags, 'hops')",
+    )
     assert matching(at) == tagged["n"][0] == 2
     at.multiselect(key="review_tags").set_value([]).run()
     at.text_input(key="review_author").input("u2").run()

@@ -97,7 +97,8 @@ def beer_slice(source: Path) -> dict[str, bytes]:
     in_cut = lambda row: CUT_START <= row["CreationDate"] < CUT_END  # noqa: E731
     threads = {p["Id"] for p in posts.values() if p["PostTypeId"] == "1" and in_cut(p)} | set(EXTRA_THREADS)
     kept_posts = {
-        i for i, p in posts.items()
+        i
+        for i, p in posts.items()
         if (p["PostTypeId"] == "1" and p["Id"] in threads)
         or (p["PostTypeId"] == "2" and p.get("ParentId") in threads)
         or (p["PostTypeId"] not in ("1", "2") and in_cut(p))
@@ -108,11 +109,15 @@ def beer_slice(source: Path) -> dict[str, bytes]:
     kept_comments = {i for i, c in comments.items() if c.get("PostId") in post_ids}
     votes = dict(_rows(lines["Votes.xml"]))
     kept_votes = {
-        i for i, v in votes.items()
+        i
+        for i, v in votes.items()
         if v.get("PostId") in post_ids or (v.get("PostId") not in all_post_ids and in_cut(v))
     }
-    named = ((posts, kept_posts, ("OwnerUserId", "LastEditorUserId")), (comments, kept_comments, ("UserId",)),
-             (votes, kept_votes, ("UserId",)))
+    named = (
+        (posts, kept_posts, ("OwnerUserId", "LastEditorUserId")),
+        (comments, kept_comments, ("UserId",)),
+        (votes, kept_votes, ("UserId",)),
+    )
     users = {"-1"} | {rows[i][k] for rows, kept, keys in named for i in kept for k in keys if k in rows[i]}
     kept_users = {i for i, u in _rows(lines["Users.xml"]) if u["Id"] in users}
     keep = {"Posts.xml": kept_posts, "Comments.xml": kept_comments, "Votes.xml": kept_votes, "Users.xml": kept_users}

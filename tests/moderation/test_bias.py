@@ -90,32 +90,65 @@ def test_audit_on_davidson_matches_sklearn(davidson_600) -> None:
     s = np.asarray(_profanity_check().predict_prob(texts), dtype=float)
     groups = {"female": DEFAULT_SUBGROUPS["female"], "male": DEFAULT_SUBGROUPS["male"], "girl": ("girl",)}
     result = audit(texts, y, s, groups, threshold=0.5, min_subgroup_size=5)  # 'girl': 9 mentions
-    assert [(r.subgroup, r.n, r.n_positive) for r in result.subgroups] == [("female", 28, 21), ("male", 21, 16), ("girl", 9, 9)]
+    assert [(r.subgroup, r.n, r.n_positive) for r in result.subgroups] == [
+        ("female", 28, 21),
+        ("male", 21, 16),
+        ("girl", 9, 9),
+    ]
     for sub in result.subgroups:
         pattern = re.compile(r"\b(" + "|".join(map(re.escape, sub.terms)) + r")\b", re.IGNORECASE)
         g = np.array([bool(pattern.search(t)) for t in texts])
         assert sub.n == int(g.sum())
         bpsn = (g & (y == 0)) | (~g & (y == 1))
         bnsp = (g & (y == 1)) | (~g & (y == 0))
-        for got, want in ((sub.subgroup_auc, _auc_or_none(y[g], s[g])), (sub.bpsn_auc, _auc_or_none(y[bpsn], s[bpsn])),
-                          (sub.bnsp_auc, _auc_or_none(y[bnsp], s[bnsp]))):
+        for got, want in (
+            (sub.subgroup_auc, _auc_or_none(y[g], s[g])),
+            (sub.bpsn_auc, _auc_or_none(y[bpsn], s[bpsn])),
+            (sub.bnsp_auc, _auc_or_none(y[bnsp], s[bnsp])),
+        ):
             assert got == (None if want is None else pytest.approx(want))
         neg = g & (y == 0)
         assert sub.subgroup_fpr == (pytest.approx((s[neg] >= 0.5).mean()) if neg.any() else None)
     girl = result.subgroups[2]
     assert girl.subgroup_auc is None and girl.bpsn_auc is None and girl.bnsp_auc is not None  # no harmless mention
     assert result.generalized_means["bpsn_auc"] == pytest.approx(
-        generalized_mean([result.subgroups[0].bpsn_auc, result.subgroups[1].bpsn_auc]))
+        generalized_mean([result.subgroups[0].bpsn_auc, result.subgroups[1].bpsn_auc])
+    )
 
 
 def test_cli_bias_audit_json_and_record(davidson_600, tmp_path: Path) -> None:
     path, rows = davidson_600
     env = {"PULSE_WAREHOUSE": str(tmp_path / "w.duckdb"), "PULSE_SERVING": str(tmp_path / "s.duckdb")}
-    result = runner.invoke(app, [
-        "moderation", "bias-audit", "--data", str(path), "--text-column", "tweet", "--label-column", "class",
-        "--label-map", "0=1", "--label-map", "1=1", "--label-map", "2=0", "--model", "lexical",
-        "--term", "girl", "--term", "white", "--min-subgroup-size", "5", "--json", "--record",
-    ], env=env)
+    result = runner.invoke(
+        app,
+        [
+            "moderation",
+            "bias-audit",
+            "--data",
+            str(path),
+            "--text-column",
+            "tweet",
+            "--label-column",
+            "class",
+            "--label-map",
+            "0=1",
+            "--label-map",
+            "1=1",
+            "--label-map",
+            "2=0",
+            "--model",
+            "lexical",
+            "--term",
+            "girl",
+            "--term",
+            "white",
+            "--min-subgroup-size",
+            "5",
+            "--json",
+            "--record",
+        ],
+        env=env,
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     y = np.array([0 if r["class"] == "2" else 1 for r in rows])
@@ -128,7 +161,9 @@ def test_cli_bias_audit_json_and_record(davidson_600, tmp_path: Path) -> None:
 
     con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
     try:
-        stored = con.execute("select subgroup, n_subgroup, bpsn_auc from moderation.bias_audit order by subgroup").fetchall()
+        stored = con.execute(
+            "select subgroup, n_subgroup, bpsn_auc from moderation.bias_audit order by subgroup"
+        ).fetchall()
     finally:
         con.close()
     by_name = {s["subgroup"]: s for s in out["subgroups"]}
@@ -139,7 +174,18 @@ def test_cli_bias_audit_json_and_record(davidson_600, tmp_path: Path) -> None:
 
 
 def test_cli_bias_audit_table_on_jigsaw(toxicity_data: Path) -> None:
-    result = runner.invoke(app, ["moderation", "bias-audit", "--data", str(toxicity_data / "jigsaw_sample" / "test_examples.csv"),
-                                 "--model", "lexical", "--min-subgroup-size", "3"])
+    result = runner.invoke(
+        app,
+        [
+            "moderation",
+            "bias-audit",
+            "--data",
+            str(toxicity_data / "jigsaw_sample" / "test_examples.csv"),
+            "--model",
+            "lexical",
+            "--min-subgroup-size",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Borkan" in result.output and "gay_or_lesbian" in result.output and "101 texts, 13 positive" in result.output

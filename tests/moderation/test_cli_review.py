@@ -46,13 +46,28 @@ def test_ensure_admin_creates_once_with_a_random_password(env: dict[str, str], t
 
 
 def test_add_user_from_stdin_or_generated(env: dict[str, str]) -> None:
-    given = runner.invoke(app, ["review", "add-user", "alice", "--role", "moderator", "--name", "Alice",
-                                "--email", "alice@example.org", "--password-stdin"],
-                          input="a long enough passphrase\n", env=env)
+    given = runner.invoke(
+        app,
+        [
+            "review",
+            "add-user",
+            "alice",
+            "--role",
+            "moderator",
+            "--name",
+            "Alice",
+            "--email",
+            "alice@example.org",
+            "--password-stdin",
+        ],
+        input="a long enough passphrase\n",
+        env=env,
+    )
     assert given.exit_code == 0, given.output
     assert "a long enough passphrase" not in given.output and "shown once" not in given.output
-    generated = runner.invoke(app, ["review", "add-user", "mia", "--role", "manager", "--name", "Mia",
-                                    "--email", "mia@example.org"], env=env)
+    generated = runner.invoke(
+        app, ["review", "add-user", "mia", "--role", "manager", "--name", "Mia", "--email", "mia@example.org"], env=env
+    )
     password = _password_from(generated.output)
     store = ReviewStore(env["PULSE_REVIEW_STORE_URL"])
     assert store.authenticate("alice", "a long enough passphrase").role == "moderator"
@@ -64,10 +79,16 @@ def test_add_user_from_stdin_or_generated(env: dict[str, str]) -> None:
 
 
 def test_bad_input_exits_2_with_the_fix(env: dict[str, str]) -> None:
-    bad_role = runner.invoke(app, ["review", "add-user", "x", "--role", "owner", "--name", "X", "--email", "x@e.org"], env=env)
+    bad_role = runner.invoke(
+        app, ["review", "add-user", "x", "--role", "owner", "--name", "X", "--email", "x@e.org"], env=env
+    )
     assert bad_role.exit_code == 2 and "unknown role 'owner'" in bad_role.output
-    weak = runner.invoke(app, ["review", "add-user", "x", "--role", "moderator", "--name", "X", "--email", "x@e.org",
-                               "--password-stdin"], input="short\n", env=env)
+    weak = runner.invoke(
+        app,
+        ["review", "add-user", "x", "--role", "moderator", "--name", "X", "--email", "x@e.org", "--password-stdin"],
+        input="short\n",
+        env=env,
+    )
     assert weak.exit_code == 2 and "at least 12" in weak.output
     empty = runner.invoke(app, ["review", "set-password", "x", "--password-stdin"], input="", env=env)
     assert empty.exit_code == 2 and "stdin was empty" in empty.output
@@ -84,8 +105,16 @@ def test_set_role_deactivate_and_decisions_csv(env: dict[str, str], tmp_path: Pa
     store.create_schema()
     store.add_user("bob", name="Bob", email="bob@example.org", role="manager", password="a long enough passphrase")
     assert runner.invoke(app, ["review", "set-role", "bob", "--role", "moderator"], env=env).exit_code == 0
-    store.decide(source="s", content_id="1", action="remove", actor="bob", expected_version=0, content_hash="h",
-                 reason_code="spam", note="buy now, cheap")
+    store.decide(
+        source="s",
+        content_id="1",
+        action="remove",
+        actor="bob",
+        expected_version=0,
+        content_hash="h",
+        reason_code="spam",
+        note="buy now, cheap",
+    )
     store.decide(source="s", content_id="2", action="escalate", actor="bob", expected_version=0, content_hash="h")
     shown = runner.invoke(app, ["review", "decisions", "--action", "remove"], env=env)
     assert shown.exit_code == 0 and "Decisions (1;" in shown.output and "spam" in shown.output
@@ -105,7 +134,9 @@ def test_set_role_deactivate_and_decisions_csv(env: dict[str, str], tmp_path: Pa
 def test_unlock_lifts_a_signin_lockout(env: dict[str, str]) -> None:
     store = ReviewStore(env["PULSE_REVIEW_STORE_URL"], bcrypt_rounds=4)
     store.create_schema()
-    store.add_user("carol", name="Carol", email="carol@example.org", role="moderator", password="a long enough passphrase")
+    store.add_user(
+        "carol", name="Carol", email="carol@example.org", role="moderator", password="a long enough passphrase"
+    )
     for _ in range(5):
         until = store.record_failed_signin("carol")
     assert until is not None and store.locked_until("carol") == until

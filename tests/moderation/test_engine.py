@@ -50,7 +50,9 @@ def plain(tiny_dir: Path):
     from detoxify import Detoxify
 
     with hf_offline():
-        return Detoxify(checkpoint=str(tiny_dir / CHECKPOINT_FILE), huggingface_config_path=str(tiny_dir / CONFIG_SUBDIR))
+        return Detoxify(
+            checkpoint=str(tiny_dir / CHECKPOINT_FILE), huggingface_config_path=str(tiny_dir / CONFIG_SUBDIR)
+        )
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +85,10 @@ def test_engine_matches_plain_on_real_comments(engine: DetoxifyScorer, plain, to
     """200 real texts (the 101 Jigsaw comments, 99 Davidson tweets): many lengths, so padding differs per batch."""
     from moderation.datasets import load_labelled
 
-    texts = [*load_labelled(toxicity_data / "jigsaw_sample" / "test_examples.csv").frame["text"],
-             *load_labelled(toxicity_data / "davidson" / "labeled_data.csv").frame["text"].head(99)]
+    texts = [
+        *load_labelled(toxicity_data / "jigsaw_sample" / "test_examples.csv").frame["text"],
+        *load_labelled(toxicity_data / "davidson" / "labeled_data.csv").frame["text"].head(99),
+    ]
     ours = engine.score(texts)
     stats = engine.last_stats
     assert stats is not None and stats.unique_texts == len(set(texts)) and stats.batches > 5
@@ -112,7 +116,14 @@ def test_duplicates_are_scored_once(engine: DetoxifyScorer, monkeypatch: pytest.
         return forward(self, arrays)
 
     monkeypatch.setattr(DetoxifyScorer, "_forward", counting)
-    texts = ["you idiot", "nice stout", "you idiot", "you idiot", "nice stout", "what hops?"] * 5  # 30 texts, 3 distinct
+    texts = [
+        "you idiot",
+        "nice stout",
+        "you idiot",
+        "you idiot",
+        "nice stout",
+        "what hops?",
+    ] * 5  # 30 texts, 3 distinct
     frame = engine.score(texts)
     assert sum(rows) == 3
     assert engine.last_stats.texts == 30 and engine.last_stats.unique_texts == 3
@@ -184,7 +195,9 @@ def test_onnx_int8_builds_caches_and_stays_close(int8: DetoxifyScorer, engine: D
     assert np.abs(q - fp32).max() > 0  # really a different numeric path
     # cached: a second load reuses the built file
     mtime = int8.onnx_path.stat().st_mtime_ns
-    again = load_scorer(f"checkpoint:{tiny_dir}", quantization="onnx-int8", max_batch_tokens=int8.max_batch_tokens, threads=1)
+    again = load_scorer(
+        f"checkpoint:{tiny_dir}", quantization="onnx-int8", max_batch_tokens=int8.max_batch_tokens, threads=1
+    )
     assert again.onnx_path == int8.onnx_path and int8.onnx_path.stat().st_mtime_ns == mtime
     np.testing.assert_allclose(again.score(TEXTS).to_numpy(), q, atol=1e-6)  # same batches, same scores
 
@@ -212,7 +225,11 @@ def test_bad_quantization_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tin
     monkeypatch.setenv("PULSE_SCORER_THREADS", "1")
     monkeypatch.setenv("PULSE_SCORE_BATCH_BUDGET", "4096")
     settings = load_settings()
-    assert (settings.scorer_quantization, settings.scorer_threads, settings.score_batch_budget) == ("onnx-int8", 1, 4096)
+    assert (settings.scorer_quantization, settings.scorer_threads, settings.score_batch_budget) == (
+        "onnx-int8",
+        1,
+        4096,
+    )
     with pytest.raises(ValueError, match=r"valid: none \| onnx-int8"):
         load_scorer(f"checkpoint:{tiny_dir}", quantization="int4")
 
@@ -223,7 +240,9 @@ def test_lexical_ignores_engine_options() -> None:
     assert isinstance(scorer.score(["hello"]), pl.DataFrame)
 
 
-def test_onnx_int8_without_its_packages_says_what_is_missing(tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_onnx_int8_without_its_packages_says_what_is_missing(
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import importlib.util
 
     from moderation.scorers import ScorerUnavailableError

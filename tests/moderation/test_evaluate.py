@@ -32,8 +32,18 @@ from moderation.tiny import build_tiny_checkpoint
 from pulse.cli import app
 
 runner = CliRunner()
-REQUIRED_KEYS = {"n", "roc_auc", "pr_auc", "precision", "recall", "f1", "threshold", "best_f1_threshold", "ece",
-                 "texts_per_second"}
+REQUIRED_KEYS = {
+    "n",
+    "roc_auc",
+    "pr_auc",
+    "precision",
+    "recall",
+    "f1",
+    "threshold",
+    "best_f1_threshold",
+    "ece",
+    "texts_per_second",
+}
 
 
 def _jigsaw_rows(toxicity_data: Path) -> tuple[list[str], np.ndarray]:
@@ -103,7 +113,11 @@ def test_evaluate_lexical_on_the_jigsaw_sample_matches_sklearn(jigsaw) -> None:
     assert f1_score(y, scores >= report.best_f1_threshold) == pytest.approx(best)
     edges = np.linspace(0, 1, 16)
     idx = np.clip(np.digitize(scores, edges[1:-1]), 0, 14)
-    ece = sum((idx == b).sum() / 101 * abs(y[idx == b].mean() - scores[idx == b].mean()) for b in range(15) if (idx == b).any())
+    ece = sum(
+        (idx == b).sum() / 101 * abs(y[idx == b].mean() - scores[idx == b].mean())
+        for b in range(15)
+        if (idx == b).any()
+    )
     assert report.ece == pytest.approx(ece)
     assert report.texts_per_second > 0 and report.model_id == "lexical:alt-profanity-check"
 
@@ -114,7 +128,9 @@ def test_kaggle_escapes_are_decoded(full_toxicity_data: Path) -> None:
     frame = data.frame
     assert data.preset == "kaggle_insults" and frame.height == 3947 and int(frame["label"].sum()) == 1049
     assert frame["text"][0] == "You fuck your dad."  # '"""You fuck your dad."""' in the file
-    assert frame["text"][1] == "i really don't understand your point.\xa0 It seems that you are mixing apples and oranges."
+    assert (
+        frame["text"][1] == "i really don't understand your point.\xa0 It seems that you are mixing apples and oranges."
+    )
     assert frame["text"][2].startswith("A\xa0majority of Canadians")  # escaped twice: \\xc2\\xa0 (UTF-8) in the file
     assert "\\x" not in "".join(frame["text"].to_list())
     assert decode_python_escapes('"C\\xe1c b\\u1ea1n\\n"') == "Các bạn\n"
@@ -129,7 +145,7 @@ def test_cli_evaluate_json_on_jigsaw(jigsaw, tmp_path: Path, monkeypatch: pytest
     result = runner.invoke(app, ["moderation", "evaluate", "--data", str(path), "--model", "lexical", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert REQUIRED_KEYS <= set(out)
+    assert set(out) >= REQUIRED_KEYS
     assert out["n"] == 101 and out["threshold"] == 0.8  # the policy's toxicity flag threshold
     assert out["roc_auc"] == pytest.approx(roc_auc_score(y, scores))
     assert out["recall"] == pytest.approx(recall_score(y, scores >= 0.8))
@@ -142,11 +158,31 @@ def test_cli_evaluate_davidson_with_label_map_writes_plots(toxicity_data: Path, 
         rows = list(csv.DictReader(f))
     y = np.array([1 if r["class"] in ("0", "1") else 0 for r in rows])
     plots = tmp_path / "plots"
-    result = runner.invoke(app, [
-        "moderation", "evaluate", "--data", str(small), "--text-column", "tweet", "--label-column", "class",
-        "--label-map", "0=1", "--label-map", "1=1", "--label-map", "2=0", "--model", "lexical", "--threshold", "0.5",
-        "--plots", str(plots),
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "moderation",
+            "evaluate",
+            "--data",
+            str(small),
+            "--text-column",
+            "tweet",
+            "--label-column",
+            "class",
+            "--label-map",
+            "0=1",
+            "--label-map",
+            "1=1",
+            "--label-map",
+            "2=0",
+            "--model",
+            "lexical",
+            "--threshold",
+            "0.5",
+            "--plots",
+            str(plots),
+        ],
+    )
     assert result.exit_code == 0, result.output
     scores = np.asarray(_profanity_check().predict_prob([r["tweet"] for r in rows]), dtype=float)
     assert f"{roc_auc_score(y, scores):.3f}" in result.output and "600" in result.output
@@ -156,26 +192,54 @@ def test_cli_evaluate_davidson_with_label_map_writes_plots(toxicity_data: Path, 
 
 
 def test_cli_evaluate_unmapped_labels_exit_2_naming_them(toxicity_data: Path) -> None:
-    result = runner.invoke(app, [
-        "moderation", "evaluate", "--data", str(toxicity_data / "davidson" / "labeled_data.csv"),
-        "--text-column", "tweet", "--label-column", "class", "--model", "lexical", "--json",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "moderation",
+            "evaluate",
+            "--data",
+            str(toxicity_data / "davidson" / "labeled_data.csv"),
+            "--text-column",
+            "tweet",
+            "--label-column",
+            "class",
+            "--model",
+            "lexical",
+            "--json",
+        ],
+    )
     assert result.exit_code == 2
     assert "'2' (200)" in result.output and "--label-map" in result.output  # 200 tweets of the sample are class 2
 
 
 def test_cli_evaluate_tiny_checkpoint_and_record(jigsaw, tmp_path: Path) -> None:
-    path, _texts, y, _ = jigsaw
+    path, _texts, _y, _ = jigsaw
     ckpt = build_tiny_checkpoint(tmp_path / "tiny")
     env = {"PULSE_WAREHOUSE": str(tmp_path / "w.duckdb"), "PULSE_SERVING": str(tmp_path / "s.duckdb")}
-    result = runner.invoke(app, ["moderation", "evaluate", "--data", str(path), "--model", f"checkpoint:{ckpt}",
-                                 "--threshold", "0.5", "--json", "--record"], env=env)
+    result = runner.invoke(
+        app,
+        [
+            "moderation",
+            "evaluate",
+            "--data",
+            str(path),
+            "--model",
+            f"checkpoint:{ckpt}",
+            "--threshold",
+            "0.5",
+            "--json",
+            "--record",
+        ],
+        env=env,
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["model_id"].startswith("checkpoint:tiny@") and out["n"] == 101
     con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)  # the republished snapshot
     try:
-        row = con.execute("select model_id, subset, n, n_positive, roc_auc, threshold from moderation.model_evaluations").fetchall()
+        row = con.execute(
+            "select model_id, subset, n, n_positive, roc_auc, threshold from moderation.model_evaluations"
+        ).fetchall()
     finally:
         con.close()
     assert row == [(out["model_id"], "all", 101, 13, pytest.approx(out["roc_auc"]), 0.5)]

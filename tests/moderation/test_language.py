@@ -39,8 +39,10 @@ def test_short_or_empty_texts_are_undetermined() -> None:
 
 def test_urls_do_not_decide_the_language() -> None:
     # a real beer.stackexchange answer (p943): English text around a German brewery's URL
-    text = ('You should try the famous smoke beer "Schlenkerla". Maybe you can find it in North Carolina: '
-            "http://www.schlenkerla.de/verkauf/haendlerint/retailer-us.html")
+    text = (
+        'You should try the famous smoke beer "Schlenkerla". Maybe you can find it in North Carolina: '
+        "http://www.schlenkerla.de/verkauf/haendlerint/retailer-us.html"
+    )
     assert detect_languages([text])["language"].to_list() == ["en"]
 
 

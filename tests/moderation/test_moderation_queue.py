@@ -37,7 +37,9 @@ def _sha(text: str) -> str:
 def world(beer_dump: Path, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("queue")
     settings = load_settings(
-        warehouse=tmp / "w.duckdb", serving=tmp / "s.duckdb", scorer="lexical",
+        warehouse=tmp / "w.duckdb",
+        serving=tmp / "s.duckdb",
+        scorer="lexical",
         review_store_url=f"sqlite:///{tmp / 'review.sqlite'}",
     )
     first = run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump))
@@ -49,33 +51,85 @@ def world(beer_dump: Path, tmp_path_factory: pytest.TempPathFactory):
     store.add_user("alice", name="Alice", email="alice@example.org", role="moderator", password=PASSWORD)
 
     con = connect(settings.warehouse)
-    hashes = dict(con.execute(
-        "select content_id, content_hash from staging.content where content_id in ('p1', 'p2', 'p4818')").fetchall())
+    hashes = dict(
+        con.execute(
+            "select content_id, content_hash from staging.content where content_id in ('p1', 'p2', 'p4818')"
+        ).fetchall()
+    )
     # --- decisions, made against the texts the first run saw
-    store.decide(source=SOURCE, content_id="p1", action="approve", actor="alice", expected_version=0,
-                 content_hash=hashes["p1"], reason_code="false_positive")
-    store.decide(source=SOURCE, content_id="p2", action="approve", actor="alice", expected_version=0,
-                 content_hash=hashes["p2"], reason_code="false_positive")
-    store.decide(source=SOURCE, content_id="p4818", action="remove", actor="alice", expected_version=0,
-                 content_hash=hashes["p4818"], reason_code="other", note="profanity", model_id="lexical:alt-profanity-check")
-    store.decide(source=SOURCE, content_id="g1", action="remove", actor="alice", expected_version=0,
-                 content_hash=_sha(GERMAN), reason_code="off_topic", note="posted twice")
+    store.decide(
+        source=SOURCE,
+        content_id="p1",
+        action="approve",
+        actor="alice",
+        expected_version=0,
+        content_hash=hashes["p1"],
+        reason_code="false_positive",
+    )
+    store.decide(
+        source=SOURCE,
+        content_id="p2",
+        action="approve",
+        actor="alice",
+        expected_version=0,
+        content_hash=hashes["p2"],
+        reason_code="false_positive",
+    )
+    store.decide(
+        source=SOURCE,
+        content_id="p4818",
+        action="remove",
+        actor="alice",
+        expected_version=0,
+        content_hash=hashes["p4818"],
+        reason_code="other",
+        note="profanity",
+        model_id="lexical:alt-profanity-check",
+    )
+    store.decide(
+        source=SOURCE,
+        content_id="g1",
+        action="remove",
+        actor="alice",
+        expected_version=0,
+        content_hash=_sha(GERMAN),
+        reason_code="off_topic",
+        note="posted twice",
+    )
 
     # --- a second load: new comments by author 4742 (who wrote the flagged p4818 and p4856),
     # an edit, a deletion, a hidden item and community reports
-    new = pl.DataFrame({
-        "source": SOURCE, "content_id": ["g1", "s1", "k1"], "kind": "comment", "thread_id": "p4854",
-        "parent_id": "p4854", "author_id": "4742",
-        "created_at": [datetime(2016, 3, 1, 10), datetime(2016, 3, 2, 10), datetime(2016, 3, 3, 10)],
-        "body_text": [GERMAN, SPANISH, SHORT], "content_hash": [_sha(GERMAN), _sha(SPANISH), _sha(SHORT)],
-        "score": 0,
-    })
+    new = pl.DataFrame(  # noqa: F841 - read by DuckDB below
+        {
+            "source": SOURCE,
+            "content_id": ["g1", "s1", "k1"],
+            "kind": "comment",
+            "thread_id": "p4854",
+            "parent_id": "p4854",
+            "author_id": "4742",
+            "created_at": [datetime(2016, 3, 1, 10), datetime(2016, 3, 2, 10), datetime(2016, 3, 3, 10)],
+            "body_text": [GERMAN, SPANISH, SHORT],
+            "content_hash": [_sha(GERMAN), _sha(SPANISH), _sha(SHORT)],
+            "score": 0,
+        }
+    )
     con.execute("insert into staging.content by name select * from new")
-    con.execute("update staging.content set body_text = body_text || ' (edited)', content_hash = 'edited-p1' "
-                "where content_id = 'p1'")
+    con.execute(
+        "update staging.content set body_text = body_text || ' (edited)', content_hash = 'edited-p1' "
+        "where content_id = 'p1'"
+    )
     con.execute("update staging.content set deleted_at = timestamp '2016-07-01' where content_id = 'c3423'")
     con.execute("update staging.content set hidden = true where content_id = 'p943'")
-    report = lambda i, cid, user, props: (SOURCE, f"r{i}", "report", cid, user, datetime(2016, 6, 1, 12, i), "exact", props)  # noqa: E731
+    report = lambda i, cid, user, props: (  # noqa: E731
+        SOURCE,
+        f"r{i}",
+        "report",
+        cid,
+        user,
+        datetime(2016, 6, 1, 12, i),
+        "exact",
+        props,
+    )
     reports = [
         report(1, "p1", "u100", json.dumps({"flag_type": "spam"})),
         report(2, "p1", "u101", json.dumps({"flag_type": "spam", "message": "ad"})),
@@ -86,8 +140,11 @@ def world(beer_dump: Path, tmp_path_factory: pytest.TempPathFactory):
         report(7, "p943", "u104", json.dumps({"flag_type": "spam"})),  # hidden on the platform
         report(8, "c3423", "u105", json.dumps({"flag_type": "spam"})),  # deleted on the platform
     ]
-    con.executemany("insert into staging.engagement_events (source, event_id, event_type, content_id, user_id, "
-                    "occurred_at, time_precision, properties) values (?, ?, ?, ?, ?, ?, ?, ?)", reports)
+    con.executemany(
+        "insert into staging.engagement_events (source, event_id, event_type, content_id, user_id, "
+        "occurred_at, time_precision, properties) values (?, ?, ?, ?, ?, ?, ?, ?)",
+        reports,
+    )
     con.close()
 
     info = {
@@ -111,11 +168,17 @@ def _inputs(settings) -> dict[str, pl.DataFrame]:
     con = connect(settings.warehouse, read_only=True)
     try:
         return {
-            "content": frame(con, "select source, content_id, author_id, created_at, content_hash, deleted_at, hidden "
-                                  "from staging.content"),
+            "content": frame(
+                con,
+                "select source, content_id, author_id, created_at, content_hash, deleted_at, hidden "
+                "from staging.content",
+            ),
             "flags": frame(con, "select source, content_id, severity from moderation.flags"),
-            "events": frame(con, "select source, content_id, user_id, properties from staging.engagement_events "
-                                 "where event_type = 'report'"),
+            "events": frame(
+                con,
+                "select source, content_id, user_id, properties from staging.engagement_events "
+                "where event_type = 'report'",
+            ),
             "languages": frame(con, "select content_hash, language, confidence from moderation.languages"),
             "decisions": frame(con, "select * from moderation.decisions"),
         }
@@ -127,26 +190,39 @@ def _expected(inputs: dict[str, pl.DataFrame], window_days: int, min_confidence:
     """The queue computed with polars from the inputs, by the rules in transforms/README.md."""
     content = inputs["content"]
     live = content.filter(pl.col("deleted_at").is_null() & ~pl.col("hidden").fill_null(False))
-    reports = inputs["events"].group_by("source", "content_id").agg(
-        report_count=pl.len(), reporter_count=pl.col("user_id").drop_nulls().n_unique())
-    routed = live.join(inputs["languages"], on="content_hash").filter(
-        (pl.col("language") != "und") & (pl.col("language") != "en") & (pl.col("confidence") >= min_confidence)
-    ).select("source", "content_id")
-    keys = pl.concat([inputs["flags"].select("source", "content_id"), reports.select("source", "content_id"), routed]).unique()
-    q = (live.join(keys, on=["source", "content_id"])
-         .join(inputs["flags"], on=["source", "content_id"], how="left")
-         .join(reports, on=["source", "content_id"], how="left")
-         .join(routed.with_columns(routed=pl.lit(True)), on=["source", "content_id"], how="left"))
+    reports = (
+        inputs["events"]
+        .group_by("source", "content_id")
+        .agg(report_count=pl.len(), reporter_count=pl.col("user_id").drop_nulls().n_unique())
+    )
+    routed = (
+        live.join(inputs["languages"], on="content_hash")
+        .filter((pl.col("language") != "und") & (pl.col("language") != "en") & (pl.col("confidence") >= min_confidence))
+        .select("source", "content_id")
+    )
+    keys = pl.concat(
+        [inputs["flags"].select("source", "content_id"), reports.select("source", "content_id"), routed]
+    ).unique()
+    q = (
+        live.join(keys, on=["source", "content_id"])
+        .join(inputs["flags"], on=["source", "content_id"], how="left")
+        .join(reports, on=["source", "content_id"], how="left")
+        .join(routed.with_columns(routed=pl.lit(True)), on=["source", "content_id"], how="left")
+    )
     report_sev = pl.when(pl.col("report_count") > 0).then(
-        pl.min_horizontal(1.0 + 0.25 * (pl.max_horizontal(pl.col("reporter_count"), 1) - 1), 2.0))
+        pl.min_horizontal(1.0 + 0.25 * (pl.max_horizontal(pl.col("reporter_count"), 1) - 1), 2.0)
+    )
     lang_sev = pl.when(pl.col("routed")).then(1.0)
     q = q.with_columns(expected_severity=pl.max_horizontal(pl.col("severity"), report_sev, lang_sev))
     q = q.sort(["expected_severity", "created_at", "source", "content_id"], descending=[True, True, False, False])
     q = q.with_row_index("expected_priority", offset=1)
 
     # repeat offenders: the author's other items created in the window before the item
-    latest = inputs["decisions"].sort(["decided_at", "item_version"], descending=True).unique(
-        ["source", "content_id"], keep="first")
+    latest = (
+        inputs["decisions"]
+        .sort(["decided_at", "item_version"], descending=True)
+        .unique(["source", "content_id"], keep="first")
+    )
     removed = set(latest.filter(pl.col("to_state") == "removed")["content_id"])
     flagged = set(inputs["flags"]["content_id"]) | set(reports["content_id"])
     by_author: dict[str, list[tuple[str, datetime]]] = {}
@@ -158,7 +234,9 @@ def _expected(inputs: dict[str, pl.DataFrame], window_days: int, min_confidence:
         others = [o for o, t in by_author.get(author, []) if o != cid and at - timedelta(days=window_days) <= t < at]
         prior_flags.append(sum(o in flagged for o in others))
         prior_removals.append(sum(o in removed for o in others))
-    return q.with_columns(expected_prior_flags=pl.Series(prior_flags), expected_prior_removals=pl.Series(prior_removals))
+    return q.with_columns(
+        expected_prior_flags=pl.Series(prior_flags), expected_prior_removals=pl.Series(prior_removals)
+    )
 
 
 def _row(queue: pl.DataFrame, content_id: str) -> dict:
@@ -174,23 +252,35 @@ def test_queue_rows_reasons_and_priorities_match_independent_computation(world) 
     assert sorted(queue["content_id"]) == sorted(expected["content_id"])
     got = queue.select("content_id", "priority", "severity", "author_prior_flags", "author_prior_removals")
     want = expected.select(
-        "content_id", pl.col("expected_priority").cast(pl.Int64).alias("priority"), pl.col("expected_severity").alias("severity"),
-        pl.col("expected_prior_flags").alias("author_prior_flags"), pl.col("expected_prior_removals").alias("author_prior_removals"),
+        "content_id",
+        pl.col("expected_priority").cast(pl.Int64).alias("priority"),
+        pl.col("expected_severity").alias("severity"),
+        pl.col("expected_prior_flags").alias("author_prior_flags"),
+        pl.col("expected_prior_removals").alias("author_prior_removals"),
     ).sort("priority")
     assert got.rows() == want.rows()
     # the SQL applies the rule of moderation.policy.queue_severity
     model = dict(_inputs(settings)["flags"].select("content_id", "severity").iter_rows())
     for row in queue.iter_rows(named=True):
-        assert row["severity"] == pytest.approx(queue_severity(
-            model.get(row["content_id"]), row["report_count"], row["reporter_count"],
-            "language_not_supported" in row["queue_reasons"]))
+        assert row["severity"] == pytest.approx(
+            queue_severity(
+                model.get(row["content_id"]),
+                row["report_count"],
+                row["reporter_count"],
+                "language_not_supported" in row["queue_reasons"],
+            )
+        )
     # the lexical model flags 4 of the dump's texts; the second round scored the 4 new texts
     assert info["score"]["scored"] == 4 and info["score"]["languages_detected"] == 4
     # 3 model flags (p3302, p4818, p4856; c3423 is deleted) + 2 reported (p1, p2; p943 is hidden)
     # + 4 routed for language: g1 (de), s1 (es) and two real ones (c3674 quotes German, p3361 Turkish names)
     assert queue.height == 9
     assert set(queue.filter(pl.col("queue_reasons").list.contains("language_not_supported"))["content_id"]) == {
-        "g1", "s1", "c3674", "p3361"}
+        "g1",
+        "s1",
+        "c3674",
+        "p3361",
+    }
 
 
 def test_replies_and_comments_carry_their_threads_tags(world) -> None:
@@ -219,7 +309,12 @@ def test_community_reports(world) -> None:
     assert p1["severity"] == pytest.approx(1.5)  # 1 + 0.25 * (3 - 1)
     assert p1["first_reported_at"] == datetime(2016, 6, 1, 12, 1)
     p2 = _row(queue, "p2")
-    assert (p2["report_count"], p2["reporter_count"], p2["report_types"], p2["severity"]) == (1, 0, ["unspecified"], 1.0)
+    assert (p2["report_count"], p2["reporter_count"], p2["report_types"], p2["severity"]) == (
+        1,
+        0,
+        ["unspecified"],
+        1.0,
+    )
     both = _row(queue, "p3302")
     assert both["queue_reasons"] == ["model_flag", "community_report"]
     assert both["severity"] == pytest.approx(0.9365016777518053 / 0.8)  # the model's, above the report's 1.0
@@ -232,7 +327,11 @@ def test_language_routing(world) -> None:
     queue = _queue(world[0])
     g1, s1 = _row(queue, "g1"), _row(queue, "s1")
     assert (g1["queue_reasons"], g1["language"], g1["language_supported"], g1["severity"]) == (
-        ["language_not_supported"], "de", False, 1.0)
+        ["language_not_supported"],
+        "de",
+        False,
+        1.0,
+    )
     assert (s1["queue_reasons"], s1["language"], s1["language_supported"]) == (["language_not_supported"], "es", False)
     assert g1["language_confidence"] >= 0.9 and s1["language_confidence"] >= 0.9
     assert "k1" not in set(queue["content_id"])  # too short to tell: 'und', not routed
@@ -267,7 +366,7 @@ def test_repeat_offender_window_is_a_parameter(world) -> None:
         con.close()
     got = {r[0]: r[1:] for r in narrow.iter_rows()}
     assert got["p4856"] == (0, 0)  # p4818 is 14 days earlier
-    assert got["s1"] == (1, 1)     # g1's removal (the day before) counts; p4856 (8 days) is flagged
+    assert got["s1"] == (1, 1)  # g1's removal (the day before) counts; p4856 (8 days) is flagged
     with pytest.raises(ValueError, match="repeat_offender_window_days must be >= 1"):
         run_marts(connect(":memory:"), repeat_offender_window_days=0)
 

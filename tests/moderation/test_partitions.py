@@ -29,8 +29,13 @@ class LengthScorer:
 
 
 def _pending(n: int) -> pl.DataFrame:
-    return pl.DataFrame({"content_hash": [f"h{i:02d}" for i in range(n)], "text": ["x" * (i + 1) for i in range(n)],
-                         "truncated": [False] * n})
+    return pl.DataFrame(
+        {
+            "content_hash": [f"h{i:02d}" for i in range(n)],
+            "text": ["x" * (i + 1) for i in range(n)],
+            "truncated": [False] * n,
+        }
+    )
 
 
 def test_partitions_are_bounded_named_by_content_and_rewritten_identically(tmp_path: Path) -> None:
@@ -69,5 +74,7 @@ def test_merge_inserts_each_text_once_and_refuses_an_incomplete_plan(tmp_path: P
             score_partition(folder, p, LengthScorer())
         assert merge_results(con, folder, plan) == 5
         assert merge_results(con, folder, plan) == 0  # a duplicated merge changes nothing
-        rows = con.execute("select content_hash, model_id, toxicity, insult from moderation.scores order by 1").fetchall()
+        rows = con.execute(
+            "select content_hash, model_id, toxicity, insult from moderation.scores order by 1"
+        ).fetchall()
     assert rows[0] == ("h00", "test:length", 0.01, None) and rows[-1] == ("h04", "test:length", 0.05, None)

@@ -14,12 +14,12 @@ from warehouse.canonical import LABELS
 #           hold toxicity .95, severe .6, others .9.
 ROWS = {
     #            toxicity severe obscene threat insult identity sexual
-    "clean":    (0.10, 0.01, 0.05, 0.02, 0.06, 0.03, 0.01),
-    "insult":   (0.72, 0.06, 0.30, 0.01, 0.66, 0.12, 0.02),
-    "severe":   (0.97, 0.45, 0.85, 0.30, 0.92, 0.10, 0.05),
+    "clean": (0.10, 0.01, 0.05, 0.02, 0.06, 0.03, 0.01),
+    "insult": (0.72, 0.06, 0.30, 0.01, 0.66, 0.12, 0.02),
+    "severe": (0.97, 0.45, 0.85, 0.30, 0.92, 0.10, 0.05),
     "boundary": (0.50, 0.10, 0.20, 0.60, 0.30, 0.10, 0.10),
-    "tie":      (0.40, 0.05, 0.10, 0.72, 0.20, 0.72, 0.00),
-    "lexical":  (0.96, None, None, None, None, None, None),
+    "tie": (0.40, 0.05, 0.10, 0.72, 0.20, 0.72, 0.00),
+    "lexical": (0.96, None, None, None, None, None, None),
     "unscored": (None, None, None, None, None, None, None),
 }
 # Worked by hand: ratio = score / threshold.
@@ -32,12 +32,12 @@ ROWS = {
 # lexical:  only toxicity, .96/.8 = 1.2                      -> [toxicity], hold (.96 >= .95)
 # unscored: all null                                         -> nothing, severity null
 EXPECTED = {
-    "clean":    ([], "toxicity", 0.10, 0.125, False, False),
-    "insult":   (["insult"], "insult", 0.66, 1.1, True, False),
-    "severe":   (["toxicity", "severe_toxicity", "obscene", "insult"], "insult", 0.92, 0.92 / 0.6, True, True),
+    "clean": ([], "toxicity", 0.10, 0.125, False, False),
+    "insult": (["insult"], "insult", 0.66, 1.1, True, False),
+    "severe": (["toxicity", "severe_toxicity", "obscene", "insult"], "insult", 0.92, 0.92 / 0.6, True, True),
     "boundary": (["threat"], "threat", 0.60, 1.0, True, False),
-    "tie":      (["threat", "identity_attack"], "threat", 0.72, 1.2, True, False),
-    "lexical":  (["toxicity"], "toxicity", 0.96, 1.2, True, True),
+    "tie": (["threat", "identity_attack"], "threat", 0.72, 1.2, True, False),
+    "lexical": (["toxicity"], "toxicity", 0.96, 1.2, True, True),
     "unscored": ([], None, None, None, False, False),
 }
 
@@ -114,7 +114,11 @@ def test_flag_rejects_frames_without_labels() -> None:
         ({"insult": True}, {}, r"thresholds\['insult'\] = True is not a number"),
         ({"insult": "0.6"}, {}, r"thresholds\['insult'\] = '0.6' is not a number"),
         ({"toxicity": 0.8}, {"toxicity": 1.2}, r"hold_thresholds\['toxicity'\] = 1.2 is outside"),
-        ({"toxicity": 0.8}, {"toxicity": 0.7}, r"hold_thresholds\['toxicity'\] = 0.7 is below thresholds\['toxicity'\] = 0.8; raise"),
+        (
+            {"toxicity": 0.8},
+            {"toxicity": 0.7},
+            r"hold_thresholds\['toxicity'\] = 0.7 is below thresholds\['toxicity'\] = 0.8; raise",
+        ),
         ({"toxicity": 0.8}, {"threat": 0.9}, r"hold_thresholds\['threat'\] has no flag threshold"),
         ({"toxicity": 0.8}, {"identity_hate": 0.9}, r"hold_thresholds\['identity_hate'\]: unknown label"),
     ],

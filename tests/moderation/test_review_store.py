@@ -54,8 +54,15 @@ def store(store_url: str):
 
 
 def _decide(store: ReviewStore, content_id: str, action: str, version: int, actor: str = "alice", **kw) -> Decision:
-    return store.decide(source="beer", content_id=content_id, action=action, actor=actor,
-                        expected_version=version, content_hash=kw.pop("content_hash", "h1"), **kw)
+    return store.decide(
+        source="beer",
+        content_id=content_id,
+        action=action,
+        actor=actor,
+        expected_version=version,
+        content_hash=kw.pop("content_hash", "h1"),
+        **kw,
+    )
 
 
 def test_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
@@ -80,7 +87,9 @@ def test_urls_are_normalised_and_redacted() -> None:
 
 # ------------------------------------------------------------------ state machine
 
-LEGAL = [("pending", a) for a in sorted(TRANSITIONS["pending"])] + [("escalated", a) for a in sorted(TRANSITIONS["escalated"])]
+LEGAL = [("pending", a) for a in sorted(TRANSITIONS["pending"])] + [
+    ("escalated", a) for a in sorted(TRANSITIONS["escalated"])
+]
 ILLEGAL = [(s, a) for s in STATES for a in ACTIONS if a not in TRANSITIONS.get(s, set())]
 
 
@@ -97,9 +106,15 @@ def _bring_to(store: ReviewStore, content_id: str, state: str) -> int:
 
 def test_transition_table_is_complete() -> None:
     assert len(LEGAL) == 5
-    assert set(ILLEGAL) == {("approved", "approve"), ("approved", "escalate"), ("approved", "remove"),
-                            ("removed", "approve"), ("removed", "escalate"), ("removed", "remove"),
-                            ("escalated", "escalate")}
+    assert set(ILLEGAL) == {
+        ("approved", "approve"),
+        ("approved", "escalate"),
+        ("approved", "remove"),
+        ("removed", "approve"),
+        ("removed", "escalate"),
+        ("removed", "remove"),
+        ("escalated", "escalate"),
+    }
 
 
 def test_every_legal_transition(store: ReviewStore) -> None:
@@ -126,11 +141,29 @@ def test_every_illegal_transition_writes_nothing(store: ReviewStore) -> None:
 
 def test_decisions_are_an_append_only_log_with_provenance(store: ReviewStore) -> None:
     thresholds = {"toxicity": 0.8, "insult": 0.6}
-    d1 = _decide(store, "42", "escalate", 0, actor="alice", reason_code="harassment", note="needs a second look",
-                 model_id="lexical:alt-profanity-check-1.9.1", thresholds_json=thresholds,
-                 scores_json='{"toxicity": 0.91}', now=T0)
-    d2 = _decide(store, "42", "remove", 1, actor="bob", reason_code="harassment", note="confirmed",
-                 now=(T0 + timedelta(minutes=5)).replace(tzinfo=UTC))
+    d1 = _decide(
+        store,
+        "42",
+        "escalate",
+        0,
+        actor="alice",
+        reason_code="harassment",
+        note="needs a second look",
+        model_id="lexical:alt-profanity-check-1.9.1",
+        thresholds_json=thresholds,
+        scores_json='{"toxicity": 0.91}',
+        now=T0,
+    )
+    d2 = _decide(
+        store,
+        "42",
+        "remove",
+        1,
+        actor="bob",
+        reason_code="harassment",
+        note="confirmed",
+        now=(T0 + timedelta(minutes=5)).replace(tzinfo=UTC),
+    )
     log = store.decisions()
     assert log.columns == list(DECISION_COLUMNS)
     assert log.height == 2
@@ -138,9 +171,18 @@ def test_decisions_are_an_append_only_log_with_provenance(store: ReviewStore) ->
     assert newest["decision_id"] == d2.decision_id and oldest["decision_id"] == d1.decision_id
     assert len(d1.decision_id) == 32 and d1.decision_id != d2.decision_id
     assert (oldest["actor"], oldest["action"], oldest["from_state"], oldest["to_state"], oldest["item_version"]) == (
-        "alice", "escalate", "pending", "escalated", 1)
+        "alice",
+        "escalate",
+        "pending",
+        "escalated",
+        1,
+    )
     assert (newest["actor"], newest["from_state"], newest["to_state"], newest["item_version"]) == (
-        "bob", "escalated", "removed", 2)
+        "bob",
+        "escalated",
+        "removed",
+        2,
+    )
     assert oldest["decided_at"] == T0 and newest["decided_at"] == T0 + timedelta(minutes=5)
     assert oldest["reason_code"] == "harassment" and oldest["note"] == "needs a second look"
     assert oldest["model_id"] == "lexical:alt-profanity-check-1.9.1"
@@ -181,6 +223,7 @@ def test_edited_after_approval_goes_back_to_pending(store: ReviewStore) -> None:
 
 # ------------------------------------------------------------------ concurrency
 
+
 def _race(url: str, content_id: str, action: str, version: int) -> list[object]:
     """Two moderators, two separate stores (engines, connections), released together."""
     stores = [ReviewStore(url, bcrypt_rounds=4) for _ in range(2)]
@@ -192,8 +235,14 @@ def _race(url: str, content_id: str, action: str, version: int) -> list[object]:
     def worker(i: int) -> None:
         barrier.wait()
         try:
-            results[i] = stores[i].decide(source="beer", content_id=content_id, action=action,
-                                          actor=("alice", "bob")[i], expected_version=version, content_hash="h1")
+            results[i] = stores[i].decide(
+                source="beer",
+                content_id=content_id,
+                action=action,
+                actor=("alice", "bob")[i],
+                expected_version=version,
+                content_hash="h1",
+            )
         except Exception as exc:  # noqa: BLE001 - the test inspects what each writer got
             results[i] = exc
 
@@ -252,6 +301,7 @@ def test_decide_many_returns_per_item_outcomes(store: ReviewStore) -> None:
 
 
 # ------------------------------------------------------------------ users and auth
+
 
 def test_passwords_are_bcrypt_hashes_and_authenticate(store: ReviewStore, store_url: str) -> None:
     engine = sa.create_engine(store_url)
@@ -369,8 +419,9 @@ def test_signin_failures_outside_the_window_do_not_lock(store: ReviewStore) -> N
     assert store.record_failed_signin("bob", T0 + 20 * minute) == T0 + 35 * minute
     # a custom policy: 2 failures within 1 minute lock for 1 minute
     assert store.record_failed_signin("mia", T0, max_failures=2, window=minute) is None
-    assert store.record_failed_signin("mia", T0 + timedelta(seconds=59), max_failures=2, window=minute) == \
-        T0 + timedelta(seconds=119)
+    assert store.record_failed_signin(
+        "mia", T0 + timedelta(seconds=59), max_failures=2, window=minute
+    ) == T0 + timedelta(seconds=119)
     with pytest.raises(ValueError, match="PULSE_SIGNIN_MAX_FAILURES"):
         store.record_failed_signin("mia", T0, max_failures=0)
     with pytest.raises(ValueError, match="PULSE_SIGNIN_LOCKOUT_MINUTES"):
@@ -419,5 +470,7 @@ def test_signin_failures_from_concurrent_processes_all_count(store_url: str, sto
     other.dispose()
     assert not errors, errors
     with store.engine.connect() as conn:
-        failures = conn.execute(sa.text("select failures from review_signin_failures where username = 'target'")).scalar()
+        failures = conn.execute(
+            sa.text("select failures from review_signin_failures where username = 'target'")
+        ).scalar()
     assert failures == 2 * per_writer

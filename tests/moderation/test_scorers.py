@@ -102,7 +102,10 @@ def test_tiny_checkpoint_layout_and_format(tiny_dir: Path) -> None:
     cfg = json.loads((tiny_dir / CONFIG_SUBDIR / "config.json").read_text())
     assert (cfg["num_labels"] if "num_labels" in cfg else len(cfg["id2label"])) == 6
     assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["intermediate_size"]) == (
-        32, 2, 2, 37,
+        32,
+        2,
+        2,
+        37,
     )
     assert (tiny_dir / CONFIG_SUBDIR / "vocab.txt").is_file()
 

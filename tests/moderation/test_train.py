@@ -76,16 +76,19 @@ def test_split_is_stratified_seeded_and_capped(full_toxicity_data: Path) -> None
     assert dropped > 0 and set(u_train["text"]).isdisjoint(set(u_val["text"]))
     again, _ = split_train_validation(frame, val_fraction=0.1, seed=1)
     assert again["text"].to_list() == train["text"].to_list()
-    capped_train, capped_val = split_train_validation(frame, val_fraction=0.1, seed=1, max_train_per_source=1000,
-                                                      max_val_per_source=300)
+    capped_train, capped_val = split_train_validation(
+        frame, val_fraction=0.1, seed=1, max_train_per_source=1000, max_val_per_source=300
+    )
     # caps keep the label ratio: 1000 * 3960/11916 = 332.3 -> 332 OFF; 300 * 440/1324 = 99.7 -> 100 OFF
     assert (capped_train.height, int(capped_train["label"].sum())) == (1000, 332)
     assert (capped_val.height, int(capped_val["label"].sum())) == (300, 100)
 
 
 def test_deduplicate_normalises_case_and_spaces() -> None:
-    frame = pl.DataFrame({"text": ["You  fool", "you fool", "hello"], "label": [1, 0, 0], "source": ["a", "b", "a"]},
-                         schema_overrides={"label": pl.Int8})
+    frame = pl.DataFrame(
+        {"text": ["You  fool", "you fool", "hello"], "label": [1, 0, 0], "source": ["a", "b", "a"]},
+        schema_overrides={"label": pl.Int8},
+    )
     kept, dropped = deduplicate(frame)
     assert dropped == 1 and kept["text"].to_list() == ["You  fool", "hello"]
 
@@ -103,12 +106,15 @@ def test_checkpoint_loads_through_load_scorer_and_card_is_true(trained, small_se
 
     card = json.loads((out / MODEL_CARD_JSON).read_text())
     hashes = {d["source"]: d["sha256"] for d in card["data"]}
-    assert hashes == {"davidson": hashlib.sha256(small_sets["davidson"].read_bytes()).hexdigest(),
-                      "jigsaw": hashlib.sha256(small_sets["jigsaw"].read_bytes()).hexdigest()}
+    assert hashes == {
+        "davidson": hashlib.sha256(small_sets["davidson"].read_bytes()).hexdigest(),
+        "jigsaw": hashlib.sha256(small_sets["jigsaw"].read_bytes()).hexdigest(),
+    }
     assert {d["source"]: d["rows_read"] for d in card["data"]} == {"davidson": 300, "jigsaw": 101}
     split = card["split"]
     assert sum(v["n"] for v in split["train"].values()) + sum(v["n"] for v in split["validation"].values()) == (
-        401 - card["duplicates_dropped"])
+        401 - card["duplicates_dropped"]
+    )
     # validation metrics recomputed from the written validation rows and the loaded model
     val = pl.read_parquet(out / VALIDATION_FILE)
     scores = scorer.score(val["text"].to_list())["toxicity"].to_numpy()
@@ -116,7 +122,9 @@ def test_checkpoint_loads_through_load_scorer_and_card_is_true(trained, small_se
         mask = (val["source"] == source).to_numpy()
         y = val["label"].to_numpy()[mask]
         assert card["validation"]["per_source"][source]["n"] == int(mask.sum()) == split["validation"][source]["n"]
-        assert card["validation"]["per_source"][source]["roc_auc"] == pytest.approx(roc_auc_score(y, scores[mask]), abs=1e-6)
+        assert card["validation"]["per_source"][source]["roc_auc"] == pytest.approx(
+            roc_auc_score(y, scores[mask]), abs=1e-6
+        )
     assert card["training"]["steps"] == 8 and card["training"]["stop_reason"] == "reached max_steps=8"
     assert [h["step"] for h in card["training"]["history"]] == [4, 8]
     assert card["training"]["minutes_per_epoch"] > 0 and card["validation"]["texts_per_second"] > 0
@@ -139,12 +147,22 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_same_seed_same_weights_and_early_stopping(small_sets: dict[str, Path], tiny_base: Path, tmp_path: Path) -> None:
+def test_same_seed_same_weights_and_early_stopping(
+    small_sets: dict[str, Path], tiny_base: Path, tmp_path: Path
+) -> None:
     sets = [load_labelled(small_sets["davidson"])]
     # a learning rate too small to change anything: the metric cannot improve, so patience 1 stops
     # training at the second validation
-    config = TrainConfig(**TINY, base_model=tiny_base, learning_rate=1e-12, eval_every=1, patience=1, max_steps=20,
-                         val_fraction=0.2, seed=3)
+    config = TrainConfig(
+        **TINY,
+        base_model=tiny_base,
+        learning_rate=1e-12,
+        eval_every=1,
+        patience=1,
+        max_steps=20,
+        val_fraction=0.2,
+        seed=3,
+    )
     a = train_model(sets, tmp_path / "a", config, progress=False, compare_lexical=False)
     b = train_model(sets, tmp_path / "b", config, progress=False, compare_lexical=False)
     assert a.card["training"]["stop_reason"] == "early stopping: no improvement in 1 validations"
@@ -153,8 +171,9 @@ def test_same_seed_same_weights_and_early_stopping(small_sets: dict[str, Path], 
 
 
 def test_one_class_only_is_refused(tmp_path: Path) -> None:
-    frame = pl.DataFrame({"text": ["a b", "c d", "e f"], "label": [1, 1, 1], "source": ["x"] * 3},
-                         schema_overrides={"label": pl.Int8})
+    frame = pl.DataFrame(
+        {"text": ["a b", "c d", "e f"], "label": [1, 1, 1], "source": ["x"] * 3}, schema_overrides={"label": pl.Int8}
+    )
     with pytest.raises(TrainingError, match="both classes"):
         train_model([frame], tmp_path / "m", TrainConfig(**TINY, max_steps=1), progress=False)
     with pytest.raises(TrainingError, match="val_fraction"):
@@ -163,11 +182,30 @@ def test_one_class_only_is_refused(tmp_path: Path) -> None:
 
 def test_cli_train_json(small_sets: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "cli_model"
-    result = runner.invoke(app, [
-        "moderation", "train", "--data", str(small_sets["davidson"]), "--data", str(small_sets["jigsaw"]),
-        "--out", str(out), "--num-layers", "1", "--max-length", "32", "--max-steps", "3", "--eval-every", "3",
-        "--val-fraction", "0.2", "--json",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "moderation",
+            "train",
+            "--data",
+            str(small_sets["davidson"]),
+            "--data",
+            str(small_sets["jigsaw"]),
+            "--out",
+            str(out),
+            "--num-layers",
+            "1",
+            "--max-length",
+            "32",
+            "--max-steps",
+            "3",
+            "--eval-every",
+            "3",
+            "--val-fraction",
+            "0.2",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["spec"] == f"checkpoint:{out}" and summary["model_id"].startswith("checkpoint:cli_model@")
@@ -176,10 +214,25 @@ def test_cli_train_json(small_sets: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_cli_train_text_columns_must_pair_with_files(small_sets: dict[str, Path], tmp_path: Path) -> None:
-    result = runner.invoke(app, [
-        "moderation", "train", "--data", str(small_sets["davidson"]), "--data", str(small_sets["jigsaw"]),
-        "--data", str(small_sets["jigsaw"]), "--text-column", "tweet", "--text-column", "comment_text", "--out", str(tmp_path / "x"),
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "moderation",
+            "train",
+            "--data",
+            str(small_sets["davidson"]),
+            "--data",
+            str(small_sets["jigsaw"]),
+            "--data",
+            str(small_sets["jigsaw"]),
+            "--text-column",
+            "tweet",
+            "--text-column",
+            "comment_text",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert result.exit_code == 2 and "--text-column given 2 times for 3 --data files" in result.output
 
 
@@ -187,8 +240,11 @@ def test_from_decisions_without_decisions_explains(tmp_path: Path) -> None:
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     migrate(con)
     con.close()
-    result = runner.invoke(app, ["moderation", "train", "--from-decisions", "--out", str(tmp_path / "m")],
-                           env={"PULSE_WAREHOUSE": str(tmp_path / "w.duckdb")})
+    result = runner.invoke(
+        app,
+        ["moderation", "train", "--from-decisions", "--out", str(tmp_path / "m")],
+        env={"PULSE_WAREHOUSE": str(tmp_path / "w.duckdb")},
+    )
     assert result.exit_code == 2
     assert "holds 0 rows" in result.output and "--data" in result.output
 
@@ -200,13 +256,17 @@ def test_load_decisions_uses_the_latest_final_decision(tmp_path: Path) -> None:
                    values ('beer', 'beer:1', 'question', '2026-01-01', 'Hops?', 'Which hops for an IPA?', 'h1'),
                           ('beer', 'beer:2', 'comment', '2026-01-01', null, 'you absolute idiot', 'h2'),
                           ('beer', 'beer:3', 'comment', '2026-01-01', null, 'meh', 'h3')""")
-    rows = [("d1", "beer:1", 1, "pending", "escalated", "escalate", "2026-01-02 10:00"),
-            ("d2", "beer:1", 2, "escalated", "approved", "approve", "2026-01-02 11:00"),
-            ("d3", "beer:2", 1, "pending", "removed", "remove", "2026-01-02 10:00"),
-            ("d4", "beer:3", 1, "pending", "escalated", "escalate", "2026-01-02 10:00")]
-    con.executemany("""insert into moderation.decisions (decision_id, source, content_id, item_version, from_state,
+    rows = [
+        ("d1", "beer:1", 1, "pending", "escalated", "escalate", "2026-01-02 10:00"),
+        ("d2", "beer:1", 2, "escalated", "approved", "approve", "2026-01-02 11:00"),
+        ("d3", "beer:2", 1, "pending", "removed", "remove", "2026-01-02 10:00"),
+        ("d4", "beer:3", 1, "pending", "escalated", "escalate", "2026-01-02 10:00"),
+    ]
+    con.executemany(
+        """insert into moderation.decisions (decision_id, source, content_id, item_version, from_state,
                        to_state, action, actor, decided_at, ingested_run_id) values (?, 'beer', ?, ?, ?, ?, ?, 'mod', ?, 'r')""",
-                    rows)
+        rows,
+    )
     loaded = load_decisions(con)
     got = sorted(loaded.frame.select("text", "label").iter_rows())
     assert got == [("Hops?\n\nWhich hops for an IPA?", 0), ("you absolute idiot", 1)]

@@ -29,19 +29,21 @@ def _members(wh: Path) -> dict[str, list[tuple[str, str]]]:
     """(user_id, display_name) of each shape, 5 per shape, from the built warehouse."""
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        base = ("with u as (select u.user_id, u.display_name, count(*) filter (where c.kind = 'comment') as nc, "
-                "count(*) filter (where c.kind <> 'comment') as np from staging.users u join staging.content c "
-                "on c.source = u.source and c.author_id = u.user_id where u.source = ? and length(u.display_name) >= 6 "
-                "group by all) ")
+        base = (
+            "with u as (select u.user_id, u.display_name, count(*) filter (where c.kind = 'comment') as nc, "
+            "count(*) filter (where c.kind <> 'comment') as np from staging.users u join staging.content c "
+            "on c.source = u.source and c.author_id = u.user_id where u.source = ? and length(u.display_name) >= 6 "
+            "group by all) "
+        )
         q = {
             "comments_only": "select user_id, display_name from u where np = 0 and nc >= 2 order by nc desc, user_id",
             "posts_only": "select user_id, display_name from u where nc = 0 and np >= 2 order by np desc, user_id",
             "mentioned_by_others": "select user_id, display_name from u where exists (select 1 from staging.content o "
-                                   "where o.author_id <> u.user_id and contains(o.body_text, '@' || "
-                                   "replace(u.display_name, ' ', ''))) order by user_id",
+            "where o.author_id <> u.user_id and contains(o.body_text, '@' || "
+            "replace(u.display_name, ' ', ''))) order by user_id",
             "name_in_other_text": "select user_id, display_name from u where exists (select 1 from staging.content o "
-                                  "where o.author_id <> u.user_id and contains(o.body_text, u.display_name)) "
-                                  "order by user_id",
+            "where o.author_id <> u.user_id and contains(o.body_text, u.display_name)) "
+            "order by user_id",
             "most_items": "select user_id, display_name from u order by nc + np desc, user_id",
         }
         return {k: con.execute(base + sql + " limit 5", [SOURCE]).fetchall() for k, sql in q.items()}
@@ -53,10 +55,17 @@ def _erasable(wh: Path, user_id: str) -> tuple[str, list[str]]:
     """The member's display name and texts (titles, bodies) before erasure."""
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        name = con.execute("select display_name from staging.users where source = ? and user_id = ?",
-                           [SOURCE, user_id]).fetchall()[0][0]
-        texts = [t for r in con.execute("select title, body_text from staging.content where source = ? "
-                                        "and author_id = ?", [SOURCE, user_id]).fetchall() for t in r if t]
+        name = con.execute(
+            "select display_name from staging.users where source = ? and user_id = ?", [SOURCE, user_id]
+        ).fetchall()[0][0]
+        texts = [
+            t
+            for r in con.execute(
+                "select title, body_text from staging.content where source = ? and author_id = ?", [SOURCE, user_id]
+            ).fetchall()
+            for t in r
+            if t
+        ]
     finally:
         con.close()
     return name, texts
@@ -72,7 +81,10 @@ def shapes(beer_built: Path) -> dict[str, list[tuple[str, str]]]:
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_forget_user_leaves_no_erased_bytes_in_any_file(
-    data: st.DataObject, shapes: dict[str, list[tuple[str, str]]], beer_built: Path, tmp_path_factory: pytest.TempPathFactory
+    data: st.DataObject,
+    shapes: dict[str, list[tuple[str, str]]],
+    beer_built: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     shape = data.draw(st.sampled_from([s for s in SHAPES if shapes[s]]), label="shape")
     user_id, _ = data.draw(st.sampled_from(shapes[shape]), label="member")
@@ -83,8 +95,11 @@ def test_forget_user_leaves_no_erased_bytes_in_any_file(
     name, texts = _erasable(wh, user_id)
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        items = con.execute("select content_id, content_hash from staging.content where source = ? and author_id = ? "
-                            "order by content_id", [SOURCE, user_id]).fetchall()
+        items = con.execute(
+            "select content_id, content_hash from staging.content where source = ? and author_id = ? "
+            "order by content_id",
+            [SOURCE, user_id],
+        ).fetchall()
     finally:
         con.close()
     from moderation.review_store import ReviewStore
@@ -94,8 +109,17 @@ def test_forget_user_leaves_no_erased_bytes_in_any_file(
     store.create_schema()
     store.add_user("mod1", name="Mod One", email="mod1@example.org", role="moderator", password="correct horse battery")
     note = f"{name} again: zebracorn-note-{user_id}"
-    store.decide(source=SOURCE, content_id=items[0][0], action="remove", actor="mod1", expected_version=0,
-                 content_hash=items[0][1], reason_code="spam", note=note, scores_json={"toxicity": 0.91})
+    store.decide(
+        source=SOURCE,
+        content_id=items[0][0],
+        action="remove",
+        actor="mod1",
+        expected_version=0,
+        content_hash=items[0][1],
+        reason_code="spam",
+        note=note,
+        scores_json={"toxicity": 0.91},
+    )
     live = LiveQueue(store.engine)
     live_text = f"live-item-text-{user_id}-quokka"
     _add_live(live, items[-1][0], live_text)
@@ -105,8 +129,12 @@ def test_forget_user_leaves_no_erased_bytes_in_any_file(
     checkable = [v for v in dict.fromkeys([name, *texts, note, live_text]) if len(v) >= 6]
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        others = "\n".join(r[0] or "" for r in con.execute(
-            "select coalesce(title, '') || chr(10) || coalesce(body_text, '') from staging.content").fetchall())
+        others = "\n".join(
+            r[0] or ""
+            for r in con.execute(
+                "select coalesce(title, '') || chr(10) || coalesce(body_text, '') from staging.content"
+            ).fetchall()
+        )
     finally:
         con.close()
     checkable = [v for v in checkable if v not in others]
@@ -116,8 +144,9 @@ def test_forget_user_leaves_no_erased_bytes_in_any_file(
     assert found == {}, f"{shape} member {user_id}: erased values survive in {found}"
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        status, verification = con.execute("select status, verification_json from ops.privacy_requests "
-                                           "where request_id = ?", [report.request_id]).fetchall()[0]
+        status, verification = con.execute(
+            "select status, verification_json from ops.privacy_requests where request_id = ?", [report.request_id]
+        ).fetchall()[0]
     finally:
         con.close()
     assert report.residue == {} and status == "done"
@@ -132,9 +161,16 @@ def _add_live(live: object, content_id: str, text: str) -> None:
     from pulse.api.live_queue import live_queue_items
 
     with live.engine.begin() as conn:  # type: ignore[attr-defined]
-        conn.execute(live_queue_items.insert().values(
-            source=SOURCE, content_id=content_id, content_hash="h", model_id="m", received_at=datetime(2024, 1, 1),
-            row_json=json.dumps({"content_id": content_id, "body_text": text})))
+        conn.execute(
+            live_queue_items.insert().values(
+                source=SOURCE,
+                content_id=content_id,
+                content_hash="h",
+                model_id="m",
+                received_at=datetime(2024, 1, 1),
+                row_json=json.dumps({"content_id": content_id, "body_text": text}),
+            )
+        )
 
 
 @pytest.mark.parametrize("replace", [True, False])
@@ -150,22 +186,30 @@ def test_mentions_of_the_erased_member_become_their_pseudonym(
     wh = tmp_path / "warehouse.duckdb"
     con = duckdb.connect(str(wh))
     try:
-        other, old_hash = con.execute("select content_id, content_hash from staging.content where source = ? and "
-                                      "author_id <> ? and kind = 'comment' order by content_id limit 1",
-                                      [SOURCE, user_id]).fetchall()[0]
-        con.execute("update staging.content set body_text = ? || ', agreed; ' || body_text where source = ? "
-                    "and content_id = ?", [handle, SOURCE, other])
-        mentioning = con.execute("select count(*) from staging.content where source = ? and author_id <> ? and "
-                                 "regexp_matches(body_text, ?)", [SOURCE, user_id,
-                                                                  "(?i)@" + name.replace(" ", "") + "([^A-Za-z0-9_]|$)"]).fetchone()[0]
-        key = bytes.fromhex(con.execute("select key_hex from ops.privacy_keys where name = 'pseudonym_key'").fetchone()[0])
+        other, old_hash = con.execute(
+            "select content_id, content_hash from staging.content where source = ? and "
+            "author_id <> ? and kind = 'comment' order by content_id limit 1",
+            [SOURCE, user_id],
+        ).fetchall()[0]
+        con.execute(
+            "update staging.content set body_text = ? || ', agreed; ' || body_text where source = ? and content_id = ?",
+            [handle, SOURCE, other],
+        )
+        mentioning = con.execute(
+            "select count(*) from staging.content where source = ? and author_id <> ? and regexp_matches(body_text, ?)",
+            [SOURCE, user_id, "(?i)@" + name.replace(" ", "") + "([^A-Za-z0-9_]|$)"],
+        ).fetchone()[0]
+        key = bytes.fromhex(
+            con.execute("select key_hex from ops.privacy_keys where name = 'pseudonym_key'").fetchone()[0]
+        )
     finally:
         con.close()
     report = forget_user(wh, SOURCE, user_id, serving=tmp_path / "serving.duckdb", mentions=replace)
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        body, new_hash = con.execute("select body_text, content_hash from staging.content where source = ? "
-                                     "and content_id = ?", [SOURCE, other]).fetchall()[0]
+        body, new_hash = con.execute(
+            "select body_text, content_hash from staging.content where source = ? and content_id = ?", [SOURCE, other]
+        ).fetchall()[0]
     finally:
         con.close()
     alias = "@" + str(pseudonym(SOURCE, user_id, key))

@@ -46,13 +46,21 @@ def expected(beer_dump: Path) -> dict[str, int]:
     posts = _rows(beer_dump / "Posts.xml")
     kind = {p["Id"]: p["PostTypeId"] for p in posts}
     mine_posts = [p for p in posts if p.get("OwnerUserId") == USER and p["PostTypeId"] in ("1", "2")]
-    comments = [c for c in _rows(beer_dump / "Comments.xml")
-                if c.get("UserId") == USER and kind.get(c["PostId"]) in ("1", "2")]
-    votes = [v for v in _rows(beer_dump / "Votes.xml")
-             if v.get("UserId") == USER and v["VoteTypeId"] in ("1", "2", "3", "5") and kind.get(v["PostId"]) in ("1", "2")]
+    comments = [
+        c for c in _rows(beer_dump / "Comments.xml") if c.get("UserId") == USER and kind.get(c["PostId"]) in ("1", "2")
+    ]
+    votes = [
+        v
+        for v in _rows(beer_dump / "Votes.xml")
+        if v.get("UserId") == USER and v["VoteTypeId"] in ("1", "2", "3", "5") and kind.get(v["PostId"]) in ("1", "2")
+    ]
     user = next(u for u in _rows(beer_dump / "Users.xml") if u["Id"] == USER)
-    return {"content": len(mine_posts) + len(comments), "questions": sum(p["PostTypeId"] == "1" for p in mine_posts),
-            "events": len(votes), "reputation": int(user["Reputation"])}
+    return {
+        "content": len(mine_posts) + len(comments),
+        "questions": sum(p["PostTypeId"] == "1" for p in mine_posts),
+        "events": len(votes),
+        "reputation": int(user["Reputation"]),
+    }
 
 
 def _count(path: Path, sql: str, params: list | None = None) -> int:
@@ -142,9 +150,17 @@ def _seed_store(tmp_path: Path, content_id: str, content_hash: str) -> object:
     store = ReviewStore(f"sqlite:///{tmp_path / 'review.sqlite'}")
     store.create_schema()
     store.add_user("mod1", name="Mod One", email="mod1@example.org", role="moderator", password="correct horse battery")
-    store.decide(source=SOURCE, content_id=content_id, action="remove", actor="mod1", expected_version=0,
-                 content_hash=content_hash, reason_code="spam", note=f"{NAME} again: zebracorn-note-7731",
-                 scores_json={"toxicity": 0.91})
+    store.decide(
+        source=SOURCE,
+        content_id=content_id,
+        action="remove",
+        actor="mod1",
+        expected_version=0,
+        content_hash=content_hash,
+        reason_code="spam",
+        note=f"{NAME} again: zebracorn-note-7731",
+        scores_json={"toxicity": 0.91},
+    )
     return store
 
 
@@ -156,8 +172,12 @@ def test_forget_user_leaves_nothing_anywhere(beer_copy: Path, tmp_path: Path) ->
     hot_before = _count(serving, "select count(*) from marts.hot_content")
     replies_before = _count(serving, "select sum(replies) from marts.hot_content")
     # Member 268's comment c3388 mentions the name: the other member's own words, kept by design.
-    mentions = _count(wh, "select count(*) from staging.content where author_id <> ? and (contains(body_text, ?) "
-                          "or contains(body_text, ?) or contains(title, ?))", [USER, NAME, TITLE, TITLE])
+    mentions = _count(
+        wh,
+        "select count(*) from staging.content where author_id <> ? and (contains(body_text, ?) "
+        "or contains(body_text, ?) or contains(title, ?))",
+        [USER, NAME, TITLE, TITLE],
+    )
     assert mentions == 1
     store = _seed_store(tmp_path, "p105", "h")
     report = forget_user(wh, SOURCE, USER, mode="redact", serving=serving, store=store)
@@ -168,14 +188,22 @@ def test_forget_user_leaves_nothing_anywhere(beer_copy: Path, tmp_path: Path) ->
     assert report.residue == {} and report.counts["mentions_in_others_posts_kept"] == 1
     # nothing left, logically, in any table of the warehouse or the snapshot (but c3388's mention)
     assert _cells_containing(wh, [NAME, TITLE, "zebracorn-note-7731"]) == {
-        "staging.content.body_text": 1, "staging.live_content.body_text": 1}
+        "staging.content.body_text": 1,
+        "staging.live_content.body_text": 1,
+    }
     assert _cells_containing(serving, [NAME, TITLE, "zebracorn-note-7731"]) == {}
     for f in (wh, serving):
         assert _user_refs(f) == {}
     # nor in the bytes of the files (old blocks, WAL) nor the review store's SQLite file
     assert scan_files([wh, serving, tmp_path / "review.sqlite"], [TITLE, "zebracorn-note-7731"]) == {
-        str(wh): [], str(serving): [], str(tmp_path / "review.sqlite"): []}
-    assert scan_files([serving, tmp_path / "review.sqlite"], [NAME]) == {str(serving): [], str(tmp_path / "review.sqlite"): []}
+        str(wh): [],
+        str(serving): [],
+        str(tmp_path / "review.sqlite"): [],
+    }
+    assert scan_files([serving, tmp_path / "review.sqlite"], [NAME]) == {
+        str(serving): [],
+        str(tmp_path / "review.sqlite"): [],
+    }
     # redact keeps the counts: same items, same threads, same replies in the marts
     assert _count(wh, "select count(*) from staging.content") == content_before
     assert _count(wh, "select count(*) from staging.content where body_text = ?", [ERASED_MARKER]) == 76
@@ -224,9 +252,14 @@ def test_reload_after_forget_does_not_bring_the_user_back(beer_copy: Path, beer_
     summary = run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump))
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        counts = {r[0]: r[1:] for r in con.execute(
-            "select stream, read, inserted, updated, unchanged, skipped, quarantined, skip_rules from ops.stream_counts "
-            "where run_id = ?", [summary.run_id]).fetchall()}
+        counts = {
+            r[0]: r[1:]
+            for r in con.execute(
+                "select stream, read, inserted, updated, unchanged, skipped, quarantined, skip_rules from ops.stream_counts "
+                "where run_id = ?",
+                [summary.run_id],
+            ).fetchall()
+        }
     finally:
         con.close()
     users = counts["users"]
@@ -245,7 +278,9 @@ def test_delete_mode_removes_their_items_and_the_votes_on_them(beer_copy: Path) 
     try:
         content, votes_on = con.execute(
             "select (select count(*) from staging.content), (select count(*) from staging.engagement_events e "
-            "join staging.content c using (source, content_id) where c.author_id = ?)", [USER]).fetchall()[0]
+            "join staging.content c using (source, content_id) where c.author_id = ?)",
+            [USER],
+        ).fetchall()[0]
     finally:
         con.close()
     report = forget_user(wh, SOURCE, USER, mode="delete")
@@ -258,8 +293,9 @@ def test_delete_mode_removes_their_items_and_the_votes_on_them(beer_copy: Path) 
 def test_retention_redacts_exactly_the_old_bodies(beer_copy: Path) -> None:
     wh = beer_copy / "warehouse.duckdb"
     now = datetime(2016, 1, 1)
-    old = _count(wh, "select count(*) from staging.content where created_at < timestamp '2015-01-01' "
-                     "and body_text is not null")
+    old = _count(
+        wh, "select count(*) from staging.content where created_at < timestamp '2015-01-01' and body_text is not null"
+    )
     hashes = _count(wh, "select count(distinct content_hash) from staging.content")
     scores = _count(wh, "select count(*) from moderation.scores")
     con = connect(wh)
@@ -267,8 +303,10 @@ def test_retention_redacts_exactly_the_old_bodies(beer_copy: Path) -> None:
         assert apply_retention(con, 365, now=now) == old > 1000
         assert apply_retention(con, 365, now=now) == 0  # idempotent
         assert apply_retention(con, None, now=now) == 0
-        kept = con.execute("select count(*) from staging.content where created_at >= timestamp '2015-01-01' "
-                           "and body_text = ?", [RETENTION_MARKER]).fetchall()[0][0]
+        kept = con.execute(
+            "select count(*) from staging.content where created_at >= timestamp '2015-01-01' and body_text = ?",
+            [RETENTION_MARKER],
+        ).fetchall()[0][0]
     finally:
         con.close()
     assert kept == 0
@@ -281,14 +319,19 @@ def test_pseudonyms_in_marts_match_python_hmac(beer_copy: Path) -> None:
     wh = beer_copy / "warehouse.duckdb"
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        key = bytes.fromhex(con.execute("select key_hex from ops.privacy_keys where name = 'pseudonym_key'").fetchall()[0][0])
+        key = bytes.fromhex(
+            con.execute("select key_hex from ops.privacy_keys where name = 'pseudonym_key'").fetchall()[0][0]
+        )
         raw = con.execute("select author_id from staging.content where content_id = 'p105'").fetchall()[0][0]
         sql = con.execute("select ops.pseudonym(?, ?)", [SOURCE, USER]).fetchall()[0][0]
     finally:
         con.close()
     assert raw == USER and sql == pseudonym(SOURCE, USER, key) and sql.startswith("u_") and len(sql) == 14
     serving = beer_copy / "serving.duckdb"
-    assert _count(serving, "select count(*) from marts.hot_content where content_id = 'p105' and author_id = ?", [sql]) == 1
+    assert (
+        _count(serving, "select count(*) from marts.hot_content where content_id = 'p105' and author_id = ?", [sql])
+        == 1
+    )
     assert _count(serving, "select count(*) from marts.hot_content where author_id not like 'u\\_%' escape '\\'") == 0
     assert _count(serving, "select count(*) from marts.response_times where author_id = ?", [USER]) == 0
     assert "privacy_keys" not in {r for r in _count_tables(serving)}
@@ -308,21 +351,30 @@ def test_cli_export_and_forget(beer_copy: Path, tmp_path: Path) -> None:
     from pulse.cli import app
 
     _seed_store(tmp_path, "p105", "h").dispose()  # a moderator's decision on his question, in the live store
-    env = {"PULSE_WAREHOUSE": str(beer_copy / "warehouse.duckdb"), "PULSE_SERVING": str(beer_copy / "serving.duckdb"),
-           "PULSE_REVIEW_STORE_URL": f"sqlite:///{tmp_path / 'review.sqlite'}"}
+    env = {
+        "PULSE_WAREHOUSE": str(beer_copy / "warehouse.duckdb"),
+        "PULSE_SERVING": str(beer_copy / "serving.duckdb"),
+        "PULSE_REVIEW_STORE_URL": f"sqlite:///{tmp_path / 'review.sqlite'}",
+    }
     runner = CliRunner()
     out = tmp_path / "u.json"
-    r = runner.invoke(app, ["privacy", "export-user", "--source", SOURCE, "--user-id", USER, "--out", str(out)], env=env)
+    r = runner.invoke(
+        app, ["privacy", "export-user", "--source", SOURCE, "--user-id", USER, "--out", str(out)], env=env
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(out.read_text())
     assert doc["counts"]["content"] == 76 and doc["counts"]["review_store_decisions"] == 1
     assert doc["review_store_decisions"][0]["note"] == f"{NAME} again: zebracorn-note-7731"
-    r = runner.invoke(app, ["privacy", "export-user", "--source", SOURCE, "--user-id", "x' or 1=1 --", "--out",
-                            str(tmp_path / "x.json")], env=env)
+    r = runner.invoke(
+        app,
+        ["privacy", "export-user", "--source", SOURCE, "--user-id", "x' or 1=1 --", "--out", str(tmp_path / "x.json")],
+        env=env,
+    )
     assert r.exit_code == 2 and "Not found" in r.output and not (tmp_path / "x.json").exists()
     r = runner.invoke(app, ["privacy", "forget-user", "--source", SOURCE, "--user-id", USER, "--yes"], env=env)
     assert r.exit_code == 0, r.output
     assert "staging.content 76" in r.output and "review_store.decisions 1" in r.output
-    r = runner.invoke(app, ["privacy", "forget-user", "--source", SOURCE, "--user-id", USER, "--mode", "shred", "--yes"],
-                      env=env)
+    r = runner.invoke(
+        app, ["privacy", "forget-user", "--source", SOURCE, "--user-id", USER, "--mode", "shred", "--yes"], env=env
+    )
     assert r.exit_code == 2 and "PULSE_PRIVACY_ERASURE_MODE" in r.output

@@ -43,7 +43,9 @@ def test_config_file_with_a_plaintext_secret_is_refused(config, line: str, key: 
 
 
 def test_secrets_from_the_environment_and_safe_urls_are_accepted(config, monkeypatch: pytest.MonkeyPatch) -> None:
-    config('scorer = "lexical"\nreview_store_url = "sqlite:////var/lib/pulse/review.sqlite"\nraw_body_retention_days = 30\n')
+    config(
+        'scorer = "lexical"\nreview_store_url = "sqlite:////var/lib/pulse/review.sqlite"\nraw_body_retention_days = 30\n'
+    )
     monkeypatch.setenv("PULSE_ALERT_WEBHOOK", "https://hooks.example/abc")
     monkeypatch.setenv("PULSE_PSEUDONYM_KEY", "from-the-environment")
     s = load_settings()

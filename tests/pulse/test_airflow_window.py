@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pulse.airflow_tasks import resolve_window
 
-START = datetime(2015, 3, 1, tzinfo=timezone.utc)
-END = datetime(2015, 3, 2, tzinfo=timezone.utc)
+START = datetime(2015, 3, 1, tzinfo=UTC)
+END = datetime(2015, 3, 2, tzinfo=UTC)
 
 
 def test_scheduled_and_backfill_runs_load_their_interval() -> None:

@@ -36,9 +36,14 @@ runner = CliRunner()
 def _settings(folder: Path, **extra: Any) -> Any:
     from pulse.settings import load_settings
 
-    kwargs = {"warehouse": folder / "data" / "warehouse.duckdb", "serving": folder / "data" / "serving.duckdb",
-              "scorer": "lexical", "review_store_url": f"sqlite:///{folder / 'data' / 'review.sqlite'}",
-              "erasure_ledger": folder / "keys" / "erasure_ledger.jsonl", "backup_key": KEY}
+    kwargs = {
+        "warehouse": folder / "data" / "warehouse.duckdb",
+        "serving": folder / "data" / "serving.duckdb",
+        "scorer": "lexical",
+        "review_store_url": f"sqlite:///{folder / 'data' / 'review.sqlite'}",
+        "erasure_ledger": folder / "keys" / "erasure_ledger.jsonl",
+        "backup_key": KEY,
+    }
     return load_settings(**(kwargs | extra))
 
 
@@ -49,10 +54,26 @@ def _seed_store(url: str) -> None:
     store.create_schema()
     store.add_user("mod1", name="Mod One", email="mod1@example.org", role="moderator", password="correct horse battery")
     store.add_user("boss", name="Boss", email="boss@example.org", role="admin", password="correct horse battery")
-    store.decide(source=SOURCE, content_id="p105", action="remove", actor="mod1", expected_version=0, content_hash="h",
-                 reason_code="spam", note=f"{NAME} again: {NOTE}", scores_json={"toxicity": 0.91})
-    store.decide(source=SOURCE, content_id="p2", action="approve", actor="boss", expected_version=0, content_hash="h2",
-                 note="fine")
+    store.decide(
+        source=SOURCE,
+        content_id="p105",
+        action="remove",
+        actor="mod1",
+        expected_version=0,
+        content_hash="h",
+        reason_code="spam",
+        note=f"{NAME} again: {NOTE}",
+        scores_json={"toxicity": 0.91},
+    )
+    store.decide(
+        source=SOURCE,
+        content_id="p2",
+        action="approve",
+        actor="boss",
+        expected_version=0,
+        content_hash="h2",
+        note="fine",
+    )
     store.dispose()
 
 
@@ -148,7 +169,9 @@ def test_restore_after_losing_every_data_file(env: tuple[Path, Any], beer_dump: 
 def _last_run(warehouse: Path) -> str:
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        return con.execute("select run_id from ops.runs where status = 'success' order by started_at desc limit 1").fetchone()[0]
+        return con.execute(
+            "select run_id from ops.runs where status = 'success' order by started_at desc limit 1"
+        ).fetchone()[0]
     finally:
         con.close()
 
@@ -225,7 +248,9 @@ def test_benchmark_smoke(built: Path, tmp_path: Path) -> None:
     result = measure(BenchConfig.for_profile("smoke", work_dir=tmp_path), built / "data" / "warehouse.duckdb", 1)
     assert result["rows"] > 8000 and result["tables"] >= 40 and result["ratio"] > 3
     assert result["create_s"] > 0 and result["verify_s"] > 0 and result["restore_s"] > 0
-    section = render({"sizes": {"1": result}, "daily": {"1": {"rpo_max_h": 24.0, "rto_restore_s": result["restore_s"]}}})
+    section = render(
+        {"sizes": {"1": result}, "daily": {"1": {"rpo_max_h": 24.0, "rto_restore_s": result["restore_s"]}}}
+    )
     assert "| 1x |" in section
 
 
@@ -260,13 +285,20 @@ def test_restoring_a_pre_erasure_backup_keeps_the_member_erased(env: tuple[Path,
         assert has_tombstone(con, SOURCE, USER)
         with pytest.raises(UserNotFoundError):
             export_user(con, SOURCE, USER)
-        assert con.execute("select count(*) from staging.content where author_id = ?", [ledger[0]["alias"]]).fetchone()[0] == 76
+        assert (
+            con.execute("select count(*) from staging.content where author_id = ?", [ledger[0]["alias"]]).fetchone()[0]
+            == 76
+        )
     finally:
         con.close()
     _, decisions = _store_rows(s)
     assert [d["note"] for d in decisions if d["content_id"] == "p105"] == [None]
     review = Path(s.review_store_url.get_secret_value().removeprefix("sqlite:///"))
-    assert scan_files([s.warehouse, s.serving, review], [NOTE]) == {str(s.warehouse): [], str(s.serving): [], str(review): []}
+    assert scan_files([s.warehouse, s.serving, review], [NOTE]) == {
+        str(s.warehouse): [],
+        str(s.serving): [],
+        str(review): [],
+    }
     assert scan_files([s.serving], [NAME]) == {str(s.serving): []}
 
 
@@ -297,7 +329,11 @@ def test_a_flipped_byte_anywhere_fails_verify_naming_the_file(env: tuple[Path, A
     result = bk.create_backup(s, root / "backups")
     folder = root / "backups" / result.backup_id
     ok = bk.verify_backup(s, root / "backups")
-    assert (ok.files, ok.tables, ok.review_store_tables) == (len(result.manifest["files"]), len(result.manifest["tables"]), 4)
+    assert (ok.files, ok.tables, ok.review_store_tables) == (
+        len(result.manifest["files"]),
+        len(result.manifest["tables"]),
+        4,
+    )
     names = [f["name"] for f in result.manifest["files"]] + [bk.MANIFEST]
     assert len(names) >= 40
     for i, name in enumerate(names):
@@ -325,8 +361,10 @@ def test_restore_refuses_while_a_run_is_active(env: tuple[Path, Any]) -> None:
     root, s = env
     bk.create_backup(s, root / "backups")
     con = duckdb.connect(str(s.warehouse))
-    con.execute("insert into ops.runs (run_id, source, started_at, status, trigger) values "
-                "('airflow__scheduled__x', 'stackexchange:beer', now()::timestamp, 'running', 'airflow')")
+    con.execute(
+        "insert into ops.runs (run_id, source, started_at, status, trigger) values "
+        "('airflow__scheduled__x', 'stackexchange:beer', now()::timestamp, 'running', 'airflow')"
+    )
     con.close()
     before = _stats(s.warehouse)
     done = _cli("restore", "--from", str(root / "backups"), "--yes")
@@ -345,7 +383,9 @@ def test_partial_restore_of_the_review_store_leaves_the_warehouse(env: tuple[Pat
     users_before, decisions_before = _store_rows(s)
     store = ReviewStore.from_settings(s)
     store.deactivate("mod1")  # the accident
-    store.decide(source=SOURCE, content_id="p140", action="escalate", actor="boss", expected_version=0, content_hash="h3")
+    store.decide(
+        source=SOURCE, content_id="p140", action="escalate", actor="boss", expected_version=0, content_hash="h3"
+    )
     store.dispose()
     con = duckdb.connect(str(s.warehouse))
     con.execute("delete from marts.hot_content where true")  # a change the partial restore must not undo
@@ -377,8 +417,12 @@ def test_partial_restore_of_the_warehouse(env: tuple[Path, Any]) -> None:
 def _oracle(times: set[datetime], daily: int, weekly: int, monthly: int, yearly: int) -> set[datetime]:
     """The policy stated per period: the newest backup of each of the n newest periods, plus the newest."""
     keep = {max(times)}
-    for n, key in ((daily, lambda t: t.date()), (weekly, lambda t: tuple(t.isocalendar()[:2])),
-                   (monthly, lambda t: (t.year, t.month)), (yearly, lambda t: t.year)):
+    for n, key in (
+        (daily, lambda t: t.date()),
+        (weekly, lambda t: tuple(t.isocalendar()[:2])),
+        (monthly, lambda t: (t.year, t.month)),
+        (yearly, lambda t: t.year),
+    ):
         groups: dict[Any, list[datetime]] = {}
         for t in times:
             groups.setdefault(key(t), []).append(t)
@@ -390,16 +434,23 @@ def _oracle(times: set[datetime], daily: int, weekly: int, monthly: int, yearly:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     offsets=st.sets(st.integers(min_value=0, max_value=3 * 365 * 24 * 4), min_size=1, max_size=120),
-    daily=st.integers(0, 10), weekly=st.integers(0, 6), monthly=st.integers(0, 14), yearly=st.integers(0, 3),
+    daily=st.integers(0, 10),
+    weekly=st.integers(0, 6),
+    monthly=st.integers(0, 14),
+    yearly=st.integers(0, 3),
 )
-def test_gfs_keeps_exactly_the_expected_set(offsets: set[int], daily: int, weekly: int, monthly: int, yearly: int) -> None:
+def test_gfs_keeps_exactly_the_expected_set(
+    offsets: set[int], daily: int, weekly: int, monthly: int, yearly: int
+) -> None:
     start = datetime(2024, 1, 1)
     times = {start + timedelta(minutes=15 * o) for o in offsets}
     kept = bk.gfs_keep(times, daily=daily, weekly=weekly, monthly=monthly, yearly=yearly)
     assert kept == _oracle(times, daily, weekly, monthly, yearly)
     assert max(times) in kept  # never deletes the newest
     assert len(kept) <= 1 + daily + weekly + monthly + yearly
-    assert bk.gfs_keep(kept, daily=daily, weekly=weekly, monthly=monthly, yearly=yearly) == kept  # a second prune keeps all
+    assert (
+        bk.gfs_keep(kept, daily=daily, weekly=weekly, monthly=monthly, yearly=yearly) == kept
+    )  # a second prune keeps all
 
 
 def test_prune_daily_backups_of_one_quarter(tmp_path: Path) -> None:
@@ -415,8 +466,19 @@ def test_prune_daily_backups_of_one_quarter(tmp_path: Path) -> None:
     result = bk.prune_backups(s, tmp_path, now=datetime(2026, 3, 31, 3))
     kept_days = sorted(k[:8] for k in result["kept"])
     # daily: Mar 25-31; weekly (ISO weeks): + Mar 22, Mar 15; monthly: + Feb 28, Jan 31
-    assert kept_days == ["20260131", "20260228", "20260315", "20260322", "20260325", "20260326", "20260327",
-                         "20260328", "20260329", "20260330", "20260331"]
+    assert kept_days == [
+        "20260131",
+        "20260228",
+        "20260315",
+        "20260322",
+        "20260325",
+        "20260326",
+        "20260327",
+        "20260328",
+        "20260329",
+        "20260330",
+        "20260331",
+    ]
     assert len(result["deleted"]) == 90 - 11 + 1
     assert sorted(p.name[:8] for p in tmp_path.iterdir()) == kept_days
 
@@ -425,8 +487,9 @@ def test_prune_daily_backups_of_one_quarter(tmp_path: Path) -> None:
 # PostgreSQL review store (real server)
 
 
-def test_postgresql_review_store_through_pg_dump(env: tuple[Path, Any], postgres_db: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_postgresql_review_store_through_pg_dump(
+    env: tuple[Path, Any], postgres_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sqlalchemy as sa
 
     root, _ = env
@@ -435,16 +498,22 @@ def test_postgresql_review_store_through_pg_dump(env: tuple[Path, Any], postgres
     _seed_store(postgres_db)
     before = _store_rows(s)
     result = bk.create_backup(s, root / "backups")
-    assert result.manifest["review_store"] == {"kind": "postgresql", "tables": {
-        "review_decisions": 2, "review_items": 2, "review_signin_failures": 0, "review_users": 2}}
+    assert result.manifest["review_store"] == {
+        "kind": "postgresql",
+        "tables": {"review_decisions": 2, "review_items": 2, "review_signin_failures": 0, "review_users": 2},
+    }
     assert bk.verify_backup(s, root / "backups").review_store_tables == 4
     engine = sa.create_engine(postgres_db.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as c:
         c.execute(sa.text("drop table review_decisions, review_items, review_users cascade"))
     engine.dispose()
     report = bk.restore_backup(s, root / "backups", only="review-store")
-    assert report.review_store_rows == {"review_decisions": 2, "review_items": 2, "review_signin_failures": 0,
-                                        "review_users": 2}
+    assert report.review_store_rows == {
+        "review_decisions": 2,
+        "review_items": 2,
+        "review_signin_failures": 0,
+        "review_users": 2,
+    }
     assert _store_rows(s) == before
 
 
@@ -457,11 +526,17 @@ def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
-    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                       ("AWS_DEFAULT_REGION", "us-east-1")):
+    for key, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
         monkeypatch.setenv(key, value)
     deadline = time.monotonic() + 30
     while True:

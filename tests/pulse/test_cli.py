@@ -43,7 +43,11 @@ def _small_dump(beer: Path, out: Path, n_posts: int = 60, n_comments: int = 30, 
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    return {"PULSE_WAREHOUSE": str(tmp_path / "w.duckdb"), "PULSE_SERVING": str(tmp_path / "s.duckdb"), "PULSE_SCORER": "lexical"}
+    return {
+        "PULSE_WAREHOUSE": str(tmp_path / "w.duckdb"),
+        "PULSE_SERVING": str(tmp_path / "s.duckdb"),
+        "PULSE_SCORER": "lexical",
+    }
 
 
 def test_run_on_a_dump_with_broken_rows_quarantines_them_and_goes_on(beer_dump: Path, tmp_path: Path) -> None:
@@ -52,7 +56,9 @@ def test_run_on_a_dump_with_broken_rows_quarantines_them_and_goes_on(beer_dump: 
     assert result.exit_code == 0, result.output
     assert "Published" in result.output and "Expectations: staging" in result.output
     con = connect(tmp_path / "w.duckdb", read_only=True)
-    reasons = dict(con.execute("select reason, count(*) from raw.quarantine where stream = 'content' group by 1").fetchall())
+    reasons = dict(
+        con.execute("select reason, count(*) from raw.quarantine where stream = 'content' group by 1").fetchall()
+    )
     read, inserted, skipped, quarantined = con.execute(
         "select read, inserted, skipped, quarantined from ops.stream_counts where stream = 'content'"
     ).fetchall()[0]
@@ -71,7 +77,9 @@ def test_entity_expansion_bomb_is_rejected_quickly(beer_dump: Path, tmp_path: Pa
     dump = _small_dump(beer_dump, tmp_path / "dump")
     bomb = (
         '<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol">'
-        + "".join(f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10 if i > 1 else "&lol;" * 10}">' for i in range(1, 10))
+        + "".join(
+            f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10 if i > 1 else "&lol;" * 10}">' for i in range(1, 10)
+        )
         + ']>\n<posts>\n  <row Id="1" PostTypeId="1" CreationDate="2014-01-22T10:00:00.000" Body="&lol9;" />\n</posts>\n'
     )
     (dump / "Posts.xml").write_text(bomb, encoding="utf-8")
@@ -90,7 +98,9 @@ def test_entity_expansion_bomb_is_rejected_quickly(beer_dump: Path, tmp_path: Pa
 
 def test_missing_dump_file_names_it(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    result = runner.invoke(app, ["run", "--source", "stackexchange", "--path", str(tmp_path / "empty")], env=_env(tmp_path))
+    result = runner.invoke(
+        app, ["run", "--source", "stackexchange", "--path", str(tmp_path / "empty")], env=_env(tmp_path)
+    )
     assert result.exit_code == 2
     assert "Posts.xml" in result.output or "Comments.xml" in result.output
 

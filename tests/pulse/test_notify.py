@@ -17,7 +17,7 @@ class _Hook(BaseHTTPRequestHandler):
     received: list[dict] = []
     fail_first: int = 0
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server API)
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).received.append(body)
         status = 500 if len(type(self).received) <= type(self).fail_first else 200

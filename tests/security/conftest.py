@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # hostile_dump.py, shared with the tests here
 
-from hostile_dump import write_hostile_dump  # noqa: E402
+from hostile_dump import write_hostile_dump
 
 
 @pytest.fixture(scope="session")

@@ -45,26 +45,60 @@ def write_hostile_dump(folder: Path, *, threads: int = 40) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     start = datetime(2024, 1, 1, 9, 0)
     fmt = "%Y-%m-%dT%H:%M:%S.000"
-    users = [_row(Id=str(i), Reputation="10", CreationDate=start.strftime(fmt), DisplayName=f"{PAYLOADS[i % len(PAYLOADS)]} u{i}")
-             for i in range(1, 9)]
+    users = [
+        _row(
+            Id=str(i),
+            Reputation="10",
+            CreationDate=start.strftime(fmt),
+            DisplayName=f"{PAYLOADS[i % len(PAYLOADS)]} u{i}",
+        )
+        for i in range(1, 9)
+    ]
     posts, comments, votes = [], [], []
     for t in range(threads):
         p = PAYLOADS[t % len(PAYLOADS)]
         at = start + timedelta(hours=25 * t + 3)
         qid, aid = 2 * t + 1, 2 * t + 2
-        posts.append(_row(Id=str(qid), PostTypeId="1", CreationDate=at.strftime(fmt), Score="2", ViewCount="5",
-                          Body=f"<p>{escape(p)} question body {t}</p>", OwnerUserId=str(1 + t % 8),
-                          Title=f"{p} title {t}", Tags=f"|ale|{p}|"))
-        posts.append(_row(Id=str(aid), PostTypeId="2", ParentId=str(qid), CreationDate=(at + timedelta(hours=2)).strftime(fmt),
-                          Score="1", Body=f"<p>{escape(p)} answer</p>", OwnerUserId=str(1 + (t + 1) % 8)))
-        comments.append(_row(Id=str(t + 1), PostId=str(qid), Score="0", CreationDate=(at + timedelta(hours=1)).strftime(fmt),
-                             Text=(ABUSE if t % 5 == 0 else "") + p, UserId=str(1 + (t + 2) % 8)))
-        votes.append(_row(Id=str(t + 1), PostId=str(qid), VoteTypeId="2", CreationDate=at.strftime("%Y-%m-%dT00:00:00.000")))
+        posts.append(
+            _row(
+                Id=str(qid),
+                PostTypeId="1",
+                CreationDate=at.strftime(fmt),
+                Score="2",
+                ViewCount="5",
+                Body=f"<p>{escape(p)} question body {t}</p>",
+                OwnerUserId=str(1 + t % 8),
+                Title=f"{p} title {t}",
+                Tags=f"|ale|{p}|",
+            )
+        )
+        posts.append(
+            _row(
+                Id=str(aid),
+                PostTypeId="2",
+                ParentId=str(qid),
+                CreationDate=(at + timedelta(hours=2)).strftime(fmt),
+                Score="1",
+                Body=f"<p>{escape(p)} answer</p>",
+                OwnerUserId=str(1 + (t + 1) % 8),
+            )
+        )
+        comments.append(
+            _row(
+                Id=str(t + 1),
+                PostId=str(qid),
+                Score="0",
+                CreationDate=(at + timedelta(hours=1)).strftime(fmt),
+                Text=(ABUSE if t % 5 == 0 else "") + p,
+                UserId=str(1 + (t + 2) % 8),
+            )
+        )
+        votes.append(
+            _row(Id=str(t + 1), PostId=str(qid), VoteTypeId="2", CreationDate=at.strftime("%Y-%m-%dT00:00:00.000"))
+        )
     _write(folder, "Posts.xml", posts)
     _write(folder, "Comments.xml", comments)
     _write(folder, "Votes.xml", votes)
     _write(folder, "Users.xml", users)
     _write(folder, "Tags.xml", [_row(Id="1", TagName="ale", Count=str(threads))])
     return folder
-
-

@@ -41,7 +41,9 @@ from warehouse.db import connect
 from warehouse.load import DEFAULT_EVENT_TOLERANCE, DEFAULT_TIMESTAMP_FLOOR
 
 EXAMPLES = hsettings(
-    max_examples=10, deadline=None, derandomize=True,
+    max_examples=10,
+    deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
@@ -49,14 +51,43 @@ EXAMPLES = hsettings(
 # values an attacker or a careless provider sends
 
 FAR_DATES = [
-    "0001-01-01T00:00:00", "1900-01-01T00:00:00", "1969-12-31T23:59:59", "1970-01-01T00:00:00", "1980-01-01T00:00:00",
-    "2099-01-01T00:00:00", "9999-12-31T23:59:59.999", "2014-13-45T00:00:00", "2014-02-30T10:00:00",
-    "2015-06-01T12:00:00+14:00", "",
+    "0001-01-01T00:00:00",
+    "1900-01-01T00:00:00",
+    "1969-12-31T23:59:59",
+    "1970-01-01T00:00:00",
+    "1980-01-01T00:00:00",
+    "2099-01-01T00:00:00",
+    "9999-12-31T23:59:59.999",
+    "2014-13-45T00:00:00",
+    "2014-02-30T10:00:00",
+    "2015-06-01T12:00:00+14:00",
+    "",
 ]
-NUMBERS = ["-1", "0", "9223372036854775807", "-9223372036854775808", "999999999999999999", "1e9", "12.5", "0x10", " 7", "abc", "١٢"]
+NUMBERS = [
+    "-1",
+    "0",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "999999999999999999",
+    "1e9",
+    "12.5",
+    "0x10",
+    " 7",
+    "abc",
+    "١٢",
+]
 ODD_TEXT = [
-    "\u202eevil\u202c", "zero\u200bwidth\u200djoin", "e\u0301\u0301\u0301", "🍺" * 50, "中文ビール", "\ufeffbom", "a\tb\rc",
-    "x" * 5000, "<script>alert(1)</script>", "=HYPERLINK(\"http://x\")", "\ud800lone surrogate",
+    "\u202eevil\u202c",
+    "zero\u200bwidth\u200djoin",
+    "e\u0301\u0301\u0301",
+    "🍺" * 50,
+    "中文ビール",
+    "\ufeffbom",
+    "a\tb\rc",
+    "x" * 5000,
+    "<script>alert(1)</script>",
+    '=HYPERLINK("http://x")',
+    "\ud800lone surrogate",
 ]
 DANGLING = ["99999999", "0", "-5"]
 
@@ -75,8 +106,14 @@ def _fingerprint(db: Path) -> dict[str, Any]:
     con = connect(db, read_only=True)
     try:
         out = {}
-        for table in ("staging.users", "staging.content", "staging.engagement_events", "ops.loaded_files",
-                      "ops.source_watermarks", "ops.watermarks"):
+        for table in (
+            "staging.users",
+            "staging.content",
+            "staging.engagement_events",
+            "ops.loaded_files",
+            "ops.source_watermarks",
+            "ops.watermarks",
+        ):
             out[table] = con.execute(f"select count(*), bit_xor(hash(t::varchar)) from {table} t").fetchall()[0]
         return out
     finally:
@@ -100,7 +137,8 @@ def _assert_valid(db: Path, run_id: str) -> dict[str, tuple[int, ...]]:
             assert read == ins + upd + unch + skipped + quarantined, (stream, counts[stream])
         failed = con.execute(
             "select table_name, expectation, column_name from quality.validation_results "
-            "where run_id = ? and suite = 'staging' and not success", [run_id]
+            "where run_id = ? and suite = 'staging' and not success",
+            [run_id],
         ).fetchall()
         assert failed == []
         dangling = con.execute(
@@ -143,8 +181,9 @@ def _attack(base: Path | None, tmp: Path, spec: SourceSpec, **run: Any) -> dict[
             pass  # migrated, empty
         (folder / "serving.duckdb").write_bytes(b"")
     common = dict(scorer="lexical", review_store_url=f"sqlite:///{folder / 'review.sqlite'}", postgres_settle_seconds=0)
-    strict = load_settings(warehouse=folder / "warehouse.duckdb", serving=folder / "serving.duckdb",
-                           quarantine_max_share=0.0, **common)
+    strict = load_settings(
+        warehouse=folder / "warehouse.duckdb", serving=folder / "serving.duckdb", quarantine_max_share=0.0, **common
+    )
     before, snapshot = _fingerprint(strict.warehouse), (folder / "serving.duckdb").read_bytes()
     try:
         run_pipeline(strict, spec, **run)
@@ -164,8 +203,13 @@ def _attack(base: Path | None, tmp: Path, spec: SourceSpec, **run: Any) -> dict[
 def _base(tmp: Path, spec: SourceSpec, **run: Any) -> Path:
     """A warehouse and snapshot holding one clean run of ``spec``."""
     tmp.mkdir(parents=True, exist_ok=True)
-    s = load_settings(warehouse=tmp / "warehouse.duckdb", serving=tmp / "serving.duckdb", scorer="lexical",
-                      review_store_url=f"sqlite:///{tmp / 'review.sqlite'}", postgres_settle_seconds=0)
+    s = load_settings(
+        warehouse=tmp / "warehouse.duckdb",
+        serving=tmp / "serving.duckdb",
+        scorer="lexical",
+        review_store_url=f"sqlite:///{tmp / 'review.sqlite'}",
+        postgres_settle_seconds=0,
+    )
     _assert_valid(s.warehouse, run_pipeline(s, spec, **run).run_id)
     return tmp
 
@@ -175,10 +219,24 @@ def _base(tmp: Path, spec: SourceSpec, **run: Any) -> Path:
 
 SE_FILES = ("Posts.xml", "Comments.xml", "Votes.xml", "Users.xml")
 SE_FIELDS = {
-    "Posts.xml": {"date": ["CreationDate", "LastEditDate"], "number": ["Id", "PostTypeId", "Score", "ViewCount", "OwnerUserId", "ParentId"],
-                  "text": ["Title", "Body", "Tags"], "id": ["ParentId", "Id"]},
-    "Comments.xml": {"date": ["CreationDate"], "number": ["Id", "PostId", "Score", "UserId"], "text": ["Text"], "id": ["PostId"]},
-    "Votes.xml": {"date": ["CreationDate"], "number": ["Id", "PostId", "VoteTypeId", "UserId"], "text": ["VoteTypeId"], "id": ["PostId"]},
+    "Posts.xml": {
+        "date": ["CreationDate", "LastEditDate"],
+        "number": ["Id", "PostTypeId", "Score", "ViewCount", "OwnerUserId", "ParentId"],
+        "text": ["Title", "Body", "Tags"],
+        "id": ["ParentId", "Id"],
+    },
+    "Comments.xml": {
+        "date": ["CreationDate"],
+        "number": ["Id", "PostId", "Score", "UserId"],
+        "text": ["Text"],
+        "id": ["PostId"],
+    },
+    "Votes.xml": {
+        "date": ["CreationDate"],
+        "number": ["Id", "PostId", "VoteTypeId", "UserId"],
+        "text": ["VoteTypeId"],
+        "id": ["PostId"],
+    },
     "Users.xml": {"date": ["CreationDate"], "number": ["Id", "Reputation"], "text": ["DisplayName"], "id": ["Id"]},
 }
 
@@ -191,8 +249,15 @@ se_mutation = st.tuples(
 
 
 def _xml_escape(value: str) -> str:
-    return (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-            .replace("\n", "&#xA;").replace("\r", "&#xD;").replace("\t", "&#x9;"))
+    return (
+        value.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("\n", "&#xA;")
+        .replace("\r", "&#xD;")
+        .replace("\t", "&#x9;")
+    )
 
 
 def _write_rows(path: Path, root: str, rows: list[dict[str, str]]) -> None:
@@ -243,9 +308,35 @@ def test_stackexchange_dump_mutations_never_stop_or_corrupt_a_load(
 
 EVENT_FIELDS = ("event_id", "event_type", "content_id", "user_id", "occurred_at", "properties")
 EVENT_VALUES: list[Any] = [
-    None, True, 0, -1, 2**63, -(2**63), 10**30, 1e308, float("-inf"), 1e20, -1e15, 0.5, [], {}, [1, 2], {"a": 1},
-    "", " ", "0001-01-01", "1900-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z",
-    "2014-01-21T20:26:05", "p99999999", "like", "LIKE", "report", *ODD_TEXT[:7], "x" * 300,
+    None,
+    True,
+    0,
+    -1,
+    2**63,
+    -(2**63),
+    10**30,
+    1e308,
+    float("-inf"),
+    1e20,
+    -1e15,
+    0.5,
+    [],
+    {},
+    [1, 2],
+    {"a": 1},
+    "",
+    " ",
+    "0001-01-01",
+    "1900-01-01T00:00:00Z",
+    "1970-01-01T00:00:00Z",
+    "9999-12-31T23:59:59Z",
+    "2014-01-21T20:26:05",
+    "p99999999",
+    "like",
+    "LIKE",
+    "report",
+    *ODD_TEXT[:7],
+    "x" * 300,
 ]
 
 event_mutation = st.tuples(
@@ -254,15 +345,20 @@ event_mutation = st.tuples(
     st.sampled_from(EVENT_FIELDS),
     st.integers(0, len(EVENT_VALUES) - 1),
 )
-RAW_LINES = ["{", "[]", "null", "\"text\"", "{\"event_id\": 1e999}", "\x00\x01", "{\"event_id\": \"a\", \"event_id\": 2}"]
+RAW_LINES = ["{", "[]", "null", '"text"', '{"event_id": 1e999}', "\x00\x01", '{"event_id": "a", "event_id": 2}']
 
 
 @pytest.fixture(scope="module")
 def like_events(se_rows) -> list[dict[str, Any]]:
     upvotes = [v for v in se_rows["Votes.xml"] if v["VoteTypeId"] == "2"][:400]
     return [
-        {"event_id": f"like-{v['Id']}", "event_type": "like", "content_id": f"p{v['PostId']}", "user_id": None,
-         "occurred_at": v["CreationDate"][:10]}
+        {
+            "event_id": f"like-{v['Id']}",
+            "event_type": "like",
+            "content_id": f"p{v['PostId']}",
+            "user_id": None,
+            "occurred_at": v["CreationDate"][:10],
+        }
         for v in upvotes
     ]
 
@@ -301,7 +397,9 @@ def test_event_export_mutations_never_stop_or_corrupt_a_load(
 def _discourse_fixture():
     name = "pulse_tests_discourse_fixture"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "warehouse" / "discourse_fixture.py")
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).parents[1] / "warehouse" / "discourse_fixture.py"
+        )
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
@@ -309,8 +407,14 @@ def _discourse_fixture():
     return sys.modules[name]
 
 
-PG_DATES = [datetime(1, 1, 1), datetime(1900, 1, 1), datetime(1970, 1, 1), datetime(1989, 12, 31, 23, 59),
-            datetime(2099, 1, 1), datetime(9999, 12, 31)]
+PG_DATES = [
+    datetime(1, 1, 1),
+    datetime(1900, 1, 1),
+    datetime(1970, 1, 1),
+    datetime(1989, 12, 31, 23, 59),
+    datetime(2099, 1, 1),
+    datetime(9999, 12, 31),
+]
 PG_TEXT = [t for t in ODD_TEXT if "\ud800" not in t]  # PostgreSQL text holds no lone surrogate (nor NUL)
 PG_INTS = [0, -1, 2**31 - 1, -(2**31), 99_999_999]
 
@@ -321,11 +425,24 @@ pg_mutation = st.tuples(
     st.integers(0, 10_000),
 )
 PG_FIELDS = {
-    "posts": {"date": ["created_at", "updated_at", "last_version_at"], "text": ["raw"], "int": ["like_count", "user_id", "post_number"],
-              "dangling": ["topic_id", "reply_to_post_number", "user_id"]},
-    "topics": {"date": ["created_at", "updated_at"], "text": ["title"], "int": ["views", "user_id"], "dangling": ["user_id"]},
-    "post_actions": {"date": ["created_at", "updated_at"], "text": [], "int": ["post_action_type_id", "user_id"],
-                     "dangling": ["post_id"]},
+    "posts": {
+        "date": ["created_at", "updated_at", "last_version_at"],
+        "text": ["raw"],
+        "int": ["like_count", "user_id", "post_number"],
+        "dangling": ["topic_id", "reply_to_post_number", "user_id"],
+    },
+    "topics": {
+        "date": ["created_at", "updated_at"],
+        "text": ["title"],
+        "int": ["views", "user_id"],
+        "dangling": ["user_id"],
+    },
+    "post_actions": {
+        "date": ["created_at", "updated_at"],
+        "text": [],
+        "int": ["post_action_type_id", "user_id"],
+        "dangling": ["post_id"],
+    },
     "users": {"date": ["created_at", "updated_at"], "text": ["username", "name"], "int": [], "dangling": []},
 }
 
@@ -382,8 +499,11 @@ def test_postgres_mutations_never_stop_or_corrupt_a_load(
             column = fields[value_i % len(fields)]
             pick = value_i // len(fields)
             value: Any = {
-                "date": PG_DATES[pick % len(PG_DATES)], "text": PG_TEXT[pick % len(PG_TEXT)],
-                "int": PG_INTS[pick % len(PG_INTS)], "dangling": 99_999_999 - pick % 3, "deleted": changed,
+                "date": PG_DATES[pick % len(PG_DATES)],
+                "text": PG_TEXT[pick % len(PG_TEXT)],
+                "int": PG_INTS[pick % len(PG_INTS)],
+                "dangling": 99_999_999 - pick % 3,
+                "deleted": changed,
             }[kind]
             con.execute(f"update {table} set {column} = %s where id = %s", [value, rid])
             if column != "updated_at":  # the platform's change marker: the next run reads the row again

@@ -40,8 +40,13 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('hostile_review') / 'review.sqlite'}"
     store = ReviewStore(url, bcrypt_rounds=4)
     store.create_schema()
-    store.add_user(ADMIN[0], name="<img src=x onerror=\"window.__pwned = 9\"> Admin", email="a@example.org",
-                   role="admin", password=ADMIN[1])
+    store.add_user(
+        ADMIN[0],
+        name='<img src=x onerror="window.__pwned = 9"> Admin',
+        email="a@example.org",
+        role="admin",
+        password=ADMIN[1],
+    )
     store.dispose()
     return url
 
@@ -49,8 +54,12 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def server(hostile_built: Path, store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``streamlit run dashboards/app.py`` on the hostile snapshot; always stopped afterwards."""
-    env = {"PULSE_SERVING": str(hostile_built / "serving.duckdb"), "PULSE_REVIEW_STORE_URL": store_url,
-           "PULSE_SCORER": "lexical", "PULSE_AUTH_COOKIE_KEY": "test-only-cookie-key-hostile-0123456789"}
+    env = {
+        "PULSE_SERVING": str(hostile_built / "serving.duckdb"),
+        "PULSE_REVIEW_STORE_URL": store_url,
+        "PULSE_SCORER": "lexical",
+        "PULSE_AUTH_COOKIE_KEY": "test-only-cookie-key-hostile-0123456789",
+    }
     with streamlit_app(env, tmp_path_factory.mktemp("streamlit_hostile") / "streamlit.log") as url:
         yield url
 

@@ -77,7 +77,9 @@ def _dump_with_posts(folder: Path, posts_xml: str) -> Path:
 
 
 def _probe(dump: Path) -> dict:
-    done = subprocess.run([sys.executable, "-c", PROBE, str(dump)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(dump)], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -97,7 +99,9 @@ def test_cli_refuses_the_bomb_and_loads_nothing(tmp_path: Path) -> None:
 
     dump = _dump_with_posts(tmp_path / "Bomb", BILLION_LAUGHS)
     env = {"PULSE_WAREHOUSE": str(tmp_path / "w.duckdb"), "PULSE_SERVING": str(tmp_path / "s.duckdb")}
-    r = CliRunner().invoke(app, ["run", "--source", "stackexchange", "--path", str(dump), "--scorer", "lexical"], env=env)
+    r = CliRunner().invoke(
+        app, ["run", "--source", "stackexchange", "--path", str(dump), "--scorer", "lexical"], env=env
+    )
     assert r.exit_code == 2 and "Input rejected" in r.output and "Nothing was loaded" in r.output
     assert not (tmp_path / "s.duckdb").exists()
 
@@ -105,8 +109,10 @@ def test_cli_refuses_the_bomb_and_loads_nothing(tmp_path: Path) -> None:
 def test_entity_reference_without_a_dtd_is_never_resolved(tmp_path: Path) -> None:
     from warehouse.sources.stackexchange import extract_stackexchange
 
-    posts = ('<?xml version="1.0"?>\n<posts>\n  <row Id="1" PostTypeId="1" CreationDate="2015-03-01T10:00:00.000" '
-             'Body="&xxe;" Title="t" />\n</posts>\n')
+    posts = (
+        '<?xml version="1.0"?>\n<posts>\n  <row Id="1" PostTypeId="1" CreationDate="2015-03-01T10:00:00.000" '
+        'Body="&xxe;" Title="t" />\n</posts>\n'
+    )
     ex = extract_stackexchange(_dump_with_posts(tmp_path / "Ref", posts))
     assert ex.content.filter(pl.col("kind") == "question").height == 0
     q = ex.quarantine.filter(pl.col("stream") == "content").row(0, named=True)
@@ -162,8 +168,11 @@ def test_every_page_keeps_filter_text_out_of_sql(review_env: None, monkeypatch: 
     at.query_params["source"] = hostile
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    pages = sorted(p.name for p in (REPO / "dashboards" / "views").glob("*.py") if p.name != "__init__.py"
-                   and p.name != "moderation_queue.py")
+    pages = sorted(
+        p.name
+        for p in (REPO / "dashboards" / "views").glob("*.py")
+        if p.name != "__init__.py" and p.name != "moderation_queue.py"
+    )
     visited = 0
     typed: list[str] = []
     for page in pages:
@@ -195,21 +204,29 @@ def test_every_page_keeps_filter_text_out_of_sql(review_env: None, monkeypatch: 
     (["privacy", "forget-user", "--source", "stackexchange:hostile", "--user-id", "1' or '1'='1", "--yes"], "Not found"),
     (["privacy", "export-user", "--source", "x' or 1=1 --", "--user-id", "1", "--out", "OUT"], "Not found"),
 ])  # fmt: skip
-def test_cli_arguments_never_reach_sql_as_text(hostile_built: Path, tmp_path: Path, args: list[str], message: str) -> None:
+def test_cli_arguments_never_reach_sql_as_text(
+    hostile_built: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
     from pulse.cli import app
 
     wh = tmp_path / "warehouse.duckdb"
     shutil.copy(hostile_built / "warehouse.duckdb", wh)
-    env = {"PULSE_WAREHOUSE": str(wh), "PULSE_SERVING": str(tmp_path / "serving.duckdb"),
-           "PULSE_REVIEW_STORE_URL": f"sqlite:///{tmp_path / 'r.sqlite'}", "COLUMNS": "200"}
+    env = {
+        "PULSE_WAREHOUSE": str(wh),
+        "PULSE_SERVING": str(tmp_path / "serving.duckdb"),
+        "PULSE_REVIEW_STORE_URL": f"sqlite:///{tmp_path / 'r.sqlite'}",
+        "COLUMNS": "200",
+    }
     args = [str(tmp_path / "out.json") if a == "OUT" else a for a in args]
     r = CliRunner().invoke(app, args, env=env)
     assert r.exit_code == 2, r.output
     assert message in r.output
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        counts = con.execute("select (select count(*) from staging.users), (select count(*) from staging.content), "
-                             "(select count(*) from ops.runs where status = 'success'), (select count(*) from ops.tombstones)").fetchall()[0]
+        counts = con.execute(
+            "select (select count(*) from staging.users), (select count(*) from staging.content), "
+            "(select count(*) from ops.runs where status = 'success'), (select count(*) from ops.tombstones)"
+        ).fetchall()[0]
     finally:
         con.close()
     assert counts == (8, 120, 1, 0)  # (a missing --path registers a failed run: nothing else)
@@ -227,32 +244,85 @@ def _oversized_extract(comments: int) -> object:
     big = ("spam and more spam " * 600_000)[:10_000_000]  # 10,000,000 characters
     texts = [f"reply number {i % 97} about hops" for i in range(97)]
     hashes = [content_hash("comment", None, t) for t in texts]
-    root = {"source": "oversized", "content_id": "q1", "kind": "question", "thread_id": "q1", "parent_id": None,
-            "author_id": "u0", "created_at": t0, "edited_at": None, "title": "A huge post", "body_text": big,
-            "tags": ["hops"], "score": 1, "view_count": 10, "content_hash": content_hash("question", "A huge post", big)}
+    root = {
+        "source": "oversized",
+        "content_id": "q1",
+        "kind": "question",
+        "thread_id": "q1",
+        "parent_id": None,
+        "author_id": "u0",
+        "created_at": t0,
+        "edited_at": None,
+        "title": "A huge post",
+        "body_text": big,
+        "tags": ["hops"],
+        "score": 1,
+        "view_count": 10,
+        "content_hash": content_hash("question", "A huge post", big),
+    }
     idx = pl.int_range(0, comments, eager=True)
-    thread = pl.DataFrame({
-        "source": "oversized", "content_id": "c" + idx.cast(pl.String), "kind": "comment", "thread_id": "q1",
-        "parent_id": "q1", "author_id": "u" + (idx % 1000 + 1).cast(pl.String),
-        "created_at": pl.datetime_range(t0 + timedelta(seconds=1), t0 + timedelta(seconds=comments), "1s", eager=True,
-                                        time_unit="us"),
-        "edited_at": None, "title": None,
-        "body_text": pl.Series(texts).gather(idx % 97), "tags": None,
-        "score": 0, "view_count": None, "content_hash": pl.Series(hashes).gather(idx % 97),
-    })
+    thread = pl.DataFrame(
+        {
+            "source": "oversized",
+            "content_id": "c" + idx.cast(pl.String),
+            "kind": "comment",
+            "thread_id": "q1",
+            "parent_id": "q1",
+            "author_id": "u" + (idx % 1000 + 1).cast(pl.String),
+            "created_at": pl.datetime_range(
+                t0 + timedelta(seconds=1), t0 + timedelta(seconds=comments), "1s", eager=True, time_unit="us"
+            ),
+            "edited_at": None,
+            "title": None,
+            "body_text": pl.Series(texts).gather(idx % 97),
+            "tags": None,
+            "score": 0,
+            "view_count": None,
+            "content_hash": pl.Series(hashes).gather(idx % 97),
+        }
+    )
     content = conform(pl.concat([conform(pl.DataFrame([root]), "content"), conform(thread, "content")]), "content")
-    users = conform(pl.DataFrame({"source": "oversized", "user_id": [f"u{i}" for i in range(1001)],
-                                  "display_name": [f"member {i}" for i in range(1001)],
-                                  "created_at": t0 - timedelta(days=1), "reputation": 1}), "users")
-    events = conform(pl.DataFrame(schema={"source": pl.String, "event_id": pl.String, "event_type": pl.String,
-                                          "content_id": pl.String, "user_id": pl.String, "occurred_at": pl.Datetime("us"),
-                                          "time_precision": pl.String}), "engagement_events")
+    users = conform(
+        pl.DataFrame(
+            {
+                "source": "oversized",
+                "user_id": [f"u{i}" for i in range(1001)],
+                "display_name": [f"member {i}" for i in range(1001)],
+                "created_at": t0 - timedelta(days=1),
+                "reputation": 1,
+            }
+        ),
+        "users",
+    )
+    events = conform(
+        pl.DataFrame(
+            schema={
+                "source": pl.String,
+                "event_id": pl.String,
+                "event_type": pl.String,
+                "content_id": pl.String,
+                "user_id": pl.String,
+                "occurred_at": pl.Datetime("us"),
+                "time_precision": pl.String,
+            }
+        ),
+        "engagement_events",
+    )
     from warehouse.canonical import QUARANTINE_SCHEMA
 
-    counts = {"users": StreamCounts(read=1001, emitted=1001), "content": StreamCounts(read=comments + 1, emitted=comments + 1),
-              "engagement_events": StreamCounts()}
-    return Extract(source="oversized", users=users, content=content, engagement_events=events,
-                   quarantine=pl.DataFrame(schema=QUARANTINE_SCHEMA), counts=counts)
+    counts = {
+        "users": StreamCounts(read=1001, emitted=1001),
+        "content": StreamCounts(read=comments + 1, emitted=comments + 1),
+        "engagement_events": StreamCounts(),
+    }
+    return Extract(
+        source="oversized",
+        users=users,
+        content=content,
+        engagement_events=events,
+        quarantine=pl.DataFrame(schema=QUARANTINE_SCHEMA),
+        counts=counts,
+    )
 
 
 @pytest.mark.parametrize("comments, max_growth_mib", [
@@ -288,8 +358,11 @@ def test_oversized_post_and_thread_are_bounded(
     con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
     try:
         n, longest = con.execute("select count(*), max(length(body_text)) from staging.content").fetchall()[0]
-        detail = json.loads(con.execute("select detail from ops.step_log where run_id = ? and step = 'score'",
-                                        [summary.run_id]).fetchall()[0][0])
+        detail = json.loads(
+            con.execute(
+                "select detail from ops.step_log where run_id = ? and step = 'score'", [summary.run_id]
+            ).fetchall()[0][0]
+        )
         replies = con.execute("select replies from marts.hot_content where content_id = 'q1'").fetchall()[0][0]
     finally:
         con.close()

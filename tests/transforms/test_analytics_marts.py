@@ -43,10 +43,20 @@ Z = 1.959964  # the 97.5% standard normal quantile used by the marts
 
 def _item(source, cid, kind, thread, author, at, tags=None, score=0):
     return {
-        "source": source, "content_id": cid, "kind": kind, "thread_id": thread,
-        "parent_id": None if thread == cid else thread, "author_id": author, "created_at": at,
-        "edited_at": None, "title": f"title {cid}" if thread == cid else None, "body_text": f"body {cid}",
-        "tags": tags or [], "score": score, "view_count": None, "content_hash": f"h_{source}_{cid}",
+        "source": source,
+        "content_id": cid,
+        "kind": kind,
+        "thread_id": thread,
+        "parent_id": None if thread == cid else thread,
+        "author_id": author,
+        "created_at": at,
+        "edited_at": None,
+        "title": f"title {cid}" if thread == cid else None,
+        "body_text": f"body {cid}",
+        "tags": tags or [],
+        "score": score,
+        "view_count": None,
+        "content_hash": f"h_{source}_{cid}",
     }
 
 
@@ -65,8 +75,11 @@ def _bt_content() -> list[dict]:
 
     post("bt1", datetime(2024, 1, 1, 9), [("answer", 1)])  # + an exact upvote: engagement 2
     post("bt2", datetime(2024, 1, 8, 9), [("answer", 2), ("answer", 6), ("comment", 7), ("comment", 8)])
-    post("bt3", datetime(2024, 1, 15, 9), [("answer", 3), ("answer", 4), ("answer", 10),
-                                           ("comment", 11), ("comment", 12), ("comment", 13)])
+    post(
+        "bt3",
+        datetime(2024, 1, 15, 9),
+        [("answer", 3), ("answer", 4), ("answer", 10), ("comment", 11), ("comment", 12), ("comment", 13)],
+    )
     for day in (2, 9, 16, 23):
         post(f"bt{3 + (day + 5) // 7}", datetime(2024, 1, day, 18), [("answer", 0.5)])  # bt4..bt7
     post("bt8", datetime(2024, 1, 3, 12), [("comment", k) for k in range(1, 11)])
@@ -98,8 +111,17 @@ def _trend_content() -> list[dict]:
         for week, volume in enumerate(weeks):
             for k in range(volume):  # Wednesdays at noon, a minute apart
                 at = datetime(2024, 1, 3, 12) + timedelta(weeks=week, minutes=len(rows) % 60)
-                rows.append(_item("trend", f"{topic}_w{week + 1}_{k}", "question", f"{topic}_w{week + 1}_{k}",
-                                  f"u{k}", at, [topic]))
+                rows.append(
+                    _item(
+                        "trend",
+                        f"{topic}_w{week + 1}_{k}",
+                        "question",
+                        f"{topic}_w{week + 1}_{k}",
+                        f"u{k}",
+                        at,
+                        [topic],
+                    )
+                )
     return rows
 
 
@@ -141,10 +163,12 @@ def _slot(con, weekday, hour, table="best_time_to_post"):
 def test_best_time_mean_engagement_and_confidence_interval(con):
     mon = _slot(con, 1, 9)
     assert (mon["posts"], mon["mean_engagement"], mon["engagement_sd"]) == (3, 4.0, 2.0)
-    assert mon["engagement_ci_low"] == pytest.approx(4 - Z * 2 / math.sqrt(3))   # 1.7368
+    assert mon["engagement_ci_low"] == pytest.approx(4 - Z * 2 / math.sqrt(3))  # 1.7368
     assert mon["engagement_ci_high"] == pytest.approx(4 + Z * 2 / math.sqrt(3))
     assert (mon["mean_answers"], mon["mean_comments"], mon["mean_votes"]) == (
-        pytest.approx(2.0), pytest.approx(5 / 3), pytest.approx(1 / 3),
+        pytest.approx(2.0),
+        pytest.approx(5 / 3),
+        pytest.approx(1 / 3),
     )
     # Wilson lower bound for 3 of 3: (1 + z²/6 - z·sqrt(z²/36)) / (1 + z²/3) = 1 / (1 + z²/3)
     assert (mon["responded"], mon["response_share"]) == (3, 1.0)
@@ -154,10 +178,13 @@ def test_best_time_mean_engagement_and_confidence_interval(con):
 
 
 def test_best_time_ranks_by_the_lower_bound_and_marks_thin_slots(con):
-    ranked = _dicts(con, "select weekday, hour, posts, mean_engagement, engagement_ci_low, rank "
-                         "from marts.best_time_to_post where source = 'bt' and rank is not null order by rank")
+    ranked = _dicts(
+        con,
+        "select weekday, hour, posts, mean_engagement, engagement_ci_low, rank "
+        "from marts.best_time_to_post where source = 'bt' and rank is not null order by rank",
+    )
     assert [(r["weekday"], r["hour"], r["posts"], r["rank"]) for r in ranked] == [
-        (1, 9, 3, 1),   # mean 4, lower bound 1.74
+        (1, 9, 3, 1),  # mean 4, lower bound 1.74
         (2, 18, 4, 2),  # mean 1, sd 0: lower bound 1.0
         (4, 20, 2, 3),  # nothing within the window: 0
     ]
@@ -186,8 +213,10 @@ def test_best_time_default_support_ranks_nothing_this_thin():
     con.register("df", df)
     con.execute("insert into staging.content by name select * from df")
     run_marts(con)  # min_posts = 5
-    assert con.execute("select count(*) filter (where rank is not null), count(*) filter (where is_sufficient) "
-                       "from marts.best_time_to_post").fetchall() == [(0, 0)]
+    assert con.execute(
+        "select count(*) filter (where rank is not null), count(*) filter (where is_sufficient) "
+        "from marts.best_time_to_post"
+    ).fetchall() == [(0, 0)]
 
 
 # --------------------------------------------------------------------------- response_times_by_slot
@@ -198,19 +227,22 @@ def test_response_times_by_slot_quantiles(con):
     assert (mon["threads"], mon["answered"], mon["never_answered"], mon["never_answered_share"]) == (3, 3, 0, 0.0)
     # first answers after 1, 2, 3 h: median 2, p90 = 2 + 0.8 * (3 - 2) (linear interpolation)
     assert (mon["median_hours_to_first_answer"], mon["p90_hours_to_first_answer"]) == (
-        pytest.approx(2.0), pytest.approx(2.8),
+        pytest.approx(2.0),
+        pytest.approx(2.8),
     )
     # first comments (bt2 after 7 h, bt3 after 11 h; bt1 has none): median 9, p90 7 + 0.9 * 4
     assert (mon["median_hours_to_first_comment"], mon["p90_hours_to_first_comment"]) == (
-        pytest.approx(9.0), pytest.approx(10.6),
+        pytest.approx(9.0),
+        pytest.approx(10.6),
     )
     thu = _slot(con, 4, 20, "response_times_by_slot")
     assert (thu["threads"], thu["answered"], thu["never_answered"], thu["never_answered_share"]) == (2, 1, 1, 0.5)
     # bt11 (window still open) counts here: it has simply not been answered yet
     wed10 = _slot(con, 3, 10, "response_times_by_slot")
     assert (wed10["threads"], wed10["never_answered"], wed10["median_hours_to_first_response"]) == (1, 1, None)
-    total = con.execute("select sum(threads), sum(never_answered) from marts.response_times_by_slot "
-                        "where source = 'bt'").fetchall()
+    total = con.execute(
+        "select sum(threads), sum(never_answered) from marts.response_times_by_slot where source = 'bt'"
+    ).fetchall()
     assert total == [(11, 3)]  # bt8 (comments only), bt10, bt11 (its self-comment is no answer)
 
 
@@ -218,8 +250,11 @@ def test_response_times_by_slot_quantiles(con):
 
 
 def _week5(con) -> dict[str, dict]:
-    rows = _dicts(con, "select * from marts.trending_topics where source = 'trend' and period = 'week' "
-                       "and period_start = '2024-01-29'")
+    rows = _dicts(
+        con,
+        "select * from marts.trending_topics where source = 'trend' and period = 'week' "
+        "and period_start = '2024-01-29'",
+    )
     return {r["topic"]: r for r in rows}
 
 
@@ -227,11 +262,11 @@ def test_trending_separates_hot_from_emerging(con):
     w5 = _week5(con)
     flags = {t: (r["is_hot"], r["is_rising"], r["is_emerging"]) for t, r in w5.items()}
     assert flags == {
-        "stout": (True, False, False),   # always big: z = 1 / sqrt(5 + 1) = 0.41
-        "ipa": (True, True, False),      # big and rising: z = 8 / sqrt(4 + 1); baseline 4 >= support 3
-        "porter": (True, True, True),    # new growth: z = 6 / sqrt(2 + 1), baseline 2 < 3
-        "sour": (True, True, True),      # from nothing: z = 4
-        "gose": (True, False, False),    # 0,1,0,1 -> 3: z = 2.5 / sqrt(0.25 + 0.5 + 1) = 1.89
+        "stout": (True, False, False),  # always big: z = 1 / sqrt(5 + 1) = 0.41
+        "ipa": (True, True, False),  # big and rising: z = 8 / sqrt(4 + 1); baseline 4 >= support 3
+        "porter": (True, True, True),  # new growth: z = 6 / sqrt(2 + 1), baseline 2 < 3
+        "sour": (True, True, True),  # from nothing: z = 4
+        "gose": (True, False, False),  # 0,1,0,1 -> 3: z = 2.5 / sqrt(0.25 + 0.5 + 1) = 1.89
         # t01..t08 (3 each) share volume 3 with gose; volume rank breaks ties by name, and only
         # the top 10 by volume are hot: gose 5th, t01..t05 6th-10th, t06..t08 11th-13th
         **{f"t0{i}": (i <= 5, True, True) for i in range(1, 9)},
@@ -242,7 +277,13 @@ def test_trending_separates_hot_from_emerging(con):
     assert w5["gose"]["z_score"] == pytest.approx(2.5 / math.sqrt(1.75))
     assert (w5["ipa"]["growth"], w5["sour"]["growth"]) == (pytest.approx(13 / 5), pytest.approx(5.0))
     assert [w5[t]["volume_rank"] for t in ("ipa", "porter", "stout", "sour", "gose", "t05", "t06")] == [
-        1, 2, 3, 4, 5, 10, 11,
+        1,
+        2,
+        3,
+        4,
+        5,
+        10,
+        11,
     ]
     # rank orders by surprise (z): sour 4.0 > ipa 3.58 > porter 3.46 > t01..t08 3.0 > gose > stout
     by_rank = sorted(w5.values(), key=lambda r: r["rank"])
@@ -253,27 +294,39 @@ def test_trending_separates_hot_from_emerging(con):
 
 
 def test_trending_partial_periods(con):
-    rows = con.execute("select period_start, bool_and(is_partial) from marts.trending_topics "
-                       "where source = 'trend' and period = 'week' group by 1 order by 1").fetchall()
+    rows = con.execute(
+        "select period_start, bool_and(is_partial) from marts.trending_topics "
+        "where source = 'trend' and period = 'week' group by 1 order by 1"
+    ).fetchall()
     # data from Wednesday 01-03 to Wednesday 01-31: the first and the last week are partial
-    assert rows == [(date(2024, 1, 1), True), (date(2024, 1, 8), False), (date(2024, 1, 15), False),
-                    (date(2024, 1, 22), False), (date(2024, 1, 29), True)]
-    assert con.execute("select count(*) from marts.trending_topics where source = 'trend' and period = 'day' "
-                       "and is_partial").fetchall() == [(0,)]
+    assert rows == [
+        (date(2024, 1, 1), True),
+        (date(2024, 1, 8), False),
+        (date(2024, 1, 15), False),
+        (date(2024, 1, 22), False),
+        (date(2024, 1, 29), True),
+    ]
+    assert con.execute(
+        "select count(*) from marts.trending_topics where source = 'trend' and period = 'day' and is_partial"
+    ).fetchall() == [(0,)]
 
 
 def test_trending_scales_without_a_dense_grid(con):
     # one row per topic and period with volume > 0: five Wednesdays, 13 topics, volumes as designed
-    rows = con.execute("select period, count(*), sum(volume) from marts.trending_topics where source = 'trend' "
-                       "group by 1 order by 1").fetchall()
+    rows = con.execute(
+        "select period, count(*), sum(volume) from marts.trending_topics where source = 'trend' group by 1 order by 1"
+    ).fetchall()
     nonzero = sum(1 for weeks in TREND_WEEKLY.values() for v in weeks if v)
     total = sum(sum(weeks) for weeks in TREND_WEEKLY.values())
     assert rows == [("day", nonzero, total), ("week", nonzero, total)]
 
 
 def test_days_and_weeks_use_the_same_formula(con):
-    ipa = _dicts(con, "select * from marts.trending_topics where source = 'trend' and period = 'day' "
-                      "and topic = 'ipa' and period_start = '2024-01-31'")[0]
+    ipa = _dicts(
+        con,
+        "select * from marts.trending_topics where source = 'trend' and period = 'day' "
+        "and topic = 'ipa' and period_start = '2024-01-31'",
+    )[0]
     # 28 days back from 01-31 reach 01-03: ipa's four Wednesdays of 4 items, 24 empty days
     assert ipa["baseline_periods"] == 28
     mean, var = 16 / 28, 64 / 28 - (16 / 28) ** 2

@@ -48,13 +48,17 @@ def test_build_order_is_stable_batches_in_name_order():
 
 def _models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> None:
     for name, body in files.items():
-        (tmp_path / f"{name}.sql").write_text(f"-- marts.{name}\n-- grain: source\nwith final as ({body})\nselect * from final\n")
+        (tmp_path / f"{name}.sql").write_text(
+            f"-- marts.{name}\n-- grain: source\nwith final as ({body})\nselect * from final\n"
+        )
     monkeypatch.setattr(runner, "MODELS_DIR", tmp_path)
 
 
 def test_a_cycle_fails_naming_it(tmp_path, monkeypatch):
     _models(tmp_path, monkeypatch, {"a": "select * from marts.b", "b": "select * from marts.a", "c": "select 1"})
-    with pytest.raises(ValueError, match=r"^the marts read each other in a cycle: marts\.(a|b) reads marts\.(b|a) reads marts\.\1$"):
+    with pytest.raises(
+        ValueError, match=r"^the marts read each other in a cycle: marts\.(a|b) reads marts\.(b|a) reads marts\.\1$"
+    ):
         build_order(mart_dependencies())
     with pytest.raises(ValueError, match=r"cycle: marts\.a reads marts\.a$"):
         build_order({"a": {"a"}})
@@ -106,7 +110,12 @@ def test_the_marts_schema_holds_the_marts_only_and_all_of_them_are_published(tmp
     migrate(con)
     con.execute("create table marts.renamed_long_ago as select 1 as x")
     counts = run_marts(con)
-    marts = {t for (t,) in con.execute("select table_name from information_schema.tables where table_schema = 'marts'").fetchall()}
+    marts = {
+        t
+        for (t,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts'"
+        ).fetchall()
+    }
     assert marts == set(MART_NAMES) == set(counts)
     assert con.execute("select count(*) from ops.keyphrase_cache").fetchall() == [(0,)]  # the memo is not a mart
     published = publish_snapshot(con, tmp_path / "serving.duckdb")
@@ -144,8 +153,12 @@ def test_every_mart_holds_its_grain(pipeline_run):
             "where run_id = ? and suite = 'marts' and expectation = 'ExpectCompoundColumnsToBeUnique' order by table_name",
             [summary.run_id],
         ).fetchall()
-        published = {t for (t,) in con.execute(
-            "select table_name from information_schema.tables where table_schema = 'marts'").fetchall()}
+        published = {
+            t
+            for (t,) in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'marts'"
+            ).fetchall()
+        }
     finally:
         con.close()
     assert [(t, c) for t, c, _, _ in checks] == sorted((f"marts.{m}", ",".join(g)) for m, g in MART_GRAINS.items())

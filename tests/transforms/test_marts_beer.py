@@ -37,8 +37,10 @@ def _marts(beer_dump: Path) -> duckdb.DuckDBPyConnection:
         con.execute(f"insert into staging.{stream} by name select * from df")
         con.unregister("df")
     # what the pipeline's validate step does: votes on posts absent from the dump are quarantined
-    con.execute("delete from staging.engagement_events e where not exists "
-                "(select 1 from staging.content c where c.source = e.source and c.content_id = e.content_id)")
+    con.execute(
+        "delete from staging.engagement_events e where not exists "
+        "(select 1 from staging.content c where c.source = e.source and c.content_id = e.content_id)"
+    )
     con.execute("insert into ops.sources values (?, false, 'UTC', 'beer')", [SOURCE])
     run_marts(con)
     return con
@@ -62,12 +64,16 @@ def _ts(column: str) -> pl.Expr:
 @pytest.fixture(scope="module")
 def dump(beer_dump: Path) -> dict[str, pl.DataFrame]:
     """Posts (questions and answers), comments on them, and engagement votes, from the XML."""
-    posts = pl.DataFrame(_rows(beer_dump / "Posts.xml"), infer_schema_length=None).select(
-        "Id", "PostTypeId", "ParentId", "OwnerUserId", "Tags", "Score", _ts("CreationDate").alias("at")
-    ).filter(pl.col("PostTypeId").is_in(["1", "2"]))
-    comments = pl.DataFrame(_rows(beer_dump / "Comments.xml"), infer_schema_length=None).select(
-        "Id", "PostId", "UserId", _ts("CreationDate").alias("at")
-    ).filter(pl.col("PostId").is_in(posts["Id"].implode()))
+    posts = (
+        pl.DataFrame(_rows(beer_dump / "Posts.xml"), infer_schema_length=None)
+        .select("Id", "PostTypeId", "ParentId", "OwnerUserId", "Tags", "Score", _ts("CreationDate").alias("at"))
+        .filter(pl.col("PostTypeId").is_in(["1", "2"]))
+    )
+    comments = (
+        pl.DataFrame(_rows(beer_dump / "Comments.xml"), infer_schema_length=None)
+        .select("Id", "PostId", "UserId", _ts("CreationDate").alias("at"))
+        .filter(pl.col("PostId").is_in(posts["Id"].implode()))
+    )
     votes = pl.DataFrame(_rows(beer_dump / "Votes.xml"), infer_schema_length=None)
     if "UserId" not in votes.columns:
         votes = votes.with_columns(UserId=pl.lit(None, pl.String))
@@ -83,8 +89,14 @@ def dump(beer_dump: Path) -> dict[str, pl.DataFrame]:
     )
     on_answer = comments.join(answer_parent, on="PostId")
     thread_comments = pl.concat([on_question, on_answer.select(on_question.columns)])
-    return {"posts": posts, "questions": questions, "answers": answers, "comments": comments,
-            "thread_comments": thread_comments, "votes": votes}
+    return {
+        "posts": posts,
+        "questions": questions,
+        "answers": answers,
+        "comments": comments,
+        "thread_comments": thread_comments,
+        "votes": votes,
+    }
 
 
 def one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> tuple:
@@ -103,15 +115,24 @@ def test_busiest_weekday_hour_for_all_content(con, dump):
     )
     top = cells.row(0)
     weeks = ((items["at"].max().date() - items["at"].min().date()).days + 1) / 7
-    mart = one(con, "select weekday, hour, sum(events), sum(mean_per_week) from marts.activity_heatmap "
-                    "where activity_type in ('question', 'answer', 'comment') group by all "
-                    "order by 3 desc, weekday, hour limit 1")
+    mart = one(
+        con,
+        "select weekday, hour, sum(events), sum(mean_per_week) from marts.activity_heatmap "
+        "where activity_type in ('question', 'answer', 'comment') group by all "
+        "order by 3 desc, weekday, hour limit 1",
+    )
     assert mart[:3] == top
     assert mart[3] == pytest.approx(top[2] / weeks)
     assert top == (2, 21, 97)  # Tuesday 21:00 UTC: 97 questions, answers and comments
     # the timeline re-bucketed gives the same cell
-    assert one(con, "select count(*), sum(events) from marts.activity_timeline "
-                    "where isodow(bucket_start) = 2 and hour(bucket_start) = 21")[1] == 97
+    assert (
+        one(
+            con,
+            "select count(*), sum(events) from marts.activity_timeline "
+            "where isodow(bucket_start) = 2 and hour(bucket_start) = 21",
+        )[1]
+        == 97
+    )
 
 
 # --------------------------------------------------------------------------- response times
@@ -119,10 +140,17 @@ def test_busiest_weekday_hour_for_all_content(con, dump):
 
 def _first_answers(dump) -> pl.DataFrame:
     """Per question: hours to the first answer by someone other than the asker (null if none)."""
-    q = dump["questions"].select(pl.col("Id").alias("q"), pl.col("OwnerUserId").alias("asker"), pl.col("at").alias("asked"))
-    others = dump["answers"].join(q, on="q").filter(
-        pl.col("OwnerUserId").is_null() | pl.col("asker").is_null() | (pl.col("OwnerUserId") != pl.col("asker"))
-    ).filter(pl.col("at") >= pl.col("asked"))
+    q = dump["questions"].select(
+        pl.col("Id").alias("q"), pl.col("OwnerUserId").alias("asker"), pl.col("at").alias("asked")
+    )
+    others = (
+        dump["answers"]
+        .join(q, on="q")
+        .filter(
+            pl.col("OwnerUserId").is_null() | pl.col("asker").is_null() | (pl.col("OwnerUserId") != pl.col("asker"))
+        )
+        .filter(pl.col("at") >= pl.col("asked"))
+    )
     first = others.group_by("q").agg(pl.col("at").min().alias("first_answer"))
     return q.join(first, on="q", how="left").with_columns(
         hours=(pl.col("first_answer") - pl.col("asked")).dt.total_milliseconds() / 3_600_000
@@ -133,8 +161,11 @@ def test_never_answered_and_median_time_to_first_answer(con, dump):
     first = _first_answers(dump)
     never = first.filter(pl.col("first_answer").is_null()).height
     median = first["hours"].median()
-    mart = one(con, "select count(*) filter (where not is_answered), median(hours_to_first_answer), count(*) "
-                    "from marts.response_times")
+    mart = one(
+        con,
+        "select count(*) filter (where not is_answered), median(hours_to_first_answer), count(*) "
+        "from marts.response_times",
+    )
     assert mart == (never, pytest.approx(median), 254)
     assert never == 15  # of 254 questions, 15 never got an answer from another member
     assert round(median, 2) == 1.28  # hours
@@ -146,11 +177,13 @@ def test_never_answered_and_median_time_to_first_answer(con, dump):
 
 
 def test_dau_wau_mau_on_the_last_day(con, dump):
-    days = pl.concat([
-        dump["posts"].select(pl.col("OwnerUserId").alias("user"), pl.col("at").dt.date().alias("day")),
-        dump["comments"].select(pl.col("UserId").alias("user"), pl.col("at").dt.date().alias("day")),
-        dump["votes"].select(pl.col("UserId").alias("user"), pl.col("at").dt.date().alias("day")),
-    ]).drop_nulls()
+    days = pl.concat(
+        [
+            dump["posts"].select(pl.col("OwnerUserId").alias("user"), pl.col("at").dt.date().alias("day")),
+            dump["comments"].select(pl.col("UserId").alias("user"), pl.col("at").dt.date().alias("day")),
+            dump["votes"].select(pl.col("UserId").alias("user"), pl.col("at").dt.date().alias("day")),
+        ]
+    ).drop_nulls()
     last_day, dau, wau, mau, stickiness = one(
         con, "select day, dau, wau, mau, stickiness from marts.engagement_daily order by day desc limit 1"
     )
@@ -180,11 +213,13 @@ def test_this_weeks_hot_topics(con, dump):
     tags = dump["questions"].select(
         pl.col("Id").alias("q"), pl.col("Tags").str.strip_chars("<>|").str.split("><").alias("tags")
     )
-    items = pl.concat([
-        dump["questions"].select(pl.col("Id").alias("q"), "at"),
-        dump["answers"].select("q", "at"),
-        dump["thread_comments"].select("q", "at"),
-    ])
+    items = pl.concat(
+        [
+            dump["questions"].select(pl.col("Id").alias("q"), "at"),
+            dump["answers"].select("q", "at"),
+            dump["thread_comments"].select("q", "at"),
+        ]
+    )
     week = datetime(2016, 12, 5)
     volumes = (
         items.filter(pl.col("at") >= week, pl.col("at") < week + timedelta(days=7))
@@ -201,9 +236,13 @@ def test_this_weeks_hot_topics(con, dump):
     ).fetchall()
     assert hot == hot_expected
     assert hot == [("ingredients", 7), ("spirits", 7)]  # ties by name
-    emerging = [t for (t,) in con.execute(
-        "select topic from marts.trending_topics where period = 'week' and period_start = '2016-12-05' "
-        "and is_emerging order by rank").fetchall()]
+    emerging = [
+        t
+        for (t,) in con.execute(
+            "select topic from marts.trending_topics where period = 'week' and period_start = '2016-12-05' "
+            "and is_emerging order by rank"
+        ).fetchall()
+    ]
     assert emerging == ["ingredients", "spirits"]  # none of them in the 4 weeks before: z = volume
 
 
@@ -233,12 +272,19 @@ def test_best_time_to_post_ranking(con, dump):
     first = _first_answers(dump).select("q", "asker", "asked")
     window = timedelta(days=7)
     as_of = pl.concat([dump["posts"].select("at"), dump["comments"].select("at")])["at"].max()
-    responses = pl.concat([
-        dump["answers"].select("q", pl.col("OwnerUserId").alias("user"), "at"),
-        dump["thread_comments"].select("q", pl.col("UserId").alias("user"), "at"),
-    ]).join(first, on="q").filter(
-        (pl.col("user").is_null() | pl.col("asker").is_null() | (pl.col("user") != pl.col("asker")))
-        & (pl.col("at") >= pl.col("asked")) & (pl.col("at") <= pl.col("asked") + window)
+    responses = (
+        pl.concat(
+            [
+                dump["answers"].select("q", pl.col("OwnerUserId").alias("user"), "at"),
+                dump["thread_comments"].select("q", pl.col("UserId").alias("user"), "at"),
+            ]
+        )
+        .join(first, on="q")
+        .filter(
+            (pl.col("user").is_null() | pl.col("asker").is_null() | (pl.col("user") != pl.col("asker")))
+            & (pl.col("at") >= pl.col("asked"))
+            & (pl.col("at") <= pl.col("asked") + window)
+        )
     )
     engagement = (
         first.filter(pl.col("asked") + window <= as_of)
@@ -252,8 +298,10 @@ def test_best_time_to_post_ranking(con, dump):
         .with_columns(low=(pl.col("mean") - 1.959964 * pl.col("sd") / pl.col("n").sqrt()).clip(lower_bound=0))
         .sort(["low", "mean", "weekday", "hour"], descending=[True, True, False, False])
     )
-    mart = con.execute("select weekday, hour, posts, mean_engagement, engagement_ci_low from marts.best_time_to_post "
-                       "where rank is not null order by rank").fetchall()
+    mart = con.execute(
+        "select weekday, hour, posts, mean_engagement, engagement_ci_low from marts.best_time_to_post "
+        "where rank is not null order by rank"
+    ).fetchall()
     assert len(mart) == slots.height
     for got, want in zip(mart[:5], slots.head(5).rows(), strict=True):
         assert got[:3] == want[:3]
@@ -270,20 +318,33 @@ def test_full_dump_figures_match_the_readme(full_beer_dump: Path):
     """README.md "Dashboards and marts" and transforms/README.md quote these for the whole dump."""
     con = _marts(full_beer_dump)
     try:
-        busiest = one(con, "select weekday, hour, sum(events) from marts.activity_heatmap "
-                           "where activity_type in ('question', 'answer', 'comment') group by all "
-                           "order by 3 desc, weekday, hour limit 1")
-        response = one(con, "select count(*) filter (where not is_answered), round(median(hours_to_first_answer), 1), "
-                            "count(*) from marts.response_times")
+        busiest = one(
+            con,
+            "select weekday, hour, sum(events) from marts.activity_heatmap "
+            "where activity_type in ('question', 'answer', 'comment') group by all "
+            "order by 3 desc, weekday, hour limit 1",
+        )
+        response = one(
+            con,
+            "select count(*) filter (where not is_answered), round(median(hours_to_first_answer), 1), "
+            "count(*) from marts.response_times",
+        )
         last = one(con, "select day, dau, wau, mau from marts.engagement_daily order by day desc limit 1")
-        dau_28 = one(con, "select round(avg(dau) filter (where day > ?), 1), round(avg(dau) filter (where day <= ? "
-                          "and day > ?), 1) from marts.engagement_daily",
-                     [last[0] - timedelta(days=28), last[0] - timedelta(days=28), last[0] - timedelta(days=56)])
-        week = "select topic, volume from marts.trending_topics where period = 'week' and period_start = '2016-12-05' and "
+        dau_28 = one(
+            con,
+            "select round(avg(dau) filter (where day > ?), 1), round(avg(dau) filter (where day <= ? "
+            "and day > ?), 1) from marts.engagement_daily",
+            [last[0] - timedelta(days=28), last[0] - timedelta(days=28), last[0] - timedelta(days=56)],
+        )
+        week = (
+            "select topic, volume from marts.trending_topics where period = 'week' and period_start = '2016-12-05' and "
+        )
         hot = con.execute(week + "is_hot order by volume_rank").fetchall()
         emerging = [t for t, _ in con.execute(week + "is_emerging order by rank").fetchall()]
-        best = con.execute("select weekday, hour, posts, round(mean_engagement, 1) from marts.best_time_to_post "
-                           "where rank is not null order by rank limit 2").fetchall()
+        best = con.execute(
+            "select weekday, hour, posts, round(mean_engagement, 1) from marts.best_time_to_post "
+            "where rank is not null order by rank limit 2"
+        ).fetchall()
         top = one(con, "select content_id from marts.hot_content order by rank limit 1")
     finally:
         con.close()
@@ -294,5 +355,8 @@ def test_full_dump_figures_match_the_readme(full_beer_dump: Path):
     assert hot[:2] == [("ingredients", 7), ("spirits", 7)]
     assert {t for t, v in hot[2:]} == {"cocktails", "pairing", "recommendations", "specialty-beers"}
     assert emerging == ["spirits", "cocktails", "pairing", "specialty-beers"]
-    assert best == [(4, 14, 6, 4.3), (2, 20, 22, 3.5)]  # Thursday 14:00 (6 questions, 4.3 responses); Tuesday 20:00 (22)
+    assert best == [
+        (4, 14, 6, 4.3),
+        (2, 20, 22, 3.5),
+    ]  # Thursday 14:00 (6 questions, 4.3 responses); Tuesday 20:00 (22)
     assert top == ("p6418",)

@@ -79,7 +79,10 @@ class DiscourseData:
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """``{table name: frame}`` in load order."""
-        return {n: getattr(self, n) for n in ("users", "topics", "posts", "post_actions", "tags", "topic_tags", "topic_views")}
+        return {
+            n: getattr(self, n)
+            for n in ("users", "topics", "posts", "post_actions", "tags", "topic_tags", "topic_views")
+        }
 
 
 def _num(col: str) -> pl.Expr:
@@ -114,13 +117,17 @@ def discourse_data(beer_dump: Path) -> DiscourseData:
         pl.lit(None, pl.Datetime("us")).alias("deleted_at"),
     )
     topic_ids = set(topics["id"].to_list())
-    rows = c.filter(pl.col("thread_id").is_not_null()).with_columns(
-        pl.when(pl.col("kind") == "comment")
-        .then(pl.col("content_id").str.slice(1).cast(pl.Int64) + COMMENT_ID_OFFSET)
-        .otherwise(_num("content_id"))
-        .alias("id"),
-        _num("thread_id").alias("topic_id"),
-    ).filter(pl.col("topic_id").is_in(sorted(topic_ids)))
+    rows = (
+        c.filter(pl.col("thread_id").is_not_null())
+        .with_columns(
+            pl.when(pl.col("kind") == "comment")
+            .then(pl.col("content_id").str.slice(1).cast(pl.Int64) + COMMENT_ID_OFFSET)
+            .otherwise(_num("content_id"))
+            .alias("id"),
+            _num("thread_id").alias("topic_id"),
+        )
+        .filter(pl.col("topic_id").is_in(sorted(topic_ids)))
+    )
     rows = rows.sort("topic_id", pl.col("kind") != "question", "created_at", "id").with_columns(
         pl.int_range(1, pl.len() + 1).over("topic_id").alias("post_number")
     )
@@ -154,25 +161,58 @@ def discourse_data(beer_dump: Path) -> DiscourseData:
     # A private-message topic (never read by the preset) and a whisper in the oldest topic.
     first_topic = topics.sort("created_at", "id").row(0, named=True)
     t0 = first_topic["created_at"]
-    topics = pl.concat([
-        topics,
-        pl.DataFrame([{**{k: None for k in topics.columns}, "id": PM_TOPIC_ID, "title": "Flag: please look at this",
-                       "category_id": None, "user_id": first_topic["user_id"], "views": 0, "archetype": "private_message",
-                       "created_at": t0, "updated_at": t0}], schema=topics.schema),
-    ])
+    topics = pl.concat(
+        [
+            topics,
+            pl.DataFrame(
+                [
+                    {
+                        **{k: None for k in topics.columns},
+                        "id": PM_TOPIC_ID,
+                        "title": "Flag: please look at this",
+                        "category_id": None,
+                        "user_id": first_topic["user_id"],
+                        "views": 0,
+                        "archetype": "private_message",
+                        "created_at": t0,
+                        "updated_at": t0,
+                    }
+                ],
+                schema=topics.schema,
+            ),
+        ]
+    )
     last_number = posts.filter(pl.col("topic_id") == first_topic["id"])["post_number"].max()
     extra = pl.DataFrame(
         [
-            {"id": PM_POST_ID, "topic_id": PM_TOPIC_ID, "user_id": first_topic["user_id"], "post_number": 1,
-             "raw": "This answer is an advert for a brewery shop.", "post_type": 1},
-            {"id": WHISPER_POST_ID, "topic_id": first_topic["id"], "user_id": first_topic["user_id"],
-             "post_number": last_number + 1, "raw": "Staff note: keep an eye on this thread.", "post_type": 4},
+            {
+                "id": PM_POST_ID,
+                "topic_id": PM_TOPIC_ID,
+                "user_id": first_topic["user_id"],
+                "post_number": 1,
+                "raw": "This answer is an advert for a brewery shop.",
+                "post_type": 1,
+            },
+            {
+                "id": WHISPER_POST_ID,
+                "topic_id": first_topic["id"],
+                "user_id": first_topic["user_id"],
+                "post_number": last_number + 1,
+                "raw": "Staff note: keep an eye on this thread.",
+                "post_type": 4,
+            },
         ]
     ).with_columns(
-        pl.lit(None, pl.String).alias("cooked"), pl.lit(None, pl.Int64).alias("reply_to_post_number"),
-        pl.lit(0).alias("like_count"), pl.lit(1).alias("version"), pl.lit(t0).alias("last_version_at"),
-        pl.lit(False).alias("hidden"), pl.lit(False).alias("user_deleted"), pl.lit(t0).alias("created_at"),
-        pl.lit(t0).alias("updated_at"), pl.lit(None, pl.Datetime("us")).alias("deleted_at"),
+        pl.lit(None, pl.String).alias("cooked"),
+        pl.lit(None, pl.Int64).alias("reply_to_post_number"),
+        pl.lit(0).alias("like_count"),
+        pl.lit(1).alias("version"),
+        pl.lit(t0).alias("last_version_at"),
+        pl.lit(False).alias("hidden"),
+        pl.lit(False).alias("user_deleted"),
+        pl.lit(t0).alias("created_at"),
+        pl.lit(t0).alias("updated_at"),
+        pl.lit(None, pl.Datetime("us")).alias("deleted_at"),
     )
     posts = pl.concat([posts, extra.select(posts.columns).cast(posts.schema)])
 
@@ -185,12 +225,22 @@ def discourse_data(beer_dump: Path) -> DiscourseData:
         pl.col("occurred_at").alias("created_at"),
         pl.col("occurred_at").alias("updated_at"),
     )
-    answers = posts.filter((pl.col("post_number") > 1) & (pl.col("id") < COMMENT_ID_OFFSET)).sort("created_at", "id").head(len(FLAG_TYPES))
+    answers = (
+        posts.filter((pl.col("post_number") > 1) & (pl.col("id") < COMMENT_ID_OFFSET))
+        .sort("created_at", "id")
+        .head(len(FLAG_TYPES))
+    )
     flags = pl.DataFrame(
         [
-            {"id": FLAG_ID_OFFSET + i, "post_id": a["id"], "user_id": first_topic["user_id"], "post_action_type_id": t,
-             "related_post_id": PM_POST_ID if t == 7 else None,
-             "created_at": a["created_at"] + timedelta(hours=1), "updated_at": a["created_at"] + timedelta(hours=1)}
+            {
+                "id": FLAG_ID_OFFSET + i,
+                "post_id": a["id"],
+                "user_id": first_topic["user_id"],
+                "post_action_type_id": t,
+                "related_post_id": PM_POST_ID if t == 7 else None,
+                "created_at": a["created_at"] + timedelta(hours=1),
+                "updated_at": a["created_at"] + timedelta(hours=1),
+            }
             for i, (a, t) in enumerate(zip(answers.iter_rows(named=True), FLAG_TYPES, strict=True))
         ],
         schema=likes.schema,
@@ -202,8 +252,11 @@ def discourse_data(beer_dump: Path) -> DiscourseData:
     names = sorted({t for ts in questions["tags"].to_list() for t in ts})
     tag_ids = {n: i + 1 for i, n in enumerate(names)}
     tags = pl.DataFrame({"id": list(tag_ids.values()), "name": names})
-    topic_tags = questions.select(_num("content_id").alias("topic_id"), "tags").explode("tags").drop_nulls("tags").select(
-        "topic_id", pl.col("tags").replace_strict(tag_ids, return_dtype=pl.Int64).alias("tag_id")
+    topic_tags = (
+        questions.select(_num("content_id").alias("topic_id"), "tags")
+        .explode("tags")
+        .drop_nulls("tags")
+        .select("topic_id", pl.col("tags").replace_strict(tag_ids, return_dtype=pl.Int64).alias("tag_id"))
     )
     regular = posts.filter(pl.col("topic_id") != PM_TOPIC_ID, pl.col("user_id").is_not_null())
     topic_views = (
@@ -212,11 +265,15 @@ def discourse_data(beer_dump: Path) -> DiscourseData:
         .sort("topic_id", "viewed_at", "user_id")
         .with_columns(pl.lit(None, pl.String).alias("ip_address"))
     )
-    topic_views = pl.concat([
-        topic_views,
-        pl.DataFrame([{"topic_id": first_topic["id"], "viewed_at": t0.date(), "user_id": None, "ip_address": "192.0.2.7"}],
-                     schema=topic_views.schema),
-    ])
+    topic_views = pl.concat(
+        [
+            topic_views,
+            pl.DataFrame(
+                [{"topic_id": first_topic["id"], "viewed_at": t0.date(), "user_id": None, "ip_address": "192.0.2.7"}],
+                schema=topic_views.schema,
+            ),
+        ]
+    )
     return DiscourseData(users, topics, posts, post_actions, tags, topic_tags, topic_views)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -260,7 +261,7 @@ def test_injected_bursts_are_declared() -> None:
     assert len(demo.INJECTED_BURSTS) == 3
     assert demo.bursts_for(demo.DEFAULT_START) == demo.INJECTED_BURSTS
     shifted = demo.bursts_for(demo.DEFAULT_START + timedelta(days=7))
-    assert all(s.start - b.start == timedelta(days=7) for s, b in zip(shifted, demo.INJECTED_BURSTS))
+    assert all(s.start - b.start == timedelta(days=7) for s, b in zip(shifted, demo.INJECTED_BURSTS, strict=False))
     kinds = {b.kind for b in demo.INJECTED_BURSTS}
     assert kinds == {"spike", "emerging"}
     period_end = demo.DEFAULT_START + timedelta(days=demo.DEFAULT_DAYS)
@@ -331,7 +332,7 @@ def test_windows_partition_the_unbounded_extract(ex: canonical.Extract) -> None:
     on_event = ex.engagement_events["occurred_at"][30000]
     inner = sorted([datetime(2026, 1, 1), on_content, on_event, on_event + timedelta(days=1)])
     cuts = [None, *inner, None]
-    windows = [demo.generate_demo(since=a, until=b) for a, b in zip(cuts[:-1], cuts[1:])]
+    windows = [demo.generate_demo(since=a, until=b) for a, b in itertools.pairwise(cuts)]
     assert on_content in windows[inner.index(on_content) + 1].content["created_at"].to_list()
     assert on_event in windows[inner.index(on_event) + 1].engagement_events["occurred_at"].to_list()
     for w in windows:

@@ -16,7 +16,7 @@ import os
 import shutil
 import xml.etree.ElementTree as ET
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -65,9 +65,7 @@ def beer_xml(dump: tuple[str, Path]) -> dict[str, object]:
     votes = [dict(el.attrib) for _, el in ET.iterparse(beer_dump / "Votes.xml") if el.tag == "row"]
     content = {f"p{p['Id']}" for p in posts if p["PostTypeId"] in ("1", "2")}
     questions = sorted((p for p in posts if p["PostTypeId"] == "1"), key=lambda p: int(p["Id"]))
-    upvotes = sorted(
-        (v for v in votes if v["VoteTypeId"] == "2"), key=lambda v: (v["CreationDate"], int(v["Id"]))
-    )
+    upvotes = sorted((v for v in votes if v["VoteTypeId"] == "2"), key=lambda v: (v["CreationDate"], int(v["Id"])))
     return {"content": content, "questions": questions, "upvotes": upvotes, "figures": FIGURES[dump[0]]}
 
 
@@ -94,7 +92,7 @@ def _stream_row(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, object
     row = con.execute(
         f"select {', '.join(cols)} from ops.stream_counts where run_id = ? and stream = 'engagement_events'", [run_id]
     ).fetchall()[0]
-    out = dict(zip(cols, row))
+    out = dict(zip(cols, row, strict=False))
     out["skip_rules"] = json.loads(out["skip_rules"])
     return out
 
@@ -154,7 +152,7 @@ def test_exports_load_once_dedupe_quarantine_and_late_files_land_on_their_days(
         }
         for i, q in enumerate(questions[:20])
     ]
-    lines1 = likes1[:100] + ['{"event_id": "like-broken", "event_type": '] + likes1[100:]
+    lines1 = [*likes1[:100], '{"event_id": "like-broken", "event_type": ', *likes1[100:]]
     lines1 += likes1[10:15] + [json.dumps(v) for v in views]
     _write_jsonl(exports / "day1.jsonl", lines1, T0)
     assert lines1[100].startswith('{"event_id": "like-broken"')  # line 101
@@ -212,10 +210,14 @@ def test_exports_load_once_dedupe_quarantine_and_late_files_land_on_their_days(
     # one row per event; the later copy of a duplicated event won
     staged = con.execute(
         "select count(*), count(distinct event_id) from staging.engagement_events "
-        "where source = ? and event_type in ('like', 'view')", [SOURCE]
+        "where source = ? and event_type in ('like', 'view')",
+        [SOURCE],
     ).fetchone()
     assert staged == (counts["inserted"], counts["inserted"])
-    assert con.execute("select count(*) from staging.engagement_events").fetchone()[0] == before_events + counts["inserted"]
+    assert (
+        con.execute("select count(*) from staging.engagement_events").fetchone()[0]
+        == before_events + counts["inserted"]
+    )
     ios = con.execute(
         "select event_id, properties, time_precision from staging.engagement_events where properties like '%ios%' order by event_id"
     ).fetchall()
@@ -243,7 +245,8 @@ def test_exports_load_once_dedupe_quarantine_and_late_files_land_on_their_days(
         Path(r[0]).name: r[1:]
         for r in con.execute(
             "select path, rows_read, rows_loaded, rows_skipped, rows_quarantined, run_id from ops.loaded_files "
-            "where source = ? order by path", [SOURCE]
+            "where source = ? order by path",
+            [SOURCE],
         ).fetchall()
     }
     assert ledger == {
@@ -251,14 +254,19 @@ def test_exports_load_once_dedupe_quarantine_and_late_files_land_on_their_days(
         "day2.parquet": (len(day2), len(day2) - dangling2, 0, dangling2, run1.run_id),
     }
     # the events source joins the beer source: its ops.sources row is left as the dump wrote it
-    assert con.execute("select description from ops.sources where source = ?", [SOURCE]).fetchone()[0].startswith(
-        "stackexchange "
+    assert (
+        con.execute("select description from ops.sources where source = ?", [SOURCE])
+        .fetchone()[0]
+        .startswith("stackexchange ")
     )
     daily_before = pl.DataFrame(
         con.execute("select * from marts.engagement_daily where source = ? order by day", [SOURCE]).fetchall(),
-        schema=[d[0] for d in con.description], orient="row",
+        schema=[d[0] for d in con.description],
+        orient="row",
     )
-    staged_total = con.execute("select count(*) from staging.engagement_events where source = ?", [SOURCE]).fetchone()[0]
+    staged_total = con.execute("select count(*) from staging.engagement_events where source = ?", [SOURCE]).fetchone()[
+        0
+    ]
     con.close()
     assert daily_before["events"].sum() == staged_total
 
@@ -267,8 +275,21 @@ def test_exports_load_once_dedupe_quarantine_and_late_files_land_on_their_days(
 
     result = CliRunner().invoke(
         app,
-        ["run", "--source", "events", "--path", str(exports), "--source-name", SOURCE, "--warehouse", str(warehouse),
-         "--serving", str(tmp_path / "serving.duckdb"), "--scorer", "lexical"],
+        [
+            "run",
+            "--source",
+            "events",
+            "--path",
+            str(exports),
+            "--source-name",
+            SOURCE,
+            "--warehouse",
+            str(warehouse),
+            "--serving",
+            str(tmp_path / "serving.duckdb"),
+            "--scorer",
+            "lexical",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert f"{read1 + len(day2):,} skipped: file already loaded" in result.output
@@ -277,7 +298,11 @@ def test_exports_load_once_dedupe_quarantine_and_late_files_land_on_their_days(
     rerun_id = con.execute("select run_id from ops.runs order by started_at desc limit 1").fetchone()[0]
     rerun = _stream_row(con, rerun_id)
     assert (rerun["read"], rerun["inserted"], rerun["updated"], rerun["unchanged"], rerun["quarantined"]) == (
-        read1 + len(day2), 0, 0, 0, 0
+        read1 + len(day2),
+        0,
+        0,
+        0,
+        0,
     )
     assert con.execute("select count(*) from ops.loaded_files").fetchone()[0] == 2
     con.close()
@@ -292,17 +317,22 @@ def test_exports_load_once_dedupe_quarantine_and_late_files_land_on_their_days(
     assert max(per_day) < date.fromisoformat(first_votes[0]["CreationDate"][:10]) + timedelta(days=1)
     con = duckdb.connect(str(warehouse), read_only=True)
     late_counts = _stream_row(con, run3.run_id)
-    assert (late_counts["inserted"], late_counts["quarantined"]) == (len(late_ok), len(late_votes) - len(late_ok)) == (499, 1)
+    assert (
+        (late_counts["inserted"], late_counts["quarantined"])
+        == (len(late_ok), len(late_votes) - len(late_ok))
+        == (499, 1)
+    )
     assert late_counts["skip_rules"] == {FILE_ALREADY_LOADED_RULE: read1 + len(day2)}
     daily_after = pl.DataFrame(
         con.execute("select * from marts.engagement_daily where source = ? order by day", [SOURCE]).fetchall(),
-        schema=[d[0] for d in con.description], orient="row",
+        schema=[d[0] for d in con.description],
+        orient="row",
     )
     con.close()
     assert daily_after.height == daily_before.height  # no day added: the late days were already in the span
     joined = daily_before.join(daily_after, on=["source", "day"], suffix="_after")
     delta = joined.with_columns((pl.col("events_after") - pl.col("events")).alias("delta")).filter(pl.col("delta") != 0)
-    assert dict(zip(delta["day"].to_list(), delta["delta"].to_list())) == dict(per_day)
+    assert dict(zip(delta["day"].to_list(), delta["delta"].to_list(), strict=False)) == dict(per_day)
     # every other figure of every day is unchanged (late likes carry no user, so no DAU change)
     others = [c for c in daily_before.columns if c not in ("events",)]
     assert daily_after.select(others).equals(daily_before.select(others))
@@ -314,7 +344,9 @@ def test_a_failed_run_records_no_file_and_its_retry_loads_it(tmp_path: Path) -> 
     exports = tmp_path / "exports"
     exports.mkdir()
     lines = [
-        json.dumps({"event_id": f"e{i}", "event_type": "view", "content_id": "p1", "occurred_at": "2016-05-01T10:00:00Z"})
+        json.dumps(
+            {"event_id": f"e{i}", "event_type": "view", "content_id": "p1", "occurred_at": "2016-05-01T10:00:00Z"}
+        )
         for i in range(4)
     ]
     _write_jsonl(exports / "views.jsonl", lines, T0)
@@ -350,7 +382,13 @@ def _reasons(ex) -> Counter:
 
 
 def test_every_bad_record_is_quarantined_with_its_reason_and_line(tmp_path: Path) -> None:
-    good = {"event_id": "g1", "event_type": "Like", "content_id": 7, "user_id": 3, "occurred_at": "2016-01-02T03:04:05.123456789Z"}
+    good = {
+        "event_id": "g1",
+        "event_type": "Like",
+        "content_id": 7,
+        "user_id": 3,
+        "occurred_at": "2016-01-02T03:04:05.123456789Z",
+    }
     lines = [
         "\ufeff" + json.dumps(good),  # BOM on the first line
         "",  # blank lines are not records
@@ -366,8 +404,17 @@ def test_every_bad_record_is_quarantined_with_its_reason_and_line(tmp_path: Path
         json.dumps({**good, "event_id": "x6", "properties": [1]}),
         json.dumps({**good, "event_id": "x7", "event_type": "report", "properties": {"flag_type": "rude"}}),
         json.dumps({**good, "event_id": "x8", "user_id": [1]}),
-        json.dumps({"event_id": "r1", "event_type": "report", "content_id": "p9", "occurred_at": 1451703845123,
-                    "properties": {"flag_type": "spam", "message": "buy now"}, "client": "web", "extra": None}),
+        json.dumps(
+            {
+                "event_id": "r1",
+                "event_type": "report",
+                "content_id": "p9",
+                "occurred_at": 1451703845123,
+                "properties": {"flag_type": "spam", "message": "buy now"},
+                "client": "web",
+                "extra": None,
+            }
+        ),
         json.dumps({**good, "event_id": "r2", "event_type": "report", "properties": {"flag_type": "illegal"}}),
     ]
     path = tmp_path / "x" / "events.ndjson"
@@ -378,18 +425,36 @@ def test_every_bad_record_is_quarantined_with_its_reason_and_line(tmp_path: Path
     assert (c.read, c.emitted, c.skipped, c.quarantined) == (16, 3, 0, 13)
     assert c.reconciles()
     assert _reasons(ex) == Counter(
-        {"bad_json": 2, "missing_id": 2, "unknown_event_type": 1, "missing_content_id": 1, "bad_timestamp": 2,
-         "future_timestamp": 1, "bad_properties": 1, "bad_flag_type": 1, "bad_user_id": 1, "invalid_utf8": 1}
+        {
+            "bad_json": 2,
+            "missing_id": 2,
+            "unknown_event_type": 1,
+            "missing_content_id": 1,
+            "bad_timestamp": 2,
+            "future_timestamp": 1,
+            "bad_properties": 1,
+            "bad_flag_type": 1,
+            "bad_user_id": 1,
+            "invalid_utf8": 1,
+        }
     )
-    detail = dict(zip(ex.quarantine["record_key"].to_list(), ex.quarantine["detail"].to_list()))
-    assert detail["x3"].endswith("line 9: occurred_at '2016-01-02T03:04:05' has no UTC offset; write it with Z or +hh:mm")
+    detail = dict(zip(ex.quarantine["record_key"].to_list(), ex.quarantine["detail"].to_list(), strict=False))
+    assert detail["x3"].endswith(
+        "line 9: occurred_at '2016-01-02T03:04:05' has no UTC offset; write it with Z or +hh:mm"
+    )
     assert "line 10:" in detail["x4"] and "epoch seconds" in detail["x4"]
     assert "line 17:" in ex.quarantine.filter(pl.col("reason") == "invalid_utf8")["detail"][0]
     assert ex.quarantine.schema == pl.Schema(QUARANTINE_SCHEMA)
     rows = {r["event_id"]: r for r in ex.engagement_events.to_dicts()}
     assert rows["g1"] == {
-        "source": "forum", "event_id": "g1", "event_type": "like", "content_id": "7", "user_id": "3",
-        "occurred_at": datetime(2016, 1, 2, 3, 4, 5, 123456), "time_precision": "exact", "properties": None,
+        "source": "forum",
+        "event_id": "g1",
+        "event_type": "like",
+        "content_id": "7",
+        "user_id": "3",
+        "occurred_at": datetime(2016, 1, 2, 3, 4, 5, 123456),
+        "time_precision": "exact",
+        "properties": None,
     }
     assert rows["r1"]["occurred_at"] == datetime(2016, 1, 2, 3, 4, 5, 123000)
     assert json.loads(rows["r1"]["properties"]) == {"client": "web", "flag_type": "spam", "message": "buy now"}
@@ -400,8 +465,15 @@ def test_every_bad_record_is_quarantined_with_its_reason_and_line(tmp_path: Path
 
 def test_oversized_line_is_quarantined_and_the_next_line_loaded(tmp_path: Path) -> None:
     ok = json.dumps({"event_id": "a", "event_type": "view", "content_id": "p1", "occurred_at": "2016-01-02"})
-    huge = json.dumps({"event_id": "b", "event_type": "view", "content_id": "p1", "occurred_at": "2016-01-02",
-                       "blob": "x" * (MAX_LINE_BYTES + 10)})
+    huge = json.dumps(
+        {
+            "event_id": "b",
+            "event_type": "view",
+            "content_id": "p1",
+            "occurred_at": "2016-01-02",
+            "blob": "x" * (MAX_LINE_BYTES + 10),
+        }
+    )
     path = tmp_path / "big.jsonl"
     path.write_text(huge + "\n" + ok + "\n", encoding="utf-8")
     ex = extract_events(path, source="forum", now=NOW)
@@ -412,12 +484,14 @@ def test_oversized_line_is_quarantined_and_the_next_line_loaded(tmp_path: Path) 
 
 
 def test_files_already_loaded_late_arrivals_and_unreadable_files(tmp_path: Path) -> None:
-    line = json.dumps({"event_id": "a", "event_type": "view", "content_id": "p1", "occurred_at": "2016-01-02T00:00:00Z"})
+    line = json.dumps(
+        {"event_id": "a", "event_type": "view", "content_id": "p1", "occurred_at": "2016-01-02T00:00:00Z"}
+    )
     _write_jsonl(tmp_path / "a.jsonl.gz", [line], T0)
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
     os.utime(tmp_path / "broken.parquet", (T0 + 1, T0 + 1))
     _write_jsonl(tmp_path / "later.jsonl", [line.replace('"a"', '"b"')], T0 + 7200)
-    until = datetime.fromtimestamp(T0 + 3600, timezone.utc).replace(tzinfo=None)
+    until = datetime.fromtimestamp(T0 + 3600, UTC).replace(tzinfo=None)
     ex = extract_events(tmp_path, source="forum", until=until, now=NOW)
     assert ex.late_files == [str(tmp_path / "later.jsonl")]
     assert ex.engagement_events["event_id"].to_list() == ["a"]

@@ -40,8 +40,9 @@ def test_every_cell_starting_like_a_formula_is_defused_and_nothing_else_changes(
 
 
 def test_full_width_and_ascii_forms() -> None:
-    assert [defuse_cell(v) for v in ("=1+1", "\uff1d1+1", "\uff0b1", "\uff0d1", "\uff20SUM(A1)", "\tx", "plain", "'=x")] == [
-        "'=1+1", "'\uff1d1+1", "'\uff0b1", "'\uff0d1", "'\uff20SUM(A1)", "'\tx", "plain", "'=x"]
+    assert [
+        defuse_cell(v) for v in ("=1+1", "\uff1d1+1", "\uff0b1", "\uff0d1", "\uff20SUM(A1)", "\tx", "plain", "'=x")
+    ] == ["'=1+1", "'\uff1d1+1", "'\uff0b1", "'\uff0d1", "'\uff20SUM(A1)", "'\tx", "plain", "'=x"]
 
 
 def test_cli_decisions_csv_defuses_notes(tmp_path: Path) -> None:
@@ -49,14 +50,22 @@ def test_cli_decisions_csv_defuses_notes(tmp_path: Path) -> None:
     store = ReviewStore(url, bcrypt_rounds=4)
     store.create_schema()
     store.add_user("bob", name="Bob", email="bob@example.org", role="moderator", password="a long enough passphrase")
-    notes = ["=HYPERLINK(\"http://x\")", "\uff20SUM(1)", "-2+3", "fine"]
+    notes = ['=HYPERLINK("http://x")', "\uff20SUM(1)", "-2+3", "fine"]
     for i, note in enumerate(notes):
-        store.decide(source="s", content_id=str(i), action="remove", actor="bob", expected_version=0,
-                     content_hash="h", reason_code="spam", note=note)
+        store.decide(
+            source="s",
+            content_id=str(i),
+            action="remove",
+            actor="bob",
+            expected_version=0,
+            content_hash="h",
+            reason_code="spam",
+            note=note,
+        )
     store.dispose()
     out = tmp_path / "decisions.csv"
     done = CliRunner().invoke(app, ["review", "decisions", "--csv", str(out)], env={"PULSE_REVIEW_STORE_URL": url})
     assert done.exit_code == 0, done.output
     got = pl.read_csv(out).sort("content_id")["note"].to_list()
-    assert got == ["'=HYPERLINK(\"http://x\")", "'\uff20SUM(1)", "'-2+3", "fine"]
+    assert got == ['\'=HYPERLINK("http://x")', "'\uff20SUM(1)", "'-2+3", "fine"]
     assert oct(out.stat().st_mode & 0o777) == "0o600", "exports are owner-only"

@@ -30,8 +30,10 @@ def _run(con, run_id: str, day: int, reads: dict[str, int], status: str = "succe
         [run_id, start, start + span, start + span, status],
     )
     for stream, read in reads.items():
-        con.execute("insert into ops.stream_counts (run_id, source, stream, read, skipped, quarantined) values (?, 'forum', ?, ?, 0, 0)",
-                    [run_id, stream, read])
+        con.execute(
+            "insert into ops.stream_counts (run_id, source, stream, read, skipped, quarantined) values (?, 'forum', ?, ?, 0, 0)",
+            [run_id, stream, read],
+        )
 
 
 def test_volume_band_by_hand(con) -> None:
@@ -46,8 +48,13 @@ def test_volume_band_by_hand(con) -> None:
     row = got.row(0, named=True)
     assert (row["baseline_runs"], row["baseline_median"], row["baseline_mad"]) == (5, 100, 2)
     assert row["modified_z"] == pytest.approx(0.6745 * (300 - 100) / 5)  # 26.98: far outside ±3.5
-    result = validate({"ops.volume": got, "ops.freshness": _fresh(1.0)}, monitoring_checks(48), suite="monitoring",
-                      run_id="now", now=T0)
+    result = validate(
+        {"ops.volume": got, "ops.freshness": _fresh(1.0)},
+        monitoring_checks(48),
+        suite="monitoring",
+        run_id="now",
+        now=T0,
+    )
     assert [r.column for r in result.failed] == ["modified_z"] and not result.critical_failures
 
 
@@ -69,7 +76,6 @@ def test_freshness_lag_against_the_interval_end(con) -> None:
     )
     got = freshness_frame(con, "forum", T0 + timedelta(hours=90))
     assert got.row(0) == ("forum", T0 + timedelta(hours=30), 60.0)  # the edit at +30 h is the newest change
-    ok = validate({"ops.freshness": got}, monitoring_checks(72)[:2],
-                  suite="monitoring", run_id="x", now=T0)
+    ok = validate({"ops.freshness": got}, monitoring_checks(72)[:2], suite="monitoring", run_id="x", now=T0)
     stale = validate({"ops.freshness": got}, monitoring_checks(48)[:2], suite="monitoring", run_id="x", now=T0)
     assert ok.success and [r.column for r in stale.failed] == ["lag_hours"]

@@ -105,15 +105,28 @@ def _changes(url: str, data) -> dict[str, int]:
             "insert into posts (id, topic_id, user_id, post_number, raw, last_version_at, created_at, updated_at) values "
             "(%s, %s, 7, 1, 'Which imperial stout do you drink when it snows?', %s, %s, %s), "
             "(%s, %s, 8, %s, 'Try a barrel-aged one, they warm you up.', %s, %s, %s)",
-            [new_first, new_topic_id, T_CHANGE, T_CHANGE, T_CHANGE,
-             new_reply, replied_topic["topic_id"], next_number, T_CHANGE, T_CHANGE, T_CHANGE],
+            [
+                new_first,
+                new_topic_id,
+                T_CHANGE,
+                T_CHANGE,
+                T_CHANGE,
+                new_reply,
+                replied_topic["topic_id"],
+                next_number,
+                T_CHANGE,
+                T_CHANGE,
+                T_CHANGE,
+            ],
         )
         con.execute(
             "update posts set raw = raw || ' [edited: added the brewery name]', version = 2, "
             "last_version_at = %s, updated_at = %s where id = %s",
             [T_CHANGE, T_CHANGE, edited["id"]],
         )
-        con.execute("update posts set deleted_at = %s, updated_at = %s where id = %s", [T_CHANGE, T_CHANGE, deleted["id"]])
+        con.execute(
+            "update posts set deleted_at = %s, updated_at = %s where id = %s", [T_CHANGE, T_CHANGE, deleted["id"]]
+        )
         con.execute("update posts set hidden = true, updated_at = %s where id = %s", [T_CHANGE, hidden["id"]])
         con.execute(
             "insert into post_actions (id, post_id, user_id, post_action_type_id, created_at, updated_at) "
@@ -121,9 +134,20 @@ def _changes(url: str, data) -> dict[str, int]:
             [liked["id"], T_CHANGE, T_CHANGE],
         )
         unliked = con.execute("select min(id) from post_actions where post_action_type_id = 2").fetchone()[0]
-        con.execute("update post_actions set deleted_at = %s, updated_at = %s where id = %s", [T_CHANGE, T_CHANGE, unliked])
-    return {"unliked": unliked, "hidden": hidden["id"], "hidden_thread": hidden["topic_id"], "edited": edited["id"], "deleted": deleted["id"], "deleted_thread": deleted["topic_id"],
-            "liked": liked["id"], "new_first": new_first, "new_reply": new_reply}
+        con.execute(
+            "update post_actions set deleted_at = %s, updated_at = %s where id = %s", [T_CHANGE, T_CHANGE, unliked]
+        )
+    return {
+        "unliked": unliked,
+        "hidden": hidden["id"],
+        "hidden_thread": hidden["topic_id"],
+        "edited": edited["id"],
+        "deleted": deleted["id"],
+        "deleted_thread": deleted["topic_id"],
+        "liked": liked["id"],
+        "new_first": new_first,
+        "new_reply": new_reply,
+    }
 
 
 def _counts(wh: Path, run_id: str) -> dict[str, dict]:
@@ -146,7 +170,9 @@ def _snapshot(wh: Path) -> dict[str, object]:
             "hot": frame(con, "select content_id, replies from marts.hot_content"),
             "daily": frame(con, "select day, replies, events from marts.engagement_daily"),
             "live": one(con, "select count(*) from staging.live_content")[0],
-            "marks": frame(con, "select query, watermark_value, watermark_key from ops.source_watermarks order by query"),
+            "marks": frame(
+                con, "select query, watermark_value, watermark_key from ops.source_watermarks order by query"
+            ),
         }
     finally:
         con.close()
@@ -157,13 +183,17 @@ def two_intervals(discourse_db: str, beer_dump: Path, tmp_path_factory: pytest.T
     """Initial load to T1, the platform's changes, the second interval to T2, and its re-run."""
     tmp = tmp_path_factory.mktemp("pg")
     settings = load_settings(
-        warehouse=tmp / "warehouse.duckdb", serving=tmp / "serving.duckdb", scorer="lexical",
-        review_store_url=f"sqlite:///{tmp / 'review.sqlite'}", postgres_settle_seconds=0,
+        warehouse=tmp / "warehouse.duckdb",
+        serving=tmp / "serving.duckdb",
+        scorer="lexical",
+        review_store_url=f"sqlite:///{tmp / 'review.sqlite'}",
+        postgres_settle_seconds=0,
     )
     from pydantic import SecretStr
 
-    spec = SourceSpec(kind="postgres", dsn=SecretStr(discourse_db), preset="discourse",
-                      postgres_options=postgres_options(settings))
+    spec = SourceSpec(
+        kind="postgres", dsn=SecretStr(discourse_db), preset="discourse", postgres_options=postgres_options(settings)
+    )
     first = run_pipeline(settings, spec, until=T1)
     before = _snapshot(settings.warehouse)
     ids = _changes(discourse_db, discourse_data(beer_dump))
@@ -171,8 +201,13 @@ def two_intervals(discourse_db: str, beer_dump: Path, tmp_path_factory: pytest.T
     after = _snapshot(settings.warehouse)
     rerun = run_pipeline(settings, spec, since=T1, until=T2)  # the same interval again, by date
     again = _snapshot(settings.warehouse)
-    return {"settings": settings, "runs": (first, second, rerun), "snaps": (before, after, again), "ids": ids,
-            "data": discourse_data(beer_dump)}
+    return {
+        "settings": settings,
+        "runs": (first, second, rerun),
+        "snaps": (before, after, again),
+        "ids": ids,
+        "data": discourse_data(beer_dump),
+    }
 
 
 def test_initial_load_counts_equal_the_platform(two_intervals) -> None:
@@ -201,16 +236,22 @@ def test_initial_load_counts_equal_the_platform(two_intervals) -> None:
     reports = before["events"].filter(pl.col("event_type") == "report")
     flags = sorted(json.loads(p)["flag_type"] for p in reports["properties"])
     assert flags == ["illegal", "inappropriate", "notify_moderators", "off_topic", "spam"]
-    note = [json.loads(p) for p in reports["properties"] if json.loads(p)["flag_type"] == "notify_moderators"][0]
+    note = next(json.loads(p) for p in reports["properties"] if json.loads(p)["flag_type"] == "notify_moderators")
     assert note["message"] == "This answer is an advert for a brewery shop." and note["status"] == "pending"
     likes = before["events"].filter(pl.col("event_type") == "like").height
     assert likes == data.post_actions.filter(pl.col("post_action_type_id") == 2).height
     # Private messages never reach the warehouse.
     assert not before["content"]["body_text"].str.contains("advert for a brewery shop").any()
     # Threads: a reply's thread is its topic's first post; a comment's parent the post it answered.
-    first_posts = data.posts.filter(pl.col("post_number") == 1).select(pl.col("topic_id"), pl.col("id").cast(pl.String).alias("fp"))
-    joined = before["content"].with_columns(pl.col("content_id").cast(pl.Int64).alias("id")).join(
-        data.posts.select("id", "topic_id"), on="id").join(first_posts, on="topic_id")
+    first_posts = data.posts.filter(pl.col("post_number") == 1).select(
+        pl.col("topic_id"), pl.col("id").cast(pl.String).alias("fp")
+    )
+    joined = (
+        before["content"]
+        .with_columns(pl.col("content_id").cast(pl.Int64).alias("id"))
+        .join(data.posts.select("id", "topic_id"), on="id")
+        .join(first_posts, on="topic_id")
+    )
     assert (joined["thread_id"] == joined["fp"]).all()
 
 
@@ -222,9 +263,16 @@ def test_full_dump_initial_load_matches_the_readme(postgres_url: str, full_beer_
     url = _create_db(postgres_url)
     try:
         load_discourse(url, discourse_data(full_beer_dump))
-        settings = load_settings(warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb", scorer="lexical",
-                                 review_store_url=f"sqlite:///{tmp_path / 'review.sqlite'}", postgres_settle_seconds=0)
-        spec = SourceSpec(kind="postgres", dsn=SecretStr(url), preset="discourse", postgres_options=postgres_options(settings))
+        settings = load_settings(
+            warehouse=tmp_path / "w.duckdb",
+            serving=tmp_path / "s.duckdb",
+            scorer="lexical",
+            review_store_url=f"sqlite:///{tmp_path / 'review.sqlite'}",
+            postgres_settle_seconds=0,
+        )
+        spec = SourceSpec(
+            kind="postgres", dsn=SecretStr(url), preset="discourse", postgres_options=postgres_options(settings)
+        )
         run = run_pipeline(settings, spec, until=T1)
     finally:
         _drop_db(postgres_url, url)
@@ -236,7 +284,9 @@ def test_full_dump_initial_load_matches_the_readme(postgres_url: str, full_beer_
         con.close()
     assert (counts["users"]["read"], counts["content"]["read"], counts["content"]["inserted"]) == (3948, 4441, 3849)
     assert json.loads(counts["content"]["skip_rules"]) == {
-        "whisper (post_type 4: visible to staff only)": 1, "read again in this extract (the later copy is kept)": 591}
+        "whisper (post_type 4: visible to staff only)": 1,
+        "read again in this extract (the later copy is kept)": 591,
+    }
     assert counts["engagement_events"]["read"] == sum(events.values()) == 12161
     assert events == {"like": 8862, "report": 5, "view": 3294}
 
@@ -249,9 +299,18 @@ def test_second_interval_applies_exactly_the_platform_changes(two_intervals) -> 
     # posts: new first post, new reply, edit, delete, hide; topics: the new topic's first post again;
     # post_actions: the new like and the withdrawn one.
     assert {k: counts["content"][k] for k in ("read", "inserted", "updated", "unchanged", "skipped")} == {
-        "read": 6, "inserted": 2, "updated": 3, "unchanged": 0, "skipped": 1}
+        "read": 6,
+        "inserted": 2,
+        "updated": 3,
+        "unchanged": 0,
+        "skipped": 1,
+    }
     assert {k: counts["engagement_events"][k] for k in ("read", "inserted", "updated", "unchanged")} == {
-        "read": 2, "inserted": 1, "updated": 1, "unchanged": 0}
+        "read": 2,
+        "inserted": 1,
+        "updated": 1,
+        "unchanged": 0,
+    }
     assert counts["users"]["read"] == 0
     assert after["content"].height == before["content"].height + 2
     assert after["events"].height == before["events"].height + 1
@@ -273,7 +332,9 @@ def test_second_interval_applies_exactly_the_platform_changes(two_intervals) -> 
         assert r_after == r_before - 1, thread
     # ... and its day one reply fewer; the new like is one more event on its day.
     day = gone["created_at"].date()
-    replies = {s: d.filter(pl.col("day") == day)["replies"].item() for s, d in (("b", before["daily"]), ("a", after["daily"]))}
+    replies = {
+        s: d.filter(pl.col("day") == day)["replies"].item() for s, d in (("b", before["daily"]), ("a", after["daily"]))
+    }
     assert replies["a"] == replies["b"] - (2 if hid["created_at"].date() == day else 1)
     like_day = after["daily"].filter(pl.col("day") == T_CHANGE.date())
     assert like_day["events"].item() == 1 and like_day["replies"].item() == 1
@@ -284,7 +345,10 @@ def test_second_interval_applies_exactly_the_platform_changes(two_intervals) -> 
     assert after["events"].filter(pl.col("event_id") == unliked)["event_type"].item() == "like_withdrawn"
     # Watermarks moved to the changes, in the source's terms.
     marks = {r["query"]: r for r in after["marks"].iter_rows(named=True)}
-    assert marks["posts"]["watermark_value"] == T_CHANGE and json.loads(marks["posts"]["watermark_key"]) == ids["new_reply"]
+    assert (
+        marks["posts"]["watermark_value"] == T_CHANGE
+        and json.loads(marks["posts"]["watermark_key"]) == ids["new_reply"]
+    )
     assert marks["post_actions"]["watermark_value"] == T_CHANGE
 
 
@@ -325,10 +389,15 @@ def tiny_db(postgres_db: str, tmp_path: Path) -> tuple[str, Path]:
     import psycopg
 
     with psycopg.connect(postgres_db) as con:
-        con.execute("create table items (id integer primary key, body text, created_at timestamp, updated_at timestamp)")
+        con.execute(
+            "create table items (id integer primary key, body text, created_at timestamp, updated_at timestamp)"
+        )
         same = datetime(2024, 5, 1, 12)
         rows = [(i, f"item {i}", same - timedelta(days=1), same) for i in range(1, 11)]
-        rows += [(11, "early", same - timedelta(days=2), same - timedelta(hours=1)), (12, "late", same, same + timedelta(hours=1))]
+        rows += [
+            (11, "early", same - timedelta(days=2), same - timedelta(hours=1)),
+            (12, "late", same, same + timedelta(hours=1)),
+        ]
         with con.cursor() as cur:
             cur.executemany("insert into items values (%s, %s, %s, %s)", rows)
     path = tmp_path / "tiny.toml"
@@ -383,7 +452,9 @@ def test_a_connection_killed_mid_read_is_retried_and_loses_nothing(tiny_db) -> N
                 ).fetchone()[0]
             killed.append(n)
 
-    retried = extract_postgres(url, load_mapping(path), now=NOW, page_size=3, backoff_s=0.01, on_page=kill_after_first_page)
+    retried = extract_postgres(
+        url, load_mapping(path), now=NOW, page_size=3, backoff_s=0.01, on_page=kill_after_first_page
+    )
     assert killed == [1]
     assert retried.content.equals(clean.content)
     assert retried.counts["content"].read == 12 and retried.counts["content"].skipped == 0
@@ -394,15 +465,19 @@ def test_statement_timeout_is_honoured(tiny_db, tmp_path: Path) -> None:
     url, _ = tiny_db
     slow = tmp_path / "slow.toml"
     slow.write_text(MAPPING.format(extra=", pg_sleep(0.3) as slept"), encoding="utf-8")
-    with pytest.raises(PostgresSourceError, match=r"statement_timeout 0\.1s exceeded on every try.*PULSE_POSTGRES_STATEMENT_TIMEOUT"):
+    with pytest.raises(
+        PostgresSourceError, match=r"statement_timeout 0\.1s exceeded on every try.*PULSE_POSTGRES_STATEMENT_TIMEOUT"
+    ):
         extract_postgres(url, load_mapping(slow), now=NOW, statement_timeout_s=0.1, max_attempts=2, backoff_s=0.01)
 
 
 def test_read_only_transaction(tiny_db, tmp_path: Path) -> None:
     url, _ = tiny_db
     writer = tmp_path / "writer.toml"
-    writer.write_text(MAPPING.replace("from items", "from items, lateral (select nextval('s')) as n").format(extra=""),
-                      encoding="utf-8")
+    writer.write_text(
+        MAPPING.replace("from items", "from items, lateral (select nextval('s')) as n").format(extra=""),
+        encoding="utf-8",
+    )
     import psycopg
 
     with psycopg.connect(url) as con:
@@ -422,18 +497,30 @@ def test_unreachable_database_error_names_no_password() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("[queries.p]\nstream = 'content'\nsql = 'select 1'\nwatermark_column = 'updated_at'\n",
-         r"queries\.p\.key_column: add it"),
-        ("[queries.p]\nstream = 'posts'\nsql = 'select 1'\nwatermark_column = 'u'\nkey_column = 'id'\n",
-         r"queries\.p\.stream: .*'users', 'content' or 'engagement_events'"),
-        ("pagesize = 10\n[queries.p]\nstream = 'users'\nsql = 'select 1'\nwatermark_column = 'u'\nkey_column = 'id'\n",
-         r"pagesize: remove it \(unknown key\)"),
-        ("[queries.p]\nstream = 'users'\nsql = 'delete from users'\nwatermark_column = 'u'\nkey_column = 'id'\n",
-         r"queries\.p\.sql: .*must be a SELECT"),
-        ("[queries.p]\nstream = 'users'\nsql = 'select 1'\nwatermark_column = 'coalesce(a, b)'\nkey_column = 'id'\n",
-         r"queries\.p\.watermark_column: .*not a plain column name"),
-        ("[queries.p]\nstream = 'users'\nsql = 'select 1'\nwatermark_column = 'u'\nkey_column = 'id'\ncolumns = { email = 'e' }\n",
-         r"columns \['email'\] are not canonical users columns"),
+        (
+            "[queries.p]\nstream = 'content'\nsql = 'select 1'\nwatermark_column = 'updated_at'\n",
+            r"queries\.p\.key_column: add it",
+        ),
+        (
+            "[queries.p]\nstream = 'posts'\nsql = 'select 1'\nwatermark_column = 'u'\nkey_column = 'id'\n",
+            r"queries\.p\.stream: .*'users', 'content' or 'engagement_events'",
+        ),
+        (
+            "pagesize = 10\n[queries.p]\nstream = 'users'\nsql = 'select 1'\nwatermark_column = 'u'\nkey_column = 'id'\n",
+            r"pagesize: remove it \(unknown key\)",
+        ),
+        (
+            "[queries.p]\nstream = 'users'\nsql = 'delete from users'\nwatermark_column = 'u'\nkey_column = 'id'\n",
+            r"queries\.p\.sql: .*must be a SELECT",
+        ),
+        (
+            "[queries.p]\nstream = 'users'\nsql = 'select 1'\nwatermark_column = 'coalesce(a, b)'\nkey_column = 'id'\n",
+            r"queries\.p\.watermark_column: .*not a plain column name",
+        ),
+        (
+            "[queries.p]\nstream = 'users'\nsql = 'select 1'\nwatermark_column = 'u'\nkey_column = 'id'\ncolumns = { email = 'e' }\n",
+            r"columns \['email'\] are not canonical users columns",
+        ),
         ("queries = [", r"not valid TOML"),
     ],
 )
@@ -467,11 +554,16 @@ def test_watermarks_are_staged_at_extract_and_advanced_only_by_load(tiny_db, tmp
     con = connect(settings.warehouse)
     try:
         assert one(con, "select count(*) from ops.source_watermarks")[0] == 0  # not at extract
-        assert one(con, "select query, watermark_value, watermark_key from ops.source_watermarks_pending where run_id = 'r1'") == (
-            "items", datetime(2024, 5, 1, 13), "12")
+        assert one(
+            con, "select query, watermark_value, watermark_key from ops.source_watermarks_pending where run_id = 'r1'"
+        ) == ("items", datetime(2024, 5, 1, 13), "12")
         upsert_batch(con, "r1")
         assert one(con, "select source, query, watermark_value, watermark_key from ops.source_watermarks") == (
-            "tiny", "items", datetime(2024, 5, 1, 13), "12")
+            "tiny",
+            "items",
+            datetime(2024, 5, 1, 13),
+            "12",
+        )
         assert one(con, "select count(*) from ops.source_watermarks_pending")[0] == 0
         assert repr(spec).find(url.split("@")[0].split(":")[-1]) == -1  # the password is not in the spec's repr
     finally:
@@ -485,15 +577,26 @@ def test_cli_postgres_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.delenv("PULSE_POSTGRES_DSN", raising=False)
     runner = CliRunner()
-    args = ["run", "--source", "postgres", "--warehouse", str(tmp_path / "w.duckdb"), "--serving", str(tmp_path / "s.duckdb")]
+    args = [
+        "run",
+        "--source",
+        "postgres",
+        "--warehouse",
+        str(tmp_path / "w.duckdb"),
+        "--serving",
+        str(tmp_path / "s.duckdb"),
+    ]
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and "needs a DSN" in res.output
     bad = tmp_path / "bad.toml"
     bad.write_text("[queries.p]\nstream = 'users'\n", encoding="utf-8")
     res = runner.invoke(app, [*args, "--dsn", "postgresql://reader:hunter22@db/forum", "--mapping", str(bad)])
     assert res.exit_code == 2 and "queries.p.sql: add it" in res.output and "hunter22" not in res.output
-    res = runner.invoke(app, [*args, "--dsn", "postgresql://reader:hunter22@127.0.0.1:1/forum"],
-                        env={"PULSE_POSTGRES_MAX_ATTEMPTS": "1", "PULSE_REVIEW_STORE_URL": f"sqlite:///{tmp_path / 'r.sqlite'}"})
+    res = runner.invoke(
+        app,
+        [*args, "--dsn", "postgresql://reader:hunter22@127.0.0.1:1/forum"],
+        env={"PULSE_POSTGRES_MAX_ATTEMPTS": "1", "PULSE_REVIEW_STORE_URL": f"sqlite:///{tmp_path / 'r.sqlite'}"},
+    )
     assert res.exit_code == 1 and "Source failed" in res.output and "reader:***@127.0.0.1:1/forum" in res.output
     assert "hunter22" not in res.output
 
@@ -508,5 +611,7 @@ def test_airflow_reads_the_dsn_from_the_connection(monkeypatch: pytest.MonkeyPat
     assert platform_dsn(load_settings()).get_secret_value() == "postgresql://a:b@env/db"
     monkeypatch.delenv("PULSE_POSTGRES_DSN")
     monkeypatch.setenv("PULSE_POSTGRES_CONN_ID", "no_such_connection")
-    with pytest.raises(ValueError, match="set PULSE_POSTGRES_DSN or create the Airflow connection 'no_such_connection'"):
+    with pytest.raises(
+        ValueError, match="set PULSE_POSTGRES_DSN or create the Airflow connection 'no_such_connection'"
+    ):
         platform_dsn(load_settings())

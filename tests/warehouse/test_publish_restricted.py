@@ -17,7 +17,10 @@ NOTE = "private moderator note 9c1e"
 def _tables(path: Path) -> set[str]:
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return {f"{s}.{t}" for s, t in con.execute("select table_schema, table_name from information_schema.tables").fetchall()}
+        return {
+            f"{s}.{t}"
+            for s, t in con.execute("select table_schema, table_name from information_schema.tables").fetchall()
+        }
     finally:
         con.close()
 
@@ -51,9 +54,15 @@ def test_payloads_and_notes_only_in_the_restricted_snapshot(warehouse, tmp_path:
     assert b"secret member text 7f3a" not in blob and NOTE.encode() not in blob
     con = duckdb.connect(str(serving), read_only=True)
     assert con.execute("select stream, reason, records from raw.quarantine_counts order by stream").fetchall() == [
-        ("content", "bad_timestamp", 3), ("users", "missing_id", 1)]
-    assert "note" not in [c for (c,) in con.execute(
-        "select column_name from information_schema.columns where table_name = 'decisions'").fetchall()]
+        ("content", "bad_timestamp", 3),
+        ("users", "missing_id", 1),
+    ]
+    assert "note" not in [
+        c
+        for (c,) in con.execute(
+            "select column_name from information_schema.columns where table_name = 'decisions'"
+        ).fetchall()
+    ]
     con.close()
     restricted = restricted_path(serving)
     assert restricted == tmp_path / RESTRICTED_NAME

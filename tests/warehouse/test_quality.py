@@ -82,16 +82,14 @@ def staging_frames(n: int = 50) -> Frames:
 
 def marts_frames(n: int = 20) -> Frames:
     """Valid marts and moderation outputs with n rows each (heatmap: 7 x 24 cells)."""
-    cells = pl.DataFrame({"weekday": list(range(1, 8))}).join(
-        pl.DataFrame({"hour": list(range(24))}), how="cross"
-    )
+    cells = pl.DataFrame({"weekday": list(range(1, 8))}).join(pl.DataFrame({"hour": list(range(24))}), how="cross")
     heatmap = cells.select(
         pl.lit("demo").alias("source"),
         pl.lit("all").alias("activity_type"),
         pl.col("weekday").cast(pl.Int32),
-        pl.col("weekday").replace_strict(list(range(1, 8)), ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]).alias(
-            "weekday_name"
-        ),
+        pl.col("weekday")
+        .replace_strict(list(range(1, 8)), ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"])
+        .alias("weekday_name"),
         pl.col("hour").cast(pl.Int32),
         pl.lit("UTC").alias("timezone"),
         (pl.col("hour") * pl.col("weekday")).cast(pl.Int64).alias("events"),
@@ -145,7 +143,9 @@ def marts_frames(n: int = 20) -> Frames:
         (pl.col("i") / n).alias("max_score"),
         (pl.col("i") / n * 3).alias("severity"),
     )
-    slots = cells.select(pl.lit("demo").alias("source"), pl.col("weekday").cast(pl.Int32), pl.col("hour").cast(pl.Int32))
+    slots = cells.select(
+        pl.lit("demo").alias("source"), pl.col("weekday").cast(pl.Int32), pl.col("hour").cast(pl.Int32)
+    )
     timeline = pl.DataFrame({"i": idx}).select(
         pl.lit("demo").alias("source"),
         pl.lit("post").alias("activity_type"),
@@ -201,7 +201,10 @@ def failures(result: SuiteResult) -> dict[tuple[str, str, str], int | None]:
 def set_row(frames: Frames, table: str, row: int, column: str, value: object) -> None:
     df = frames[table]
     frames[table] = df.with_columns(
-        pl.when(pl.int_range(pl.len()) == row).then(pl.lit(value, dtype=df.schema[column])).otherwise(pl.col(column)).alias(column)
+        pl.when(pl.int_range(pl.len()) == row)
+        .then(pl.lit(value, dtype=df.schema[column]))
+        .otherwise(pl.col(column))
+        .alias(column)
     )
 
 
@@ -277,7 +280,10 @@ def _future_timestamps(f: Frames) -> None:
 
 def _missing_content(f: Frames) -> None:
     events = f["staging.engagement_events"].with_columns(
-        pl.when(pl.col("event_id").is_in(["e5", "e6"])).then(pl.lit("c-gone")).otherwise("content_id").alias("content_id")
+        pl.when(pl.col("event_id").is_in(["e5", "e6"]))
+        .then(pl.lit("c-gone"))
+        .otherwise("content_id")
+        .alias("content_id")
     )
     f["staging.engagement_events"] = with_reference_flag(events.drop("content_exists"), f["staging.content"])
 
@@ -364,7 +370,11 @@ def test_every_mart_gets_one_grain_check_from_its_declared_grain() -> None:
     assert not any(c.expectation == "ExpectCompoundColumnsToBeUnique" for c in MARTS_SUITE)
     assert len({c.key for c in MARTS}) == len(MARTS)
     (check,) = grain_checks({"x": ("source", "day")})
-    assert (check.table, check.column, check.description) == ("marts.x", "source,day", "the grain: one row per source x day")
+    assert (check.table, check.column, check.description) == (
+        "marts.x",
+        "source,day",
+        "the grain: one row per source x day",
+    )
     with pytest.raises(ValueError, match=r"marts without a grain: \['y'\]"):
         grain_checks({"x": ("source",), "y": ()})
 
@@ -401,7 +411,11 @@ def test_missing_column_fails_with_the_error_in_details() -> None:
     frames["staging.engagement_events"] = frames["staging.engagement_events"].drop("content_exists")
     result = run(frames)
     [failed] = result.failed
-    assert (failed.table, failed.column, failed.unexpected_count) == ("staging.engagement_events", "content_exists", None)
+    assert (failed.table, failed.column, failed.unexpected_count) == (
+        "staging.engagement_events",
+        "content_exists",
+        None,
+    )
     assert "content_exists" in (failed.error or "")
     assert "content_exists" in json.loads(failed.details)["error"]
 
@@ -424,7 +438,13 @@ def test_invalid_suites_are_rejected() -> None:
     with pytest.raises(ValueError, match="share"):
         validate({}, dup, suite="s", run_id="r", now=NOW_TS)
     with pytest.raises(ValueError, match="mostly"):
-        validate({}, [Check("t", "ExpectColumnValuesToNotBeNull", {"column": "a", "mostly": 0.9})], suite="s", run_id="r", now=NOW_TS)
+        validate(
+            {},
+            [Check("t", "ExpectColumnValuesToNotBeNull", {"column": "a", "mostly": 0.9})],
+            suite="s",
+            run_id="r",
+            now=NOW_TS,
+        )
     with pytest.raises(ValueError, match="ExpectColumnToBeLovely"):
         validate({}, [Check("t", "ExpectColumnToBeLovely", {"column": "a"})], suite="s", run_id="r", now=NOW_TS)
 

@@ -7,10 +7,11 @@ with the standard library's ``xml.etree`` so that they do not share code with th
 
 from __future__ import annotations
 
+import itertools
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -66,10 +67,16 @@ def _assert_reconciles(ex: Extract) -> None:
         assert dict(ex.frame(stream).schema) == SCHEMAS[stream]
 
 
-def _independent_counts(raw: dict[str, list[dict[str, str]]], since: datetime | None, until: datetime | None) -> dict[str, int]:
+def _independent_counts(
+    raw: dict[str, list[dict[str, str]]], since: datetime | None, until: datetime | None
+) -> dict[str, int]:
     """Read/emitted per stream for one interval, following the documented windowing rules."""
     posts = raw["Posts"]
-    post_read = [p for p in posts if _inside(_ts(p["CreationDate"]), since, until) or _inside(_ts(p.get("LastEditDate")), since, until)]
+    post_read = [
+        p
+        for p in posts
+        if _inside(_ts(p["CreationDate"]), since, until) or _inside(_ts(p.get("LastEditDate")), since, until)
+    ]
     comments = [c for c in raw["Comments"] if _inside(_ts(c["CreationDate"]), since, until)]
     votes = [v for v in raw["Votes"] if _inside(_ts(v["CreationDate"]), since, until)]
     users = [u for u in raw["Users"] if _inside(_ts(u["CreationDate"]), since, until)]
@@ -96,7 +103,12 @@ def test_beer_counts_per_stream(beer: Extract) -> None:
     }
     assert (votes.read, votes.emitted, votes.skipped, votes.quarantined) == (6000, 5340 + 179 + 161 + 145, 175, 0)
     assert {rule.split("VoteTypeId ")[1].split(":")[0]: n for rule, n in votes.skip_rules.items()} == {
-        "16": 111, "15": 35, "10": 20, "8": 4, "9": 4, "11": 1,
+        "16": 111,
+        "15": 35,
+        "10": 20,
+        "8": 4,
+        "9": 4,
+        "11": 1,
     }
     assert (users.read, users.emitted, users.skipped, users.quarantined) == (426, 426, 0, 0)
     assert beer.quarantine.height == 0
@@ -109,7 +121,9 @@ def test_beer_content_shape(beer: Extract) -> None:
     c = beer.content
     assert dict(Counter(c["kind"].to_list())) == {"question": 254, "answer": 586, "comment": 969}
     assert c["content_id"].n_unique() == c.height
-    assert c.filter(pl.col("kind") != "comment")["edited_at"].is_not_null().sum() == 256  # 292 minus 36 non-community posts
+    assert (
+        c.filter(pl.col("kind") != "comment")["edited_at"].is_not_null().sum() == 256
+    )  # 292 minus 36 non-community posts
     assert c.filter(pl.col("kind") == "comment")["edited_at"].is_null().all()
     # 6 posts lack OwnerUserId, 2 of them tag wikis; 22 comments lack UserId
     assert c.filter(pl.col("kind") != "comment")["author_id"].null_count() == 4
@@ -120,7 +134,9 @@ def test_beer_content_shape(beer: Extract) -> None:
     assert c.filter(pl.col("kind") != "question")["view_count"].is_null().all()
     assert c.filter(pl.col("kind") != "question")["tags"].list.len().max() == 0
     assert c.filter(pl.col("kind") == "question")["tags"].list.len().min() >= 1
-    assert c.filter(pl.col("kind") == "question")["thread_id"].equals(c.filter(pl.col("kind") == "question")["content_id"])
+    assert c.filter(pl.col("kind") == "question")["thread_id"].equals(
+        c.filter(pl.col("kind") == "question")["content_id"]
+    )
     assert not c["body_text"].str.contains("<p>").any()
     assert c["thread_id"].null_count() == 0  # no comment is dangling in this dump
 
@@ -129,13 +145,26 @@ def test_beer_known_question_mapped_exactly(beer: Extract) -> None:
     row = beer.content.filter(pl.col("content_id") == "p1").to_dicts()
     body = "I was offered a beer the other day that was reportedly made with citra hops. What are citra hops? Why should I care that my beer is made with them?"
     title = "What is a citra hop, and how does it differ from other hops?"
-    assert row == [{
-        "source": "stackexchange:beer", "content_id": "p1", "kind": "question", "thread_id": "p1", "parent_id": None,
-        "author_id": "7", "created_at": datetime(2014, 1, 21, 20, 26, 5, 383000),
-        "edited_at": datetime(2014, 1, 21, 22, 4, 34, 977000), "title": title, "body_text": body, "tags": ["hops"],
-        "score": 17, "view_count": 698, "content_hash": content_hash("question", title, body),
-        "deleted_at": None, "hidden": None,
-    }]
+    assert row == [
+        {
+            "source": "stackexchange:beer",
+            "content_id": "p1",
+            "kind": "question",
+            "thread_id": "p1",
+            "parent_id": None,
+            "author_id": "7",
+            "created_at": datetime(2014, 1, 21, 20, 26, 5, 383000),
+            "edited_at": datetime(2014, 1, 21, 22, 4, 34, 977000),
+            "title": title,
+            "body_text": body,
+            "tags": ["hops"],
+            "score": 17,
+            "view_count": 698,
+            "content_hash": content_hash("question", title, body),
+            "deleted_at": None,
+            "hidden": None,
+        }
+    ]
 
 
 def test_beer_answer_and_comment_threads(beer: Extract, beer_raw: dict[str, list[dict[str, str]]]) -> None:
@@ -146,12 +175,18 @@ def test_beer_answer_and_comment_threads(beer: Extract, beer_raw: dict[str, list
     assert "http://en.wikipedia.org" not in answer["body_text"]  # link targets dropped, link text kept
     # comment 7 is on answer 19, whose question is 5
     comment = beer.content.filter(pl.col("content_id") == "c7").row(0, named=True)
-    assert (comment["kind"], comment["parent_id"], comment["thread_id"], comment["author_id"]) == ("comment", "p19", "p5", "20")
+    assert (comment["kind"], comment["parent_id"], comment["thread_id"], comment["author_id"]) == (
+        "comment",
+        "p19",
+        "p5",
+        "20",
+    )
     assert comment["body_text"] == "I retracted my close vote after reading this answer.  Well done."
     # every comment's thread agrees with an independent resolution
     posts = {p["Id"]: p for p in beer_raw["Posts"]}
     expected = {
-        f"c{c['Id']}": "p" + (c["PostId"] if posts[c["PostId"]]["PostTypeId"] == "1" else posts[c["PostId"]]["ParentId"])
+        f"c{c['Id']}": "p"
+        + (c["PostId"] if posts[c["PostId"]]["PostTypeId"] == "1" else posts[c["PostId"]]["ParentId"])
         for c in beer_raw["Comments"]
     }
     got = dict(beer.content.filter(pl.col("kind") == "comment").select("content_id", "thread_id").iter_rows())
@@ -160,14 +195,25 @@ def test_beer_answer_and_comment_threads(beer: Extract, beer_raw: dict[str, list
 
 def test_beer_votes(beer: Extract, beer_raw: dict[str, list[dict[str, str]]]) -> None:
     ev = beer.engagement_events
-    assert dict(Counter(ev["event_type"].to_list())) == {"upvote": 5340, "downvote": 179, "accept": 161, "favorite": 145}
+    assert dict(Counter(ev["event_type"].to_list())) == {
+        "upvote": 5340,
+        "downvote": 179,
+        "accept": 161,
+        "favorite": 145,
+    }
     assert ev["time_precision"].unique().to_list() == ["day"]
     assert (ev["occurred_at"].dt.truncate("1d") == ev["occurred_at"]).all()
     assert ev.filter(pl.col("event_type") == "favorite")["user_id"].null_count() == 0
     assert ev.filter(pl.col("event_type") != "favorite")["user_id"].is_null().all()
     assert ev.filter(pl.col("event_id") == "v141").row(0, named=True) == {
-        "source": "stackexchange:beer", "event_id": "v141", "event_type": "favorite", "content_id": "p63",
-        "user_id": "7", "occurred_at": datetime(2014, 1, 21), "time_precision": "day", "properties": None,
+        "source": "stackexchange:beer",
+        "event_id": "v141",
+        "event_type": "favorite",
+        "content_id": "p63",
+        "user_id": "7",
+        "occurred_at": datetime(2014, 1, 21),
+        "time_precision": "day",
+        "properties": None,
     }
     # votes on posts missing from the dump are emitted, not decided here (95 in all, 60 engagement)
     post_ids = {f"p{p['Id']}" for p in beer_raw["Posts"]}
@@ -179,8 +225,11 @@ def test_beer_users_privacy(beer: Extract) -> None:
     users = beer.users
     assert users.columns == list(SCHEMAS["users"])
     assert users.filter(pl.col("user_id") == "-1").row(0, named=True) == {
-        "source": "stackexchange:beer", "user_id": "-1", "display_name": "Community",
-        "created_at": datetime(2014, 1, 21, 17, 45, 53, 587000), "reputation": 1,
+        "source": "stackexchange:beer",
+        "user_id": "-1",
+        "display_name": "Community",
+        "created_at": datetime(2014, 1, 21, 17, 45, 53, 587000),
+        "reputation": 1,
     }
 
 
@@ -202,18 +251,26 @@ def test_beer_window_2015_matches_independent_count(beer_dump: Path, beer_raw: d
     _assert_reconciles(ex)
     assert ex.users["created_at"].is_between(Y2015, Y2016, closed="left").all()
     assert ex.engagement_events["occurred_at"].is_between(Y2015, Y2016, closed="left").all()
-    in_window = pl.col("created_at").is_between(Y2015, Y2016, closed="left") | pl.col("edited_at").is_between(Y2015, Y2016, closed="left")
+    in_window = pl.col("created_at").is_between(Y2015, Y2016, closed="left") | pl.col("edited_at").is_between(
+        Y2015, Y2016, closed="left"
+    )
     assert ex.content.filter(~in_window).height == 0
     # comments of 2015 on answers posted before 2015 still find their question (the posts map is window-independent)
-    early_answers = {f"p{p['Id']}": f"p{p['ParentId']}" for p in beer_raw["Posts"] if p["PostTypeId"] == "2" and _ts(p["CreationDate"]) < Y2015}
+    early_answers = {
+        f"p{p['Id']}": f"p{p['ParentId']}"
+        for p in beer_raw["Posts"]
+        if p["PostTypeId"] == "2" and _ts(p["CreationDate"]) < Y2015
+    }
     on_early = ex.content.filter((pl.col("kind") == "comment") & pl.col("parent_id").is_in(list(early_answers)))
     assert on_early.height > 0
     assert on_early["thread_id"].to_list() == [early_answers[p] for p in on_early["parent_id"].to_list()]
 
 
-def test_beer_windows_partition_the_unbounded_extract(beer_dump: Path, beer: Extract, beer_raw: dict[str, list[dict[str, str]]]) -> None:
+def test_beer_windows_partition_the_unbounded_extract(
+    beer_dump: Path, beer: Extract, beer_raw: dict[str, list[dict[str, str]]]
+) -> None:
     bounds = [None, Y2015, Y2016, None]
-    parts = [extract_stackexchange(beer_dump, since=a, until=b, now=NOW) for a, b in zip(bounds[:-1], bounds[1:])]
+    parts = [extract_stackexchange(beer_dump, since=a, until=b, now=NOW) for a, b in itertools.pairwise(bounds)]
     for part in parts:
         _assert_reconciles(part)
 
@@ -222,12 +279,15 @@ def test_beer_windows_partition_the_unbounded_extract(beer_dump: Path, beer: Ext
 
     # a community post created in one window and edited in another is re-emitted in the second
     re_emitted = sum(
-        1 for p in beer_raw["Posts"]
-        if p["PostTypeId"] in ("1", "2") and "LastEditDate" in p
+        1
+        for p in beer_raw["Posts"]
+        if p["PostTypeId"] in ("1", "2")
+        and "LastEditDate" in p
         and window(_ts(p["CreationDate"])) != window(_ts(p["LastEditDate"]))
     )
     re_read = sum(
-        1 for p in beer_raw["Posts"]
+        1
+        for p in beer_raw["Posts"]
         if "LastEditDate" in p and window(_ts(p["CreationDate"])) != window(_ts(p["LastEditDate"]))
     )
     assert re_emitted > 0
@@ -255,7 +315,14 @@ def test_full_dump_counts_match_the_readme(full_beer_dump: Path) -> None:
     }
     assert (votes.read, votes.emitted, votes.skipped, votes.quarantined) == (10798, 9061 + 560 + 365 + 223, 589, 0)
     assert {rule.split("VoteTypeId ")[1].split(":")[0]: n for rule, n in votes.skip_rules.items()} == {
-        "16": 259, "15": 147, "10": 133, "12": 18, "8": 9, "9": 9, "11": 8, "4": 6,
+        "16": 259,
+        "15": 147,
+        "10": 133,
+        "12": 18,
+        "8": 9,
+        "9": 9,
+        "11": 8,
+        "4": 6,
     }
     assert (users.read, users.emitted, users.skipped, users.quarantined) == (3948, 3948, 0, 0)
     dangling = ~ex.engagement_events["content_id"].is_in(ex.content["content_id"].implode())
@@ -287,13 +354,23 @@ def _dump(tmp_path: Path, name: str = "MyDump", **files: list[str | bytes]) -> P
             'Body="&lt;p&gt;Hello &amp;amp; welcome&lt;/p&gt;&#xA;" OwnerUserId="5" Title="Q one" Tags="|ale|stout|" />',
             '<row Id="2" PostTypeId="2" ParentId="1" CreationDate="2015-03-02T10:00:00.000" Score="1" Body="&lt;p&gt;An answer&lt;/p&gt;" OwnerUserId="6" />',
         ],
-        "comments": ['<row Id="1" PostId="2" Score="0" Text="Nice answer" CreationDate="2015-03-03T10:00:00.000" UserId="5" />'],
+        "comments": [
+            '<row Id="1" PostId="2" Score="0" Text="Nice answer" CreationDate="2015-03-03T10:00:00.000" UserId="5" />'
+        ],
         "votes": ['<row Id="1" PostId="1" VoteTypeId="2" CreationDate="2015-03-01T00:00:00.000" />'],
-        "users": ['<row Id="5" Reputation="10" CreationDate="2015-01-01T00:00:00.000" DisplayName="Ann" Location="Springfield" />'],
+        "users": [
+            '<row Id="5" Reputation="10" CreationDate="2015-01-01T00:00:00.000" DisplayName="Ann" Location="Springfield" />'
+        ],
         "tags": ['<row Id="1" TagName="ale" Count="1" />'],
     }
     defaults.update(files)
-    for key, root in (("posts", "posts"), ("comments", "comments"), ("votes", "votes"), ("users", "users"), ("tags", "tags")):
+    for key, root in (
+        ("posts", "posts"),
+        ("comments", "comments"),
+        ("votes", "votes"),
+        ("users", "users"),
+        ("tags", "tags"),
+    ):
         _write(folder, f"{root.capitalize()}.xml", root, defaults[key])
     return folder
 
@@ -399,7 +476,11 @@ def test_malformed_rows_are_quarantined_with_reasons(bad_dump: Path) -> None:
         "not an engagement vote (VoteTypeId 16: approve edit suggestion)": 1,
         "not community content (vote on PostTypeId 5: tag wiki)": 1,
     }
-    assert dict(ex.engagement_events.select("event_id", "content_id").iter_rows()) == {"v1": "p1", "v2": "p999", "v5": "p1"}
+    assert dict(ex.engagement_events.select("event_id", "content_id").iter_rows()) == {
+        "v1": "p1",
+        "v2": "p999",
+        "v5": "p1",
+    }
     assert (ex.counts["users"].read, ex.counts["users"].emitted, ex.counts["users"].quarantined) == (3, 1, 2)
 
     by_key = {r["record_key"]: r for r in ex.quarantine.iter_rows(named=True)}
@@ -425,7 +506,7 @@ def test_future_rule_uses_the_given_clock(tmp_path: Path) -> None:
     _assert_reconciles(early)
     assert set(early.quarantine["reason"].to_list()) == {"future_timestamp"}
     assert sorted(early.quarantine["record_key"].to_list()) == ["c1", "p2"]
-    aware = extract_stackexchange(folder, now=datetime(2015, 3, 1, 12, 0, tzinfo=timezone.utc))
+    aware = extract_stackexchange(folder, now=datetime(2015, 3, 1, 12, 0, tzinfo=UTC))
     assert aware.quarantine.height == 2
 
 
@@ -480,7 +561,10 @@ def test_external_entity_is_refused(tmp_path: Path) -> None:
 def test_entity_declaration_after_the_prolog_is_refused(tmp_path: Path) -> None:
     folder = _dump(
         tmp_path,
-        votes=['<row Id="1" PostId="1" VoteTypeId="2" CreationDate="2015-03-01T00:00:00.000" />', '<!ENTITY x SYSTEM "http://example.com/">'],
+        votes=[
+            '<row Id="1" PostId="1" VoteTypeId="2" CreationDate="2015-03-01T00:00:00.000" />',
+            '<!ENTITY x SYSTEM "http://example.com/">',
+        ],
     )
     with pytest.raises(UnsafeXMLError, match=r"Votes\.xml line 4"):
         extract_stackexchange(folder, now=NOW)
@@ -498,12 +582,17 @@ def test_missing_required_file_is_named(tmp_path: Path) -> None:
 
 def test_overlong_and_unterminated_rows(tmp_path: Path) -> None:
     path = tmp_path / "Votes.xml"
-    _write(tmp_path, "Votes.xml", "votes", [
-        '<row Id="1" PostId="1" VoteTypeId="2" CreationDate="2015-03-01T00:00:00.000" />',
-        '<row Id="2" PostId="1" Junk="' + "x" * 500 + '" VoteTypeId="2" CreationDate="2015-03-01T00:00:00.000" />',
-        '<row Id="3" PostId="1" VoteTypeId="2"',
-        '<row Id="4" PostId="1" VoteTypeId="2" CreationDate="2015-03-01T00:00:00.000" />',
-    ])
+    _write(
+        tmp_path,
+        "Votes.xml",
+        "votes",
+        [
+            '<row Id="1" PostId="1" VoteTypeId="2" CreationDate="2015-03-01T00:00:00.000" />',
+            '<row Id="2" PostId="1" Junk="' + "x" * 500 + '" VoteTypeId="2" CreationDate="2015-03-01T00:00:00.000" />',
+            '<row Id="3" PostId="1" VoteTypeId="2"',
+            '<row Id="4" PostId="1" VoteTypeId="2" CreationDate="2015-03-01T00:00:00.000" />',
+        ],
+    )
     rows = list(iter_dump_rows(path, max_row_bytes=300))
     assert [(r.attrs or {}).get("Id") for r in rows] == ["1", None, None, "4"]
     assert [r.reason for r in rows] == [None, "malformed_xml", "malformed_xml", None]
@@ -537,17 +626,22 @@ def test_parse_tags(raw: str | None, tags: list[str]) -> None:
 
 def test_declaration_hidden_in_an_overlong_line_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "Posts.xml"
-    path.write_bytes(b'<?xml version="1.0"?>\n<posts>\n<row Body="' + b"x" * 1000 + b'<!ENTITY e "boom">" />\n</posts>\n')
+    path.write_bytes(
+        b'<?xml version="1.0"?>\n<posts>\n<row Body="' + b"x" * 1000 + b'<!ENTITY e "boom">" />\n</posts>\n'
+    )
     with pytest.raises(UnsafeXMLError, match=r"Posts\.xml line 3"):
         list(iter_dump_rows(path, max_row_bytes=300))
 
 
 def test_huge_numbers_are_bad_numbers(tmp_path: Path) -> None:
-    folder = _dump(tmp_path, votes=[
-        '<row Id="1" PostId="1" VoteTypeId="2" CreationDate="2015-03-01T00:00:00.000" />',
-        f'<row Id="{"9" * 5000}" PostId="1" VoteTypeId="2" CreationDate="2015-03-01T00:00:00.000" />',
-        '<row Id="3" PostId="99999999999999999999" VoteTypeId="2" CreationDate="2015-03-01T00:00:00.000" />',
-    ])
+    folder = _dump(
+        tmp_path,
+        votes=[
+            '<row Id="1" PostId="1" VoteTypeId="2" CreationDate="2015-03-01T00:00:00.000" />',
+            f'<row Id="{"9" * 5000}" PostId="1" VoteTypeId="2" CreationDate="2015-03-01T00:00:00.000" />',
+            '<row Id="3" PostId="99999999999999999999" VoteTypeId="2" CreationDate="2015-03-01T00:00:00.000" />',
+        ],
+    )
     ex = extract_stackexchange(folder, now=NOW)
     _assert_reconciles(ex)
     assert ex.quarantine["reason"].to_list() == ["bad_number", "bad_number"]

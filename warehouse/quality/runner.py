@@ -223,10 +223,9 @@ def _resolve(kwargs: Mapping[str, Any], now: datetime, epoch: bool) -> dict[str,
     for name, value in kwargs.items():
         value = now if value is NOW else value
         if epoch:
-            if isinstance(value, (list, tuple, set, frozenset)):
-                value = [_epoch_us(v) for v in value]
-            else:
-                value = _epoch_us(value)
+            value = (
+                [_epoch_us(v) for v in value] if isinstance(value, (list, tuple, set, frozenset)) else _epoch_us(value)
+            )
         out[name] = value
     return out
 
@@ -357,7 +356,10 @@ def validate(
             site_name="pulse",
             site_config={
                 "class_name": "SiteBuilder",
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(Path(docs_dir) / suite)},
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(Path(docs_dir) / suite),
+                },
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },
         )

@@ -236,17 +236,29 @@ def _analytics_marts_checks() -> list[Check]:
     best, hot = "marts.best_time_to_post", "marts.hot_content"
     return [
         Check(
-            daily, "ExpectColumnPairValuesAToBeGreaterThanB",
-            {"column_A": "mau", "column_B": "dau", "or_equal": True}, True,
+            daily,
+            "ExpectColumnPairValuesAToBeGreaterThanB",
+            {"column_A": "mau", "column_B": "dau", "or_equal": True},
+            True,
             "MAU (30-day distinct active users) is never below DAU",
         ),
         Check(
-            daily, "ExpectColumnPairValuesAToBeGreaterThanB",
-            {"column_A": "mau", "column_B": "wau", "or_equal": True}, True,
+            daily,
+            "ExpectColumnPairValuesAToBeGreaterThanB",
+            {"column_A": "mau", "column_B": "wau", "or_equal": True},
+            True,
             "MAU (30 days) is never below WAU (7 days)",
         ),
-        _between(daily, "stickiness", "stickiness DAU/MAU is a share in [0, 1] (null without MAU)", min_value=0, max_value=1),
-        _between(daily, "response_rate", "response rate is a share in [0, 1] (null without threads)", min_value=0, max_value=1),
+        _between(
+            daily, "stickiness", "stickiness DAU/MAU is a share in [0, 1] (null without MAU)", min_value=0, max_value=1
+        ),
+        _between(
+            daily,
+            "response_rate",
+            "response rate is a share in [0, 1] (null without threads)",
+            min_value=0,
+            max_value=1,
+        ),
         _in_set(trend, "period", ("day", "week"), "trending periods are days or weeks"),
         _between(trend, "growth", "growth is a positive ratio", min_value=0),
         _between(timeline, "events", "a timeline bucket holds at least one item", min_value=1),
@@ -254,9 +266,7 @@ def _analytics_marts_checks() -> list[Check]:
         _between(times, "hours_to_first_answer", "an answer never precedes its thread", min_value=0),
         _between(slots, "never_answered_share", "never-answered share is in [0, 1]", min_value=0, max_value=1),
         _between(best, "response_share", "response share is in [0, 1]", min_value=0, max_value=1),
-        _between(
-            best, "response_share_wilson_low", "the Wilson lower bound is in [0, 1]", min_value=0, max_value=1
-        ),
+        _between(best, "response_share_wilson_low", "the Wilson lower bound is in [0, 1]", min_value=0, max_value=1),
         _between(best, "engagement_ci_low", "the engagement lower bound is not negative", min_value=0),
         _not_null(hot, "hot_score", "every thread root has a hot score"),
         _between(hot, "hot_score", "hot scores are not negative", min_value=0),

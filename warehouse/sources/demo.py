@@ -176,9 +176,7 @@ def _local_midnight_us(d: date, tz: ZoneInfo) -> int:
     return int(datetime.combine(d, time(0), tzinfo=tz).timestamp()) * 1_000_000
 
 
-def _build_calendar(
-    rng: np.random.Generator, start: date, days: int, tz: ZoneInfo, posts_per_day: float
-) -> _Calendar:
+def _build_calendar(rng: np.random.Generator, start: date, days: int, tz: ZoneInfo, posts_per_day: float) -> _Calendar:
     """Bucket grid with its rhythm and expected posts per bucket (summing to posts_per_day x days)."""
     t0 = _local_midnight_us(start, tz)
     t1 = _local_midnight_us(start + timedelta(days=days), tz)
@@ -280,7 +278,7 @@ def _tag_day_weights(start: date, days: int) -> np.ndarray:
 def _tag_presence(w: np.ndarray) -> np.ndarray:
     """P(a post carries each tag) per day under :func:`_draw_tags`, same shape as ``w``."""
     p = w / w.sum(axis=1, keepdims=True)
-    return sum(share * (1.0 - (1.0 - p) ** k) for k, share in zip((1, 2, 3), _N_TAGS_P))
+    return sum(share * (1.0 - (1.0 - p) ** k) for k, share in zip((1, 2, 3), _N_TAGS_P, strict=False))
 
 
 def _burst_posts(rng: np.random.Generator, cal: _Calendar, start: date, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -298,7 +296,7 @@ def _burst_posts(rng: np.random.Generator, cal: _Calendar, start: date, w: np.nd
         j = TAGS.index(b.tag)
         in_burst = (cal.day >= (b.start - start).days) & (cal.day <= (b.end - start).days)
         days = np.unique(cal.day[in_burst])
-        n = int(round((b.multiplier - 1.0) * float((expected_per_day[days] * presence[days, j]).sum())))
+        n = round((b.multiplier - 1.0) * float((expected_per_day[days] * presence[days, j]).sum()))
         if n == 0:
             continue
         profile = 1.0
@@ -325,7 +323,7 @@ def _draw_tags(rng: np.random.Generator, day: np.ndarray, w: np.ndarray, forced:
     picks[:, 0] = np.where(forced >= 0, forced, picks[:, 0])
     n_tags = rng.choice(3, size=n, p=_N_TAGS_P) + 1
     out: list[list[str]] = []
-    for row, k in zip(picks.tolist(), n_tags.tolist()):
+    for row, k in zip(picks.tolist(), n_tags.tolist(), strict=False):
         tags: list[str] = []
         for j in row[:k]:
             if TAGS[j] not in tags:
@@ -477,8 +475,8 @@ class _Users:
 
 def _draw_users(rng: np.random.Generator, cal: _Calendar, scale: float) -> _Users:
     """~800 x scale members: 15% joined in the two years before the period, the rest during it."""
-    n_users = max(int(round(USERS_PER_SCALE * scale)), 10)
-    n_pre = max(int(round(0.15 * n_users)), 3)
+    n_users = max(round(USERS_PER_SCALE * scale), 10)
+    n_pre = max(round(0.15 * n_users), 3)
     pre = cal.t0_us - (rng.random(n_pre) * 730 * _US_PER_DAY).astype(np.int64)
     bucket = rng.choice(cal.bucket_us.size, size=n_users - n_pre, p=cal.intensity / cal.intensity.sum())
     during = cal.bucket_us[bucket] + (rng.random(bucket.size) * _BUCKET_US).astype(np.int64)
@@ -569,7 +567,7 @@ def _draw_replies(rng: np.random.Generator, cal: _Calendar, users: _Users, posts
     style[abusive] = _ABUSIVE_STYLE
     pre = np.flatnonzero(users.is_pre)
     quiet = pre[users.post_w[pre] <= np.median(users.post_w[pre])]
-    n_trolls = min(max(3, int(round(5 * scale))), pre.size)
+    n_trolls = min(max(3, round(5 * scale)), pre.size)
     trolls = rng.choice(quiet if quiet.size >= n_trolls else pre, size=n_trolls, replace=False)
     by_troll = abusive & (rng.random(n) < 0.45)
     author[by_troll] = trolls[rng.integers(0, trolls.size, by_troll.sum())]
@@ -772,7 +770,7 @@ def _history(
             "tags": pl.Series([*posts.tags, *([None] * replies.n)], dtype=pl.List(pl.String)),
             "score": per_type[_UP] - per_type[_DOWN],
             "view_count": pl.Series(per_type[_VIEW]).set(pl.Series(~content.is_post), None),
-            "content_hash": [content_hash(k, t, b) for k, t, b in zip(kinds.tolist(), titles, bodies)],
+            "content_hash": [content_hash(k, t, b) for k, t, b in zip(kinds.tolist(), titles, bodies, strict=False)],
         }
     ).sort(pl.col("content_id").cast(pl.Int64))
     o = np.lexsort((events.user, events.item, events.type, events.t))

@@ -100,18 +100,18 @@ from typing import Any, BinaryIO
 import duckdb
 import polars as pl
 
-from warehouse.canonical import STREAMS, Extract, QuarantineLog, SCHEMAS, StreamCounts, conform
+from warehouse.canonical import SCHEMAS, STREAMS, Extract, QuarantineLog, StreamCounts, conform
 
 __all__ = [
     "DUPLICATE_EVENT_RULE",
     "EVENT_TYPES",
-    "EventExtract",
-    "FILE_ALREADY_LOADED_RULE",
     "FILES_SCHEMA",
+    "FILE_ALREADY_LOADED_RULE",
     "FLAG_TYPES",
-    "LoadedFile",
     "MAX_LINE_BYTES",
     "SUFFIXES",
+    "EventExtract",
+    "LoadedFile",
     "event_source_name",
     "extract_events",
     "find_event_files",
@@ -273,15 +273,10 @@ def find_event_files(path_or_glob: str | Path) -> list[Path]:
             raise FileNotFoundError(f"event export path not found: {p} (a folder, a glob or a file of events)")
         if p.is_file():
             if _format_of(p) is None:
-                raise ValueError(
-                    f"{p}: unsupported event export format; use one of {', '.join(sorted(SUFFIXES))}"
-                )
+                raise ValueError(f"{p}: unsupported event export format; use one of {', '.join(sorted(SUFFIXES))}")
             return [p]
         candidates = list(p.rglob("*"))
-    out = [
-        c for c in candidates
-        if c.is_file() and _format_of(c) is not None and not c.name.startswith((".", "_"))
-    ]
+    out = [c for c in candidates if c.is_file() and _format_of(c) is not None and not c.name.startswith((".", "_"))]
     return sorted(out)
 
 
@@ -370,9 +365,7 @@ def parse_occurred_at(value: Any) -> tuple[datetime, str]:
         try:
             ts = datetime.fromisoformat(_FRACTION.sub(r"\1", text))
         except ValueError:
-            raise ValueError(
-                f"occurred_at {value!r} is not ISO 8601 (e.g. 2016-01-02T03:04:05Z)"
-            ) from None
+            raise ValueError(f"occurred_at {value!r} is not ISO 8601 (e.g. 2016-01-02T03:04:05Z)") from None
         if ts.tzinfo is None:
             raise ValueError(f"occurred_at {value!r} has no UTC offset; write it with Z or +hh:mm")
         try:
@@ -447,7 +440,10 @@ def _map_record(record: Any, where: str, now: datetime) -> tuple[dict[str, Any],
     except ValueError as exc:
         raise _Bad("bad_timestamp", f"{where}: {exc}") from None
     if occurred_at > now:
-        raise _Bad("future_timestamp", f"{where}: occurred_at {occurred_at:%Y-%m-%dT%H:%M:%S} UTC is after now ({now:%Y-%m-%dT%H:%M:%S})")
+        raise _Bad(
+            "future_timestamp",
+            f"{where}: occurred_at {occurred_at:%Y-%m-%dT%H:%M:%S} UTC is after now ({now:%Y-%m-%dT%H:%M:%S})",
+        )
     properties = _properties(record)
     if normalized == "report":
         flag_type = json.loads(properties).get("flag_type") if properties else None
@@ -504,12 +500,15 @@ def _json_lines(path: Path, fmt: str) -> Iterator[tuple[int, str | None, Any, _B
                     if not chunk or chunk.endswith(b"\n"):
                         break
                 raw = head.decode("utf-8", "backslashreplace") + "…"
-                yield lineno, raw, None, _Bad(
-                    "oversized_line", f"{path} line {lineno}: longer than {MAX_LINE_BYTES:,} bytes"
+                yield (
+                    lineno,
+                    raw,
+                    None,
+                    _Bad("oversized_line", f"{path} line {lineno}: longer than {MAX_LINE_BYTES:,} bytes"),
                 )
                 continue
             if lineno == 1 and line.startswith(_BOM):
-                line = line[len(_BOM):]
+                line = line[len(_BOM) :]
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -587,7 +586,9 @@ def extract_events(
     for mtime, path in arrivals:
         if until is not None and mtime >= until:
             late_files.append(str(path))
-            log.info("event file %s arrived at %s, not before the interval end %s: left for a later run", path, mtime, until)
+            log.info(
+                "event file %s arrived at %s, not before the interval end %s: left for a later run", path, mtime, until
+            )
             continue
         size = path.stat().st_size
         known = by_path.get((str(path), size, mtime))
@@ -598,8 +599,13 @@ def extract_events(
             ec.read += rows
             ec.skip(FILE_ALREADY_LOADED_RULE, rows)
             skipped_files.append(
-                {"path": str(path), "sha256": sha, "same_as": same_as,
-                 "run_id": previous.run_id if previous is not None else None, "rows": rows}
+                {
+                    "path": str(path),
+                    "sha256": sha,
+                    "same_as": same_as,
+                    "run_id": previous.run_id if previous is not None else None,
+                    "rows": rows,
+                }
             )
             log.info("event file %s skipped: already loaded (same bytes as %s, %d rows)", path, same_as, rows)
             continue
@@ -641,7 +647,10 @@ def extract_events(
             tally.quarantined += 1
             ec.quarantined += 1
             qlog.add(
-                "engagement_events", None, "unreadable_file", f"{path}: {type(exc).__name__}: {exc}"[:2000],
+                "engagement_events",
+                None,
+                "unreadable_file",
+                f"{path}: {type(exc).__name__}: {exc}"[:2000],
                 json.dumps({"path": str(path), "sha256": sha, "size_bytes": size}),
             )
             log.warning("event file %s is unreadable: %s", path, exc)
@@ -651,15 +660,25 @@ def extract_events(
         )
 
     rows = [{"source": source, **row} for row, _ in events.values()]
-    frame = conform(pl.DataFrame(rows, schema={"source": pl.String(), **{
-        k: v for k, v in SCHEMAS["engagement_events"].items() if k != "source"}}), "engagement_events")
+    frame = conform(
+        pl.DataFrame(
+            rows,
+            schema={"source": pl.String(), **{k: v for k, v in SCHEMAS["engagement_events"].items() if k != "source"}},
+        ),
+        "engagement_events",
+    )
     ec.emitted = frame.height
-    for sha, tally in tallies.items():
+    for tally in tallies.values():
         tally.emitted = tally.read - tally.quarantined - tally.skipped
     files = pl.DataFrame(
         [
-            {**f, "rows_read": tallies[f["sha256"]].read, "rows_emitted": tallies[f["sha256"]].emitted,
-             "rows_skipped": tallies[f["sha256"]].skipped, "rows_quarantined": tallies[f["sha256"]].quarantined}
+            {
+                **f,
+                "rows_read": tallies[f["sha256"]].read,
+                "rows_emitted": tallies[f["sha256"]].emitted,
+                "rows_skipped": tallies[f["sha256"]].skipped,
+                "rows_quarantined": tallies[f["sha256"]].quarantined,
+            }
             for f in file_rows
         ],
         schema=FILES_SCHEMA,
@@ -671,7 +690,12 @@ def extract_events(
     empty = {s: pl.DataFrame(schema=SCHEMAS[s]) for s in ("users", "content")}
     log.info(
         "event exports %s: %d files read, %d already loaded, %d left for later; %d events, %d quarantined",
-        path_or_glob, files.height, len(skipped_files), len(late_files), frame.height, ec.quarantined,
+        path_or_glob,
+        files.height,
+        len(skipped_files),
+        len(late_files),
+        frame.height,
+        ec.quarantined,
     )
     return EventExtract(
         source=source,

@@ -69,14 +69,13 @@ Counts and quarantine
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import tomllib
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -216,7 +215,9 @@ def load_mapping(path: Path | str | None = None, *, preset: str | None = None) -
             also when both or neither of ``path`` and ``preset`` are given, or the file is missing.
     """
     if (path is None) == (preset is None):
-        raise MappingError("give either a mapping file (--mapping FILE) or a preset (--preset NAME), not both or neither")
+        raise MappingError(
+            "give either a mapping file (--mapping FILE) or a preset (--preset NAME), not both or neither"
+        )
     if preset is not None:
         if preset not in preset_names():
             raise MappingError(f"unknown preset {preset!r}; built-in presets: {', '.join(preset_names())}")
@@ -373,7 +374,9 @@ class _Reader:
         return pl.from_arrow(table)  # type: ignore[return-value]
 
 
-def _page_sql(q: QuerySpec, lower: tuple[str, Any, Any] | None, until: datetime | None, limit: int) -> tuple[str, list[Any]]:
+def _page_sql(
+    q: QuerySpec, lower: tuple[str, Any, Any] | None, until: datetime | None, limit: int
+) -> tuple[str, list[Any]]:
     """The keyset page query for ``q``: rows after ``lower`` and before ``until``, in (watermark, key) order."""
     wm, key = f'pulse_q."{q.watermark_column}"', f'pulse_q."{q.key_column}"'
     where, params = [f"{wm} is not null"], []
@@ -388,13 +391,15 @@ def _page_sql(q: QuerySpec, lower: tuple[str, Any, Any] | None, until: datetime 
     if until is not None:
         params.append(until)
         where.append(f"{wm} < ${len(params)}")
-    sql = f"select * from (\n{q.sql}\n) as pulse_q\nwhere {' and '.join(where)}\norder by {wm}, {key}\nlimit {int(limit)}"
+    sql = (
+        f"select * from (\n{q.sql}\n) as pulse_q\nwhere {' and '.join(where)}\norder by {wm}, {key}\nlimit {int(limit)}"
+    )
     return sql, params
 
 
 def _as_datetime(v: Any) -> datetime:
     if isinstance(v, datetime):
-        return v.astimezone(timezone.utc).replace(tzinfo=None) if v.tzinfo else v
+        return v.astimezone(UTC).replace(tzinfo=None) if v.tzinfo else v
     if isinstance(v, date):
         return datetime.combine(v, time())
     raise TypeError(f"watermark value {v!r} is neither a timestamp nor a date")
@@ -468,7 +473,9 @@ def extract_postgres(
         exc = state.outcome.exception() if state.outcome else None
         log.warning(
             "postgres source %s: attempt %d failed (%s); retrying after %.1fs",
-            redact_dsn(dsn), state.attempt_number, _redact_text(str(exc).splitlines()[0] if exc else "", dsn),
+            redact_dsn(dsn),
+            state.attempt_number,
+            _redact_text(str(exc).splitlines()[0] if exc else "", dsn),
             state.next_action.sleep if state.next_action else 0,
         )
 
@@ -502,7 +509,8 @@ def extract_postgres(
                     hint = (
                         f" (statement_timeout {statement_timeout_s:g}s exceeded on every try: raise "
                         "PULSE_POSTGRES_STATEMENT_TIMEOUT or add an index on the watermark column)"
-                        if state == "57014" else ""
+                        if state == "57014"
+                        else ""
                     )
                     retried = f" after {max_attempts} tries" if _retryable(exc) else ""
                     raise PostgresSourceError(
@@ -514,7 +522,9 @@ def extract_postgres(
                     if missing:  # pragma: no cover - the wrapper's order by would have failed first
                         raise MappingError(f"query {name!r} returns no column {missing}")
                     row = df.row(df.height - 1, named=True)
-                    last = QueryWatermark(name, q.watermark_column, q.key_column, _as_datetime(row[q.watermark_column]), row[q.key_column])
+                    last = QueryWatermark(
+                        name, q.watermark_column, q.key_column, _as_datetime(row[q.watermark_column]), row[q.key_column]
+                    )
                     lower = ("after", row[q.watermark_column], row[q.key_column])
                     parts[q.stream].append(_canonical(df, name, q, source, counts[q.stream], qlog, now))
                 if on_page is not None:
@@ -582,7 +592,9 @@ def _canonical(
         if q.body_format == "html":
             from warehouse.sources.stackexchange import html_to_text
 
-            df = df.with_columns(pl.col("body_text").map_elements(html_to_text, return_dtype=pl.String, skip_nulls=False))
+            df = df.with_columns(
+                pl.col("body_text").map_elements(html_to_text, return_dtype=pl.String, skip_nulls=False)
+            )
         df = df.with_columns(
             pl.col("tags").fill_null(pl.lit([], dtype=pl.List(pl.String))),
             pl.struct("kind", "title", "body_text")
@@ -594,7 +606,11 @@ def _canonical(
     for col, reason in reversed(_REQUIRED[stream].items()):
         bad = pl.when(pl.col(col).is_null()).then(pl.lit(reason)).otherwise(bad)
     if stream == "content":
-        bad = pl.when(pl.col("kind").is_not_null() & ~pl.col("kind").is_in(sorted(CONTENT_KINDS))).then(pl.lit("unknown_kind")).otherwise(bad)
+        bad = (
+            pl.when(pl.col("kind").is_not_null() & ~pl.col("kind").is_in(sorted(CONTENT_KINDS)))
+            .then(pl.lit("unknown_kind"))
+            .otherwise(bad)
+        )
     tcol = _TIME_COLUMN[stream]
     bad = pl.when(bad.is_null() & (pl.col(tcol) > now)).then(pl.lit("future_timestamp")).otherwise(bad)
     df = df.with_columns(bad.alias("_reason"))

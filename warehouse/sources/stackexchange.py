@@ -80,10 +80,11 @@ Parsing and safety
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -95,24 +96,23 @@ from warehouse.canonical import (
     STREAMS,
     Extract,
     QuarantineLog,
-    SCHEMAS,
     StreamCounts,
     conform,
-    core_schema,
     content_hash,
+    core_schema,
     in_window,
 )
 
 __all__ = [
-    "DumpRow",
     "MAX_ROW_BYTES",
     "OPTIONAL_FILES",
     "POST_KINDS",
     "POST_TYPES",
     "REQUIRED_FILES",
-    "UnsafeXMLError",
     "VOTE_EVENT_TYPES",
     "VOTE_TYPES",
+    "DumpRow",
+    "UnsafeXMLError",
     "extract_stackexchange",
     "html_to_text",
     "iter_dump_rows",
@@ -176,7 +176,15 @@ EXACT_DUPLICATE_RULE = "exact duplicate row"
 
 #: The only user attributes a quarantined user row keeps in its payload.
 _USER_ATTRS = (
-    "Id", "Reputation", "CreationDate", "DisplayName", "LastAccessDate", "Views", "UpVotes", "DownVotes", "AccountId",
+    "Id",
+    "Reputation",
+    "CreationDate",
+    "DisplayName",
+    "LastAccessDate",
+    "Views",
+    "UpVotes",
+    "DownVotes",
+    "AccountId",
 )
 _PRIVATE_USER_ATTRS = "EmailHash|Email|WebsiteUrl|Location|AboutMe|Age|ProfileImageUrl|LastLoginIP|IP"
 _PRIVATE_QUOTED = re.compile(rf"\b({_PRIVATE_USER_ATTRS})(\s*=\s*)(\"[^\"]*\"|'[^']*')")
@@ -303,11 +311,16 @@ def iter_dump_rows(path: Path, *, max_row_bytes: int = MAX_ROW_BYTES) -> Iterato
                 if pending:
                     yield _unterminated(pending_line, pending, "row not terminated before an over-long line")
                     pending, pending_size = [], 0
-                yield DumpRow(lineno, line.decode("utf-8", "backslashreplace") + "…", None, "malformed_xml",
-                              f"row longer than {max_row_bytes} bytes (line {lineno})")
+                yield DumpRow(
+                    lineno,
+                    line.decode("utf-8", "backslashreplace") + "…",
+                    None,
+                    "malformed_xml",
+                    f"row longer than {max_row_bytes} bytes (line {lineno})",
+                )
                 continue
             if lineno == 1 and line.startswith(_BOM):
-                line = line[len(_BOM):]
+                line = line[len(_BOM) :]
             stripped = line.strip()
             _refuse_declarations(path, lineno, stripped)
             if not stripped and not pending:
@@ -341,8 +354,13 @@ def iter_dump_rows(path: Path, *, max_row_bytes: int = MAX_ROW_BYTES) -> Iterato
             elif stripped.startswith(b"</") or stripped.startswith(b"<!--") or _ROOT_START.fullmatch(stripped):
                 continue  # the root's end tag (or a comment): nothing to load
             else:
-                yield DumpRow(lineno, stripped.decode("utf-8", "backslashreplace"), None, "malformed_xml",
-                              f"unexpected content outside a <row> element (line {lineno})")
+                yield DumpRow(
+                    lineno,
+                    stripped.decode("utf-8", "backslashreplace"),
+                    None,
+                    "malformed_xml",
+                    f"unexpected content outside a <row> element (line {lineno})",
+                )
         if pending:
             yield _unterminated(pending_line, pending, "row not terminated at end of file")
 
@@ -357,10 +375,31 @@ def _unterminated(lineno: int, pending: list[bytes], why: str) -> DumpRow:
 # Text helpers
 
 _PARAGRAPH_TAGS = frozenset(
-    "p div pre blockquote ul ol dl table h1 h2 h3 h4 h5 h6 hr section article header footer figure".split()
+    [
+        "p",
+        "div",
+        "pre",
+        "blockquote",
+        "ul",
+        "ol",
+        "dl",
+        "table",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "figure",
+    ]
 )
-_LINE_TAGS = frozenset("br li tr dt dd".split())
-_DROP_TAGS = frozenset("script style head title".split())
+_LINE_TAGS = frozenset(["br", "li", "tr", "dt", "dd"])
+_DROP_TAGS = frozenset(["script", "style", "head", "title"])
 # huge_tree lifts libxml2's nesting limit (256), which would silently drop the rest of a deeply
 # nested body; the walk below is iterative and a body is bounded by MAX_ROW_BYTES.
 _HTML_PARSER = lxml.html.HTMLParser(no_network=True, huge_tree=True, remove_comments=True, remove_pis=True)
@@ -465,10 +504,7 @@ def parse_tags(raw: str | None) -> list[str]:
     if not raw:
         return []
     raw = raw.strip()
-    if raw.startswith("<"):
-        names = re.findall(r"<([^<>]*)>", raw)
-    else:
-        names = raw.split("|")
+    names = re.findall(r"<([^<>]*)>", raw) if raw.startswith("<") else raw.split("|")
     return [n.strip() for n in names if n.strip()]
 
 
@@ -487,7 +523,7 @@ class _Reject(Exception):
 
 
 def _naive_utc(ts: datetime) -> datetime:
-    return ts.astimezone(timezone.utc).replace(tzinfo=None) if ts.tzinfo is not None else ts
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo is not None else ts
 
 
 def _int(attrs: dict[str, str], name: str, when: datetime | None = None) -> int | None:
@@ -708,12 +744,12 @@ def _scan(
             rid = _record_id(attrs)
         except _Reject as exc:
             when = None
-            try:
+            with contextlib.suppress(_Reject):
                 when = _timestamp(attrs, "CreationDate", run.now, required=True)
-            except _Reject:
-                pass
             if run.belongs((when,)):
-                run.reject(stream, f"{path.name}:{row.line}", exc.reason, f"{exc.detail} (line {row.line})", payload(row))
+                run.reject(
+                    stream, f"{path.name}:{row.line}", exc.reason, f"{exc.detail} (line {row.line})", payload(row)
+                )
             continue
         key = f"{prefix}{rid}"
         try:
@@ -781,14 +817,24 @@ def _read_posts(run: _Run, path: Path) -> tuple[_PostsMap, list[tuple[Any, ...]]
         body = html_to_text(a.get("Body"))
         own = f"p{post.id}"
         parent = None if is_question else f"p{post.parent}"
-        rows.append((
-            run.source, own, kind, own if is_question else parent, parent,
-            None if post.owner is None else str(post.owner),
-            post.created, post.edited, title, body,
-            parse_tags(a.get("Tags")) if is_question else [],
-            post.score, post.view_count if is_question else None,
-            content_hash(kind, title, body),
-        ))
+        rows.append(
+            (
+                run.source,
+                own,
+                kind,
+                own if is_question else parent,
+                parent,
+                None if post.owner is None else str(post.owner),
+                post.created,
+                post.edited,
+                title,
+                body,
+                parse_tags(a.get("Tags")) if is_question else [],
+                post.score,
+                post.view_count if is_question else None,
+                content_hash(kind, title, body),
+            )
+        )
         counts.emitted += 1
     return posts, rows
 
@@ -801,14 +847,29 @@ def _read_comments(run: _Run, path: Path, posts: _PostsMap) -> list[tuple[Any, .
             continue
         target = posts.get(c.post)
         if target is not None and target[0] not in POST_KINDS:
-            counts.skip(f"not community content (comment on PostTypeId {target[0]}: {_type_name(POST_TYPES, target[0])})")
+            counts.skip(
+                f"not community content (comment on PostTypeId {target[0]}: {_type_name(POST_TYPES, target[0])})"
+            )
             continue
         thread = _thread_of(posts, c.post)
-        rows.append((
-            run.source, f"c{c.id}", "comment", None if thread is None else f"p{thread}", f"p{c.post}",
-            None if c.user is None else str(c.user), c.created, None, None, c.text, [], c.score, None,
-            content_hash("comment", None, c.text),
-        ))
+        rows.append(
+            (
+                run.source,
+                f"c{c.id}",
+                "comment",
+                None if thread is None else f"p{thread}",
+                f"p{c.post}",
+                None if c.user is None else str(c.user),
+                c.created,
+                None,
+                None,
+                c.text,
+                [],
+                c.score,
+                None,
+                content_hash("comment", None, c.text),
+            )
+        )
         counts.emitted += 1
     return rows
 
@@ -898,7 +959,7 @@ def extract_stackexchange(
     if since is not None and until is not None and since >= until:
         raise ValueError(f"empty data interval: since={since.isoformat()} is not before until={until.isoformat()}")
     source = source or f"stackexchange:{path.name.lower()}"
-    clock = datetime.now(timezone.utc).replace(tzinfo=None) if now is None else _naive_utc(now)
+    clock = datetime.now(UTC).replace(tzinfo=None) if now is None else _naive_utc(now)
     run = _Run(source, since, until, clock, QuarantineLog(source), {s: StreamCounts() for s in STREAMS})
 
     posts, content_rows = _read_posts(run, files["Posts.xml"])

@@ -138,7 +138,10 @@ def test_keys_are_enforced_stored_hashed_and_revocable(lexical_server) -> None:
     missing = analyze(lexical_server.base, None, body)
     assert missing.status_code == 403 and missing.json()["error"]["status"] == "PERMISSION_DENIED"
     wrong = analyze(lexical_server.base, "pk_not-a-real-key", body)
-    assert wrong.status_code == 400 and wrong.json()["error"]["message"] == "API key not valid. Please pass a valid API key."
+    assert (
+        wrong.status_code == 400
+        and wrong.json()["error"]["message"] == "API key not valid. Please pass a valid API key."
+    )
     key = lexical_server.key("to-revoke")
     assert analyze(lexical_server.base, key, body).status_code == 200
     header = httpx.post(lexical_server.base + "/v1alpha1/comments:analyze", headers={"X-Goog-Api-Key": key}, json=body)
@@ -149,7 +152,12 @@ def test_keys_are_enforced_stored_hashed_and_revocable(lexical_server) -> None:
 
     assert key.encode() not in raw and hashlib.sha256(key.encode()).hexdigest().encode() in raw
     listed = lexical_server.cli("api", "key", "list")
-    assert listed.returncode == 0 and "to-revoke" in listed.stdout and key not in listed.stdout and key[:8] in listed.stdout
+    assert (
+        listed.returncode == 0
+        and "to-revoke" in listed.stdout
+        and key not in listed.stdout
+        and key[:8] in listed.stdout
+    )
     done = lexical_server.cli("api", "key", "revoke", "to-revoke")
     assert done.returncode == 0, done.stdout
     assert lexical_server.cli("api", "key", "revoke", "to-revoke").returncode == 2
@@ -165,7 +173,11 @@ def test_keys_are_enforced_stored_hashed_and_revocable(lexical_server) -> None:
 def test_errors_are_googles_and_name_what_is_supported(lexical_server, limited_server) -> None:
     key = lexical_server.key()
     unknown = analyze(lexical_server.base, key, body_for("hi", ["FLIRTATION"])).json()["error"]
-    assert unknown["code"] == 400 and unknown["status"] == "INVALID_ARGUMENT" and "supported attributes: TOXICITY" in unknown["message"]
+    assert (
+        unknown["code"] == 400
+        and unknown["status"] == "INVALID_ARGUMENT"
+        and "supported attributes: TOXICITY" in unknown["message"]
+    )
     unscored = analyze(lexical_server.base, key, body_for("hi", ["INSULT"])).json()["error"]
     assert "INSULT is not scored" in unscored["message"] and "TOXICITY" in unscored["message"]
     lang = analyze(lexical_server.base, key, {**body_for("hallo", ["TOXICITY"]), "languages": ["de"]}).json()["error"]
@@ -185,7 +197,9 @@ def test_errors_are_googles_and_name_what_is_supported(lexical_server, limited_s
 
     lkey = limited_server.key()
     too_long = analyze(limited_server.base, lkey, body_for("x" * 101, ["TOXICITY"])).json()["error"]
-    assert too_long["code"] == 400 and "101 bytes" in too_long["message"] and "limit is 100 bytes" in too_long["message"]
+    assert (
+        too_long["code"] == 400 and "101 bytes" in too_long["message"] and "limit is 100 bytes" in too_long["message"]
+    )
     multibyte = analyze(limited_server.base, lkey, body_for("é" * 51, ["TOXICITY"])).json()["error"]  # 102 bytes UTF-8
     assert "102 bytes" in multibyte["message"]
     time.sleep(3.1)  # refill the limited server's bucket (1/s, burst 3)

@@ -35,7 +35,9 @@ def test_concurrent_texts_share_calls_within_the_caps_and_get_their_own_results(
     assert results == [t.upper() for t in texts]  # each caller gets its own row
     assert sorted(t for c in calls for t in c) == sorted(texts)
     assert all(len(c) <= 8 and sum(estimate_tokens(t, 512) for t in c) <= 40 for c in calls)
-    assert len(calls) < 30 and stats.batches == len(calls) and stats.texts == 30 and stats.largest == max(map(len, calls))
+    assert (
+        len(calls) < 30 and stats.batches == len(calls) and stats.texts == 30 and stats.largest == max(map(len, calls))
+    )
 
 
 def test_a_lone_text_waits_at_most_the_window() -> None:

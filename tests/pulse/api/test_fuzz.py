@@ -17,13 +17,39 @@ ATTRS = st.sampled_from(["TOXICITY", "INSULT", "PROFANITY", "FLIRTATION", "", "t
 BODIES = st.one_of(
     JSON,
     st.fixed_dictionaries(
-        {"comment": st.one_of(JSON, st.fixed_dictionaries({"text": st.text(max_size=300)},
-                                                          optional={"type": st.sampled_from(["PLAIN_TEXT", "HTML", 5])})),
-         "requestedAttributes": st.one_of(JSON, st.dictionaries(ATTRS, st.one_of(JSON, st.fixed_dictionaries(
-             {}, optional={"scoreType": st.sampled_from(["PROBABILITY", "STD_DEV", None]),
-                           "scoreThreshold": st.floats(allow_nan=False) | st.text(max_size=3)})), max_size=3))},
-        optional={"languages": st.one_of(JSON, st.lists(st.sampled_from(["en", "EN-us", "de", "", "zz-ZZ", "e"]), max_size=3)),
-                  "doNotStore": JSON, "spanAnnotations": st.booleans(), "clientToken": JSON},
+        {
+            "comment": st.one_of(
+                JSON,
+                st.fixed_dictionaries(
+                    {"text": st.text(max_size=300)}, optional={"type": st.sampled_from(["PLAIN_TEXT", "HTML", 5])}
+                ),
+            ),
+            "requestedAttributes": st.one_of(
+                JSON,
+                st.dictionaries(
+                    ATTRS,
+                    st.one_of(
+                        JSON,
+                        st.fixed_dictionaries(
+                            {},
+                            optional={
+                                "scoreType": st.sampled_from(["PROBABILITY", "STD_DEV", None]),
+                                "scoreThreshold": st.floats(allow_nan=False) | st.text(max_size=3),
+                            },
+                        ),
+                    ),
+                    max_size=3,
+                ),
+            ),
+        },
+        optional={
+            "languages": st.one_of(
+                JSON, st.lists(st.sampled_from(["en", "EN-us", "de", "", "zz-ZZ", "e"]), max_size=3)
+            ),
+            "doNotStore": JSON,
+            "spanAnnotations": st.booleans(),
+            "clientToken": JSON,
+        },
     ),
 )
 

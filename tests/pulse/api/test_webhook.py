@@ -74,7 +74,9 @@ def test_flagged_post_enters_the_queue_with_the_pipelines_policy(lexical_server,
     assert row["severity"] == pytest.approx(policy["severity"]) and row["severity"] == pytest.approx(score / 0.8)
     assert row["hold"] is policy["hold"] and row["flagged_labels"] == ["toxicity"] and row["max_label"] == "toxicity"
     assert row["source"] == "discourse:forum" and row["kind"] == "reply" and row["author_name"] == "brewer"
-    assert row["content_hash"] == content_hash("reply", None, TOXIC) and row["model_id"] == "lexical:alt-profanity-check"
+    assert (
+        row["content_hash"] == content_hash("reply", None, TOXIC) and row["model_id"] == "lexical:alt-profanity-check"
+    )
     assert row["body_text"] == TOXIC and row["review_state"] == "pending"
     # the optional flag-back reached "Discourse" with the flag type and the API user
     deadline = time.monotonic() + 10
@@ -110,7 +112,9 @@ def test_benign_private_and_other_events_are_not_queued(lexical_server) -> None:
     assert deliver(lexical_server, post(801, BENIGN), event_id="e801").json()["status"] == "not_queued"
     pm = deliver(lexical_server, post(802, TOXIC, archetype="private_message"), event_id="e802").json()
     assert pm["status"] == "skipped"
-    assert deliver(lexical_server, post(803, TOXIC), event="post_destroyed", event_id="e803").json()["status"] == "ignored"
+    assert (
+        deliver(lexical_server, post(803, TOXIC), event="post_destroyed", event_id="e803").json()["status"] == "ignored"
+    )
     assert not {"801", "802", "803"} & set(live_rows(lexical_server))
     bad = deliver(lexical_server, {"post": {"id": 5}}, event_id="e804")
     assert bad.status_code == 400 and bad.json()["error"]["status"] == "INVALID_ARGUMENT"
@@ -191,7 +195,10 @@ def test_review_queue_page_shows_the_live_item_at_once(demo_snapshot: Path, tmp_
     from warehouse.db import frame
 
     with duckdb.connect(str(demo_snapshot), read_only=True) as con:
-        items = frame(con, "select content_id, severity, created_at from marts.moderation_queue where source = 'demo' order by priority")
+        items = frame(
+            con,
+            "select content_id, severity, created_at from marts.moderation_queue where source = 'demo' order by priority",
+        )
     url = f"sqlite:///{tmp_path / 'review.sqlite'}"
     store = make_review_store(url)
     scorer = load_scorer("lexical")
