@@ -34,7 +34,7 @@ def test_ruff_reads_the_project_settings() -> None:
     assert f'Settings path: "{REPO / "pyproject.toml"}"' in settings
     for line in (
         "linter.line_length = 120",
-        "linter.pycodestyle.max_line_length = 140",
+        "linter.pycodestyle.max_line_length = 170",
         "blind-except (BLE001)",
         "blanket-noqa (PGH004)",
     ):

@@ -1,4 +1,4 @@
--- 001_init: schemas and the canonical tables (see DESIGN.md, "Canonical data model").
+-- 001_init: schemas and the canonical tables (see docs/ARCHITECTURE.md, "Canonical data model").
 -- All timestamps are naive TIMESTAMP holding UTC.
 create schema if not exists raw;
 create schema if not exists staging;

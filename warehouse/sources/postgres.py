@@ -24,7 +24,7 @@ Mapping file format
     * ``key_column``: the output column that makes ``(watermark, key)`` unique (the primary key);
     * ``columns`` (optional): ``{canonical_column = "output_column"}`` renames;
     * ``body_format`` (optional): ``text`` (default: ``body_text`` kept as is, e.g. Markdown) or
-      ``html`` (reduced to text by :func:`warehouse.sources.stackexchange.html_to_text`);
+      ``html`` (reduced to text by :func:`warehouse.sources.html_text.html_to_text`);
     * ``watermark_granularity`` (optional): ``exact`` (default) or ``day`` for a date column
       filled during the day (Discourse ``topic_views.viewed_at``): only whole days before
       ``until`` are read, so rows added later the same day are never skipped;
@@ -590,7 +590,7 @@ def _canonical(
             df = df.with_columns(pl.col(col).cast(pl.String))
     if stream == "content":
         if q.body_format == "html":
-            from warehouse.sources.stackexchange import html_to_text
+            from warehouse.sources.html_text import html_to_text
 
             df = df.with_columns(
                 pl.col("body_text").map_elements(html_to_text, return_dtype=pl.String, skip_nulls=False)

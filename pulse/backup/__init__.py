@@ -70,22 +70,16 @@ import json
 import logging
 import os
 import re
-import secrets
-import shutil
 import sqlite3
-import struct
-import subprocess
 import tempfile
 import time
-import uuid
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -93,266 +87,55 @@ from warehouse.db import connect, migration_files
 
 if TYPE_CHECKING:
     from pulse.settings import Settings
+from pulse.backup.base import (  # noqa: F401 - shared names
+    _ID,
+    CHUNK,
+    FORMAT,
+    FORMAT_VERSION,
+    MAGIC,
+    MANIFEST,
+    PARTS,
+    PG_TABLES,
+    BackupError,
+    Part,
+    RunActiveError,
+    VerifyError,
+    utcnow,
+)
+from pulse.backup.crypto import (  # noqa: F401 - shared names
+    _file_key,
+    _nonce,
+    decrypt_file,
+    encrypt_file,
+    master_key,
+)
+from pulse.backup.ledger import (
+    append_ledger,
+    read_ledger,
+    sync_ledger,
+)
+from pulse.backup.retention import (
+    gfs_keep,
+    prune_backups,
+)
+from pulse.backup.storage import (
+    _id_time,
+    _new_id,
+    backup_ids,
+    destination,
+)
+from pulse.backup.stores import (  # noqa: F401 - shared names
+    _pg_env,
+    _run,
+    _sqlite_path,
+    _store_url,
+    pgdump_counts,
+    restore_review_store,
+    snapshot_review_store,
+    sqlite_counts,
+)
 
 log = logging.getLogger(__name__)
-
-FORMAT = "community-pulse/backup"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json.enc"
-#: Plaintext bytes per encrypted chunk.
-CHUNK = 1 << 20
-MAGIC = b"PULSEBK1"
-#: The review store's tables a PostgreSQL backup dumps (those that exist).
-PG_TABLES = (
-    "review_users",
-    "review_items",
-    "review_decisions",
-    "review_signin_failures",
-    "api_keys",
-    "live_queue_items",
-    "webhook_deliveries",
-)
-Part = Literal["warehouse", "review-store"]
-PARTS: tuple[Part, ...] = ("warehouse", "review-store")
-_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
-
-
-class BackupError(RuntimeError):
-    """A backup command could not be carried out; the message says why and what to do."""
-
-
-class RunActiveError(BackupError):
-    """A pipeline run is active (``ops.runs`` status ``running``) or the warehouse is open for writing."""
-
-
-class VerifyError(BackupError):
-    """A backup failed verification; ``file`` names the file (relative to the backup folder)."""
-
-    def __init__(self, file: str, message: str) -> None:
-        super().__init__(f"{file}: {message}")
-        self.file = file
-
-
-def utcnow() -> datetime:
-    """Now as naive UTC (the warehouse's convention)."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-# --------------------------------------------------------------------------------------------
-# Encryption: AES-256-GCM, chunked (STREAM), per-file HKDF keys
-
-
-def master_key(settings: Settings) -> bytes:
-    """The 32-byte master key from ``settings.backup_key`` (``PULSE_BACKUP_KEY``): SHA-256 of its UTF-8 bytes.
-
-    Raises:
-        BackupError: unset, or shorter than 32 characters (say how to make one).
-    """
-    secret = settings.backup_key.get_secret_value() if settings.backup_key else ""
-    if len(secret) < 32:
-        raise BackupError(
-            "PULSE_BACKUP_KEY is "
-            + ("unset" if not secret else f"too short ({len(secret)} characters, need 32+)")
-            + ": backups are encrypted with it; create one with "
-            '`python -c "import secrets; print(secrets.token_urlsafe(32))"` and keep it apart from the backups '
-            "(without it no backup can be read)"
-        )
-    return hashlib.sha256(secret.encode("utf-8")).digest()
-
-
-def _file_key(master: bytes, salt: bytes, name: str) -> bytes:
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=f"pulse-backup/v1/{name}".encode()).derive(master)
-
-
-def _nonce(counter: int, last: bool) -> bytes:
-    return counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
-
-
-def encrypt_file(src: Path, dst: IO[bytes], master: bytes, name: str, *, compress: bool) -> tuple[int, str]:
-    """Write ``src`` encrypted to the open binary stream ``dst``; ``name`` is bound into the key.
-
-    Layout: ``MAGIC``, 16-byte salt, a flag byte (1 = chunks zlib-compressed), then chunks of
-    ``4-byte big-endian length + AES-GCM ciphertext`` (each at most :data:`CHUNK` plaintext
-    bytes; the last one, possibly empty, is flagged in its nonce).
-
-    Returns:
-        (bytes written, SHA-256 hex of the bytes written).
-    """
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    salt = secrets.token_bytes(16)
-    aead = AESGCM(_file_key(master, salt, name))
-    digest = hashlib.sha256()
-    size = 0
-
-    def out(b: bytes) -> None:
-        nonlocal size
-        dst.write(b)
-        digest.update(b)
-        size += len(b)
-
-    out(MAGIC + salt + (b"\x01" if compress else b"\x00"))
-    with src.open("rb") as f:
-        counter, chunk = 0, f.read(CHUNK)
-        while True:
-            nxt = f.read(CHUNK) if len(chunk) == CHUNK else b""
-            last = not nxt
-            body = aead.encrypt(_nonce(counter, last), zlib.compress(chunk, 6) if compress else chunk, None)
-            out(struct.pack(">I", len(body)) + body)
-            if last:
-                break
-            counter, chunk = counter + 1, nxt
-    return size, digest.hexdigest()
-
-
-def decrypt_file(src: IO[bytes], dst: Path, master: bytes, name: str) -> int:
-    """Decrypt the stream ``src`` (written by :func:`encrypt_file` for ``name``) into ``dst``.
-
-    Returns:
-        Plaintext bytes written.
-
-    Raises:
-        VerifyError: not a backup file, a chunk fails authentication (wrong key, a changed
-            byte, a swapped file), or the stream is truncated.
-    """
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    head = src.read(len(MAGIC) + 17)
-    if len(head) != len(MAGIC) + 17 or not head.startswith(MAGIC):
-        raise VerifyError(name, "not an encrypted backup file (bad header)")
-    compressed = head[-1:] == b"\x01"
-    aead = AESGCM(_file_key(master, head[len(MAGIC) : -1], name))
-    written, counter = 0, 0
-    with dst.open("wb") as f:
-        while True:
-            raw_len = src.read(4)
-            if len(raw_len) != 4:
-                raise VerifyError(name, "truncated (the last chunk is missing)")
-            body = src.read(struct.unpack(">I", raw_len)[0])
-            plain = None
-            for last in (False, True):
-                try:
-                    plain = aead.decrypt(_nonce(counter, last), body, None)
-                    break
-                except InvalidTag:
-                    continue
-            if plain is None:
-                raise VerifyError(
-                    name, f"chunk {counter} fails authentication (wrong PULSE_BACKUP_KEY, or the file was changed)"
-                )
-            if compressed:
-                plain = zlib.decompress(plain)
-            f.write(plain)
-            written += len(plain)
-            if last:
-                if src.read(1):
-                    raise VerifyError(name, "bytes after the last chunk")
-                return written
-            counter += 1
-
-
-# --------------------------------------------------------------------------------------------
-# Destinations (fsspec)
-
-
-def destination(dest: str | Path, settings: Settings | None = None) -> tuple[Any, str]:
-    """``(filesystem, root path)`` of a backup destination: a folder or an fsspec URL (``s3://bucket/prefix``).
-
-    ``settings.backup_storage_options`` (``PULSE_BACKUP_STORAGE_OPTIONS__ENDPOINT_URL=...``) are
-    passed to the filesystem; credentials come from the filesystem's own environment
-    (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` for S3).
-    """
-    import fsspec
-
-    options = dict(settings.backup_storage_options) if settings is not None else {}
-    text = str(dest)
-    if "://" not in text:
-        Path(text).mkdir(parents=True, exist_ok=True)
-        text = str(Path(text).resolve())
-    fs, root = fsspec.core.url_to_fs(text, **options)
-    return fs, root.rstrip("/")
-
-
-def _new_id(now: datetime) -> str:
-    return f"{now:%Y%m%dT%H%M%S}Z-{uuid.uuid4().hex[:6]}"
-
-
-def _id_time(backup_id: str) -> datetime:
-    return datetime.strptime(backup_id[:15], "%Y%m%dT%H%M%S")
-
-
-def backup_ids(fs: Any, root: str) -> list[str]:
-    """Ids of the backup folders under ``root`` (complete or not), oldest first."""
-    try:
-        entries = fs.ls(root, detail=False)
-    except FileNotFoundError:
-        return []
-    return sorted(name for e in entries if _ID.match(name := e.rstrip("/").rsplit("/", 1)[-1]))
-
-
-# --------------------------------------------------------------------------------------------
-# The erasure ledger
-
-
-def read_ledger(path: Path) -> list[dict[str, Any]]:
-    """The ledger's entries in file order (a torn last line, from a crash mid-append, is skipped)."""
-    if not Path(path).is_file():
-        return []
-    out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            log.warning("erasure ledger %s: skipped an unreadable line", path)
-    return out
-
-
-def append_ledger(path: Path, entries: Iterable[dict[str, Any]]) -> int:
-    """Append ``entries`` (one JSON line each, fsynced) to the ledger at ``path``; return how many."""
-    lines = [json.dumps(e, sort_keys=True, default=str) + "\n" for e in entries]
-    if not lines:
-        return 0
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
-        f.writelines(lines)
-        f.flush()
-        os.fsync(f.fileno())
-    return len(lines)
-
-
-def sync_ledger(con: duckdb.DuckDBPyConnection, path: Path) -> int:
-    """Append each tombstone of the open warehouse that the ledger lacks; return how many.
-
-    An entry: ``at`` (the erasure's time, ISO, UTC), ``request_id``, ``source``,
-    ``user_id_hash`` (the tombstone's salted HMAC), ``mode``, ``alias`` and ``content_ids``
-    (``redact``: the erased items, found by the alias; ``delete``: none left to find).
-    """
-    have = {(e["source"], e["user_id_hash"]) for e in read_ledger(path)}
-    rows = con.execute(
-        "select t.source, t.user_id_hash, t.requested_at, t.request_id, t.erasure_mode, t.alias, "
-        "coalesce((select list(c.content_id order by c.content_id) from staging.content c "
-        "where c.source = t.source and c.author_id = t.alias), []) from ops.tombstones t order by t.requested_at"
-    ).fetchall()
-    new = [
-        {
-            "at": at.isoformat(),
-            "request_id": rid,
-            "source": src,
-            "user_id_hash": h,
-            "mode": mode,
-            "alias": alias,
-            "content_ids": list(ids),
-        }
-        for src, h, at, rid, mode, alias, ids in rows
-        if (src, h) not in have
-    ]
-    return append_ledger(path, new)
-
 
 # --------------------------------------------------------------------------------------------
 # Warehouse: consistency checks, export, import
@@ -479,184 +262,6 @@ def import_warehouse(folder: Path, target: Path) -> None:
         con.execute("checkpoint")
     finally:
         con.close()
-
-
-# --------------------------------------------------------------------------------------------
-# Review store: SQLite online backup, pg_dump / pg_restore
-
-
-def _store_url(settings: Settings) -> str:
-    from moderation.review_store import normalize_url
-
-    return normalize_url(settings.review_store_url.get_secret_value())
-
-
-def _sqlite_path(url: str) -> Path | None:
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    if u.get_backend_name() != "sqlite":
-        return None
-    if not u.database or u.database == ":memory:":
-        raise BackupError("an in-memory SQLite review store cannot be backed up; set PULSE_REVIEW_STORE_URL to a file")
-    return Path(u.database).expanduser()
-
-
-def _pg_env(url: str) -> dict[str, str]:
-    """libpq's environment for ``url`` (the password travels in ``PGPASSWORD``, never on a command line)."""
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    env = {
-        **os.environ,
-        "PGHOST": u.host or "localhost",
-        "PGPORT": str(u.port or 5432),
-        "PGDATABASE": u.database or "postgres",
-    }
-    if u.username:
-        env["PGUSER"] = u.username
-    if u.password:
-        env["PGPASSWORD"] = str(u.password)
-    return env
-
-
-def _run(cmd: list[str], env: dict[str, str] | None = None, stdout: Any = subprocess.PIPE) -> str:
-    tool = shutil.which(cmd[0])
-    if tool is None:
-        raise BackupError(f"{cmd[0]} is not installed (Debian: apt-get install postgresql-client)")
-    done = subprocess.run(
-        [tool, *cmd[1:]], env=env, stdout=stdout, stderr=subprocess.PIPE, text=stdout is subprocess.PIPE
-    )
-    if done.returncode != 0:
-        err = done.stderr if isinstance(done.stderr, str) else done.stderr.decode("utf-8", "replace")
-        raise BackupError(f"{cmd[0]} failed ({done.returncode}): {err.strip()[-2000:]}")
-    return done.stdout if isinstance(done.stdout, str) else ""
-
-
-def snapshot_review_store(settings: Settings, folder: Path) -> tuple[str | None, Path | None, dict[str, int]]:
-    """Copy the review store into ``folder``: ``(kind, file, rows per table)``; kind None when there is no store.
-
-    SQLite: ``sqlite3.Connection.backup`` (the online backup API: a consistent snapshot while
-    moderators write). PostgreSQL: ``pg_dump --format=custom`` of the tables in :data:`PG_TABLES`
-    that exist (one repeatable-read snapshot).
-    """
-    url = _store_url(settings)
-    path = _sqlite_path(url)
-    if path is not None:
-        if not path.is_file():
-            return None, None, {}
-        out = folder / "review.sqlite"
-        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        dst = sqlite3.connect(out)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-            src.close()
-        return "sqlite", out, sqlite_counts(out)
-    env = _pg_env(url)
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as c:
-            present = [t for t in PG_TABLES if sa.inspect(c).has_table(t)]
-            counts = {t: c.execute(sa.text(f'select count(*) from "{t}"')).scalar_one() for t in present}
-    finally:
-        engine.dispose()
-    if not present:
-        return None, None, {}
-    out = folder / "review.pgdump"
-    _run(
-        [
-            "pg_dump",
-            "--format=custom",
-            "--no-owner",
-            "--no-privileges",
-            *(f"--table=public.{t}" for t in present),
-            f"--file={out}",
-        ],
-        env,
-    )
-    return "postgresql", out, counts
-
-
-def sqlite_counts(path: Path) -> dict[str, int]:
-    """Rows per table of a SQLite file (its own tables, not ``sqlite_*``)."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        names = [
-            r[0]
-            for r in db.execute(
-                "select name from sqlite_master where type = 'table' and name not like 'sqlite_%' order by name"
-            )
-        ]
-        return {n: db.execute(f'select count(*) from "{n}"').fetchone()[0] for n in names}
-    finally:
-        db.close()
-
-
-def pgdump_counts(path: Path) -> dict[str, int]:
-    """Rows per table in a ``pg_dump --format=custom`` archive, read by ``pg_restore`` without a server."""
-    script = _run(["pg_restore", "--data-only", "--file=-", str(path)])
-    counts: dict[str, int] = {}
-    table = None
-    for line in script.splitlines():
-        if table is None:
-            m = re.match(r"COPY (?:public\.)?\"?([A-Za-z0-9_]+)\"? ", line)
-            if m:
-                table = m.group(1)
-                counts[table] = 0
-        elif line == "\\.":
-            table = None
-        else:
-            counts[table] += 1
-    return counts
-
-
-def restore_review_store(settings: Settings, kind: str, file: Path) -> dict[str, int]:
-    """Put the snapshot ``file`` back into the configured review store; return its rows per table.
-
-    SQLite: the online backup API in reverse (the live file is written page by page under
-    SQLite's own locking, so an open app sees either the old or the new database). PostgreSQL:
-    ``pg_restore --clean --if-exists --single-transaction`` (our tables dropped and recreated
-    in one transaction).
-
-    Raises:
-        BackupError: the backup's store kind differs from the configured one.
-    """
-    url = _store_url(settings)
-    path = _sqlite_path(url)
-    if (path is not None) != (kind == "sqlite"):
-        raise BackupError(
-            f"the backup holds a {kind} review store but PULSE_REVIEW_STORE_URL is "
-            f"{'SQLite' if path is not None else 'PostgreSQL'}; point it at a store of the backup's kind"
-        )
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        src = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
-        dst = sqlite3.connect(path, timeout=30)
-        try:
-            src.backup(dst)
-            dst.execute("pragma wal_checkpoint(truncate)")
-        finally:
-            dst.close()
-            src.close()
-        return sqlite_counts(path)
-    _run(
-        [
-            "pg_restore",
-            "--clean",
-            "--if-exists",
-            "--no-owner",
-            "--no-privileges",
-            "--single-transaction",
-            f"--dbname={_pg_env(url)['PGDATABASE']}",
-            str(file),
-        ],
-        _pg_env(url),
-    )
-    return pgdump_counts(file)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1184,70 +789,6 @@ def reapply_erasures(settings: Settings, *, store_restored: bool = True) -> list
         store.dispose()
     log.info("re-applied %d erasures after restore", len(todo))
     return [e["request_id"] for e in todo]
-
-
-# --------------------------------------------------------------------------------------------
-# Retention: grandfather-father-son
-
-
-def gfs_keep(
-    times: Iterable[datetime], *, daily: int = 7, weekly: int = 4, monthly: int = 12, yearly: int = 0
-) -> set[datetime]:
-    """The backup times to keep under grandfather-father-son retention.
-
-    As restic's ``forget --keep-daily/--keep-weekly/--keep-monthly/--keep-yearly``: walking from
-    the newest backup back, keep the newest backup of each of the last ``daily`` days that have
-    backups, of the last ``weekly`` ISO weeks, ``monthly`` calendar months and ``yearly`` years
-    (a backup may count for several). The newest backup is always kept.
-    """
-    ordered = sorted(set(times), reverse=True)
-    keep: set[datetime] = set(ordered[:1])
-    buckets: list[tuple[int, Callable[[datetime], Any]]] = [
-        (daily, lambda t: t.date()),
-        (weekly, lambda t: t.isocalendar()[:2]),
-        (monthly, lambda t: (t.year, t.month)),
-        (yearly, lambda t: t.year),
-    ]
-    for n, bucket in buckets:
-        seen: set[Any] = set()
-        for t in ordered:
-            if len(seen) >= n:
-                break
-            b = bucket(t)
-            if b not in seen:
-                seen.add(b)
-                keep.add(t)
-    return keep
-
-
-def prune_backups(
-    settings: Settings, dest: str | Path, *, now: datetime | None = None, dry_run: bool = False
-) -> dict[str, list[str]]:
-    """Delete the backups :func:`gfs_keep` does not keep (``settings.backup_keep_*``), and unfinished
-    backups older than a day (a crashed ``create``).
-
-    Returns:
-        ``{"kept": [...], "deleted": [...]}`` backup ids.
-    """
-    fs, root = destination(dest, settings)
-    now = now or utcnow()
-    ids = backup_ids(fs, root)
-    complete = [b for b in ids if fs.exists(f"{root}/{b}/{MANIFEST}")]
-    by_time = {_id_time(b): b for b in complete}
-    keep_times = gfs_keep(
-        by_time,
-        daily=settings.backup_keep_daily,
-        weekly=settings.backup_keep_weekly,
-        monthly=settings.backup_keep_monthly,
-        yearly=settings.backup_keep_yearly,
-    )
-    kept = sorted(by_time[t] for t in keep_times)
-    stale = [b for b in ids if b not in complete and now - _id_time(b) > timedelta(days=1)]
-    deleted = sorted([b for b in complete if b not in kept] + stale)
-    if not dry_run:
-        for b in deleted:
-            fs.rm(f"{root}/{b}", recursive=True)
-    return {"kept": kept, "deleted": deleted}
 
 
 __all__ = [
