@@ -100,6 +100,7 @@ def forget_user_cmd(
             serving=settings.serving,
             store=store,
             mentions=settings.privacy_replace_mentions,
+            ledger=settings.erasure_ledger,
         )
     except UserNotFoundError as exc:
         console.print(f"[bold red]Not found[/]: {escape(str(exc))}; nothing was changed.")

@@ -113,6 +113,7 @@ def forget_user(
     extra_needles: Sequence[str] = (),
     compact: bool | None = None,
     mentions: bool = True,
+    ledger: Path | str | None = None,
 ) -> ForgetReport:
     """Erase ``user_id`` of ``source`` everywhere; see :mod:`warehouse.privacy` for each table.
 
@@ -134,6 +135,9 @@ def forget_user(
             True or None (default) always rewrites it.
         mentions: replace other members' ``@<name>`` mentions by ``@`` + the member's pseudonym
             (:func:`warehouse.privacy.replace_mentions`; setting ``privacy_replace_mentions``).
+        ledger: the erasure ledger file (setting ``erasure_ledger``): when given, the erasure's
+            tombstone is appended to it (:func:`pulse.backup.ledger.sync_ledger`) right after the
+            request is logged, so a restore of an older backup re-applies it.
 
     A repeated request for an erased user (tombstoned, nothing left in staging) re-runs the
     remaining steps (marts, snapshot, compaction) and changes no row: safe after a crash.
@@ -192,6 +196,10 @@ def forget_user(
     try:
         log_request(con, erased.request_id, "forget", source, status, counts, now, report.verification)
         con.execute("checkpoint")
+        if ledger is not None:  # the erasure ledger a backup restore re-applies (pulse.backup.ledger)
+            from pulse.backup.ledger import sync_ledger
+
+            sync_ledger(con, Path(ledger))
     finally:
         con.close()
     if report.residue:

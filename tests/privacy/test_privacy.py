@@ -378,3 +378,19 @@ def test_cli_export_and_forget(beer_copy: Path, tmp_path: Path) -> None:
         app, ["privacy", "forget-user", "--source", SOURCE, "--user-id", USER, "--mode", "shred", "--yes"], env=env
     )
     assert r.exit_code == 2 and "PULSE_PRIVACY_ERASURE_MODE" in r.output
+
+
+def test_forget_user_appends_its_tombstone_to_the_erasure_ledger(beer_copy: Path, tmp_path: Path) -> None:
+    """The ledger a backup restore re-applies learns of the erasure at once (no sync step needed),
+    and holds no identifier: only the tombstone's hash, the alias and the erased item ids."""
+    from pulse.backup.ledger import read_ledger
+
+    ledger = tmp_path / "elsewhere" / "erasure_ledger.jsonl"
+    wh = beer_copy / "warehouse.duckdb"
+    forget_user(wh, SOURCE, USER, ledger=ledger)
+    entries = read_ledger(ledger)
+    assert len(entries) == 1 and entries[0]["source"] == SOURCE and entries[0]["mode"] == "redact"
+    assert len(entries[0]["content_ids"]) == 76  # user 73's items in the slice, found by their alias
+    assert USER not in json.dumps({k: v for k, v in entries[0].items() if k != "content_ids"}).split('"')
+    forget_user(wh, SOURCE, USER, ledger=ledger)  # a repeated request adds nothing
+    assert len(read_ledger(ledger)) == 1
