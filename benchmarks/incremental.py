@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.common import BenchConfig, beer_dump_path, loglog_slope, md_table, median, run_worker
-from benchmarks.pipeline import INCREMENTAL_DAY, STEPS, day_after, ensure_history
+from benchmarks.pipeline import INCREMENTAL_DAY, day_after, ensure_history
+from pulse import STEPS
 
 NAME = "incremental"
 COMMAND = "python -m benchmarks.run --only incremental"

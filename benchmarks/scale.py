@@ -21,7 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.common import BenchConfig, loglog_slope, md_table, median, run_worker
-from benchmarks.pipeline import STEPS, build_history
+from benchmarks.pipeline import build_history
+from pulse import STEPS
 
 NAME = "scale"
 COMMAND = "python -m benchmarks.run --only scale"

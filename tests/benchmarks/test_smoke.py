@@ -155,7 +155,7 @@ def test_token_budget_batches_respect_the_budget() -> None:
 
 def test_scale_incremental_dashboards_smoke(cfg: BenchConfig) -> None:
     from benchmarks import dashboards, incremental, scale
-    from benchmarks.pipeline import STEPS
+    from pulse import STEPS
 
     result = scale.run(cfg)
     beer = result["beer"]["1"]
