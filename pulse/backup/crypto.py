@@ -14,20 +14,11 @@ from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pulse.settings import Settings
-from pulse.backup.base import (  # noqa: F401 - shared names
-    _ID,
+from pulse.backup.base import (
     CHUNK,
-    FORMAT,
-    FORMAT_VERSION,
     MAGIC,
-    MANIFEST,
-    PARTS,
-    PG_TABLES,
     BackupError,
-    Part,
-    RunActiveError,
     VerifyError,
-    utcnow,
 )
 
 log = logging.getLogger(__name__)

@@ -15,21 +15,6 @@ import duckdb
 
 if TYPE_CHECKING:
     pass
-from pulse.backup.base import (  # noqa: F401 - shared names
-    _ID,
-    CHUNK,
-    FORMAT,
-    FORMAT_VERSION,
-    MAGIC,
-    MANIFEST,
-    PARTS,
-    PG_TABLES,
-    BackupError,
-    Part,
-    RunActiveError,
-    VerifyError,
-    utcnow,
-)
 
 log = logging.getLogger(__name__)
 

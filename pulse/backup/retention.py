@@ -11,24 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pulse.settings import Settings
-from pulse.backup.base import (  # noqa: F401 - shared names
-    _ID,
-    CHUNK,
-    FORMAT,
-    FORMAT_VERSION,
-    MAGIC,
+from pulse.backup.base import (
     MANIFEST,
-    PARTS,
-    PG_TABLES,
-    BackupError,
-    Part,
-    RunActiveError,
-    VerifyError,
     utcnow,
 )
-from pulse.backup.storage import (  # noqa: F401 - shared names
+from pulse.backup.storage import (
     _id_time,
-    _new_id,
     backup_ids,
     destination,
 )

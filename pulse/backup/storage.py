@@ -11,20 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pulse.settings import Settings
-from pulse.backup.base import (  # noqa: F401 - shared names
+from pulse.backup.base import (
     _ID,
-    CHUNK,
-    FORMAT,
-    FORMAT_VERSION,
-    MAGIC,
-    MANIFEST,
-    PARTS,
-    PG_TABLES,
-    BackupError,
-    Part,
-    RunActiveError,
-    VerifyError,
-    utcnow,
 )
 
 log = logging.getLogger(__name__)
