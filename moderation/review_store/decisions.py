@@ -11,12 +11,18 @@ State machine (Discourse's reviewables, Reddit's mod queue)::
 
     pending --approve--> approved      escalated --approve--> approved
     pending --remove---> removed       escalated --remove---> removed
-    pending --escalate-> escalated
+    pending --escalate-> escalated     approved|removed --reopen--> pending
 
-``approved`` and ``removed`` are final *for the reviewed text*: when an item's
+``approved`` and ``removed`` close the item *for the reviewed text*: when an item's
 ``content_hash`` changes after a final decision (the post was edited after approval), the item
 counts as ``pending`` again and the next decision starts a new round from ``pending``
-(:func:`effective_state`).
+(:func:`effective_state`); a moderator may also ``reopen`` it by hand.
+
+Mistakes are corrected by appending, never by rewriting: :meth:`Decisions.undo` writes a new
+``undo`` decision row that returns the item to the state before its latest decision (only the
+moderator who made that decision, only within :data:`DEFAULT_UNDO_SECONDS` or the window
+given), and ``reopen`` is an ordinary action. The audit log therefore shows the original
+decision, its undo and every reopening.
 
 Optimistic concurrency: each item has a ``version`` (0 = never acted on, no row). A decision
 names the version the moderator saw; the store updates the item with
@@ -30,7 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,11 +58,23 @@ log = logging.getLogger(__name__)
 STATES: tuple[str, ...] = ("pending", "approved", "removed", "escalated")
 """Review states of an item; ``pending`` is implicit (no row) until the first decision."""
 
-ACTIONS: dict[str, str] = {"approve": "approved", "remove": "removed", "escalate": "escalated"}
-"""Moderator action -> the state it leads to."""
+ACTIONS: dict[str, str] = {"approve": "approved", "remove": "removed", "escalate": "escalated", "reopen": "pending"}
+"""Moderator action -> the state it leads to (``undo`` is not here: it returns to the state before
+the latest decision, :meth:`Decisions.undo`)."""
 
-TRANSITIONS: dict[str, set[str]] = {"pending": {"approve", "remove", "escalate"}, "escalated": {"approve", "remove"}}
-"""State -> the actions allowed from it (``approved`` and ``removed`` are final)."""
+TRANSITIONS: dict[str, set[str]] = {
+    "pending": {"approve", "remove", "escalate"},
+    "escalated": {"approve", "remove"},
+    "approved": {"reopen"},
+    "removed": {"reopen"},
+}
+"""State -> the actions allowed from it (``approved`` and ``removed`` only reopen)."""
+
+UNDO_ACTION = "undo"
+"""The ``action`` of a decision row written by :meth:`Decisions.undo`."""
+
+DEFAULT_UNDO_SECONDS = 30.0
+"""How long after a decision its moderator may undo it (the app passes ``PULSE_REVIEW_UNDO_SECONDS``)."""
 
 FINAL_STATES: frozenset[str] = frozenset({"approved", "removed"})
 
@@ -283,7 +301,7 @@ class Decisions(ReviewStoreBase):
 
         Args:
             source, content_id: the item (canonical ids).
-            action: ``approve`` | ``remove`` | ``escalate``.
+            action: ``approve`` | ``remove`` | ``escalate`` | ``reopen`` (see :data:`TRANSITIONS`).
             actor: username of an active moderator or admin.
             expected_version: the item version the moderator saw (0 = never acted on).
             content_hash: hash of the text the moderator reviewed (a changed hash after a final
@@ -307,6 +325,110 @@ class Decisions(ReviewStoreBase):
             raise ValueError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
         if reason_code is not None and reason_code not in REASON_CODES:
             raise ValueError(f"unknown reason code {reason_code!r}; use one of {', '.join(REASON_CODES)}")
+
+        def target(state: str) -> str:
+            if action not in TRANSITIONS.get(state, set()):
+                allowed = sorted(TRANSITIONS.get(state, set()))
+                raise TransitionError(
+                    f"cannot {action} {source}:{content_id}: it is {state!r}"
+                    + (f" (allowed: {', '.join(allowed)})" if allowed else " (nothing more to do)")
+                )
+            return ACTIONS[action]
+
+        return self._append(
+            source=source, content_id=content_id, action=action, actor=actor, expected_version=expected_version,
+            content_hash=content_hash, target=target, reason_code=reason_code, note=note, model_id=model_id,
+            thresholds_json=thresholds_json, scores_json=scores_json, now=now,
+        )  # fmt: skip
+
+    def undo(
+        self,
+        *,
+        source: str,
+        content_id: str,
+        actor: str,
+        expected_version: int,
+        within_seconds: float = DEFAULT_UNDO_SECONDS,
+        note: str | None = None,
+        now: datetime | None = None,
+    ) -> Decision:
+        """Undo the item's latest decision by appending an ``undo`` decision (nothing is deleted).
+
+        The new row goes from the latest decision's ``to_state`` back to its ``from_state``,
+        with the same ``content_hash``, ``model_id`` and score snapshots.
+
+        Args:
+            source, content_id: the item.
+            actor: must be the moderator who made the latest decision.
+            expected_version: the item version the moderator saw (that of the latest decision).
+            within_seconds: the undo window, seconds after the latest decision (> 0).
+            note: free text (optional).
+            now: time of the undo (default: now, UTC).
+
+        Returns:
+            The ``undo`` :class:`Decision` written.
+
+        Raises:
+            ValueError: ``within_seconds`` <= 0.
+            AuthorizationError: the actor is unknown, deactivated, or not a moderator/admin.
+            ConflictError: someone acted since ``expected_version`` (nothing written).
+            TransitionError: no decision to undo, it is itself an undo, it was made by someone
+                else, or the window has passed (nothing written).
+        """
+        if within_seconds <= 0:
+            raise ValueError(f"within_seconds must be > 0, got {within_seconds}")
+        decided_at = _naive_utc(now)
+        latest = self.decisions(source=source, content_id=content_id).head(1)
+        if latest.is_empty() or int(latest["item_version"][0]) != expected_version:
+            if latest.is_empty() and expected_version == 0:
+                raise TransitionError(f"cannot undo {source}:{content_id}: it has no decision")
+            raise self._conflict(source, content_id, expected_version)
+        last = latest.row(0, named=True)
+
+        def target(state: str) -> str:
+            if last["action"] == UNDO_ACTION:
+                raise TransitionError(f"cannot undo {source}:{content_id}: its latest decision is already an undo")
+            if last["actor"] != actor:
+                raise TransitionError(
+                    f"cannot undo {source}:{content_id}: the latest decision is {last['actor']}'s; "
+                    "only they may undo it (reopen the item instead)"
+                )
+            age = (decided_at - last["decided_at"]).total_seconds()
+            if age > within_seconds:
+                raise TransitionError(
+                    f"cannot undo {source}:{content_id}: the decision is {age:.0f} s old and the undo window is "
+                    f"{within_seconds:.0f} s (reopen the item instead)"
+                )
+            return str(last["from_state"])
+
+        return self._append(
+            source=source, content_id=content_id, action=UNDO_ACTION, actor=actor, expected_version=expected_version,
+            content_hash=last["content_hash"], target=target, reason_code=None, note=note, model_id=last["model_id"],
+            thresholds_json=last["thresholds_json"], scores_json=last["scores_json"], now=decided_at,
+        )  # fmt: skip
+
+    def _append(
+        self,
+        *,
+        source: str,
+        content_id: str,
+        action: str,
+        actor: str,
+        expected_version: int,
+        content_hash: str | None,
+        target: Callable[[str], str],
+        reason_code: str | None,
+        note: str | None,
+        model_id: str | None,
+        thresholds_json: str | Mapping[str, Any] | None,
+        scores_json: str | Mapping[str, Any] | None,
+        now: datetime | None,
+    ) -> Decision:
+        """One decision row + the item update in one transaction (see :meth:`decide`).
+
+        ``target(effective_state) -> to_state`` runs inside the transaction, after the version
+        check; it raises :class:`TransitionError` to refuse (nothing is written).
+        """
         decided_at = _naive_utc(now)
         thresholds_text = _json_text(thresholds_json, "thresholds_json")
         scores_text = _json_text(scores_json, "scores_json")
@@ -323,13 +445,7 @@ class Decisions(ReviewStoreBase):
                     None if item is None else item["content_hash"],
                     content_hash,
                 )
-                if action not in TRANSITIONS.get(state, set()):
-                    allowed = sorted(TRANSITIONS.get(state, set()))
-                    raise TransitionError(
-                        f"cannot {action} {source}:{content_id}: it is {state!r}"
-                        + (f" (allowed: {', '.join(allowed)})" if allowed else " (a final state; nothing more to do)")
-                    )
-                to_state = ACTIONS[action]
+                to_state = target(state)
                 new_version = expected_version + 1
                 if item is None:
                     conn.execute(
@@ -378,9 +494,10 @@ class Decisions(ReviewStoreBase):
         except (_Conflict, sa.exc.IntegrityError):
             raise self._conflict(source, content_id, expected_version) from None
         log.info(
-            "review decision %s: %s %s:%s %s -> %s (v%d)",
+            "review decision %s: %s %s %s:%s %s -> %s (v%d)",
             decision.decision_id,
             actor,
+            action,
             source,
             content_id,
             state,

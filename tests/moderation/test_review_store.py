@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from moderation.review_store import (
     ACTIONS,
+    UNDO_ACTION,
     DECISION_COLUMNS,
     STATES,
     TRANSITIONS,
@@ -87,9 +88,7 @@ def test_urls_are_normalised_and_redacted() -> None:
 
 # ------------------------------------------------------------------ state machine
 
-LEGAL = [("pending", a) for a in sorted(TRANSITIONS["pending"])] + [
-    ("escalated", a) for a in sorted(TRANSITIONS["escalated"])
-]
+LEGAL = [(s, a) for s in STATES for a in sorted(TRANSITIONS.get(s, set()))]
 ILLEGAL = [(s, a) for s in STATES for a in ACTIONS if a not in TRANSITIONS.get(s, set())]
 
 
@@ -105,15 +104,17 @@ def _bring_to(store: ReviewStore, content_id: str, state: str) -> int:
 
 
 def test_transition_table_is_complete() -> None:
-    assert len(LEGAL) == 5
+    assert len(LEGAL) == 7 and ("approved", "reopen") in LEGAL and ("removed", "reopen") in LEGAL
     assert set(ILLEGAL) == {
+        ("pending", "reopen"),
+        ("escalated", "reopen"),
+        ("escalated", "escalate"),
         ("approved", "approve"),
         ("approved", "escalate"),
         ("approved", "remove"),
         ("removed", "approve"),
         ("removed", "escalate"),
         ("removed", "remove"),
-        ("escalated", "escalate"),
     }
 
 
@@ -135,8 +136,8 @@ def test_every_illegal_transition_writes_nothing(store: ReviewStore) -> None:
         with pytest.raises(TransitionError, match=f"cannot {action} beer:{cid}: it is '{state}'"):
             _decide(store, cid, action, version)
         assert store.decisions().height == before
-        row = store.item_states("beer").filter(pl.col("content_id") == cid).row(0, named=True)
-        assert (row["state"], row["version"]) == (state, version)
+        rows = store.item_states("beer").filter(pl.col("content_id") == cid).rows(named=True)
+        assert [(r["state"], r["version"]) for r in rows] == ([] if state == "pending" else [(state, version)])
 
 
 def test_decisions_are_an_append_only_log_with_provenance(store: ReviewStore) -> None:
@@ -474,3 +475,46 @@ def test_signin_failures_from_concurrent_processes_all_count(store_url: str, sto
             sa.text("select failures from review_signin_failures where username = 'target'")
         ).scalar()
     assert failures == 2 * per_writer
+
+
+# ------------------------------------------------------------------ undo and reopen (append-only)
+
+
+def test_undo_appends_a_row_back_to_the_state_before(store: ReviewStore) -> None:
+    _decide(store, "u1", "escalate", 0, actor="alice", now=T0)
+    _decide(store, "u1", "remove", 1, actor="bob", reason_code="spam", scores_json='{"toxicity": 0.9}', now=T0)
+    # only the moderator who decided, and only within the window
+    with pytest.raises(TransitionError, match="the latest decision is bob's; only they may undo it"):
+        store.undo(source="beer", content_id="u1", actor="alice", expected_version=2, now=T0 + timedelta(seconds=5))
+    with pytest.raises(TransitionError, match="the decision is 31 s old and the undo window is 30 s"):
+        store.undo(source="beer", content_id="u1", actor="bob", expected_version=2, now=T0 + timedelta(seconds=31))
+    with pytest.raises(ConflictError):
+        store.undo(source="beer", content_id="u1", actor="bob", expected_version=1, now=T0 + timedelta(seconds=5))
+    assert store.decisions(content_id="u1").height == 2, "refusals write nothing"
+    undo = store.undo(source="beer", content_id="u1", actor="bob", expected_version=2, now=T0 + timedelta(seconds=30))
+    assert (undo.action, undo.from_state, undo.to_state, undo.item_version) == (UNDO_ACTION, "removed", "escalated", 3)
+    assert (undo.content_hash, undo.scores_json) == ("h1", '{"toxicity": 0.9}')
+    log = store.decisions(content_id="u1")
+    assert log.select("action", "to_state", "item_version").rows() == [
+        ("undo", "escalated", 3),
+        ("remove", "removed", 2),
+        ("escalate", "escalated", 1),
+    ], "the removal stays in the log; the undo is a new row"
+    row = store.item_states("beer").row(0, named=True)
+    assert (row["state"], row["version"], row["updated_by"]) == ("escalated", 3, "bob")
+    with pytest.raises(TransitionError, match="already an undo"):
+        store.undo(source="beer", content_id="u1", actor="bob", expected_version=3, now=T0 + timedelta(seconds=31))
+    # the first decision of an item undone: back to pending, then decided again from version 4
+    _decide(store, "u2", "approve", 0, actor="alice", now=T0)
+    assert store.undo(source="beer", content_id="u2", actor="alice", expected_version=1, now=T0).to_state == "pending"
+    assert _decide(store, "u2", "remove", 2, actor="alice").from_state == "pending"
+    with pytest.raises(TransitionError, match="has no decision"):
+        store.undo(source="beer", content_id="never", actor="alice", expected_version=0)
+
+
+def test_reopen_a_final_decision(store: ReviewStore) -> None:
+    _decide(store, "r1", "approve", 0, actor="alice", now=T0)
+    reopened = _decide(store, "r1", "reopen", 1, actor="bob", note="on second thought", now=T0 + timedelta(days=2))
+    assert (reopened.from_state, reopened.to_state, reopened.actor) == ("approved", "pending", "bob")
+    assert _decide(store, "r1", "remove", 2, actor="bob", reason_code="harassment").from_state == "pending"
+    assert store.decisions(content_id="r1")["action"].to_list() == ["remove", "reopen", "approve"]
