@@ -6,6 +6,18 @@ below, the records it had to quarantine, and per-stream counts that reconcile
 ``source`` column namespaces them, so two communities can share one warehouse.
 All timestamps are naive ``Datetime("us")`` holding UTC.
 
+Quarantine in bounded memory
+    A connector records bad records in a :class:`QuarantineLog`, which *counts* every record
+    per (stream, reason) but *stores* the raw payload of only the first
+    ``PULSE_QUARANTINE_SAMPLE_PER_REASON`` (default 100) per reason and file (the log's
+    ``scope``: a file or a query), each cut to ``PULSE_QUARANTINE_PAYLOAD_BYTES`` (default
+    64 KiB) with :data:`TRUNCATION_MARKER`, and at most :data:`MAX_STORED_BYTES` of payloads per
+    extract; the rest is counted, not stored. So a file of millions of junk lines (a
+    decompression bomb) costs a few counters, not millions of rows. The extract carries both
+    (:attr:`Extract.quarantine`: the stored samples; :attr:`Extract.quarantine_counts`: the
+    counts); the loader writes the counts to ``raw.quarantine_counts`` (per run) and the
+    samples to ``raw.quarantine``, and the quarantine gate and the reconciliation use the counts.
+
 Connector bookkeeping
     Besides rows, a connector may need to remember what it read so that the next run resumes
     after it: the event-export connector the files it parsed (``ops.loaded_files``), the
@@ -35,6 +47,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -178,16 +191,119 @@ class StreamCounts:
         return self.read == self.emitted + self.skipped + self.quarantined
 
 
+#: Columns of :attr:`Extract.quarantine_counts` (``raw.quarantine_counts`` without ``run_id``):
+#: ``records`` quarantined per (source, stream, reason), of which ``stored`` have a payload
+#: in :attr:`Extract.quarantine`.
+QUARANTINE_COUNTS_SCHEMA: dict[str, pl.DataType] = {
+    "source": pl.String(),
+    "stream": pl.String(),
+    "reason": pl.String(),
+    "records": pl.Int64(),
+    "stored": pl.Int64(),
+}
+#: Default of ``PULSE_QUARANTINE_SAMPLE_PER_REASON``: payloads stored per reason and file.
+DEFAULT_SAMPLE_PER_REASON = 100
+#: Default of ``PULSE_QUARANTINE_PAYLOAD_BYTES``: longest stored payload, UTF-8 bytes (64 KiB).
+DEFAULT_PAYLOAD_BYTES = 64 * 1024
+#: Payload bytes one extract stores at most (256 MiB): beyond it records are counted only,
+#: so many files with many reasons each cannot add up to unbounded memory.
+MAX_STORED_BYTES = 256 * 1024 * 1024
+#: Appended to a payload cut to the byte cap; ``{n}`` is the payload's full length in bytes.
+TRUNCATION_MARKER = "…[truncated: {n:,} bytes in all]"
+
+
+def env_int(name: str, default: int, minimum: int) -> int:
+    """The integer environment variable ``name`` (``default`` when unset).
+
+    Raises:
+        ValueError: set but not an integer >= ``minimum`` (the message names the variable).
+    """
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not an integer") from None
+    if value < minimum:
+        raise ValueError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def cap_payload(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` UTF-8 bytes plus :data:`TRUNCATION_MARKER` when longer.
+
+    A character split by the cut is dropped whole; surrogates (from backslash-free decoding of
+    bad bytes) are kept as ``surrogatepass`` does.
+    """
+    if len(text) * 4 <= max_bytes:  # fast path: cannot exceed the cap whatever the characters
+        return text
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return text
+    head = data[:max_bytes].decode("utf-8", "ignore")
+    return head + TRUNCATION_MARKER.format(n=len(data))
+
+
 class QuarantineLog:
-    """Collects quarantined records (reason code, detail, raw payload) during an extract."""
+    """Counts quarantined records and keeps a bounded sample of their payloads during an extract.
 
-    def __init__(self, source: str) -> None:
+    Every :meth:`add` counts the record under (stream, reason). Its payload is stored only
+    while fewer than ``sample_per_reason`` records of that stream and reason were stored for
+    the current :attr:`scope` (a connector sets it to the file or query it reads) and the
+    extract's stored payloads stay under :data:`MAX_STORED_BYTES`; a stored payload is cut to
+    ``payload_bytes`` (:func:`cap_payload`). Memory is therefore bounded by the number of
+    scopes and reasons, never by the number of bad records.
+
+    Args:
+        source: the extract's source name.
+        sample_per_reason: payloads stored per (scope, stream, reason); default
+            ``PULSE_QUARANTINE_SAMPLE_PER_REASON`` or :data:`DEFAULT_SAMPLE_PER_REASON`.
+        payload_bytes: byte cap of one payload; default ``PULSE_QUARANTINE_PAYLOAD_BYTES`` or
+            :data:`DEFAULT_PAYLOAD_BYTES`.
+
+    Raises:
+        ValueError: an environment setting is not an integer (payload cap: at least 256).
+    """
+
+    def __init__(self, source: str, *, sample_per_reason: int | None = None, payload_bytes: int | None = None) -> None:
         self.source = source
+        self.sample_per_reason = (
+            env_int("PULSE_QUARANTINE_SAMPLE_PER_REASON", DEFAULT_SAMPLE_PER_REASON, 0)
+            if sample_per_reason is None
+            else sample_per_reason
+        )
+        self.payload_bytes = (
+            env_int("PULSE_QUARANTINE_PAYLOAD_BYTES", DEFAULT_PAYLOAD_BYTES, 256)
+            if payload_bytes is None
+            else payload_bytes
+        )
+        self.scope = ""
         self.rows: list[dict[str, Any]] = []
+        self.counts: dict[tuple[str, str], int] = {}
+        self.stored: dict[tuple[str, str], int] = {}
+        self._sampled: dict[tuple[str, str, str], int] = {}
+        self._stored_bytes = 0
 
-    def add(self, stream: str, record_key: str | None, reason: str, detail: str, payload: Any) -> None:
-        """Record one bad record. ``payload`` is kept as text (dicts as JSON), never dropped."""
+    def add(self, stream: str, record_key: str | None, reason: str, detail: str, payload: Any) -> bool:
+        """Count one bad record; store its payload if the sample for its scope and reason has room.
+
+        ``payload`` is kept as text (anything else as JSON), converted only when stored.
+
+        Returns:
+            True when the payload was stored.
+        """
+        key = (stream, reason)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        scoped = (self.scope, stream, reason)
+        taken = self._sampled.get(scoped, 0)
+        if taken >= self.sample_per_reason or self._stored_bytes >= MAX_STORED_BYTES:
+            return False
+        self._sampled[scoped] = taken + 1
         text = payload if isinstance(payload, str) else json.dumps(payload, default=str, ensure_ascii=False)
+        stored = cap_payload(text, self.payload_bytes)
+        self._stored_bytes += len(stored) + len(detail)
+        self.stored[key] = self.stored.get(key, 0) + 1
         self.rows.append(
             {
                 "source": self.source,
@@ -195,14 +311,25 @@ class QuarantineLog:
                 "record_key": record_key,
                 "reason": reason,
                 "detail": detail,
-                "payload": text,
+                "payload": stored,
                 "fingerprint": fingerprint(text),
             }
         )
+        return True
 
     def frame(self) -> pl.DataFrame:
-        """The collected records as a frame with :data:`QUARANTINE_SCHEMA`."""
+        """The stored records as a frame with :data:`QUARANTINE_SCHEMA`."""
         return pl.DataFrame(self.rows, schema=QUARANTINE_SCHEMA)
+
+    def counts_frame(self) -> pl.DataFrame:
+        """Records per (stream, reason) and how many of them are stored, :data:`QUARANTINE_COUNTS_SCHEMA`."""
+        return pl.DataFrame(
+            [
+                {"source": self.source, "stream": s, "reason": r, "records": n, "stored": self.stored.get((s, r), 0)}
+                for (s, r), n in sorted(self.counts.items())
+            ],
+            schema=QUARANTINE_COUNTS_SCHEMA,
+        )
 
 
 @dataclass
@@ -212,8 +339,12 @@ class Extract:
     Attributes:
         source: namespaced source name, e.g. ``stackexchange:beer`` or ``demo``.
         users, content, engagement_events: frames with :data:`SCHEMAS` exactly.
-        quarantine: frame with :data:`QUARANTINE_SCHEMA`.
+        quarantine: frame with :data:`QUARANTINE_SCHEMA`: the stored quarantined records
+            (all of them, or a bounded sample: module docstring).
         counts: per-stream :class:`StreamCounts`; each must reconcile.
+        quarantine_counts: :data:`QUARANTINE_COUNTS_SCHEMA`, every quarantined record counted
+            (:meth:`QuarantineLog.counts_frame`); None when ``quarantine`` holds every record
+            (then the counts are taken from it). Read it through :meth:`quarantine_summary`.
         synthetic: true for generated data (shown as a banner on every dashboard).
         timezone: the community's IANA timezone, used by the marts.
         since, until: the data interval ``[since, until)`` in UTC, or None for unbounded.
@@ -229,10 +360,38 @@ class Extract:
     timezone: str = "UTC"
     since: datetime | None = None
     until: datetime | None = None
+    quarantine_counts: pl.DataFrame | None = None
 
     def frame(self, stream: str) -> pl.DataFrame:
         """The frame for ``stream`` (one of :data:`STREAMS`)."""
         return getattr(self, stream)
+
+    def quarantine_summary(self) -> pl.DataFrame:
+        """Quarantined records per (source, stream, reason), :data:`QUARANTINE_COUNTS_SCHEMA`.
+
+        From :attr:`quarantine_counts`, less the stored records removed from
+        :attr:`quarantine` since the extract (records of erased members, which
+        :func:`warehouse.privacy.apply_tombstones` moves to a skip rule); without counts, from
+        :attr:`quarantine` itself. Its ``records`` per stream add up to ``counts[stream].quarantined``.
+        """
+        present = self.quarantine.group_by("source", "stream", "reason").agg(pl.len().cast(pl.Int64).alias("now"))
+        if self.quarantine_counts is None:
+            counted = present.with_columns(pl.col("now").alias("records"), pl.col("now").alias("stored"))
+        else:
+            counted = self.quarantine_counts.join(present, on=["source", "stream", "reason"], how="left")
+        return (
+            counted.with_columns(pl.col("now").fill_null(0))
+            .select(
+                "source",
+                "stream",
+                "reason",
+                (pl.col("records") - pl.col("stored") + pl.col("now")).alias("records"),
+                pl.col("now").alias("stored"),
+            )
+            .filter(pl.col("records") > 0)
+            .sort("stream", "reason")
+            .cast(QUARANTINE_COUNTS_SCHEMA)  # type: ignore[arg-type]
+        )
 
     def stage_bookkeeping(self, con: duckdb.DuckDBPyConnection, run_id: str) -> None:
         """Stage the connector's bookkeeping for ``run_id`` (module docstring, "Connector bookkeeping").

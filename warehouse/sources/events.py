@@ -64,9 +64,19 @@ Data interval
     full every run (:mod:`transforms.runner`), so the days a late file touches are updated
     and no other day changes.
 
+Bounded memory
+    JSON Lines files are read one line at a time (gzip decompressed as a stream), every line
+    with a bounded ``readline``; Parquet files one record batch at a time
+    (``pyarrow.parquet.ParquetFile.iter_batches``). No file is ever held whole, decompressed or
+    not, and a line longer than the cap is skipped to its newline in bounded chunks. Bad
+    records are counted per reason and their payloads kept for the first few per reason and
+    file only (:class:`~warehouse.canonical.QuarantineLog`), so a decompression bomb of
+    millions of junk lines costs counters, not memory (``bench:loader_memory``).
+
 Quarantine reasons (payload = the raw line, or the Parquet row as JSON; detail starts with
 ``<file> line N`` / ``<file> row N``)
-    ``oversized_line`` (a line over :data:`MAX_LINE_BYTES`; its first 200 bytes kept),
+    ``oversized_line`` (a line over ``PULSE_EVENT_MAX_LINE_BYTES``, default
+    :data:`MAX_LINE_BYTES`; its first 200 bytes kept),
     ``invalid_utf8``, ``bad_json`` (not JSON, or JSON but not an object), ``missing_id``
     (``event_id`` absent, empty, not a string/integer, or over 256 characters),
     ``unknown_event_type``, ``missing_content_id``, ``bad_user_id`` (not a string/integer),
@@ -99,8 +109,10 @@ from typing import Any, BinaryIO
 
 import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from warehouse.canonical import SCHEMAS, STREAMS, Extract, QuarantineLog, StreamCounts, conform
+from warehouse.canonical import SCHEMAS, STREAMS, Extract, QuarantineLog, StreamCounts, conform, env_int
 
 __all__ = [
     "DUPLICATE_EVENT_RULE",
@@ -137,9 +149,12 @@ SUFFIXES: dict[str, str] = {
     ".ndjson.gz": "jsonl.gz",
     ".parquet": "parquet",
 }
-#: Longest JSON line accepted, in bytes (an event is a few hundred bytes; a longer line is
-#: corrupt or hostile and is quarantined as ``oversized_line`` without being held in memory).
+#: Longest JSON line accepted by default, in bytes (``PULSE_EVENT_MAX_LINE_BYTES`` overrides): an
+#: event is a few hundred bytes; a longer line is corrupt or hostile and is quarantined as
+#: ``oversized_line`` without being held in memory.
 MAX_LINE_BYTES = 1024 * 1024
+#: Parquet rows decoded at a time.
+PARQUET_BATCH_ROWS = 16_384
 #: Longest event_id, content_id or user_id accepted, in characters.
 MAX_ID_CHARS = 256
 
@@ -484,27 +499,39 @@ def _open(path: Path, fmt: str) -> BinaryIO:
     return gzip.open(path, "rb") if fmt == "jsonl.gz" else path.open("rb")  # type: ignore[return-value]
 
 
-def _json_lines(path: Path, fmt: str) -> Iterator[tuple[int, str | None, Any, _Bad | None]]:
-    """Yield ``(line number, raw text, decoded record, problem)`` for every non-blank line."""
+def _json_lines(
+    path: Path, fmt: str, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, str | None, Any, _Bad | None]]:
+    """Yield ``(line number, raw text, decoded record, problem)`` for every non-blank line.
+
+    At most ``max_line_bytes + 1`` bytes of a line are held: a longer line is drained to its
+    newline in chunks of 1 MiB and yielded as ``oversized_line`` with its first 200 bytes.
+    """
     with _open(path, fmt) as f:
         lineno = 0
         while True:
-            line = f.readline(MAX_LINE_BYTES + 1)
+            line = f.readline(max_line_bytes + 1)
             if not line:
                 return
             lineno += 1
-            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-                head = line[:200]
+            if len(line) > max_line_bytes and not line.endswith(b"\n"):
+                head, size = line[:200], len(line)
                 while True:  # drain the rest of the over-long line in bounded chunks
-                    chunk = f.readline(MAX_LINE_BYTES)
+                    chunk = f.readline(1 << 20)
+                    size += len(chunk)
                     if not chunk or chunk.endswith(b"\n"):
                         break
+                del line
                 raw = head.decode("utf-8", "backslashreplace") + "…"
                 yield (
                     lineno,
                     raw,
                     None,
-                    _Bad("oversized_line", f"{path} line {lineno}: longer than {MAX_LINE_BYTES:,} bytes"),
+                    _Bad(
+                        "oversized_line",
+                        f"{path} line {lineno}: {size:,} bytes, longer than {max_line_bytes:,} "
+                        "(PULSE_EVENT_MAX_LINE_BYTES)",
+                    ),
                 )
                 continue
             if lineno == 1 and line.startswith(_BOM):
@@ -527,9 +554,13 @@ def _json_lines(path: Path, fmt: str) -> Iterator[tuple[int, str | None, Any, _B
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, str | None, Any, _Bad | None]]:
-    df = pl.read_parquet(path)
-    for i, row in enumerate(df.iter_rows(named=True), start=1):
-        yield i, None, row, None
+    """Yield ``(row number, None, row as a dict, None)``, one record batch decoded at a time."""
+    i = 0
+    with pq.ParquetFile(path) as f:
+        for batch in f.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for row in pl.from_arrow(batch).iter_rows(named=True):  # type: ignore[union-attr]
+                i += 1
+                yield i, None, row, None
 
 
 @dataclass
@@ -548,6 +579,7 @@ def extract_events(
     since: datetime | None = None,
     until: datetime | None = None,
     now: datetime,
+    max_line_bytes: int | None = None,
 ) -> EventExtract:
     """Read engagement-event export files into an :class:`EventExtract` (see the module docstring).
 
@@ -560,6 +592,8 @@ def extract_events(
             loaded is still loaded); kept on the extract as the run's interval start.
         until: files modified at or after it (naive UTC) are left for a later run.
         now: naive UTC; events after it are quarantined as ``future_timestamp``.
+        max_line_bytes: longest JSON line read; default ``PULSE_EVENT_MAX_LINE_BYTES`` or
+            :data:`MAX_LINE_BYTES`.
 
     Returns:
         The extract: ``engagement_events`` (users and content empty), the quarantine, counts
@@ -567,9 +601,12 @@ def extract_events(
 
     Raises:
         FileNotFoundError: the path (or a glob's folder) does not exist.
-        ValueError: a bad ``source`` name or a single file of an unsupported format.
+        ValueError: a bad ``source`` name, a single file of an unsupported format or a bad
+            ``PULSE_EVENT_MAX_LINE_BYTES`` / quarantine setting.
     """
     source = event_source_name(path_or_glob, source)
+    if max_line_bytes is None:
+        max_line_bytes = env_int("PULSE_EVENT_MAX_LINE_BYTES", MAX_LINE_BYTES, 256)
     ledger = dict(loaded_files or {})
     by_path = {(lf.path, lf.size_bytes, lf.mtime): lf for lf in ledger.values()}
     counts = {s: StreamCounts() for s in STREAMS}
@@ -611,10 +648,11 @@ def extract_events(
             continue
         fmt = _format_of(path) or "jsonl"
         tally = tallies[sha] = _FileTally()
+        qlog.scope = str(path)  # payload samples are capped per reason and file
+        unit = "row" if fmt == "parquet" else "line"
         try:
-            records = list(_parquet_rows(path)) if fmt == "parquet" else _json_lines(path, fmt)
+            records = _parquet_rows(path) if fmt == "parquet" else _json_lines(path, fmt, max_line_bytes)
             for lineno, raw, record, bad in records:
-                unit = "row" if fmt == "parquet" else "line"
                 where = f"{path} {unit} {lineno}"
                 tally.read += 1
                 ec.read += 1
@@ -629,8 +667,8 @@ def extract_events(
                             event_id = _id(record.get("event_id"))
                         except TypeError:
                             event_id = None
-                    payload = raw if raw is not None else json.dumps(record, default=str, ensure_ascii=False)
-                    qlog.add("engagement_events", event_id, exc.reason, exc.detail, payload)
+                    # a dict is turned into JSON only if its payload is stored (the first few per reason)
+                    qlog.add("engagement_events", event_id, exc.reason, exc.detail, raw if raw is not None else record)
                     tally.quarantined += 1
                     ec.quarantined += 1
                     continue
@@ -639,7 +677,7 @@ def extract_events(
                     tallies[earlier[1]].skipped += 1
                     ec.skip(DUPLICATE_EVENT_RULE)
                 events[event_id] = (row, sha)
-        except (OSError, EOFError, zlib.error, pl.exceptions.PolarsError) as exc:
+        except (OSError, EOFError, zlib.error, pl.exceptions.PolarsError, pa.ArrowException) as exc:
             # Unreadable file (corrupt Parquet, broken gzip): one quarantine record for the file.
             # Rows already taken from a broken gzip stand (they were read and are valid).
             tally.read += 1
@@ -703,6 +741,7 @@ def extract_events(
         content=empty["content"],
         engagement_events=frame,
         quarantine=qlog.frame(),
+        quarantine_counts=qlog.counts_frame(),
         counts=counts,
         since=since,
         until=until,

@@ -526,6 +526,7 @@ def extract_postgres(
                         name, q.watermark_column, q.key_column, _as_datetime(row[q.watermark_column]), row[q.key_column]
                     )
                     lower = ("after", row[q.watermark_column], row[q.key_column])
+                    qlog.scope = name  # payload samples are capped per reason and query
                     parts[q.stream].append(_canonical(df, name, q, source, counts[q.stream], qlog, now))
                 if on_page is not None:
                     on_page(name, page, df.height)
@@ -554,6 +555,7 @@ def extract_postgres(
         content=frames["content"],
         engagement_events=frames["engagement_events"],
         quarantine=qlog.frame(),
+        quarantine_counts=qlog.counts_frame(),
         counts=counts,
         synthetic=False,
         timezone=mapping.timezone or "UTC",

@@ -28,7 +28,8 @@ Skip rules (``StreamCounts.skip_rules``; valid records deliberately left out)
       spam, moderator review, edit-suggestion votes, and unknown vote types.
     * ``exact duplicate row``: a row repeating an earlier row's Id with identical attributes.
 
-Quarantine reasons (:class:`~warehouse.canonical.QuarantineLog`; payload = the raw row)
+Quarantine reasons (:class:`~warehouse.canonical.QuarantineLog`: every row counted, the raw row
+stored as payload for the first ``PULSE_QUARANTINE_SAMPLE_PER_REASON`` per reason and file)
     ``malformed_xml`` (the row does not parse: detail is lxml's message), ``invalid_utf8``,
     ``missing_id``, ``bad_number`` (Id, PostTypeId, ParentId, PostId, VoteTypeId, Score,
     ViewCount, OwnerUserId, UserId or Reputation not an integer; PostTypeId/VoteTypeId
@@ -610,6 +611,7 @@ def _scan(
     the caller must emit it or skip it by a rule.
     """
     counts = run.counts[stream]
+    run.quarantine.scope = path.name  # payload samples are capped per reason and file
     seen: dict[int, int] = {}  # id → hash of the first valid row's attributes
     for row in iter_dump_rows(path):
         attrs = row.attrs
@@ -852,6 +854,7 @@ def extract_stackexchange(
         content=_frame(content_rows, "content"),
         engagement_events=_frame(event_rows, "engagement_events"),
         quarantine=run.quarantine.frame(),
+        quarantine_counts=run.quarantine.counts_frame(),
         counts=run.counts,
         synthetic=False,
         timezone="UTC",
