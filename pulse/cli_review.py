@@ -7,6 +7,10 @@ argument; printed only with its password masked). Exit codes as everywhere in ``
 
 Passwords are never defaults: given on stdin (``--password-stdin``) or generated (24 random
 URL-safe characters) and printed once.
+
+Account changes are logged in the store's admin-action log (``review_admin_actions``) with the
+actor: ``--actor NAME``, else the OS user running the command. Password, role and deactivation
+changes and ``sign-out-everywhere`` end the account's open sessions (its session epoch is bumped).
 """
 
 from __future__ import annotations
@@ -24,7 +28,11 @@ from pulse.cli_common import console, fail, settings_or_exit
 
 app = typer.Typer(help="Review store: moderators' accounts, roles and the decision (mod) log.", no_args_is_help=True)
 
-RoleOpt = Annotated[str, typer.Option("--role", help="moderator | manager | admin")]
+RoleOpt = Annotated[str, typer.Option("--role", help="moderator | manager | admin | data_engineer")]
+ActorOpt = Annotated[
+    str | None,
+    typer.Option("--actor", help="Who makes the change, for the admin-action log (default: the OS user)"),
+]
 PasswordStdinOpt = Annotated[
     bool,
     typer.Option(
@@ -91,6 +99,7 @@ def add_user(
     name: Annotated[str, typer.Option("--name", help="Display name")],
     email: Annotated[str, typer.Option("--email", help="E-mail address (shown to admins only)")],
     password_stdin: PasswordStdinOpt = False,
+    actor: ActorOpt = None,
 ) -> None:
     """Create a review-app account (password from stdin, or generated and printed once)."""
     from moderation.review_store import ReviewError
@@ -98,7 +107,7 @@ def add_user(
     store = _store()
     password, generated = _password(password_stdin)
     try:
-        store.add_user(username, name=name, email=email, role=role, password=password)
+        store.add_user(username, name=name, email=email, role=role, password=password, actor=actor)
     except (ValueError, ReviewError) as exc:
         raise fail(str(exc)) from None
     finally:
@@ -109,13 +118,13 @@ def add_user(
 
 
 @app.command("set-role")
-def set_role(username: Annotated[str, typer.Argument(help="Login name")], role: RoleOpt) -> None:
-    """Change a user's role."""
+def set_role(username: Annotated[str, typer.Argument(help="Login name")], role: RoleOpt, actor: ActorOpt = None) -> None:
+    """Change a user's role (their open sessions end)."""
     from moderation.review_store import ReviewError
 
     store = _store()
     try:
-        store.set_role(username, role)
+        store.set_role(username, role, actor=actor)
     except (ValueError, ReviewError) as exc:
         raise fail(str(exc)) from None
     finally:
@@ -125,15 +134,17 @@ def set_role(username: Annotated[str, typer.Argument(help="Login name")], role: 
 
 @app.command("set-password")
 def set_password(
-    username: Annotated[str, typer.Argument(help="Login name")], password_stdin: PasswordStdinOpt = False
+    username: Annotated[str, typer.Argument(help="Login name")],
+    password_stdin: PasswordStdinOpt = False,
+    actor: ActorOpt = None,
 ) -> None:
-    """Replace a user's password (from stdin, or generated and printed once)."""
+    """Replace a user's password (from stdin, or generated and printed once); their open sessions end."""
     from moderation.review_store import ReviewError
 
     store = _store()
     password, generated = _password(password_stdin)
     try:
-        store.set_password(username, password)
+        store.set_password(username, password, actor=actor)
     except (ValueError, ReviewError) as exc:
         raise fail(str(exc)) from None
     finally:
@@ -144,13 +155,13 @@ def set_password(
 
 
 @app.command()
-def deactivate(username: Annotated[str, typer.Argument(help="Login name")]) -> None:
-    """Deactivate an account: no sign-in, no actions; its past decisions stay in the log."""
+def deactivate(username: Annotated[str, typer.Argument(help="Login name")], actor: ActorOpt = None) -> None:
+    """Deactivate an account: no sign-in, no actions, open sessions end; its past decisions stay in the log."""
     from moderation.review_store import ReviewError
 
     store = _store()
     try:
-        store.deactivate(username)
+        store.deactivate(username, actor=actor)
     except ReviewError as exc:
         raise fail(str(exc)) from None
     finally:
@@ -158,13 +169,29 @@ def deactivate(username: Annotated[str, typer.Argument(help="Login name")]) -> N
     console.print(f"{escape(username)} deactivated.")
 
 
+@app.command("sign-out-everywhere")
+def sign_out_everywhere(username: Annotated[str, typer.Argument(help="Login name")], actor: ActorOpt = None) -> None:
+    """End every open session and sign-in cookie of a user (they sign in again with their password)."""
+    from moderation.review_store import ReviewError
+
+    store = _store()
+    try:
+        store.sign_out_everywhere(username, actor=actor)
+    except ReviewError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        store.dispose()
+    console.print(f"{escape(username)} is signed out everywhere.")
+
+
 @app.command()
-def unlock(username: Annotated[str, typer.Argument(help="Login name (as typed on the sign-in form)")]) -> None:
+def unlock(
+    username: Annotated[str, typer.Argument(help="Login name (as typed on the sign-in form)")], actor: ActorOpt = None
+) -> None:
     """Lift a sign-in lockout (too many failed sign-ins) and reset the username's failure count."""
     store = _store()
     try:
-        until = store.locked_until(username)
-        had_failures = store.reset_signin_failures(username)
+        until, had_failures = store.unlock(username, actor=actor)
     finally:
         store.dispose()
     if until is not None:

@@ -2,14 +2,26 @@
 sign-in failure counter that locks a username (:class:`Accounts`, a half of
 :class:`~moderation.review_store.ReviewStore`).
 
-Roles: ``moderator`` acts on items, ``manager`` reads but may not act, ``admin`` acts and
-manages users (:func:`check_actor` is the rule the decisions half applies). Passwords are
-stored only as bcrypt hashes (work factor :data:`BCRYPT_ROUNDS`); :meth:`Accounts.authenticate`
-takes as long for an unknown username as for a wrong password.
+Roles (:data:`ROLES`): ``moderator`` acts on items, ``manager`` reads but may not act,
+``data_engineer`` reads pipeline data (quarantine payloads, Data Docs) but may not act, ``admin``
+acts and manages users (:func:`check_actor` is the rule the decisions half applies). Passwords
+are stored only as bcrypt hashes (work factor :data:`BCRYPT_ROUNDS`);
+:meth:`Accounts.authenticate` takes as long for an unknown username as for a wrong password.
+
+Session epoch: every account has a ``session_epoch`` counter; a password change, a role change,
+a deactivation and :meth:`Accounts.sign_out_everywhere` bump it, and the dashboards sign out
+every session or cookie that recorded another value (:mod:`dashboards.auth`).
+
+Admin actions: every account change made through this class (user created, role changed,
+password reset, deactivated, reactivated, unlocked, signed out everywhere) appends a row to
+``review_admin_actions`` in the same transaction, naming the actor (the Users page passes the
+signed-in admin; the CLI the OS user or ``--actor``; default :func:`default_actor`), read back by
+:meth:`Accounts.admin_actions`.
 """
 
 from __future__ import annotations
 
+import getpass
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,17 +31,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from moderation.review_store.schema import (
+    ROLES,
     ReviewError,
     ReviewStoreBase,
     _naive_utc,
     _utcnow,
+    review_admin_actions,
     review_signin_failures,
     review_users,
 )
 
-ROLES: tuple[str, ...] = ("moderator", "manager", "admin")
-"""``moderator`` acts on items; ``manager`` reads (dashboards, audit log) but may not act;
-``admin`` does everything a moderator can, plus manages users."""
 
 ACTING_ROLES: frozenset[str] = frozenset({"moderator", "admin"})
 
@@ -56,6 +67,30 @@ class ReviewUser:
     email: str
     role: str
     active: bool
+    session_epoch: int = 0
+    """Bumped by password change, role change, deactivation, sign out everywhere."""
+
+
+def default_actor() -> str:
+    """Who made an account change when no actor is given: the OS user running the process
+    (``pulse review`` commands without ``--actor``), or ``unknown``."""
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry and no LOGNAME/USER in a container
+        return "unknown"
+
+
+def _log(conn: Connection, actor: str | None, action: str, target: str, detail: str | None = None) -> None:
+    """Append one ``review_admin_actions`` row inside the caller's transaction."""
+    conn.execute(
+        review_admin_actions.insert().values(
+            at=_utcnow(),
+            actor=(actor or default_actor())[:64],
+            action=action,
+            target=target[:64],
+            detail=detail,
+        )
+    )
 
 
 def _hash_password(password: str, rounds: int = BCRYPT_ROUNDS) -> str:
@@ -115,8 +150,11 @@ class Accounts(ReviewStoreBase):
         self.bcrypt_rounds = bcrypt_rounds
         self._dummy_hash: bytes | None = None
 
-    def add_user(self, username: str, *, name: str, email: str, role: str, password: str) -> ReviewUser:
-        """Create an account; the password is stored only as a bcrypt hash.
+    def add_user(
+        self, username: str, *, name: str, email: str, role: str, password: str, actor: str | None = None
+    ) -> ReviewUser:
+        """Create an account; the password is stored only as a bcrypt hash. Logged as
+        ``user_created`` by ``actor`` (default :func:`default_actor`).
 
         Raises:
             ValueError: empty username, unknown role, password shorter than
@@ -141,8 +179,10 @@ class Accounts(ReviewStoreBase):
                         active=True,
                         created_at=now,
                         updated_at=now,
+                        session_epoch=0,
                     )
                 )
+                _log(conn, actor, "user_created", username, f"role {role}")
         except sa.exc.IntegrityError:
             raise ReviewError(f"user {username!r} exists already; use set-role / set-password to change it") from None
         return ReviewUser(username=username, name=name, email=email, role=role, active=True)
@@ -152,30 +192,103 @@ class Accounts(ReviewStoreBase):
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
 
-    def _update_user(self, username: str, **values: Any) -> None:
+    def _update_user(
+        self, username: str, action: str, actor: str | None, *, bump: bool, detail: str | None = None, **values: Any
+    ) -> None:
+        """Update one account, bump its session epoch if ``bump``, and log ``action`` (one transaction).
+
+        Raises:
+            ReviewError: no such user.
+        """
+        if bump:
+            values["session_epoch"] = review_users.c.session_epoch + 1
         with self._write() as conn:
             result = conn.execute(
                 review_users.update().where(review_users.c.username == username).values(updated_at=_utcnow(), **values)
             )
             if result.rowcount == 0:
                 raise ReviewError(f"no user named {username!r}; see `pulse review users`")
+            _log(conn, actor, action, username, detail)
 
-    def set_password(self, username: str, password: str) -> None:
-        """Replace a user's password (bcrypt hash). Raises ValueError (weak password), ReviewError (no such user)."""
-        self._update_user(username, password_hash=_hash_password(password, self.bcrypt_rounds))
+    def set_password(self, username: str, password: str, *, actor: str | None = None) -> None:
+        """Replace a user's password (bcrypt hash); signs out their sessions (epoch bumped); logged
+        as ``password_reset``. Raises ValueError (weak password), ReviewError (no such user)."""
+        hashed = _hash_password(password, self.bcrypt_rounds)
+        self._update_user(username, "password_reset", actor, bump=True, password_hash=hashed)
 
-    def set_role(self, username: str, role: str) -> None:
-        """Change a user's role. Raises ValueError (unknown role), ReviewError (no such user)."""
+    def set_role(self, username: str, role: str, *, actor: str | None = None) -> None:
+        """Change a user's role; a real change signs out their sessions (epoch bumped) and is logged
+        as ``role_changed`` ("from A to B"); setting the same role changes nothing.
+        Raises ValueError (unknown role), ReviewError (no such user)."""
         self._check_role(role)
-        self._update_user(username, role=role)
+        current = self.user(username)
+        if current is None:
+            raise ReviewError(f"no user named {username!r}; see `pulse review users`")
+        if current.role == role:
+            return
+        self._update_user(
+            username, "role_changed", actor, bump=True, detail=f"from {current.role} to {role}", role=role
+        )
 
-    def deactivate(self, username: str) -> None:
-        """Deactivate an account: it can no longer sign in or act; its past decisions stay. Raises ReviewError (no such user)."""
-        self._update_user(username, active=False)
+    def deactivate(self, username: str, *, actor: str | None = None) -> None:
+        """Deactivate an account: it can no longer sign in or act, its sessions end (epoch bumped);
+        its past decisions stay. Logged as ``deactivated``. Raises ReviewError (no such user)."""
+        self._update_user(username, "deactivated", actor, bump=True, active=False)
 
-    def activate(self, username: str) -> None:
-        """Re-activate a deactivated account. Raises ReviewError (no such user)."""
-        self._update_user(username, active=True)
+    def activate(self, username: str, *, actor: str | None = None) -> None:
+        """Re-activate a deactivated account (logged as ``reactivated``). Raises ReviewError (no such user)."""
+        self._update_user(username, "reactivated", actor, bump=False, active=True)
+
+    def sign_out_everywhere(self, username: str, *, actor: str | None = None) -> int:
+        """End every session and sign-in cookie of ``username`` (epoch bumped; logged as
+        ``signed_out_everywhere``). Returns the new epoch. Raises ReviewError (no such user)."""
+        self._update_user(username, "signed_out_everywhere", actor, bump=True)
+        user = self.user(username)
+        return user.session_epoch if user is not None else 0
+
+    def unlock(
+        self, username: str, *, actor: str | None = None, now: datetime | None = None
+    ) -> tuple[datetime | None, bool]:
+        """An admin's unlock: forget the username's failed sign-ins and lift its lock (logged as
+        ``unlocked`` with what was lifted).
+
+        Returns:
+            (end the lock would have had, naive UTC, or None when not locked; whether any failed
+            sign-in was recorded).
+        """
+        now = _naive_utc(now)
+        until = self.locked_until(username, now)
+        t = review_signin_failures
+        key = self.signin_key(username)
+        with self._write() as conn:
+            had = conn.execute(t.delete().where(t.c.username == key)).rowcount > 0
+            detail = (
+                f"lock until {until:%Y-%m-%d %H:%M} UTC lifted"
+                if until is not None
+                else ("failed sign-in count reset" if had else "nothing recorded")
+            )
+            _log(conn, actor, "unlocked", key, detail)
+        return until, had
+
+    def admin_actions(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The latest ``limit`` account changes, newest first.
+
+        Returns:
+            ``[{"at": datetime (naive UTC), "actor": str, "action": one of ``schema.ADMIN_ACTIONS``,
+            "target": str, "detail": str | None}, ...]``
+        """
+        t = review_admin_actions
+        with self._read() as conn:
+            rows = (
+                conn.execute(
+                    sa.select(t.c.at, t.c.actor, t.c.action, t.c.target, t.c.detail)
+                    .order_by(t.c.at.desc(), t.c.action_id.desc())
+                    .limit(max(int(limit), 0))
+                )
+                .mappings()
+                .all()
+            )
+        return [dict(r) for r in rows]
 
     def users(self) -> list[ReviewUser]:
         """All accounts (active and not), by username."""
@@ -188,6 +301,7 @@ class Accounts(ReviewStoreBase):
                         review_users.c.email,
                         review_users.c.role,
                         review_users.c.active,
+                        review_users.c.session_epoch,
                     ).order_by(review_users.c.username)
                 )
                 .mappings()
@@ -218,7 +332,14 @@ class Accounts(ReviewStoreBase):
         ok = bcrypt.checkpw(raw, stored)
         if row is None or not ok or not row["active"]:
             return None
-        return ReviewUser(username=row["username"], name=row["name"], email=row["email"], role=row["role"], active=True)
+        return ReviewUser(
+            username=row["username"],
+            name=row["name"],
+            email=row["email"],
+            role=row["role"],
+            active=True,
+            session_epoch=row["session_epoch"],
+        )
 
     def credentials(self) -> dict[str, Any]:
         """streamlit-authenticator's credentials dict for the ACTIVE users.
