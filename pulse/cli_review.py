@@ -118,7 +118,9 @@ def add_user(
 
 
 @app.command("set-role")
-def set_role(username: Annotated[str, typer.Argument(help="Login name")], role: RoleOpt, actor: ActorOpt = None) -> None:
+def set_role(
+    username: Annotated[str, typer.Argument(help="Login name")], role: RoleOpt, actor: ActorOpt = None
+) -> None:
     """Change a user's role (their open sessions end)."""
     from moderation.review_store import ReviewError
 

@@ -66,12 +66,14 @@ from moderation.review_store.schema import (
 )
 
 __all__ = [
-    "ACTING_ROLES", "ACTIONS", "ADMIN_ACTIONS", "BCRYPT_ROUNDS", "DECISIONS_SCHEMA", "DECISION_COLUMNS", "DEFAULT_SIGNIN_MAX_FAILURES", "DEFAULT_UNDO_SECONDS",
-    "DEFAULT_SIGNIN_WINDOW", "FINAL_STATES", "ITEM_STATES_SCHEMA", "MAX_PASSWORD_BYTES", "MIN_PASSWORD_LENGTH",
-    "REASON_CODES", "ROLES", "SQLITE_BUSY_TIMEOUT_MS", "STATES", "TRANSITIONS", "Accounts", "AuthorizationError",
+    "ACTING_ROLES", "ACTIONS", "ADMIN_ACTIONS", "BCRYPT_ROUNDS", "DECISIONS_SCHEMA", "DECISION_COLUMNS",
+    "DEFAULT_SIGNIN_MAX_FAILURES", "DEFAULT_SIGNIN_WINDOW", "DEFAULT_UNDO_SECONDS", "FINAL_STATES",
+    "ITEM_STATES_SCHEMA", "MAX_PASSWORD_BYTES", "MIN_PASSWORD_LENGTH", "REASON_CODES", "ROLES",
+    "SQLITE_BUSY_TIMEOUT_MS", "STATES", "TRANSITIONS", "UNDO_ACTION", "Accounts", "AuthorizationError",
     "ConflictError", "Decision", "Decisions", "ReviewError", "ReviewStore", "ReviewStoreBase", "ReviewUser",
-    "TransitionError", "UNDO_ACTION", "check_actor", "effective_state", "generate_password", "metadata", "normalize_url",
-    "redact_url", "review_decisions", "review_items", "review_signin_failures", "review_users",
+    "TransitionError", "check_actor", "default_actor", "effective_state", "generate_password", "metadata",
+    "normalize_url", "redact_url", "review_admin_actions", "review_decisions", "review_items",
+    "review_signin_failures", "review_users", "upgrade_schema",
 ]  # fmt: skip
 
 

@@ -41,7 +41,6 @@ from moderation.review_store.schema import (
     review_users,
 )
 
-
 ACTING_ROLES: frozenset[str] = frozenset({"moderator", "admin"})
 
 MIN_PASSWORD_LENGTH = 12

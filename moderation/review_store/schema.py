@@ -351,7 +351,9 @@ def _upgrade_postgresql(engine: Engine) -> list[str]:
         ).scalar()
         if current is None or not all(f"'{r}'" in current for r in ROLES):
             conn.exec_driver_sql("ALTER TABLE review_users DROP CONSTRAINT IF EXISTS ck_review_users_role")
-            conn.exec_driver_sql(f"ALTER TABLE review_users ADD CONSTRAINT ck_review_users_role CHECK ({_role_check()})")
+            conn.exec_driver_sql(
+                f"ALTER TABLE review_users ADD CONSTRAINT ck_review_users_role CHECK ({_role_check()})"
+            )
             done.append(f"role CHECK widened to {', '.join(ROLES)}")
     return done
 

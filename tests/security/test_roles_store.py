@@ -59,53 +59,50 @@ def _make_old_store(url: str) -> None:
     old.create_all(engine)
     t0 = datetime(2026, 11, 1, 12, 0)
     with engine.begin() as conn:
+        users = [
+            {"username": u, "name": u.title(), "email": f"{u}@example.org", "role": r, "password_hash": "x",
+             "active": True, "created_at": t0, "updated_at": t0}
+            for u, r in (("alice", "moderator"), ("root", "admin"))
+        ]  # fmt: skip
+        conn.execute(old.tables["review_users"].insert(), users)
         conn.execute(
-            old.tables["review_users"].insert(),
-            [
-                {"username": u, "name": u.title(), "email": f"{u}@example.org", "role": r, "password_hash": "x",
-                 "active": True, "created_at": t0, "updated_at": t0}
-                for u, r in (("alice", "moderator"), ("root", "admin"))
-            ],  # fmt: skip
+            old.tables["review_items"]
+            .insert()
+            .values(source="beer", content_id="c1", state="removed", version=1, updated_at=t0, updated_by="alice")
         )
-        conn.execute(
-            old.tables["review_items"].insert().values(
-                source="beer", content_id="c1", state="removed", version=1, updated_at=t0, updated_by="alice"
-            )
-        )
-        conn.execute(
-            old.tables["review_decisions"].insert().values(
-                decision_id="d1", source="beer", content_id="c1", item_version=1, from_state="pending",
-                to_state="removed", action="remove", reason_code="insult", note="private note", actor="alice",
-                decided_at=t0,
-            )  # fmt: skip
-        )
+        decision = dict(
+            decision_id="d1", source="beer", content_id="c1", item_version=1, from_state="pending",
+            to_state="removed", action="remove", reason_code="insult", note="private note", actor="alice",
+            decided_at=t0,
+        )  # fmt: skip
+        conn.execute(old.tables["review_decisions"].insert().values(**decision))
     engine.dispose()
 
 
 def test_upgrade_from_the_old_schema_keeps_data_and_widens_roles(store_url: str) -> None:
     _make_old_store(store_url)
     store = ReviewStore(store_url, bcrypt_rounds=4)
-    with pytest.raises(sa.exc.IntegrityError):  # the old CHECK refuses the new role
-        with store.engine.begin() as conn:
-            conn.exec_driver_sql(
-                "insert into review_users (username, name, email, role, password_hash, active, created_at, updated_at) "
-                "values ('eve', 'Eve', '', 'data_engineer', 'x', true, '2026-11-01', '2026-11-01')"
-            )
+    with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:  # the old CHECK refuses the new role
+        conn.exec_driver_sql(
+            "insert into review_users (username, name, email, role, password_hash, active, created_at, updated_at) "
+            "values ('eve', 'Eve', '', 'data_engineer', 'x', true, '2026-11-01', '2026-11-01')"
+        )
     store.create_schema()
     # data kept, epoch 0 for existing accounts
-    assert [(u.username, u.role, u.session_epoch) for u in store.users()] == [("alice", "moderator", 0), ("root", "admin", 0)]
+    assert [(u.username, u.role, u.session_epoch) for u in store.users()] == [
+        ("alice", "moderator", 0),
+        ("root", "admin", 0),
+    ]
     log = store.decisions()
     assert log.height == 1 and log.row(0, named=True)["note"] == "private note" and log["actor"][0] == "alice"
     # the new role is accepted, an unknown one still refused by the database itself
     store.add_user("dana", name="Dana", email="d@example.org", role="data_engineer", password=PASSWORD, actor="root")
     assert store.user("dana").role == "data_engineer"
-    with pytest.raises(sa.exc.IntegrityError):
-        with store.engine.begin() as conn:
-            conn.exec_driver_sql("update review_users set role = 'superuser' where username = 'dana'")
+    with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
+        conn.exec_driver_sql("update review_users set role = 'superuser' where username = 'dana'")
     # the decisions' foreign key to review_users still holds after the rebuild
-    with pytest.raises(sa.exc.IntegrityError):
-        with store.engine.begin() as conn:
-            conn.exec_driver_sql("update review_decisions set actor = 'nobody' where decision_id = 'd1'")
+    with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
+        conn.exec_driver_sql("update review_decisions set actor = 'nobody' where decision_id = 'd1'")
     # idempotent: a second upgrade does nothing and keeps everything
     store.create_schema()
     assert len(store.users()) == 3 and store.decisions().height == 1
