@@ -10,12 +10,39 @@ The defaults follow the spirit of Discourse AI's toxicity defaults (a high bar f
 ``toxicity`` label, a low one for ``severe_toxicity``, 60 for the specific harms; Discourse
 expresses them in percent).
 
-The moderation queue (``transforms/marts/moderation_queue.sql``) orders items by **severity**,
-worst first: for a model flag the ``severity`` computed here (max over labels of score /
-threshold, so 1.0 = exactly at a threshold); a community report counts
-:data:`REPORT_SEVERITY` plus :data:`REPORT_SEVERITY_PER_REPORTER` per further distinct reporter,
-at most :data:`REPORT_SEVERITY_MAX`; an item routed because the model does not read its
-language counts :data:`LANGUAGE_ROUTED_SEVERITY`. The highest applicable value wins.
+An item's **severity** (``marts.moderation_queue.severity``): for a model flag the ``severity``
+computed here (max over labels of score / threshold, so 1.0 = exactly at a threshold); a
+community report counts :data:`REPORT_SEVERITY` plus :data:`REPORT_SEVERITY_PER_REPORTER` per
+further distinct reporter, at most :data:`REPORT_SEVERITY_MAX`; an item routed because the model
+does not read its language counts :data:`LANGUAGE_ROUTED_SEVERITY`. The highest applicable value
+wins.
+
+The queue's **priority** (``transforms/marts/moderation_queue.sql``, :func:`priority_score`) is a
+weighted sum of five signals, each scaled to [0, 1], so a saturated model score no longer
+decides the order alone::
+
+    priority_score = 4 * model + 2 * reports + 2 * history + 1 * reach + 1 * age      (0 to 10)
+
+    model   = trust * min(s, 2) / 2   s = max over labels of score / flag threshold (the label's
+                                      score on its own threshold's scale, 1 = at the threshold;
+                                      1.0 for an item routed for its language, 0 for reports
+                                      only); trust = 0.5 for a lexical model (its probabilities are
+                                      not calibrated: any swear word scores 1.00), else 1
+    reports = min(distinct reporters, 5) / 5       (a report without a known reporter counts as one)
+    history = min(prior flags + 2 * prior removals, 10) / 10   (the author's, in the window before)
+    reach   = min(ln(1 + n) / ln(101), 1)          n = engagement events on the item (views, votes,
+                                                   likes, ...; reports excluded) + its direct replies
+    age     = min(hours waiting / 72, 1)           as of the source's newest item (a snapshot of
+                                                   old data does not age with the wall clock)
+
+Source: an additive review score in the manner of Discourse's reviewable score (the sum over
+flags of a per-flag score weighted by the flagger's accuracy, ``ReviewableScore``), plus
+*aging* (Silberschatz, Galvin & Gagne, *Operating System Concepts*, 10th ed., §5.3.3: raise
+the priority of waiting work so that none starves). The weights are :data:`PRIORITY_WEIGHTS`.
+Priority 1 = the highest score (older first on ties).
+
+**Hold** is a recommendation to hide an item before review. A lexical (fallback) model never
+triggers it (:func:`can_hold`): with it, nearly every flagged item scored 1.00 and was "hold".
 """
 
 from __future__ import annotations
@@ -81,6 +108,76 @@ def queue_severity(
     if language_routed:
         values.append(LANGUAGE_ROUTED_SEVERITY)
     return max(values) if values else None
+
+
+PRIORITY_WEIGHTS: dict[str, float] = {"model": 4.0, "reports": 2.0, "history": 2.0, "reach": 1.0, "age": 1.0}
+"""Weights of the priority signals (each in [0, 1]); the SQL of ``marts.moderation_queue`` uses the same numbers."""
+LEXICAL_TRUST = 0.5
+"""Weight of a lexical model's signal in the priority (uncalibrated keyword scores)."""
+SEVERITY_CAP = 2.0
+"""Severity at and above which the model signal is full (twice the flag threshold)."""
+REPORTERS_CAP = 5
+"""Distinct reporters at and above which the reports signal is full."""
+HISTORY_CAP = 10
+"""``prior flags + 2 * prior removals`` at and above which the history signal is full."""
+REACH_CAP = 100
+"""Interactions (engagement events + replies) at and above which the reach signal is full."""
+AGE_CAP_HOURS = 72.0
+"""Hours waiting at and above which the age signal is full."""
+NO_HOLD_MODEL_PREFIXES: tuple[str, ...] = ("lexical:",)
+"""Models (by ``model_id`` prefix) whose scores never trigger a hold recommendation."""
+
+
+def is_lexical(model_id: str | None, is_fallback: bool | None = None) -> bool:
+    """Whether the scores came from a lexical model (chosen, or ``auto``'s fallback)."""
+    return bool(is_fallback) or (model_id is not None and model_id.startswith(NO_HOLD_MODEL_PREFIXES))
+
+
+def can_hold(model_id: str | None, is_fallback: bool | None = None) -> bool:
+    """Whether this model's scores may recommend a hold (never a lexical / fallback model)."""
+    return not is_lexical(model_id, is_fallback)
+
+
+def priority_terms(
+    *,
+    model_severity: float | None,
+    lexical: bool,
+    language_routed: bool,
+    report_count: int,
+    reporter_count: int,
+    prior_flags: int,
+    prior_removals: int,
+    reach: int,
+    age_hours: float,
+) -> dict[str, float]:
+    """The five priority signals of one item, each in [0, 1], and their weighted sum.
+
+    The rule ``marts.moderation_queue`` applies in SQL (see the module docstring).
+
+    Returns:
+        ``{"model", "reports", "history", "reach", "age", "score"}``; ``score`` is
+        ``sum(PRIORITY_WEIGHTS[k] * term[k])``, from 0 to 10.
+    """
+    severity = model_severity if model_severity is not None else (LANGUAGE_ROUTED_SEVERITY if language_routed else 0.0)
+    if model_severity is not None and language_routed:
+        severity = max(model_severity, LANGUAGE_ROUTED_SEVERITY)
+    trust = LEXICAL_TRUST if lexical and model_severity is not None else 1.0
+    terms = {
+        "model": trust * min(severity, SEVERITY_CAP) / SEVERITY_CAP,
+        "reports": min(max(reporter_count, 1), REPORTERS_CAP) / REPORTERS_CAP if report_count > 0 else 0.0,
+        "history": min(prior_flags + 2 * prior_removals, HISTORY_CAP) / HISTORY_CAP,
+        "reach": min(math.log1p(max(reach, 0)) / math.log1p(REACH_CAP), 1.0),
+        "age": min(max(age_hours, 0.0) / AGE_CAP_HOURS, 1.0),
+    }
+    terms["score"] = sum(PRIORITY_WEIGHTS[k] * terms[k] for k in PRIORITY_WEIGHTS)
+    return terms
+
+
+def priority_formula(terms: Mapping[str, float]) -> str:
+    """The priority score written out for the item view, e.g.
+    ``"6.10 = 4×0.63 model + 2×0.20 reports + 2×0.30 history + 1×0.52 reach + 1×1.00 age"``."""
+    parts = " + ".join(f"{PRIORITY_WEIGHTS[k]:g}×{terms[k]:.2f} {k}" for k in PRIORITY_WEIGHTS)
+    return f"{terms['score']:.2f} = {parts}"
 
 
 OUTPUT_COLUMNS: tuple[str, ...] = ("flagged_labels", "max_label", "max_score", "severity", "flagged", "hold")

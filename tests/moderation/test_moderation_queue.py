@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from moderation.policy import queue_severity
+from moderation.policy import priority_terms, queue_severity
 from moderation.review_store import ReviewStore
 from pulse import steps
 from pulse.settings import load_settings
@@ -170,7 +170,7 @@ def _inputs(settings) -> dict[str, pl.DataFrame]:
         return {
             "content": frame(
                 con,
-                "select source, content_id, author_id, created_at, content_hash, deleted_at, hidden "
+                "select source, content_id, parent_id, author_id, created_at, content_hash, deleted_at, hidden "
                 "from staging.content",
             ),
             "flags": frame(con, "select source, content_id, severity from moderation.flags"),
@@ -178,6 +178,11 @@ def _inputs(settings) -> dict[str, pl.DataFrame]:
                 con,
                 "select source, content_id, user_id, properties from staging.engagement_events "
                 "where event_type = 'report'",
+            ),
+            "interactions": frame(
+                con,
+                "select source, content_id, count(*) as n from staging.engagement_events "
+                "where event_type <> 'report' group by all",
             ),
             "languages": frame(con, "select content_hash, language, confidence from moderation.languages"),
             "decisions": frame(con, "select * from moderation.decisions"),
@@ -214,8 +219,6 @@ def _expected(inputs: dict[str, pl.DataFrame], window_days: int, min_confidence:
     )
     lang_sev = pl.when(pl.col("routed")).then(1.0)
     q = q.with_columns(expected_severity=pl.max_horizontal(pl.col("severity"), report_sev, lang_sev))
-    q = q.sort(["expected_severity", "created_at", "source", "content_id"], descending=[True, True, False, False])
-    q = q.with_row_index("expected_priority", offset=1)
 
     # repeat offenders: the author's other items created in the window before the item
     latest = (
@@ -234,9 +237,29 @@ def _expected(inputs: dict[str, pl.DataFrame], window_days: int, min_confidence:
         others = [o for o, t in by_author.get(author, []) if o != cid and at - timedelta(days=window_days) <= t < at]
         prior_flags.append(sum(o in flagged for o in others))
         prior_removals.append(sum(o in removed for o in others))
-    return q.with_columns(
-        expected_prior_flags=pl.Series(prior_flags), expected_prior_removals=pl.Series(prior_removals)
-    )
+    q = q.with_columns(expected_prior_flags=pl.Series(prior_flags), expected_prior_removals=pl.Series(prior_removals))
+    # priority (moderation/policy.py): reach = events on the item (no reports) + direct replies among
+    # live items; age as of the source's newest live item; the lexical model never holds
+    events = {(s, c): n for s, c, n in inputs["interactions"].iter_rows()}
+    replies: dict[tuple[str, str], int] = {}
+    for src, parent in live.select("source", "parent_id").iter_rows():
+        if parent is not None:
+            replies[(src, parent)] = replies.get((src, parent), 0) + 1
+    newest = dict(live.group_by("source").agg(pl.col("created_at").max()).iter_rows())
+    scores = []
+    for row in q.iter_rows(named=True):
+        key = (row["source"], row["content_id"])
+        terms = priority_terms(
+            model_severity=row["severity"], lexical=True, language_routed=bool(row["routed"]),
+            report_count=row["report_count"] or 0, reporter_count=row["reporter_count"] or 0,
+            prior_flags=row["expected_prior_flags"], prior_removals=row["expected_prior_removals"],
+            reach=events.get(key, 0) + replies.get(key, 0),
+            age_hours=(newest[row["source"]] - row["created_at"]).total_seconds() / 3600,
+        )  # fmt: skip
+        scores.append(terms["score"])
+    q = q.with_columns(expected_score=pl.Series(scores))
+    q = q.sort(["expected_score", "created_at", "source", "content_id"], descending=[True, False, False, False])
+    return q.with_row_index("expected_priority", offset=1)
 
 
 def _row(queue: pl.DataFrame, content_id: str) -> dict:
@@ -259,6 +282,14 @@ def test_queue_rows_reasons_and_priorities_match_independent_computation(world) 
         pl.col("expected_prior_removals").alias("author_prior_removals"),
     ).sort("priority")
     assert got.rows() == want.rows()
+    assert queue["priority_score"].to_list() == pytest.approx(expected["expected_score"].to_list())
+    con = connect(settings.warehouse, read_only=True)
+    try:
+        (held,) = con.execute("select count(*) from moderation.flags where hold").fetchone()
+    finally:
+        con.close()
+    assert held >= 1 and not queue["hold"].any(), "the policy's hold level was reached, but a lexical model never holds"
+    assert len(set(queue["priority_score"].round(6))) == queue.height, "the scores tell the items apart"
     # the SQL applies the rule of moderation.policy.queue_severity
     model = dict(_inputs(settings)["flags"].select("content_id", "severity").iter_rows())
     for row in queue.iter_rows(named=True):

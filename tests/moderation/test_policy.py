@@ -140,3 +140,26 @@ def test_threshold_equal_to_one_and_hold_equal_to_flag() -> None:
     out = flag(pl.DataFrame({"toxicity": [1.0, 0.999]}), {"toxicity": 1.0}, {"toxicity": 1.0})
     assert out["flagged"].to_list() == [True, False]
     assert out["hold"].to_list() == [True, False]
+
+
+def test_priority_terms_by_hand() -> None:
+    from moderation.policy import can_hold, priority_formula, priority_terms
+
+    # Detoxify, insult 0.9 at threshold 0.6 (severity 1.5), 3 reporters, 4 prior flags and 1 removal,
+    # 9 interactions, waiting 36 h: 4*0.75 + 2*0.6 + 2*0.6 + 1*ln(10)/ln(101) + 1*0.5
+    t = priority_terms(model_severity=1.5, lexical=False, language_routed=False, report_count=5, reporter_count=3,
+                       prior_flags=4, prior_removals=1, reach=9, age_hours=36.0)  # fmt: skip
+    assert (t["model"], t["reports"], t["history"], t["age"]) == (0.75, 0.6, 0.6, 0.5)
+    assert t["reach"] == pytest.approx(math.log(10) / math.log(101))
+    assert t["score"] == pytest.approx(3.0 + 1.2 + 1.2 + 0.498922 + 0.5, abs=1e-6)
+    assert priority_formula(t) == "6.40 = 4×0.75 model + 2×0.60 reports + 2×0.60 history + 1×0.50 reach + 1×0.50 age"
+    # the saturated lexical model: 1.00 / 0.8 counts half; caps at 2x threshold, 5 reporters, 10, 100, 72 h
+    lex = priority_terms(model_severity=1.25, lexical=True, language_routed=False, report_count=0, reporter_count=0,
+                         prior_flags=30, prior_removals=0, reach=5000, age_hours=1000.0)  # fmt: skip
+    assert (lex["model"], lex["reports"], lex["history"], lex["reach"], lex["age"]) == (0.3125, 0.0, 1.0, 1.0, 1.0)
+    # a report without a known reporter counts as one; language routing alone counts as at a threshold
+    alone = priority_terms(model_severity=None, lexical=True, language_routed=True, report_count=1, reporter_count=0,
+                           prior_flags=0, prior_removals=0, reach=0, age_hours=-3.0)  # fmt: skip
+    assert (alone["model"], alone["reports"], alone["reach"], alone["age"], alone["score"]) == (0.5, 0.2, 0.0, 0.0, 2.4)
+    assert not can_hold("lexical:alt-profanity-check") and not can_hold("detoxify:original", is_fallback=True)
+    assert can_hold("detoxify:original") and can_hold(None)

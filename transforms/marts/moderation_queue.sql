@@ -6,7 +6,10 @@
 --   language_not_supported its detected language is not one the active model reads
 -- Items deleted or hidden on the platform are left out; items moderators approved or removed
 -- stay, with review_state as of the last ingest of decisions (the app reads live states from
--- the review store). Priority 1 = review first (severity desc, newest first).
+-- the review store). Priority 1 = review first: the highest priority_score, older first on ties.
+-- priority_score (0 to 10) = 4 * model + 2 * reports + 2 * history + 1 * reach + 1 * age, each
+-- signal in [0, 1] (formula, caps and sources: moderation/policy.py, which mirrors it in
+-- priority_terms, and transforms/README.md). A lexical (fallback) model never sets hold.
 -- Parameter: $repeat_offender_window_days. Documented in transforms/README.md.
 with
 
@@ -41,6 +44,30 @@ reports as (
     from staging.engagement_events
     where event_type = 'report'
     group by source, content_id
+),
+
+interactions as (
+    -- reach: engagement events on the item (reports excluded) plus its direct replies
+    select source, content_id, sum(n) as reach
+    from (
+        select source, content_id, count(*) as n
+        from staging.engagement_events
+        where event_type <> 'report'
+        group by source, content_id
+        union all
+        select source, parent_id as content_id, count(*) as n
+        from content
+        where parent_id is not null
+        group by source, parent_id
+    )
+    group by source, content_id
+),
+
+source_clock as (
+    -- the age signal's "now": the source's newest item (old data does not age with the wall clock)
+    select source, max(created_at) as as_of
+    from content
+    group by source
 ),
 
 languages as (
@@ -101,7 +128,11 @@ queued as (
         flags.max_label,
         flags.max_score,
         flags.severity as model_severity,
-        coalesce(flags.hold, false) as hold,
+        coalesce(flags.hold, false) as model_hold,
+        coalesce(scores.is_fallback, false)
+            or starts_with(coalesce(flags.model_id, policy.model_id, ''), 'lexical:') as lexical_model,
+        coalesce(interactions.reach, 0) as reach,
+        greatest(date_diff('second', content.created_at, source_clock.as_of) / 3600.0, 0.0) as age_hours,
         scores.toxicity,
         scores.severe_toxicity,
         scores.obscene,
@@ -133,6 +164,8 @@ queued as (
     left join flags using (source, content_id)
     left join reports using (source, content_id)
     left join languages using (source, content_id)
+    left join interactions using (source, content_id)
+    left join source_clock using (source)
     left join policy on true
     left join moderation.scores as scores
         on scores.content_hash = content.content_hash
@@ -192,6 +225,18 @@ scored as (
             case when report_count > 0 then least(1.0 + 0.25 * (greatest(reporter_count, 1) - 1), 2.0) end,
             case when list_contains(queue_reasons, 'language_not_supported') then 1.0 end
         ) as severity,
+        -- hold: the policy's hold level, never from a lexical (fallback) model
+        model_hold and not lexical_model as hold,
+        -- priority signal "model": the severity on the threshold scale (flags, language routing),
+        -- capped at 2 and halved for a lexical model
+        case when model_severity is not null and lexical_model then 0.5 else 1.0 end
+            * least(coalesce(greatest(
+                model_severity,
+                case when list_contains(queue_reasons, 'language_not_supported') then 1.0 end
+            ), 0.0), 2.0) / 2.0 as priority_model,
+        case when report_count > 0 then least(greatest(reporter_count, 1), 5) / 5.0 else 0.0 end as priority_reports,
+        least(ln(1 + reach) / ln(101), 1.0) as priority_reach,
+        least(age_hours / 72.0, 1.0) as priority_age,
         case
             when decided_state is null then 'pending'
             when decided_state in ('approved', 'removed') and decided_hash is not null
@@ -201,10 +246,29 @@ scored as (
     from queued
 ),
 
+with_history as (
+    select
+        scored.*,
+        case when author_id is null then 0 else coalesce(history.author_prior_flags, 0) end as author_prior_flags,
+        case when author_id is null then 0 else coalesce(history.author_prior_removals, 0) end as author_prior_removals
+    from scored
+    left join history using (source, content_id)
+),
+
+weighted as (
+    select
+        *,
+        least(author_prior_flags + 2 * author_prior_removals, 10) / 10.0 as priority_history,
+        4.0 * priority_model + 2.0 * priority_reports
+            + 2.0 * (least(author_prior_flags + 2 * author_prior_removals, 10) / 10.0)
+            + 1.0 * priority_reach + 1.0 * priority_age as priority_score
+    from with_history
+),
+
 final as (
     select
-        scored.source,
-        scored.content_id,
+        source,
+        content_id,
         kind,
         thread_id,
         parent_id,
@@ -243,13 +307,20 @@ final as (
         coalesce(review_version, 0) as review_version,
         last_actor,
         last_decided_at,
-        case when author_id is null then 0 else coalesce(history.author_prior_flags, 0) end as author_prior_flags,
-        case when author_id is null then 0 else coalesce(history.author_prior_removals, 0) end as author_prior_removals,
+        author_prior_flags,
+        author_prior_removals,
+        reach,
+        age_hours,
+        priority_model,
+        priority_reports,
+        priority_history,
+        priority_reach,
+        priority_age,
+        priority_score,
         row_number() over (
-            order by severity desc, created_at desc, scored.source, scored.content_id
+            order by priority_score desc, created_at asc, source, content_id
         ) as priority
-    from scored
-    left join history using (source, content_id)
+    from weighted
     order by priority
 )
 
