@@ -3,8 +3,10 @@
 The three stages, each idempotent for a ``run_id``:
 
 1. :func:`land` writes the extract's frames into the ``raw.*`` landing tables (the run's
-   previous batch, if any, is replaced), its bad records into ``raw.quarantine`` and stages
-   the connector's bookkeeping (:meth:`~warehouse.canonical.Extract.stage_bookkeeping`).
+   previous batch, if any, is replaced), its quarantine counts into ``raw.quarantine_counts``
+   and its stored bad records (a bounded sample: :class:`~warehouse.canonical.QuarantineLog`)
+   into ``raw.quarantine``, and stages the connector's bookkeeping
+   (:meth:`~warehouse.canonical.Extract.stage_bookkeeping`).
 2. :func:`quarantine_implausible` moves batch records dated before the floor or events dated
    before their content to the quarantine; then :func:`quarantine_dangling` moves records
    whose references resolve neither in staging nor in the batch itself (e.g. a vote on a
@@ -52,11 +54,15 @@ def land(con: duckdb.DuckDBPyConnection, extract: Extract, run_id: str) -> dict[
 
     Runs in one transaction, which also stages the connector's bookkeeping
     (``extract.stage_bookkeeping``: files read, source watermarks reached). Re-landing the same
-    ``run_id`` (an Airflow retry) replaces its batch; quarantine rows are keyed by (source, stream, fingerprint, reason), so the same bad
-    record is recorded once however often it is read.
+    ``run_id`` (an Airflow retry) replaces its batch and its ``raw.quarantine_counts`` rows
+    (:meth:`~warehouse.canonical.Extract.quarantine_summary`: every bad record counted);
+    stored quarantine rows are keyed by (source, stream, fingerprint, reason), so the same bad
+    record is stored once however often it is read, and inserted in chunks of
+    :data:`QUARANTINE_CHUNK_ROWS`.
 
     Returns:
-        Rows landed per stream, plus ``"quarantine"``: the bad records of this extract.
+        Rows landed per stream, plus ``"quarantine"``: the bad records of this extract (counted,
+        stored or not).
     """
     from warehouse.privacy import apply_tombstones
 
@@ -71,7 +77,7 @@ def land(con: duckdb.DuckDBPyConnection, extract: Extract, run_id: str) -> dict[
             con.execute(f"delete from raw.{stream} where run_id = ?", [run_id])
             con.execute(f"insert into raw.{stream} by name select * from df")
             landed[stream] = extract.frame(stream).height
-        landed["quarantine"] = _quarantine_frame(con, extract.quarantine, run_id)
+        landed["quarantine"] = _land_quarantine(con, extract, run_id)
         extract.stage_bookkeeping(con, run_id)
         con.execute("commit")
     except BaseException:
@@ -81,18 +87,28 @@ def land(con: duckdb.DuckDBPyConnection, extract: Extract, run_id: str) -> dict[
     return landed
 
 
-def _quarantine_frame(con: duckdb.DuckDBPyConnection, q: pl.DataFrame, run_id: str) -> int:
-    """Insert quarantine rows not yet recorded; return how many rows ``q`` holds."""
-    if q.height == 0:
-        return 0
-    qdf = q.unique(subset=["source", "stream", "fingerprint", "reason"], keep="first").with_columns(  # noqa: F841
-        pl.lit(run_id).alias("first_run_id")
-    )
-    con.execute(
-        "insert into raw.quarantine by name select * from qdf "
-        "on conflict (source, stream, fingerprint, reason) do nothing"
-    )
-    return q.height
+#: Stored quarantine rows inserted per statement by :func:`land` (payloads are at most
+#: ``PULSE_QUARANTINE_PAYLOAD_BYTES`` each, so a chunk stays a few hundred MiB at worst).
+QUARANTINE_CHUNK_ROWS = 2_000
+
+
+def _land_quarantine(con: duckdb.DuckDBPyConnection, extract: Extract, run_id: str) -> int:
+    """Record the extract's quarantine counts for ``run_id`` and insert its stored rows not yet recorded.
+
+    Returns:
+        Records quarantined (the counts, not the stored rows).
+    """
+    counts = extract.quarantine_summary().with_columns(pl.lit(run_id).alias("run_id"))
+    con.execute("delete from raw.quarantine_counts where run_id = ?", [run_id])
+    con.execute("insert into raw.quarantine_counts by name select * from counts")
+    q = extract.quarantine.unique(subset=["source", "stream", "fingerprint", "reason"], keep="first")
+    for start in range(0, q.height, QUARANTINE_CHUNK_ROWS):
+        chunk = q.slice(start, QUARANTINE_CHUNK_ROWS).with_columns(pl.lit(run_id).alias("first_run_id"))  # noqa: F841
+        con.execute(
+            "insert into raw.quarantine by name select * from chunk "
+            "on conflict (source, stream, fingerprint, reason) do nothing"
+        )
+    return int(counts["records"].sum())
 
 
 #: Default of ``PULSE_TIMESTAMP_FLOOR``: nothing in an online community is dated before it.
@@ -115,8 +131,9 @@ def _move_to_quarantine(
     """Move the batch rows ``bad`` (canonical columns plus ``reason`` and ``detail``) of ``stream`` to the quarantine.
 
     Call inside a transaction: inserts them into ``raw.quarantine`` (payload = the canonical
-    record as JSON), deletes them from ``raw.<stream>`` and adds them to the run's
-    ``ops.stream_counts.quarantined``, so a retried validate never counts a record twice.
+    record as JSON; batch records are few and already held, so all are stored), deletes them
+    from ``raw.<stream>`` and adds them to the run's ``ops.stream_counts.quarantined`` and
+    ``raw.quarantine_counts``, so a retried validate never counts a record twice.
 
     Returns:
         Rows moved.
@@ -146,6 +163,12 @@ def _move_to_quarantine(
     con.execute(
         "update ops.stream_counts set quarantined = quarantined + ? where run_id = ? and stream = ?",
         [bad.height, run_id, stream],
+    )
+    con.execute(
+        """insert into raw.quarantine_counts
+           select ?, source, stream, reason, count(*), count(*) from q group by all
+           on conflict do update set records = records + excluded.records, stored = stored + excluded.stored""",
+        [run_id],
     )
     return bad.height
 
