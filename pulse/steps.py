@@ -282,9 +282,15 @@ def validate(settings: Settings, run_id: str) -> dict[str, Any]:
         # run reading one changed row): the failed run would not advance the watermarks, so
         # the same row would stop every later run.
         if quarantined > 1 and share > settings.quarantine_max_share:
+            reasons = con.execute(  # counted records, not the stored payload samples
+                "select stream || '/' || reason || ' ' || format('{:,}', sum(records)) from raw.quarantine_counts "
+                "where run_id = ? group by stream, reason order by sum(records) desc, 1 limit 3",
+                [run_id],
+            ).fetchall()
             raise PipelineError(
                 f"{quarantined:,} of {read:,} records read ({share:.1%}) were quarantined, above the limit "
-                f"of {settings.quarantine_max_share:.1%} (PULSE_QUARANTINE_MAX_SHARE); see raw.quarantine for reasons"
+                f"of {settings.quarantine_max_share:.1%} (PULSE_QUARANTINE_MAX_SHARE); top reasons: "
+                f"{', '.join(r for (r,) in reasons)} (raw.quarantine_counts; payload samples in raw.quarantine)"
             )
         frames = {f"staging.{s}": batch_frame(con, s, run_id) for s in STREAMS}
         frames["staging.engagement_events"] = _with_content_exists(con, frames["staging.engagement_events"], run_id)

@@ -15,7 +15,7 @@ here, and this module never imports ``transforms``.
 Least privilege (SECURITY.md, "Least privilege"): the serving snapshot is opened by every page
 of every role, so it carries no raw quarantine payloads and no moderators' private notes.
 ``raw.quarantine`` travels there only as counts (:data:`REDACTED_TABLES`: ``raw.quarantine_counts``
-per source, stream, reason and first run) and ``moderation.decisions`` without its ``note``
+per source, stream, reason and run, every quarantined record counted, stored or not) and ``moderation.decisions`` without its ``note``
 column. The full tables (:data:`RESTRICTED_TABLES`) go to a separate restricted snapshot,
 ``serving_restricted.duckdb`` beside the serving file (``PULSE_SERVING_RESTRICTED`` overrides;
 :func:`restricted_path`), written in the same publish step with the same temp-file +
@@ -57,9 +57,14 @@ SERVING_TABLES: tuple[str, ...] = (
 #: Tables published in the serving snapshot as a redacted query of the warehouse table
 #: (``name -> (source table, select list)``): no payload, record key, detail or note.
 REDACTED_TABLES: dict[str, tuple[str, str]] = {
+    # every record counted per run (warehouse.load: the payload sample is capped); rows of
+    # raw.quarantine that no count covers (written before migration 010) are counted as rows
     "raw.quarantine_counts": (
-        "raw.quarantine",
-        "source, stream, reason, first_run_id, count(*)::bigint as records from raw.quarantine group by all",
+        "raw.quarantine_counts",
+        "source, stream, reason, run_id as first_run_id, records from raw.quarantine_counts "
+        "union all select source, stream, reason, first_run_id, count(*)::bigint from raw.quarantine q "
+        "where not exists (select 1 from raw.quarantine_counts c where c.run_id = q.first_run_id "
+        "and c.source = q.source and c.stream = q.stream and c.reason = q.reason) group by all",
     ),
     "moderation.decisions": ("moderation.decisions", "* exclude (note) from moderation.decisions"),
 }
