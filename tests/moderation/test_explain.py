@@ -112,3 +112,27 @@ def test_real_insults_the_top_driver_is_a_swear_word(lexical, full_toxicity_data
             top_is_swear += 1
     assert top_is_swear == 20, f"the swear word led in only {top_is_swear} of 20 real insults (measured: 20)"
     assert isinstance(lexical.score(["x"]), pl.DataFrame)
+
+
+def test_saturated_insult_gets_the_smallest_set_that_brings_it_below_the_threshold(lexical) -> None:
+    """Three swear words each saturate the lexical score at 1.00: leave-one-out finds nothing,
+    the greedy set names all three (and no other word), and removing them is checked here."""
+    explain.clear_cache()
+    text = "you stupid fucking idiot"
+    e = explain.occlusion(lexical, text, "toxicity", threshold=0.8)
+    assert e.full_score > 0.999 and not e.drivers(5, min_drop=1e-4), "no single word lowers the score"
+    assert set(e.sufficient) == {"stupid", "fucking", "idiot"}
+    (alone,) = lexical.score(["you"])["toxicity"].to_list()
+    assert e.sufficient_score == pytest.approx(alone) and alone < 0.8
+    # minimal: leaving any one of the three in keeps the score at or above the threshold
+    for left_in in e.sufficient:
+        reduced = " ".join(w for w in text.split() if w == "you" or w == left_in)
+        assert lexical.score([reduced])["toxicity"][0] >= 0.8, reduced
+    assert e.set_sentence().startswith('Without "') and e.set_sentence().endswith(
+        f"the toxicity score falls from 1.00 to {alone:.2f}, below the threshold 0.80."
+    )
+    assert [p for p, d in explain.segments(e) if d is not None] == ["stupid", "fucking", "idiot"]
+    # one clear driver: the set is that one word; below the threshold: no set is sought
+    one = explain.occlusion(lexical, TEXT, "toxicity", threshold=0.8)
+    assert one.sufficient == ("moron",) and one.sufficient_score < 0.8
+    assert explain.occlusion(lexical, "what a lovely beer", "toxicity", threshold=0.8).sufficient == ()
