@@ -9,6 +9,10 @@ Inputs (column names as in ``marts.moderation_queue`` and ``ReviewStore.decision
 - ``decisions``: the audit log: ``source``, ``content_id``, ``action``, ``to_state``,
   ``actor``, ``decided_at`` (naive UTC), ``item_version``.
 
+*Backlog* (:func:`backlog`): the items still open (live state ``pending`` or ``escalated``),
+the age of the oldest one, and how many have waited longer than the response-time target
+(SLA, ``sla_hours``), all as of a given moment.
+
 Terms: an item is *decided* when its latest decision moved it to ``approved`` or ``removed``
 (``escalated`` is still open). A flag is *upheld* when the decided item was removed.
 *Precision at threshold t* for a label = upheld / decided among decided items whose score for
@@ -20,11 +24,77 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import polars as pl
 
 FINAL_STATES: tuple[str, ...] = ("approved", "removed")
 """States that close an item (a decision was made about the flag)."""
+OPEN_STATES: tuple[str, ...] = ("pending", "escalated")
+"""States of items still waiting for a decision (the backlog)."""
+DEFAULT_SLA_HOURS = 24.0
+"""Response-time target when the settings name none: an item should be decided within a day."""
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The open items of the review queue at one moment.
+
+    Attributes:
+        open: items in state ``pending`` or ``escalated``; ``escalated`` of them escalated.
+        oldest_hours: hours since the oldest open item was created (None when none is open).
+        past_sla: open items created more than ``sla_hours`` before ``as_of``.
+        sla_hours: the response-time target used.
+        as_of: the moment (naive UTC).
+    """
+
+    open: int
+    escalated: int
+    oldest_hours: float | None
+    past_sla: int
+    sla_hours: float
+    as_of: datetime
+
+    def line(self) -> str:
+        """One line for a KPI strip, e.g. ``"194 open (3 escalated) · oldest 12.5 d · 190 past the 24 h target"``."""
+        if not self.open:
+            return "No open items: the review queue is empty."
+        oldest = self.oldest_hours or 0.0
+        age = f"{oldest:.1f} h" if oldest < 48 else f"{oldest / 24:.1f} d"
+        return (
+            f"{self.open:,} open ({self.escalated:,} escalated) · oldest {age} · "
+            f"{self.past_sla:,} past the {self.sla_hours:g} h response-time target"
+        )
+
+
+def backlog(queue: pl.DataFrame, *, sla_hours: float, as_of: datetime) -> Backlog:
+    """Open items, the oldest one's age and the items past the response-time target.
+
+    Args:
+        queue: the queue with its live ``state`` and ``created_at`` (naive UTC), one row per item
+            (``dashboards.review_ui.with_live_states``).
+        sla_hours: the response-time target, hours (> 0).
+        as_of: the moment to measure at (naive UTC; usually now).
+
+    Raises:
+        ValueError: ``sla_hours`` <= 0.
+    """
+    if sla_hours <= 0:
+        raise ValueError(f"sla_hours must be > 0, got {sla_hours}")
+    waiting = queue.filter(pl.col("state").is_in(OPEN_STATES)) if queue.height else queue
+    if waiting.is_empty():
+        return Backlog(0, 0, None, 0, float(sla_hours), as_of)
+    hours = waiting.select(
+        ((pl.lit(as_of) - pl.col("created_at")).dt.total_seconds() / 3600.0).clip(lower_bound=0.0).alias("h")
+    )["h"]
+    return Backlog(
+        open=waiting.height,
+        escalated=int((waiting["state"] == "escalated").sum()),
+        oldest_hours=float(hours.max()),
+        past_sla=int((hours > sla_hours).sum()),
+        sla_hours=float(sla_hours),
+        as_of=as_of,
+    )
 
 
 def flag_volume(queue: pl.DataFrame, every: str = "1d") -> pl.DataFrame:
@@ -119,12 +189,14 @@ def queue_age(queue: pl.DataFrame, decisions: pl.DataFrame) -> QueueAge:
 
 
 def decisions_per_moderator(decisions: pl.DataFrame) -> pl.DataFrame:
-    """Decisions per moderator and action.
+    """Decisions per moderator and action (every row of the log counts, undo and reopen too,
+    so ``total`` sums to the audit log's count).
 
     Returns:
-        ``actor``, ``approve``, ``remove``, ``escalate``, ``total``, by ``total`` descending.
+        ``actor``, ``approve``, ``remove``, ``escalate``, ``reopen``, ``undo``, ``total``, by
+        ``total`` descending.
     """
-    actions = ("approve", "remove", "escalate")
+    actions = ("approve", "remove", "escalate", "reopen", "undo")
     if decisions.is_empty():
         return pl.DataFrame(schema={"actor": pl.String, **{a: pl.UInt32 for a in actions}, "total": pl.UInt32})
     return (

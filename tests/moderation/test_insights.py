@@ -130,3 +130,32 @@ def test_suggestion_with_too_little_data_says_so(queue, decisions) -> None:
     assert "No threat scores" in insights.suggest_threshold(decided, "threat").reason
     with pytest.raises(ValueError, match="target precision"):
         insights.suggest_threshold(decided, "toxicity", target=0.0)
+
+
+def test_backlog_open_oldest_and_past_the_target(queue) -> None:
+    """Six items created 0, 0, 1, 1, 2, 2 days after T0; c1 removed, c2 escalated, c3 approved:
+    open are c2, c4, c5, c6; as of T0 + 2 d 6 h their ages are 54, 30, 6, 6 h."""
+    live = queue.with_columns(state=pl.Series(["removed", "escalated", "approved", "pending", "pending", "pending"]))
+    as_of = T0 + timedelta(days=2, hours=6)
+    b = insights.backlog(live, sla_hours=24, as_of=as_of)
+    assert (b.open, b.escalated, b.oldest_hours, b.past_sla) == (4, 1, 54.0, 2)
+    assert b.line() == "4 open (1 escalated) · oldest 2.2 d · 2 past the 24 h response-time target"
+    assert insights.backlog(live, sla_hours=6, as_of=as_of).past_sla == 2, "exactly at the target is not past it"
+    assert insights.backlog(live, sla_hours=5.5, as_of=as_of).past_sla == 4
+    none = insights.backlog(live.with_columns(state=pl.lit("approved")), sla_hours=24, as_of=as_of)
+    assert (none.open, none.oldest_hours, none.past_sla) == (0, None, 0)
+    assert none.line() == "No open items: the review queue is empty."
+    with pytest.raises(ValueError, match="sla_hours must be > 0"):
+        insights.backlog(live, sla_hours=0, as_of=as_of)
+
+
+def test_undo_and_reopen_count_as_decisions(decisions) -> None:
+    extra = pl.DataFrame(
+        [("demo", "c2", "undo", "pending", "mod2", T0 + timedelta(hours=3), 2),
+         ("demo", "c3", "reopen", "pending", "mod", T0 + timedelta(days=3), 2)],
+        schema=decisions.schema, orient="row",
+    )  # fmt: skip
+    table = insights.decisions_per_moderator(pl.concat([decisions, extra]))
+    rows = {r["actor"]: r for r in table.iter_rows(named=True)}
+    assert (rows["mod2"]["undo"], rows["mod"]["reopen"]) == (1, 1)
+    assert table["total"].sum() == decisions.height + 2 == 9
