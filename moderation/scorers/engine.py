@@ -35,6 +35,11 @@ on the fp32 path they equal plain Detoxify's within float32 rounding (< 1e-6).
 
 ``quantization="onnx-int8"`` swaps the torch model for an int8 ONNX Runtime session built by
 :mod:`moderation.scorers.onnx` (see there).
+
+Calibration. A checkpoint folder may hold ``calibration.json`` (per-label monotone maps fitted
+on the validation split, :mod:`moderation.calibration`); the scorer then returns the calibrated
+probabilities for those labels and its model id ends in ``+cal-<sha8 of the file>`` (so
+calibrated and raw scores are never mixed in ``moderation.scores``). ``calibrate=False`` skips it.
 """
 
 from __future__ import annotations
@@ -296,6 +301,8 @@ class DetoxifyScorer:
         quantization: one of :data:`QUANTIZATIONS`; ``onnx-int8`` builds (once, then cached)
             and runs an int8 ONNX model and appends ``+onnx-int8`` to ``model_id``.
         cache_dir: where built ONNX models go (default: ``onnx/`` beside the checkpoint file).
+        calibrate: apply ``calibration.json`` beside a ``model.ckpt`` when present (see the
+            module docstring).
 
     Attributes:
         max_length: tokens per text after truncation (the tokenizer's ``model_max_length``,
@@ -326,6 +333,7 @@ class DetoxifyScorer:
         threads: int | None = None,
         quantization: str = "none",
         cache_dir: Path | str | None = None,
+        calibrate: bool = True,
     ) -> None:
         if (model is None) == (checkpoint is None):
             raise ValueError("give exactly one of model= (original|unbiased|multilingual) or checkpoint=PATH")
@@ -373,6 +381,14 @@ class DetoxifyScorer:
             # Scores are keyed by (content_hash, model_id): a checkpoint retrained in the same
             # folder is a different model, so its id carries the weights' hash.
             self.model_id = f"{self.model_id}@{self.model_version}"
+        self.calibration: dict[str, Any] = {}
+        if calibrate and checkpoint is not None and path.name == CHECKPOINT_FILE:
+            from moderation.calibration import read_calibration
+
+            found = read_calibration(path.parent)
+            if found is not None:
+                self.calibration = found[0]["labels"]
+                self.model_id = f"{self.model_id}+cal-{found[1]}"
         self.labels: tuple[str, ...] = tuple(label for label in LABELS if label in self._label_key)
         if not self.labels:
             raise ValueError(
@@ -543,6 +559,12 @@ class DetoxifyScorer:
             tokenize_s=t_model - t_start, model_s=t_end - t_model, total_s=t_end - t_start,
         )  # fmt: skip
         chosen = probs[:, self._class_index].astype(np.float64)[inverse]
+        if self.calibration:
+            from moderation.calibration import apply_calibrator
+
+            for j, label in enumerate(self.labels):
+                if label in self.calibration:
+                    chosen[:, j] = apply_calibrator(self.calibration[label], chosen[:, j])
         return pl.DataFrame({label: chosen[:, j] for j, label in enumerate(self.labels)})
 
     def _pad(self, features: dict[str, list[list[int]]], lengths: list[int], batch: list[int]) -> dict[str, np.ndarray]:

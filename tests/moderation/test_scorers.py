@@ -436,3 +436,30 @@ def test_rewrite_leaves_checkpoint_untouched(tiny_dir: Path) -> None:
     DetoxifyScorer(checkpoint=tiny_dir / CHECKPOINT_FILE, huggingface_config_path=tiny_dir / CONFIG_SUBDIR)
     assert (tiny_dir / CHECKPOINT_FILE).read_bytes() == before
     assert sorted(p.name for p in tiny_dir.iterdir()) == sorted([CHECKPOINT_FILE, CONFIG_SUBDIR])
+
+
+def test_auto_prefers_configured_then_community_then_published(
+    tiny_dir: Path, empty_hub: Path, tmp_path: Path
+) -> None:
+    """The preference order of ``auto``: configured checkpoint > community model > cached
+    published Detoxify model > lexical; the fallback's reason says how to build the community model."""
+    models = tmp_path / "models"
+    fallback = load_scorer("auto", models_dir=models)
+    assert isinstance(fallback, LexicalScorer)
+    assert "make model" in (fallback.fallback_reason or "") and f"no community model built in {models / 'community'}" in (
+        fallback.fallback_reason or ""
+    )
+    cached = detoxify_cache_path("unbiased")  # a published model in the cache (the tiny one stands in)
+    cached.parent.mkdir(parents=True)
+    shutil.copy(tiny_dir / CHECKPOINT_FILE, cached)
+    published = load_scorer("auto", config_dir=tiny_dir / CONFIG_SUBDIR, models_dir=models)
+    assert published.model_id == "detoxify:unbiased"
+    shutil.copytree(tiny_dir, models / "community")  # `make model` / `pulse moderation promote` put it here
+    community = load_scorer("auto", config_dir=tiny_dir / CONFIG_SUBDIR, models_dir=models)
+    assert community.model_id == f"checkpoint:community@{community.model_version}" and not community.is_fallback
+    other = shutil.copytree(tiny_dir, tmp_path / "configured")
+    configured = load_scorer("auto", checkpoint=other, models_dir=models)
+    assert configured.model_id.startswith("checkpoint:configured@")
+    # a configured checkpoint that is gone: the community model is next, not the lexical fallback
+    gone = load_scorer("auto", checkpoint=tmp_path / "gone", models_dir=models)
+    assert gone.model_id == community.model_id

@@ -98,9 +98,13 @@ def test_checkpoint_loads_through_load_scorer_and_card_is_true(trained, small_se
     out = result.out_dir
     assert (out / CHECKPOINT_FILE).is_file() and (out / CONFIG_SUBDIR / "config.json").is_file()
     cfg = json.loads((out / CONFIG_SUBDIR / "config.json").read_text())
-    assert cfg["num_labels"] == 1 and cfg["num_hidden_layers"] == 1 and cfg["id2label"] == {"0": "toxicity"}
+    # three outputs: toxicity (both sets), insult (Jigsaw's column), identity_attack (Davidson class 0, Jigsaw)
+    assert cfg["num_labels"] == 3 and cfg["num_hidden_layers"] == 1
+    assert cfg["id2label"] == {"0": "toxicity", "1": "insult", "2": "identity_attack"}
     scorer = load_scorer(f"checkpoint:{out}")  # the real Detoxify class, offline
-    assert scorer.labels == ("toxicity",) and scorer.model_id == result.model_id
+    assert scorer.labels == ("toxicity", "insult", "identity_attack") and scorer.model_id == result.model_id
+    cal_sha8 = hashlib.sha256((out / "calibration.json").read_bytes()).hexdigest()[:8]
+    assert scorer.model_id == f"checkpoint:community@{scorer.model_version}+cal-{cal_sha8}"
     assert scorer.model_version == hashlib.sha256((out / CHECKPOINT_FILE).read_bytes()).hexdigest()[:12]
     assert scorer._detox.tokenizer.model_max_length == 32  # scoring truncates as training did
 
@@ -274,3 +278,37 @@ def test_load_decisions_uses_the_latest_final_decision(tmp_path: Path) -> None:
     con.execute("delete from moderation.decisions where to_state <> 'escalated'")
     with pytest.raises(DecisionsUnavailableError, match="no item's latest decision is approved or removed"):
         load_decisions(con)
+
+
+def test_masked_bce_gives_no_gradient_to_a_missing_label() -> None:
+    """A label no row of the batch carries (mask 0) adds nothing to the loss and gets no gradient;
+    the labelled cells give the plain BCE mean over those cells."""
+    import torch
+
+    from moderation.train import masked_bce
+
+    logits = torch.tensor([[2.0, -1.0, 0.5], [-0.5, 3.0, 1.0]], requires_grad=True)
+    targets = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # column 2 (identity_attack) unknown everywhere
+    loss = masked_bce(logits, targets, mask)
+    loss.backward()
+    assert logits.grad is not None
+    assert logits.grad[:, 2].abs().sum().item() == 0.0 and logits.grad[1, 1].item() == 0.0
+    # BCE(2, 1) = log(1 + e^-2) = 0.126928; BCE(-1, 0) = log(1 + e^-1) = 0.313262; BCE(-0.5, 0) = log(1 + e^-0.5) = 0.474077
+    assert loss.item() == pytest.approx((0.126928 + 0.313262 + 0.474077) / 3, abs=1e-5)
+    assert logits.grad[0, 0].item() == pytest.approx((torch.sigmoid(torch.tensor(2.0)).item() - 1) / 3, abs=1e-6)
+    empty = masked_bce(logits, targets, torch.zeros_like(mask))
+    assert empty.item() == 0.0
+
+
+@pytest.mark.full_data
+def test_presets_carry_the_auxiliary_labels(full_toxicity_data: Path) -> None:
+    """OLID sub-tasks B/C, Davidson class 0 and Kaggle's Insult become insult / identity_attack
+    (counts: OLID's paper, Zampieri et al. 2019, Table 3: TIN 3,876, GRP 1,074; Davidson class 0: 1,430)."""
+    olid = load_labelled(full_toxicity_data / "olid_train" / "olid-training-v1.0.tsv").frame
+    assert (int(olid["insult"].sum()), int(olid["identity_attack"].sum())) == (3876, 1074)
+    assert olid["insult"].null_count() == 0
+    davidson = load_labelled(full_toxicity_data / "davidson" / "labeled_data.csv").frame
+    assert "insult" not in davidson.columns and int(davidson["identity_attack"].sum()) == 1430
+    kaggle = load_labelled(full_toxicity_data / "kaggle_insults" / "train.csv").frame
+    assert int(kaggle["insult"].sum()) == int(kaggle["label"].sum()) == 1049 and "identity_attack" not in kaggle.columns
