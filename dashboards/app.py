@@ -4,8 +4,9 @@ A router around the pages in ``dashboards/views/``: it sets up the page, checks 
 serving snapshot exists, offers the source selector in the sidebar (when there are several
 sources) and runs the page chosen in the navigation menu. Analytics are read from the
 published snapshot ``serving.duckdb``, read-only. Everyone signs in first
-(:mod:`dashboards.auth`); the menu depends on the role. Only the review pages write, and only
-to the review store (moderators' decisions, user accounts), never to the warehouse.
+(:mod:`dashboards.auth`); the menu depends on the role (:data:`PAGES`), and the URL of a page
+the role lacks answers with a short message. Only the review pages write, and only to the
+review store (moderators' decisions, user accounts), never to the warehouse.
 
 Why ``views/`` and not ``pages/``: Streamlit treats a ``pages/`` folder beside the entry point
 as a legacy (v1) multipage app until a run has called ``st.navigation``; on a fresh server
@@ -29,34 +30,51 @@ PAGES_DIR = Path(__file__).with_name("views")
 PAGE_ICON = Path(__file__).with_name("static") / "icon.svg"
 
 
-def _pages(role: str) -> list[st.Page]:
-    """The navigation menu for ``role``, in order (the first page is the default).
+PAGES: tuple[tuple[str, str, str, frozenset[str]], ...] = (
+    ("overview.py", "Overview", ":material/dashboard:", auth.ANALYTICS_ROLES),
+    ("peak_times.py", "Peak times", ":material/schedule:", auth.EVERYONE),
+    ("trending.py", "Trending topics", ":material/trending_up:", auth.ANALYTICS_ROLES),
+    ("best_time.py", "Best time to post", ":material/event_available:", auth.EVERYONE),
+    ("review_queue.py", "Review queue", ":material/shield:", auth.ACTING_ROLES),
+    ("audit_log.py", "Audit log", ":material/history:", auth.ACTING_ROLES),
+    ("moderation_insights.py", "Moderation insights", ":material/insights:", auth.INSIGHT_ROLES),
+    ("model_quality.py", "Model quality", ":material/fact_check:", auth.EVERYONE),
+    ("pipeline_health.py", "Pipeline health", ":material/monitor_heart:", auth.EVERYONE),
+    ("data_docs.py", "Data Docs", ":material/description:", auth.PIPELINE_ROLES),
+    ("users_admin.py", "Users", ":material/group:", auth.ADMIN_ROLES),
+)
+"""Every page, in menu order: (file in ``views/``, title, icon, roles that may open it)."""
 
-    Everyone signed in gets the analytics pages; moderators and admins get the Review queue
-    and the Audit log; managers, moderators and admins get Moderation insights (aggregates
-    only); admins get Users.
+
+def _no_access(title: str, allowed: frozenset[str], role: str):
+    """A hidden stand-in for a page ``role`` may not open: its URL answers with a short message."""
+
+    def page() -> None:
+        st.title(title)
+        st.error(auth.no_access_message(allowed, role), icon=":material/block:")
+
+    return page
+
+
+def _pages(role: str) -> list[st.Page]:
+    """The navigation for ``role``, in menu order.
+
+    Everyone signed in gets Peak times, Best time to post, Model quality and Pipeline health;
+    moderators, managers and admins also the analytics pages that list members' titles (Overview,
+    Trending topics) and Moderation insights (aggregates only); moderators and admins the Review
+    queue and the Audit log; data engineers and admins Data Docs; admins Users. The default is
+    Overview, or Pipeline health for roles without Overview. A page the role may not open is
+    registered hidden (not in the menu) under its own URL, answering with
+    :func:`dashboards.auth.no_access_message` instead of a silent redirect to the default page.
     """
-    pages = [
-        st.Page(PAGES_DIR / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
-        st.Page(PAGES_DIR / "peak_times.py", title="Peak times", icon=":material/schedule:"),
-        st.Page(PAGES_DIR / "trending.py", title="Trending topics", icon=":material/trending_up:"),
-        st.Page(PAGES_DIR / "best_time.py", title="Best time to post", icon=":material/event_available:"),
-    ]
-    if role in auth.ACTING_ROLES:
-        pages += [
-            st.Page(PAGES_DIR / "review_queue.py", title="Review queue", icon=":material/shield:"),
-            st.Page(PAGES_DIR / "audit_log.py", title="Audit log", icon=":material/history:"),
-        ]
-    if role in auth.INSIGHT_ROLES:
-        pages.append(
-            st.Page(PAGES_DIR / "moderation_insights.py", title="Moderation insights", icon=":material/insights:")
-        )
-    pages += [
-        st.Page(PAGES_DIR / "model_quality.py", title="Model quality", icon=":material/fact_check:"),
-        st.Page(PAGES_DIR / "pipeline_health.py", title="Pipeline health", icon=":material/monitor_heart:"),
-    ]
-    if role in auth.ADMIN_ROLES:
-        pages.append(st.Page(PAGES_DIR / "users_admin.py", title="Users", icon=":material/group:"))
+    default = "overview.py" if role in auth.ANALYTICS_ROLES else "pipeline_health.py"
+    pages = []
+    for file, title, icon, allowed in PAGES:
+        if role in allowed:
+            pages.append(st.Page(PAGES_DIR / file, title=title, icon=icon, default=file == default))
+        else:
+            stand_in = _no_access(title, allowed, role)
+            pages.append(st.Page(stand_in, title=title, icon=icon, url_path=Path(file).stem, visibility="hidden"))
     return pages
 
 
@@ -70,8 +88,9 @@ def _follow_deep_link(pages: list[st.Page], page: st.Page) -> None:
     streamlit-authenticator's cookie component makes the browser rerun the script as soon as it
     loads, and that rerun may arrive without the page from the URL, landing on the default
     page. Within the first few seconds of a session, a run that lands on the default page is
-    switched to the page the URL named (only if this user's menu has it: a manager following a
-    link to the queue stays on Overview). The link is recorded by :func:`_remember_deep_link` at
+    switched to the page the URL named (a page this role may not open is a hidden stand-in that
+    says so: a manager following a link to the queue reads "This page is for moderators and
+    admins"). The link is recorded by :func:`_remember_deep_link` at
     the start of the session's first run (later runs may already carry the rewritten URL).
     """
     import time
@@ -145,7 +164,7 @@ def main() -> None:
     page = st.navigation(pages)
     _follow_deep_link(pages, page)
     if not path.is_file():
-        if page.title == "Users":
+        if page.title in ("Users", "Data Docs"):  # neither reads the snapshot
             page.run()
             return
         _missing_snapshot(path)

@@ -6,19 +6,33 @@ streamlit-authenticator's (``Authenticate.login``), fed :meth:`ReviewStore.crede
 users only) on every run, so a deactivated account cannot sign in and a role change applies
 at the next click.
 
-Roles (``moderation.review_store.ROLES``):
+Roles (``moderation.review_store.ROLES``; the page sets below, the menu in ``dashboards.app``):
 
 - ``moderator``: analytics pages, Review queue, Audit log, Moderation insights; acts on items.
-- ``manager``: analytics pages and Moderation insights (aggregates only; no page of theirs
-  shows the text of a removed item).
-- ``admin``: everything a moderator has, plus Users (add, change role, deactivate).
+- ``manager``: analytics pages and Moderation insights (aggregates only: no raw quarantine
+  payload, no moderator's note, no text of a removed item).
+- ``data_engineer``: Pipeline health with raw quarantine payloads, Data Docs, Model quality and
+  the aggregate-only analytics pages (Peak times, Best time to post); no review pages, no page
+  listing members' titles.
+- ``admin``: everything, plus Users (add, change role, reset password, deactivate, unlock).
+
+A page a role lacks is not in its menu; its URL answers with :func:`no_access_message` ("This
+page is for moderators and admins; you are signed in as manager") instead of redirecting.
 
 Re-authentication cookie: streamlit-authenticator signs a JWT cookie with a key. The key comes
 from ``PULSE_AUTH_COOKIE_KEY`` (``Settings.auth_cookie_key``); when unset, a random key is made
 once per app process, so cookies stop working and everyone signs in again after a restart.
 
-The signed-in user is re-read from the store on every run (role, active flag): the session
-only remembers the username streamlit-authenticator put in ``st.session_state``.
+Session epoch: the store keeps a per-user ``session_epoch`` that a password change, a role
+change, a deactivation and "Sign out everywhere" (sidebar, or ``pulse review
+sign-out-everywhere``) bump. A sign-in records the account's epoch in the session
+(:data:`EPOCH_STATE_KEY`) and in the cookie (an ``epoch`` claim next to streamlit-authenticator's
+``username`` and ``exp_date``: :func:`_guard_login` replaces the cookie model's token encoder). The
+signed-in user is re-read from the store on every run (role, active flag, epoch); a session whose
+epoch differs is signed out (cookie deleted) with :data:`SESSION_ENDED_MESSAGE`, and a cookie
+whose epoch differs (or that has none: cookies from before this change) is refused at
+re-authentication. A session marked signed in without going through either path (tests set
+``authentication_status`` directly) adopts the current epoch on its first run.
 
 Failed-attempt lockout: streamlit-authenticator's own ``max_login_attempts`` counts failures
 in the credentials dict, which is rebuilt from the store on every run, so it cannot hold. We
@@ -43,12 +57,21 @@ from typing import Any
 
 import streamlit as st
 
-from moderation.review_store import ReviewStore, ReviewUser
+from moderation.review_store import Accounts, ReviewStore, ReviewUser
 
 COOKIE_NAME = "pulse_auth"
 COOKIE_EXPIRY_DAYS = 1.0
 USER_STATE_KEY = "pulse_user"
 """Session-state key holding the signed-in :class:`ReviewUser` (set by :func:`sign_in`)."""
+
+EPOCH_STATE_KEY = "pulse_session_epoch"
+"""Session-state key: the account's session epoch when this session signed in."""
+NOTICE_STATE_KEY = "pulse_signin_notice"
+"""Session-state key: why this session was signed out (shown once above the sign-in form)."""
+SESSION_ENDED_MESSAGE = (
+    "You were signed out: your password, role or account changed, or someone signed this account "
+    "out everywhere. Sign in again."
+)
 
 ACTING_ROLES: frozenset[str] = frozenset({"moderator", "admin"})
 """Roles that may open the Review queue and the Audit log."""
@@ -56,6 +79,20 @@ INSIGHT_ROLES: frozenset[str] = frozenset({"moderator", "manager", "admin"})
 """Roles that may open Moderation insights."""
 ADMIN_ROLES: frozenset[str] = frozenset({"admin"})
 """Roles that may open Users."""
+ANALYTICS_ROLES: frozenset[str] = frozenset({"moderator", "manager", "admin"})
+"""Roles that may open the analytics pages that list members' titles (Overview, Trending topics)."""
+PIPELINE_ROLES: frozenset[str] = frozenset({"data_engineer", "admin"})
+"""Roles that may open Data Docs and see raw quarantine payloads on Pipeline health (the same
+roles as ``dashboards.data.RESTRICTED_ROLES``, which guards the restricted snapshot)."""
+EVERYONE: frozenset[str] = frozenset({"moderator", "manager", "admin", "data_engineer"})
+"""Every role (pages without member text: Peak times, Best time to post, Model quality, Pipeline health)."""
+
+ROLE_PLURALS: dict[str, str] = {
+    "moderator": "moderators",
+    "manager": "managers",
+    "data_engineer": "data engineers",
+    "admin": "admins",
+}
 
 LOCKED_MESSAGE = "Too many failed sign-ins for this account; try again after {until} UTC or ask an admin."
 """Shown while a username is locked (the same for unknown usernames: existence is not revealed)."""
@@ -107,8 +144,27 @@ def current_user() -> ReviewUser | None:
 
 def _forget() -> None:
     """Drop every sign-in key from the session (streamlit-authenticator's and ours)."""
-    for key in ("authentication_status", "username", "name", "email", "roles", USER_STATE_KEY, LOCKED_STATE_KEY):
+    for key in (
+        "authentication_status",
+        "username",
+        "name",
+        "email",
+        "roles",
+        USER_STATE_KEY,
+        LOCKED_STATE_KEY,
+        EPOCH_STATE_KEY,
+    ):
         st.session_state.pop(key, None)
+
+
+def no_access_message(allowed: frozenset[str] | set[str], role: str) -> str:
+    """The message a page's URL shows to a role that may not open it, e.g. "This page is for
+    moderators and admins; you are signed in as manager." (roles in ``ROLES`` order)."""
+    from moderation.review_store import ROLES
+
+    names = [ROLE_PLURALS.get(r, r) for r in ROLES if r in allowed]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"This page is for {listed}; you are signed in as {role.replace('_', ' ')}."
 
 
 def lockout_policy(settings: Any) -> tuple[int, timedelta]:
@@ -139,19 +195,35 @@ def _guard_login(authenticator: Any, store: ReviewStore, settings: Any) -> None:
     controller = authenticator.authentication_controller
     original: Callable[..., bool | None] = controller.login
     max_failures, window = lockout_policy(settings)
+    _sign_cookies_with_epoch(authenticator)
 
     def login(username: str | None = None, password: str | None = None, *args: Any, **kwargs: Any) -> bool | None:
-        if not (username or "").strip():  # cookie re-authentication (token=...) or an empty form
+        token = kwargs.get("token")
+        if token:  # cookie re-authentication: only with the account's current epoch
+            user = store.user(str(token.get("username") or ""))
+            if user is None or not user.active or token.get("epoch") != user.session_epoch:
+                st.session_state[NOTICE_STATE_KEY] = SESSION_ENDED_MESSAGE
+                authenticator.cookie_controller.delete_cookie()
+                return None
+            result = original(username, password, *args, **kwargs)
+            if st.session_state.get("authentication_status"):
+                st.session_state[EPOCH_STATE_KEY] = user.session_epoch
+            return result
+        if not (username or "").strip():  # an empty form
             return original(username, password, *args, **kwargs)
         st.session_state.pop(LOCKED_STATE_KEY, None)
         now = datetime.now(UTC)
         until = store.locked_until(username, now)
         if until is None:
+            before = store.user(Accounts.signin_key(username))  # the epoch this password was checked under
             ok = original(username, password, *args, **kwargs)
             if ok:
                 until = store.locked_until(username, now)  # locked by another process meanwhile?
                 if until is None:
                     store.reset_signin_failures(username)
+                    if before is None:  # a username the store spells differently from its sign-in key
+                        before = store.user(st.session_state.get("username") or "")
+                    st.session_state[EPOCH_STATE_KEY] = before.session_epoch if before is not None else -1
                     return ok
                 _forget()  # undo the authentication the library just put in the session
             else:
@@ -163,6 +235,38 @@ def _guard_login(authenticator: Any, store: ReviewStore, settings: Any) -> None:
         return False
 
     controller.login = login
+
+
+def _sign_cookies_with_epoch(authenticator: Any) -> None:
+    """Make the re-authentication cookie carry the session's epoch.
+
+    streamlit-authenticator 0.4.2's ``CookieModel._token_encode`` signs ``{"username",
+    "exp_date"}`` (HS256, the cookie key) when a password sign-in succeeds; this encoder signs the
+    same claims plus ``epoch`` (:data:`EPOCH_STATE_KEY`, set by :func:`_guard_login` just before).
+    The decoder is the library's (any claims pass through), checked in :func:`_guard_login`.
+    """
+    import jwt
+
+    model = authenticator.cookie_controller.cookie_model
+
+    def token_encode() -> str:
+        claims = {
+            "username": st.session_state["username"],
+            "exp_date": model.exp_date,
+            "epoch": st.session_state.get(EPOCH_STATE_KEY),
+        }
+        return jwt.encode(claims, model.cookie_key, algorithm="HS256")
+
+    model._token_encode = token_encode
+
+
+def _end_session(authenticator: Any, message: str) -> None:
+    """Sign this session out (cookie deleted), remember ``message`` for the sign-in form, rerun."""
+    if st.session_state.get("authentication_status"):
+        authenticator.logout(location="unrendered")
+    _forget()
+    st.session_state[NOTICE_STATE_KEY] = message
+    st.rerun()
 
 
 def sign_in(store: ReviewStore, settings: Any) -> ReviewUser:
@@ -209,10 +313,13 @@ def sign_in(store: ReviewStore, settings: Any) -> ReviewUser:
         st.stop()
     status = st.session_state.get("authentication_status")
     locked = st.session_state.get(LOCKED_STATE_KEY)
+    notice = st.session_state.pop(NOTICE_STATE_KEY, None)
     if status is False and locked is not None:
         st.error(locked_message(locked), icon=":material/lock_clock:")
     elif status is False:
         st.error("Wrong username or password.", icon=":material/lock:")
+    elif not status and notice:
+        st.info(notice, icon=":material/logout:")
     if not status:
         st.stop()
     user = store.user(st.session_state.get("username") or "")
@@ -220,12 +327,22 @@ def sign_in(store: ReviewStore, settings: Any) -> ReviewUser:
         _forget()
         st.error("This account no longer exists or was deactivated; ask an admin.", icon=":material/block:")
         st.stop()
+    if st.session_state.setdefault(EPOCH_STATE_KEY, user.session_epoch) != user.session_epoch:
+        _end_session(authenticator, SESSION_ENDED_MESSAGE)
     st.session_state[USER_STATE_KEY] = user
-    st.sidebar.caption(f"Signed in as **{_md(user.name or user.username)}** ({user.role})")
+    st.sidebar.caption(f"Signed in as **{_md(user.name or user.username)}** ({user.role.replace('_', ' ')})")
     if st.sidebar.button("Sign out", key="pulse_sign_out", icon=":material/logout:"):
         authenticator.logout(location="unrendered")
         _forget()
         st.rerun()
+    if st.sidebar.button(
+        "Sign out everywhere",
+        key="pulse_sign_out_everywhere",
+        icon=":material/devices:",
+        help="Ends every session and remembered sign-in of this account, on every device.",
+    ):
+        store.sign_out_everywhere(user.username, actor=user.username)
+        _end_session(authenticator, "You signed out everywhere: every session of this account has ended.")
     return user
 
 

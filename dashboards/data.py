@@ -36,10 +36,9 @@ ENGAGEMENT_TYPES: tuple[str, ...] = ("upvote", "downvote", "favorite", "accept",
 """Activity types that are engagement events (hour-precise ones only in the heatmap)."""
 
 
-RESTRICTED_ROLES: frozenset[str] = frozenset({"admin"})
-"""Roles that may read the restricted snapshot (raw quarantine payloads, decision notes). A
-``data_engineer`` role would join here; it needs the review store's role CHECK constraint
-widened (``moderation.review_store.schema``) first."""
+RESTRICTED_ROLES: frozenset[str] = frozenset({"admin", "data_engineer"})
+"""Roles that may read the restricted snapshot (raw quarantine payloads, decision notes). Data
+engineers read payloads on Pipeline health; no page of theirs reads notes (``dashboards.app.PAGES``)."""
 
 
 class RestrictedDataError(PermissionError):

@@ -63,8 +63,11 @@ class Settings(BaseSettings):
         scorer_threads: intra-op threads the scorer uses; unset = the cores available to the process.
         airflow_pool: the one-slot Airflow pool shared by warehouse-writing tasks.
         alert_webhook: URL the DAGs' failure notifier posts to (a secret: environment only).
-        data_docs_dir: where each run builds Great Expectations' Data Docs (one site per suite);
-            by default the dashboards' static folder, so the Pipeline health page links to it.
+        data_docs_dir: where each run builds Great Expectations' Data Docs (one site per suite;
+            they may hold sample unexpected values, i.e. members' data): by default
+            ``data/data_docs`` beside the warehouse, created owner-only, never a folder Streamlit
+            serves; the dashboards' Data Docs page (data engineers and admins) offers each site
+            as a download after sign-in.
         freshness_max_lag_hours: the freshness expectation's limit on the age of the newest
             record, relative to the end of the run's data interval (or now), in hours.
         volume_band_min_runs: previous successful runs needed before the volume band applies.
@@ -104,9 +107,16 @@ class Settings(BaseSettings):
             stay. Unset (default): keep bodies.
         privacy_replace_mentions: ``pulse privacy forget-user`` replaces other members'
             ``@<name>`` mentions of the erased member by ``@`` + their pseudonym (default True).
-        pseudonym_key: key of the HMAC-SHA256 pseudonyms in manager-facing marts (a secret:
-            environment ``PULSE_PSEUDONYM_KEY`` only). Unset: a random key generated once inside
-            the warehouse (``ops.privacy_keys``) is used.
+        privacy_key: the privacy key ring (a secret: environment ``PULSE_PRIVACY_KEY`` only): keys
+            separated by commas, the current one first, each hex or base64 of 32+ bytes; tombstone
+            hashes and pseudonyms derive from it (HKDF; :mod:`warehouse.privacy_keys`, which reads
+            the variable wherever the warehouse is opened). Unset: the key file.
+        privacy_key_file: the key file used when ``PULSE_PRIVACY_KEY`` is unset (environment
+            ``PULSE_PRIVACY_KEY_FILE`` only, read by :mod:`warehouse.privacy_keys`; default
+            ``~/.config/pulse/privacy.key``, created 0600 on first use; a group/world-readable file
+            is refused). Keep it outside ``data/`` and back it up apart from the data.
+        pseudonym_key: deprecated alias of ``privacy_key`` (environment ``PULSE_PSEUDONYM_KEY``):
+            when ``PULSE_PRIVACY_KEY`` is unset, SHA-256 of it is the privacy key (with a warning).
         api_host / api_port: where ``pulse api serve`` listens (default 127.0.0.1:8000).
         api_rate_per_second / api_rate_burst: each API key's token bucket (sustained requests per
             second; requests at once after idling); over it: 429 with ``Retry-After``.
@@ -163,7 +173,7 @@ class Settings(BaseSettings):
     scorer_threads: int | None = Field(None, ge=1, le=1024)
     airflow_pool: str = "pulse_warehouse"
     alert_webhook: SecretStr | None = None
-    data_docs_dir: Path = Path(__file__).resolve().parents[1] / "dashboards" / "static" / "data_docs"
+    data_docs_dir: Path = Path("data/data_docs")
     freshness_max_lag_hours: float = Field(48.0, gt=0)
     volume_band_min_runs: int = Field(3, ge=2)
     postgres_dsn: SecretStr | None = None
@@ -183,6 +193,8 @@ class Settings(BaseSettings):
     privacy_erasure_mode: Literal["redact", "delete"] = "redact"
     privacy_replace_mentions: bool = True
     raw_body_retention_days: int | None = Field(None, ge=0)
+    privacy_key: SecretStr | None = None
+    privacy_key_file: Path | None = None
     pseudonym_key: SecretStr | None = None
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
@@ -213,6 +225,19 @@ class Settings(BaseSettings):
     def _known_timezone(cls, v: str) -> str:
         if v not in _timezones():
             raise ValueError(f"unknown IANA timezone {v!r}; use a name such as 'Europe/Berlin' or 'UTC'")
+        return v
+
+    @field_validator("privacy_key")
+    @classmethod
+    def _privacy_key_decodes(cls, v: SecretStr | None) -> SecretStr | None:
+        from warehouse.privacy_keys import PrivacyKeyError, parse_key
+
+        for i, part in enumerate((v.get_secret_value() if v else "").split(",")):
+            if part.strip():
+                try:
+                    parse_key(part, f"entry {i + 1}")
+                except PrivacyKeyError as exc:
+                    raise ValueError(str(exc)) from None  # names the entry, never the value
         return v
 
     @field_validator("scorer")
@@ -274,7 +299,8 @@ class Settings(BaseSettings):
 
 #: Config keys that are secrets by name (any value refused in a config file).
 _SECRET_KEY_NAME = re.compile(
-    r"password|passwd|secret|token|api_?key|cookie_key|pseudonym_key|backup_key|webhook", re.IGNORECASE
+    r"password|passwd|secret|token|api_?key|cookie_key|privacy_key(?!_file)|pseudonym_key|backup_key|webhook",
+    re.IGNORECASE,
 )
 #: A URL or DSN carrying a password: scheme://user:password@host, or key=value DSNs with password=.
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.\-]*://[^/@:\s]*:[^/@\s]+@|\bpassword\s*=", re.IGNORECASE)
@@ -323,13 +349,24 @@ def load_settings(**overrides: Any) -> Settings:
     """
     kwargs = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**kwargs)
+        settings = Settings(**kwargs)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
             key = "__".join(str(p) for p in err["loc"]) or "(settings)"
+            got = "a value not shown: a secret" if _SECRET_KEY_NAME.search(key) else repr(err.get("input"))
             lines.append(
-                f"PULSE_{key.upper()} (config key '{'.'.join(str(p) for p in err['loc'])}'): "
-                f"{err['msg']} (got {err.get('input')!r})"
+                f"PULSE_{key.upper()} (config key '{'.'.join(str(p) for p in err['loc'])}'): {err['msg']} (got {got})"
             )
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    # Process-wide policy, read where the warehouse layer acts (it does not import settings):
+    # the key file, and the umask that makes every file this process creates owner-only.
+    if settings.privacy_key_file is not None:
+        os.environ["PULSE_PRIVACY_KEY_FILE"] = str(settings.privacy_key_file)
+    from warehouse.files import restrict_umask
+
+    try:
+        restrict_umask()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return settings

@@ -3,14 +3,13 @@
 Reads ``ops.runs``, ``ops.stream_counts``, ``ops.step_log``, ``raw.quarantine_counts`` and
 ``quality.validation_results`` from the serving snapshot. Quarantined payloads are raw source
 records (members' text and ids): only roles in :data:`dashboards.data.RESTRICTED_ROLES`
-(admins) see samples, read from the restricted snapshot
+(data engineers and admins) see samples, read from the restricted snapshot
 (:func:`dashboards.data.restricted_query`); everyone else sees counts per reason. Payloads are
-shown as plain text (``st.code``), never rendered.
+shown as plain text (``st.code``), never rendered. Data Docs have their own page
+(``views/data_docs.py``, data engineers and admins); this page only points to it.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import plotly.graph_objects as go
 import polars as pl
@@ -150,7 +149,7 @@ def quarantine_section(source: str | None, run_id: str) -> None:
     user = auth.current_user()
     role = user.role if user else None
     if role not in data.RESTRICTED_ROLES:
-        st.caption("Sample payloads (members' raw records) are shown to admins only.")
+        st.caption("Sample payloads (members' raw records) are shown to data engineers and admins only.")
         return
     for row in reasons.iter_rows(named=True):
         with st.expander(f"{row['stream']} · {components.md_escape(str(row['reason']))} ({row['records']})"):
@@ -307,25 +306,13 @@ def monitoring_history_section(source: str | None) -> None:
 
 
 def data_docs_section() -> None:
-    """Links to the Great Expectations Data Docs the latest run built (one site per suite)."""
-    from pulse.settings import load_settings
-
-    docs = load_settings().data_docs_dir
-    sites = sorted(p.parent.name for p in docs.glob("*/index.html")) if docs.is_dir() else []
+    """Where the Great Expectations Data Docs are: the Data Docs page, for data engineers and admins."""
     st.subheader("Data Docs")
-    if not sites:
-        components.empty_state(f"No Data Docs built yet in {docs} (each pipeline run builds them).")
-        return
-    static = Path(__file__).resolve().parents[1] / "static"
-    served = docs.resolve().is_relative_to(static.resolve())
-    links = []
-    for site in sites:
-        if served:
-            rel = (docs / site / "index.html").resolve().relative_to(static.resolve())
-            links.append(f"[{site}](app/static/{rel.as_posix()})")
-        else:
-            links.append(f"`{(docs / site / 'index.html').as_posix()}`")
-    st.markdown("Great Expectations Data Docs of the latest run, per suite: " + " · ".join(links))
+    user = auth.current_user()
+    if user is not None and user.role in auth.PIPELINE_ROLES:
+        st.markdown("Great Expectations' reports of the latest run, per suite: open **Data Docs** in the menu.")
+    else:
+        st.caption("Great Expectations' reports can list sample member data: they are for data engineers and admins.")
 
 
 def render() -> None:

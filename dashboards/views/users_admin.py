@@ -1,9 +1,14 @@
-"""Users: admins add review-app accounts, change roles, deactivate, re-activate and unlock them.
+"""Users: admins add review-app accounts, change roles, reset passwords, sign accounts out
+everywhere, deactivate, re-activate and unlock them.
 
-A new account gets a generated password (``moderation.review_store.generate_password``, 144
-random bits) shown once, on this page, right after it is created; only its bcrypt hash is
-stored. There is no default password. A username locked after too many failed sign-ins
-(``dashboards.auth``) shows a warning and an "Unlock sign-in" button. Admins only.
+A new account (and a reset password) gets a generated password
+(``moderation.review_store.generate_password``, 144 random bits) shown once, on this page, right
+after it is made; only its bcrypt hash is stored. There is no default password. A username
+locked after too many failed sign-ins (``dashboards.auth``) shows a warning and an "Unlock
+sign-in" button. Every change goes through the store's account methods with the signed-in
+admin as actor, so it is in the admin-action log (``review_admin_actions``); a role change,
+password reset, deactivation or "Sign out everywhere" ends the account's open sessions (its
+session epoch is bumped). Admins only.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ def _add(actor: str) -> None:
             email=(st.session_state.get("users_email") or "").strip(),
             role=st.session_state.get("users_role") or "moderator",
             password=password,
+            actor=actor,
         )
     except (ValueError, ReviewError) as exc:
         st.session_state["users_flash"] = ("error", f"Not added: {exc}")
@@ -82,7 +88,7 @@ def render() -> None:
         if target == admin.username and role != "admin":
             st.error("You cannot take away your own admin role; ask another admin.")
         else:
-            store.set_role(target, role)
+            store.set_role(target, role, actor=admin.username)
             st.session_state["users_flash"] = ("success", f"{target} is now {role}.")
             st.rerun()
     locked = store.locked_until(target)
@@ -92,21 +98,43 @@ def render() -> None:
             icon=":material/lock_clock:",
         )
         if st.button("Unlock sign-in", key="users_unlock", icon=":material/lock_open:"):
-            store.reset_signin_failures(target)
+            store.unlock(target, actor=admin.username)
             st.session_state["users_flash"] = ("success", f"{target} was unlocked and may sign in again.")
             st.rerun()
+    reset, everywhere = st.columns(2)
+    if reset.button(
+        "Reset password",
+        key="users_reset_password",
+        icon=":material/key:",
+        disabled=target == admin.username,  # it would end this session before the password is shown
+        help="A new generated password, shown once; the user's open sessions end.",
+    ):
+        password = generate_password()
+        store.set_password(target, password, actor=admin.username)
+        st.session_state[NEW_PASSWORD_KEY] = (target, password)
+        st.session_state["users_flash"] = ("success", f"{target} has a new password and was signed out everywhere.")
+        st.rerun()
+    if everywhere.button(
+        "Sign out everywhere",
+        key="users_sign_out_everywhere",
+        icon=":material/devices:",
+        help="Ends every open session and remembered sign-in of this account.",
+    ):
+        store.sign_out_everywhere(target, actor=admin.username)
+        st.session_state["users_flash"] = ("success", f"{target} was signed out everywhere.")
+        st.rerun()
     if current.active:
         if st.button(
             "Deactivate",
             key="users_deactivate",
             disabled=target == admin.username,
-            help="Signs the user out at their next click; their past decisions stay in the audit log.",
+            help="Ends the user's sessions at once; their past decisions stay in the audit log.",
         ):
-            store.deactivate(target)
+            store.deactivate(target, actor=admin.username)
             st.session_state["users_flash"] = ("success", f"{target} was deactivated.")
             st.rerun()
     elif st.button("Re-activate", key="users_activate"):
-        store.activate(target)
+        store.activate(target, actor=admin.username)
         st.session_state["users_flash"] = ("success", f"{target} was re-activated.")
         st.rerun()
 

@@ -761,8 +761,12 @@ def test_csv_export_defuses_formulas() -> None:
 
 
 def test_pipeline_health_monitoring_history_and_data_docs(serve, pipeline_snapshot) -> None:
-    """The demo ends on 2026-08-30: the freshness warning shows in the history; Data Docs are linked."""
-    import os
+    """The demo ends on 2026-08-30: the freshness warning shows in the history; the Data Docs the run
+    built are on the Data Docs page (admins, data engineers) as one zip per suite, outside any served folder."""
+    import io
+    import zipfile
+
+    from dashboards.views.data_docs import zip_site
 
     serve(pipeline_snapshot)
     expected = sql(
@@ -775,11 +779,21 @@ def test_pipeline_health_monitoring_history_and_data_docs(serve, pipeline_snapsh
     assert "Freshness and volume over time" in [s.value for s in at.subheader]
     captions = " ".join(c.value for c in at.caption)
     assert f"{expected['runs']} runs checked; {expected['warnings']} warnings" in captions
-    docs = os.environ["PULSE_DATA_DOCS_DIR"]
-    markdown = " ".join(m.value for m in at.markdown)
+    assert "open **Data Docs** in the menu" in " ".join(m.value for m in at.markdown)
+    docs = Path(os.environ["PULSE_DATA_DOCS_DIR"])
+    assert not docs.resolve().is_relative_to(APP.parent.resolve()), "never under the dashboards (static) folder"
+    at.switch_page("views/data_docs.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    listed = at.dataframe[0].value
+    assert list(listed["suite"]) == ["marts", "monitoring", "staging"]
+    assert all(n >= 1 for n in listed["validation_pages"])
     for suite in ("marts", "monitoring", "staging"):
-        assert f"{docs}/{suite}/index.html" in markdown
-        assert (Path(docs) / suite / "index.html").is_file()
+        index = docs / suite / "index.html"
+        with zipfile.ZipFile(io.BytesIO(zip_site(str(index.parent.resolve()), index.stat().st_mtime_ns))) as archive:
+            names = archive.namelist()
+            assert archive.read("index.html") == index.read_bytes()
+        assert any(n.startswith("validations/") and n.endswith(".html") for n in names)
+        assert "static/styles/data_docs_default_styles.css" in names  # relative assets travel with it
 
 
 def test_health_date_range(serve, pipeline_snapshot) -> None:

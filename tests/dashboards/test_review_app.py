@@ -123,7 +123,7 @@ def test_lockout_policy_comes_from_the_settings(
     [
         ("mod", ["audit_log.py", "moderation_insights.py", "review_queue.py"]),
         ("boss", ["moderation_insights.py"]),
-        ("admin", ["audit_log.py", "moderation_insights.py", "review_queue.py", "users_admin.py"]),
+        ("admin", ["audit_log.py", "data_docs.py", "moderation_insights.py", "review_queue.py", "users_admin.py"]),
     ],
 )
 def test_navigation_by_role(serve, snapshot, signed_in, username, extra) -> None:
@@ -156,9 +156,12 @@ def test_deactivated_or_demoted_user_loses_access_at_the_next_click(
     serve(snapshot)
     at = signed_in(fresh_app(), "mod").run()
     assert "review_queue.py" in known_pages(at)
+    # a role change ends the session (epoch bumped): tests/dashboards/test_auth_session.py
     fresh_review_store.set_role("mod", "manager")
     at.run()
-    assert "review_queue.py" not in known_pages(at)
+    assert "review_queue.py" not in known_pages(at) and "Overview" not in [t.value for t in at.main.title]
+    at = signed_in(fresh_app(), "mod").run()
+    assert "review_queue.py" not in known_pages(at), "signed in again: a manager's menu"
     fresh_review_store.deactivate("mod")
     at.run()
     assert "This account no longer exists or was deactivated; ask an admin." in [e.value for e in at.error]

@@ -300,7 +300,8 @@ def validate(
     """Run ``checks`` over ``frames`` with Great Expectations and return every result.
 
     With ``docs_dir``, GE's Data Docs for this call are (re)built at ``docs_dir/<suite>/``
-    (``index.html`` lists the run's validation results, one page per table).
+    (``index.html`` lists the run's validation results, one page per table); ``docs_dir`` is
+    created owner-only (``warehouse.files.private_dir``) if missing.
 
     One ephemeral GE context per call, one pandas datasource, and per table one dataframe
     asset, one expectation suite and one ``ValidationDefinition`` run. Only the columns the
@@ -352,6 +353,9 @@ def validate(
     )
     datasource = context.data_sources.add_pandas(name="community_pulse")
     if docs_dir is not None:
+        from warehouse.files import private_dir
+
+        private_dir(Path(docs_dir))  # owner-only when created here: Data Docs may hold sample member data
         context.add_data_docs_site(
             site_name="pulse",
             site_config={
