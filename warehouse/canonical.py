@@ -48,6 +48,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -285,10 +286,13 @@ class QuarantineLog:
         self._sampled: dict[tuple[str, str, str], int] = {}
         self._stored_bytes = 0
 
-    def add(self, stream: str, record_key: str | None, reason: str, detail: str, payload: Any) -> bool:
+    def add(
+        self, stream: str, record_key: str | None, reason: str, detail: str | Callable[[], str], payload: Any
+    ) -> bool:
         """Count one bad record; store its payload if the sample for its scope and reason has room.
 
-        ``payload`` is kept as text (anything else as JSON), converted only when stored.
+        ``payload`` is kept as text (anything else as JSON), converted only when stored;
+        ``detail`` may be a function making it, called only when stored.
 
         Returns:
             True when the payload was stored.
@@ -300,6 +304,8 @@ class QuarantineLog:
         if taken >= self.sample_per_reason or self._stored_bytes >= MAX_STORED_BYTES:
             return False
         self._sampled[scoped] = taken + 1
+        if not isinstance(detail, str):
+            detail = detail()
         text = payload if isinstance(payload, str) else json.dumps(payload, default=str, ensure_ascii=False)
         stored = cap_payload(text, self.payload_bytes)
         self._stored_bytes += len(stored) + len(detail)

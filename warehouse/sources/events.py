@@ -92,9 +92,11 @@ Quarantine reasons (payload = the raw line, or the Parquet row as JSON; detail s
 
 from __future__ import annotations
 
+import functools
 import glob
 import gzip
 import hashlib
+import io
 import itertools
 import json
 import logging
@@ -179,6 +181,9 @@ _FILE_EVENTS_SCHEMA: dict[str, pl.DataType] = {"source": pl.String(), "sha256": 
 #: Deterministic JSON for ``properties`` (sorted keys), so a re-read event compares unchanged.
 _PROPERTIES_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 _KNOWN_FIELDS = frozenset({"event_id", "event_type", "content_id", "user_id", "occurred_at", "properties"})
+_decode = json.JSONDecoder().decode
+_EVENT_TYPES_TEXT = ", ".join(sorted(EVENT_TYPES))
+_FLAG_TYPES_TEXT = ", ".join(sorted(FLAG_TYPES))
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -239,12 +244,13 @@ class EventExtract(Extract):
 
 
 class _Bad(Exception):
-    """A record that cannot be mapped: its quarantine reason and detail."""
+    """A record that cannot be mapped: its quarantine reason, detail and ``event_id`` if it had a valid one."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, key: str | None = None) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+        self.key = key
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,35 +443,40 @@ def _map_record(record: Any, where: str, now: datetime) -> tuple[dict[str, Any],
     normalized = event_type.strip().lower() if isinstance(event_type, str) else None
     if normalized not in EVENT_TYPES:
         raise _Bad(
-            "unknown_event_type",
-            f"{where}: event_type {event_type!r} is not one of {', '.join(sorted(EVENT_TYPES))}",
+            "unknown_event_type", f"{where}: event_type {event_type!r} is not one of {_EVENT_TYPES_TEXT}", event_id
         )
     try:
         content_id = _id(record.get("content_id"))
     except TypeError as exc:
-        raise _Bad("missing_content_id", f"{where}: content_id must be a string or integer ({exc})") from None
+        raise _Bad("missing_content_id", f"{where}: content_id must be a string or integer ({exc})", event_id) from None
     if content_id is None:
-        raise _Bad("missing_content_id", f"{where}: content_id is missing or empty")
+        raise _Bad("missing_content_id", f"{where}: content_id is missing or empty", event_id)
     try:
         user_id = _id(record.get("user_id"))
     except TypeError as exc:
-        raise _Bad("bad_user_id", f"{where}: user_id must be a string, an integer or null ({exc})") from None
+        raise _Bad("bad_user_id", f"{where}: user_id must be a string, an integer or null ({exc})", event_id) from None
     try:
         occurred_at, precision = parse_occurred_at(record.get("occurred_at"))
     except ValueError as exc:
-        raise _Bad("bad_timestamp", f"{where}: {exc}") from None
+        raise _Bad("bad_timestamp", f"{where}: {exc}", event_id) from None
     if occurred_at > now:
         raise _Bad(
             "future_timestamp",
             f"{where}: occurred_at {occurred_at:%Y-%m-%dT%H:%M:%S} UTC is after now ({now:%Y-%m-%dT%H:%M:%S})",
+            event_id,
         )
-    properties = _properties(record)
+    try:
+        properties = _properties(record)
+    except _Bad as exc:
+        exc.key = event_id
+        raise
     if normalized == "report":
         flag_type = json.loads(properties).get("flag_type") if properties else None
         if flag_type not in FLAG_TYPES:
             raise _Bad(
                 "bad_flag_type",
-                f"{where}: a report needs properties.flag_type in {', '.join(sorted(FLAG_TYPES))}, got {flag_type!r}",
+                f"{where}: a report needs properties.flag_type in {_FLAG_TYPES_TEXT}, got {flag_type!r}",
+                event_id,
             )
     row = {
         "event_id": event_id,
@@ -496,7 +507,24 @@ def _mtime(path: Path) -> datetime:
 
 
 def _open(path: Path, fmt: str) -> BinaryIO:
-    return gzip.open(path, "rb") if fmt == "jsonl.gz" else path.open("rb")  # type: ignore[return-value]
+    """The file's bytes, decompressed as a stream for gzip (a C-level buffered reader either way)."""
+    if fmt == "jsonl.gz":
+        return io.BufferedReader(gzip.GzipFile(path, "rb"), buffer_size=1 << 16)  # type: ignore[arg-type]
+    return path.open("rb")
+
+
+#: What :func:`_json_lines` yields as the record of a line that is not a JSON object (its first
+#: non-blank character is not ``{``): quarantined as ``bad_json`` without being parsed.
+_NOT_AN_OBJECT = object()
+
+
+def _not_an_object_detail(where: str, text: str) -> str:
+    """The ``bad_json`` detail of a line that is not a JSON object (parsed only for a stored sample)."""
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        return f"{where}: {exc}"
+    return f"{where}: a JSON {type(value).__name__}, not an object"
 
 
 def _json_lines(
@@ -505,8 +533,11 @@ def _json_lines(
     """Yield ``(line number, raw text, decoded record, problem)`` for every non-blank line.
 
     At most ``max_line_bytes + 1`` bytes of a line are held: a longer line is drained to its
-    newline in chunks of 1 MiB and yielded as ``oversized_line`` with its first 200 bytes.
+    newline in chunks of 1 MiB and yielded as ``oversized_line`` with its first 200 bytes. A
+    line whose first non-blank character is not ``{`` is yielded with the record
+    :data:`_NOT_AN_OBJECT`, unparsed (junk is recognised at the cost of one comparison).
     """
+    name = str(path)
     with _open(path, fmt) as f:
         lineno = 0
         while True:
@@ -529,7 +560,7 @@ def _json_lines(
                     None,
                     _Bad(
                         "oversized_line",
-                        f"{path} line {lineno}: {size:,} bytes, longer than {max_line_bytes:,} "
+                        f"{name} line {lineno}: {size:,} bytes, longer than {max_line_bytes:,} "
                         "(PULSE_EVENT_MAX_LINE_BYTES)",
                     ),
                 )
@@ -540,15 +571,19 @@ def _json_lines(
                 text = line.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raw = line.decode("utf-8", "backslashreplace").rstrip("\r\n")
-                yield lineno, raw, None, _Bad("invalid_utf8", f"{path} line {lineno}: {exc}")
+                yield lineno, raw, None, _Bad("invalid_utf8", f"{name} line {lineno}: {exc}")
                 continue
             text = text.rstrip("\r\n")
-            if not text.strip():
+            stripped = text.lstrip()
+            if not stripped:
+                continue
+            if stripped[0] != "{":
+                yield lineno, text, _NOT_AN_OBJECT, None
                 continue
             try:
-                record = json.loads(text)
+                record = _decode(text)  # json.loads without its per-call checks
             except (json.JSONDecodeError, RecursionError) as exc:
-                yield lineno, text, None, _Bad("bad_json", f"{path} line {lineno}: {exc}")
+                yield lineno, text, None, _Bad("bad_json", f"{name} line {lineno}: {exc}")
                 continue
             yield lineno, text, record, None
 
@@ -648,42 +683,38 @@ def extract_events(
             continue
         fmt = _format_of(path) or "jsonl"
         tally = tallies[sha] = _FileTally()
-        qlog.scope = str(path)  # payload samples are capped per reason and file
+        name = qlog.scope = str(path)  # payload samples are capped per reason and file
         unit = "row" if fmt == "parquet" else "line"
         try:
             records = _parquet_rows(path) if fmt == "parquet" else _json_lines(path, fmt, max_line_bytes)
             for lineno, raw, record, bad in records:
-                where = f"{path} {unit} {lineno}"
                 tally.read += 1
-                ec.read += 1
-                event_id: str | None = None
-                try:
-                    if bad is not None:
-                        raise bad
-                    row, event_id = _map_record(record, where, now)
-                except _Bad as exc:
-                    if event_id is None and isinstance(record, dict):
-                        try:
-                            event_id = _id(record.get("event_id"))
-                        except TypeError:
-                            event_id = None
-                    # a dict is turned into JSON only if its payload is stored (the first few per reason)
-                    qlog.add("engagement_events", event_id, exc.reason, exc.detail, raw if raw is not None else record)
-                    tally.quarantined += 1
-                    ec.quarantined += 1
-                    continue
-                earlier = events.get(event_id)
-                if earlier is not None:
-                    tallies[earlier[1]].skipped += 1
-                    ec.skip(DUPLICATE_EVENT_RULE)
-                events[event_id] = (row, sha)
+                if bad is None and record is not _NOT_AN_OBJECT:
+                    try:
+                        row, event_id = _map_record(record, f"{name} {unit} {lineno}", now)
+                    except _Bad as exc:
+                        bad = exc
+                    else:
+                        earlier = events.get(event_id)
+                        if earlier is not None:
+                            tallies[earlier[1]].skipped += 1
+                            ec.skip(DUPLICATE_EVENT_RULE)
+                        events[event_id] = (row, sha)
+                        continue
+                tally.quarantined += 1
+                # Details and payloads are made only for the stored sample (the first few per
+                # reason and file), so a flood of junk lines costs a counter each.
+                if bad is None:
+                    reason, key = "bad_json", None
+                    detail: Any = functools.partial(_not_an_object_detail, f"{name} line {lineno}", raw)
+                else:
+                    reason, key, detail = bad.reason, bad.key, bad.detail
+                qlog.add("engagement_events", key, reason, detail, raw if raw is not None else record)
         except (OSError, EOFError, zlib.error, pl.exceptions.PolarsError, pa.ArrowException) as exc:
             # Unreadable file (corrupt Parquet, broken gzip): one quarantine record for the file.
             # Rows already taken from a broken gzip stand (they were read and are valid).
             tally.read += 1
-            ec.read += 1
             tally.quarantined += 1
-            ec.quarantined += 1
             qlog.add(
                 "engagement_events",
                 None,
@@ -692,6 +723,8 @@ def extract_events(
                 json.dumps({"path": str(path), "sha256": sha, "size_bytes": size}),
             )
             log.warning("event file %s is unreadable: %s", path, exc)
+        ec.read += tally.read
+        ec.quarantined += tally.quarantined
         seen_in_batch[sha] = (str(path), tally.read)
         file_rows.append(
             {"source": source, "sha256": sha, "path": str(path), "size_bytes": size, "mtime": mtime, "format": fmt}
