@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import plotly.graph_objects as go
@@ -59,6 +60,42 @@ def with_live_states(items: pl.DataFrame, states: pl.DataFrame) -> pl.DataFrame:
     ).drop("_stored_state", "_version", "_stored_hash")
 
 
+def sla_hours(settings: Any) -> float:
+    """The review response-time target in hours: ``settings.review_sla_hours`` when the settings
+    have it (``PULSE_REVIEW_SLA_HOURS``), else :data:`moderation.insights.DEFAULT_SLA_HOURS`."""
+    from moderation.insights import DEFAULT_SLA_HOURS
+
+    return float(getattr(settings, "review_sla_hours", None) or DEFAULT_SLA_HOURS)
+
+
+def undo_seconds(settings: Any) -> float:
+    """The undo window in seconds: ``settings.review_undo_seconds`` when the settings have it
+    (``PULSE_REVIEW_UNDO_SECONDS``), else :data:`moderation.review_store.DEFAULT_UNDO_SECONDS`."""
+    from moderation.review_store import DEFAULT_UNDO_SECONDS
+
+    return float(getattr(settings, "review_undo_seconds", None) or DEFAULT_UNDO_SECONDS)
+
+
+def live_backlog(source: str | None, store: ReviewStore, sla: float, as_of: datetime | None = None) -> Any:
+    """The backlog (:func:`moderation.insights.backlog`) of ``source`` (None: all sources) now:
+    the snapshot's queue (ids and times only, no text) with live states from the store.
+
+    Returns:
+        A :class:`moderation.insights.Backlog`, or None when the snapshot has no queue.
+    """
+    from dashboards import data
+    from moderation.insights import backlog
+
+    if not data.table_exists("marts", "moderation_queue"):
+        return None
+    where, params = data.source_clause(source)
+    items = data.query(
+        f"select source, content_id, created_at, content_hash from marts.moderation_queue where {where}", params
+    )
+    live = with_live_states(items, store.item_states(source))
+    return backlog(live, sla_hours=sla, as_of=as_of or datetime.now(UTC).replace(tzinfo=None))
+
+
 def state_counts(items: pl.DataFrame) -> dict[str, int]:
     """Items per state, every state present (0 when none)."""
     counts = dict(items.group_by("state").len().iter_rows()) if items.height else {}
@@ -73,27 +110,35 @@ def conflict_message(exc: ConflictError) -> str:
     return f"{who} already {verb} this item at {when}; reload to see it. Nothing was written."
 
 
-def highlight_html(explanation: Explanation | None, text: str, *, k: int = 5) -> str:
-    """The item text as escaped HTML with the top-``k`` driver words in ``<mark>`` elements.
+def highlight_html(explanation: Explanation | None, text: str, *, k: int = 5, max_height: int = 220) -> str:
+    """The item text as escaped HTML with the top-``k`` driver words (and the words of the
+    explanation's sufficient set) in ``<mark>`` elements; the block scrolls beyond ``max_height`` px.
 
     Every piece of ``text`` goes through ``html.escape`` (see the module docstring); the only
     tags are the ``<div>`` and ``<mark>`` elements built here, with fixed attributes. Each mark's
     ``title`` gives the score drop, a number formatted here.
     """
-    pieces = segments(explanation, k=k) if explanation is not None and explanation.text == text else [(text, None)]
+    usable = explanation is not None and explanation.text == text
+    pieces = segments(explanation, k=k) if usable else [(text, None)]
+    in_set = set(explanation.sufficient) if usable else set()
     out = []
     for piece, drop in pieces:
         escaped = html.escape(piece, quote=True)
         if drop is None:
             out.append(escaped)
         else:
+            title = (
+                "removed together with the other marked words, the score falls below the threshold"
+                if piece.lower() in in_set and len(in_set) > 1
+                else f"score drop {drop:.2f} without this word"
+            )
             out.append(
-                f'<mark class="pulse-driver" title="score drop {drop:.2f} without this word" '
+                f'<mark class="pulse-driver" title="{title}" '
                 f'style="background:#fecaca;color:#7f1d1d;padding:0 2px;border-radius:3px">{escaped}</mark>'
             )
     return (
         '<div class="pulse-item-text" style="white-space:pre-wrap;font-family:ui-monospace,monospace;'
-        "font-size:0.9rem;border:1px solid #e2e8f0;border-radius:6px;padding:10px;max-height:420px;"
+        f"font-size:0.9rem;border:1px solid #e2e8f0;border-radius:6px;padding:10px;max-height:{max_height}px;"
         'overflow-y:auto">' + "".join(out) + "</div>"
     )
 

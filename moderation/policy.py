@@ -128,6 +128,17 @@ NO_HOLD_MODEL_PREFIXES: tuple[str, ...] = ("lexical:",)
 """Models (by ``model_id`` prefix) whose scores never trigger a hold recommendation."""
 
 
+REPEAT_OFFENDER_MIN_FLAGS = 3
+"""Earlier flagged items (in the window) from which an author counts as a repeat offender."""
+
+
+def is_repeat_offender(prior_flags: int | None, prior_removals: int | None) -> bool:
+    """Whether the author is a repeat offender: at least :data:`REPEAT_OFFENDER_MIN_FLAGS` earlier
+    flagged or reported items, or at least one earlier item removed by a moderator (the counts of
+    ``marts.moderation_queue``, over ``repeat_offender_window_days`` before the item)."""
+    return (prior_flags or 0) >= REPEAT_OFFENDER_MIN_FLAGS or (prior_removals or 0) >= 1
+
+
 def is_lexical(model_id: str | None, is_fallback: bool | None = None) -> bool:
     """Whether the scores came from a lexical model (chosen, or ``auto``'s fallback)."""
     return bool(is_fallback) or (model_id is not None and model_id.startswith(NO_HOLD_MODEL_PREFIXES))

@@ -1,4 +1,10 @@
-"""Moderation insights: flag volume, queue age, decisions per moderator, model–moderator agreement.
+"""Moderation insights: backlog, flag volume, queue age, decisions per moderator, model–moderator agreement.
+
+The backlog (open items, the oldest one's age, items past the response-time target) is live:
+the snapshot's queue with the review store's states, measured now
+(:func:`dashboards.review_ui.live_backlog`); the target defaults to the settings' and can be
+changed on the page. Every decision row counts (undo and reopen too), so the totals here
+equal the Audit log's.
 
 Aggregates only, never an item's text: managers may open this page. Flags come from the
 snapshot (``marts.moderation_queue``, only id, time, tag and score columns are read), decisions
@@ -11,10 +17,12 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from dashboards import auth, components, data
+from dashboards import auth, components, data, review_ui
 from moderation import insights
 
-AGGREGATE_COLUMNS = ("source", "content_id", "created_at", "tags", "flagged_labels", "max_label", "max_score")
+AGGREGATE_COLUMNS = (
+    "source", "content_id", "created_at", "content_hash", "tags", "flagged_labels", "max_label", "max_score",
+)  # fmt: skip
 
 
 def load_flags(source: str | None) -> pl.DataFrame:
@@ -70,6 +78,24 @@ def duration(hours: float | None) -> str:
     return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} d"
 
 
+def backlog_section(source: str | None, store: object, settings: object) -> None:
+    """Open items, the oldest one's age, items past the response-time target (live)."""
+    st.subheader("Backlog")
+    sla = st.number_input(
+        "Response-time target (hours)", min_value=0.5, max_value=24.0 * 90, value=review_ui.sla_hours(settings),
+        step=1.0, key="insights_sla", help="An item should be decided within this many hours of its creation "
+        "(default: the setting PULSE_REVIEW_SLA_HOURS).",
+    )  # fmt: skip
+    backlog = review_ui.live_backlog(source, store, float(sla))
+    if backlog is None:
+        return
+    a, b, c = st.columns(3)
+    a.metric("Open items", f"{backlog.open:,}", help="Pending or escalated, live from the review store.")
+    b.metric("Oldest open item", duration(backlog.oldest_hours), help="Time since its creation, as of now.")
+    c.metric(f"Past the {float(sla):g} h target", f"{backlog.past_sla:,}")
+    st.caption(f"As of {backlog.as_of:%Y-%m-%d %H:%M} UTC; {backlog.escalated:,} of the open items are escalated.")
+
+
 def render() -> None:
     """The Moderation insights page."""
     auth.require_role(auth.INSIGHT_ROLES, "Moderation insights")
@@ -84,7 +110,9 @@ def render() -> None:
 
     settings = load_settings()
     flags = load_flags(source)
-    decisions = auth.review_store().decisions(source=source)
+    store = auth.review_store()
+    decisions = store.decisions(source=source)
+    backlog_section(source, store, settings)
     st.subheader("Flag volume")
     if flags.is_empty():
         components.empty_state("No flagged items in this snapshot.")

@@ -326,6 +326,21 @@ def hot_threads(source: str | None, limit: int = 10) -> pl.DataFrame:
     )
 
 
+def backlog_line(source: str | None) -> None:
+    """The moderation backlog as one KPI line (open items, oldest, past the response-time target),
+    live from the review store (:func:`dashboards.review_ui.live_backlog`); nothing when the
+    snapshot has no moderation queue."""
+    from dashboards import auth, review_ui
+    from pulse.settings import load_settings
+
+    backlog = review_ui.live_backlog(source, auth.review_store(), review_ui.sla_hours(load_settings()))
+    if backlog is not None:
+        st.markdown(
+            f"**Moderation backlog:** {backlog.line().rstrip('.')}.",
+            help="Open: pending or escalated, live from the review store. Details on Moderation insights.",
+        )
+
+
 def render() -> None:
     """The Overview page."""
     source = components.page_header(
@@ -355,8 +370,7 @@ def render() -> None:
     previous = period_stats(source, end - timedelta(days=2 * days - 1), end - timedelta(days=days), warm)
     st.markdown(headline(current, previous, days))
     kpis(current, previous)
-    # BACKLOG KPIs (issue #18, review-queue part): pending items, age of the oldest pending item and
-    # items past the response-time target, from moderation/insights.py, go here, under the KPIs.
+    backlog_line(source)
     daily = daily_rows(source, start, end)
     if daily.is_empty():
         components.empty_state(f"No engagement recorded between {start:%Y-%m-%d} and {end:%Y-%m-%d}.")

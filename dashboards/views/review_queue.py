@@ -1,9 +1,20 @@
 """Review queue: moderators work through flagged items and approve, remove or escalate them.
 
 The queue comes from the snapshot (``marts.moderation_queue``: ML flags and community reports,
-``priority`` 1 = review first); each item's state comes live from the review store, so an
-action shows at once, without waiting for the pipeline. Moderators and admins only
-(:func:`dashboards.auth.require_role`).
+``priority`` 1 = review first, by the documented ``priority_score`` shown with each item);
+each item's state comes live from the review store, so an action shows at once, without
+waiting for the pipeline. Moderators and admins only (:func:`dashboards.auth.require_role`).
+
+Layout (master–detail, made to fit 1440 x 900 without scrolling): on the left the compact
+list (filters in a popover, bulk actions below); on the right the open item: badges (hold
+recommended, repeat offender, fallback model), reasons, the priority formula with the item's
+numbers, the highlighted text, score bars, author history, thread context and the action bar.
+
+Forgiving: after each action a toast names the item and offers **Undo** (``U``) for
+``PULSE_REVIEW_UNDO_SECONDS`` (default 30 s); the undo, and a later **Reopen** of an approved
+or removed item, are new decision rows (the log stays append-only). Approving an item with a
+hold recommendation or by a repeat offender takes a confirming keystroke: ``A`` arms the
+approval and ``Y`` confirms it (``N`` cancels).
 
 Concurrency: every action carries the item version the moderator saw when the page was drawn
 (button callbacks get it as an argument). If a colleague acted in between, the store refuses
@@ -11,8 +22,9 @@ Concurrency: every action carries the item version the moderator saw when the pa
 acted and when.
 
 Keyboard shortcuts (Streamlit button shortcuts): ``A`` approve, ``X`` remove (with the chosen
-reason), ``E`` escalate, ``J`` next item. They work while focus is not in a text field.
-Streamlit reserves ``C`` and ``R``.
+reason), ``E`` escalate, ``J`` next item, ``U`` undo, ``Y`` / ``N`` confirm / cancel an
+approval, ``O`` reopen. They work while focus is not in a text field. Streamlit reserves ``C``
+and ``R``.
 
 Untrusted text: the item text is shown through :func:`dashboards.review_ui.highlight_html`
 (every piece HTML-escaped); titles, authors, tags and notes through ``st.text``; table cells
@@ -21,6 +33,7 @@ are inert.
 
 from __future__ import annotations
 
+import time
 from datetime import date
 from typing import Any
 
@@ -28,6 +41,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards import auth, components, data, review_ui
+from moderation import policy
 from moderation.explain import occlusion
 from moderation.review_store import REASON_CODES, ConflictError, ReviewError, TransitionError
 from pulse.api.live_queue import LiveQueue, merge_live
@@ -39,7 +53,9 @@ ITEM_KEY = "review_item"
 REASON_KEY = "review_reason"
 NOTE_KEY = "review_note"
 BULK_REASON_KEY = "review_bulk_reason"
-ACTION_LABELS = {"approve": "Approve", "remove": "Remove", "escalate": "Escalate"}
+CONFIRM_KEY = "review_confirm"
+LAST_KEY = "review_last_action"
+PAST = {"approve": "Approved", "remove": "Removed", "escalate": "Escalated", "reopen": "Reopened", "undo": "Undid"}
 
 
 def _settings() -> Any:
@@ -76,24 +92,25 @@ def _options(items: pl.DataFrame, column: str) -> list[str]:
 
 def filters(items: pl.DataFrame) -> pl.DataFrame:
     """The filter bar (state, queue reason, label, score range, tag, author, date); returns the matching items."""
-    top = st.columns([2, 2, 2, 2])
+    st.session_state.setdefault("review_states", ["pending", "escalated"])
+    top = st.columns(2)
     states = top[0].multiselect(
-        "State", list(review_ui.STATE_ORDER), default=["pending", "escalated"], key="review_states",
+        "State", list(review_ui.STATE_ORDER), key="review_states",
         help="Pending and escalated items still need a decision.",
     )  # fmt: skip
     reasons = top[1].multiselect(
         "Queue reason", _options(items, "queue_reasons"), key="review_reasons", placeholder="any reason"
     )
-    labels = top[2].multiselect(
+    top = st.columns(2)
+    labels = top[0].multiselect(
         "Flagged for", _options(items, "flagged_labels"), key="review_labels", placeholder="any label"
     )
-    low, high = top[3].slider("Highest score", 0.0, 1.0, (0.0, 1.0), 0.01, key="review_score_range")
-    bottom = st.columns([2, 2, 4])
+    low, high = top[1].slider("Highest score", 0.0, 1.0, (0.0, 1.0), 0.01, key="review_score_range")
+    bottom = st.columns(2)
     tags = bottom[0].multiselect("Tag", _options(items, "tags"), key="review_tags", placeholder="any tag")
     author = bottom[1].text_input("Author (name or id contains)", key="review_author")
     first, last = items["created_at"].min().date(), items["created_at"].max().date()
-    with bottom[2]:
-        start, end = components.date_range_filter(first, last, key="review_range")
+    start, end = components.date_range_filter(first, last, key="review_range")
     return apply_filters(items, states=states, labels=labels, score=(low, high), tags=tags, author=author,
                          start=start, end=end, reasons=reasons)  # fmt: skip
 
@@ -181,15 +198,46 @@ def _clear_selection() -> None:
     st.session_state[NONCE_KEY] = st.session_state.get(NONCE_KEY, 0) + 1
 
 
-def _act(item: dict[str, Any], action: str, actor: str, labels: tuple[str, ...]) -> None:
-    """Apply ``action`` to one item at the version the moderator saw (``item["version"]``)."""
+def needs_confirmation(item: dict[str, Any]) -> list[str]:
+    """Why approving ``item`` takes a confirming keystroke (empty: it does not): a hold
+    recommendation, a repeat offender (:func:`moderation.policy.is_repeat_offender`)."""
+    why = []
+    if item.get("hold"):
+        why.append("hold recommended")
+    if policy.is_repeat_offender(item.get("author_prior_flags"), item.get("author_prior_removals")):
+        why.append(f"repeat offender ({offender_counts(item)})")
+    return why
+
+
+def offender_counts(item: dict[str, Any]) -> str:
+    """``"12 earlier flags, 2 removed"`` from the mart's author history columns."""
+    flags, removals = item.get("author_prior_flags") or 0, item.get("author_prior_removals") or 0
+    return f"{flags} earlier flag{'' if flags == 1 else 's'}" + (f", {removals} removed" if removals else "")
+
+
+def excerpt(item: dict[str, Any], limit: int = 70) -> str:
+    """The start of the item's text on one line (untrusted: show with ``st.text``)."""
+    text = " ".join(review_ui.item_text(item).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _act(item: dict[str, Any], action: str, actor: str, labels: tuple[str, ...], confirmed: bool = False) -> None:
+    """Apply ``action`` to one item at the version the moderator saw (``item["version"]``).
+
+    An approval that :func:`needs_confirmation` is only armed (the page then asks for ``Y``)
+    unless ``confirmed``.
+    """
     reason = st.session_state.get(REASON_KEY)
     note = (st.session_state.get(NOTE_KEY) or "").strip() or None
     if action == "remove" and not reason:
         _flash("error", "Choose a reason before removing an item. Nothing was written.")
         return
+    if action == "approve" and not confirmed and needs_confirmation(item):
+        st.session_state[CONFIRM_KEY] = (item["source"], item["content_id"], int(item["version"]))
+        return
+    st.session_state.pop(CONFIRM_KEY, None)
     try:
-        auth.review_store().decide(
+        decision = auth.review_store().decide(
             source=item["source"], content_id=item["content_id"], action=action, actor=actor,
             expected_version=int(item["version"]), content_hash=item.get("content_hash"),
             reason_code=reason, note=note, model_id=item.get("model_id"),
@@ -204,8 +252,37 @@ def _act(item: dict[str, Any], action: str, actor: str, labels: tuple[str, ...])
     st.session_state[REASON_KEY] = None
     st.session_state[NOTE_KEY] = ""
     _clear_selection()
-    _flash("success", f"{ACTION_LABELS[action]}d {item['content_id']}" if action != "escalate"
-           else f"Escalated {item['content_id']}")  # fmt: skip
+    st.session_state[LAST_KEY] = {
+        "source": item["source"], "content_id": item["content_id"], "version": decision.item_version,
+        "action": action, "excerpt": excerpt(item), "at": time.monotonic(),
+    }  # fmt: skip
+    _flash("success", f"{PAST[action]} {item['content_id']}")
+    if action == "reopen":
+        st.session_state[ITEM_KEY] = item["content_id"]
+
+
+def _cancel_confirmation() -> None:
+    st.session_state.pop(CONFIRM_KEY, None)
+
+
+def _undo(last: dict[str, Any], actor: str) -> None:
+    """Undo the last action of this session (a new ``undo`` decision row); reopen its item."""
+    try:
+        auth.review_store().undo(
+            source=last["source"], content_id=last["content_id"], actor=actor, expected_version=int(last["version"]),
+            within_seconds=review_ui.undo_seconds(_settings()),
+        )  # fmt: skip
+    except ConflictError as exc:
+        _flash("conflict", review_ui.conflict_message(exc))
+        return
+    except (TransitionError, ReviewError) as exc:
+        _flash("error", f"Not undone: {exc}")
+        return
+    finally:
+        st.session_state.pop(LAST_KEY, None)
+    _clear_selection()
+    st.session_state[ITEM_KEY] = last["content_id"]
+    _flash("success", f"Undone: {PAST[last['action']].lower()} {last['content_id']} is back as it was")
 
 
 def _act_many(items: list[dict[str, Any]], action: str, actor: str, labels: tuple[str, ...]) -> None:
@@ -241,13 +318,14 @@ def _act_many(items: list[dict[str, Any]], action: str, actor: str, labels: tupl
 
 
 def show_flash() -> None:
-    """The outcome of the last action (set by a callback), shown once."""
+    """The outcome of the last action (set by a callback), shown once: a success as a toast
+    (bottom right, in view), a conflict or an error as a box."""
     flash = st.session_state.pop(FLASH_KEY, None)
     if flash is None:
         return
     kind, message = flash
     if kind == "success":
-        st.success(message, icon=":material/check_circle:")
+        st.toast(components.md_escape(message), icon=":material/check_circle:")
     elif kind == "conflict":
         st.error(message, icon=":material/group:")
     elif kind == "warning":
@@ -256,49 +334,76 @@ def show_flash() -> None:
         st.error(message, icon=":material/error:")
 
 
+def undo_toast(actor: str) -> None:
+    """The last action of this session, naming the item, with Undo while the window is open."""
+    last = st.session_state.get(LAST_KEY)
+    if not last:
+        return
+    window = review_ui.undo_seconds(_settings())
+    left = window - (time.monotonic() - last["at"])
+    if left <= 0:
+        st.session_state.pop(LAST_KEY, None)
+        return
+    with st.container(border=True, key="review_toast"):
+        text_col, button_col = st.columns([5, 1], vertical_alignment="center")
+        with text_col:
+            components.untrusted_text(
+                f"{PAST[last['action']]} {last['content_id']}: “{last['excerpt']}” · undo possible for {window:.0f} s"
+            )
+        button_col.button("Undo", key="act_undo", shortcut="U", icon=":material/undo:", on_click=_undo,
+                          args=(last, actor))  # fmt: skip
+
+
 # --- page sections ---------------------------------------------------------------------------
 
 
 def counts(items: pl.DataFrame) -> None:
-    """Items per state (the whole queue of this source, before filters)."""
+    """Items per state (the whole queue of this source, before filters), on one line."""
     per_state = review_ui.state_counts(items)
-    for column, state in zip(st.columns(len(per_state)), review_ui.STATE_ORDER, strict=True):
-        column.metric(state.capitalize(), f"{per_state[state]:,}")
+    st.markdown(" · ".join(f"{state.capitalize()} **{per_state[state]:,}**" for state in review_ui.STATE_ORDER))
 
 
 def queue_table(shown: pl.DataFrame, actor: str, labels: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The filtered queue as a selectable table; bulk actions on the selected rows.
+    """The filtered queue as a compact selectable list (tick one row to open it, several for
+    bulk actions, in the expander below it).
 
     Returns:
         The selected rows (dicts), in table order.
     """
+    repeat = [
+        policy.is_repeat_offender(f, r)
+        for f, r in zip(
+            shown["author_prior_flags"] if "author_prior_flags" in shown.columns else [0] * shown.height,
+            shown["author_prior_removals"] if "author_prior_removals" in shown.columns else [0] * shown.height,
+            strict=True,
+        )
+    ]
     table = shown.with_columns(
-        text=pl.coalesce(pl.col("title").replace("", None), pl.col("body_text")).fill_null("").str.slice(0, 80)
-    ).select(
-        "priority",
-        "state",
-        "max_label",
-        "max_score",
-        "flagged_labels",
-        "kind",
-        "created_at",
-        "author_name",
-        "text",
-        "content_id",
-        "version",
-    )
+        text=pl.coalesce(pl.col("title").replace("", None), pl.col("body_text")).fill_null("").str.slice(0, 60),
+        signs=pl.Series(
+            [
+                ("hold " if h else "") + ("repeat" if r else "")
+                for h, r in zip(shown["hold"].fill_null(False), repeat, strict=True)
+            ],
+            dtype=pl.String,
+        ),
+    ).select("priority", "state", "max_score", "signs", "text", "content_id", "author_name", "created_at")
     event = st.dataframe(
         data.list_to_text(table), hide_index=True, key=_table_key(), on_select="rerun", selection_mode="multi-row",
-        height=min(38 + 35 * table.height, 360),
-        column_config={"max_score": st.column_config.ProgressColumn("max score", min_value=0.0, max_value=1.0,
-                                                                    format="%.2f")},
+        height=470,
+        column_config={
+            "priority": st.column_config.NumberColumn("#", width=40),
+            "state": st.column_config.TextColumn("state", width=70),
+            "max_score": st.column_config.ProgressColumn("score", min_value=0.0, max_value=1.0, format="%.2f", width=70),
+            "signs": st.column_config.TextColumn("signs", width=80, help="hold: hold recommended · repeat: repeat offender"),
+            "text": st.column_config.TextColumn("text", width="medium"),
+        },
     )  # fmt: skip
     rows = sorted(event.selection.rows) if event is not None and hasattr(event, "selection") else []
     selected = [shown.row(i, named=True) for i in rows if i < shown.height]
-    with st.container(border=True):
+    with st.expander(f"Bulk actions ({len(selected)} selected)", expanded=len(selected) > 1):
         st.markdown(f"**Bulk actions** on the {len(selected)} selected items (tick rows in the table).")
-        cols = st.columns([2, 1, 1, 1])
-        cols[0].selectbox(
+        st.selectbox(
             "Reason for removal",
             list(REASON_CODES),
             index=None,
@@ -306,36 +411,20 @@ def queue_table(shown: pl.DataFrame, actor: str, labels: tuple[str, ...]) -> lis
             format_func=lambda c: REASON_CODES[c],
             placeholder="required to remove",
         )
+        cols = st.columns(3)
         disabled = not selected
-        cols[1].button(
-            "Approve selected",
-            key="bulk_approve",
-            disabled=disabled,
-            on_click=_act_many,
-            args=(selected, "approve", actor, labels),
-            icon=":material/check:",
-        )
-        cols[2].button(
-            "Remove selected",
-            key="bulk_remove",
-            disabled=disabled,
-            on_click=_act_many,
-            args=(selected, "remove", actor, labels),
-            icon=":material/delete:",
-        )
-        cols[3].button(
-            "Escalate selected",
-            key="bulk_escalate",
-            disabled=disabled,
-            on_click=_act_many,
-            args=(selected, "escalate", actor, labels),
-            icon=":material/priority_high:",
-        )
+        cols[0].button("Approve", key="bulk_approve", disabled=disabled, on_click=_act_many,
+                       args=(selected, "approve", actor, labels), icon=":material/check:")  # fmt: skip
+        cols[1].button("Remove", key="bulk_remove", disabled=disabled, on_click=_act_many,
+                       args=(selected, "remove", actor, labels), icon=":material/delete:")  # fmt: skip
+        cols[2].button("Escalate", key="bulk_escalate", disabled=disabled, on_click=_act_many,
+                       args=(selected, "escalate", actor, labels), icon=":material/priority_high:")  # fmt: skip
     return selected
 
 
 def explanation_section(item: dict[str, Any]) -> None:
-    """The item text with its driver words highlighted, and the drivers as a list."""
+    """The item text with its driver words highlighted, and the drivers (or, when the score is
+    saturated, the smallest set of words whose removal brings it below the threshold)."""
     text = review_ui.item_text(item)
     settings = _settings()
     explanation = None
@@ -348,13 +437,14 @@ def explanation_section(item: dict[str, Any]) -> None:
                 str(settings.detoxify_config_dir) if settings.detoxify_config_dir else None,
             )
             label = item.get("max_label") if item.get("max_label") in scorer.labels else scorer.labels[0]
-            explanation = occlusion(scorer, text, label, content_hash=item.get("content_hash"))
+            explanation = occlusion(
+                scorer, text, label, content_hash=item.get("content_hash"), threshold=settings.thresholds.get(label)
+            )
             if scorer.model_id != item.get("model_id"):
                 note = (f"Explained with {scorer.model_id}; the item was flagged by {item.get('model_id')}, "
                         "so the highlights approximate that model's reasons.")  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - the page stays usable without an explanation
             note = f"No explanation: the scorer could not run ({type(exc).__name__}: {exc})."
-    st.markdown("**The text** (highlighted: the words whose removal lowers the score most)")
     st.html(review_ui.highlight_html(explanation, text))
     if explanation is not None:
         drivers = explanation.drivers(5, min_drop=1e-4)
@@ -363,8 +453,10 @@ def explanation_section(item: dict[str, Any]) -> None:
                 f"Drivers of {explanation.label} {explanation.full_score:.2f}: "
                 + ", ".join(f"{w} (−{d:.2f})" for w, d in drivers)
             )
-        else:
-            st.caption("No single word lowers the score when removed (the score does not hinge on one word).")
+        if explanation.set_sentence() and (len(explanation.sufficient) > 1 or not drivers):
+            components.untrusted_text(explanation.set_sentence())
+        elif not drivers:
+            st.caption("No word or small set of words lowers the score below the threshold when removed.")
         if explanation.note():
             st.caption(explanation.note())
     if note:
@@ -379,7 +471,7 @@ def thread_context(item: dict[str, Any], queue: pl.DataFrame) -> None:
         parent = queue.filter((pl.col("source") == item["source"]) & (pl.col("content_id") == parent_id))
         if parent.height:
             parent_text = review_ui.item_text(parent.row(0, named=True))
-    with st.expander("Thread context", expanded=bool(parent_text)):
+    with st.expander("Thread context", expanded=False):
         components.untrusted_text(f"Thread {item.get('thread_id')} · parent {parent_id or '(none: starts the thread)'}")
         if parent_text:
             components.untrusted_text(parent_text, prefix="Parent: ", limit=1500)
@@ -387,31 +479,55 @@ def thread_context(item: dict[str, Any], queue: pl.DataFrame) -> None:
             st.caption("The parent post's text is not in the snapshot.")
 
 
+def badges(item: dict[str, Any]) -> str:
+    """Markdown badges: hold recommended, repeat offender (with counts), fallback model."""
+    out = []
+    if item.get("hold"):
+        out.append(":red-badge[:material/back_hand: hold recommended]")
+    if policy.is_repeat_offender(item.get("author_prior_flags"), item.get("author_prior_removals")):
+        out.append(f":orange-badge[:material/repeat: repeat offender · {offender_counts(item)}]")
+    if policy.is_lexical(item.get("model_id"), item.get("is_fallback")) and item.get("flagged_labels"):
+        out.append(":gray-badge[lexical model: no hold]")
+    return " ".join(out)
+
+
+def priority_line(item: dict[str, Any]) -> str | None:
+    """``"Priority 1 · score 6.40 = 4×0.75 model + …"`` from the mart's priority columns (None
+    for a snapshot without them)."""
+    if item.get("priority_score") is None:
+        return None
+    terms = {k: float(item.get(f"priority_{k}") or 0.0) for k in policy.PRIORITY_WEIGHTS}
+    terms["score"] = float(item["priority_score"])
+    return f"Priority {item['priority']} · score {policy.priority_formula(terms)}"
+
+
 def item_view(
     item: dict[str, Any], queue: pl.DataFrame, actor: str, labels: tuple[str, ...], next_id: str | None
 ) -> None:
-    """One item: header, reasons, highlighted text, score bars, context, history, actions."""
-    with st.container(border=True):
-        hold = " · :red-badge[hold recommended]" if item.get("hold") else ""
+    """One item: header with badges, reasons, priority formula, highlighted text, score bars,
+    author history, context, actions."""
+    with st.container(border=True, key="review_detail"):
         st.markdown(
-            f"**Priority {item['priority']} · {components.md_escape(str(item['state']))} · "
-            f"severity {(item.get('severity') or 0):.2f} · {components.md_escape(str(item.get('kind')))}**{hold}"
+            f"**#{item['priority']} · {components.md_escape(str(item['state']))} · "
+            f"{components.md_escape(str(item.get('kind')))}** {badges(item)}"
         )
         components.untrusted_text(
             f"{item['source']} / {item['content_id']} · created {item['created_at']:%Y-%m-%d %H:%M} UTC"
             + (f" · tags: {', '.join(item.get('tags') or [])}" if item.get("tags") else "")
         )
         components.untrusted_text("Queue reasons: " + "; ".join(queue_reasons(item)))
+        line = priority_line(item)
+        if line:
+            st.caption(line, help="priority_score = 4·model + 2·reports + 2·history + 1·reach + 1·age, each 0–1 "
+                       "(transforms/README.md, marts.moderation_queue).")  # fmt: skip
         if item.get("updated_by"):
             components.untrusted_text(
                 f"Last decision: {item['updated_by']} at {item['updated_at']:%Y-%m-%d %H:%M} UTC (version {item['version']})"
             )
-        components.untrusted_text(item.get("title"), prefix="Title: ")
         text_col, side_col = st.columns([3, 2])
         with text_col:
             explanation_section(item)
         with side_col:
-            st.markdown("**Scores** vs flag thresholds")
             st.plotly_chart(
                 review_ui.score_figure(item, data.LABELS, _settings().thresholds), width="stretch",
                 key=f"review_scores_{item['content_id']}", config={"displayModeBar": False},
@@ -424,71 +540,90 @@ def item_view(
             if item.get("author_prior_removals") is not None:
                 earlier.append(f"{item['author_prior_removals']} removed")
             st.caption(
-                f"Author history: {history['flagged']} item{'' if history['flagged'] == 1 else 's'} in this queue, of which {history['removed']} removed and "
-                f"{history['approved']} approved so far"
-                + (f"; before this item (pipeline's window): {', '.join(earlier)}" if earlier else "")
+                f"In this queue: {history['flagged']} item{'' if history['flagged'] == 1 else 's'}, "
+                f"{history['removed']} removed, {history['approved']} approved"
+                + (f"; earlier (window): {', '.join(earlier)}" if earlier else "")
             )
-        thread_context(item, queue)
+            thread_context(item, queue)
         actions(item, actor, labels, next_id)
 
 
 def actions(item: dict[str, Any], actor: str, labels: tuple[str, ...], next_id: str | None) -> None:
-    """Approve / remove (reason required) / escalate, with keyboard shortcuts."""
+    """The action bar: approve (confirmed for hold / repeat-offender items), remove (reason
+    required), escalate, next; reopen for a decided item. Keyboard shortcuts on each button."""
     allowed = {"pending": {"approve", "remove", "escalate"}, "escalated": {"approve", "remove"}}.get(
         item["state"], set()
     )
-    if not allowed:
-        st.caption(f"This item is {components.md_escape(item['state'])}; there is nothing more to do.")
-        return
-    cols = st.columns([2, 2])
-    cols[0].selectbox(
-        "Reason",
-        list(REASON_CODES),
-        index=None,
-        key=REASON_KEY,
-        format_func=lambda c: REASON_CODES[c],
-        placeholder="required to remove",
-    )
-    cols[1].text_input("Note (optional)", key=NOTE_KEY, max_chars=500)
-    buttons = st.columns(4)
-    buttons[0].button(
-        "Approve",
-        key="act_approve",
-        type="primary",
-        shortcut="A",
-        icon=":material/check:",
-        on_click=_act,
-        args=(item, "approve", actor, labels),
-        disabled="approve" not in allowed,
-    )
-    buttons[1].button(
-        "Remove",
-        key="act_remove",
-        shortcut="X",
-        icon=":material/delete:",
-        on_click=_act,
-        args=(item, "remove", actor, labels),
-        disabled="remove" not in allowed,
-    )
-    buttons[2].button(
-        "Escalate",
-        key="act_escalate",
-        shortcut="E",
-        icon=":material/priority_high:",
-        on_click=_act,
-        args=(item, "escalate", actor, labels),
-        disabled="escalate" not in allowed,
-    )
-    buttons[3].button(
-        "Next item",
-        key="act_next",
-        shortcut="J",
-        icon=":material/arrow_downward:",
-        on_click=_select,
-        args=(next_id,),
-        disabled=next_id is None,
-    )
-    st.caption("Shortcuts: A approve · X remove (with the reason chosen) · E escalate · J next item.")
+    with st.container(key="review_actions"):
+        if not allowed:
+            cols = st.columns([4, 1], vertical_alignment="center")
+            cols[0].caption(f"This item is {components.md_escape(item['state'])}; reopen it to decide again.")
+            cols[1].button("Reopen", key="act_reopen", shortcut="O", icon=":material/restart_alt:", on_click=_act,
+                           args=(item, "reopen", actor, labels))  # fmt: skip
+            return
+        armed = st.session_state.get(CONFIRM_KEY) == (item["source"], item["content_id"], int(item["version"]))
+        if armed:
+            st.warning(
+                f"Approve an item marked {' and '.join(needs_confirmation(item))}? Press Y to approve, N to cancel.",
+                icon=":material/help:",
+            )
+            cols = st.columns(2)
+            cols[0].button("Yes, approve", key="act_confirm", type="primary", shortcut="Y", icon=":material/check:",
+                           on_click=_act, args=(item, "approve", actor, labels, True))  # fmt: skip
+            cols[1].button("Cancel", key="act_cancel", shortcut="N", on_click=_cancel_confirmation)
+            return
+        cols = st.columns([2, 2])
+        cols[0].selectbox(
+            "Reason",
+            list(REASON_CODES),
+            index=None,
+            key=REASON_KEY,
+            format_func=lambda c: REASON_CODES[c],
+            placeholder="required to remove",
+        )
+        cols[1].text_input("Note (optional)", key=NOTE_KEY, max_chars=500)
+        buttons = st.columns(4)
+        buttons[0].button(
+            "Approve",
+            key="act_approve",
+            type="primary",
+            shortcut="A",
+            icon=":material/check:",
+            on_click=_act,
+            args=(item, "approve", actor, labels),
+            disabled="approve" not in allowed,
+            help="Asks for Y to confirm on a hold-recommended or repeat offender's item."
+            if needs_confirmation(item)
+            else None,
+        )
+        buttons[1].button(
+            "Remove",
+            key="act_remove",
+            shortcut="X",
+            icon=":material/delete:",
+            on_click=_act,
+            args=(item, "remove", actor, labels),
+            disabled="remove" not in allowed,
+        )
+        buttons[2].button(
+            "Escalate",
+            key="act_escalate",
+            shortcut="E",
+            icon=":material/priority_high:",
+            on_click=_act,
+            args=(item, "escalate", actor, labels),
+            disabled="escalate" not in allowed,
+        )
+        buttons[3].button(
+            "Next",
+            key="act_next",
+            shortcut="J",
+            icon=":material/arrow_downward:",
+            on_click=_select,
+            args=(next_id,),
+            disabled=next_id is None,
+        )
+        st.caption("Keys: A approve · X remove (with the reason) · E escalate · J next · U undo the last action.")
 
 
 def _select(content_id: str | None) -> None:
@@ -497,12 +632,12 @@ def _select(content_id: str | None) -> None:
 
 
 def render() -> None:
-    """The Review queue page."""
+    """The Review queue page: list on the left, the open item on the right."""
     user = auth.require_role(auth.ACTING_ROLES, "The review queue")
     source = components.page_header(
         "Review queue",
-        "Flagged and reported items, most urgent first. Approve, remove (with a reason) or "
-        "escalate; your decision shows at once and a colleague cannot overwrite it.",
+        "Most urgent first. Approve, remove (with a reason) or escalate; a colleague cannot overwrite "
+        "your decision, and Undo is there for a moment after each one.",
     )
     show_flash()
     if not components.require_table("marts", "moderation_queue", "flagged items"):
@@ -511,24 +646,41 @@ def render() -> None:
     if items.is_empty():
         components.empty_state("No items in the queue: nothing in this source was flagged or reported.")
         return
-    counts(items)
-    shown = filters(items)
-    st.markdown(f"**{shown.height} items** match the filters ({items.height} in the queue).")
-    if shown.is_empty():
-        components.empty_state("No items match these filters; widen the state, score or date filters.")
-        return
-    labels = tuple(label for label in data.LABELS if label in items.columns)
-    selected = queue_table(shown, user.username, labels)
-    ids = shown["content_id"].to_list()
-    if len(selected) == 1:
-        st.session_state[ITEM_KEY] = selected[0]["content_id"]
-    if st.session_state.get(ITEM_KEY) not in ids:
-        st.session_state[ITEM_KEY] = ids[0]
-    priorities = dict(zip(ids, shown["priority"].to_list(), strict=True))
-    chosen = st.selectbox("Item", ids, key=ITEM_KEY, format_func=lambda cid: f"#{priorities[cid]} · {cid}")
-    position = ids.index(chosen)
-    next_id = ids[position + 1] if position + 1 < len(ids) else None
-    item_view(shown.row(position, named=True), items, user.username, labels, next_id)
+    wanted = st.query_params.get("item")
+    if wanted and wanted in items["content_id"].to_list() and st.session_state.get("review_link") != wanted:
+        st.session_state["review_link"] = wanted  # a link from the audit log opens the item once
+        st.session_state[ITEM_KEY] = wanted
+        st.session_state["review_states"] = list(review_ui.STATE_ORDER)
+    left, right = st.columns([5, 7], gap="medium")
+    with left:
+        counts(items)
+        with st.popover("Filters", icon=":material/filter_list:", width="stretch"):
+            shown = filters(items)
+        st.markdown(f"**{shown.height} items** match the filters ({items.height} in the queue).")
+        if shown.is_empty():
+            components.empty_state("No items match these filters; widen the state, score or date filters.")
+        labels = tuple(label for label in data.LABELS if label in items.columns)
+        selected = queue_table(shown, user.username, labels) if shown.height else []
+    with right:
+        undo_toast(user.username)
+        if shown.is_empty():
+            return
+        ids = shown["content_id"].to_list()
+        if len(selected) == 1:
+            st.session_state[ITEM_KEY] = selected[0]["content_id"]
+        if st.session_state.get(ITEM_KEY) not in ids:
+            st.session_state[ITEM_KEY] = ids[0]
+        priorities = dict(zip(ids, shown["priority"].to_list(), strict=True))
+        chosen = st.selectbox(
+            "Item",
+            ids,
+            key=ITEM_KEY,
+            format_func=lambda cid: f"#{priorities[cid]} · {cid}",
+            label_visibility="collapsed",
+        )
+        position = ids.index(chosen)
+        next_id = ids[position + 1] if position + 1 < len(ids) else None
+        item_view(shown.row(position, named=True), items, user.username, labels, next_id)
 
 
 render()

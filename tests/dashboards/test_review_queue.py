@@ -8,6 +8,8 @@ recomputed from the snapshot file and the store directly.
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -42,7 +44,13 @@ def sql(path: Path, query: str) -> pl.DataFrame:
 
 
 def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
+    """Items per state from the counts line ("Pending **4** · Escalated **0** · ...")."""
+    line = next(m.value for m in at.markdown if m.value.startswith("Pending **"))
+    return dict((part.split(" **")[0], part.split(" **")[1].rstrip("*")) for part in line.split(" · "))
+
+
+def toasts(at: AppTest) -> list[str]:
+    return [t.value.replace("\\", "") for t in at.toast]
 
 
 def matching(at: AppTest) -> int:
@@ -72,9 +80,14 @@ def test_queue_lists_items_by_priority_with_counts(serve, snapshot, fresh_review
 def test_moderator_approve_shows_at_once(serve, snapshot, fresh_review_store) -> None:
     serve(snapshot)
     at = open_queue()
+    # demo:c1 is "hold recommended": A only arms the approval, Y confirms it
     at.button(key="act_approve").click().run()
-    assert not at.exception
-    assert any(s.value == "Approved demo:c1" for s in at.success), [s.value for s in at.success]
+    assert not at.exception and fresh_review_store.decisions().is_empty()
+    assert [w.value for w in at.warning if w.value.startswith("Approve an item")] == [
+        "Approve an item marked hold recommended? Press Y to approve, N to cancel."
+    ]
+    at.button(key="act_confirm").click().run()
+    assert toasts(at) == ["Approved demo:c1"]
     assert metrics(at)["Pending"] == "3" and metrics(at)["Approved"] == "1"
     assert matching(at) == 3 and "demo:c1" not in at.dataframe[0].value["content_id"].tolist()
     assert at.selectbox(key="review_item").value == "demo:c2", "the next item opens"
@@ -85,7 +98,7 @@ def test_moderator_approve_shows_at_once(serve, snapshot, fresh_review_store) ->
     assert '"toxicity": 0.97' in decision["scores_json"] and '"toxicity": 0.8' in decision["thresholds_json"]
     # the approved item is one state filter away, marked final
     at.multiselect(key="review_states").set_value(["approved"]).run()
-    assert matching(at) == 1 and any("there is nothing more to do" in c.value for c in at.caption)
+    assert matching(at) == 1 and any("reopen it to decide again" in c.value for c in at.caption)
 
 
 def test_second_moderator_gets_a_conflict_and_nothing_is_written(serve, snapshot, fresh_review_store) -> None:
@@ -102,7 +115,7 @@ def test_second_moderator_gets_a_conflict_and_nothing_is_written(serve, snapshot
         reason_code="harassment",
         now=moment,
     )
-    at.button(key="act_approve").click().run()
+    at.button(key="act_escalate").click().run()
     assert not at.exception
     errors = [e.value for e in at.error]
     assert "mod2 already removed this item at 2026-11-20 10:30:05 UTC; reload to see it. Nothing was written." in errors
@@ -136,6 +149,7 @@ def test_escalated_item_can_be_approved_but_not_escalated_again(serve, snapshot,
     assert metrics(at)["Escalated"] == "1" and at.selectbox(key="review_item").value == "demo:c1"
     assert at.button(key="act_escalate").disabled and not at.button(key="act_approve").disabled
     at.button(key="act_approve").click().run()
+    at.button(key="act_confirm").click().run()
     assert [r["to_state"] for r in fresh_review_store.decisions().iter_rows(named=True)] == ["approved", "escalated"]
 
 
@@ -216,7 +230,8 @@ def test_hostile_item_is_inert_and_the_driver_is_highlighted(serve, snapshot, fa
     tags = [t.split(">")[0].split()[0] for t in block.split("<")[1:]]
     assert set(tags) <= {"div", "/div", "mark", "/mark"}, tags
     assert 'class="pulse-driver"' in block, "the lexical model's top driver word is marked"
-    assert f"Title: {facts.hostile_title}" in [t.value for t in at.text]
+    unmarked = re.sub(r"<mark[^>]*>|</mark>", "", block.split(">", 1)[1])
+    assert unmarked.startswith(html.escape(facts.hostile_title, quote=True)), "the title opens the text"
     for value in [str(m.value) for m in at.markdown] + [str(c.value) for c in at.caption]:
         assert "evil" not in value and "<script" not in value, value
     assert not at.image
@@ -254,3 +269,82 @@ def test_queue_page_is_not_for_managers(serve, snapshot, fresh_review_store) -> 
     page.run()
     assert [e.value for e in page.error] == ["The review queue is not available to your role (manager)."]
     assert not page.dataframe and not page.get("html")
+
+
+def test_toast_names_the_item_and_undo_appends_a_row(serve, snapshot, fresh_review_store) -> None:
+    serve(snapshot)
+    at = open_queue()
+    at.selectbox(key="review_item").set_value("demo:c2").run()
+    at.selectbox(key="review_reason").set_value("harassment").run()
+    at.button(key="act_remove").click().run()
+    assert toasts(at) == ["Removed demo:c2"]
+    bar = [t.value for t in at.text if t.value.startswith("Removed demo:c2")]
+    assert bar == ["Removed demo:c2: “you are an idiot” · undo possible for 30 s"]
+    assert metrics(at)["Removed"] == "1" and at.selectbox(key="review_item").value == "demo:c1"
+    at.button(key="act_undo").click().run()
+    assert not at.exception
+    assert toasts(at) == ["Undone: removed demo:c2 is back as it was"]
+    log = fresh_review_store.decisions(content_id="demo:c2")
+    assert log.select("action", "from_state", "to_state", "item_version").rows() == [
+        ("undo", "removed", "pending", 2),
+        ("remove", "pending", "removed", 1),
+    ], "append-only: the removal stays, the undo is a new row"
+    assert metrics(at) == {"Pending": "4", "Escalated": "0", "Approved": "0", "Removed": "0"}
+    assert at.selectbox(key="review_item").value == "demo:c2", "the undone item is open again"
+    assert not [t for t in at.text if t.value.startswith("Removed demo:c2")], "the toast is gone after the undo"
+
+
+def test_reopen_a_decided_item(serve, snapshot, fresh_review_store) -> None:
+    serve(snapshot)
+    fresh_review_store.decide(source="demo", content_id="demo:c3", action="remove", actor="mod2",
+                              expected_version=0, content_hash="hash3", reason_code="threat")  # fmt: skip
+    at = open_queue()
+    at.multiselect(key="review_states").set_value(["removed"]).run()
+    assert at.selectbox(key="review_item").value == "demo:c3" and not [b for b in at.button if b.key == "act_approve"]
+    at.button(key="act_reopen").click().run()
+    assert toasts(at) == ["Reopened demo:c3"]
+    assert fresh_review_store.decisions(content_id="demo:c3")["action"].to_list() == ["reopen", "remove"]
+    assert metrics(at)["Pending"] == "4" and metrics(at)["Removed"] == "0"
+
+
+def test_repeat_offender_badge_and_confirmation(serve, snapshot, fresh_review_store) -> None:
+    """demo:c3's author (u1) gets 4 earlier flags: a badge, and approval needs Y (N cancels)."""
+    serve(snapshot)
+    con = duckdb.connect(str(snapshot.path))
+    try:
+        con.execute("update marts.moderation_queue set author_prior_flags = 4 where content_id = 'demo:c3'")
+    finally:
+        con.close()
+    at = open_queue()
+    at.selectbox(key="review_item").set_value("demo:c3").run()
+    header = next(m.value for m in at.markdown if m.value.startswith("**#"))
+    assert ":orange-badge[:material/repeat: repeat offender · 4 earlier flags]" in header
+    assert "hold recommended" not in header
+    at.button(key="act_approve").click().run()
+    assert [w.value for w in at.warning if w.value.startswith("Approve an item")] == [
+        "Approve an item marked repeat offender (4 earlier flags)? Press Y to approve, N to cancel."
+    ]
+    at.button(key="act_cancel").click().run()
+    assert fresh_review_store.decisions().is_empty() and not [b for b in at.button if b.key == "act_confirm"]
+    at.button(key="act_approve").click().run()
+    at.button(key="act_confirm").click().run()
+    assert fresh_review_store.decisions()["action"].to_list() == ["approve"]
+    assert toasts(at) == ["Approved demo:c3"]
+
+
+def test_pipeline_queue_shows_the_priority_formula(serve, pipeline_snapshot, fresh_review_store) -> None:
+    """Real pipeline output (demo source, lexical scorer): the item view writes out its priority
+    score with the mart's numbers, and a lexical model never says "hold recommended"."""
+    from moderation.policy import priority_formula
+
+    serve(pipeline_snapshot)
+    top = sql(pipeline_snapshot.path, "select * from marts.moderation_queue order by priority limit 1").row(
+        0, named=True
+    )
+    at = open_queue(source=None)
+    terms = {k: top[f"priority_{k}"] for k in ("model", "reports", "history", "reach", "age")} | {
+        "score": top["priority_score"]
+    }
+    assert f"Priority 1 · score {priority_formula(terms)}" in [c.value for c in at.caption]
+    header = next(m.value for m in at.markdown if m.value.startswith("**#"))
+    assert "hold recommended" not in header and ":gray-badge[lexical model: no hold]" in header
