@@ -77,9 +77,18 @@ def test_audit_log_lists_filters_and_exports_every_decision(serve, snapshot, dec
     serve(snapshot)
     at = open_page("views/audit_log.py", "mod")
     assert [t.value for t in at.main.title] == ["Audit log"]
-    assert any(m.value == "**4 decisions** match (4 in the log): 2 approve, 2 remove, 0 escalate." for m in at.markdown)
+    assert any(
+        m.value == "**4 decisions** match (4 in the log): 2 approve, 2 remove, 0 escalate, 0 reopen, 0 undo."
+        for m in at.markdown
+    )
     table = at.dataframe[0].value
     assert table["content_id"].tolist() == store.decisions()["content_id"].to_list(), "newest first, as the store"
+    # each row: the start of its item's text (a table cell: inert) and a link that opens it in the queue
+    by_id = table.set_index("content_id")
+    assert by_id.loc["demo:c2", "item"] == "you are an idiot"
+    assert by_id.loc["demo:c3", "item"] == "I will find you — threatening words"
+    assert by_id.loc["demo:c1", "link"] == "review_queue?source=demo&item=demo%3Ac1"
+    assert "Account changes" not in [h.value for h in at.subheader], "account changes are for admins only"
     rows = list(csv.DictReader(io.StringIO(csv_downloads[-1].decode())))
     assert len(rows) == 4 and {r["actor"] for r in rows} == {"mod", "mod2"}
     c1 = next(r for r in rows if r["content_id"] == "demo:c1")
@@ -149,3 +158,64 @@ def test_insights_numbers_for_a_manager_without_item_text(serve, snapshot, decid
     )
     for secret in (facts.hostile_body, "you are an idiot", "I will find you", "threatening words", "evil"):
         assert not any(secret in s for s in shown), secret
+
+
+def test_audit_log_shows_undo_and_reopen_rows_and_account_changes_to_admins(serve, snapshot, decided) -> None:
+    store, items = decided
+    later = items["demo:c2"][1] + timedelta(hours=5)
+    store.decide(source="demo", content_id="demo:c2", action="reopen", actor="mod", expected_version=1,
+                 content_hash="hash2", now=later)  # fmt: skip
+    store.decide(source="demo", content_id="demo:c2", action="remove", actor="mod", expected_version=2,
+                 content_hash="hash2", reason_code="harassment", now=later + timedelta(seconds=1))  # fmt: skip
+    store.undo(source="demo", content_id="demo:c2", actor="mod", expected_version=3, now=later + timedelta(seconds=9))
+    store.set_role("mod2", "admin", actor="admin")
+    serve(snapshot)
+    at = open_page("views/audit_log.py", "admin")
+    assert any(
+        m.value == "**7 decisions** match (7 in the log): 2 approve, 3 remove, 0 escalate, 1 reopen, 1 undo."
+        for m in at.markdown
+    )
+    table = at.dataframe[0].value
+    assert table[table["content_id"] == "demo:c2"]["action"].tolist() == ["undo", "remove", "reopen", "approve"]
+    assert "Account changes" in [h.value for h in at.subheader]
+    changes = at.dataframe[1].value
+    assert changes.iloc[0][["actor", "action", "target"]].tolist() == ["admin", "role_changed", "mod2"]
+    assert changes.iloc[0]["detail"] == "from moderator to admin"
+    # the insights page counts the same 7 decisions
+    insights_page = open_page("views/moderation_insights.py", "admin")
+    assert {m.label: m.value for m in insights_page.metric}["Decisions"] == "7"
+
+
+def test_backlog_on_insights_and_overview(serve, snapshot, fresh_review_store) -> None:
+    """Demo's 4 queue items (created in November 2026); c3 removed, c4 escalated: 3 open, the oldest
+    is c4, and all 3 are past the 24 h target as of now."""
+    from datetime import UTC, datetime
+
+    from moderation import insights
+
+    fresh_review_store.decide(source="demo", content_id="demo:c3", action="remove", actor="mod", expected_version=0,
+                              content_hash="hash3")  # fmt: skip
+    fresh_review_store.decide(source="demo", content_id="demo:c4", action="escalate", actor="mod",
+                              expected_version=0, content_hash="hash4")  # fmt: skip
+    con = duckdb.connect(str(snapshot.path), read_only=True)
+    try:
+        created = dict(
+            con.execute("select content_id, created_at from marts.moderation_queue where source = 'demo'").fetchall()
+        )
+    finally:
+        con.close()
+    serve(snapshot)
+    at = open_page("views/moderation_insights.py", "boss")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    oldest = (now - min(created[c] for c in ("demo:c1", "demo:c2", "demo:c4"))).total_seconds() / 3600
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Open items"] == "3" and metrics["Past the 24 h target"] == "3"
+    assert metrics["Oldest open item"] == (f"{oldest:.1f} h" if oldest < 48 else f"{oldest / 24:.1f} d")
+    assert any(c.value.endswith("1 of the open items are escalated.") for c in at.caption)
+    at.number_input(key="insights_sla").set_value(24.0 * 90).run()
+    past = sum((now - created[c]).total_seconds() / 3600 > 24 * 90 for c in ("demo:c1", "demo:c2", "demo:c4"))
+    assert {m.label: m.value for m in at.metric}["Past the 2160 h target"] == str(past)
+    overview = open_page("views/overview.py", "boss")
+    line = next(m.value for m in overview.markdown if m.value.startswith("**Moderation backlog:**"))
+    expected = insights.Backlog(3, 1, oldest, 3, 24.0, now).line()
+    assert line == f"**Moderation backlog:** {expected}."
