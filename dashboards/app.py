@@ -30,6 +30,8 @@ PAGES_DIR = Path(__file__).with_name("views")
 PAGE_ICON = Path(__file__).with_name("static") / "icon.svg"
 
 
+# Every page, in menu order: (file in views/, title, icon, roles that may open it). (A comment, not
+# a docstring: Streamlit's "magic" would print a bare string of the entry script on every page.)
 PAGES: tuple[tuple[str, str, str, frozenset[str]], ...] = (
     ("overview.py", "Overview", ":material/dashboard:", auth.ANALYTICS_ROLES),
     ("peak_times.py", "Peak times", ":material/schedule:", auth.EVERYONE),
@@ -43,7 +45,6 @@ PAGES: tuple[tuple[str, str, str, frozenset[str]], ...] = (
     ("data_docs.py", "Data Docs", ":material/description:", auth.PIPELINE_ROLES),
     ("users_admin.py", "Users", ":material/group:", auth.ADMIN_ROLES),
 )
-"""Every page, in menu order: (file in ``views/``, title, icon, roles that may open it)."""
 
 
 def _no_access(title: str, allowed: frozenset[str], role: str):

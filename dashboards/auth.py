@@ -67,7 +67,7 @@ USER_STATE_KEY = "pulse_user"
 EPOCH_STATE_KEY = "pulse_session_epoch"
 """Session-state key: the account's session epoch when this session signed in."""
 NOTICE_STATE_KEY = "pulse_signin_notice"
-"""Session-state key: why this session was signed out (shown once above the sign-in form)."""
+"""Session-state key: why this session was signed out (shown with the sign-in form until the next sign-in)."""
 SESSION_ENDED_MESSAGE = (
     "You were signed out: your password, role or account changed, or someone signed this account "
     "out everywhere. Sign in again."
@@ -313,7 +313,7 @@ def sign_in(store: ReviewStore, settings: Any) -> ReviewUser:
         st.stop()
     status = st.session_state.get("authentication_status")
     locked = st.session_state.get(LOCKED_STATE_KEY)
-    notice = st.session_state.pop(NOTICE_STATE_KEY, None)
+    notice = st.session_state.get(NOTICE_STATE_KEY)  # kept until the next sign-in (reruns would lose it)
     if status is False and locked is not None:
         st.error(locked_message(locked), icon=":material/lock_clock:")
     elif status is False:
@@ -322,6 +322,7 @@ def sign_in(store: ReviewStore, settings: Any) -> ReviewUser:
         st.info(notice, icon=":material/logout:")
     if not status:
         st.stop()
+    st.session_state.pop(NOTICE_STATE_KEY, None)
     user = store.user(st.session_state.get("username") or "")
     if user is None or not user.active:
         _forget()
