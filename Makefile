@@ -52,6 +52,16 @@ demo: pipeline dashboards  ## set up, run the DAG on the demo community, start t
 test: setup  ## set up and run the whole test suite (starts the local PostgreSQL server via .ci/postgres)
 	PULSE_TEST_POSTGRES_URL=$$(bash .ci/postgres) $(BIN)/python -m pytest
 
+.PHONY: model
+MODELS ?= $(CURDIR)/data/models
+TOXICITY ?= $(firstword $(wildcard ../shared/data/toxicity data/shared/toxicity))
+model: setup  ## train the recommended community model (about 45 min on 2 cores) and promote it: `auto` then scores with it
+	@test -n "$(TOXICITY)" || { echo "no toxicity data: run 'make data' (or TOXICITY=DIR)"; exit 2; }
+	$(RUN_ENV) nice -n 10 $(BIN)/pulse moderation train --out $(MODELS)/candidates/make-model \
+	  --data $(TOXICITY)/davidson/labeled_data.csv --data $(TOXICITY)/olid_train/olid-training-v1.0.tsv \
+	  --data $(TOXICITY)/kaggle_insults/train.csv
+	$(RUN_ENV) $(BIN)/pulse moderation promote $(MODELS)/candidates/make-model --models-dir $(MODELS) --actor make-model
+
 .PHONY: lint
 lint: setup  ## ruff: the lint rules and the formatting (settings in pyproject.toml; tests/test_lint.py runs the same)
 	$(BIN)/ruff check .

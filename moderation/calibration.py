@@ -158,7 +158,9 @@ def ece_by_group(
     y = np.asarray(y_true)
     s = np.asarray(y_score, dtype=np.float64)
     g = np.asarray(groups)
-    out = {str(name): expected_calibration_error(y[g == name], s[g == name], n_bins) for name in sorted(set(g.tolist()))}
+    out = {
+        str(name): expected_calibration_error(y[g == name], s[g == name], n_bins) for name in sorted(set(g.tolist()))
+    }
     out["all"] = expected_calibration_error(y, s, n_bins)
     return out
 

@@ -123,10 +123,15 @@ PRESETS: dict[str, Preset] = {
             quoting="none",
             description="OLID / OffensEval 2019 training tweets: subtask_a OFF -> 1, NOT -> 0",
             aux={
-                "insult": (("subtask_a", "subtask_b"), _flag(_olid("subtask_a") == "OFF") * _flag(_olid("subtask_b") == "TIN")),
+                "insult": (
+                    ("subtask_a", "subtask_b"),
+                    _flag(_olid("subtask_a") == "OFF") * _flag(_olid("subtask_b") == "TIN"),
+                ),
                 "identity_attack": (
                     ("subtask_a", "subtask_b", "subtask_c"),
-                    _flag(_olid("subtask_a") == "OFF") * _flag(_olid("subtask_b") == "TIN") * _flag(_olid("subtask_c") == "GRP"),
+                    _flag(_olid("subtask_a") == "OFF")
+                    * _flag(_olid("subtask_b") == "TIN")
+                    * _flag(_olid("subtask_c") == "GRP"),
                 ),
             },
         ),

@@ -79,6 +79,23 @@ MODEL_CARD_JSON = "model_card.json"
 VALIDATION_FILE = "validation.parquet"
 
 
+RECIPES: dict[str, dict[str, Any]] = {
+    "capped-64": {"max_length": 64, "max_train_per_source": 8000, "max_val_per_source": 1500},
+    "all-64": {"max_length": 64, "max_val_per_source": 1500},
+    "all-128": {"max_length": 128, "max_val_per_source": 1500},
+    "balanced-128": {"max_length": 128, "max_val_per_source": 1500, "balance": True},
+    "l3-128": {"max_length": 128, "max_val_per_source": 1500, "num_layers": 3},
+}
+"""Training recipes compared by ``pulse moderation compare-recipes`` (TrainConfig overrides):
+the capped recipe of the first model (8,000 training rows per source, 64 tokens), all the
+data, 128 tokens (forum comments are longer than tweets), class-balanced sampling, 3 instead of
+6 layers. The ensemble with the lexical score is evaluated on top of each (no training)."""
+RECOMMENDED_RECIPE = "all-128"
+"""The recipe ``make model`` and the defaults of ``pulse moderation train`` use: all the data,
+128 tokens, 6 layers, one epoch planned, stopped at 45 minutes (BENCHMARKS.md, "Model quality",
+says what was measured of the comparison)."""
+
+
 class TrainingError(RuntimeError):
     """Training cannot start or produce a model (no data, one class only, bad configuration)."""
 
@@ -168,6 +185,7 @@ class TrainConfig:
             ("max_steps", self.max_steps is None or self.max_steps >= 1, ">= 1"),
             ("eval_every", self.eval_every is None or self.eval_every >= 1, ">= 1"),
             ("max_minutes", self.max_minutes is None or self.max_minutes > 0, "> 0"),
+            ("calibration", self.calibration in (None, "auto", "platt", "isotonic"), "auto | platt | isotonic | None"),
             (
                 "labels",
                 bool(self.labels) and self.labels[0] == LABEL and set(self.labels) <= set(TRAIN_LABELS),
@@ -509,7 +527,10 @@ def balanced_sample(train: pl.DataFrame, rng: np.random.Generator) -> np.ndarray
     """Row indexes of one class-balanced epoch: as many draws as rows, split equally over the
     (source, toxicity label) strata present, each drawn with replacement (seeded)."""
     strata = (
-        train.with_row_index("_i").group_by("source", "label", maintain_order=True).agg(pl.col("_i")).sort("source", "label")
+        train.with_row_index("_i")
+        .group_by("source", "label", maintain_order=True)
+        .agg(pl.col("_i"))
+        .sort("source", "label")
     )
     per = max(1, train.height // strata.height)
     return np.concatenate([rng.choice(np.asarray(idx), size=per, replace=True) for idx in strata["_i"].to_list()])
@@ -657,9 +678,7 @@ def train_model(
                     padding=True,
                     return_tensors="pt",
                 )
-                loss = masked_bce(
-                    model(**enc).logits, torch.from_numpy(targets[batch]), torch.from_numpy(known[batch])
-                )
+                loss = masked_bce(model(**enc).logits, torch.from_numpy(targets[batch]), torch.from_numpy(known[batch]))
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
@@ -796,7 +815,11 @@ def _final_card(
     if config.calibration:
         calibration = calibrate_scores(
             {label: raw[label].to_numpy() for label in raw.columns},
-            {c: val["label" if c == LABEL else c].fill_null(-1).to_numpy() for c in raw.columns if c == LABEL or c in val.columns},
+            {
+                c: val["label" if c == LABEL else c].fill_null(-1).to_numpy()
+                for c in raw.columns
+                if c == LABEL or c in val.columns
+            },
             val["source"].to_list(),
             method=config.calibration,
         )
@@ -886,8 +909,12 @@ def _final_card(
         },
         "calibration": None
         if calibration is None
-        else {"method": calibration["method"], "ece": calibration["ece"], "skipped": calibration["skipped"],
-              "maps": {k: v["method"] for k, v in calibration["labels"].items()}},
+        else {
+            "method": calibration["method"],
+            "ece": calibration["ece"],
+            "skipped": calibration["skipped"],
+            "maps": {k: v["method"] for k, v in calibration["labels"].items()},
+        },
     }
     (out_dir / MODEL_CARD_JSON).write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
     (out_dir / MODEL_CARD).write_text(render_model_card(card), encoding="utf-8")

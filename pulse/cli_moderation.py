@@ -393,8 +393,8 @@ def train(
             "--from-decisions", help="Add moderators' upheld (1) / overturned (0) decisions from moderation.decisions"
         ),
     ] = False,
-    epochs: Annotated[int, typer.Option(help="Passes over the training split")] = 2,
-    max_length: Annotated[int, typer.Option(help="Tokens per text (truncation, training and scoring)")] = 64,
+    epochs: Annotated[int, typer.Option(help="Passes over the training split")] = 1,
+    max_length: Annotated[int, typer.Option(help="Tokens per text (truncation, training and scoring)")] = 128,
     batch_size: Annotated[int, typer.Option(help="Texts per optimisation step")] = 32,
     learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate")] = 6e-5,
     val_fraction: Annotated[
@@ -403,7 +403,7 @@ def train(
     max_train_per_source: Annotated[
         int | None, typer.Option(help="Cap on training rows per source (seeded, stratified)")
     ] = None,
-    max_val_per_source: Annotated[int | None, typer.Option(help="Cap on validation rows per source")] = None,
+    max_val_per_source: Annotated[int | None, typer.Option(help="Cap on validation rows per source")] = 1500,
     eval_every: Annotated[int | None, typer.Option(help="Steps between validations [default: 4 per epoch]")] = None,
     patience: Annotated[int, typer.Option(help="Validations without improvement before early stopping")] = 3,
     seed: Annotated[int, typer.Option(help="Random seed (split, order, initialisation)")] = 13,
@@ -413,7 +413,16 @@ def train(
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps")] = None,
     max_minutes: Annotated[
         float | None, typer.Option(help="Stop training after this many minutes (keeps the best state)")
-    ] = None,
+    ] = 45,
+    balance: Annotated[
+        bool, typer.Option("--balance/--no-balance", help="Class-balanced sampling per source in each epoch")
+    ] = False,
+    labels: Annotated[
+        str, typer.Option(help="Outputs to train, comma-separated (toxicity first; a label no set carries is left out)")
+    ] = "toxicity,insult,identity_attack",
+    calibration: Annotated[
+        str, typer.Option(help="Per-label calibration on validation: auto | platt | isotonic | none")
+    ] = "auto",
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
     base_model: Annotated[
         Path | None,
@@ -424,7 +433,10 @@ def train(
     serving: ServingOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Fine-tune the offline MiniLM-L6 into a Detoxify-format community model (checkpoint:DIR)."""
+    """Fine-tune the offline MiniLM-L6 into a Detoxify-format community model (checkpoint:DIR).
+
+    The defaults are the recommended recipe (``moderation.train.RECOMMENDED_RECIPE``: all the
+    data, 128 tokens, 6 layers, three labels, calibrated, 45 minutes at most)."""
     from moderation.datasets import (
         DatasetError,
         DecisionsUnavailableError,
@@ -484,8 +496,12 @@ def train(
         max_steps=max_steps,
         max_minutes=max_minutes,
         threads=threads,
+        balance=balance,
+        labels=tuple(x.strip() for x in labels.split(",") if x.strip()),
+        calibration=None if calibration == "none" else calibration,
     )
     try:
+        config.check()
         result = train_model(sets, out, config, progress=not json_out)
     except TrainingError as exc:
         raise fail(str(exc)) from None
@@ -536,3 +552,99 @@ def _nth(values: list[str], i: int) -> str | None:
     if not values:
         return None
     return values[0] if len(values) == 1 else values[i]
+
+
+# --- candidates and promotion -----------------------------------------------------------------
+
+ModelsDirOpt = Annotated[
+    Path | None, typer.Option("--models-dir", help="Models folder [default: models/ beside the warehouse]")
+]
+
+
+@app.command()
+def promote(
+    candidate: Annotated[
+        Path, typer.Argument(help="Candidate checkpoint folder (written by `pulse moderation train`)")
+    ],
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if it scores worse than the current model")
+    ] = False,
+    actor: Annotated[str | None, typer.Option(help="Who promotes (recorded) [default: the OS user]")] = None,
+    models_dir: ModelsDirOpt = None,
+    json_out: JsonOpt = False,
+    warehouse: WarehouseOpt = None,
+    serving: ServingOpt = None,
+) -> None:
+    """Make CANDIDATE the community model `auto` scores with, unless it is worse than the current one.
+
+    Compares both on the candidate's validation rows and on moderators' decisions, records who
+    promoted what in promotions.jsonl; the next pipeline run re-scores every text with it."""
+    from pulse.model_steps import PromotionRefusedError
+    from pulse.model_steps import models_dir as default_models_dir
+    from pulse.model_steps import promote as promote_model
+
+    settings = settings_or_exit(warehouse=warehouse, serving=serving)
+    folder = models_dir or default_models_dir(settings)
+    try:
+        record = promote_model(
+            folder,
+            candidate,
+            warehouse=Path(settings.warehouse),
+            force=force,
+            actor=actor,
+            scorer_options={"batch_size": 64, "threads": settings.scorer_threads},
+        )
+    except FileNotFoundError as exc:
+        raise fail(str(exc)) from None
+    except PromotionRefusedError as exc:
+        raise fail(f"not promoted: {exc}", 1) from None
+    if json_out:
+        _print_json(record)
+        return
+    v = record["comparison"]["validation"]
+    d = record["comparison"]["decisions"]
+    console.print(
+        f"[bold]Promoted {record['model_id']}[/] (was {record['previous_model_id']})"
+        + (" [yellow](forced)[/]" if record["forced"] else "")
+        + f": mean per-source validation ROC-AUC {_f(v['candidate'], 4)} vs {_f(v['current'], 4)}"
+        + (f"; on {d['n']} moderators' decisions {_f(d['candidate'], 4)} vs {_f(d['current'], 4)}" if d else "")
+    )
+    if settings.scorer != "auto" or settings.detoxify_checkpoint:
+        console.print(
+            f"[yellow]The pipeline is configured with scorer {settings.scorer!r}"
+            + (f" and checkpoint {settings.detoxify_checkpoint}" if settings.detoxify_checkpoint else "")
+            + ": it keeps using that, not the community model (set PULSE_SCORER=auto).[/]"
+        )
+    console.print(f"Logged in {folder / 'promotions.jsonl'}; the next pipeline run re-scores every text with it.")
+
+
+@app.command()
+def candidates(
+    models_dir: ModelsDirOpt = None,
+    json_out: JsonOpt = False,
+    warehouse: WarehouseOpt = None,
+    serving: ServingOpt = None,
+) -> None:
+    """List the trained candidates and the promoted community model, with their validation figures."""
+    from pulse.model_steps import list_candidates
+    from pulse.model_steps import models_dir as default_models_dir
+
+    settings = settings_or_exit(warehouse=warehouse, serving=serving)
+    rows = list_candidates(models_dir or default_models_dir(settings))
+    if json_out:
+        _print_json(rows)
+        return
+    t = Table(title="Community models (toxicity ROC-AUC per validation source; ECE calibrated, out of fold)")
+    for col in ("name", "role", "version", "created", "labels", "ROC-AUC", "ECE"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(
+            r["name"],
+            r["role"] + (" (live)" if r["promoted"] and r["role"] == "candidate" else ""),
+            str(r["model_version"]),
+            str(r["created_at"]),
+            ", ".join(r["labels"]),
+            "; ".join(f"{k} {_f(v)}" for k, v in r["roc_auc"].items()),
+            "; ".join(f"{k} {_f(v)}" for k, v in (r["ece"] or {}).items()) or "–",
+        )
+    console.print(t)

@@ -261,3 +261,255 @@ def run_model_step(step: str) -> dict[str, Any]:
     if step == "bias_audit":
         return bias_audit_step(settings, models, eval_data, terms=_split(params.get("terms")), **common)
     raise ValueError(f"unknown model step {step!r}; use train, evaluate, bias_audit or publish")
+
+
+# --- candidates and promotion -----------------------------------------------------------------
+
+PROMOTION_LOG = "promotions.jsonl"
+"""The promotion log in the models folder: one JSON object per promotion (who, what, when, why)."""
+CANDIDATES_SUBDIR = "candidates"
+PREVIOUS_SUBDIR = "previous"
+PROMOTE_TOLERANCE = 0.005
+"""A candidate is worse when its mean per-source validation ROC-AUC is below the current
+model's by more than this (seeded splits of a few thousand rows move AUC by about this much)."""
+DECISIONS_TOLERANCE = 0.02
+"""The same on moderators' decisions (fewer rows, noisier)."""
+MIN_DECISIONS = 20
+"""Moderators' decisions (with both outcomes) needed before they count in a promotion."""
+
+
+class PromotionRefusedError(RuntimeError):
+    """The candidate scored worse than the current model (the message gives the figures); ``force`` overrides."""
+
+
+def models_dir(settings: Settings) -> Path:
+    """The models folder: ``models/`` beside the warehouse (``data/models`` by default; ``auto``'s default too)."""
+    return Path(settings.warehouse).resolve().parent / "models"
+
+
+def new_candidate_dir(folder: Path, name: str | None = None) -> Path:
+    """``folder/candidates/NAME`` (default NAME: the UTC time, ``YYYYmmddTHHMMSS``); not created."""
+    from datetime import UTC, datetime
+
+    return Path(folder) / CANDIDATES_SUBDIR / (name or datetime.now(UTC).strftime("%Y%m%dT%H%M%S"))
+
+
+def _read_card(folder: Path) -> dict[str, Any] | None:
+    import json
+
+    path = folder / "model_card.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+
+
+def _weights_sha12(folder: Path) -> str | None:
+    """The first 12 hex digits of the sha256 of ``folder/model.ckpt`` (the engine's ``model_version``)."""
+    import hashlib
+
+    from moderation.scorers import CHECKPOINT_FILE
+
+    path = folder / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
+def list_candidates(folder: Path) -> list[dict[str, Any]]:
+    """The candidates in ``folder/candidates`` (newest first) and the promoted model, from their model cards.
+
+    Returns:
+        One dict per model folder: ``name``, ``path``, ``role`` (``candidate`` or ``promoted``),
+        ``model_version``, ``created_at``, ``labels``, ``roc_auc`` (per validation source, toxicity),
+        ``ece`` (toxicity, per source, calibrated out of fold; None without calibration) and
+        ``promoted`` (its weights are the promoted model's).
+    """
+    from moderation.scorers import COMMUNITY_SUBDIR
+
+    folder = Path(folder)
+    community = _read_card(folder / COMMUNITY_SUBDIR)
+    live = _weights_sha12(folder / COMMUNITY_SUBDIR) if community else None
+    rows = []
+    paths = [(folder / COMMUNITY_SUBDIR, "promoted")] if community else []
+    paths += [(p, "candidate") for p in sorted((folder / CANDIDATES_SUBDIR).glob("*"), reverse=True) if p.is_dir()]
+    for path, role in paths:
+        card = _read_card(path)
+        if card is None:
+            continue
+        cal = card.get("calibration") or {}
+        rows.append(
+            {
+                "name": path.name,
+                "path": str(path),
+                "role": role,
+                "model_version": _weights_sha12(path),
+                "created_at": card.get("created_at"),
+                "labels": card.get("labels") or [card.get("label")],
+                "roc_auc": {k: v.get("roc_auc") for k, v in card["validation"]["per_source"].items()},
+                "ece": (cal.get("ece") or {}).get("toxicity", {}).get("after"),
+                "promoted": live is not None and _weights_sha12(path) == live,
+            }
+        )
+    return rows
+
+
+def promotion_log(folder: Path) -> list[dict[str, Any]]:
+    """The promotions recorded in ``folder/promotions.jsonl``, oldest first (empty when none)."""
+    import json
+
+    path = Path(folder) / PROMOTION_LOG
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _mean_source_auc(scorer: Any, frame: Any) -> tuple[float | None, dict[str, float | None]]:
+    import numpy as np
+
+    from moderation.evaluate import roc_auc
+
+    scores = scorer.score(frame["text"].to_list())["toxicity"].to_numpy()
+    y, sources = frame["label"].to_numpy(), frame["source"].to_numpy()
+    per = {str(s): roc_auc(y[sources == s], scores[sources == s]) for s in sorted(set(sources.tolist()))}
+    aucs = [v for v in per.values() if v is not None]
+    return (float(np.mean(aucs)) if aucs else None), per
+
+
+def compare_for_promotion(candidate: Any, current: Any, validation: Any, decisions: Any | None) -> dict[str, Any]:
+    """ROC-AUC (toxicity) of both scorers on the candidate's validation rows (mean over sources)
+    and on moderators' decisions (when at least :data:`MIN_DECISIONS` with both outcomes).
+
+    Returns:
+        ``{"validation": {"candidate", "current", "per_source": {...}}, "decisions": {...} | None,
+        "worse": [reasons]}``; ``worse`` is empty when the candidate may be promoted.
+    """
+    cand_mean, cand_per = _mean_source_auc(candidate, validation)
+    cur_mean, cur_per = _mean_source_auc(current, validation)
+    out: dict[str, Any] = {
+        "validation": {
+            "candidate": cand_mean,
+            "current": cur_mean,
+            "per_source": {s: {"candidate": cand_per[s], "current": cur_per[s]} for s in cand_per},
+        },
+        "decisions": None,
+        "worse": [],
+    }
+    if cand_mean is not None and cur_mean is not None and cand_mean < cur_mean - PROMOTE_TOLERANCE:
+        out["worse"].append(
+            f"mean per-source validation ROC-AUC {cand_mean:.4f} < current {cur_mean:.4f} - {PROMOTE_TOLERANCE}"
+        )
+    if decisions is not None and decisions.height >= MIN_DECISIONS and decisions["label"].n_unique() == 2:
+        cand_d, _ = _mean_source_auc(candidate, decisions)
+        cur_d, _ = _mean_source_auc(current, decisions)
+        out["decisions"] = {"n": decisions.height, "candidate": cand_d, "current": cur_d}
+        if cand_d is not None and cur_d is not None and cand_d < cur_d - DECISIONS_TOLERANCE:
+            out["worse"].append(
+                f"ROC-AUC on {decisions.height} moderators' decisions {cand_d:.4f} < current {cur_d:.4f} - {DECISIONS_TOLERANCE}"
+            )
+    return out
+
+
+def promote(
+    folder: Path,
+    candidate: Path,
+    *,
+    warehouse: Path | None = None,
+    force: bool = False,
+    actor: str | None = None,
+    scorer_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Make ``candidate`` the community model of ``folder`` (what ``auto`` scores with) if it is not worse.
+
+    Compares the candidate with the current model (what ``auto`` resolves to in ``folder`` now:
+    the promoted community model, else a cached Detoxify model, else the lexical fallback) on
+    the candidate's ``validation.parquet`` and on moderators' decisions in ``warehouse``
+    (:func:`compare_for_promotion`). Then copies the candidate to ``folder/community`` (the
+    previous community model moves to ``folder/previous/<time>-<version>``) and appends a
+    record to ``folder/promotions.jsonl``. Scores are keyed by ``(content_hash, model_id)`` and
+    the model id carries the weights' hash, so the next pipeline run re-scores every text (the
+    pending review queue included) with the new model and rebuilds the flags from its scores.
+
+    Args:
+        folder: the models folder (:func:`models_dir`).
+        candidate: a checkpoint folder written by ``pulse moderation train`` (with its model card).
+        warehouse: DuckDB file whose ``moderation.decisions`` to compare on (None or absent: skipped).
+        force: promote even when the candidate is worse (recorded as forced).
+        actor: who promotes (default: the OS user).
+        scorer_options: engine options for loading both models (batch size, threads).
+
+    Returns:
+        The promotion record (also the log line): ``promoted_at``, ``actor``, ``candidate``,
+        ``model_id``, ``model_version``, ``previous_model_id``, ``forced``, ``comparison``, ``community``.
+
+    Raises:
+        FileNotFoundError: ``candidate`` has no model.ckpt or validation.parquet.
+        PromotionRefusedError: the candidate is worse and ``force`` is false (nothing changed).
+    """
+    import getpass
+    import json
+    import shutil
+    from datetime import UTC, datetime
+
+    from moderation.datasets import DecisionsUnavailableError, load_decisions, load_labelled
+    from moderation.scorers import CHECKPOINT_FILE, community_model_dir, load_scorer
+    from moderation.train import VALIDATION_FILE
+
+    folder, candidate = Path(folder), Path(candidate).resolve()
+    for needed in (CHECKPOINT_FILE, VALIDATION_FILE):
+        if not (candidate / needed).is_file():
+            raise FileNotFoundError(
+                f"{candidate} has no {needed}: promote a folder written by `pulse moderation train`"
+            )
+    options = {k: v for k, v in (scorer_options or {}).items() if k not in ("checkpoint", "config_dir")}
+    cand = load_scorer(f"checkpoint:{candidate}", **options)
+    current = load_scorer("auto", models_dir=folder, **options)
+    validation = load_labelled(candidate / VALIDATION_FILE).frame
+    decisions = None
+    if warehouse is not None and Path(warehouse).is_file():
+        from warehouse.db import connect
+
+        con = connect(Path(warehouse), read_only=True)
+        try:
+            decisions = load_decisions(con).frame
+        except DecisionsUnavailableError:
+            decisions = None
+        finally:
+            con.close()
+    comparison = compare_for_promotion(cand, current, validation, decisions)
+    if comparison["worse"] and not force:
+        raise PromotionRefusedError(
+            f"{cand.model_id} is worse than the current {current.model_id}: {'; '.join(comparison['worse'])} "
+            "(use --force to promote anyway)"
+        )
+    now = datetime.now(UTC)
+    community = community_model_dir(folder)
+    staging = folder / f".community-{now:%Y%m%dT%H%M%S%f}.tmp"
+    shutil.copytree(candidate, staging, ignore=shutil.ignore_patterns("onnx"))
+    if community.exists():
+        previous = folder / PREVIOUS_SUBDIR / f"{now:%Y%m%dT%H%M%S}-{getattr(current, 'model_version', 'unknown')}"
+        previous.parent.mkdir(parents=True, exist_ok=True)
+        community.rename(previous)
+    staging.rename(community)
+    promoted = load_scorer("auto", models_dir=folder, **options)
+    record = {
+        "promoted_at": now.isoformat(timespec="seconds"),
+        "actor": actor or getpass.getuser(),
+        "candidate": str(candidate),
+        "model_id": promoted.model_id,
+        "model_version": promoted.model_version,
+        "previous_model_id": current.model_id,
+        "previous_is_fallback": bool(current.is_fallback),
+        "forced": bool(comparison["worse"]) and force,
+        "comparison": comparison,
+        "community": str(community),
+    }
+    with (folder / PROMOTION_LOG).open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+    return record

@@ -438,17 +438,15 @@ def test_rewrite_leaves_checkpoint_untouched(tiny_dir: Path) -> None:
     assert sorted(p.name for p in tiny_dir.iterdir()) == sorted([CHECKPOINT_FILE, CONFIG_SUBDIR])
 
 
-def test_auto_prefers_configured_then_community_then_published(
-    tiny_dir: Path, empty_hub: Path, tmp_path: Path
-) -> None:
+def test_auto_prefers_configured_then_community_then_published(tiny_dir: Path, empty_hub: Path, tmp_path: Path) -> None:
     """The preference order of ``auto``: configured checkpoint > community model > cached
     published Detoxify model > lexical; the fallback's reason says how to build the community model."""
     models = tmp_path / "models"
     fallback = load_scorer("auto", models_dir=models)
     assert isinstance(fallback, LexicalScorer)
-    assert "make model" in (fallback.fallback_reason or "") and f"no community model built in {models / 'community'}" in (
+    assert "make model" in (
         fallback.fallback_reason or ""
-    )
+    ) and f"no community model built in {models / 'community'}" in (fallback.fallback_reason or "")
     cached = detoxify_cache_path("unbiased")  # a published model in the cache (the tiny one stands in)
     cached.parent.mkdir(parents=True)
     shutil.copy(tiny_dir / CHECKPOINT_FILE, cached)

@@ -1,0 +1,127 @@
+"""Promotion of a trained candidate to the community model `auto` scores with: compared with the
+current model on the candidate's validation rows, refused when worse unless forced, logged, and
+picked up by `auto` (a new model id, so the next pipeline run re-scores every text).
+
+The first candidate is a real training run of the tiny BERT of moderation.tiny (its vocabulary is
+a small word list, so the texts are generated from it: insults vs beer words); the second is the
+first with its classifier negated, so its ROC-AUC on every source is exactly 1 - the first's."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from moderation.scorers import CHECKPOINT_FILE, CONFIG_SUBDIR, LexicalScorer, load_scorer
+from moderation.train import TrainConfig, train_model
+from pulse.cli import app
+from pulse.model_steps import PromotionRefusedError, list_candidates, promote, promotion_log
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def candidates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(models folder, better candidate, worse candidate) under ``models/candidates``."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from moderation.tiny import build_tiny_checkpoint
+
+    tmp = tmp_path_factory.mktemp("promote")
+    base = build_tiny_checkpoint(tmp / "tiny") / CONFIG_SUBDIR
+    BertForSequenceClassification(BertConfig.from_pretrained(str(base))).save_pretrained(str(base))
+    rng = random.Random(7)
+    insults, neutral = (
+        ["idiot", "stupid", "moron", "loser", "jerk", "trash"],
+        ["beer", "ale", "hops", "malt", "glass", "brew"],
+    )
+    frame = pl.DataFrame(
+        {
+            "text": [
+                " ".join(
+                    rng.choice(["you", "the", "my", "this"]) + " " + rng.choice(insults if i % 2 else neutral)
+                    for _ in range(3)
+                )
+                for i in range(240)
+            ],
+            "label": [i % 2 for i in range(240)],
+            "source": ["forum" if i % 3 else "chat" for i in range(240)],
+        },
+        schema_overrides={"label": pl.Int8},
+    )
+    models = tmp / "models"
+    a = models / "candidates" / "a"
+    config = TrainConfig(
+        base_model=base, max_length=32, batch_size=16, max_steps=30, eval_every=10, val_fraction=0.25, seed=2,
+        learning_rate=1e-3, labels=("toxicity",), calibration="platt",
+    )  # fmt: skip
+    card = train_model([frame], a, config, progress=False, compare_lexical=False).card
+    b = models / "candidates" / "b"
+    shutil.copytree(a, b)
+    (b / "calibration.json").unlink()
+    ckpt = torch.load(b / CHECKPOINT_FILE, weights_only=False)
+    for key in ("classifier.weight", "classifier.bias"):
+        ckpt["state_dict"][key] = -ckpt["state_dict"][key]
+    torch.save(ckpt, b / CHECKPOINT_FILE)
+    assert card["validation"]["per_source"]["all"]["roc_auc"] > 0.7  # learnt: insults vs beer words
+    return models, a, b
+
+
+def test_promote_refuses_a_worse_candidate_unless_forced(candidates, empty_torch_hub: Path, tmp_path: Path) -> None:
+    models, better, worse = candidates
+    before = load_scorer("auto", models_dir=models)
+    assert isinstance(before, LexicalScorer) and before.is_fallback
+    record = promote(models, better, force=True, actor="alice")
+    community = models / "community"
+    live = load_scorer("auto", models_dir=models)
+    assert live.model_id == record["model_id"] and live.model_id.startswith("checkpoint:community@")
+    assert live.model_id != before.model_id  # a new id: the next run scores every text again
+    assert record["previous_model_id"] == before.model_id and record["actor"] == "alice"
+    v = record["comparison"]["validation"]
+    assert set(v["per_source"]) == {"chat", "forum"} and v["candidate"] > 0.7
+
+    with pytest.raises(PromotionRefusedError, match="worse than the current checkpoint:community@") as err:
+        promote(models, worse, actor="bob")
+    assert "mean per-source validation ROC-AUC" in str(err.value)
+    assert load_scorer("auto", models_dir=models).model_id == live.model_id  # nothing changed
+    assert len(promotion_log(models)) == 1
+
+    forced = promote(models, worse, force=True, actor="bob")
+    assert forced["forced"] is True and forced["previous_model_id"] == live.model_id
+    c = forced["comparison"]["validation"]
+    assert c["candidate"] == pytest.approx(1 - c["current"], abs=1e-9)  # negated head: AUC mirrored
+    assert [r["actor"] for r in promotion_log(models)] == ["alice", "bob"]
+    assert len(list((models / "previous").iterdir())) == 1 and (community / CHECKPOINT_FILE).is_file()
+
+    rows = list_candidates(models)
+    assert [r["role"] for r in rows] == ["promoted", "candidate", "candidate"]
+    assert [r["name"] for r in rows if r["promoted"]] == ["community", worse.name]
+
+
+def test_cli_promote_refusal_exits_1(candidates, empty_torch_hub: Path, tmp_path: Path) -> None:
+    _, better, worse = candidates
+    fresh = tmp_path / "models"
+    shutil.copytree(better, fresh / "community")
+    result = runner.invoke(
+        app,
+        ["moderation", "promote", str(worse), "--models-dir", str(fresh)],
+        env={"PULSE_WAREHOUSE": str(tmp_path / "none.duckdb")},
+    )
+    assert result.exit_code == 1 and "not promoted" in result.output and "--force" in result.output
+    listed = runner.invoke(app, ["moderation", "candidates", "--models-dir", str(fresh), "--json"])
+    assert listed.exit_code == 0 and json.loads(listed.stdout)[0]["role"] == "promoted"
+
+
+@pytest.fixture
+def empty_torch_hub(tmp_path: Path):
+    """torch hub's cache pointed at an empty folder (no published Detoxify model), then restored."""
+    previous = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    yield tmp_path / "hub"
+    torch.hub.set_dir(previous)
