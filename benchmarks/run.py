@@ -10,7 +10,8 @@ Usage::
 Order: ingest, quality, scoring, scale, incremental, dashboards, hotspots (the last three
 reuse the warehouses and snapshots that scale builds; run alone, they build what they need), api (a
 real ``pulse api serve`` under locust), cluster, backup (``pulse backup`` create / verify / restore on the
-incremental benchmark's history warehouses). Each
+incremental benchmark's history warehouses), loader_memory (peak RSS and junk throughput of the
+event-export loader on decompression bombs and other hostile inputs). Each
 benchmark's figures replace only its own block of ``BENCHMARKS.md`` and its own key of the
 JSON, so a partial run never erases the others. A benchmark that fails is reported, the others
 still run, and the exit code is 1.
@@ -51,6 +52,7 @@ BENCHMARKS: tuple[str, ...] = (
     "api",
     "cluster",
     "backup",
+    "loader_memory",
 )
 
 log = logging.getLogger("benchmarks")
