@@ -3,7 +3,11 @@
 Files get ``PULSE_FILE_MODE`` (octal, default ``600``: read and write for the owner only);
 folders we create get the same bits plus search (``x``) wherever read is granted (``600`` ->
 ``700``, ``640`` -> ``750``). Applied with ``chmod`` after writing, before a file is renamed into
-place, so the published name never points at a more open file.
+place, so the published name never points at a more open file; files that libraries create
+themselves (DuckDB's database and ``.wal``, SQLite's database, ``-wal`` and ``-shm``, logs) get
+it from the process umask (:func:`restrict_umask`, set when the warehouse is opened for writing
+and when :func:`pulse.settings.load_settings` reads the settings), which is in force the moment
+the file appears, unlike a ``chmod`` after it.
 """
 
 from __future__ import annotations
@@ -50,3 +54,17 @@ def private_dir(path: Path) -> Path:
     for created in missing:
         os.chmod(created, dir_mode())
     return path
+
+
+def restrict_umask() -> int:
+    """Set the process umask to what :func:`dir_mode` denies (``600`` -> umask ``077``); return the old umask.
+
+    Files then appear with at most :func:`file_mode` (``open`` asks for 0666 or 0644) and folders
+    with at most :func:`dir_mode`. Process-wide and kept: DuckDB and SQLite create WAL and
+    shared-memory files later, while the connection is open. ``PULSE_FILE_MODE`` is the policy,
+    so a wider mode such as ``640`` (umask ``027``) is set even under a stricter inherited umask.
+
+    Raises:
+        ValueError: ``PULSE_FILE_MODE`` is invalid.
+    """
+    return os.umask(0o777 & ~dir_mode())

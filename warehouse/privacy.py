@@ -15,7 +15,12 @@ are orchestrated by :mod:`pulse.privacy` (docs/ARCHITECTURE.md, "Layers").
 * :func:`apply_retention`: replaces raw bodies older than N days by a marker (scores, hashes and
   aggregates stay).
 * :func:`pseudonym`: HMAC-SHA256 pseudonyms (RFC 2104) for marts and manager exports that need
-  no identity; SQL twin ``ops.pseudonym(source, user_id)`` (migration 008).
+  no identity; SQL twin ``ops.pseudonym(source, user_id)`` (migrations 008, 011).
+
+Tombstone hashes and pseudonyms are keyed with the privacy key, kept outside the data files
+(:mod:`warehouse.privacy_keys`: environment or an owner-only key file; the warehouse records
+only key ids). A tombstone names the key it was made with; it matches an id whose hash under
+any key of the ring equals its own (:func:`tombstone_hashes`).
 
 Erasure, what happens to each table (``mode`` = ``settings.privacy_erasure_mode``):
 
@@ -60,6 +65,7 @@ import polars as pl
 
 from warehouse.canonical import Extract, content_hash
 from warehouse.db import frame, one
+from warehouse.privacy_keys import KeyRing, session_ring
 
 log = logging.getLogger(__name__)
 
@@ -86,33 +92,14 @@ class UserNotFoundError(LookupError):
 # Keys, pseudonyms, tombstone hashes
 
 
-def _key(con: duckdb.DuckDBPyConnection, name: str) -> bytes:
-    return bytes.fromhex(one(con, "select key_hex from ops.privacy_keys where name = ?", [name])[0])
-
-
-def pseudonym_key_hex(secret: str) -> str:
-    """The stored form of a configured pseudonym key: hex of SHA-256(secret), 32 bytes."""
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
 def sync_pseudonym_key(con: duckdb.DuckDBPyConnection, secret: str | None) -> bool:
-    """Make ``ops.privacy_keys.pseudonym_key`` the configured key (``PULSE_PSEUDONYM_KEY``).
+    """Deprecated: pseudonym keys derive from the privacy key (:mod:`warehouse.privacy_keys`).
 
-    With ``secret`` None the key generated at migration stays. Returns True when it changed
-    (every pseudonym changes with it; the marts are rebuilt on the next transform).
+    ``PULSE_PSEUDONYM_KEY`` is read there as a deprecated alias of ``PULSE_PRIVACY_KEY``; this
+    changes nothing and returns False (kept for callers of the old API).
     """
-    if not secret:
-        return False
-    want = pseudonym_key_hex(secret)
-    have = one(con, "select key_hex from ops.privacy_keys where name = 'pseudonym_key'")[0]
-    if have == want:
-        return False
-    con.execute(
-        "update ops.privacy_keys set key_hex = ?, created_at = ? where name = 'pseudonym_key'",
-        [want, _utcnow()],
-    )
-    log.warning("pseudonym key changed (PULSE_PSEUDONYM_KEY): every pseudonym in the marts changes")
-    return True
+    del con, secret
+    return False
 
 
 def pseudonym(source: str, user_id: str | None, key: bytes) -> str | None:
@@ -127,8 +114,8 @@ def pseudonym(source: str, user_id: str | None, key: bytes) -> str | None:
 
 
 def warehouse_pseudonym(con: duckdb.DuckDBPyConnection, source: str, user_id: str | None) -> str | None:
-    """:func:`pseudonym` with the warehouse's key."""
-    return pseudonym(source, user_id, _key(con, "pseudonym_key"))
+    """:func:`pseudonym` with the session's current privacy key (:func:`warehouse.privacy_keys.session_ring`)."""
+    return pseudonym(source, user_id, session_ring(con).current.pseudonym_key)
 
 
 def tombstone_hash(salt: bytes, source: str, user_id: str) -> str:
@@ -136,10 +123,21 @@ def tombstone_hash(salt: bytes, source: str, user_id: str) -> str:
     return hmac.new(salt, f"{source}\x1f{user_id}".encode(), hashlib.sha256).hexdigest()
 
 
+def tombstone_hashes(ring: KeyRing, source: str, user_id: str) -> list[str]:
+    """The id's tombstone hash under every key of ``ring`` (current first): a tombstone matches one of them."""
+    return [tombstone_hash(k.tombstone_key, source, user_id) for k in ring.keys]
+
+
 def has_tombstone(con: duckdb.DuckDBPyConnection, source: str, user_id: str) -> bool:
-    """Whether ``user_id`` of ``source`` was erased (a tombstone matches its salted hash)."""
-    h = tombstone_hash(_key(con, "tombstone_salt"), source, user_id)
-    return bool(one(con, "select count(*) from ops.tombstones where source = ? and user_id_hash = ?", [source, h])[0])
+    """Whether ``user_id`` of ``source`` was erased (a tombstone matches its hash under a key of the ring)."""
+    hashes = tombstone_hashes(session_ring(con), source, user_id)
+    return bool(
+        one(
+            con,
+            "select count(*) from ops.tombstones where source = ? and user_id_hash in (select unnest(?::varchar[]))",
+            [source, hashes],
+        )[0]
+    )
 
 
 def _utcnow() -> datetime:
@@ -480,10 +478,10 @@ def _erase_in_warehouse(
     """The warehouse part of an erasure, in one transaction. Returns (counts, content ids)."""
     counts: dict[str, int] = {}
     params = [source, user_id]
-    salt = _key(con, "tombstone_salt")
+    ring = session_ring(con)
     existing = con.execute(
-        "select alias from ops.tombstones where source = ? and user_id_hash = ?",
-        [source, tombstone_hash(salt, source, user_id)],
+        "select alias from ops.tombstones where source = ? and user_id_hash in (select unnest(?::varchar[]))",
+        [source, tombstone_hashes(ring, source, user_id)],
     ).fetchall()
     alias = existing[0][0] if existing else f"erased_{secrets.token_hex(6)}"
     # Their items: by id, or (a repeated request after redaction) by the alias, so the review
@@ -507,10 +505,12 @@ def _erase_in_warehouse(
     con.execute("begin transaction")
     try:
         con.execute(
-            "insert into ops.tombstones values (?, ?, ?, ?, ?, ?) on conflict (source, user_id_hash) do update set "
+            "insert into ops.tombstones (source, user_id_hash, requested_at, request_id, erasure_mode, alias, key_id) "
+            "values (?, ?, ?, ?, ?, ?, ?) on conflict (source, user_id_hash) do update set "
             "requested_at = excluded.requested_at, request_id = excluded.request_id, erasure_mode = excluded.erasure_mode",
-            [source, tombstone_hash(salt, source, user_id), now, request_id, mode, alias],
-        )
+            [source, tombstone_hash(ring.current.tombstone_key, source, user_id), now, request_id, mode, alias,
+             ring.current.key_id],
+        )  # fmt: skip
         if mode == "delete":
             changed(
                 "staging.engagement_events (on their content)",
@@ -704,7 +704,7 @@ def apply_tombstones(con: duckdb.DuckDBPyConnection, extract: Extract) -> dict[s
     )
     if stones.height == 0:
         return {}
-    salt = _key(con, "tombstone_salt")
+    ring = session_ring(con)
     by_hash = {r["user_id_hash"]: (r["erasure_mode"], r["alias"]) for r in stones.iter_rows(named=True)}
     users, content, events = (extract.frame(s) for s in ("users", "content", "engagement_events"))
     candidates = (
@@ -712,7 +712,12 @@ def apply_tombstones(con: duckdb.DuckDBPyConnection, extract: Extract) -> dict[s
         | set(content["author_id"].drop_nulls().to_list())
         | set(events["user_id"].drop_nulls().to_list())
     )
-    hit = {uid: by_hash[h] for uid in candidates if (h := tombstone_hash(salt, extract.source, uid)) in by_hash}
+    hit = {
+        uid: by_hash[h]
+        for uid in candidates
+        for k in ring.keys
+        if (h := tombstone_hash(k.tombstone_key, extract.source, uid)) in by_hash
+    }
     if not hit:
         return {}
     ids = list(hit)

@@ -29,8 +29,11 @@ without ``manifest.json.enc`` is an unfinished backup):
 =================================  ==========================================================
 
 The serving snapshot is not copied: restore republishes it from the restored warehouse
-(:func:`warehouse.publish.publish_snapshot`). The privacy keys (tombstone salt, pseudonym key)
-travel inside the warehouse export (``ops.privacy_keys``), encrypted like everything else.
+(:func:`warehouse.publish.publish_snapshot`). The privacy key is not in a backup: the warehouse
+holds only its key id (``ops.privacy_keys``; :mod:`warehouse.privacy_keys`), so the key file (or
+``PULSE_PRIVACY_KEY``) is backed up apart, like ``PULSE_BACKUP_KEY``; a restore on a new
+machine needs it (without it the restored warehouse refuses to open, naming the setting).
+``pulse backup verify`` does not need it (it imports and compares, it does not migrate).
 
 **Consistent**: :func:`create_backup` opens the warehouse read-only, which holds DuckDB's file
 lock (no pipeline step can write meanwhile), refuses while ``ops.runs`` has a ``running`` run
@@ -653,6 +656,10 @@ def restore_backup(
             new = tmp / "warehouse.duckdb"
             import_warehouse(tmp / "plain" / "warehouse", new)
             report.tables, report.rows = _compare_tables(new, manifest["tables"])
+            from warehouse.db import open_warehouse
+
+            with open_warehouse(new):  # migrate; a backup from before migration 011 gets its keys moved out
+                pass
             if warehouse.is_file():  # a run may have started while the files came in
                 with idle_warehouse(warehouse):
                     pass
@@ -688,10 +695,12 @@ def restore_backup(
 
 
 def _user_ids_by_hash(con: duckdb.DuckDBPyConnection, source: str, hashes: set[str]) -> dict[str, str]:
-    """``{user_id_hash: user_id}`` for the ids of ``source`` in the warehouse whose tombstone hash is in ``hashes``."""
-    from warehouse.privacy import _key, tombstone_hash  # the tombstones' own salt lookup (no copy of it here)
+    """``{user_id_hash: user_id}`` for the ids of ``source`` in the warehouse whose tombstone hash (under
+    any key of the privacy key ring) is in ``hashes``."""
+    from warehouse.privacy import tombstone_hashes
+    from warehouse.privacy_keys import session_ring
 
-    salt = _key(con, "tombstone_salt")
+    ring = session_ring(con)
     ids = [
         r[0]
         for r in con.execute(
@@ -703,9 +712,9 @@ def _user_ids_by_hash(con: duckdb.DuckDBPyConnection, source: str, hashes: set[s
     ]
     out = {}
     for uid in ids:
-        h = tombstone_hash(salt, source, uid)
-        if h in hashes:
-            out[h] = uid
+        for h in tombstone_hashes(ring, source, uid):
+            if h in hashes:
+                out[h] = uid
     return out
 
 
@@ -745,7 +754,8 @@ def reapply_erasures(settings: Settings, *, store_restored: bool = True) -> list
             found.update({(source, h): uid for h, uid in _user_ids_by_hash(con, source, hashes).items()})
         for e in todo:
             con.execute(
-                "insert into ops.tombstones values (?, ?, ?, ?, ?, ?) on conflict do nothing",
+                "insert into ops.tombstones (source, user_id_hash, requested_at, request_id, erasure_mode, alias, "
+                "key_id) values (?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
                 [
                     e["source"],
                     e["user_id_hash"],
@@ -753,6 +763,7 @@ def reapply_erasures(settings: Settings, *, store_restored: bool = True) -> list
                     e["request_id"],
                     e["mode"],
                     e["alias"],
+                    e.get("key_id"),  # None in entries written before the key ring (migration 011)
                 ],
             )
         items = {

@@ -53,13 +53,19 @@ def sync_ledger(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     """Append each tombstone of the open warehouse that the ledger lacks; return how many.
 
     An entry: ``at`` (the erasure's time, ISO, UTC), ``request_id``, ``source``,
-    ``user_id_hash`` (the tombstone's salted HMAC), ``mode``, ``alias`` and ``content_ids``
+    ``user_id_hash`` (the tombstone's keyed HMAC), ``key_id`` (the privacy key it was made
+    with: :mod:`warehouse.privacy_keys`), ``mode``, ``alias`` and ``content_ids``
     (``redact``: the erased items, found by the alias; ``delete``: none left to find).
     """
     have = {(e["source"], e["user_id_hash"]) for e in read_ledger(path)}
+    keyed = con.execute(  # a warehouse not yet migrated to the key ring (migration 011) has no key_id
+        "select count(*) from information_schema.columns where table_schema = 'ops' and table_name = 'tombstones' "
+        "and column_name = 'key_id'"
+    ).fetchone()[0]
     rows = con.execute(
         "select t.source, t.user_id_hash, t.requested_at, t.request_id, t.erasure_mode, t.alias, "
-        "coalesce((select list(c.content_id order by c.content_id) from staging.content c "
+        + ("t.key_id, " if keyed else "null, ")
+        + "coalesce((select list(c.content_id order by c.content_id) from staging.content c "
         "where c.source = t.source and c.author_id = t.alias), []) from ops.tombstones t order by t.requested_at"
     ).fetchall()
     new = [
@@ -70,9 +76,10 @@ def sync_ledger(con: duckdb.DuckDBPyConnection, path: Path) -> int:
             "user_id_hash": h,
             "mode": mode,
             "alias": alias,
+            "key_id": key_id,
             "content_ids": list(ids),
         }
-        for src, h, at, rid, mode, alias, ids in rows
+        for src, h, at, rid, mode, alias, key_id, ids in rows
         if (src, h) not in have
     ]
     return append_ledger(path, new)

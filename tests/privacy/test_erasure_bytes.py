@@ -178,6 +178,7 @@ def test_mentions_of_the_erased_member_become_their_pseudonym(
     replace: bool, shapes: dict[str, list[tuple[str, str]]], beer_built: Path, tmp_path: Path
 ) -> None:
     from warehouse.privacy import pseudonym
+    from warehouse.privacy_keys import load_ring
 
     user_id, name = shapes["comments_only"][0]
     handle = "@" + name.replace(" ", "")
@@ -199,9 +200,7 @@ def test_mentions_of_the_erased_member_become_their_pseudonym(
             "select count(*) from staging.content where source = ? and author_id <> ? and regexp_matches(body_text, ?)",
             [SOURCE, user_id, "(?i)@" + name.replace(" ", "") + "([^A-Za-z0-9_]|$)"],
         ).fetchone()[0]
-        key = bytes.fromhex(
-            con.execute("select key_hex from ops.privacy_keys where name = 'pseudonym_key'").fetchone()[0]
-        )
+        key = load_ring().current.pseudonym_key  # the privacy key, outside the warehouse
     finally:
         con.close()
     report = forget_user(wh, SOURCE, user_id, serving=tmp_path / "serving.duckdb", mentions=replace)

@@ -29,6 +29,7 @@ from warehouse.privacy import (
     pseudonym,
     scan_files,
 )
+from warehouse.privacy_keys import install, load_ring
 
 SOURCE = "stackexchange:beer"
 USER = "73"
@@ -319,9 +320,9 @@ def test_pseudonyms_in_marts_match_python_hmac(beer_copy: Path) -> None:
     wh = beer_copy / "warehouse.duckdb"
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        key = bytes.fromhex(
-            con.execute("select key_hex from ops.privacy_keys where name = 'pseudonym_key'").fetchall()[0][0]
-        )
+        ring = load_ring()  # the privacy key lives outside the warehouse; a session gets it installed
+        key = ring.current.pseudonym_key
+        install(con, ring)
         raw = con.execute("select author_id from staging.content where content_id = 'p105'").fetchall()[0][0]
         sql = con.execute("select ops.pseudonym(?, ?)", [SOURCE, USER]).fetchall()[0][0]
     finally:

@@ -68,17 +68,25 @@ def test_example_config_is_secret_free_and_loads(config) -> None:
     assert "pulse.toml" in ignored
 
 
-def test_pseudonym_key_from_the_environment_replaces_the_generated_one() -> None:
+def test_pseudonym_key_is_a_deprecated_alias_of_the_privacy_key(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PULSE_PSEUDONYM_KEY (the old pseudonym-only key) still works: SHA-256 of it becomes the privacy key."""
+    import hashlib
+
     from warehouse.db import connect, migrate
     from warehouse.privacy import pseudonym, sync_pseudonym_key, warehouse_pseudonym
+    from warehouse.privacy_keys import derive
 
     con = connect(":memory:")
     migrate(con)
     generated = warehouse_pseudonym(con, "s", "7")
     assert generated == con.execute("select ops.pseudonym('s', '7')").fetchall()[0][0]
-    assert sync_pseudonym_key(con, "my key") is True and sync_pseudonym_key(con, "my key") is False
-    import hashlib
-
-    expected = pseudonym("s", "7", hashlib.sha256(b"my key").digest())
+    monkeypatch.delenv("PULSE_PRIVACY_KEY", raising=False)
+    monkeypatch.setenv("PULSE_PSEUDONYM_KEY", "my key")
+    con = connect(":memory:")
+    migrate(con)
+    expected = pseudonym("s", "7", derive(hashlib.sha256(b"my key").digest()).pseudonym_key)
     assert con.execute("select ops.pseudonym('s', '7')").fetchall()[0][0] == expected != generated
-    assert sync_pseudonym_key(con, None) is False
+    assert "PULSE_PSEUDONYM_KEY is deprecated" in caplog.text
+    assert sync_pseudonym_key(con, "my key") is False  # the old API changes nothing now
