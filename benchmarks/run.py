@@ -53,6 +53,7 @@ BENCHMARKS: tuple[str, ...] = (
     "cluster",
     "backup",
     "loader_memory",
+    "model",
 )
 
 log = logging.getLogger("benchmarks")

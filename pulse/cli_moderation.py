@@ -648,3 +648,66 @@ def candidates(
             "; ".join(f"{k} {_f(v)}" for k, v in (r["ece"] or {}).items()) or "–",
         )
     console.print(t)
+
+
+# --- recipe comparison ------------------------------------------------------------------------
+
+
+@app.command("compare-recipes")
+def compare_recipes_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the checkpoints, recipes.json and RECIPES.md")],
+    data: Annotated[list[Path], typer.Option("--data", help="Labelled file, repeatable (presets recognised)")],
+    recipe: Annotated[
+        list[str] | None,
+        typer.Option("--recipe", help="Recipe name, repeatable [default: all of moderation.train.RECIPES]"),
+    ] = None,
+    in_source: Annotated[bool, typer.Option("--in-source/--no-in-source", help="Train on every source")] = True,
+    loso: Annotated[bool, typer.Option("--loso/--no-loso", help="Leave each source out once")] = True,
+    max_minutes: Annotated[float | None, typer.Option(help="Time budget of each training")] = 45,
+    max_steps: Annotated[int | None, typer.Option(help="Steps of each training at most")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    json_out: JsonOpt = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Train each recipe in-source and leave-one-source-out; write the recipe table (one training at a time).
+
+    Each training takes up to --max-minutes: all recipes with LOSO on three sources is 4 trainings
+    per recipe."""
+    from moderation.datasets import DatasetError, load_labelled
+    from moderation.recipes import RESULTS_MD, compare_recipes
+    from moderation.train import RECIPES, TrainConfig, TrainingError
+
+    if not json_out:
+        setup_logging(verbose)
+    names = list(recipe or RECIPES)
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        raise fail(f"unknown recipe {unknown[0]!r}; known: {', '.join(RECIPES)}")
+    try:
+        sets = [load_labelled(f) for f in data]
+    except FileNotFoundError as exc:
+        raise fail(f"{exc} (--data)") from None
+    except DatasetError as exc:
+        raise fail(str(exc)) from None
+    base = TrainConfig(max_minutes=max_minutes, max_steps=max_steps, threads=threads, epochs=1)
+    try:
+        results = compare_recipes(
+            sets,
+            out,
+            recipes=names,
+            base=base,
+            in_source=in_source,
+            loso=loso,
+            on_result=None
+            if json_out
+            else lambda r: console.print(
+                f"{r['recipe']} {r['fold']}: {r['training']['train_minutes']:.1f} min; "
+                + "; ".join(f"{s} ROC-AUC {_f(m['roc_auc'])}" for s, m in r["per_source"].items())
+            ),
+        )
+    except TrainingError as exc:
+        raise fail(str(exc)) from None
+    if json_out:
+        _print_json(results)
+        return
+    console.print(f"Recommended: [bold]{results['recommended']}[/]; table in {Path(out) / RESULTS_MD}")
