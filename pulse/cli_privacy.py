@@ -1,9 +1,10 @@
-"""``pulse privacy``: data-subject requests (export a user's data, forget a user) and retention.
+"""``pulse privacy``: data-subject requests (export a user's data, forget a user), retention, key rotation.
 
 Registered in :mod:`pulse.cli` as a typer sub-app. Exit codes as everywhere in ``pulse``:
 0 success (erased, compacted and verified), 1 the request failed (erased values still
 found in a file: status ``verification_failed``), 2 bad input or configuration
-(unknown user, unknown mode: the message names the option and the fix). Every argument reaches
+(unknown user, unknown mode, a privacy key that is not the warehouse's: the message names the
+option and the fix). Every argument reaches
 SQL as a bound parameter, never as SQL text.
 """
 
@@ -123,3 +124,35 @@ def forget_user_cmd(
         )
         raise typer.Exit(1)
     console.print("Tombstone recorded: later loads from the source drop or redact this user's records.")
+
+
+@app.command("rotate-key")
+def rotate_key_cmd(
+    warehouse: WarehouseOpt = None,
+    serving: ServingOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+) -> None:
+    """New privacy key (tombstones, pseudonyms): the old one is kept, retired; marts rebuilt; snapshot republished.
+
+    With the key file: a new random key is written first in it. With PULSE_PRIVACY_KEY: set it to
+    NEW,OLD (current first) and run this to adopt NEW. Every pseudonym in the marts changes.
+    """
+    from pulse.privacy import rotate_key
+    from warehouse.privacy_keys import PrivacyKeyError
+
+    settings = settings_or_exit(warehouse=warehouse, serving=serving)
+    if not yes and not typer.confirm("Rotate the privacy key (every pseudonym in the marts changes)?"):
+        raise typer.Exit(1)
+    try:
+        out = rotate_key(settings.warehouse, serving=settings.serving)
+    except PrivacyKeyError as exc:
+        console.print(f"[bold red]Not rotated[/]: {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    stones = ", ".join(f"{k} {n}" for k, n in out["tombstones_by_key_id"].items()) or "none"
+    console.print(
+        f"Rotated: key id {out['old_key_id']} -> {out['new_key_id']} ({escape(out['origin'])}); "
+        f"{out['marts_rebuilt']} marts rebuilt with the new pseudonyms"
+        + ("; snapshot republished" if out["serving_republished"] else "")
+        + f".\nTombstones by key id: {stones} (keep every key they name in the ring). "
+        "Back up the key file now, apart from the data."
+    )

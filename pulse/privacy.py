@@ -17,12 +17,15 @@ each layer owns:
   then verified: the bytes of those files scanned for every checkable erased value. Only then
   is the request ``done``; residue makes it ``verification_failed`` (with the files). The
   request is logged in ``ops.privacy_requests`` with row counts and the verification only.
+* :func:`rotate_key`: a new privacy key (:mod:`warehouse.privacy_keys`), adopted by the
+  warehouse, the marts rebuilt with the new pseudonyms and the snapshot republished.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,6 +47,7 @@ from warehouse.privacy import (
     log_request,
     scan_files,
 )
+from warehouse.privacy_keys import rotate_key_file, session_ring, use_privacy_keys
 from warehouse.publish import publish_snapshot
 
 if TYPE_CHECKING:
@@ -229,3 +233,58 @@ def _vacuum_sqlite_store(store: ReviewStore) -> str | None:
     finally:
         db.close()
     return str(path)
+
+
+def rotate_key(warehouse: Path | str, *, serving: Path | str | None = None) -> dict[str, Any]:
+    """Move the warehouse to a new privacy key; rebuild the marts (new pseudonyms) and republish.
+
+    With the key file (``PULSE_PRIVACY_KEY`` unset): a new random key goes first in the file,
+    the old ones stay after it, retired (:func:`warehouse.privacy_keys.rotate_key_file`). With
+    ``PULSE_PRIVACY_KEY=NEW,OLD`` set by the operator: ``NEW`` is adopted. Either way the
+    warehouse records the new key id as current and the old one as retired, with a
+    ``rotate-key`` row in ``ops.privacy_requests``. Tombstones keep the key they were made with
+    (an HMAC of an id cannot be re-keyed without the id): every retired key they name must stay
+    in the ring, and is still used to recognise them.
+
+    Returns:
+        ``old_key_id``, ``new_key_id``, ``origin`` (where the key is), ``marts_rebuilt``,
+        ``serving_republished``, ``tombstones_by_key_id`` (``{key id: tombstones}``).
+
+    Raises:
+        PrivacyKeyError: the configured key is not the warehouse's, or (environment keys) no
+            new key was given; the message says what to set.
+    """
+    from_env = bool(os.environ.get("PULSE_PRIVACY_KEY", "").strip() or os.environ.get("PULSE_PSEUDONYM_KEY", ""))
+    con = connect(warehouse)
+    try:
+        had = _current_key_id(con)
+        migrate(con)  # checks the configured key; a ring NEW,OLD from the environment is adopted here
+        if from_env:
+            ring = session_ring(con)
+            if had is None or ring.current.key_id == had:
+                rotate_key_file()  # raises the instructions for keys from the environment
+        else:
+            had = session_ring(con).current.key_id
+            ring, _ = rotate_key_file()
+            use_privacy_keys(con, ring)  # adopts the new key (records the rotation)
+        out: dict[str, Any] = {"old_key_id": had, "new_key_id": ring.current.key_id, "origin": ring.origin}
+        out["marts_rebuilt"] = len(run_marts(con))
+        out["serving_republished"] = serving is not None
+        if serving is not None:
+            publish_snapshot(con, Path(serving))
+        by_key = "select coalesce(key_id, '?'), count(*) from ops.tombstones group by all order by all"
+        out["tombstones_by_key_id"] = dict(con.execute(by_key).fetchall())
+        con.execute("checkpoint")
+    finally:
+        con.close()
+    log.warning("privacy key rotated: %s", out)
+    return out
+
+
+def _current_key_id(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The key id the warehouse records as current, or None (a new warehouse, or one before migration 011)."""
+    try:
+        row = con.execute("select key_id from ops.privacy_key_ids where status = 'current'").fetchall()
+    except duckdb.CatalogException:
+        return None
+    return row[0][0] if row else None
