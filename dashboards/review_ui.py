@@ -166,9 +166,9 @@ def score_figure(item: Mapping[str, Any], labels: Sequence[str], thresholds: Map
         )
     )  # fmt: skip
     fig.update_layout(
-        xaxis={"range": [0, 1.15], "title": "score (black tick: flag threshold)"},
+        xaxis={"range": [0, 1.15], "title": "score (tick: flag threshold)"},
         yaxis={"autorange": "reversed"},
-        height=90 + 26 * max(len(shown), 3),
+        height=70 + 24 * max(len(shown), 2),
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
         showlegend=False,
     )

@@ -26,8 +26,10 @@ decides the order alone::
     model   = trust * min(s, 2) / 2   s = max over labels of score / flag threshold (the label's
                                       score on its own threshold's scale, 1 = at the threshold;
                                       1.0 for an item routed for its language, 0 for reports
-                                      only); trust = 0.5 for a lexical model (its probabilities are
-                                      not calibrated: any swear word scores 1.00), else 1
+                                      only); trust = 0.5 when the model is lexical (its
+                                      probabilities are not calibrated: any swear word scores
+                                      1.00), else 1 (per-label calibrated scores when the model
+                                      ships a calibration, moderation/calibration.py)
     reports = min(distinct reporters, 5) / 5       (a report without a known reporter counts as one)
     history = min(prior flags + 2 * prior removals, 10) / 10   (the author's, in the window before)
     reach   = min(ln(1 + n) / ln(101), 1)          n = engagement events on the item (views, votes,
@@ -172,7 +174,7 @@ def priority_terms(
     severity = model_severity if model_severity is not None else (LANGUAGE_ROUTED_SEVERITY if language_routed else 0.0)
     if model_severity is not None and language_routed:
         severity = max(model_severity, LANGUAGE_ROUTED_SEVERITY)
-    trust = LEXICAL_TRUST if lexical and model_severity is not None else 1.0
+    trust = LEXICAL_TRUST if lexical else 1.0
     terms = {
         "model": trust * min(severity, SEVERITY_CAP) / SEVERITY_CAP,
         "reports": min(max(reporter_count, 1), REPORTERS_CAP) / REPORTERS_CAP if report_count > 0 else 0.0,

@@ -53,6 +53,16 @@ ITEM_KEY = "review_item"
 REASON_KEY = "review_reason"
 NOTE_KEY = "review_note"
 BULK_REASON_KEY = "review_bulk_reason"
+# The page's own CSS (no member text): less space above the title, so the decision fits one
+# screen; the undo toast floats over the top bar, so it never pushes the item down. (A comment,
+# not a docstring: Streamlit's "magic" would print a bare string of a page script.)
+PAGE_CSS = (
+    "<style>"
+    "[data-testid='stMainBlockContainer']{padding-top:1.5rem}"
+    ".st-key-review_toast{position:fixed;top:6px;left:50%;transform:translateX(-50%);z-index:1000100;"
+    "width:min(720px,60vw);background:#f0fdf4;box-shadow:0 4px 14px rgba(15,23,42,.18)}"
+    "</style>"
+)
 CONFIRM_KEY = "review_confirm"
 LAST_KEY = "review_last_action"
 PAST = {"approve": "Approved", "remove": "Removed", "escalate": "Escalated", "reopen": "Reopened", "undo": "Undid"}
@@ -254,7 +264,7 @@ def _act(item: dict[str, Any], action: str, actor: str, labels: tuple[str, ...],
     _clear_selection()
     st.session_state[LAST_KEY] = {
         "source": item["source"], "content_id": item["content_id"], "version": decision.item_version,
-        "action": action, "excerpt": excerpt(item), "at": time.monotonic(),
+        "action": action, "excerpt": excerpt(item, 48), "at": time.monotonic(),
     }  # fmt: skip
     _flash("success", f"{PAST[action]} {item['content_id']}")
     if action == "reopen":
@@ -345,13 +355,11 @@ def undo_toast(actor: str) -> None:
         st.session_state.pop(LAST_KEY, None)
         return
     with st.container(border=True, key="review_toast"):
-        text_col, button_col = st.columns([5, 1], vertical_alignment="center")
+        text_col, button_col = st.columns([4, 1], vertical_alignment="center")
         with text_col:
-            components.untrusted_text(
-                f"{PAST[last['action']]} {last['content_id']}: “{last['excerpt']}” · undo possible for {window:.0f} s"
-            )
+            components.untrusted_text(f"{PAST[last['action']]} {last['content_id']}: “{last['excerpt']}”")
         button_col.button("Undo", key="act_undo", shortcut="U", icon=":material/undo:", on_click=_undo,
-                          args=(last, actor))  # fmt: skip
+                          args=(last, actor), help=f"Possible for {window:.0f} s after the action.")  # fmt: skip
 
 
 # --- page sections ---------------------------------------------------------------------------
@@ -471,12 +479,17 @@ def thread_context(item: dict[str, Any], queue: pl.DataFrame) -> None:
         parent = queue.filter((pl.col("source") == item["source"]) & (pl.col("content_id") == parent_id))
         if parent.height:
             parent_text = review_ui.item_text(parent.row(0, named=True))
-    with st.expander("Thread context", expanded=False):
+    with st.popover("Thread", icon=":material/forum:", width="stretch"):
         components.untrusted_text(f"Thread {item.get('thread_id')} · parent {parent_id or '(none: starts the thread)'}")
         if parent_text:
             components.untrusted_text(parent_text, prefix="Parent: ", limit=1500)
         elif parent_id is not None:
             st.caption("The parent post's text is not in the snapshot.")
+
+
+def author_caption(text: str) -> None:
+    """Member-written text (a display name) as a small caption, every Markdown character escaped."""
+    st.caption(components.md_escape(text))
 
 
 def badges(item: dict[str, Any]) -> str:
@@ -505,24 +518,30 @@ def item_view(
     item: dict[str, Any], queue: pl.DataFrame, actor: str, labels: tuple[str, ...], next_id: str | None
 ) -> None:
     """One item: header with badges, reasons, priority formula, highlighted text, score bars,
-    author history, context, actions."""
+    author history, thread context, actions."""
     with st.container(border=True, key="review_detail"):
         st.markdown(
             f"**#{item['priority']} · {components.md_escape(str(item['state']))} · "
             f"{components.md_escape(str(item.get('kind')))}** {badges(item)}"
         )
-        components.untrusted_text(
-            f"{item['source']} / {item['content_id']} · created {item['created_at']:%Y-%m-%d %H:%M} UTC"
-            + (f" · tags: {', '.join(item.get('tags') or [])}" if item.get("tags") else "")
+        st.caption(
+            components.md_escape(
+                f"{item['content_id']} · created {item['created_at']:%Y-%m-%d %H:%M} UTC"
+                + (f" · tags: {', '.join(item.get('tags') or [])}" if item.get("tags") else "")
+                + (
+                    f" · last decision: {item['updated_by']} at {item['updated_at']:%Y-%m-%d %H:%M} UTC (version {item['version']})"
+                    if item.get("updated_by")
+                    else ""
+                )
+            )
         )
         components.untrusted_text("Queue reasons: " + "; ".join(queue_reasons(item)))
         line = priority_line(item)
         if line:
-            st.caption(line, help="priority_score = 4·model + 2·reports + 2·history + 1·reach + 1·age, each 0–1 "
-                       "(transforms/README.md, marts.moderation_queue).")  # fmt: skip
-        if item.get("updated_by"):
-            components.untrusted_text(
-                f"Last decision: {item['updated_by']} at {item['updated_at']:%Y-%m-%d %H:%M} UTC (version {item['version']})"
+            st.caption(
+                line,
+                help="priority_score = 4·model + 2·reports + 2·history + 1·reach + 1·age, each 0–1 "
+                "(transforms/README.md, marts.moderation_queue).",
             )
         text_col, side_col = st.columns([3, 2])
         with text_col:
@@ -532,18 +551,20 @@ def item_view(
                 review_ui.score_figure(item, data.LABELS, _settings().thresholds), width="stretch",
                 key=f"review_scores_{item['content_id']}", config={"displayModeBar": False},
             )  # fmt: skip
-            history = review_ui.author_history(auth.review_store(), queue, item["source"], item.get("author_id"))
-            components.untrusted_text(f"Author: {item.get('author_name') or 'unknown'} ({item.get('author_id')})")
-            earlier = []
-            if item.get("author_prior_flags") is not None:
-                earlier.append(f"{item['author_prior_flags']} flagged")
-            if item.get("author_prior_removals") is not None:
-                earlier.append(f"{item['author_prior_removals']} removed")
-            st.caption(
-                f"In this queue: {history['flagged']} item{'' if history['flagged'] == 1 else 's'}, "
-                f"{history['removed']} removed, {history['approved']} approved"
-                + (f"; earlier (window): {', '.join(earlier)}" if earlier else "")
+        history = review_ui.author_history(auth.review_store(), queue, item["source"], item.get("author_id"))
+        earlier = []
+        if item.get("author_prior_flags") is not None:
+            earlier.append(f"{item['author_prior_flags']} flagged")
+        if item.get("author_prior_removals") is not None:
+            earlier.append(f"{item['author_prior_removals']} removed")
+        author_col, thread_col = st.columns([3, 1], vertical_alignment="center")
+        with author_col:
+            author_caption(
+                f"Author: {item.get('author_name') or 'unknown'} ({item.get('author_id')}) · in this queue "
+                f"{history['flagged']} item{'' if history['flagged'] == 1 else 's'}, {history['removed']} removed, "
+                f"{history['approved']} approved" + (f" · earlier (window): {', '.join(earlier)}" if earlier else "")
             )
+        with thread_col:
             thread_context(item, queue)
         actions(item, actor, labels, next_id)
 
@@ -592,9 +613,12 @@ def actions(item: dict[str, Any], actor: str, labels: tuple[str, ...], next_id: 
             on_click=_act,
             args=(item, "approve", actor, labels),
             disabled="approve" not in allowed,
-            help="Asks for Y to confirm on a hold-recommended or repeat offender's item."
-            if needs_confirmation(item)
-            else None,
+            help="Keys: A approve · X remove (with the reason) · E escalate · J next · U undo the last action"
+            + (
+                " · on a hold-recommended or repeat offender's item, A asks and Y confirms."
+                if needs_confirmation(item)
+                else "."
+            ),
         )
         buttons[1].button(
             "Remove",
@@ -623,7 +647,6 @@ def actions(item: dict[str, Any], actor: str, labels: tuple[str, ...], next_id: 
             args=(next_id,),
             disabled=next_id is None,
         )
-        st.caption("Keys: A approve · X remove (with the reason) · E escalate · J next · U undo the last action.")
 
 
 def _select(content_id: str | None) -> None:
@@ -634,11 +657,14 @@ def _select(content_id: str | None) -> None:
 def render() -> None:
     """The Review queue page: list on the left, the open item on the right."""
     user = auth.require_role(auth.ACTING_ROLES, "The review queue")
-    source = components.page_header(
+    st.html(PAGE_CSS)
+    st.title(
         "Review queue",
-        "Most urgent first. Approve, remove (with a reason) or escalate; a colleague cannot overwrite "
+        help="Most urgent first. Approve, remove (with a reason) or escalate; a colleague cannot overwrite "
         "your decision, and Undo is there for a moment after each one.",
     )
+    source = components.selected_source()
+    components.banners(source, "Review queue")
     show_flash()
     if not components.require_table("marts", "moderation_queue", "flagged items"):
         return
@@ -654,30 +680,32 @@ def render() -> None:
     left, right = st.columns([5, 7], gap="medium")
     with left:
         counts(items)
-        with st.popover("Filters", icon=":material/filter_list:", width="stretch"):
+        bar = st.columns([2, 3], vertical_alignment="bottom")
+        with bar[0].popover("Filters", icon=":material/filter_list:", width="stretch"):
             shown = filters(items)
         st.markdown(f"**{shown.height} items** match the filters ({items.height} in the queue).")
         if shown.is_empty():
             components.empty_state("No items match these filters; widen the state, score or date filters.")
         labels = tuple(label for label in data.LABELS if label in items.columns)
         selected = queue_table(shown, user.username, labels) if shown.height else []
+        ids = shown["content_id"].to_list()
+        if ids:
+            if len(selected) == 1:
+                st.session_state[ITEM_KEY] = selected[0]["content_id"]
+            if st.session_state.get(ITEM_KEY) not in ids:
+                st.session_state[ITEM_KEY] = ids[0]
+            priorities = dict(zip(ids, shown["priority"].to_list(), strict=True))
+            chosen = bar[1].selectbox(
+                "Item",
+                ids,
+                key=ITEM_KEY,
+                format_func=lambda cid: f"#{priorities[cid]} · {cid}",
+                label_visibility="collapsed",
+            )
     with right:
         undo_toast(user.username)
         if shown.is_empty():
             return
-        ids = shown["content_id"].to_list()
-        if len(selected) == 1:
-            st.session_state[ITEM_KEY] = selected[0]["content_id"]
-        if st.session_state.get(ITEM_KEY) not in ids:
-            st.session_state[ITEM_KEY] = ids[0]
-        priorities = dict(zip(ids, shown["priority"].to_list(), strict=True))
-        chosen = st.selectbox(
-            "Item",
-            ids,
-            key=ITEM_KEY,
-            format_func=lambda cid: f"#{priorities[cid]} · {cid}",
-            label_visibility="collapsed",
-        )
         position = ids.index(chosen)
         next_id = ids[position + 1] if position + 1 < len(ids) else None
         item_view(shown.row(position, named=True), items, user.username, labels, next_id)

@@ -279,7 +279,8 @@ def test_toast_names_the_item_and_undo_appends_a_row(serve, snapshot, fresh_revi
     at.button(key="act_remove").click().run()
     assert toasts(at) == ["Removed demo:c2"]
     bar = [t.value for t in at.text if t.value.startswith("Removed demo:c2")]
-    assert bar == ["Removed demo:c2: “you are an idiot” · undo possible for 30 s"]
+    assert bar == ["Removed demo:c2: “you are an idiot”"]
+    assert at.button(key="act_undo").help == "Possible for 30 s after the action."
     assert metrics(at)["Removed"] == "1" and at.selectbox(key="review_item").value == "demo:c1"
     at.button(key="act_undo").click().run()
     assert not at.exception

@@ -157,9 +157,13 @@ def test_priority_terms_by_hand() -> None:
     lex = priority_terms(model_severity=1.25, lexical=True, language_routed=False, report_count=0, reporter_count=0,
                          prior_flags=30, prior_removals=0, reach=5000, age_hours=1000.0)  # fmt: skip
     assert (lex["model"], lex["reports"], lex["history"], lex["reach"], lex["age"]) == (0.3125, 0.0, 1.0, 1.0, 1.0)
-    # a report without a known reporter counts as one; language routing alone counts as at a threshold
+    # a report without a known reporter counts as one; language routing counts as at a threshold (halved: lexical)
     alone = priority_terms(model_severity=None, lexical=True, language_routed=True, report_count=1, reporter_count=0,
                            prior_flags=0, prior_removals=0, reach=0, age_hours=-3.0)  # fmt: skip
-    assert (alone["model"], alone["reports"], alone["reach"], alone["age"], alone["score"]) == (0.5, 0.2, 0.0, 0.0, 2.4)
+    assert (alone["model"], alone["reports"], alone["reach"], alone["age"]) == (0.25, 0.2, 0.0, 0.0)
+    assert alone["score"] == pytest.approx(1.4)
+    routed = priority_terms(model_severity=None, lexical=False, language_routed=True, report_count=0, reporter_count=0,
+                            prior_flags=0, prior_removals=0, reach=0, age_hours=0.0)  # fmt: skip
+    assert routed["model"] == 0.5
     assert not can_hold("lexical:alt-profanity-check") and not can_hold("detoxify:original", is_fallback=True)
     assert can_hold("detoxify:original") and can_hold(None)

@@ -228,8 +228,8 @@ scored as (
         -- hold: the policy's hold level, never from a lexical (fallback) model
         model_hold and not lexical_model as hold,
         -- priority signal "model": the severity on the threshold scale (flags, language routing),
-        -- capped at 2 and halved for a lexical model
-        case when model_severity is not null and lexical_model then 0.5 else 1.0 end
+        -- capped at 2 and halved when the model is lexical
+        case when lexical_model then 0.5 else 1.0 end
             * least(coalesce(greatest(
                 model_severity,
                 case when list_contains(queue_reasons, 'language_not_supported') then 1.0 end
