@@ -5,7 +5,9 @@ Fine-tunes a community toxicity model offline (all-MiniLM-L6-v2 from the `gt-all
 package → a Detoxify-format checkpoint folder with its model card), evaluates it and the
 comparison models on held-out labelled data, audits identity-term bias (Subgroup / BPSN / BNSP
 AUC, Borkan et al. 2019), and republishes the serving snapshot so the **Model quality** page
-shows the results. Use the checkpoint in the pipeline with `PULSE_SCORER=checkpoint:<out>`.
+shows the results. The checkpoint is a **candidate** (`<models dir>/candidates/<run id>`, the
+models dir being `models/` beside the warehouse); `pulse moderation promote <candidate>` makes it
+the community model that `PULSE_SCORER=auto` uses, if it is not worse than the current one.
 
 `train → evaluate → bias_audit → publish`
 
@@ -13,9 +15,9 @@ shows the results. Use the checkpoint in the pipeline with `PULSE_SCORER=checkpo
 * **Params:** `data` (labelled CSV/TSV/Parquet files, comma-separated; presets Davidson, OLID,
   Kaggle insults and Jigsaw are recognised from the header), `text_column` / `label_column` /
   `label_map` for other files, `from_decisions` (add moderators' upheld/overturned decisions from
-  `moderation.decisions`), `out` (checkpoint folder), training options (`epochs`, `max_length`,
-  `max_train_per_source`, `max_minutes`, ...), `eval_data` (default: the validation split written
-  beside the weights), `compare_models` (e.g. `lexical`), `terms` (identity terms; default list).
+  `moderation.decisions`), `out` (checkpoint folder; empty: a new candidate folder), training
+  options (`epochs`, `max_length`, `max_train_per_source`, `max_minutes`, `balance`,
+  `calibration`, ...), `eval_data` (default: the validation split written beside the weights), `compare_models` (e.g. `lexical`), `terms` (identity terms; default list).
 * `train` reads the warehouse at most (decisions); `evaluate`, `bias_audit` and `publish` write it
   and share the one-slot pool `pulse_warehouse` with the community pipeline.
 * Each task calls one function of `pulse.model_steps` (`run_model_step`).
@@ -63,13 +65,15 @@ def _run(step: str) -> dict:
         "from_decisions": Param(
             False, type="boolean", description="Add upheld/overturned decisions from moderation.decisions"
         ),
-        "out": Param("models/community", type="string", description="Checkpoint folder to write"),
-        "epochs": Param(2, type="integer", minimum=1),
-        "max_length": Param(64, type="integer", minimum=8, maximum=512),
+        "out": Param("", type="string", description="Checkpoint folder (empty: <models dir>/candidates/<run id>)"),
+        "epochs": Param(1, type="integer", minimum=1),
+        "max_length": Param(128, type="integer", minimum=8, maximum=512),
+        "balance": Param(False, type="boolean", description="Class-balanced sampling per source"),
+        "calibration": Param("auto", type="string", enum=["auto", "platt", "isotonic"]),
         "max_train_per_source": Param(None, type=["null", "integer"], description="Cap on training rows per source"),
-        "max_val_per_source": Param(None, type=["null", "integer"], description="Cap on validation rows per source"),
+        "max_val_per_source": Param(1500, type=["null", "integer"], description="Cap on validation rows per source"),
         "val_fraction": Param(0.1, type="number", exclusiveMinimum=0, exclusiveMaximum=1),
-        "max_minutes": Param(None, type=["null", "number"], description="Stop training after this many minutes"),
+        "max_minutes": Param(45, type=["null", "number"], description="Stop training after this many minutes"),
         "max_steps": Param(None, type=["null", "integer"], description="Stop training after this many steps"),
         "num_layers": Param(None, type=["null", "integer"], description="Keep the first N transformer layers"),
         "seed": Param(13, type="integer"),

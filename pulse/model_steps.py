@@ -5,6 +5,10 @@ JSON-ready dict (an XCom in Airflow): :func:`train_step` fine-tunes a checkpoint
 :func:`evaluate_step` and :func:`bias_audit_step` score labelled data with a model and record
 the results in the warehouse (``moderation.model_evaluations`` / ``moderation.bias_audit``),
 :func:`publish_step` republishes the serving snapshot so the "Model quality" page shows them.
+The DAG trains **candidates** (``<models dir>/candidates/<run id>``, :func:`new_candidate_dir`);
+:func:`promote` (``pulse moderation promote``) makes one the community model ``auto`` scores
+with, after comparing it with the current model, and logs it (:data:`PROMOTION_LOG`);
+:func:`list_candidates` lists them for ``pulse moderation candidates`` and the Model quality page.
 :func:`run_model_step` is the Airflow glue: it reads the DAG run's params and upstream XComs.
 """
 
@@ -17,6 +21,8 @@ from typing import Any
 from pulse.settings import Settings, load_settings
 
 TRAIN_OPTIONS = (
+    "balance",
+    "calibration",
     "epochs",
     "max_length",
     "batch_size",
@@ -86,6 +92,20 @@ def train_step(
     }
 
 
+def _aux_frames(frame: Any, labels: Sequence[str]) -> dict[str, Any]:
+    """For each auxiliary label (``insult``, ``identity_attack``) the scorer scores and ``frame``
+    carries with both classes: the rows labelled for it, with that label as ``label``."""
+    import polars as pl
+
+    out = {}
+    for label in labels:
+        if label != "toxicity" and label in frame.columns:
+            part = frame.filter(pl.col(label).is_not_null()).with_columns(pl.col(label).alias("label"))
+            if part["label"].n_unique() == 2:
+                out[label] = part
+    return out
+
+
 def evaluate_step(
     settings: Settings,
     models: Sequence[str],
@@ -98,10 +118,13 @@ def evaluate_step(
     score_label: str = "toxicity",
     by: str | None = "source",
 ) -> dict[str, Any]:
-    """Evaluate each model spec on ``data`` and record the reports (per ``by`` group too).
+    """Evaluate each model spec on ``data`` and record the reports (per ``by`` group too); also
+    every auxiliary label the model scores and the data carries (``score_label`` = that label,
+    on its labelled rows, at its policy threshold).
 
     Returns:
-        ``{model_id: {"evaluation_id", "roc_auc", "pr_auc", "f1", "ece", "texts_per_second"}}``.
+        ``{model_id: {"evaluation_id", "roc_auc", "pr_auc", "f1", "ece", "texts_per_second",
+        "labels": {label: {"evaluation_id", "roc_auc", "ece"}}}}``.
     """
     from moderation.evaluate import evaluate_scorer, per_group, record_evaluation
     from moderation.scorers import load_scorer
@@ -128,7 +151,23 @@ def evaluate_step(
             "f1": report.f1,
             "ece": report.ece,
             "texts_per_second": report.texts_per_second,
+            "labels": {},
         }
+        for label, part in _aux_frames(frame, scorer.labels).items():
+            aux_cut = float(settings.thresholds.get(label, 0.5))
+            aux, aux_scores = evaluate_scorer(scorer, part, threshold=aux_cut, label=label)
+            aux_groups = (
+                per_group(part["label"].to_numpy(), aux_scores, part[by].to_list(), threshold=aux_cut)
+                if by in part.columns
+                else {}
+            )
+            with open_warehouse(settings.warehouse) as con:
+                aux_id = record_evaluation(con, aux, dataset=data, dataset_sha256=loaded.sha256, groups=aux_groups)
+            results[scorer.model_id]["labels"][label] = {
+                "evaluation_id": aux_id,
+                "roc_auc": aux.roc_auc,
+                "ece": aux.ece,
+            }
     return results
 
 
@@ -145,10 +184,12 @@ def bias_audit_step(
     score_label: str = "toxicity",
     min_subgroup_size: int = 10,
 ) -> dict[str, Any]:
-    """Bias-audit each model spec on ``data`` (default subgroups unless ``terms``) and record it.
+    """Bias-audit each model spec on ``data`` (default subgroups unless ``terms``) and record it;
+    also every auxiliary label the model scores and the data carries (on its labelled rows).
 
     Returns:
-        ``{model_id: {"audit_id", "overall_auc", "final_metric", "subgroups"}}``.
+        ``{model_id: {"audit_id", "overall_auc", "final_metric", "subgroups",
+        "labels": {label: {"audit_id", "overall_auc", "final_metric"}}}}``.
     """
     from moderation.bias import DEFAULT_SUBGROUPS, audit, record_bias_audit
     from moderation.evaluate import score_texts
@@ -156,38 +197,42 @@ def bias_audit_step(
     from warehouse.db import open_warehouse
 
     loaded = _load(data, text_column, label_column, label_map)
-    texts = loaded.frame["text"].to_list()
     subgroups = {t: (t,) for t in terms} if terms else DEFAULT_SUBGROUPS
     cut = threshold if threshold is not None else float(settings.thresholds.get(score_label, 0.5))
     results: dict[str, Any] = {}
     for spec in models:
         scorer = load_scorer(spec, **settings.scorer_options())
-        scores, _ = score_texts(scorer, texts, score_label)
-        result = audit(
-            texts,
-            loaded.frame["label"].to_numpy(),
-            scores,
-            subgroups,
-            threshold=cut,
-            min_subgroup_size=min_subgroup_size,
-        )
-        with open_warehouse(settings.warehouse) as con:
-            audit_id = record_bias_audit(
-                con,
-                result,
-                model_id=scorer.model_id,
-                model_version=scorer.model_version,
-                is_fallback=scorer.is_fallback,
-                dataset=data,
-                dataset_sha256=loaded.sha256,
-                score_label=score_label,
+        runs = [(score_label, loaded.frame, cut)] + [
+            (label, part, float(settings.thresholds.get(label, 0.5)))
+            for label, part in _aux_frames(loaded.frame, scorer.labels).items()
+        ]
+        for label, part, label_cut in runs:
+            part_texts = part["text"].to_list()
+            scores, _ = score_texts(scorer, part_texts, label)
+            result = audit(
+                part_texts,
+                part["label"].to_numpy(),
+                scores,
+                subgroups,
+                threshold=label_cut,
+                min_subgroup_size=min_subgroup_size,
             )
-        results[scorer.model_id] = {
-            "audit_id": audit_id,
-            "overall_auc": result.overall_auc,
-            "final_metric": result.final_metric,
-            "subgroups": len(result.subgroups),
-        }
+            with open_warehouse(settings.warehouse) as con:
+                audit_id = record_bias_audit(
+                    con,
+                    result,
+                    model_id=scorer.model_id,
+                    model_version=scorer.model_version,
+                    is_fallback=scorer.is_fallback,
+                    dataset=data,
+                    dataset_sha256=loaded.sha256,
+                    score_label=label,
+                )
+            summary = {"audit_id": audit_id, "overall_auc": result.overall_auc, "final_metric": result.final_metric}
+            if label == score_label:
+                results[scorer.model_id] = summary | {"subgroups": len(result.subgroups), "labels": {}}
+            else:
+                results[scorer.model_id]["labels"][label] = summary
     return results
 
 
@@ -214,6 +259,13 @@ def _split(value: Any) -> list[str]:
     return [str(v).strip() for v in items if str(v).strip()]
 
 
+def _run_name(ctx: Any) -> str:
+    """A candidate folder name for this DAG run: its run id made file-safe."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(ctx.get("run_id") or "manual")).strip("_")[:80] or "manual"
+
+
 def run_model_step(step: str) -> dict[str, Any]:
     """Run ``step`` (``train``, ``evaluate``, ``bias_audit``, ``publish``) for the current Airflow task.
 
@@ -238,7 +290,7 @@ def run_model_step(step: str) -> dict[str, Any]:
         return train_step(
             settings,
             data,
-            params.get("out") or "models/community",
+            params.get("out") or str(new_candidate_dir(models_dir(settings), _run_name(ctx))),
             text_column=params.get("text_column"),
             label_column=params.get("label_column"),
             label_map=_split(params.get("label_map")),

@@ -5,10 +5,16 @@ items; ``is_fallback`` marks the lexical fallback), ``moderation.model_evaluatio
 ``pulse moderation evaluate --record``) and ``moderation.bias_audit`` (``pulse moderation
 bias-audit --record``; Subgroup / BPSN / BNSP AUC after Borkan et al. 2019 and false-positive
 rates on non-toxic texts mentioning each identity subgroup). Everything is read from the
-serving snapshot; model ids and dataset names appear in tables and escaped labels only.
+serving snapshot; model ids and dataset names appear in tables and escaped labels only, except
+the "Community model" section, which reads the model cards (``model_card.json``) and the
+promotion log (``promotions.jsonl``) in the models folder beside the snapshot
+(:func:`pulse.model_steps.list_candidates`): the candidates trained, the promoted one, their
+validation ROC-AUC and calibration (ECE per source and label).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import plotly.graph_objects as go
 import polars as pl
@@ -184,6 +190,69 @@ def models_section(source: str | None) -> None:
             components.show_table(flags, file_name="flags_by_model.csv", key="mq_flags_csv")
 
 
+def models_folder() -> Path:
+    """The models folder: ``models/`` beside the serving snapshot (``data/models`` by default)."""
+    return data.serving_path().resolve().parent / "models"
+
+
+def community_section() -> None:
+    """Candidates and the promoted community model, from their model cards; the promotion log."""
+    from pulse.model_steps import list_candidates, promotion_log
+
+    st.subheader("Community model: candidates and the promoted model")
+    folder = models_folder()
+    rows = list_candidates(folder)
+    if not rows:
+        components.empty_state(
+            "No community model trained yet: `make model` trains and promotes one (or `pulse moderation train "
+            "--out <models>/candidates/NAME` then `pulse moderation promote`)."
+        )
+        return
+    table = pl.DataFrame(
+        [
+            {
+                "name": r["name"],
+                "role": r["role"],
+                "live": r["promoted"],
+                "version": r["model_version"],
+                "created_at": r["created_at"],
+                "labels": ", ".join(x for x in r["labels"] if x),
+                **{f"ROC-AUC {k}": v for k, v in r["roc_auc"].items()},
+                **{f"ECE {k}": v for k, v in (r["ece"] or {}).items()},
+            }
+            for r in rows
+        ],
+        infer_schema_length=None,
+    )
+    components.show_table(table, file_name="community_models.csv", key="mq_candidates_csv")
+    st.caption(
+        "ROC-AUC: toxicity on each candidate's own validation split; ECE: toxicity, calibrated scores, out of fold "
+        "(15 bins). `pulse moderation promote CANDIDATE` refuses a candidate worse than the live model."
+    )
+    log = promotion_log(folder)
+    if log:
+        st.caption("Promotions (newest first):")
+        components.show_table(
+            pl.DataFrame(
+                [
+                    {
+                        "promoted_at": r["promoted_at"],
+                        "actor": r["actor"],
+                        "model_id": r["model_id"],
+                        "previous_model_id": r["previous_model_id"],
+                        "forced": r["forced"],
+                        "validation ROC-AUC": (r["comparison"]["validation"] or {}).get("candidate"),
+                        "previous ROC-AUC": (r["comparison"]["validation"] or {}).get("current"),
+                    }
+                    for r in reversed(log)
+                ],
+                infer_schema_length=None,
+            ),
+            file_name="promotions.csv",
+            key="mq_promotions_csv",
+        )
+
+
 def evaluations_section() -> None:
     """Latest evaluation per model and labelled set: metrics table and ROC-AUC chart."""
     st.subheader("Fit to labelled data")
@@ -287,6 +356,7 @@ def render() -> None:
         "it treats mentions of identity groups unfairly.",
     )
     models_section(source)
+    community_section()
     evaluations_section()
     bias_section()
 
