@@ -341,11 +341,16 @@ def _with_content_exists(con: duckdb.DuckDBPyConnection, events: pl.DataFrame, r
 
 
 def load(settings: Settings, run_id: str) -> dict[str, Any]:
-    """Upsert the validated batch into ``staging.*`` (one transaction) and record the counts."""
+    """Upsert the validated batch into ``staging.*`` (one transaction) and record the counts and the marts' change set."""
+    from transforms.incremental import record_changes
     from warehouse.load import record_upserts, upsert_batch
 
     with _step(settings, run_id, "load") as (con, info):
+        # the incremental marts' change set: the batch's keys as staging held them before the
+        # upsert (edits that move an item, deletions) and after it (new and late rows)
+        changes = record_changes(con, run_id)
         upserts = upsert_batch(con, run_id, now=utcnow())
+        info["mart_changes"] = changes + record_changes(con, run_id)
         record_upserts(con, run_id, upserts)
         info.update({s: vars(u) for s, u in upserts.items()})
         info["rows"] = sum(u.inserted + u.updated for u in upserts.values())
@@ -409,6 +414,9 @@ def ingest_decisions(settings: Settings, run_id: str) -> dict[str, Any]:
                 raise
             finally:
                 con.unregister("incoming")
+            from transforms.incremental import record_decisions
+
+            record_decisions(con, run_id)  # a removal takes an item out of the marts
             info.update(
                 in_store=decisions.height, inserted=int(inserted), updated=int(updated), rows=int(inserted + updated)
             )
@@ -568,12 +576,15 @@ def score(
 
 
 def transform(settings: Settings, run_id: str) -> dict[str, Any]:
-    """Rebuild the marts from staging and moderation (all or none)."""
+    """Update the marts from staging and moderation (all or none): only what the recorded changes touch, or a full rebuild (:func:`transforms.runner.run_marts`)."""
     from transforms.runner import run_marts
 
     with _step(settings, run_id, "transform") as (con, info):
-        counts = run_marts(con, repeat_offender_window_days=settings.repeat_offender_window_days)
-        info.update(marts=counts, rows=sum(counts.values()))
+        build: dict[str, Any] = {}
+        counts = run_marts(
+            con, repeat_offender_window_days=settings.repeat_offender_window_days, incremental=True, info=build
+        )
+        info.update(marts=counts, rows=sum(counts.values()), **build)
     return info
 
 

@@ -43,11 +43,13 @@ import re
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from transforms import incremental as inc
 from transforms import thread_topics
 
 log = logging.getLogger(__name__)
@@ -65,11 +67,14 @@ class PythonModel:
             inside its transaction.
         grain: the columns one row is unique on.
         depends_on: the marts it reads (built before it).
+        incremental: how it updates (:data:`INCREMENTAL_KEYS`); only ``full`` is supported for
+            Python models: rebuilt every run.
     """
 
     build: Callable[[duckdb.DuckDBPyConnection], int]
     grain: tuple[str, ...]
     depends_on: tuple[str, ...] = ()
+    incremental: str = "full"
 
 
 #: Marts written in Python, by name; every other mart is a SQL file in :data:`MODELS_DIR`.
@@ -82,6 +87,16 @@ _NOT_CODE = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
 _MART_REF = re.compile(r"\bmarts\.([a-z_][a-z0-9_]*)", re.IGNORECASE)
 _PARAMETER = re.compile(r"\$([a-z_][a-z0-9_]*)", re.IGNORECASE)
 _GRAIN = re.compile(r"^--\s*grain:\s*(.+?)\s*$", re.MULTILINE)
+_INCREMENTAL = re.compile(r"^--\s*incremental:\s*([a-z]+)\b", re.MULTILINE)
+# A model file is its query, then optional sections each opened by a line `-- @scope`,
+# `-- @delete` or `-- @refresh` (statements separated by `;` at a line's end).
+_SECTION = re.compile(r"^--\s*@(scope|delete|refresh)\b[^\n]*$", re.MULTILINE)
+_STATEMENT_END = re.compile(r";\s*$", re.MULTILINE)
+
+#: How a mart may be updated: ``full`` (rebuilt every run), ``days`` (the partitions of the
+#: days in ``pulse_scope_days`` and the window the model derives from them), ``threads`` (the
+#: rows of the threads in ``pulse_scope_threads``).
+INCREMENTAL_KEYS = ("full", "days", "threads")
 
 
 def _code(sql: str) -> str:
@@ -117,7 +132,8 @@ def mart_dependencies() -> dict[str, frozenset[str]]:
             SQL file and a Python model.
     """
     deps: dict[str, frozenset[str]] = {
-        path.stem: frozenset(m.lower() for m in _MART_REF.findall(_code(path.read_text(encoding="utf-8"))))
+        # a model's @delete and @refresh sections update its own table: not a dependency
+        path.stem: frozenset(m.lower() for m in _MART_REF.findall(_code(path.read_text(encoding="utf-8")))) - {path.stem}
         for path in sorted(MODELS_DIR.glob("*.sql"))
     }
     both = sorted(set(deps) & set(PYTHON_MODELS))
@@ -166,7 +182,7 @@ def _grains(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
 
 
 def model_sql(name: str) -> str:
-    """Return the SQL text of the mart model ``name`` (``transforms/marts/<name>.sql``).
+    """Return the query of the mart model ``name`` (``transforms/marts/<name>.sql`` up to its first section).
 
     Raises:
         ValueError: ``name`` is not one of :data:`MART_NAMES`, or it is a Python model
@@ -174,10 +190,50 @@ def model_sql(name: str) -> str:
     """
     if name in PYTHON_MODELS:
         raise ValueError(f"mart {name!r} is a Python model ({PYTHON_MODELS[name].build.__module__}), not SQL")
+    return model_sections(name)["model"][0]
+
+
+def model_sections(name: str) -> dict[str, list[str]]:
+    """The statements of the SQL model ``name``: ``{"model": [query], "scope": [...], "delete": [...], "refresh": [...]}``.
+
+    The file's text up to the first ``-- @scope|@delete|@refresh`` line is the query (a
+    trailing ``;`` removed); each section holds statements ending with ``;`` at a line's end.
+    ``scope`` creates the temporary tables the query and ``delete`` read; ``delete`` removes the
+    rows an incremental run rebuilds; ``refresh`` runs after every build (full or incremental)
+    and updates the columns that depend on the whole mart (e.g. a rank, the data's end).
+
+    Raises:
+        ValueError: ``name`` is not a SQL mart.
+    """
+    if name in PYTHON_MODELS:
+        raise ValueError(f"mart {name!r} is a Python model ({PYTHON_MODELS[name].build.__module__}), not SQL")
     path = MODELS_DIR / f"{name}.sql"
     if not path.is_file():
         raise ValueError(f"unknown mart {name!r}; expected one of {sorted(p.stem for p in MODELS_DIR.glob('*.sql'))}")
-    return path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    parts = _SECTION.split(text)
+    out: dict[str, list[str]] = {"model": [parts[0].rstrip().removesuffix(";").rstrip()], "scope": [], "delete": [], "refresh": []}
+    for kind, body in zip(parts[1::2], parts[2::2], strict=True):
+        out[kind] += [s.strip() for s in _STATEMENT_END.split(body) if _code(s).strip()]
+    return out
+
+
+def incremental_key(name: str) -> str:
+    """How mart ``name`` updates: its ``-- incremental: <key>`` header (:data:`INCREMENTAL_KEYS`); ``full`` without one.
+
+    Raises:
+        ValueError: an unknown key, or ``days``/``threads`` without a ``-- @delete`` section.
+    """
+    if name in PYTHON_MODELS:
+        return PYTHON_MODELS[name].incremental
+    text = (MODELS_DIR / f"{name}.sql").read_text(encoding="utf-8")
+    found = _INCREMENTAL.findall(text)
+    key = found[0] if found else "full"
+    if key not in INCREMENTAL_KEYS or len(found) > 1:
+        raise ValueError(f"model {name!r}: '-- incremental:' must be one line with one of {INCREMENTAL_KEYS}, found {found}")
+    if key != "full" and not model_sections(name)["delete"]:
+        raise ValueError(f"model {name!r} is incremental by {key} but has no '-- @delete' section")
+    return key
 
 
 #: The marts in build order, derived from the models (see the module docstring).
@@ -227,8 +283,19 @@ def run_marts(
     window_days: int = 7,
     min_posts: int = 5,
     repeat_offender_window_days: int = 90,
+    incremental: bool = False,
+    max_changed_share: float = inc.DEFAULT_MAX_CHANGED_SHARE,
+    info: dict[str, Any] | None = None,
 ) -> dict[str, int]:
-    """Rebuild every mart from staging in one transaction; return ``{mart name: row count}``.
+    """Build every mart from staging in one transaction; return ``{mart name: row count}``.
+
+    A full rebuild by default. With ``incremental=True`` the runner updates in place only the
+    partitions the recorded changes (``ops.mart_changes``) can touch, for the marts whose
+    ``-- incremental:`` header allows it (``days``, ``threads``; others are rebuilt), unless
+    :func:`transforms.incremental.plan` calls for a full rebuild (first build, a model,
+    parameter, time zone or privacy key changed, a source's first activity moved, too many
+    changes). Either way the same SQL runs: a full rebuild is the incremental update with every
+    day and thread in scope, so the result is identical (``tests/transforms/test_incremental_oracle.py``).
 
     Args:
         con: a writable warehouse connection with migrations applied and no open
@@ -244,6 +311,11 @@ def run_marts(
         repeat_offender_window_days: ``marts.moderation_queue`` counts an author's earlier
             flagged and removed items created this many days before each queued item; an
             integer >= 1.
+        incremental: update only what changed when possible (see above).
+        max_changed_share: with ``incremental``, rebuild everything when more than this share
+            of staging's rows changed.
+        info: filled with ``mode`` (``full`` or ``incremental``), ``reason`` and ``scope``
+            (row counts of the scope tables).
 
     Returns:
         The row count of each mart, in :data:`MART_NAMES` order.
@@ -269,6 +341,7 @@ def run_marts(
     }
 
     counts: dict[str, int] = {}
+    print_ = inc.fingerprint(con, model_texts(), parameters)
     con.execute("begin transaction")
     try:
         for name in STAGING_MODELS:
@@ -284,24 +357,78 @@ def run_marts(
         for table in stale:
             log.info("dropping marts.%s: not a mart (left by a mart since removed or renamed)", table)
             con.execute(f'drop table if exists marts."{table}"')  # DROP takes no bound identifier
+        if incremental:
+            plan = inc.plan(con, print_, MART_NAMES, max_changed_share=max_changed_share)
+        else:
+            inc.ensure_tables(con)
+            plan = inc.Plan(True, "full rebuild requested", 0)
+        scope = inc.create_scope(con, full=plan.full)
+        log.info("marts: %s build (%s); scope %s", "full" if plan.full else "incremental", plan.reason, scope)
         for name in MART_NAMES:
             if name in PYTHON_MODELS:
+                origins = _topic_origins(con) if name == "thread_topics" and not plan.full else None
                 PYTHON_MODELS[name].build(con)
+                if origins is not None and _topic_origins(con) != origins:
+                    # a source gained its first tag or lost its last: its threads' topics changed
+                    # from tags to keyphrases or back, so every root is in scope (rare)
+                    con.execute(
+                        "insert into pulse_scope_roots "
+                        "select distinct source, coalesce(thread_id, content_id) from staging.content"
+                    )
             else:
-                sql = model_sql(name)
-                unknown = [p for p in sql_parameters(sql) if p not in parameters]
-                if unknown:
-                    raise ValueError(f"mart {name!r} uses unknown parameters {unknown}; known: {sorted(parameters)}")
-                bound = {key: parameters[key] for key in sql_parameters(sql)}
-                # `name` comes from MART_NAMES, never from input; values are bound, not formatted.
-                con.execute(f"create or replace table marts.{name} as\n{sql}", bound or None)
+                _build_sql_mart(con, name, parameters, full=plan.full)
             # fetchall, not fetchone: DuckDB 2.0 keeps a partly fetched result open on the
             # connection, which then refuses con.sql(...) until it is drained
             counts[name] = int(con.execute(f"select count(*) from marts.{name}").fetchall()[0][0])
+        inc.save_state(con, print_, "full" if plan.full else "incremental", datetime.now(UTC).replace(tzinfo=None))
+        inc.drop_scope(con)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
     for name, rows in counts.items():
         log.info("built mart marts.%s: %d rows", name, rows)
+    if info is not None:
+        info.update(mode="full" if plan.full else "incremental", reason=plan.reason, scope=scope)
     return counts
+
+
+def _topic_origins(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    return con.execute("select distinct source, topic_origin from marts.thread_topics order by all").fetchall()
+
+
+def model_texts() -> dict[str, str]:
+    """Every model's text by name (marts, staging models, the Python models' SQL): what the build fingerprint hashes."""
+    texts = {f"marts/{p.stem}": p.read_text(encoding="utf-8") for p in sorted(MODELS_DIR.glob("*.sql"))}
+    texts |= {f"staging/{p.stem}": p.read_text(encoding="utf-8") for p in sorted(STAGING_DIR.glob("*.sql"))}
+    texts["python/thread_topics"] = thread_topics._MODEL + thread_topics._ROOTS
+    return texts
+
+
+def _bound(sql: str, parameters: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    unknown = [p for p in sql_parameters(sql) if p not in parameters]
+    if unknown:
+        raise ValueError(f"mart {name!r} uses unknown parameters {unknown}; known: {sorted(parameters)}")
+    return {key: parameters[key] for key in sql_parameters(sql)} or None
+
+
+def _build_sql_mart(con: duckdb.DuckDBPyConnection, name: str, parameters: Mapping[str, Any], *, full: bool) -> None:
+    """Build ``marts.<name>``: its scope statements, then a full ``create or replace`` or its
+    delete statements and an insert of the query's rows, then its refresh statements.
+
+    ``name`` comes from :data:`MART_NAMES`, never from input; values are bound, not formatted.
+    """
+    sql = model_sql(name)
+    sections = model_sections(name)
+    statements = [sql, *sections["scope"], *sections["delete"], *sections["refresh"]]
+    bound = [_bound(s, parameters, name) for s in statements]  # every unknown parameter fails first
+    for stmt in sections["scope"]:
+        con.execute(stmt, _bound(stmt, parameters, name))
+    if full or incremental_key(name) == "full":
+        con.execute(f"create or replace table marts.{name} as\n{sql}", bound[0])
+    else:
+        for stmt in sections["delete"]:
+            con.execute(stmt, _bound(stmt, parameters, name))
+        con.execute(f"insert into marts.{name} by name\n{sql}", bound[0])
+    for stmt in sections["refresh"]:
+        con.execute(stmt, _bound(stmt, parameters, name))

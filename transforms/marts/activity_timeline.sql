@@ -6,17 +6,21 @@
 -- UTC offset in use is a multiple of 15 minutes: a bucket's local weekday, date and hour are
 -- those of every item in it in any time zone, so a dashboard can re-bucket the timeline into a
 -- weekday x hour heatmap for any zone and any date range. Documented in transforms/README.md.
+-- incremental: days -- a bucket's count reads only its own items: the buckets of the UTC days
+-- in pulse_scope_days are rebuilt.
 with
 
 content_activity as (
     select source, kind as activity_type, created_at as occurred_at_utc
     from staging.live_content
+    where (source, created_at::date) in (select source, day from pulse_scope_days)
 ),
 
 exact_events as (
     select source, event_type as activity_type, occurred_at as occurred_at_utc
     from staging.engagement_events
     where time_precision = 'exact'
+        and (source, occurred_at::date) in (select source, day from pulse_scope_days)
 ),
 
 activity as (
@@ -37,3 +41,7 @@ final as (
 )
 
 select * from final
+
+-- @delete
+delete from marts.activity_timeline
+where (source, bucket_start::date) in (select source, day from pulse_scope_days);

@@ -12,6 +12,11 @@
 -- Response rate: thread roots created that day answered by another member within
 -- $window_days days (from marts.response_times, built before this mart).
 -- Documented in transforms/README.md.
+-- incremental: days -- a day's row reads that day's activity, the 29 days before it (WAU /
+-- MAU) and the threads started that day: the days in pulse_scope_days are rebuilt with the 30
+-- after them (their activity counts toward those days' WAU / MAU) and the $window_days + 1
+-- before them (a response on them may answer a thread started then); response_window_complete,
+-- which follows the data's end, is refreshed on every row.
 with
 
 sources as (
@@ -45,6 +50,20 @@ event_days as (
     inner join sources using (source)
 ),
 
+rebuilt_days as (
+    -- the days this build writes (see the header)
+    select distinct scope.source, (scope.day + offsets.k)::date as day
+    from pulse_scope_days as scope
+    cross join (select unnest(range(-($window_days + 1), 31))::integer as k) as offsets
+),
+
+read_days as (
+    -- the days their rows read: each rebuilt day and the 29 before it
+    select distinct rebuilt_days.source, (rebuilt_days.day - offsets.k)::date as day
+    from rebuilt_days
+    cross join (select unnest(range(0, 30))::integer as k) as offsets
+),
+
 user_days as (
     select
         users.source,
@@ -55,12 +74,20 @@ user_days as (
     where users.created_at is not null
 ),
 
+read_content_days as (
+    select * from content_days where (source, day) in (select source, day from read_days)
+),
+
+read_event_days as (
+    select * from event_days where (source, day) in (select source, day from read_days)
+),
+
 active_users as (
     select source, day, count(distinct user_id) as active_users
     from (
-        select source, day, author_id as user_id from content_days where author_id is not null
+        select source, day, author_id as user_id from read_content_days where author_id is not null
         union all
-        select source, day, user_id from event_days where user_id is not null
+        select source, day, user_id from read_event_days where user_id is not null
     )
     group by source, day
 ),
@@ -68,9 +95,9 @@ active_users as (
 active_user_days as (
     select distinct source, day, user_id
     from (
-        select source, day, author_id as user_id from content_days where author_id is not null
+        select source, day, author_id as user_id from read_content_days where author_id is not null
         union all
-        select source, day, user_id from event_days where user_id is not null
+        select source, day, user_id from read_event_days where user_id is not null
     )
 ),
 
@@ -107,6 +134,7 @@ thread_days as (
         count(*) as new_threads,
         count(*) filter (where responded_within) as threads_responded
     from marts.response_times
+    where (source, created_local::date) in (select source, day from rebuilt_days)
     group by source, created_local::date
 ),
 
@@ -119,6 +147,7 @@ data_end as (
 new_users as (
     select source, day, count(*) as new_users
     from user_days
+    where (source, day) in (select source, day from rebuilt_days)
     group by source, day
 ),
 
@@ -132,7 +161,8 @@ content_counts as (
         count(*) filter (where kind = 'comment') as comments,
         count(*) filter (where kind = 'post') as posts,
         count(*) filter (where kind = 'reply') as replies
-    from content_days
+    from read_content_days
+    where (source, day) in (select source, day from rebuilt_days)
     group by source, day
 ),
 
@@ -145,7 +175,8 @@ event_counts as (
         count(*) filter (where event_type = 'favorite') as favorites,
         count(*) filter (where event_type = 'accept') as accepts,
         count(*) as events
-    from event_days
+    from read_event_days
+    where (source, day) in (select source, day from rebuilt_days)
     group by source, day
 ),
 
@@ -162,13 +193,19 @@ source_span as (
 ),
 
 days as (
-    select
-        source,
-        unnest(generate_series(first_day, last_day, interval 1 day))::date as day
-    from source_span
+    -- the days read, and every day a WAU / MAU change falls on (a spell read may end in a gap
+    -- between them), so the running sums below count every change before each rebuilt day
+    select *
+    from (
+        select
+            source,
+            unnest(generate_series(first_day, last_day, interval 1 day))::date as day
+        from source_span
+    )
+    where (source, day) in (select source, day from read_days union select source, day from daily_changes)
 ),
 
-final as (
+read_rows as (
     select
         days.source,
         days.day,
@@ -209,7 +246,37 @@ final as (
     left join content_counts using (source, day)
     left join event_counts using (source, day)
     window running as (partition by days.source order by days.day rows between unbounded preceding and current row)
-    order by days.source, days.day
+),
+
+final as (
+    select *
+    from read_rows
+    where (source, day) in (select source, day from rebuilt_days)
+    order by source, day
 )
 
 select * from final
+
+-- @delete
+delete from marts.engagement_daily
+where (source, day) in (
+    select distinct scope.source, (scope.day + offsets.k)::date
+    from pulse_scope_days as scope
+    cross join (select unnest(range(-($window_days + 1), 31))::integer as k) as offsets
+);
+
+-- @refresh: the data's end moved for every day of the source
+update marts.engagement_daily as daily
+set response_window_complete = coalesce(daily.day + ($window_days + 1) <= data_end.as_of_day, false)
+from (
+    select sources.source, data_end.as_of_day
+    from (select distinct source from marts.engagement_daily) as sources
+    left join (
+        select source, timezone(any_value(timezone), timezone('UTC', max(as_of)))::date as as_of_day
+        from marts.response_times
+        group by source
+    ) as data_end using (source)
+) as data_end
+where daily.source = data_end.source
+    and daily.response_window_complete
+        is distinct from coalesce(daily.day + ($window_days + 1) <= data_end.as_of_day, false);

@@ -11,6 +11,9 @@
 -- age_hours is measured at as_of, the source's last hour-precise activity, never now(): the
 -- same data gives the same ranking, and "hot" means hot as of the data's end.
 -- Documented in transforms/README.md.
+-- incremental: threads -- a root's points read only its thread: the roots in
+-- pulse_scope_threads are rebuilt; as_of, age_hours, hot_score and rank, which follow the
+-- data's end and the other roots, are refreshed on every row.
 with
 
 -- as_of: the source's last hour-precise activity, as marts.response_times (built before this
@@ -25,12 +28,14 @@ roots as (
     select source, content_id, kind, title, tags, author_id, created_at, score
     from staging.live_content
     where coalesce(thread_id, content_id) = content_id
+        and (source, content_id) in (select source, root_id from pulse_scope_threads)
 ),
 
 thread_replies as (
     select source, thread_id as content_id, count(*) as replies
     from staging.live_content
     where thread_id is not null and thread_id <> content_id
+        and (source, thread_id) in (select source, root_id from pulse_scope_threads)
     group by source, thread_id
 ),
 
@@ -40,6 +45,7 @@ net_votes as (
         content_id,
         count(*) filter (where event_type = 'upvote') - count(*) filter (where event_type = 'downvote') as net_votes
     from staging.engagement_events
+    where (source, content_id) in (select source, root_id from pulse_scope_threads)
     group by source, content_id
 ),
 
@@ -76,3 +82,36 @@ final as (
 )
 
 select * from final
+
+-- @delete
+delete from marts.hot_content
+where (source, content_id) in (select source, root_id from pulse_scope_threads);
+
+-- @refresh: the data's end and the other roots set every row's age, score and rank
+update marts.hot_content as h
+set as_of = r.as_of, age_hours = r.age_hours, hot_score = r.hot_score, rank = r.rank
+from (
+    select
+        source,
+        content_id,
+        as_of,
+        age_hours,
+        points / (age_hours + 2) ^ 1.8 as hot_score,
+        row_number() over (
+            partition by source order by points / (age_hours + 2) ^ 1.8 desc, created_at desc, content_id
+        ) as rank
+    from (
+        select
+            hot.source,
+            hot.content_id,
+            hot.created_at,
+            hot.points,
+            data_end.as_of,
+            greatest(date_diff('millisecond', hot.created_at, data_end.as_of) / 3600000.0, 0.0) as age_hours
+        from marts.hot_content as hot
+        inner join (select source, max(as_of) as as_of from marts.response_times group by source) as data_end
+            using (source)
+    )
+) as r
+where h.source = r.source and h.content_id = r.content_id
+    and (h.rank, h.hot_score, h.as_of) is distinct from (r.rank, r.hot_score, r.as_of);

@@ -11,6 +11,9 @@
 -- Engagement counts only hour-precise events: Stack Exchange votes carry a date only, so they
 -- are left out (votes_within is 0 for them). Documented in transforms/README.md.
 -- Parameter: $window_days (integer >= 1), bound by the runner.
+-- incremental: threads -- a row reads only its thread (root, responses, votes on the root):
+-- the roots in pulse_scope_threads are rebuilt; as_of and window_complete, which follow the
+-- data's end, are refreshed on every row.
 with
 
 sources as (
@@ -21,13 +24,7 @@ sources as (
 ),
 
 data_end as (
-    select source, max(ts) as as_of
-    from (
-        select source, created_at as ts from staging.live_content
-        union all
-        select source, occurred_at as ts from staging.engagement_events where time_precision = 'exact'
-    )
-    group by source
+    select source, as_of from staging.source_clock
 ),
 
 threads as (
@@ -43,6 +40,7 @@ threads as (
     inner join sources using (source)
     where content.kind in ('question', 'post')
         and coalesce(content.thread_id, content.content_id) = content.content_id
+        and (content.source, content.content_id) in (select source, root_id from pulse_scope_threads)
 ),
 
 responses as (
@@ -130,3 +128,13 @@ final as (
 )
 
 select * from final
+
+-- @delete
+delete from marts.response_times
+where (source, content_id) in (select source, root_id from pulse_scope_threads);
+
+-- @refresh: the data's end moved for every thread of the source
+update marts.response_times as t
+set as_of = clock.as_of, window_complete = t.created_at + to_days($window_days) <= clock.as_of
+from staging.source_clock as clock
+where t.source = clock.source and t.as_of is distinct from clock.as_of;

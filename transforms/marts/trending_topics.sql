@@ -14,6 +14,10 @@
 -- hot = large volume now (top 10 of the period by volume); rising = z >= 2 against a full
 -- baseline; emerging = rising from below the support level (new growth, not always big).
 -- Rationale and sources in transforms/README.md. Parameter: $min_support (integer >= 1).
+-- incremental: days -- a period's rows read its items, their threads' topics and the
+-- baseline window before it: the periods of trending_rebuilt_periods (see @scope: each changed
+-- day and the 28 days after it, each changed week and the 4 weeks after it) are rebuilt from
+-- the items of those periods and of their baseline windows.
 with
 
 sources as (
@@ -23,7 +27,7 @@ sources as (
     where in_live_content
 ),
 
-items as (
+all_items as (
     select
         content.source,
         content.content_id,
@@ -39,8 +43,20 @@ source_span as (
         min(day) as first_day,
         max(day) as last_day,
         date_trunc('week', min(day))::date as first_week
-    from items
+    from all_items
     group by source
+),
+
+read_days as (
+    -- a rebuilt day and the 28 before it; every day of a rebuilt week and of the 4 weeks before it
+    select distinct periods.source, (periods.period_start - offsets.k)::date as day
+    from trending_rebuilt_periods as periods
+    cross join (select unnest(range(-6, 29))::integer as k) as offsets
+    where periods.period = 'week' or offsets.k >= 0
+),
+
+items as (
+    select * from all_items where (source, day) in (select source, day from read_days)
 ),
 
 item_periods as (
@@ -210,7 +226,34 @@ final as (
     inner join source_span using (source)
     left join ranked using (source, period, period_start, topic)
     left join examples using (source, period, period_start, topic)
+    where (scored.source, scored.period, scored.period_start)
+        in (select source, period, period_start from trending_rebuilt_periods)
     order by scored.source, scored.period, scored.period_start, ranked.rank nulls last, scored.topic
 )
 
 select * from final
+
+-- @scope: the periods this build writes
+create or replace temp table trending_rebuilt_periods as
+with
+changed_days as (
+    -- the changed days, and every day of a thread whose root changed (its topics, title, score)
+    select source, day from pulse_scope_days
+    union
+    select content.source, timezone(sources.timezone, timezone('UTC', content.created_at))::date
+    from staging.live_content as content
+    inner join staging.community_sources as sources using (source)
+    where (content.source, coalesce(content.thread_id, content.content_id))
+        in (select source, root_id from pulse_scope_roots)
+)
+select distinct source, 'day' as period, (day + offsets.k)::date as period_start
+from changed_days
+cross join (select unnest(range(0, 29))::integer as k) as offsets
+union
+select distinct source, 'week' as period, (date_trunc('week', day) + to_weeks(offsets.k))::date as period_start
+from changed_days
+cross join (select unnest(range(0, 5))::integer as k) as offsets;
+
+-- @delete
+delete from marts.trending_topics
+where (source, period, period_start) in (select source, period, period_start from trending_rebuilt_periods);
