@@ -186,9 +186,13 @@ def quarantine_implausible(
     event's ``occurred_at`` before ``floor`` (``PULSE_TIMESTAMP_FLOOR``); an event dated more
     than ``event_tolerance`` (``PULSE_EVENT_BEFORE_CONTENT_TOLERANCE``) before the creation of
     the item it refers to (the batch's version of the item, else staging's), hence before the
-    source's first content. Users are held to the floor only: members sign up before they
-    post, and an incremental load reads old members long after the first content it holds.
-    Run it before :func:`quarantine_dangling`, which quarantines what depends on these records.
+    source's first content; an item whose new ``created_at`` falls more than ``event_tolerance``
+    after an event already in staging on it (the item's re-read moved its creation after its
+    own votes: the item is quarantined, staging keeps its earlier version, so no loaded event
+    ever precedes its item). Items are judged first, then events against the surviving
+    version. Users are held to the floor only: members sign up before they post, and an
+    incremental load reads old members long after the first content it holds. Run it before
+    :func:`quarantine_dangling`, which quarantines what depends on these records.
 
     Returns:
         Records quarantined per stream.
@@ -199,9 +203,18 @@ def quarantine_implausible(
             select b.*, 'created_at ' || b.created_at::varchar || ' is before {floor_text}' as detail
             from raw.users b where b.run_id = $run and b.created_at < $floor""",
         "content": f"""
-            select b.*, case when b.created_at < $floor then 'created_at ' || b.created_at::varchar
-                             else 'edited_at ' || b.edited_at::varchar end || ' is before {floor_text}' as detail
-            from raw.content b where b.run_id = $run and (b.created_at < $floor or b.edited_at < $floor)""",
+            select b.* exclude (first_event),
+                   case when b.created_at < $floor then 'created_at ' || b.created_at::varchar || ' is before {floor_text}'
+                        when b.edited_at < $floor then 'edited_at ' || b.edited_at::varchar || ' is before {floor_text}'
+                        else 'created_at ' || b.created_at::varchar || ' is more than ' || $tol_text
+                             || ' after the first event already loaded on it (' || b.first_event::varchar
+                             || '; PULSE_EVENT_BEFORE_CONTENT_TOLERANCE)' end as detail
+            from (
+                select b.*, (select min(e.occurred_at) from staging.engagement_events e
+                             where e.source = b.source and e.content_id = b.content_id) as first_event
+                from raw.content b where b.run_id = $run
+            ) b
+            where b.created_at < $floor or b.edited_at < $floor or b.first_event < b.created_at - $tol""",
         "engagement_events": f"""
             select b.*, case when b.occurred_at < $floor then 'occurred_at ' || b.occurred_at::varchar || ' is before {floor_text}'
                         else 'occurred_at ' || b.occurred_at::varchar || ' is more than ' || $tol_text || ' before the creation of content '
@@ -217,9 +230,9 @@ def quarantine_implausible(
     moved: dict[str, int] = {}
     con.execute("begin transaction")
     try:
-        for stream in ("engagement_events", "content", "users"):  # events first: they are judged by their content
+        for stream in ("content", "engagement_events", "users"):  # events are judged by the content that survives
             params = {"run": run_id, "floor": floor}
-            if stream == "engagement_events":
+            if stream != "users":
                 params.update(tol=event_tolerance, tol_text=tol_text)
             bad = frame(con, checks[stream], params)
             moved[stream] = _move_to_quarantine(con, run_id, stream, "implausible_timestamp", bad)
@@ -240,8 +253,11 @@ def quarantine_dangling(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str
     ``parent_quarantined`` when the referenced item is itself in ``raw.quarantine`` (e.g. a
     question with an unparsable date: its answers, the comments and votes on them), with a
     detail naming it (``parent content p1 is quarantined (bad_timestamp)``), else
-    ``dangling_reference`` (a vote on a post deleted from the platform; ``thread_id`` alone
-    never makes a record dangling, since a comment on a post outside the dump has none).
+    ``dangling_reference`` (a vote on a post deleted from the platform). A null ``thread_id``
+    is never dangling (a comment on a post outside a Stack Exchange dump has none); a non-null
+    one must resolve like ``parent_id``: a comment whose post was quarantined in this run for
+    a made-up ``ParentId`` still exists in staging in its earlier version, but the comment's
+    new ``thread_id`` came from the bad version and names a thread that exists nowhere.
     Repeated until nothing moves, so a whole thread under a quarantined root follows it in
     the same run and no reference in the batch dangles. A later interval that brings the
     referenced item does not resurrect the quarantined record (re-load the interval instead).
@@ -272,7 +288,6 @@ def quarantine_dangling(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str
                         from raw.quarantine where stream = 'content' group by source, record_key
                     ) qr on qr.source = b.source and qr.record_key = b.{ref}
                     where b.run_id = ? and b.{ref} is not null
-                      and ({"qr.reason is not null" if ref == "thread_id" else "true"})
                       and not exists (select 1 from staging.content c
                                       where c.source = b.source and c.content_id = b.{ref})
                       and not exists (select 1 from raw.content r
