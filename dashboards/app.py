@@ -47,11 +47,10 @@ PAGES: tuple[tuple[str, str, str, frozenset[str]], ...] = (
 )
 
 
-def _no_access(title: str, allowed: frozenset[str], role: str):
+def _no_access(allowed: frozenset[str], role: str):
     """A hidden stand-in for a page ``role`` may not open: its URL answers with a short message."""
 
-    def page() -> None:
-        st.title(title)
+    def page() -> None:  # no heading with the page's title: nothing of the page is shown
         st.error(auth.no_access_message(allowed, role), icon=":material/block:")
 
     return page
@@ -74,7 +73,7 @@ def _pages(role: str) -> list[st.Page]:
         if role in allowed:
             pages.append(st.Page(PAGES_DIR / file, title=title, icon=icon, default=file == default))
         else:
-            stand_in = _no_access(title, allowed, role)
+            stand_in = _no_access(allowed, role)
             pages.append(st.Page(stand_in, title=title, icon=icon, url_path=Path(file).stem, visibility="hidden"))
     return pages
 
