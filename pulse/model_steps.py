@@ -117,10 +117,11 @@ def evaluate_step(
     threshold: float | None = None,
     score_label: str = "toxicity",
     by: str | None = "source",
+    all_labels: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate each model spec on ``data`` and record the reports (per ``by`` group too); also
-    every auxiliary label the model scores and the data carries (``score_label`` = that label,
-    on its labelled rows, at its policy threshold).
+    """Evaluate each model spec on ``data`` and record the reports (per ``by`` group too); with
+    ``all_labels`` (the DAG) also every auxiliary label the model scores and the data carries
+    (``score_label`` = that label, on its labelled rows, at its policy threshold).
 
     Returns:
         ``{model_id: {"evaluation_id", "roc_auc", "pr_auc", "f1", "ece", "texts_per_second",
@@ -153,7 +154,7 @@ def evaluate_step(
             "texts_per_second": report.texts_per_second,
             "labels": {},
         }
-        for label, part in _aux_frames(frame, scorer.labels).items():
+        for label, part in (_aux_frames(frame, scorer.labels) if all_labels else {}).items():
             aux_cut = float(settings.thresholds.get(label, 0.5))
             aux, aux_scores = evaluate_scorer(scorer, part, threshold=aux_cut, label=label)
             aux_groups = (
@@ -183,9 +184,11 @@ def bias_audit_step(
     threshold: float | None = None,
     score_label: str = "toxicity",
     min_subgroup_size: int = 10,
+    all_labels: bool = False,
 ) -> dict[str, Any]:
     """Bias-audit each model spec on ``data`` (default subgroups unless ``terms``) and record it;
-    also every auxiliary label the model scores and the data carries (on its labelled rows).
+    with ``all_labels`` (the DAG) also every auxiliary label the model scores and the data
+    carries (on its labelled rows).
 
     Returns:
         ``{model_id: {"audit_id", "overall_auc", "final_metric", "subgroups",
@@ -204,7 +207,7 @@ def bias_audit_step(
         scorer = load_scorer(spec, **settings.scorer_options())
         runs = [(score_label, loaded.frame, cut)] + [
             (label, part, float(settings.thresholds.get(label, 0.5)))
-            for label, part in _aux_frames(loaded.frame, scorer.labels).items()
+            for label, part in (_aux_frames(loaded.frame, scorer.labels) if all_labels else {}).items()
         ]
         for label, part, label_cut in runs:
             part_texts = part["text"].to_list()
@@ -309,9 +312,11 @@ def run_model_step(step: str) -> dict[str, Any]:
         "label_column": params.get("eval_label_column") or None,
     }
     if step == "evaluate":
-        return evaluate_step(settings, models, eval_data, **common)
+        return evaluate_step(settings, models, eval_data, all_labels=True, **common)
     if step == "bias_audit":
-        return bias_audit_step(settings, models, eval_data, terms=_split(params.get("terms")), **common)
+        return bias_audit_step(
+            settings, models, eval_data, terms=_split(params.get("terms")), all_labels=True, **common
+        )
     raise ValueError(f"unknown model step {step!r}; use train, evaluate, bias_audit or publish")
 
 

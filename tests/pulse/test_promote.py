@@ -125,3 +125,37 @@ def empty_torch_hub(tmp_path: Path):
     torch.hub.set_dir(str(tmp_path / "hub"))
     yield tmp_path / "hub"
     torch.hub.set_dir(previous)
+
+
+def test_evaluate_and_audit_steps_cover_every_label(candidates, tmp_path: Path) -> None:
+    """The DAG's evaluate / bias_audit steps (all_labels) record each label the model scores and the
+    data carries: here a frame whose rows carry insult for half of them."""
+    import duckdb
+
+    from pulse.model_steps import bias_audit_step, evaluate_step
+    from pulse.settings import load_settings
+    from warehouse.db import migrate
+
+    _, better, _ = candidates
+    settings = load_settings(warehouse=tmp_path / "w.duckdb", serving=tmp_path / "s.duckdb")
+    con = duckdb.connect(str(settings.warehouse))
+    migrate(con)
+    con.close()
+    frame = pl.read_parquet(better / "validation.parquet")
+    frame = frame.with_columns(insult=pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.col("label")).otherwise(None))
+    data = tmp_path / "val.parquet"
+    frame.write_parquet(data)
+    # a copy of the candidate that also scores insult: the tiny checkpoint of moderation.tiny has all labels
+    from moderation.tiny import build_tiny_checkpoint
+
+    tiny = build_tiny_checkpoint(tmp_path / "tiny-bert")
+    evaluated = evaluate_step(settings, [f"checkpoint:{tiny}"], str(data), all_labels=True)
+    (model_id,) = evaluated
+    assert set(evaluated[model_id]["labels"]) == {"insult"}
+    audited = bias_audit_step(settings, [f"checkpoint:{tiny}"], str(data), terms=["you"], all_labels=True)
+    assert set(audited[model_id]["labels"]) == {"insult"}
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    labels = con.execute("select distinct score_label from moderation.model_evaluations order by 1").fetchall()
+    audits = con.execute("select score_label, count(*) from moderation.bias_audit group by 1 order by 1").fetchall()
+    con.close()
+    assert labels == [("insult",), ("toxicity",)] and audits == [("insult", 1), ("toxicity", 1)]
