@@ -146,6 +146,7 @@ def test_a_real_pipeline_run_writes_only_owner_files(mode: int, beer_dump: Path,
         "PULSE_ERASURE_LEDGER": str(data / "erasure_ledger.jsonl"),
         "PULSE_PRIVACY_KEY_FILE": str(tmp_path / "keys" / "privacy.key"),
         "PULSE_SCORER": "lexical",
+        "PULSE_BACKUP_KEY": "k" * 40,
     }
     env.pop("PULSE_PRIVACY_KEY", None)
     code = "from pulse.cli import app; app()"
@@ -153,6 +154,7 @@ def test_a_real_pipeline_run_writes_only_owner_files(mode: int, beer_dump: Path,
         ["run", "--source", "stackexchange", "--path", str(beer_dump)],
         ["review", "decisions", "--csv", str(data / "exports" / "decisions.csv")],
         ["privacy", "forget-user", "--source", "stackexchange:beer", "--user-id", "73", "--yes"],
+        ["backup", "create", "--to", str(data / "backups")],
     ):
         res = subprocess.run(
             [sys.executable, "-c", code, *args],
@@ -164,6 +166,7 @@ def test_a_real_pipeline_run_writes_only_owner_files(mode: int, beer_dump: Path,
     names = {str(p) for p in files}
     assert {"data/warehouse.duckdb", "data/serving.duckdb", "data/serving_restricted.duckdb"} <= names
     assert {"data/review.sqlite", "data/exports/decisions.csv", "keys/privacy.key"} <= names
+    assert any(n.startswith("data/data_docs/") for n in names) and any(n.startswith("data/backups/") for n in names)
     want = {p: (0o600 if p.parts[0] == "keys" else mode) for p in files}
     assert {str(p): oct(m) for p, m in files.items()} == {str(p): oct(m) for p, m in want.items()}
     want_dirs = {p: (0o700 if p.parts[0] == "keys" else _dir_mode(mode)) for p in dirs}
