@@ -191,6 +191,11 @@ def _guard_login(authenticator: Any, store: ReviewStore, settings: Any) -> None:
     pressed, and ``login(token=...)`` for a valid re-authentication cookie; it returns True
     (signed in, session keys set), False (wrong username or password) or None. So each
     submitted attempt passes here exactly once, whatever the number of reruns.
+
+    Session epoch: a password sign-in records the account's epoch read before the password was
+    checked (:data:`EPOCH_STATE_KEY`; the cookie then carries it, :func:`_sign_cookies_with_epoch`);
+    a cookie is accepted only for an active account whose epoch equals the cookie's ``epoch``
+    claim, else it is deleted and the sign-in form says why (:data:`SESSION_ENDED_MESSAGE`).
     """
     controller = authenticator.authentication_controller
     original: Callable[..., bool | None] = controller.login
