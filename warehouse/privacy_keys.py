@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import logging
@@ -221,10 +222,7 @@ def load_ring(*, create: bool = True) -> KeyRing:
             ]
             origin = "PULSE_PRIVACY_KEY"
         else:
-            log.warning(
-                "PULSE_PSEUDONYM_KEY is deprecated: its SHA-256 is used as PULSE_PRIVACY_KEY (set that instead, "
-                "hex or base64 of 32+ random bytes; SECURITY.md 'Privacy keys')"
-            )
+            _warn_deprecated()
             keys = [derive(hashlib.sha256(old.encode("utf-8")).digest())]
             origin = "PULSE_PSEUDONYM_KEY (deprecated)"
         # The key file's legacy salts (moved out of the warehouse by migration 011) still count.
@@ -241,6 +239,15 @@ def load_ring(*, create: bool = True) -> KeyRing:
         keys = [derive(secrets.token_bytes(32)), *keys]
         write_key_file(path, keys)
     return _ring(keys, f"key file {path}", path)
+
+
+@functools.cache
+def _warn_deprecated() -> None:
+    """Say once per process that ``PULSE_PSEUDONYM_KEY`` is deprecated (every migrate loads the ring)."""
+    log.warning(
+        "PULSE_PSEUDONYM_KEY is deprecated: its SHA-256 is used as PULSE_PRIVACY_KEY (set that instead, "
+        "hex or base64 of 32+ random bytes; SECURITY.md 'Privacy keys')"
+    )
 
 
 def _create_key_file(path: Path, retired: list[PrivacyKey]) -> None:

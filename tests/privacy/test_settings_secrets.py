@@ -76,7 +76,7 @@ def test_pseudonym_key_is_a_deprecated_alias_of_the_privacy_key(
 
     from warehouse.db import connect, migrate
     from warehouse.privacy import pseudonym, sync_pseudonym_key, warehouse_pseudonym
-    from warehouse.privacy_keys import derive
+    from warehouse.privacy_keys import _warn_deprecated, derive
 
     con = connect(":memory:")
     migrate(con)
@@ -84,6 +84,7 @@ def test_pseudonym_key_is_a_deprecated_alias_of_the_privacy_key(
     assert generated == con.execute("select ops.pseudonym('s', '7')").fetchall()[0][0]
     monkeypatch.delenv("PULSE_PRIVACY_KEY", raising=False)
     monkeypatch.setenv("PULSE_PSEUDONYM_KEY", "my key")
+    _warn_deprecated.cache_clear()  # warned once per process
     con = connect(":memory:")
     migrate(con)
     expected = pseudonym("s", "7", derive(hashlib.sha256(b"my key").digest()).pseudonym_key)
