@@ -159,3 +159,52 @@ def test_evaluate_and_audit_steps_cover_every_label(candidates, tmp_path: Path) 
     audits = con.execute("select score_label, count(*) from moderation.bias_audit group by 1 order by 1").fetchall()
     con.close()
     assert labels == [("insult",), ("toxicity",)] and audits == [("insult", 1), ("toxicity", 1)]
+
+
+def test_pipeline_uses_the_promoted_model_and_rescores(beer_dump: Path, tmp_path: Path, monkeypatch) -> None:
+    """A plain run (scorer `auto`, nothing configured) scores with the community model once one is
+    promoted, says so, and the next run after another promotion re-scores every text with the new one.
+    The working directory is a temp folder, so `data/models` is its own (auto's default)."""
+    from datetime import datetime
+
+    from moderation.tiny import build_tiny_checkpoint
+    from pulse import steps
+    from pulse.settings import load_settings
+    from pulse.steps import SourceSpec, run_pipeline
+
+    monkeypatch.chdir(tmp_path)
+    previous_hub = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))  # no published Detoxify model cached
+    try:
+        settings = load_settings(warehouse=Path("data/warehouse.duckdb"), serving=Path("data/serving.duckdb"))
+        spec = SourceSpec(kind="stackexchange", path=beer_dump)
+        weeks = {"since": datetime(2014, 1, 21), "until": datetime(2014, 2, 1)}
+        first = run_pipeline(settings, spec, **weeks).steps["score"]
+        assert first["is_fallback"] is True and "make model" in first["fallback_reason"]
+        models = Path("data/models")
+        one = build_tiny_checkpoint(models / "candidates" / "one")
+        shutil.copytree(one, models / "community")  # what `make model` / promote leave behind
+        # pulse.steps caches the scorer per process and spec: a new process (pulse run, an Airflow
+        # task) sees the new model; this test runs every "run" in one process, so it clears the cache
+        steps._cached_scorer.cache_clear()
+        second = run_pipeline(settings, spec, **weeks).steps["score"]
+        assert second["model_id"].startswith("checkpoint:community@") and second["is_fallback"] is False
+        total = second["scored"] + second["already_scored"]
+        assert second["scored"] == total > 100  # a new model: every text scored again
+        # another model promoted (forced: the tiny models are random): the next run re-scores everything
+        two = models / "candidates" / "two"
+        shutil.copytree(one, two)
+        ckpt = torch.load(two / CHECKPOINT_FILE, weights_only=False)
+        ckpt["state_dict"]["classifier.bias"] = ckpt["state_dict"]["classifier.bias"] + 1.0
+        torch.save(ckpt, two / CHECKPOINT_FILE)
+        pl.DataFrame(
+            {"text": ["you idiot", "nice ale", "stupid jerk", "good hops"], "label": [1, 0, 1, 0], "source": ["x"] * 4},
+            schema_overrides={"label": pl.Int8},
+        ).write_parquet(two / "validation.parquet")
+        record = promote(models, two, force=True, actor="carol")
+        steps._cached_scorer.cache_clear()
+        third = run_pipeline(settings, spec, **weeks).steps["score"]
+        assert third["model_id"] == record["model_id"] != second["model_id"]
+        assert third["scored"] == total and third["already_scored"] == 0
+    finally:
+        torch.hub.set_dir(previous_hub)
