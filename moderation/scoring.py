@@ -42,8 +42,24 @@ class ScoreReport:
     held: int
 
 
-def pending_texts(con: duckdb.DuckDBPyConnection, model_id: str) -> pl.DataFrame:
+#: The items of the batches not yet published: ``raw.content`` holds each run's landed rows until
+#: its publish step clears them, so this covers the current run and any run that failed since.
+_BATCH = "(c.source, c.content_id) in (select source, content_id from raw.content)"
+
+
+def has_scores(con: duckdb.DuckDBPyConnection, model_id: str) -> bool:
+    """Whether ``moderation.scores`` holds any score from ``model_id``."""
+    return bool(one(con, "select exists (select 1 from moderation.scores where model_id = ?)", [model_id])[0])
+
+
+def pending_texts(con: duckdb.DuckDBPyConnection, model_id: str, *, batch_only: bool = False) -> pl.DataFrame:
     """Distinct texts in ``staging.content`` with no score from ``model_id``.
+
+    Args:
+        batch_only: look only at the items of the unpublished batches (``raw.content``: the
+            run's new or edited items, and those of a run that failed before publishing)
+            instead of all of staging, unless ``model_id`` has no score yet (a new model: a
+            full sweep). An item outside those batches keeps its text, so it has its score.
 
     Returns:
         Frame ``content_hash: str, text: str, truncated: bool`` (title and body joined by a
@@ -52,13 +68,14 @@ def pending_texts(con: duckdb.DuckDBPyConnection, model_id: str) -> pl.DataFrame
     """
     return frame(
         con,
-        """
+        f"""
         select content_hash,
                left(any_value(concat_ws(chr(10) || chr(10), nullif(title, ''), nullif(body_text, ''))), ?) as text,
                any_value(length(concat_ws(chr(10) || chr(10), nullif(title, ''), nullif(body_text, '')))) > ? as truncated
         from staging.content c
         where not exists (select 1 from moderation.scores s
                           where s.content_hash = c.content_hash and s.model_id = ?)
+          and {_BATCH if batch_only and has_scores(con, model_id) else "true"}
         group by content_hash
         order by content_hash
         """,
@@ -121,21 +138,38 @@ def refresh_flags(
     model_id: str,
     thresholds: Mapping[str, float],
     hold_thresholds: Mapping[str, float],
+    *,
+    batch_only: bool = False,
 ) -> tuple[int, int]:
     """Rebuild ``moderation.flags`` from ``model_id``'s scores and the thresholds in force.
 
     Every current item whose text that model scored is checked; the table is replaced in one
     transaction, so a threshold change takes effect on the next run for all items.
 
+    With ``batch_only``, only the items of the unpublished batches (``raw.content``, see
+    :func:`pending_texts`) are checked and their flags replaced, when every current flag comes
+    from ``model_id`` under the same thresholds (else, or with no flag at all, every item is:
+    a new model or a threshold change re-flags all history).
+
     Returns:
-        ``(flagged, held)``: items at or above a flag threshold, and of those at a hold level.
+        ``(flagged, held)``: items flagged in ``moderation.flags`` afterwards (at or above a
+        flag threshold), and of those at a hold level.
     """
+    thresholds_json = json.dumps({"flag": dict(thresholds), "hold": dict(hold_thresholds)}, sort_keys=True)
+    if batch_only:
+        current = one(
+            con,
+            "select count(*), count(*) filter (where model_id = ? and thresholds_json = ?) from moderation.flags",
+            [model_id, thresholds_json],
+        )
+        batch_only = current[0] > 0 and current[0] == current[1]
     scores = frame(
         con,
         f"""
         select c.source, c.content_id, c.content_hash, s.model_id, {", ".join("s." + label for label in LABELS)}
         from staging.content c join moderation.scores s
           on s.content_hash = c.content_hash and s.model_id = ?
+        where {_BATCH if batch_only else "true"}
         """,
         [model_id],
     )
@@ -150,18 +184,18 @@ def refresh_flags(
         "max_score",
         "severity",
         "hold",
-        pl.lit(json.dumps({"flag": dict(thresholds), "hold": dict(hold_thresholds)}, sort_keys=True)).alias(
-            "thresholds_json"
-        ),
+        pl.lit(thresholds_json).alias("thresholds_json"),
     )
     con.execute("begin transaction")
     try:
-        con.execute("delete from moderation.flags")
+        con.execute(f"delete from moderation.flags c where {_BATCH if batch_only else 'true'}")
         con.execute("insert into moderation.flags by name select * from out")
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
-    held = int(flags["hold"].sum()) if flags.height else 0
-    log.info("flags: %d items flagged by %s (%d recommended to hold)", flags.height, model_id, held)
-    return flags.height, held
+    flagged, held = one(con, "select count(*), count(*) filter (where hold) from moderation.flags")
+    log.info(
+        "flags: %d items flagged by %s (%d recommended to hold; %d items checked)", flagged, model_id, held, scores.height
+    )
+    return int(flagged), int(held)

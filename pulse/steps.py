@@ -442,6 +442,13 @@ def _scorer(settings: Settings) -> Any:
     return _cached_scorer(settings.scorer, tuple(sorted(settings.scorer_options().items())))
 
 
+def _loaded_batch(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+    """Whether ``run_id`` went through the load step: then its batch (``raw.*``, ``ops.mart_changes``)
+    says what changed, and scoring, flags and marts touch only that; otherwise (a step run on its
+    own, after changes made outside a run) they sweep all of staging."""
+    return bool(one(con, "select exists (select 1 from ops.step_log where run_id = ? and step = 'load')", [run_id])[0])
+
+
 def _batch(settings: Settings, scorer: Any) -> int:
     # Texts per scorer call: the lexical model scores ~50k texts/s, so small calls would dominate;
     # the Detoxify engine batches by its token budget inside a call.
@@ -455,7 +462,8 @@ def _plan(
     from moderation.scoring import MAX_SCORED_CHARS, pending_texts
 
     scorer = _scorer(settings)
-    pending = pending_texts(con, scorer.model_id)
+    # the run's batch (all of staging for a new model, or when this run loaded nothing itself)
+    pending = pending_texts(con, scorer.model_id, batch_only=_loaded_batch(con, run_id))
     plan = write_partitions(
         pending, _scoring_folder(settings, run_id), scorer, max_rows=partition_rows or PARTITION_ROWS
     )
@@ -481,7 +489,9 @@ def _merge(settings: Settings, run_id: str, con: duckdb.DuckDBPyConnection, info
     folder = _scoring_folder(settings, run_id)
     plan = read_plan(folder)
     scored = merge_results(con, folder, plan)
-    flagged, held = refresh_flags(con, plan.model_id, settings.thresholds, settings.hold_thresholds)
+    flagged, held = refresh_flags(
+        con, plan.model_id, settings.thresholds, settings.hold_thresholds, batch_only=_loaded_batch(con, run_id)
+    )
     # Language routing: detect new texts' language once; record what the model reads.
     languages_detected = detect_pending(con)
     ckpt_dir = Path(settings.scorer.split(":", 1)[1]) if settings.scorer.startswith("checkpoint:") else None
@@ -582,7 +592,10 @@ def transform(settings: Settings, run_id: str) -> dict[str, Any]:
     with _step(settings, run_id, "transform") as (con, info):
         build: dict[str, Any] = {}
         counts = run_marts(
-            con, repeat_offender_window_days=settings.repeat_offender_window_days, incremental=True, info=build
+            con,
+            repeat_offender_window_days=settings.repeat_offender_window_days,
+            incremental=_loaded_batch(con, run_id),
+            info=build,
         )
         info.update(marts=counts, rows=sum(counts.values()), **build)
     return info

@@ -40,6 +40,7 @@ from __future__ import annotations
 import graphlib
 import logging
 import re
+import time
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -314,8 +315,8 @@ def run_marts(
         incremental: update only what changed when possible (see above).
         max_changed_share: with ``incremental``, rebuild everything when more than this share
             of staging's rows changed.
-        info: filled with ``mode`` (``full`` or ``incremental``), ``reason`` and ``scope``
-            (row counts of the scope tables).
+        info: filled with ``mode`` (``full`` or ``incremental``), ``reason``, ``scope`` (row
+            counts of the scope tables) and ``seconds`` (each mart's build time).
 
     Returns:
         The row count of each mart, in :data:`MART_NAMES` order.
@@ -364,7 +365,9 @@ def run_marts(
             plan = inc.Plan(True, "full rebuild requested", 0)
         scope = inc.create_scope(con, full=plan.full)
         log.info("marts: %s build (%s); scope %s", "full" if plan.full else "incremental", plan.reason, scope)
+        seconds: dict[str, float] = {}
         for name in MART_NAMES:
+            t0 = time.perf_counter()
             if name in PYTHON_MODELS:
                 origins = _topic_origins(con) if name == "thread_topics" and not plan.full else None
                 PYTHON_MODELS[name].build(con)
@@ -380,6 +383,7 @@ def run_marts(
             # fetchall, not fetchone: DuckDB 2.0 keeps a partly fetched result open on the
             # connection, which then refuses con.sql(...) until it is drained
             counts[name] = int(con.execute(f"select count(*) from marts.{name}").fetchall()[0][0])
+            seconds[name] = round(time.perf_counter() - t0, 3)
         inc.save_state(con, print_, "full" if plan.full else "incremental", datetime.now(UTC).replace(tzinfo=None))
         inc.drop_scope(con)
         con.execute("commit")
@@ -389,7 +393,7 @@ def run_marts(
     for name, rows in counts.items():
         log.info("built mart marts.%s: %d rows", name, rows)
     if info is not None:
-        info.update(mode="full" if plan.full else "incremental", reason=plan.reason, scope=scope)
+        info.update(mode="full" if plan.full else "incremental", reason=plan.reason, scope=scope, seconds=seconds)
     return counts
 
 
