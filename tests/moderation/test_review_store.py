@@ -14,10 +14,10 @@ import sqlalchemy as sa
 
 from moderation.review_store import (
     ACTIONS,
-    UNDO_ACTION,
     DECISION_COLUMNS,
     STATES,
     TRANSITIONS,
+    UNDO_ACTION,
     AuthorizationError,
     ConflictError,
     Decision,
