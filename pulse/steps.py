@@ -443,10 +443,20 @@ def _scorer(settings: Settings) -> Any:
 
 
 def _loaded_batch(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
-    """Whether ``run_id`` went through the load step: then its batch (``raw.*``, ``ops.mart_changes``)
-    says what changed, and scoring, flags and marts touch only that; otherwise (a step run on its
-    own, after changes made outside a run) they sweep all of staging."""
-    return bool(one(con, "select exists (select 1 from ops.step_log where run_id = ? and step = 'load')", [run_id])[0])
+    """Whether ``run_id`` went through the load step and no privacy request (an erasure rewrites
+    texts in staging, outside any batch) ran since the last successful run: then the batch
+    (``raw.*``) says what changed and scoring and flags touch only that; otherwise (a step run on
+    its own, changes made outside a run) they sweep all of staging. The marts detect erasures
+    themselves (their build fingerprint)."""
+    return bool(
+        one(
+            con,
+            "select exists (select 1 from ops.step_log where run_id = ? and step = 'load') "
+            "and not exists (select 1 from ops.privacy_requests where kind <> 'export' and requested_at >= "
+            "coalesce((select max(started_at) from ops.runs where status = 'success'), timestamp '-infinity'))",
+            [run_id],
+        )[0]
+    )
 
 
 def _batch(settings: Settings, scorer: Any) -> int:
