@@ -110,7 +110,7 @@ def conflict_message(exc: ConflictError) -> str:
     return f"{who} already {verb} this item at {when}; reload to see it. Nothing was written."
 
 
-def highlight_html(explanation: Explanation | None, text: str, *, k: int = 5, max_height: int = 220) -> str:
+def highlight_html(explanation: Explanation | None, text: str, *, k: int = 5, max_height: int = 190) -> str:
     """The item text as escaped HTML with the top-``k`` driver words (and the words of the
     explanation's sufficient set) in ``<mark>`` elements; the block scrolls beyond ``max_height`` px.
 

@@ -455,7 +455,7 @@ def explanation_section(item: dict[str, Any]) -> None:
             note = f"No explanation: the scorer could not run ({type(exc).__name__}: {exc})."
     st.html(review_ui.highlight_html(explanation, text))
     if explanation is not None:
-        drivers = explanation.drivers(5, min_drop=1e-4)
+        drivers = explanation.drivers(3, min_drop=0.005)  # drops that round to 0.00 say nothing
         if drivers:
             components.untrusted_text(
                 f"Drivers of {explanation.label} {explanation.full_score:.2f}: "
@@ -584,14 +584,14 @@ def actions(item: dict[str, Any], actor: str, labels: tuple[str, ...], next_id: 
             return
         armed = st.session_state.get(CONFIRM_KEY) == (item["source"], item["content_id"], int(item["version"]))
         if armed:
-            st.warning(
-                f"Approve an item marked {' and '.join(needs_confirmation(item))}? Press Y to approve, N to cancel.",
-                icon=":material/help:",
+            cols = st.columns([3, 1.3, 1], vertical_alignment="center")
+            cols[0].markdown(
+                f":orange[:material/help: **Approve an item marked {' and '.join(needs_confirmation(item))}?**] "
+                "Press Y to approve, N to cancel."
             )
-            cols = st.columns(2)
-            cols[0].button("Yes, approve", key="act_confirm", type="primary", shortcut="Y", icon=":material/check:",
+            cols[1].button("Approve", key="act_confirm", type="primary", shortcut="Y", icon=":material/check:",
                            on_click=_act, args=(item, "approve", actor, labels, True))  # fmt: skip
-            cols[1].button("Cancel", key="act_cancel", shortcut="N", on_click=_cancel_confirmation)
+            cols[2].button("Cancel", key="act_cancel", shortcut="N", on_click=_cancel_confirmation)
             return
         cols = st.columns([2, 2])
         cols[0].selectbox(

@@ -3,12 +3,18 @@
 The queue is built from real data: the beer.stackexchange dump through the real pipeline
 (``pulse.steps.run_pipeline``, lexical scorer). One hostile item is added to the published
 snapshot's queue (a ``<script>``, a ``javascript:`` link, image Markdown and an ``<img onerror>``
-next to an insult) to prove that member text stays inert in the DOM. Accounts live in a SQLite
-review store in a temporary folder. Screenshots go to ``/tmp/review_*.png``.
+next to an insult) to prove that member text stays inert in the DOM; its author has 12 earlier
+flags (a repeat offender, issue #18's example). Accounts live in a SQLite review store in a
+temporary folder. The browser window is 1440 x 900; screenshots go to
+``tmp/artifacts/browser/review_*.png`` (``PULSE_ARTIFACTS`` overrides the folder), and
+``review_queue.png`` (the first screen of the queue) is the README's picture.
 
-Flow: a moderator signs in through the form, opens the queue, sees the driver word
-highlighted, removes the item with a reason and sees it leave the pending list at once; a
-manager signs in and finds no queue (neither in the menu nor by URL).
+Flow: a moderator signs in through the form and opens the queue: the whole decision (text with
+the driver word highlighted, scores, the action bar) is on the first screen without scrolling;
+they remove the hostile item with a reason, a toast in view names it and offers Undo, and
+``U`` undoes it (a new decision row). Then ``A`` on that repeat offender's item only asks for
+confirmation, and ``Y`` approves it; ``E`` escalates the next one. A manager signs in and finds
+no queue (neither in the menu nor by URL).
 
 Chromium comes from the system (``apt install chromium``); without it the test is skipped,
 except under ``CI=true``, where it fails.
@@ -16,13 +22,14 @@ except under ``CI=true``, where it fails.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.browser.harness import TIMEOUT_MS, chromium_browser, idle, streamlit_app
+from tests.browser.harness import REPO, TIMEOUT_MS, chromium_browser, idle, streamlit_app
 from tests.browser.harness import sign_in as sign_in_form
 
 HOSTILE_ID = "beer:hostile-1"
@@ -32,6 +39,7 @@ HOSTILE_BODY = (
     '<img src=x onerror=alert(3)> <a href="javascript:alert(4)">link</a> see http://evil.example/'
 )
 ACCOUNTS = {"mod": ("moderator", "moderator-pass-0001"), "boss": ("manager", "manager-password-01")}
+VIEWPORT = {"width": 1440, "height": 900}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +56,7 @@ def snapshot(beer_dump: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         con.execute("create temp table h as select * from marts.moderation_queue order by priority limit 1")
         con.execute(
             "update h set content_id = ?, title = ?, body_text = ?, content_hash = 'hostile-hash', priority = 0, "
-            "created_at = (select max(created_at) from marts.moderation_queue)",
+            "author_prior_flags = 12, created_at = (select max(created_at) from marts.moderation_queue)",
             [HOSTILE_ID, HOSTILE_TITLE, HOSTILE_BODY],
         )
         con.execute("insert into marts.moderation_queue select * from h")
@@ -89,9 +97,17 @@ def browser(chromium: str) -> Iterator:
         yield b
 
 
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    """Where the screenshots go (as tests/browser/test_dashboards_browser.py)."""
+    folder = Path(os.environ.get("PULSE_ARTIFACTS", REPO / "tmp" / "artifacts")) / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def sign_in(browser, url: str, username: str):
-    """A fresh browser context (own cookies) signed in as ``username`` through the form."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    """A fresh browser context (own cookies, 1440 x 900) signed in as ``username`` through the form."""
+    context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     sign_in_form(page, url, username, ACCOUNTS[username][1], greeting=f"Signed in as {username.title()}")
@@ -99,9 +115,50 @@ def sign_in(browser, url: str, username: str):
     return context, page
 
 
-def shoot(page, name: str) -> Path:
-    """A full-height screenshot at /tmp/review_<name>.png (Streamlit scrolls inside its main container)."""
-    path = Path(f"/tmp/review_{name}.png")
+def fold(page, artifacts: Path, name: str) -> Path:
+    """The first screen (the 1440 x 900 viewport, not scrolled) as ``<artifacts>/<name>.png``."""
+    path = artifacts / f"{name}.png"
+    page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]')?.scrollTo(0, 0)")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def in_view(page, selector: str) -> dict:
+    """The bounding box of the first ``selector`` and whether it lies wholly inside the viewport
+    with the page not scrolled (Streamlit scrolls inside ``stMain``)."""
+    return page.evaluate(
+        """(sel) => {
+          const main = document.querySelector('[data-testid="stMain"]');
+          const el = document.querySelector(sel);
+          if (!el) return {found: false};
+          const r = el.getBoundingClientRect();
+          return {found: true, top: r.top, bottom: r.bottom, left: r.left, right: r.right,
+                  scrolled: main ? main.scrollTop : 0,
+                  inside: r.top >= 0 && r.left >= 0 && r.bottom <= window.innerHeight && r.right <= window.innerWidth};
+        }""",
+        selector,
+    )
+
+
+def settled(page, selector: str, timeout_ms: int = 15_000) -> None:
+    """Wait (up to ``timeout_ms``) until ``selector`` lies inside the viewport: elements of the
+    previous run can linger for a moment after a rerun. Returns either way; the caller asserts."""
+    try:
+        page.wait_for_function(
+            """(sel) => { const el = document.querySelector(sel); if (!el) return false;
+                          const r = el.getBoundingClientRect(); return r.top >= 0 && r.bottom <= window.innerHeight; }""",
+            arg=selector,
+            timeout=timeout_ms,
+        )
+    except Exception:  # noqa: BLE001 - the assertion that follows reports the box
+        pass
+
+
+def shoot(page, artifacts: Path, name: str) -> Path:
+    """A full-height screenshot at ``<artifacts>/review_<name>.png`` (Streamlit scrolls inside its main container)."""
+    path = artifacts / f"review_{name}.png"
     size = page.viewport_size
     height = page.evaluate(
         '() => Math.max(...[...document.querySelectorAll(\'[data-testid="stMain"], '
@@ -123,7 +180,14 @@ PAYLOAD_IN_DOM = """() => {
 }"""
 
 
-def test_moderator_reviews_and_removes_with_a_reason(browser, server, snapshot, store_url) -> None:
+def pending_count(page) -> int:
+    """The "Pending N" figure of the counts line."""
+    line = page.locator('[data-testid="stMarkdownContainer"]').filter(has_text="Pending").first.inner_text()
+    return int(line.split("Pending")[1].split("·")[0].strip().replace(",", ""))
+
+
+def test_moderator_reviews_the_whole_decision_on_one_screen(browser, server, snapshot, store_url, artifacts) -> None:
+    """Layout at 1440 x 900, inert hostile text, removal, the toast naming the item, Undo by key."""
     from moderation.review_store import ReviewStore
 
     con = duckdb.connect(str(snapshot), read_only=True)
@@ -136,16 +200,25 @@ def test_moderator_reviews_and_removes_with_a_reason(browser, server, snapshot, 
     try:
         page.get_by_role("link", name="Review queue").click()
         page.locator(".pulse-item-text").wait_for()
-        idle(page)
-        pending = page.get_by_test_id("stMetric").filter(has_text="Pending")
-        assert pending.inner_text().split() == ["Pending", f"{n_queue:,}"]
+        page.wait_for_function(
+            "() => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] svg.main-svg').length >= 1"
+        )
+        idle(page, after_ms=500)
+        assert pending_count(page) == n_queue
         block = page.locator(".pulse-item-text")
         assert block.inner_text().startswith(HOSTILE_TITLE)  # the hostile item has priority 0: it is open
         assert "<script>alert(1)</script>" in block.inner_text(), "the payload is literal text"
         marks = page.locator("mark.pulse-driver").all_inner_texts()
         assert "idiot" in marks, marks
         assert page.evaluate(PAYLOAD_IN_DOM) == 0, "no element from the payload in the DOM"
-        shoot(page, "queue")
+        # the whole decision on the first screen: text, scores, the list, and the action bar
+        for selector in (".pulse-item-text", '[data-testid="stPlotlyChart"]', ".st-key-review_actions",
+                         ".st-key-act_approve button", '[data-testid="stDataFrame"]'):  # fmt: skip
+            box = in_view(page, selector)
+            assert box["found"] and box["inside"] and box["scrolled"] == 0, (selector, box)
+        assert "repeat offender · 12 earlier flags" in page.locator(".st-key-review_detail").inner_text()
+        fold(page, artifacts, "review_queue")
+        shoot(page, artifacts, "queue_full")
         # remove with a reason
         page.get_by_role("combobox", name="Reason", exact=True).click()
         page.keyboard.type("Harassment")
@@ -153,35 +226,86 @@ def test_moderator_reviews_and_removes_with_a_reason(browser, server, snapshot, 
         idle(page)
         assert page.get_by_role("combobox", name="Reason", exact=True).input_value() == "Harassment or bullying"
         page.locator(".st-key-act_remove button").click()
-        page.get_by_text(f"Removed {HOSTILE_ID}").wait_for()
+        toast = page.locator(".st-key-review_toast")
+        toast.wait_for()
         idle(page)
-        assert pending.inner_text().split() == ["Pending", f"{n_queue - 1:,}"]
-        assert page.get_by_test_id("stMetric").filter(has_text="Removed").inner_text().split() == ["Removed", "1"]
+        assert toast.inner_text().startswith(f"Removed {HOSTILE_ID}: “<b>bold</b>"), toast.inner_text()
+        box = in_view(page, ".st-key-review_toast")
+        assert box["inside"] and box["scrolled"] == 0, box
+        assert in_view(page, ".st-key-act_undo button")["inside"]
+        assert pending_count(page) == n_queue - 1
         assert HOSTILE_TITLE not in page.locator(".pulse-item-text").inner_text(), "the next item is open"
-        shoot(page, "queue_after_remove")
-        # keyboard: E escalates the item now open (focus outside any text field)
+        settled(page, ".st-key-act_approve button")
+        box = in_view(page, ".st-key-act_approve button")
+        assert box["inside"] and box["scrolled"] == 0, ("the next item's action bar", box)
+        fold(page, artifacts, "review_queue_toast")
+        # U undoes it (focus outside any text field): a new decision row, the item is pending and open again
         page.get_by_role("heading", name="Review queue").click()
-        page.keyboard.press("e")
-        page.get_by_text("Escalated ").first.wait_for()
-        idle(page)
-        assert page.get_by_test_id("stMetric").filter(has_text="Escalated").inner_text().split() == ["Escalated", "1"]
+        page.keyboard.press("u")
+        page.locator(".st-key-review_toast").wait_for(state="detached")
+        idle(page, after_ms=300)
+        assert pending_count(page) == n_queue
+        assert page.locator(".pulse-item-text").inner_text().startswith(HOSTILE_TITLE)
     finally:
         context.close()
     store = ReviewStore(store_url)
     try:
-        escalated, removed = store.decisions().iter_rows(named=True)  # newest first
+        log = store.decisions(content_id=HOSTILE_ID)
     finally:
         store.dispose()
-    assert (removed["content_id"], removed["action"], removed["reason_code"], removed["actor"]) == (
-        HOSTILE_ID,
-        "remove",
-        "harassment",
-        "mod",
-    )
-    assert escalated["action"] == "escalate" and escalated["content_id"] != HOSTILE_ID
+    assert log.select("action", "to_state", "reason_code", "actor").rows() == [
+        ("undo", "pending", None, "mod"),
+        ("remove", "removed", "harassment", "mod"),
+    ]
 
 
-def test_manager_has_no_queue(browser, server) -> None:
+def test_approving_a_repeat_offender_takes_a_confirming_key(browser, server, store_url, artifacts) -> None:
+    """A on the hostile item (12 earlier flags) only asks; Y approves; then E escalates the next item."""
+    from moderation.review_store import ReviewStore
+
+    context, page = sign_in(browser, server, "mod")
+    try:
+        page.get_by_role("link", name="Review queue").click()
+        page.locator(".pulse-item-text").wait_for()
+        idle(page)
+        assert page.locator(".pulse-item-text").inner_text().startswith(HOSTILE_TITLE)
+        page.get_by_role("heading", name="Review queue").click()
+        page.keyboard.press("a")
+        question = page.get_by_text("Approve an item marked repeat offender (12 earlier flags)? Press Y to approve")
+        question.wait_for()
+        idle(page)
+        settled(page, ".st-key-act_confirm button")
+        box = in_view(page, ".st-key-act_confirm button")
+        assert box["inside"], box
+        fold(page, artifacts, "review_queue_confirm")
+        store = ReviewStore(store_url)
+        try:
+            assert store.decisions(content_id=HOSTILE_ID)["action"].to_list() == ["undo", "remove"], (
+                "A alone wrote nothing"
+            )
+        finally:
+            store.dispose()
+        page.get_by_role("heading", name="Review queue").click()
+        page.keyboard.press("y")
+        page.locator(".st-key-review_toast").filter(has_text=f"Approved {HOSTILE_ID}").wait_for()
+        idle(page)
+        # keyboard: E escalates the item now open
+        page.get_by_role("heading", name="Review queue").click()
+        page.keyboard.press("e")
+        page.locator(".st-key-review_toast").filter(has_text="Escalated ").wait_for()
+        idle(page)
+    finally:
+        context.close()
+    store = ReviewStore(store_url)
+    try:
+        latest = store.decisions().head(2).select("content_id", "action", "actor").rows()
+    finally:
+        store.dispose()
+    assert latest[1] == (HOSTILE_ID, "approve", "mod")
+    assert latest[0][1] == "escalate" and latest[0][0] != HOSTILE_ID
+
+
+def test_manager_has_no_queue(browser, server, artifacts) -> None:
     context, page = sign_in(browser, server, "boss")
     try:
         nav = page.get_by_test_id("stSidebarNav").inner_text()
@@ -193,7 +317,7 @@ def test_manager_has_no_queue(browser, server) -> None:
         )
         idle(page)
         assert page.evaluate(PAYLOAD_IN_DOM) == 0
-        shoot(page, "insights_manager")
+        shoot(page, artifacts, "insights_manager")
         page.goto(f"{server}/review_queue", wait_until="domcontentloaded")  # by URL: not served to a manager
         page.get_by_text("Signed in as Boss").wait_for()
         idle(page)

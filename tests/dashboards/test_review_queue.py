@@ -73,7 +73,9 @@ def test_queue_lists_items_by_priority_with_counts(serve, snapshot, fresh_review
     assert at.selectbox(key="review_item").value == "demo:c1", "the top-priority item is open"
     texts = [t.value for t in at.text]
     assert "Queue reasons: model flag: toxicity, insult (highest toxicity 0.97) by detoxify:original" in texts
-    assert "Author: Author u1 (demo:u1)" in texts
+    from dashboards.components import md_escape
+
+    assert any(c.value.startswith(md_escape("Author: Author u1 (demo:u1) · in this queue 2 items")) for c in at.caption)
     assert len(at.get("plotly_chart")) == 1, "the item's score bars"
 
 
@@ -83,8 +85,8 @@ def test_moderator_approve_shows_at_once(serve, snapshot, fresh_review_store) ->
     # demo:c1 is "hold recommended": A only arms the approval, Y confirms it
     at.button(key="act_approve").click().run()
     assert not at.exception and fresh_review_store.decisions().is_empty()
-    assert [w.value for w in at.warning if w.value.startswith("Approve an item")] == [
-        "Approve an item marked hold recommended? Press Y to approve, N to cancel."
+    assert [m.value for m in at.markdown if "Approve an item" in m.value] == [
+        ":orange[:material/help: **Approve an item marked hold recommended?**] Press Y to approve, N to cancel."
     ]
     at.button(key="act_confirm").click().run()
     assert toasts(at) == ["Approved demo:c1"]
@@ -222,7 +224,7 @@ def test_date_range_on_the_pipeline_queue(serve, pipeline_snapshot, fresh_review
 def test_hostile_item_is_inert_and_the_driver_is_highlighted(serve, snapshot, facts, fresh_review_store) -> None:
     serve(snapshot)
     at = open_queue()
-    (block,) = [h.proto.body for h in at.get("html")]
+    (block,) = [h.proto.body for h in at.get("html") if "pulse-item-text" in h.proto.body]
     # every character of the member's text is escaped; the only tags are ours
     assert "<script>" not in block and "&lt;script&gt;alert(1)&lt;/script&gt;" in block
     assert "<b>" not in block and "&lt;b&gt;title&lt;/b&gt;" in block
@@ -245,7 +247,7 @@ def test_highlighted_driver_on_a_real_insult(serve, snapshot, fresh_review_store
     at = open_queue()
     at.selectbox(key="review_item").set_value("demo:c2").run()
     full, without = LexicalScorer().score(["you are an idiot", "you are an"])["toxicity"].to_list()
-    (block,) = [h.proto.body for h in at.get("html")]
+    (block,) = [h.proto.body for h in at.get("html") if "pulse-item-text" in h.proto.body]
     assert f'title="score drop {full - without:.2f} without this word"' in block
     assert ">idiot</mark>" in block
     assert any(t.value.startswith(f"Drivers of toxicity {full:.2f}: idiot (−{full - without:.2f})") for t in at.text)
@@ -322,8 +324,9 @@ def test_repeat_offender_badge_and_confirmation(serve, snapshot, fresh_review_st
     assert ":orange-badge[:material/repeat: repeat offender · 4 earlier flags]" in header
     assert "hold recommended" not in header
     at.button(key="act_approve").click().run()
-    assert [w.value for w in at.warning if w.value.startswith("Approve an item")] == [
-        "Approve an item marked repeat offender (4 earlier flags)? Press Y to approve, N to cancel."
+    assert [m.value for m in at.markdown if "Approve an item" in m.value] == [
+        ":orange[:material/help: **Approve an item marked repeat offender (4 earlier flags)?**] "
+        "Press Y to approve, N to cancel."
     ]
     at.button(key="act_cancel").click().run()
     assert fresh_review_store.decisions().is_empty() and not [b for b in at.button if b.key == "act_confirm"]
