@@ -251,7 +251,10 @@ def _auto(checkpoint: Path | None, config_dir: Path | None, engine: dict[str, An
             reasons.append(str(exc))
     if (community / CHECKPOINT_FILE).is_file():
         try:
-            return _from_checkpoint(community, None, engine)
+            scorer = _from_checkpoint(community, None, engine)
+            if reasons:  # the configured checkpoint could not be loaded: say so, though not a fallback
+                log.warning("toxicity scorer 'auto' uses the community model %s: %s", community, "; ".join(reasons))
+            return scorer
         except (ScorerUnavailableError, ValueError) as exc:
             reasons.append(f"community model {community} unusable: {exc}")
     else:
