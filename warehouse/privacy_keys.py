@@ -337,7 +337,8 @@ def move_legacy_keys(con: duckdb.DuckDBPyConnection) -> None:
 def use_privacy_keys(con: duckdb.DuckDBPyConnection, ring: KeyRing | None = None) -> KeyRing:
     """Check the configured key against the warehouse's key ids, record or adopt it, and install it in the session.
 
-    A warehouse without a key id adopts the ring's current key. A ring whose current key is
+    A warehouse without a key id adopts the ring's current key (the key file is created if
+    missing); for a warehouse with one, a missing key file is an error, not a new key. A ring whose current key is
     new while the warehouse's current key is among its retired ones is a rotation: adopted here
     (old id ``retired``, new id ``current``, an ``ops.privacy_requests`` row of kind
     ``rotate-key``); pseudonyms change with it (the next transform rebuilds the marts).
@@ -346,9 +347,18 @@ def use_privacy_keys(con: duckdb.DuckDBPyConnection, ring: KeyRing | None = None
         PrivacyKeyError: the ring does not hold the warehouse's current key, or lacks a key
             that tombstones were made under; the message names the settings and the rotation command.
     """
-    ring = ring or load_ring()
     rows = con.execute("select key_id, status from ops.privacy_key_ids").fetchall()
     current = [k for k, s in rows if s == "current"]
+    if ring is None:
+        try:
+            ring = load_ring(create=not current)  # a keyed warehouse never gets a new key file made for it
+        except PrivacyKeyError as exc:
+            if not current:
+                raise
+            raise PrivacyKeyError(
+                f"{exc}. The warehouse was keyed with key id {current[0]}: restore that key file from its backup "
+                "(SECURITY.md, 'Privacy keys')"
+            ) from None
     now = _utcnow()
     if not current:
         con.execute(

@@ -328,9 +328,10 @@ def test_a_backup_carries_no_key_and_a_restore_needs_it(
     # A new machine without the key file: the restore refuses before replacing anything.
     monkeypatch.setenv("PULSE_PRIVACY_KEY_FILE", str(tmp_path / "new-machine" / "privacy.key"))
     wh.unlink()
-    with pytest.raises(PrivacyKeyError, match="PULSE_PRIVACY_KEY_FILE"):
+    with pytest.raises(PrivacyKeyError, match="PULSE_PRIVACY_KEY_FILE") as err:
         bk.restore_backup(s, tmp_path / "backups")
-    assert not wh.exists()
+    assert "restore that key file" in str(err.value)
+    assert not wh.exists() and not (tmp_path / "new-machine").exists()  # and no new key was made for it
     monkeypatch.setenv("PULSE_PRIVACY_KEY_FILE", str(ring_file))  # the key file, backed up apart, is back
     report = bk.restore_backup(s, tmp_path / "backups")
     assert report.parts == ["warehouse"]
