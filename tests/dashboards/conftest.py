@@ -587,9 +587,10 @@ def _split_restricted(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     con.execute("detach restricted")
     for name, (_, select) in REDACTED_TABLES.items():
         con.execute(f"create or replace table {name}_redacted as select {select}")
-    for name in RESTRICTED_TABLES:
-        con.execute(f"drop table {name}")
+    for name in {*RESTRICTED_TABLES, *REDACTED_TABLES}:  # a redacted table may read a table of its own name
+        con.execute(f"drop table if exists {name}")
     for name in REDACTED_TABLES:
+        con.execute(f"drop table if exists {name}")  # raw.quarantine_counts: the warehouse's own, per run
         con.execute(f"alter table {name}_redacted rename to {name.split('.')[1]}")
 
 
