@@ -196,6 +196,10 @@ def refresh_flags(
         raise
     flagged, held = one(con, "select count(*), count(*) filter (where hold) from moderation.flags")
     log.info(
-        "flags: %d items flagged by %s (%d recommended to hold; %d items checked)", flagged, model_id, held, scores.height
+        "flags: %d items flagged by %s (%d recommended to hold; %d items checked)",
+        flagged,
+        model_id,
+        held,
+        scores.height,
     )
     return int(flagged), int(held)

@@ -204,7 +204,12 @@ def plan(
         return Plan(True, "first build", changes)
     if state.get("marts") != print_:
         return Plan(True, "models, parameters, time zones, privacy keys, erasures or migrations changed", changes)
-    present = {t for (t,) in con.execute("select table_name from information_schema.tables where table_schema = 'marts'").fetchall()}
+    present = {
+        t
+        for (t,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts'"
+        ).fetchall()
+    }
     missing = sorted(set(mart_names) - present)
     if missing:
         return Plan(True, f"mart tables missing: {missing}", changes)

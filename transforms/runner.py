@@ -31,6 +31,14 @@ Parameters (``$min_support``, ``$window_days``, ``$min_posts``,
 ``$repeat_offender_window_days``) are bound by DuckDB, never formatted into the SQL; each
 model is given the ones its SQL names.
 
+Incremental updates (``run_marts(..., incremental=True)``, what the pipeline's transform step
+uses): a model's ``-- incremental: days|threads`` header and its ``-- @scope``, ``-- @delete``
+and ``-- @refresh`` sections (:func:`model_sections`) say how it updates; the runner rebuilds
+only the partitions the recorded changes touch, or everything when
+:func:`transforms.incremental.plan` says so. A full rebuild runs the same SQL with every day
+and thread in scope, so both give the same marts (``transforms/README.md``, "Incremental
+updates").
+
 Model documentation (grain, columns, units, formulas and their sources):
 ``transforms/README.md``.
 """
@@ -134,7 +142,8 @@ def mart_dependencies() -> dict[str, frozenset[str]]:
     """
     deps: dict[str, frozenset[str]] = {
         # a model's @delete and @refresh sections update its own table: not a dependency
-        path.stem: frozenset(m.lower() for m in _MART_REF.findall(_code(path.read_text(encoding="utf-8")))) - {path.stem}
+        path.stem: frozenset(m.lower() for m in _MART_REF.findall(_code(path.read_text(encoding="utf-8"))))
+        - {path.stem}
         for path in sorted(MODELS_DIR.glob("*.sql"))
     }
     both = sorted(set(deps) & set(PYTHON_MODELS))
@@ -213,7 +222,12 @@ def model_sections(name: str) -> dict[str, list[str]]:
         raise ValueError(f"unknown mart {name!r}; expected one of {sorted(p.stem for p in MODELS_DIR.glob('*.sql'))}")
     text = path.read_text(encoding="utf-8")
     parts = _SECTION.split(text)
-    out: dict[str, list[str]] = {"model": [parts[0].rstrip().removesuffix(";").rstrip()], "scope": [], "delete": [], "refresh": []}
+    out: dict[str, list[str]] = {
+        "model": [parts[0].rstrip().removesuffix(";").rstrip()],
+        "scope": [],
+        "delete": [],
+        "refresh": [],
+    }
     for kind, body in zip(parts[1::2], parts[2::2], strict=True):
         out[kind] += [s.strip() for s in _STATEMENT_END.split(body) if _code(s).strip()]
     return out
@@ -231,7 +245,9 @@ def incremental_key(name: str) -> str:
     found = _INCREMENTAL.findall(text)
     key = found[0] if found else "full"
     if key not in INCREMENTAL_KEYS or len(found) > 1:
-        raise ValueError(f"model {name!r}: '-- incremental:' must be one line with one of {INCREMENTAL_KEYS}, found {found}")
+        raise ValueError(
+            f"model {name!r}: '-- incremental:' must be one line with one of {INCREMENTAL_KEYS}, found {found}"
+        )
     if key != "full" and not model_sections(name)["delete"]:
         raise ValueError(f"model {name!r} is incremental by {key} but has no '-- @delete' section")
     return key
@@ -424,15 +440,16 @@ def _build_sql_mart(con: duckdb.DuckDBPyConnection, name: str, parameters: Mappi
     """
     sql = model_sql(name)
     sections = model_sections(name)
-    statements = [sql, *sections["scope"], *sections["delete"], *sections["refresh"]]
-    bound = [_bound(s, parameters, name) for s in statements]  # every unknown parameter fails first
+    for stmt in (*sections["scope"], *sections["delete"], *sections["refresh"]):
+        _bound(stmt, parameters, name)  # an unknown parameter anywhere fails before any statement runs
+    query_parameters = _bound(sql, parameters, name)
     for stmt in sections["scope"]:
         con.execute(stmt, _bound(stmt, parameters, name))
     if full or incremental_key(name) == "full":
-        con.execute(f"create or replace table marts.{name} as\n{sql}", bound[0])
+        con.execute(f"create or replace table marts.{name} as\n{sql}", query_parameters)
     else:
         for stmt in sections["delete"]:
             con.execute(stmt, _bound(stmt, parameters, name))
-        con.execute(f"insert into marts.{name} by name\n{sql}", bound[0])
+        con.execute(f"insert into marts.{name} by name\n{sql}", query_parameters)
     for stmt in sections["refresh"]:
         con.execute(stmt, _bound(stmt, parameters, name))
