@@ -590,7 +590,6 @@ def _split_restricted(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     for name in {*RESTRICTED_TABLES, *REDACTED_TABLES}:  # a redacted table may read a table of its own name
         con.execute(f"drop table if exists {name}")
     for name in REDACTED_TABLES:
-        con.execute(f"drop table if exists {name}")  # raw.quarantine_counts: the warehouse's own, per run
         con.execute(f"alter table {name}_redacted rename to {name.split('.')[1]}")
 
 
