@@ -352,3 +352,20 @@ def test_pipeline_queue_shows_the_priority_formula(serve, pipeline_snapshot, fre
     assert f"Priority 1 · score {priority_formula(terms)}" in [c.value for c in at.caption]
     header = next(m.value for m in at.markdown if m.value.startswith("**#"))
     assert "hold recommended" not in header and ":gray-badge[lexical model: no hold]" in header
+
+
+def test_a_link_from_the_audit_log_opens_the_item(serve, snapshot, fresh_review_store) -> None:
+    """``review_queue?source=demo&item=demo:c3`` (the audit log's link) opens demo:c3, even when it was decided."""
+    serve(snapshot)
+    fresh_review_store.decide(source="demo", content_id="demo:c3", action="approve", actor="mod2",
+                              expected_version=0, content_hash="hash3")  # fmt: skip
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = "mod"
+    at.query_params["item"] = "demo:c3"
+    at.run()
+    at.selectbox(key="source").set_value("demo").run()
+    at.switch_page(QUEUE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="review_item").value == "demo:c3"
+    assert at.multiselect(key="review_states").value == ["pending", "escalated", "approved", "removed"]
