@@ -65,7 +65,8 @@ def sla_hours(settings: Any) -> float:
     have it (``PULSE_REVIEW_SLA_HOURS``), else :data:`moderation.insights.DEFAULT_SLA_HOURS`."""
     from moderation.insights import DEFAULT_SLA_HOURS
 
-    return float(getattr(settings, "review_sla_hours", None) or DEFAULT_SLA_HOURS)
+    value = getattr(settings, "review_sla_hours", None)
+    return float(DEFAULT_SLA_HOURS if value is None else value)
 
 
 def undo_seconds(settings: Any) -> float:
@@ -73,7 +74,8 @@ def undo_seconds(settings: Any) -> float:
     (``PULSE_REVIEW_UNDO_SECONDS``), else :data:`moderation.review_store.DEFAULT_UNDO_SECONDS`."""
     from moderation.review_store import DEFAULT_UNDO_SECONDS
 
-    return float(getattr(settings, "review_undo_seconds", None) or DEFAULT_UNDO_SECONDS)
+    value = getattr(settings, "review_undo_seconds", None)
+    return float(DEFAULT_UNDO_SECONDS if value is None else value)
 
 
 def live_backlog(source: str | None, store: ReviewStore, sla: float, as_of: datetime | None = None) -> Any:

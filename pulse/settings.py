@@ -87,6 +87,10 @@ class Settings(BaseSettings):
             ``data/review.sqlite`` in the repo, WAL mode) or ``postgresql+psycopg://USER:PW@HOST/DB``.
         repeat_offender_window_days: the moderation queue counts an author's prior flags and
             removals in this many days before the item (the repeat-offender signal).
+        review_sla_hours: the response-time target for pending review items, hours (default 24):
+            Moderation insights and the Overview count the items waiting longer (backlog).
+        review_undo_seconds: how long after a decision its moderator may undo it (default 30 s;
+            0 turns Undo off; a later change goes through Reopen, a decision row of its own).
         language_min_confidence: an item is routed to human review as "language not supported by
             model" only when lingua's confidence in the detected language is at least this (0–1;
             default 0.7: on the English beer dump 0.5 also routed English comments such as "Yes,
@@ -186,6 +190,8 @@ class Settings(BaseSettings):
         f"sqlite:///{Path(__file__).resolve().parents[1] / 'data' / 'review.sqlite'}"
     )
     repeat_offender_window_days: int = Field(90, ge=1, le=3650)
+    review_sla_hours: float = Field(24.0, gt=0, le=24 * 365)
+    review_undo_seconds: float = Field(30.0, ge=0, le=3600)
     language_min_confidence: float = Field(0.7, ge=0.0, le=1.0)
     auth_cookie_key: SecretStr | None = None
     signin_max_failures: int = Field(5, ge=1, le=1000)
