@@ -71,9 +71,11 @@ def make_input(kind: str, n: int, root: Path) -> Path:
     block = 100_000
     if kind == "bomb":
         with gzip.open(folder / "bomb.jsonl.gz", "wb", compresslevel=9) as f:
-            unit = b"x\n{}\n{not json\n"
-            for start in range(0, n, 3 * block):
-                f.write(unit * (min(3 * block, n - start) // 3))
+            junk = (b"x\n", b"{}\n", b"{not json\n")
+            units, rest = divmod(n, len(junk))
+            for start in range(0, units, block):
+                f.write(b"".join(junk) * min(block, units - start))
+            f.write(b"".join(junk[:rest]))
     elif kind == "many_lines":
         with (folder / "junk.jsonl").open("wb") as f:
             for start in range(0, n, block):
