@@ -88,6 +88,17 @@ def _threshold(threshold: float | None, settings: Any, label: str) -> float:
     return float(settings.thresholds.get(label, 0.5))
 
 
+def _for_label(frame: Any, score_label: str) -> Any:
+    """The rows to judge ``score_label`` on: when the data carries that label as a column (the
+    auxiliary ``insult`` / ``identity_attack`` of the presets and of a model's validation.parquet),
+    the rows labelled for it, with it as ``label``; otherwise ``frame`` unchanged."""
+    import polars as pl
+
+    if score_label == "toxicity" or score_label not in frame.columns:
+        return frame
+    return frame.filter(pl.col(score_label).is_not_null()).with_columns(pl.col(score_label).alias("label"))
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:80] or "model"
 
@@ -161,7 +172,7 @@ def evaluate(
 
     settings = settings_or_exit(warehouse=warehouse, serving=serving)
     loaded = _load(data, text_column, label_column, label_map, keep=(by,) if by and by != "source" else ())
-    frame = loaded.frame
+    frame = _for_label(loaded.frame, score_label)
     if frame.is_empty():
         raise fail(f"{data} has no labelled rows with text")
     spec = model or settings.scorer
@@ -287,6 +298,7 @@ def bias_audit(
 
     settings = settings_or_exit(warehouse=warehouse, serving=serving)
     loaded = _load(data, text_column, label_column, label_map)
+    loaded.frame = _for_label(loaded.frame, score_label)
     if loaded.frame.is_empty():
         raise fail(f"{data} has no labelled rows with text")
     if term and terms_file:

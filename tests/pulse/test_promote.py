@@ -208,3 +208,34 @@ def test_pipeline_uses_the_promoted_model_and_rescores(beer_dump: Path, tmp_path
         assert third["scored"] == total and third["already_scored"] == 0
     finally:
         torch.hub.set_dir(previous_hub)
+
+
+def test_cli_evaluate_judges_an_auxiliary_label_on_its_own_column(toxicity_data: Path, tmp_path: Path) -> None:
+    """`--score-label insult` is judged against the set's insult labels (Jigsaw sample: 6 of 101),
+    not against its toxicity labels (13 of 101)."""
+    from moderation.tiny import build_tiny_checkpoint
+
+    tiny = build_tiny_checkpoint(tmp_path / "tiny-bert")
+    data = toxicity_data / "jigsaw_sample" / "test_examples.csv"
+    env = {"PULSE_WAREHOUSE": str(tmp_path / "w.duckdb")}
+    got = {}
+    for label in ("toxicity", "insult"):
+        result = runner.invoke(
+            app,
+            [
+                "moderation",
+                "evaluate",
+                "--data",
+                str(data),
+                "--model",
+                f"checkpoint:{tiny}",
+                "--score-label",
+                label,
+                "--json",
+            ],
+            env=env,
+        )
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        got[label] = (report["n"], report["n_positive"], report["score_label"])
+    assert got == {"toxicity": (101, 13, "toxicity"), "insult": (101, 6, "insult")}
