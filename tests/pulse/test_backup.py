@@ -333,7 +333,7 @@ def test_a_flipped_byte_anywhere_fails_verify_naming_the_file(env: tuple[Path, A
     assert (ok.files, ok.tables, ok.review_store_tables) == (
         len(result.manifest["files"]),
         len(result.manifest["tables"]),
-        4,
+        5,  # review_users, _items, _decisions, _signin_failures, _admin_actions
     )
     names = [f["name"] for f in result.manifest["files"]] + [bk.MANIFEST]
     assert len(names) >= 40
