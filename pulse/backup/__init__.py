@@ -58,7 +58,7 @@ integrity_check`` of a SQLite store, rows per table of a pg_dump archive).
 --keep-weekly --keep-monthly --keep-yearly``), applied by :func:`prune_backups`.
 
 **Erasure-safe**: the erasure ledger (``settings.erasure_ledger``, JSON lines: time, request
-id, source, the tombstone's salted hash, mode, alias, the erased items' ids; never a user id,
+id, source, the tombstone's keyed hash and its key id, mode, alias, the erased items' ids; never a user id,
 name or text) lives outside what a restore rolls back. :func:`sync_ledger` appends every
 tombstone of the warehouse not yet in it (at each backup, before each restore, and through
 ``pulse backup sync-ledger``); :func:`restore_backup` re-applies each ledger erasure missing
