@@ -7,7 +7,7 @@ only writer), so a post it queues goes into the review store instead, as one row
 text included, as in the mart, so the moderator can read it), computed with the same policy
 (:func:`moderation.policy.flag` with the configured thresholds, :func:`moderation.policy.queue_severity`,
 the language routing rule). The page unions them with the snapshot's rows (:func:`merge_live`)
-and ranks the union as the mart does (severity desc, newest first, then source, content_id).
+and ranks the union as the mart does (priority_score desc, oldest first, then source, content_id).
 
 Reconciliation (no duplicates): a live item is dropped from the union as soon as the snapshot
 has the same ``(source, content_id)`` in its queue, or has scored the item's ``content_hash``
@@ -145,8 +145,10 @@ def merge_live(items: pl.DataFrame, live: list[dict[str, Any]], scored: pl.DataF
 
     Returns:
         ``items`` unchanged when no live row survives; else the union with the schema of
-        ``items`` (columns a live row lacks are null) and ``priority`` recomputed over it:
-        ``row_number() over (order by severity desc, created_at desc, source, content_id)``.
+        ``items`` (columns a live row lacks are null) and ``priority`` recomputed over it as the
+        mart ranks: ``row_number() over (order by priority_score desc, created_at asc, source,
+        content_id)`` (rows without a ``priority_score``, written before it existed, rank by
+        ``severity`` in its place).
     """
     if not live:
         return items
@@ -162,6 +164,10 @@ def merge_live(items: pl.DataFrame, live: list[dict[str, Any]], scored: pl.DataF
     if frame.is_empty():
         return items
     merged = pl.concat([items, frame], how="vertical")
-    return merged.sort(
-        ["severity", "created_at", "source", "content_id"], descending=[True, True, False, False], nulls_last=True
-    ).with_columns(priority=pl.int_range(1, merged.height + 1, dtype=items.schema["priority"]))
+    rank = pl.col("priority_score") if "priority_score" in merged.columns else pl.lit(None, dtype=pl.Float64)
+    return (
+        merged.with_columns(_rank=rank.fill_null(pl.col("severity")))
+        .sort(["_rank", "created_at", "source", "content_id"], descending=[True, False, False, False], nulls_last=True)
+        .drop("_rank")
+        .with_columns(priority=pl.int_range(1, merged.height + 1, dtype=items.schema["priority"]))
+    )

@@ -43,7 +43,7 @@ from typing import Any
 
 import polars as pl
 
-from moderation.policy import flag, queue_severity
+from moderation.policy import flag, priority_terms, queue_severity
 from moderation.scoring import MAX_SCORED_CHARS
 from warehouse.canonical import LABELS, content_hash, scored_text
 
@@ -147,7 +147,9 @@ def queue_row(
     score / threshold), routed when its language is detected with at least ``min_confidence`` and
     the model does not read it; the queue severity is :func:`moderation.policy.queue_severity`.
     No community reports are known yet (0), and the author's prior flags are left null (the
-    pipeline computes them over the warehouse).
+    pipeline computes them over the warehouse); ``priority_score`` is
+    :func:`moderation.policy.priority_terms` on what is known at arrival (the model signal,
+    halved for a lexical model, which never sets ``hold``).
     """
     frame = flag(pl.DataFrame({k: [float(v)] for k, v in scores.items()}), thresholds, hold_thresholds)
     policy = frame.row(0, named=True)
@@ -156,6 +158,7 @@ def queue_row(
     if severity is None:
         return None
     reasons = (["model_flag"] if policy["flagged"] else []) + (["language_not_supported"] if routed else [])
+    lexical = model_id.startswith("lexical:")  # a fallback model never holds (as in the mart)
     row: dict[str, Any] = {
         "source": source, "content_id": item["content_id"], "kind": item["kind"], "thread_id": item["thread_id"],
         "parent_id": None, "author_id": item["author_id"], "author_name": item["author_name"],
@@ -164,7 +167,7 @@ def queue_row(
         "flagged_labels": list(policy["flagged_labels"]) if policy["flagged"] else [],
         "max_label": policy["max_label"] if policy["flagged"] else None,
         "max_score": policy["max_score"] if policy["flagged"] else None,
-        "severity": severity, "hold": bool(policy["hold"]),
+        "severity": severity, "hold": bool(policy["hold"]) and not lexical,
         "queue_reasons": reasons, "report_count": 0, "reporter_count": 0, "report_types": [],
         "first_reported_at": None, "language": language, "language_confidence": language_confidence,
         "language_supported": None if language == "und" else language in supported_languages,
@@ -172,6 +175,13 @@ def queue_row(
         "last_actor": None, "last_decided_at": None, "author_prior_flags": None, "author_prior_removals": None,
         "priority": None,
     }  # fmt: skip
+    # the mart's priority rule on what is known at arrival: no reports, history or reach yet, age 0
+    terms = priority_terms(
+        model_severity=policy["severity"] if policy["flagged"] else None, lexical=lexical, language_routed=routed,
+        report_count=0, reporter_count=0, prior_flags=0, prior_removals=0, reach=0, age_hours=0.0,
+    )  # fmt: skip
+    row.update({"reach": 0, "age_hours": 0.0, "priority_score": terms["score"]})
+    row.update({f"priority_{k}": terms[k] for k in ("model", "reports", "history", "reach", "age")})
     for label in LABELS:
         row[label] = scores.get(label)
     return row

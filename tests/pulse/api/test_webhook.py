@@ -72,7 +72,8 @@ def test_flagged_post_enters_the_queue_with_the_pipelines_policy(lexical_server,
     policy = flag(pl.DataFrame({"toxicity": [score]}), DEFAULT_THRESHOLDS, DEFAULT_HOLD_THRESHOLDS).row(0, named=True)
     assert row["toxicity"] == pytest.approx(score, abs=1e-12)
     assert row["severity"] == pytest.approx(policy["severity"]) and row["severity"] == pytest.approx(score / 0.8)
-    assert row["hold"] is policy["hold"] and row["flagged_labels"] == ["toxicity"] and row["max_label"] == "toxicity"
+    assert policy["hold"] is True and row["hold"] is False  # the mart's rule: a lexical (fallback) model never holds
+    assert row["flagged_labels"] == ["toxicity"] and row["max_label"] == "toxicity"
     assert row["source"] == "discourse:forum" and row["kind"] == "reply" and row["author_name"] == "brewer"
     assert (
         row["content_hash"] == content_hash("reply", None, TOXIC) and row["model_id"] == "lexical:alt-profanity-check"
@@ -180,8 +181,15 @@ def test_pipeline_queue_supersedes_live_items_without_duplicates(demo_snapshot: 
     new = merged.filter(pl.col("content_id") == "new-post-1").row(0, named=True)
     assert new["queue_reasons"] == ["model_flag"] and new["tags"] == []
     assert merged["priority"].to_list() == list(range(1, merged.height + 1))
-    ranked = merged.sort(["severity", "created_at", "source", "content_id"], descending=[True, True, False, False])
+    # ranked as the mart ranks: priority_score desc, older first on ties
+    ranked = merged.sort(["priority_score", "created_at", "source", "content_id"], descending=[True, False, False, False])
     assert ranked["content_id"].to_list() == merged["content_id"].to_list()
+    # the live row's score is the policy's rule on what is known at arrival: a lexical model's
+    # signal halved, no reports, history or reach, age 0; and a lexical model never holds
+    assert new["priority_score"] == pytest.approx(4 * new["priority_model"]) and 0 < new["priority_model"] <= 0.5
+    assert new["hold"] is False
+    pos = merged["content_id"].to_list().index("new-post-1")
+    assert merged["priority_score"][pos - 1] >= new["priority_score"] if pos else True
     assert merged.schema == items.schema
     assert merge_live(items, [], scored).equals(items)
 
@@ -197,7 +205,7 @@ def test_review_queue_page_shows_the_live_item_at_once(demo_snapshot: Path, tmp_
     with duckdb.connect(str(demo_snapshot), read_only=True) as con:
         items = frame(
             con,
-            "select content_id, severity, created_at from marts.moderation_queue where source = 'demo' order by priority",
+            "select content_id, priority_score, created_at from marts.moderation_queue where source = 'demo' order by priority",
         )
     url = f"sqlite:///{tmp_path / 'review.sqlite'}"
     store = make_review_store(url)
@@ -217,9 +225,9 @@ def test_review_queue_page_shows_the_live_item_at_once(demo_snapshot: Path, tmp_
     at.switch_page("views/review_queue.py").run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
-    live = pl.DataFrame({"content_id": ["live-1"], "severity": [row["severity"]], "created_at": [row["created_at"]]})
+    live = pl.DataFrame({"content_id": ["live-1"], "priority_score": [row["priority_score"]], "created_at": [row["created_at"]]})
     expected = pl.concat([items, live], how="vertical_relaxed").sort(
-        ["severity", "created_at", "content_id"], descending=[True, True, False]
+        ["priority_score", "created_at", "content_id"], descending=[True, False, False]
     )
     assert table["content_id"].tolist() == expected["content_id"].to_list()
     assert table["priority"].tolist() == list(range(1, items.height + 2))
