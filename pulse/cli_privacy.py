@@ -66,7 +66,11 @@ def export_user_cmd(
     finally:
         if store is not None:
             store.dispose()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from warehouse.files import private_dir, private_file
+
+    private_dir(out.parent)
+    out.touch()
+    private_file(out)  # owner-only (PULSE_FILE_MODE) before any of the member's data is written
     out.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     counts = ", ".join(f"{k} {v}" for k, v in doc["counts"].items() if v)
     console.print(f"Exported to [bold]{escape(str(out))}[/] (request {request_id}): {escape(counts)}")

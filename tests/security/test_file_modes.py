@@ -153,6 +153,7 @@ def test_a_real_pipeline_run_writes_only_owner_files(mode: int, beer_dump: Path,
     for args in (
         ["run", "--source", "stackexchange", "--path", str(beer_dump)],
         ["review", "decisions", "--csv", str(data / "exports" / "decisions.csv")],
+        ["privacy", "export-user", "--source", "stackexchange:beer", "--user-id", "4", "--out", str(data / "u4.json")],
         ["privacy", "forget-user", "--source", "stackexchange:beer", "--user-id", "73", "--yes"],
         ["backup", "create", "--to", str(data / "backups")],
     ):
@@ -165,7 +166,7 @@ def test_a_real_pipeline_run_writes_only_owner_files(mode: int, beer_dump: Path,
     dirs = {p.relative_to(tmp_path): _mode(p) for p in tmp_path.rglob("*") if p.is_dir()}
     names = {str(p) for p in files}
     assert {"data/warehouse.duckdb", "data/serving.duckdb", "data/serving_restricted.duckdb"} <= names
-    assert {"data/review.sqlite", "data/exports/decisions.csv", "keys/privacy.key"} <= names
+    assert {"data/review.sqlite", "data/exports/decisions.csv", "data/u4.json", "keys/privacy.key"} <= names
     assert any(n.startswith("data/data_docs/") for n in names) and any(n.startswith("data/backups/") for n in names)
     want = {p: (0o600 if p.parts[0] == "keys" else mode) for p in files}
     assert {str(p): oct(m) for p, m in files.items()} == {str(p): oct(m) for p, m in want.items()}
