@@ -9,8 +9,8 @@ same zone and range (tested). ``marts.engagement_daily`` gives the day-precision
 
 The moderation staffing overlay puts flagged items by local hour (current flags in
 ``marts.moderation_queue``, by the hour the flagged item was posted) next to moderator
-decisions by hour (``moderation.decisions``, which arrives with the review queue; until then
-the page says so).
+decisions by the local hour they were made, read live from the review store (the rows the
+Audit log and Moderation insights count, so the pages agree; until there are any the page says so).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from dashboards import components, data
+from dashboards import auth, components, data
 
 ALL_CONTENT = "all content"
 WEEKDAYS = components.WEEKDAYS
@@ -45,8 +45,6 @@ DAILY_COLUMNS: dict[str, str] = {
     "favorite": "favorites",
     "accept": "accepts",
 }
-#: Timestamp columns of ``moderation.decisions`` tried in order for "when was it decided".
-DECISION_TIME_COLUMNS: tuple[str, ...] = ("decided_at", "created_at", "occurred_at", "at")
 
 hour_range = components.hour_range
 
@@ -253,29 +251,24 @@ def flagged_by_hour(source: str | None, timezone: str, start: date, end: date) -
     return hours.join(found, on="hour", how="left").with_columns(pl.col("flagged").fill_null(0))
 
 
-def decision_time_column() -> str | None:
-    """The timestamp column of ``moderation.decisions`` (None when the table is absent, empty or lacks one)."""
-    if (
-        not data.table_exists("moderation", "decisions")
-        or not data.query("select count(*) as n from moderation.decisions")["n"][0]
-    ):
-        return None
-    columns = data.table_columns("moderation", "decisions")
-    return next((c for c in DECISION_TIME_COLUMNS if c in columns), None)
+def decisions_by_hour(decisions: pl.DataFrame, timezone: str) -> pl.DataFrame:
+    """Moderator decisions per local hour of the day they were made.
 
+    Args:
+        decisions: the review store's audit log (:meth:`ReviewStore.decisions`; ``decided_at``
+            naive UTC), the same rows the Audit log and Moderation insights count.
+        timezone: IANA zone of the community.
 
-def decisions_by_hour(source: str | None, timezone: str, start: date, end: date, column: str) -> pl.DataFrame:
-    """Moderator decisions by local hour of ``column`` (a name from :data:`DECISION_TIME_COLUMNS`)."""
-    if column not in DECISION_TIME_COLUMNS:
-        raise ValueError(f"unexpected decision time column {column!r}")
+    Returns:
+        24 rows ``hour`` (0-23, Int32), ``decisions`` (Int64, zeros included).
+    """
     hours = pl.DataFrame({"hour": list(range(24))}, schema={"hour": pl.Int32})
-    has_source = "source" in data.table_columns("moderation", "decisions")
-    where, params = data.source_clause(source) if has_source else ("true", [])
-    found = data.query(
-        "select hour(l)::integer as hour, count(*)::bigint as decisions from ("
-        f"  select timezone(?, timezone('UTC', {column}::timestamp)) as l from moderation.decisions where {where}"
-        ") where l::date between ? and ? group by 1",
-        [timezone, *params, start, end],
+    found = (
+        decisions.select(
+            pl.col("decided_at").dt.replace_time_zone("UTC").dt.convert_time_zone(timezone).dt.hour().cast(pl.Int32).alias("hour")
+        )
+        .group_by("hour")
+        .agg(pl.len().cast(pl.Int64).alias("decisions"))
     )
     return hours.join(found, on="hour", how="left").with_columns(pl.col("decisions").fill_null(0))
 
@@ -317,11 +310,15 @@ def staffing_section(source: str | None, timezone: str, start: date, end: date) 
         "decide, in the same time zone and dates as the heatmap."
     )
     staffing = flagged_by_hour(source, timezone, start, end)
-    column = decision_time_column()
-    if column is not None:
-        staffing = staffing.join(decisions_by_hour(source, timezone, start, end, column), on="hour")
+    # decisions are read live from the review store (what the Audit log and Moderation insights
+    # count), not from the snapshot, which lags until the next pipeline run; all of them, since
+    # moderators decide now on content of any date
+    decisions = auth.review_store().decisions(source=source)
+    decided = decisions.height > 0
+    if decided:
+        staffing = staffing.join(decisions_by_hour(decisions, timezone), on="hour")
     total = int(staffing["flagged"].sum())
-    if total == 0 and column is None:
+    if total == 0 and not decided:
         components.empty_state("No flagged items in this date range, and no moderator decisions recorded yet.")
         return staffing
     if total:
@@ -330,10 +327,12 @@ def staffing_section(source: str | None, timezone: str, start: date, end: date) 
         st.markdown(f"**{total:,} flagged items**; most arrive at {components.md_escape(hours)}.")
     else:
         st.markdown("No flagged items in this date range.")
-    if column is None:
+    if decided:
+        st.caption(f"Moderator decisions: all {decisions.height:,} recorded in the review store, by the local hour they were made.")
+    else:
         components.empty_state(
-            "No moderator decisions yet: they arrive as moderators work the review queue (table "
-            "`moderation.decisions`). Until then this chart shows flagged items only."
+            "No moderator decisions yet: they appear as moderators work the review queue. "
+            "Until then this chart shows flagged items only."
         )
     components.show_chart(staffing_figure(staffing, timezone), key="peak_staffing")
     return staffing

@@ -219,3 +219,26 @@ def test_backlog_on_insights_and_overview(serve, snapshot, fresh_review_store) -
     line = next(m.value for m in overview.markdown if m.value.startswith("**Moderation backlog:**"))
     expected = insights.Backlog(3, 1, oldest, 3, 24.0, now).line()
     assert line == f"**Moderation backlog:** {expected}."
+
+
+def test_peak_times_counts_the_decisions_the_audit_log_holds(serve, snapshot, decided) -> None:
+    """Peak times' staffing chart reads the review store live, so its decisions agree with the Audit log
+    (it used to read the snapshot, which said "No moderator decisions yet" while the log held some)."""
+    import json
+    from zoneinfo import ZoneInfo
+
+    store, _ = decided
+    serve(snapshot)
+    at = open_page("views/peak_times.py", "boss")  # a manager: aggregates only
+    assert not any(i.value.startswith("No moderator decisions yet") for i in at.info)
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    staffing = next(s for s in specs if "staffing" in s["layout"]["title"]["text"])
+    bars = {t["name"]: dict(zip(t["x"], t["y"], strict=True)) for t in staffing["data"]}
+    decided_at = store.decisions(source="demo")["decided_at"].to_list()
+    assert sum(bars["moderator decisions"].values()) == len(decided_at) == len(PLAN)
+    berlin = ZoneInfo("Europe/Berlin")  # the demo community's zone in this snapshot
+    expected: dict[int, int] = {}
+    for t in decided_at:
+        hour = t.replace(tzinfo=ZoneInfo("UTC")).astimezone(berlin).hour
+        expected[hour] = expected.get(hour, 0) + 1
+    assert {h: n for h, n in bars["moderator decisions"].items() if n} == expected
