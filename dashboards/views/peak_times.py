@@ -265,7 +265,12 @@ def decisions_by_hour(decisions: pl.DataFrame, timezone: str) -> pl.DataFrame:
     hours = pl.DataFrame({"hour": list(range(24))}, schema={"hour": pl.Int32})
     found = (
         decisions.select(
-            pl.col("decided_at").dt.replace_time_zone("UTC").dt.convert_time_zone(timezone).dt.hour().cast(pl.Int32).alias("hour")
+            pl.col("decided_at")
+            .dt.replace_time_zone("UTC")
+            .dt.convert_time_zone(timezone)
+            .dt.hour()
+            .cast(pl.Int32)
+            .alias("hour")
         )
         .group_by("hour")
         .agg(pl.len().cast(pl.Int64).alias("decisions"))
@@ -328,7 +333,9 @@ def staffing_section(source: str | None, timezone: str, start: date, end: date) 
     else:
         st.markdown("No flagged items in this date range.")
     if decided:
-        st.caption(f"Moderator decisions: all {decisions.height:,} recorded in the review store, by the local hour they were made.")
+        st.caption(
+            f"Moderator decisions: all {decisions.height:,} recorded in the review store, by the local hour they were made."
+        )
     else:
         components.empty_state(
             "No moderator decisions yet: they appear as moderators work the review queue. "

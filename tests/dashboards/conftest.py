@@ -620,13 +620,6 @@ def fallback_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
 
 
 @pytest.fixture(scope="session")
-def decisions_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
-    """Like ``snapshot``, plus a ``moderation.decisions`` table."""
-    path = build_snapshot(tmp_path_factory.mktemp("serving_dec") / "serving.duckdb", decisions=True)
-    return Snapshot(path, ("beer", "demo"))
-
-
-@pytest.fixture(scope="session")
 def empty_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
     """Every table present, none with rows (one source, ``empty``)."""
     return Snapshot(build_snapshot(tmp_path_factory.mktemp("serving_empty") / "serving.duckdb", rows=False), ("empty",))

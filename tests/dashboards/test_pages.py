@@ -474,16 +474,6 @@ def test_staffing_overlay_shows_flags_and_says_decisions_are_missing(serve, snap
     assert {h: n for h, n in by_hour.items() if n} == {9: 1, 10: 1, 11: 1, 12: 1}
 
 
-def test_staffing_overlay_with_moderator_decisions(serve, decisions_snapshot) -> None:
-    serve(decisions_snapshot)
-    at = open_page(PEAK, "demo")
-    assert not any(i.value.startswith("No moderator decisions") for i in at.info)
-    spec = _staffing_spec(at)
-    assert [t["name"] for t in spec["data"]] == ["flagged items (posted in this hour)", "moderator decisions"]
-    decisions = dict(zip(spec["data"][1]["x"], spec["data"][1]["y"], strict=True))
-    assert {h: n for h, n in decisions.items() if n} == {10: 3, 21: 1}  # 09:xx and 20:05 UTC in CET
-
-
 # --- trending -----------------------------------------------------------------------------
 
 

@@ -182,7 +182,9 @@ def test_pipeline_queue_supersedes_live_items_without_duplicates(demo_snapshot: 
     assert new["queue_reasons"] == ["model_flag"] and new["tags"] == []
     assert merged["priority"].to_list() == list(range(1, merged.height + 1))
     # ranked as the mart ranks: priority_score desc, older first on ties
-    ranked = merged.sort(["priority_score", "created_at", "source", "content_id"], descending=[True, False, False, False])
+    ranked = merged.sort(
+        ["priority_score", "created_at", "source", "content_id"], descending=[True, False, False, False]
+    )
     assert ranked["content_id"].to_list() == merged["content_id"].to_list()
     # the live row's score is the policy's rule on what is known at arrival: a lexical model's
     # signal halved, no reports, history or reach, age 0; and a lexical model never holds
@@ -225,7 +227,9 @@ def test_review_queue_page_shows_the_live_item_at_once(demo_snapshot: Path, tmp_
     at.switch_page("views/review_queue.py").run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
-    live = pl.DataFrame({"content_id": ["live-1"], "priority_score": [row["priority_score"]], "created_at": [row["created_at"]]})
+    live = pl.DataFrame(
+        {"content_id": ["live-1"], "priority_score": [row["priority_score"]], "created_at": [row["created_at"]]}
+    )
     expected = pl.concat([items, live], how="vertical_relaxed").sort(
         ["priority_score", "created_at", "content_id"], descending=[True, False, False]
     )
