@@ -130,14 +130,22 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     """
     out: dict[str, Any] = {"day": INCREMENTAL_DAY.date().isoformat(), "sizes": {}}
     real = str(beer_dump_path())
+    histories: dict[int, dict[str, Any]] = {}
     for factor in cfg.sizes:
-        history = dict(ensure_history(cfg, factor))
-        history["primed"] = _primed(cfg, history, factor)
-        same = [_one_day(cfg, history, real, f"x{factor}-same") for _ in range(cfg.repeats)]
+        histories[factor] = dict(ensure_history(cfg, factor))
+        histories[factor]["primed"] = _primed(cfg, histories[factor], factor)
+    # Round robin (1x, 10x, 100x, 1x, ...): on a shared machine the load drifts, and sizes
+    # measured one after the other would compare different loads.
+    same: dict[int, list[dict[str, Any]]] = {f: [] for f in cfg.sizes}
+    for _ in range(cfg.repeats):
+        for factor in cfg.sizes:
+            same[factor].append(_one_day(cfg, histories[factor], real, f"x{factor}-same"))
+    for factor in cfg.sizes:
+        history = histories[factor]
         entry: dict[str, Any] = {
             "history_rows": sum(history["staging_rows"].values()),
             "history_warehouse_mb": history["warehouse_mb"],
-            "same_new_data": _summary(same),
+            "same_new_data": _summary(same[factor]),
         }
         if factor != 1:
             scaled = [_one_day(cfg, history, history["dump"], f"x{factor}-scaled")]
@@ -232,7 +240,8 @@ def render(result: dict[str, Any]) -> str:
             "",
             f"Command: `{COMMAND}`. New day: `{result['day']}` (the interval `[day, day + 1 day)`), loaded with "
             "`pulse.steps.run_pipeline(..., since=, until=)` on a copy of a warehouse holding everything before it. "
-            "Seconds per step from `ops.step_log`, median of the runs.",
+            "Seconds per step from `ops.step_log`, median of the runs; the sizes are measured in turn (1x, 10x, 100x, 1x, ...) "
+            "so a drifting machine load weighs on all of them.",
             "",
             "**Same new data** (the day from the real dump, identical at every history size): growth here is the cost of history.",
             "",
