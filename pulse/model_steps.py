@@ -340,8 +340,8 @@ class PromotionRefusedError(RuntimeError):
 
 
 def models_dir(settings: Settings) -> Path:
-    """The models folder: ``models/`` beside the warehouse (``data/models`` by default; ``auto``'s default too)."""
-    return Path(settings.warehouse).resolve().parent / "models"
+    """The models folder (:attr:`pulse.settings.Settings.models_dir`: ``models/`` beside the warehouse)."""
+    return settings.models_dir
 
 
 def new_candidate_dir(folder: Path, name: str | None = None) -> Path:

@@ -270,16 +270,25 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown quantization {v!r}; valid: none | onnx-int8")
         return v
 
+    @property
+    def models_dir(self) -> Path:
+        """The models folder: ``models/`` beside the warehouse (``data/models`` by default), where
+        ``make model`` / ``pulse moderation promote`` put the community model ``auto`` prefers."""
+        return Path(self.warehouse).resolve().parent / "models"
+
     def scorer_options(self) -> dict[str, Any]:
         """Keyword arguments for :func:`moderation.scorers.load_scorer` from these settings.
 
         Returns:
-            ``{checkpoint, config_dir, batch_size, quantization, threads, max_batch_tokens}``, so
-            the pipeline, ``pulse moderation evaluate`` and ``bias-audit`` load a model the same way.
+            ``{checkpoint, config_dir, models_dir, batch_size, quantization, threads,
+            max_batch_tokens}``, so the pipeline, ``pulse moderation evaluate`` and ``bias-audit``
+            load a model the same way (``auto`` finds the promoted community model in
+            :attr:`models_dir`, whatever the working directory).
         """
         return {
             "checkpoint": self.detoxify_checkpoint,
             "config_dir": self.detoxify_config_dir,
+            "models_dir": self.models_dir,
             "batch_size": self.score_batch_size,
             "quantization": self.scorer_quantization,
             "threads": self.scorer_threads,

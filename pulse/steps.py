@@ -431,15 +431,23 @@ def _scoring_folder(settings: Settings, run_id: str) -> Path:
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_scorer(spec: str, options: tuple[tuple[str, Any], ...]) -> Any:
+def _cached_scorer(spec: str, options: tuple[tuple[str, Any], ...], community_stamp: float | None) -> Any:
+    """``community_stamp`` only keys the cache (see :func:`_scorer`)."""
     from moderation.scorers import load_scorer
 
     return load_scorer(spec, **dict(options))
 
 
 def _scorer(settings: Settings) -> Any:
-    """The configured scorer, loaded once per process (every partition a worker process scores reuses it)."""
-    return _cached_scorer(settings.scorer, tuple(sorted(settings.scorer_options().items())))
+    """The configured scorer, loaded once per process (every partition a worker process scores
+    reuses it) and again when a community model is promoted: the cache is keyed by the promoted
+    checkpoint's modification time, so long-lived processes (Celery workers, the API) pick a new
+    model up at their next run without a restart."""
+    from moderation.scorers import CHECKPOINT_FILE, community_model_dir
+
+    ckpt = community_model_dir(settings.models_dir) / CHECKPOINT_FILE
+    stamp = ckpt.stat().st_mtime if ckpt.is_file() else None
+    return _cached_scorer(settings.scorer, tuple(sorted(settings.scorer_options().items())), stamp)
 
 
 def _loaded_batch(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
