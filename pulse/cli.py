@@ -74,6 +74,7 @@ def run(
 ) -> None:
     """Run extract → validate → load → score → transform → validate marts → publish for one interval."""
     from pulse.steps import PipelineError, SourceSpec, run_pipeline, stream_counts
+    from warehouse.privacy_keys import PrivacyKeyError
     from warehouse.quality import QualityGateError
     from warehouse.sources.postgres import PostgresSourceError
     from warehouse.sources.stackexchange import UnsafeXMLError
@@ -107,6 +108,9 @@ def run(
         raise typer.Exit(1) from None
     except FileNotFoundError as exc:
         console.print(f"[bold red]Input missing[/]: {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except PrivacyKeyError as exc:  # missing, malformed, too open, or not this warehouse's key
+        console.print(f"[bold red]Configuration error[/]: {escape(str(exc))}\nNothing was loaded.")
         raise typer.Exit(2) from None
     except PostgresSourceError as exc:
         console.print(f"[bold red]Source failed[/]: {escape(str(exc))}\nNothing was loaded; watermarks did not move.")

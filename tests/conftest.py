@@ -33,6 +33,11 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["PULSE_DATA_DOCS_DIR"] = tempfile.mkdtemp(prefix="pulse-data-docs-")
 # Pipeline runs in tests ingest decisions from a throwaway review store, never the repo's data/.
 os.environ["PULSE_REVIEW_STORE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='pulse-review-')}/review.sqlite"
+# The privacy key (tombstones, pseudonyms) of test runs lives in a throwaway file, never the
+# developer's ~/.config/pulse/privacy.key (a test warehouse keyed by it would bind that key).
+os.environ["PULSE_PRIVACY_KEY_FILE"] = f"{tempfile.mkdtemp(prefix='pulse-keys-')}/privacy.key"
+os.environ.pop("PULSE_PRIVACY_KEY", None)
+os.environ.pop("PULSE_PSEUDONYM_KEY", None)
 
 # No network in tests: a Hugging Face miss must fail in milliseconds, not retry.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -356,3 +356,23 @@ def test_derivation_is_hkdf_of_the_one_key() -> None:
         want["key-id"].hex()[:16],
     )
     assert len({k.tombstone_key, k.pseudonym_key, master}) == 3
+
+
+def test_pulse_run_with_a_foreign_key_is_a_configuration_error_not_a_traceback(
+    beer_copy: Path, beer_dump: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from pulse.cli import app
+
+    wh = beer_copy / "warehouse.duckdb"
+    before = wh.read_bytes()
+    monkeypatch.setenv("PULSE_PRIVACY_KEY", secrets.token_hex(32))
+    res = CliRunner().invoke(
+        app, ["run", "--source", "stackexchange", "--path", str(beer_dump), "--warehouse", str(wh),
+              "--serving", str(beer_copy / "serving.duckdb"), "--scorer", "lexical"],
+    )  # fmt: skip
+    out = " ".join(res.output.split())
+    assert res.exit_code == 2, res.output
+    assert "Configuration error" in out and "pulse privacy rotate-key" in out and "Traceback" not in out
+    assert wh.read_bytes() == before  # nothing was loaded
