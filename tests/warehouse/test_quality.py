@@ -523,3 +523,18 @@ def test_now_sentinel_renders_as_now() -> None:
     assert repr(NOW) == "now"
     check = next(c for c in STAGING_SUITE if c.column == "occurred_at" and c.expectation.endswith("Between"))
     assert check.params() == "(max_value=now)"
+
+
+def test_data_docs_build_under_a_relative_folder(tmp_path, monkeypatch) -> None:
+    """The default ``PULSE_DATA_DOCS_DIR`` is relative (``data/data_docs``); GE's store needs an absolute
+    base directory, so a run with the default used to fail its validate step."""
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    frames = {"t": pl.DataFrame({"a": [1, 2]})}
+    checks = [Check("t", "ExpectColumnValuesToNotBeNull", {"column": "a"})]
+    result = validate(frames, checks, suite="s", run_id="r", now=NOW_TS, docs_dir=Path("data/data_docs"))
+    assert all(r.success for r in result.results)
+    index = tmp_path / "data" / "data_docs" / "s" / "index.html"
+    assert index.is_file() and "r" in index.read_text(encoding="utf-8")
+    assert (tmp_path / "data" / "data_docs").stat().st_mode & 0o077 == 0  # owner-only

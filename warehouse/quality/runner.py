@@ -355,7 +355,8 @@ def validate(
     if docs_dir is not None:
         from warehouse.files import private_dir
 
-        private_dir(Path(docs_dir))  # owner-only when created here: Data Docs may hold sample member data
+        docs_dir = Path(docs_dir).resolve()  # GE's filesystem store refuses a relative base_directory
+        private_dir(docs_dir)  # owner-only when created here: Data Docs may hold sample member data
         context.add_data_docs_site(
             site_name="pulse",
             site_config={
