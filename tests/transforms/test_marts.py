@@ -594,14 +594,16 @@ def test_trending_min_support_is_bound():
 def test_moderation_queue_priority_and_prior_flags(con):
     got = _rows(
         con,
-        "select priority, source, content_id, author_id, author_name, author_prior_flags "
+        "select priority, source, content_id, author_id, author_name, author_prior_flags, round(priority_score, 4) "
         "from marts.moderation_queue order by priority",
     )
+    # priority_score = 4 model + 2 reports + 2 history + 1 reach + 1 age (moderation.policy), with
+    # model = min(severity, 2) / 2, history = min(flags + 2 removals, 10) / 10, age = min(hours, 72) / 72
     assert got == [
-        (1, "forum", "f5", "u2", "Bob", 1),  # severity 0.9, newer than f2: f2 is a prior flag
-        (2, "forum", "f2", "u2", "Bob", 0),  # severity 0.9; f5 came later, so it is not "prior"
-        (3, "qa", "q4", "u2", None, 0),  # qa's "u2" is another person: f2/f5 do not count
-        (4, "forum", "f4", "u3", "Cem", 0),  # severity 0.5
+        (1, "forum", "f2", "u2", "Bob", 0, 2.9502),  # 4 x 0.45 + reach 0.1502 (1 reply) + age 1 (83.5 h)
+        (2, "qa", "q4", "u2", None, 0, 2.4),  # 4 x 0.35 + age 1; qa's "u2" is another person: f2/f5 do not count
+        (3, "forum", "f5", "u2", "Bob", 1, 2.0),  # 4 x 0.45 + 2 x 0.1 (f2 is a prior flag); age 0: the latest item
+        (4, "forum", "f4", "u3", "Cem", 0, 1.8264),  # 4 x 0.25 + age 59.5 / 72
     ]  # f9 is flagged but its content is gone
 
 
