@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 
 from tests.browser.harness import REPO, TIMEOUT_MS, chromium_browser, idle, streamlit_app
@@ -323,5 +324,51 @@ def test_manager_has_no_queue(browser, server, artifacts) -> None:
         idle(page)
         assert page.locator(".pulse-item-text").count() == 0
         assert "Review queue" not in page.locator("h1").all_inner_texts()
+    finally:
+        context.close()
+
+
+def test_decision_counts_and_backlog_agree_across_pages(browser, server, snapshot, store_url, artifacts) -> None:
+    """After the decisions above, a moderator sees the same numbers everywhere (issue #18): the Audit log's
+    count, the Peak times staffing caption (it read the lagging snapshot before), and Moderation insights'
+    backlog, all equal to the review store's own figures; the open item's view spells out its priority."""
+    from moderation.review_store import ReviewStore
+
+    store = ReviewStore(store_url)
+    try:
+        decided = store.decisions().height
+        states = store.decisions().group_by("content_id", maintain_order=True).agg(pl.col("to_state").first())
+    finally:
+        store.dispose()
+    con = duckdb.connect(str(snapshot), read_only=True)
+    try:
+        (n_queue,) = con.execute("select count(*) from marts.moderation_queue").fetchone()
+    finally:
+        con.close()
+    open_items = n_queue - states.filter(pl.col("to_state").is_in(["approved", "removed"])).height
+    assert decided == 4  # remove, undo (the first test), approve, escalate (the second)
+    context, page = sign_in(browser, server, "mod")
+    try:
+        page.get_by_role("link", name="Review queue").click()
+        page.locator(".pulse-item-text").wait_for()
+        idle(page)
+        detail = page.locator(".st-key-review_detail").inner_text()
+        assert "Priority 1 · score " in detail and " model + " in detail and " age" in detail, detail
+        page.get_by_role("link", name="Audit log").click()
+        page.get_by_text(f"decisions match ({decided} in the log)").wait_for()
+        page.get_by_role("link", name="Peak times").click()
+        page.get_by_text(f"Moderator decisions: all {decided} recorded in the review store").wait_for()
+        page.get_by_role("link", name="Moderation insights").click()
+        page.get_by_text("Past the 24 h target").wait_for()
+        idle(page)
+        metrics = dict(
+            zip(
+                [label.strip() for label in page.locator('[data-testid="stMetricLabel"]').all_inner_texts()],
+                page.locator('[data-testid="stMetricValue"]').all_inner_texts(),
+                strict=False,
+            )
+        )
+        assert metrics["Open items"].strip() == f"{open_items:,}", metrics
+        fold(page, artifacts, "review_insights_backlog")
     finally:
         context.close()
