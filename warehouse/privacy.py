@@ -443,6 +443,40 @@ def replace_mentions(text: str, name: str, replacement: str) -> str:
     return re.sub(rf"@(?:{pattern})(?!\w)", lambda _m: "@" + replacement, text, flags=re.IGNORECASE)
 
 
+def mention_hash(key: bytes, source: str, handle: str) -> str:
+    """``'<len>:<hex>'``: HMAC-SHA256(key, "mention" || source || lower(handle)) with the handle's
+    length, a tombstone's trace of one @-mention handle (:func:`replace_erased_mentions`)."""
+    digest = hmac.new(key, f"mention\x1f{source}\x1f{handle.lower()}".encode(), hashlib.sha256).hexdigest()
+    return f"{len(handle)}:{digest}"
+
+
+def replace_erased_mentions(text: str, source: str, keys: Sequence[bytes], handles: dict[str, str]) -> str:
+    """``text`` with every ``@<handle>`` whose :func:`mention_hash` under one of ``keys`` is in
+    ``handles`` (``mention hash -> replacement``) replaced by ``@<replacement>``; a handle must not
+    be followed by a letter, digit or ``_``, as in :func:`replace_mentions`. The erased names
+    themselves are never stored: each ``@`` is tried at every stored handle length."""
+    if "@" not in text or not handles:
+        return text
+    lengths = sorted({int(h.split(":", 1)[0]) for h in handles}, reverse=True)
+    out, i = [], 0
+    while (at := text.find("@", i)) != -1:
+        out.append(text[i:at])
+        for n in lengths:
+            cand = text[at + 1 : at + 1 + n]
+            if len(cand) < n or (at + 1 + n < len(text) and (text[at + 1 + n].isalnum() or text[at + 1 + n] == "_")):
+                continue
+            hit = next((handles[h] for k in keys if (h := mention_hash(k, source, cand)) in handles), None)
+            if hit is not None:
+                out.append("@" + hit)
+                i = at + 1 + n
+                break
+        else:
+            out.append("@")
+            i = at + 1
+    out.append(text[i:])
+    return "".join(out)
+
+
 def _replace_mentions_in(
     con: duckdb.DuckDBPyConnection, table: str, source: str, user_id: str, name: str, replacement: str
 ) -> int:
@@ -570,6 +604,15 @@ def _erase_in_warehouse(
                 counts[f"{table} (mentions replaced)"] = sum(
                     _replace_mentions_in(con, table, source, user_id, n, handle) for n in names
                 )
+            # keyed traces of the handles, so a later load's mentions are replaced too (apply_tombstones)
+            traces = sorted(
+                {mention_hash(ring.current.tombstone_key, source, f) for n in names for f in mention_forms(n)}
+            )
+            con.execute(
+                "update ops.tombstones set mention_hashes = list_distinct(list_concat(coalesce(mention_hashes, []), ?::varchar[])), "
+                "mention_handle = ? where source = ? and user_id_hash = ?",
+                [traces, handle, source, tombstone_hash(ring.current.tombstone_key, source, user_id)],
+            )
         changed("staging.users", "delete from staging.users where source = ? and user_id = ?", params)
         changed(
             "moderation.scores",
@@ -694,17 +737,45 @@ def apply_tombstones(con: duckdb.DuckDBPyConnection, extract: Extract) -> dict[s
     ``read = emitted + skipped + quarantined`` still holds; in ``redact`` mode their content is
     redacted exactly as :func:`erase_user` did (so a re-load leaves staging unchanged). Their
     events get the alias as ``user_id``; quarantined records that are theirs are dropped (moved
-    from ``quarantined`` to the skip rule).
+    from ``quarantined`` to the skip rule). Other members' ``@``-mentions of an erased member
+    (a re-read dump still holds them) are replaced by the member's pseudonym again, found
+    through the tombstone's keyed handle traces (:func:`replace_erased_mentions`), so a re-load
+    never brings an erased name back.
 
     Returns:
-        Records affected per stream (empty when the source has no tombstones).
+        Records affected per stream (empty when the source has no tombstones), plus
+        ``"content (mentions replaced)"``.
     """
     stones = frame(
-        con, "select user_id_hash, erasure_mode, alias from ops.tombstones where source = ?", [extract.source]
+        con,
+        "select user_id_hash, erasure_mode, alias, mention_hashes, mention_handle from ops.tombstones where source = ?",
+        [extract.source],
     )
     if stones.height == 0:
         return {}
     ring = session_ring(con)
+    out: dict[str, int] = {}
+    # other members' @-mentions of erased members (re-read from a dump or a platform) become the pseudonym again
+    handles = {
+        h: r["mention_handle"]
+        for r in stones.iter_rows(named=True)
+        if r["mention_handle"]
+        for h in r["mention_hashes"] or []
+    }
+    if handles and extract.content.height:
+        keys = [k.tombstone_key for k in ring.keys]
+        rows = extract.content.select("kind", "title", "body_text", "content_hash").rows()
+        bodies, hashes, n = [], [], 0
+        for kind, title, body, old_hash in rows:
+            new = replace_erased_mentions(body, extract.source, keys, handles) if body else body
+            bodies.append(new)
+            hashes.append(old_hash if new == body else content_hash(kind, title, new))
+            n += new != body
+        if n:
+            extract.content = extract.content.with_columns(
+                body_text=pl.Series(bodies, dtype=pl.String), content_hash=pl.Series(hashes, dtype=pl.String)
+            )
+            out["content (mentions replaced)"] = n
     by_hash = {r["user_id_hash"]: (r["erasure_mode"], r["alias"]) for r in stones.iter_rows(named=True)}
     users, content, events = (extract.frame(s) for s in ("users", "content", "engagement_events"))
     candidates = (
@@ -719,11 +790,10 @@ def apply_tombstones(con: duckdb.DuckDBPyConnection, extract: Extract) -> dict[s
         if (h := tombstone_hash(k.tombstone_key, extract.source, uid)) in by_hash
     }
     if not hit:
-        return {}
+        return out
     ids = list(hit)
     alias_of = pl.DataFrame({"uid": ids, "alias": [hit[u][1] for u in ids]})
     deleting = [u for u in ids if hit[u][0] == "delete"]
-    out: dict[str, int] = {}
 
     def skip(stream: str, rule: str, n: int) -> None:
         if n:

@@ -217,3 +217,62 @@ def test_mentions_of_the_erased_member_become_their_pseudonym(
         assert report.counts["staging.content (mentions replaced)"] == mentioning >= 1 and report.residue == {}
     else:
         assert body.startswith(handle + ", agreed; ") and "staging.content (mentions replaced)" not in report.counts
+
+
+def test_a_reload_does_not_bring_an_erased_members_mentions_back(
+    shapes: dict[str, list[tuple[str, str]]], beer_built: Path, beer_dump: Path, tmp_path: Path
+) -> None:
+    """Other members' comments in the dump still say ``@Name``: re-reading the dump after the erasure
+    replaces them by the pseudonym again (the tombstone keeps keyed traces of the handles, not the name)."""
+    from pulse.settings import load_settings
+    from pulse.steps import SourceSpec, run_pipeline
+
+    for f in ("warehouse.duckdb", "serving.duckdb"):
+        shutil.copy(beer_built / f, tmp_path / f)
+    wh = tmp_path / "warehouse.duckdb"
+    pattern = "(?i)@{}([^A-Za-z0-9_]|$)"
+
+    def mentions_of(name: str) -> list[tuple[str, str]]:
+        con = duckdb.connect(str(wh), read_only=True)
+        try:
+            return con.execute(
+                "select content_id, body_text from staging.content where source = ? and regexp_matches(body_text, ?) "
+                "order by content_id",
+                [SOURCE, pattern.format(name.replace(" ", ""))],
+            ).fetchall()
+        finally:
+            con.close()
+
+    user_id, name = shapes["mentioned_by_others"][0]
+    mentioning = [cid for cid, _ in mentions_of(name)]
+    assert mentioning, "the slice holds real @-mentions of this member"
+    report = forget_user(wh, SOURCE, user_id, serving=tmp_path / "serving.duckdb", mentions=True)
+    assert report.residue == {} and mentions_of(name) == []
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        after_erasure = con.execute(
+            "select content_id, body_text, content_hash from staging.content where source = ? "
+            "and content_id in (select unnest(?::varchar[])) order by content_id",
+            [SOURCE, mentioning],
+        ).fetchall()
+    finally:
+        con.close()
+    settings = load_settings(warehouse=wh, serving=tmp_path / "serving.duckdb", scorer="lexical")
+    summary = run_pipeline(settings, SourceSpec(kind="stackexchange", path=beer_dump))  # the whole dump again
+    assert mentions_of(name) == []  # the name did not come back
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        after_reload = con.execute(
+            "select content_id, body_text, content_hash from staging.content where source = ? "
+            "and content_id in (select unnest(?::varchar[])) order by content_id",
+            [SOURCE, mentioning],
+        ).fetchall()
+        (updated,) = con.execute(
+            "select updated from ops.stream_counts where run_id = ? and stream = 'content'", [summary.run_id]
+        ).fetchone()
+    finally:
+        con.close()
+    assert after_reload == after_erasure  # the same pseudonymised text and hash: no update, no re-score
+    assert updated == 0
+    handle = "@" + name.replace(" ", "")
+    assert all(found == [] for found in scan_files([wh], [handle]).values())  # nor in the file's bytes
