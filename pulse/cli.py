@@ -314,6 +314,15 @@ def runs(
     for r in rows:
         t.add_row(*("" if v is None else str(v) for v in r))
     console.print(t)
+    with open_warehouse(settings.warehouse) as con:  # the latest scored run's model, in words
+        note = con.execute(
+            "select scorer_model_id, scorer_is_fallback, scorer_note from ops.runs "
+            "where scorer_model_id is not null order by started_at desc limit 1"
+        ).fetchall()
+    if note:
+        model, fallback, why = note[0]
+        line = f"The latest run scored with [bold]{escape(str(model))}[/]"
+        console.print(line + (f" (fallback): {escape(str(why))}" if fallback and why else "."))
 
 
 # The command groups, after the commands above (`pulse --help` lists them in this order).

@@ -137,3 +137,16 @@ def test_every_command_is_documented_in_the_readme() -> None:
     assert commands, "the CLI has commands"
     for name in commands:
         assert re.search(rf"pulse {name}\b", readme), f"`pulse {name}` is not documented in README.md"
+
+
+def test_runs_says_which_model_scored_and_how_to_build_the_real_one(beer_dump: Path, tmp_path: Path) -> None:
+    """``make demo`` ends with ``pulse runs``: on a fresh install (``auto``, no weights, no community
+    model beside the warehouse) it names the lexical fallback and ``make model`` (issue #19)."""
+    dump = _small_dump(beer_dump, tmp_path / "dump")
+    env = {**_env(tmp_path), "PULSE_SCORER": "auto"}
+    assert runner.invoke(app, ["run", "--source", "stackexchange", "--path", str(dump)], env=env).exit_code == 0
+    result = runner.invoke(app, ["runs", "--limit", "1"], env=env)
+    out = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "The latest run scored with lexical:alt-profanity-check (fallback):" in out
+    assert "run `make model` to build the community model" in out
