@@ -274,9 +274,14 @@ def render(result: dict[str, Any]) -> str:
         f"most {junk_extra:.0f} MiB whatever its size (counters, a 100-payload sample per reason and file, one "
         f"Parquet record batch, at most {1 << 20:,} bytes of a long line). Valid events are the one input whose memory "
         f"grows with its size: about {per_valid_kib:.1f} KiB per event held until the batch is landed (the "
-        "connector's de-duplication map and the frame), so an export of about "
-        f"{(RSS_TARGET_MIB - floor) * 1024 / per_valid_kib / 1e6:.1f} million valid events would reach "
-        f"{RSS_TARGET_MIB} MiB. Where time goes: per junk line, reading and decoding it, json's C scanner and the "
+        "connector's de-duplication map and the frame)"
+        + (
+            f", so an export of about {(RSS_TARGET_MIB - floor) * 1024 / per_valid_kib / 1e6:.1f} million valid "
+            f"events would reach {RSS_TARGET_MIB} MiB"
+            if per_valid_kib > 0
+            else " (no growth above the floor at this size)"
+        )
+        + ". Where time goes: per junk line, reading and decoding it, json's C scanner and the "
         "mapping checks (one Python exception per bad record); details and payloads are made for the stored sample "
         f"only. Wall-clock rates are lower on this shared machine: the worker got {share:.0%} of a core at worst."
     )
