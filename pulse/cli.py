@@ -308,17 +308,16 @@ def runs(
             "from ops.runs order by started_at desc limit ?",
             [limit],
         ).fetchall()
+        note = con.execute(  # the latest scored run's model, in words
+            "select scorer_model_id, scorer_is_fallback, scorer_note from ops.runs "
+            "where scorer_model_id is not null order by started_at desc limit 1"
+        ).fetchall()
     t = Table(title=f"Recent runs in {settings.warehouse}")
     for col in ("run_id", "source", "status", "since", "until", "seconds", "scorer", "error"):
         t.add_column(col)
     for r in rows:
         t.add_row(*("" if v is None else str(v) for v in r))
     console.print(t)
-    with open_warehouse(settings.warehouse) as con:  # the latest scored run's model, in words
-        note = con.execute(
-            "select scorer_model_id, scorer_is_fallback, scorer_note from ops.runs "
-            "where scorer_model_id is not null order by started_at desc limit 1"
-        ).fetchall()
     if note:
         model, fallback, why = note[0]
         line = f"The latest run scored with [bold]{escape(str(model))}[/]"
