@@ -60,14 +60,11 @@ def test_signature_is_required(lexical_server) -> None:
 
 
 def test_flagged_post_enters_the_queue_with_the_pipelines_policy(lexical_server, fake_discourse) -> None:
-    start = time.perf_counter()
     r = deliver(lexical_server, post(601, TOXIC), event_id="e601")
-    elapsed = time.perf_counter() - start
     assert r.status_code == 200, r.text
     answer = r.json()
     assert answer["status"] == "queued" and answer["flagged"] is True and answer["queue_reasons"] == ["model_flag"]
-    row = live_rows(lexical_server)["601"]  # in the queue the moderators read as soon as the answer came
-    assert elapsed < 2.0
+    row = live_rows(lexical_server)["601"]  # in the queue the moderators read as soon as the answer came (latency: bench:api)
     score = load_scorer("lexical").score([TOXIC])["toxicity"][0]
     policy = flag(pl.DataFrame({"toxicity": [score]}), DEFAULT_THRESHOLDS, DEFAULT_HOLD_THRESHOLDS).row(0, named=True)
     assert row["toxicity"] == pytest.approx(score, abs=1e-12)
