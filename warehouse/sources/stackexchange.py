@@ -82,12 +82,13 @@ Parsing and safety
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import polars as pl
 from lxml import etree
@@ -212,6 +213,7 @@ class DumpRow:
         attrs: the row's attributes (entity references decoded), or None when it did not parse.
         reason: ``malformed_xml`` or ``invalid_utf8`` when ``attrs`` is None, else None.
         detail: the parser's or decoder's message when ``attrs`` is None, else "".
+        passed: ``(Id, byte offset)`` of a row the date pre-filter passed over unparsed, else None.
     """
 
     line: int
@@ -219,6 +221,7 @@ class DumpRow:
     attrs: dict[str, str] | None
     reason: str | None = None
     detail: str = ""
+    passed: tuple[int, int] | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,7 +285,9 @@ def _parse_row(lineno: int, raw: bytes, parser: etree.XMLParser) -> DumpRow:
     return DumpRow(lineno, text, dict(element.attrib))
 
 
-def iter_dump_rows(path: Path, *, max_row_bytes: int = MAX_ROW_BYTES) -> Iterator[DumpRow]:
+def iter_dump_rows(
+    path: Path, *, max_row_bytes: int = MAX_ROW_BYTES, pass_over: Callable[[bytes], int | None] | None = None
+) -> Iterator[DumpRow]:
     """Stream the rows of one dump file (``<root><row .../>...</root>``), one at a time.
 
     Args:
@@ -290,6 +295,8 @@ def iter_dump_rows(path: Path, *, max_row_bytes: int = MAX_ROW_BYTES) -> Iterato
             a row may span lines).
         max_row_bytes: rows longer than this are reported as ``malformed_xml`` without being
             held in memory.
+        pass_over: the date pre-filter (:func:`warehouse.sources.dump_cache.date_prefilter`): a
+            one-line row (not on line 1) for which it returns an Id is yielded unparsed, with ``passed``.
 
     Yields:
         :class:`DumpRow` per row, in file order; rows that fail to decode or parse come with
@@ -349,6 +356,10 @@ def iter_dump_rows(path: Path, *, max_row_bytes: int = MAX_ROW_BYTES) -> Iterato
                     continue
             if stripped.startswith(b"<row"):
                 if stripped.endswith(_ROW_END):
+                    rid = None if pass_over is None or lineno == 1 else pass_over(stripped)
+                    if rid is not None:
+                        yield DumpRow(lineno, "", None, passed=(rid, f.tell() - len(line)))
+                        continue
                     yield _parse_row(lineno, stripped, parser)
                 else:
                     pending, pending_line, pending_size = [stripped], lineno, len(stripped)
@@ -582,6 +593,18 @@ class _Run:
     now: datetime
     quarantine: QuarantineLog
     counts: dict[str, StreamCounts]
+    #: (line, dates) of the row being decided: what :mod:`warehouse.sources.dump_cache` records.
+    at: tuple[int, tuple[datetime | None, ...]] = (0, ())
+    #: The byte-level date pre-filter (:mod:`warehouse.sources.dump_cache`), or None: parse every row.
+    prefilter: bool = False
+
+    def passed_over(self, path: Path, check: Callable[[int, dict[str, str], datetime], Any]) -> Any:
+        """The pre-filter's bookkeeping for one file, or None when every row is parsed."""
+        if not self.prefilter or self.since is None:  # an open start takes rows without a usable date
+            return None
+        from warehouse.sources.dump_cache import PassedOver
+
+        return PassedOver(self, path, check)
 
     def belongs(self, dates: tuple[datetime | None, ...]) -> bool:
         """True when a record with these dates is part of this interval (see module docstring)."""
@@ -595,6 +618,12 @@ class _Run:
         self.counts[stream].quarantined += 1
         self.quarantine.add(stream, key, reason, detail, payload)
 
+    def skip(self, stream: str, rule: str) -> None:
+        self.counts[stream].skip(rule)
+
+    def emit(self, stream: str) -> None:
+        self.counts[stream].emitted += 1
+
 
 def _scan(
     run: _Run,
@@ -603,19 +632,26 @@ def _scan(
     prefix: str,
     check: Callable[[int, dict[str, str], datetime], Any],
     payload: Callable[[DumpRow], str] = _raw_payload,
+    passed: Any = None,
 ) -> Iterator[tuple[Any, bool]]:
     """Yield ``(record, in_interval)`` for every valid first-seen row of ``path``.
 
     Quarantines (and counts) faulty rows and skips exact duplicates, when they belong to the
     interval. For each yielded row with ``in_interval`` true, ``read`` is already counted and
-    the caller must emit it or skip it by a rule.
+    the caller must emit it or skip it by a rule. ``passed``: the date pre-filter's bookkeeping
+    (:class:`warehouse.sources.dump_cache.PassedOver`; rows it passes over are parsed only when
+    their Id is met again).
     """
     counts = run.counts[stream]
     run.quarantine.scope = path.name  # payload samples are capped per reason and file
-    seen: dict[int, int] = {}  # id → hash of the first valid row's attributes
-    for row in iter_dump_rows(path):
+    seen: dict[int, int] = {} if passed is None else passed.seen  # id → hash of the first valid row's attributes
+    for row in iter_dump_rows(path, pass_over=None if passed is None else passed.pass_over):
         attrs = row.attrs
+        if row.passed is not None:  # outside the interval by its dates: only its Id's fate matters
+            yield from passed.defer(*row.passed)  # type: ignore[union-attr]
+            continue
         if attrs is None:
+            run.at = (row.line, ())
             if run.since is None:
                 m = _ID_IN_RAW.search(row.raw)
                 key = prefix + m.group(1) if m else f"{path.name}:{row.line}"
@@ -627,22 +663,26 @@ def _scan(
             when = None
             with contextlib.suppress(_Reject):
                 when = _timestamp(attrs, "CreationDate", run.now, required=True)
+            run.at = (row.line, (when,))
             if run.belongs((when,)):
                 run.reject(
                     stream, f"{path.name}:{row.line}", exc.reason, f"{exc.detail} (line {row.line})", payload(row)
                 )
             continue
         key = f"{prefix}{rid}"
+        if passed is not None and rid in passed.offsets:  # an earlier passed-over row may hold the Id
+            yield from passed.resolve(rid)
         try:
             record, error = check(rid, attrs, run.now), None
         except _Reject as exc:
             record, error = None, exc
         dates = record.dates if record is not None else (error.when,)  # type: ignore[union-attr]
+        run.at = (row.line, dates)
         if rid in seen:
             if run.belongs(dates):
                 if record is not None and seen[rid] == _attrs_hash(attrs):
                     counts.read += 1
-                    counts.skip(EXACT_DUPLICATE_RULE)
+                    run.skip(stream, EXACT_DUPLICATE_RULE)
                 else:
                     detail = f"Id {rid} already read from an earlier row (line {row.line})"
                     run.reject(stream, key, "duplicate_id", detail, payload(row))
@@ -683,14 +723,14 @@ def _thread_of(posts: _PostsMap, post_id: int) -> int | None:
 def _read_posts(run: _Run, path: Path) -> tuple[_PostsMap, list[tuple[Any, ...]]]:
     posts: _PostsMap = {}
     rows: list[tuple[Any, ...]] = []
-    counts = run.counts["content"]
-    for post, inside in _scan(run, path, "content", "p", _check_post):
+    passed = run.passed_over(path, _check_post)
+    for post, inside in _scan(run, path, "content", "p", _check_post, passed=passed):
         posts[post.id] = (post.type, post.parent)
         if not inside:
             continue
         kind = POST_KINDS.get(post.type)
         if kind is None:
-            counts.skip(f"not community content (PostTypeId {post.type}: {_type_name(POST_TYPES, post.type)})")
+            run.skip("content", f"not community content (PostTypeId {post.type}: {_type_name(POST_TYPES, post.type)})")
             continue
         a = post.attrs
         is_question = kind == "question"
@@ -716,20 +756,20 @@ def _read_posts(run: _Run, path: Path) -> tuple[_PostsMap, list[tuple[Any, ...]]
                 content_hash(kind, title, body),
             )
         )
-        counts.emitted += 1
-    return posts, rows
+        run.emit("content")
+    return (posts if passed is None else passed.posts_map(posts)), rows
 
 
 def _read_comments(run: _Run, path: Path, posts: _PostsMap) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
-    counts = run.counts["content"]
-    for c, inside in _scan(run, path, "content", "c", _check_comment):
+    for c, inside in _scan(run, path, "content", "c", _check_comment, passed=run.passed_over(path, _check_comment)):
         if not inside:
             continue
         target = posts.get(c.post)
         if target is not None and target[0] not in POST_KINDS:
-            counts.skip(
-                f"not community content (comment on PostTypeId {target[0]}: {_type_name(POST_TYPES, target[0])})"
+            run.skip(
+                "content",
+                f"not community content (comment on PostTypeId {target[0]}: {_type_name(POST_TYPES, target[0])})",
             )
             continue
         thread = _thread_of(posts, c.post)
@@ -751,37 +791,40 @@ def _read_comments(run: _Run, path: Path, posts: _PostsMap) -> list[tuple[Any, .
                 content_hash("comment", None, c.text),
             )
         )
-        counts.emitted += 1
+        run.emit("content")
     return rows
 
 
 def _read_votes(run: _Run, path: Path, posts: _PostsMap) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
-    counts = run.counts["engagement_events"]
-    for v, inside in _scan(run, path, "engagement_events", "v", _check_vote):
+    for v, inside in _scan(run, path, "engagement_events", "v", _check_vote, passed=run.passed_over(path, _check_vote)):
         if not inside:
             continue
         event_type = VOTE_EVENT_TYPES.get(v.type)
         if event_type is None:
-            counts.skip(f"not an engagement vote (VoteTypeId {v.type}: {_type_name(VOTE_TYPES, v.type)})")
+            run.skip(
+                "engagement_events", f"not an engagement vote (VoteTypeId {v.type}: {_type_name(VOTE_TYPES, v.type)})"
+            )
             continue
         target = posts.get(v.post)
         if target is not None and target[0] not in POST_KINDS:
-            counts.skip(f"not community content (vote on PostTypeId {target[0]}: {_type_name(POST_TYPES, target[0])})")
+            run.skip(
+                "engagement_events",
+                f"not community content (vote on PostTypeId {target[0]}: {_type_name(POST_TYPES, target[0])})",
+            )
             continue
         user = None if v.user is None else str(v.user)
         rows.append((run.source, f"v{v.id}", event_type, f"p{v.post}", user, v.created, "day"))
-        counts.emitted += 1
+        run.emit("engagement_events")
     return rows
 
 
 def _read_users(run: _Run, path: Path) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
-    counts = run.counts["users"]
-    for u, inside in _scan(run, path, "users", "", _check_user, _user_payload):
+    for u, inside in _scan(run, path, "users", "", _check_user, _user_payload, run.passed_over(path, _check_user)):
         if inside:
             rows.append((run.source, str(u.id), u.name, u.created, u.reputation))
-            counts.emitted += 1
+            run.emit("users")
     return rows
 
 
@@ -812,6 +855,7 @@ def extract_stackexchange(
     until: datetime | None = None,
     source: str | None = None,
     now: datetime | None = None,
+    cache_dir: Path | Literal[False] | None = None,
 ) -> Extract:
     """Extract one data interval of a Stack Exchange data dump into the canonical model.
 
@@ -822,6 +866,9 @@ def extract_stackexchange(
             None leaves that side open. See the module docstring for which records belong.
         source: namespaced source name; default ``stackexchange:<folder name lowercased>``.
         now: the clock for the "timestamp in the future" rule, UTC; default the current time.
+        cache_dir: the parse cache's folder (:mod:`warehouse.sources.dump_cache`: the interval is
+            cut from Parquet, built on first use); None: ``PULSE_DUMP_CACHE_DIR`` if set (the
+            pipeline sets it from the settings), else none; False: no cache.
 
     Returns:
         an :class:`~warehouse.canonical.Extract` whose frames have the canonical schemas,
@@ -842,14 +889,26 @@ def extract_stackexchange(
     source = source or f"stackexchange:{path.name.lower()}"
     clock = datetime.now(UTC).replace(tzinfo=None) if now is None else _naive_utc(now)
     run = _Run(source, since, until, clock, QuarantineLog(source), {s: StreamCounts() for s in STREAMS})
+    cache_dir = (os.environ.get("PULSE_DUMP_CACHE_DIR") or False) if cache_dir is None else cache_dir
+    if cache_dir is not False:
+        from warehouse.sources.dump_cache import cut_interval
 
+        cut = cut_interval(Path(cache_dir), files, run)
+        if cut is not None:
+            return cut
+    run.prefilter = True
+    return _extract(run, files)
+
+
+def _extract(run: _Run, files: dict[str, Path]) -> Extract:
+    """Read the dump's files with ``run`` (its interval, clock and bookkeeping) into an :class:`Extract`."""
     posts, content_rows = _read_posts(run, files["Posts.xml"])
     content_rows += _read_comments(run, files["Comments.xml"], posts)
     event_rows = _read_votes(run, files["Votes.xml"], posts)
     user_rows = _read_users(run, files["Users.xml"])
 
     return Extract(
-        source=source,
+        source=run.source,
         users=_frame(user_rows, "users"),
         content=_frame(content_rows, "content"),
         engagement_events=_frame(event_rows, "engagement_events"),
@@ -858,6 +917,6 @@ def extract_stackexchange(
         counts=run.counts,
         synthetic=False,
         timezone="UTC",
-        since=since,
-        until=until,
+        since=run.since,
+        until=run.until,
     )
