@@ -354,10 +354,8 @@ def load(settings: Settings, run_id: str) -> dict[str, Any]:
         record_upserts(con, run_id, upserts)
         info.update({s: vars(u) for s, u in upserts.items()})
         info["rows"] = sum(u.inserted + u.updated for u in upserts.values())
-        from warehouse.privacy import apply_retention, sync_pseudonym_key  # privacy: retention, pseudonym key
+        from warehouse.privacy import apply_retention  # privacy: retention of raw bodies
 
-        key = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None
-        info["pseudonym_key_changed"] = sync_pseudonym_key(con, key)
         info["retention_redacted"] = apply_retention(con, settings.raw_body_retention_days, now=utcnow())
     return info
 

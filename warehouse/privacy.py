@@ -92,16 +92,6 @@ class UserNotFoundError(LookupError):
 # Keys, pseudonyms, tombstone hashes
 
 
-def sync_pseudonym_key(con: duckdb.DuckDBPyConnection, secret: str | None) -> bool:
-    """Deprecated: pseudonym keys derive from the privacy key (:mod:`warehouse.privacy_keys`).
-
-    ``PULSE_PSEUDONYM_KEY`` is read there as a deprecated alias of ``PULSE_PRIVACY_KEY``; this
-    changes nothing and returns False (kept for callers of the old API).
-    """
-    del con, secret
-    return False
-
-
 def pseudonym(source: str, user_id: str | None, key: bytes) -> str | None:
     """``'u_'`` + the first 12 hex digits of HMAC-SHA256(key, source || 0x1f || user_id).
 

@@ -75,7 +75,7 @@ def test_pseudonym_key_is_a_deprecated_alias_of_the_privacy_key(
     import hashlib
 
     from warehouse.db import connect, migrate
-    from warehouse.privacy import pseudonym, sync_pseudonym_key, warehouse_pseudonym
+    from warehouse.privacy import pseudonym, warehouse_pseudonym
     from warehouse.privacy_keys import _warn_deprecated, derive
 
     con = connect(":memory:")
@@ -90,4 +90,3 @@ def test_pseudonym_key_is_a_deprecated_alias_of_the_privacy_key(
     expected = pseudonym("s", "7", derive(hashlib.sha256(b"my key").digest()).pseudonym_key)
     assert con.execute("select ops.pseudonym('s', '7')").fetchall()[0][0] == expected != generated
     assert "PULSE_PSEUDONYM_KEY is deprecated" in caplog.text
-    assert sync_pseudonym_key(con, "my key") is False  # the old API changes nothing now

@@ -192,11 +192,8 @@ def _load(con: duckdb.DuckDBPyConnection, *, reverse: bool = False) -> None:
 def _new_warehouse(*, reverse: bool = False) -> duckdb.DuckDBPyConnection:
     con = connect(":memory:")
     migrate(con)
-    # Pseudonyms (hot_content, response_times authors) depend on the warehouse's key: a random
-    # one per warehouse unless configured. The same key here, so two warehouses can be compared.
-    from warehouse.privacy import sync_pseudonym_key
-
-    sync_pseudonym_key(con, "test-pseudonym-key")
+    # Pseudonyms (hot_content, response_times authors) come from the privacy key, kept outside the
+    # data files (warehouse.privacy_keys): the same for both warehouses of a process, so they compare.
     _load(con, reverse=reverse)
     return con
 
