@@ -475,7 +475,7 @@ def _plan(
     settings: Settings, run_id: str, con: duckdb.DuckDBPyConnection, info: dict[str, Any], partition_rows: int | None
 ) -> Any:
     from moderation.partitions import PARTITION_ROWS, write_partitions
-    from moderation.scoring import MAX_SCORED_CHARS, pending_texts
+    from moderation.scoring import MAX_SCORED_CHARS, pending_texts, scored_texts
 
     scorer = _scorer(settings)
     # the run's batch (all of staging for a new model, or when this run loaded nothing itself)
@@ -483,14 +483,13 @@ def _plan(
     plan = write_partitions(
         pending, _scoring_folder(settings, run_id), scorer, max_rows=partition_rows or PARTITION_ROWS
     )
-    total = one(con, "select count(distinct content_hash) from staging.content")[0]
     if plan.truncated:
         log.warning("%d texts longer than %d characters were truncated for scoring", plan.truncated, MAX_SCORED_CHARS)
     info.update(
         model_id=plan.model_id,
         partitions=list(plan.partitions),
         pending=plan.texts,
-        already_scored=total - plan.texts,
+        already_scored=scored_texts(con, plan.model_id),
         truncated_for_scoring=plan.truncated,
         rows=plan.texts,
     )
@@ -498,18 +497,19 @@ def _plan(
 
 
 def _merge(settings: Settings, run_id: str, con: duckdb.DuckDBPyConnection, info: dict[str, Any]) -> None:
-    from moderation.language import detect_pending, set_language_policy, supported_languages
+    from moderation.language import set_language_policy, supported_languages
     from moderation.partitions import merge_results, read_plan, remove_folder
-    from moderation.scoring import refresh_flags
+    from moderation.scoring import batch_rowids, detect_languages_pending, refresh_flags
 
     folder = _scoring_folder(settings, run_id)
     plan = read_plan(folder)
     scored = merge_results(con, folder, plan)
+    batch_only: bool | list[int] = batch_rowids(con) if _loaded_batch(con, run_id) else False
     flagged, held = refresh_flags(
-        con, plan.model_id, settings.thresholds, settings.hold_thresholds, batch_only=_loaded_batch(con, run_id)
+        con, plan.model_id, settings.thresholds, settings.hold_thresholds, batch_only=batch_only
     )
     # Language routing: detect new texts' language once; record what the model reads.
-    languages_detected = detect_pending(con)
+    languages_detected = detect_languages_pending(con, batch_only=batch_only)
     ckpt_dir = Path(settings.scorer.split(":", 1)[1]) if settings.scorer.startswith("checkpoint:") else None
     set_language_policy(
         con,
