@@ -25,8 +25,10 @@ column. The full tables (:data:`RESTRICTED_TABLES`) go to a separate restricted 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -140,24 +142,152 @@ def publish_snapshot(
     return counts
 
 
+#: A table whose changed rows exceed this share of its rows is rewritten whole (cheaper than a
+#: delta that large, and it leaves no deleted rows behind).
+DELTA_MAX_SHARE = 0.5
+
+
 def _write(con: duckdb.DuckDBPyConnection, path: Path, selects: dict[str, str]) -> dict[str, int]:
-    """Create ``path`` holding one table per ``schema.table -> select`` (SQL after ``select``), atomically."""
+    """Create ``path`` holding one table per ``schema.table -> select`` (SQL after ``select``), atomically.
+
+    Incremental (issue #17): a publish copies the previous snapshot at ``path`` (when its tables
+    carry their state: a JSON comment on each table, ``COMMENT ON TABLE``, holding the select it
+    was published from, its columns and its fingerprint) to the temporary file and brings each
+    table up to date there instead of writing every row again. A table whose fingerprint (row count and the sum
+    of its rows' 64-bit ``hash``) is unchanged is kept; a changed one gets the rows whose hash
+    the snapshot lacks and loses those the warehouse lacks (:func:`_delta`, which checks first
+    that this gives the warehouse's fingerprint); duplicate rows, a new select or column list, or
+    a delta over :data:`DELTA_MAX_SHARE` of its rows rewrite it whole, as does a previous snapshot
+    with more free than used blocks (a fresh file). The cost follows what changed, plus one hash
+    scan per table (~0.1 s for 383k score rows) and a file copy, instead of writing every row
+    (2.1 s at 100x history). Readers still never block: the temporary file is ``os.replace``d in.
+
+    Returns:
+        Row count per table (``selects`` order).
+    """
     private_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
     for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
         stale.unlink(missing_ok=True)
+    state = _attach_copy(con, path, tmp)
     counts: dict[str, int] = {}
-    quoted = str(tmp).replace("'", "''")
-    con.execute(f"attach '{quoted}' as snapshot")  # ATTACH takes no bound parameters
     try:
         for name, select in selects.items():
             schema, table = name.split(".")
-            con.execute(f"create schema if not exists snapshot.{schema}")
-            con.execute(f"create table snapshot.{schema}.{table} as select {select}")
-            counts[name] = one(con, f"select count(*) from snapshot.{schema}.{table}")[0]
+            target = f"snapshot.{schema}.{table}"
+            previous = state.get(name)
+            counts[name], fingerprint, columns, how = _sync(con, target, select, previous)
+            log.debug("publish: %s %s (%d rows)", target, how, counts[name])
+            comment = json.dumps([select, columns, counts[name], str(fingerprint)])
+            if previous is None or comment != json.dumps([*previous[:3], str(previous[3])]):
+                con.execute(f"comment on table {target} is '{comment.replace(chr(39), chr(39) * 2)}'")
+        for name in set(state) - set(selects):
+            con.execute(f"drop table if exists snapshot.{name}")
         con.execute("checkpoint snapshot")
     finally:
         con.execute("detach snapshot")
     private_file(tmp)  # owner-only (PULSE_FILE_MODE) before the name points at it
     os.replace(tmp, path)
     return counts
+
+
+def _attach_copy(con: duckdb.DuckDBPyConnection, path: Path, tmp: Path) -> dict[str, tuple[str, str, int, int]]:
+    """Attach ``tmp`` as ``snapshot``: a copy of the previous snapshot ``path`` when it can be
+    updated, else a new file.
+
+    Returns:
+        ``name -> (select, columns, row_count, row_hash)`` read from the copy's table comments;
+        empty for a new file (no previous snapshot, one unreadable, one with a table without
+        state, i.e. written before incremental publishing, or one with more free than used blocks).
+    """
+    quoted = str(tmp).replace("'", "''")  # ATTACH takes no bound parameters
+    if path.is_file():
+        shutil.copyfile(path, tmp)
+        try:
+            con.execute(f"attach '{quoted}' as snapshot")
+        except duckdb.Error as exc:
+            log.warning("publish: previous snapshot %s unreadable (%s); writing a fresh one", path, exc)
+        else:
+            rows = con.execute(
+                "select schema_name || '.' || table_name, comment from duckdb_tables() where database_name = 'snapshot'"
+            ).fetchall()
+            used, free = one(
+                con, "select used_blocks, free_blocks from pragma_database_size() where database_name = 'snapshot'"
+            )
+            state = {}
+            try:
+                for name, comment in rows:
+                    select, columns, count, row_hash = json.loads(comment or "")
+                    state[name] = (select, columns, int(count), int(row_hash))
+            except (ValueError, TypeError):
+                state = {}
+            if state and free <= used:
+                return state
+            con.execute("detach snapshot")
+        for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
+            stale.unlink(missing_ok=True)
+    con.execute(f"attach '{quoted}' as snapshot")
+    return {}
+
+
+def _sync(
+    con: duckdb.DuckDBPyConnection, target: str, select: str, previous: tuple[str, str, int, int] | None
+) -> tuple[int, int, str, str]:
+    """Bring ``target`` (a table of the attached snapshot) to ``select`` from the warehouse.
+
+    Returns:
+        ``(row_count, row_hash, columns, how)``: the fingerprint (sum of the rows' 64-bit hashes
+        as a HUGEINT) and the column names and types (JSON), as recorded in the table's comment,
+        and what was done: ``kept``, ``delta`` or ``rewritten``.
+    """
+    description = con.execute(f"select * from (select {select}) limit 0").description
+    columns = json.dumps([[d[0], str(d[1])] for d in description])
+    con.execute(f"create or replace temp table _publish_hashes as select hash(t) as h from (select {select}) t")
+    count, row_hash = one(con, "select count(*), coalesce(sum(h::hugeint), 0) from _publish_hashes")
+    try:
+        same_shape = previous is not None and previous[:2] == (select, columns)
+        if same_shape and (previous[2], previous[3]) == (count, row_hash):
+            return count, row_hash, columns, "kept"
+        if same_shape and _delta(con, target, select, count):
+            return count, row_hash, columns, "delta"
+        schema = target.rsplit(".", 1)[0]
+        con.execute(f"create schema if not exists {schema}")
+        con.execute(f"create or replace table {target} as select {select}")
+        return count, row_hash, columns, "rewritten"
+    finally:
+        con.execute("drop table if exists _publish_hashes")
+
+
+def _delta(con: duckdb.DuckDBPyConnection, target: str, select: str, count: int) -> bool:
+    """Delete from ``target`` the rows whose hash is not in ``_publish_hashes`` (the warehouse's)
+    and insert the rows of ``select`` whose hash ``target`` lacks.
+
+    Returns:
+        True when done; False, with nothing done, when that would touch more than
+        :data:`DELTA_MAX_SHARE` of the rows, or when a side holds a hash twice (duplicate rows:
+        the delta by hash would not give the warehouse's rows).
+    """
+    con.execute(
+        "create or replace temp table _publish_diff as select o.r, n.h as new_h, o.h is not null and n.h is not null as matched "
+        f"from (select rowid as r, hash(t) as h from {target} t) o full join _publish_hashes n on o.h = n.h"
+    )
+    try:
+        gone, new, matched, old_rows = one(
+            con,
+            "select count(*) filter (where new_h is null), count(*) filter (where r is null), "
+            f"count(*) filter (where matched), (select count(*) from {target}) from _publish_diff",
+        )
+        # a hash on several rows of a side makes the pairs outnumber that side's matched rows
+        unique = old_rows == gone + matched and count == new + matched
+        if not unique or gone + new > DELTA_MAX_SHARE * max(count, 1):
+            return False
+        if gone:
+            con.execute(f"delete from {target} where rowid in (select r from _publish_diff where new_h is null)")
+        if new:
+            con.execute(
+                f"insert into {target} select * from (select {select}) t "
+                "where hash(t) in (select new_h from _publish_diff where r is null)"
+            )
+        return True
+    finally:
+        con.execute("drop table if exists _publish_diff")
