@@ -54,6 +54,7 @@ BENCHMARKS: tuple[str, ...] = (
     "backup",
     "loader_memory",
     "model",
+    "backfill",
 )
 
 log = logging.getLogger("benchmarks")

@@ -58,6 +58,7 @@ import os
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -89,7 +90,7 @@ log = logging.getLogger(__name__)
 #: Bytes at the start of a file hashed into its identity (with its size and mtime).
 HEAD_BYTES = 1024 * 1024
 #: Rows per Parquet row group: a daily cut of a large dump reads one or two of them.
-ROW_GROUP_ROWS = 4096
+ROW_GROUP_ROWS = 1024
 #: A dump with more quarantined rows than this is not cached (bounded memory for junk input).
 MAX_CACHED_QUARANTINE = 100_000
 #: Bump when the cache's layout changes.
@@ -395,7 +396,7 @@ def _read_manifest(folder: Path) -> dict[str, Any] | None:
 # Cut: an interval's outcomes, replayed in file order
 
 
-def _cut_file(data: Path, since: datetime | None, until: datetime | None) -> pl.DataFrame:
+def _cut(data: Path, since: datetime | None, until: datetime | None) -> pl.LazyFrame:
     at = pl.col("_at")
     cond = pl.lit(True)
     if since is not None:
@@ -405,29 +406,35 @@ def _cut_file(data: Path, since: datetime | None, until: datetime | None) -> pl.
     if since is None:  # rows without a usable date belong to the interval open at the start
         cond |= at.is_null()
     # a row with two dates in the interval is there twice: keep one, in file order
-    return pl.scan_parquet(data).filter(cond).collect().unique("_line", keep="first").sort("_line")
+    return pl.scan_parquet(data).filter(cond).unique("_line", keep="first").sort("_line")
+
+
+@functools.cache
+def _empty(stream: str) -> pl.DataFrame:
+    return conform(pl.DataFrame(schema=core_schema(stream)), stream)
 
 
 def _replay(folder: Path, manifest: dict[str, Any], run: se._Run) -> Extract:
+    cuts = pl.collect_all([_cut(folder / manifest["data"][name], run.since, run.until) for name in FILES])
     frames: dict[str, list[pl.DataFrame]] = {s: [] for s in STREAMS}
-    for name, stream in FILES.items():
-        cut = _cut_file(folder / manifest["data"][name], run.since, run.until)
+    for (name, stream), cut in zip(FILES.items(), cuts, strict=True):
+        if cut.is_empty():
+            continue
         counts = run.counts[stream]
         counts.read += cut.height
-        emitted = cut.filter(pl.col("_outcome") == "emit")
-        counts.emitted += emitted.height
-        frames[stream].append(emitted.select(list(core_schema(stream))[1:]))
-        skips = cut.filter(pl.col("_outcome") == "skip").group_by("_rule", maintain_order=True).len()
-        for rule, n in skips.iter_rows():
-            counts.skip(rule, n)
-        run.quarantine.scope = name  # payload samples are capped per reason and file, as in a parse
-        bad = cut.filter(pl.col("_outcome") == "quarantine").select("_key", "_rule", "_detail", "_payload")
-        counts.quarantined += bad.height
-        for key, reason, detail, payload in bad.iter_rows():
-            run.quarantine.add(stream, key, reason, detail, payload)
-    out = {
-        s: conform(pl.concat(parts).with_columns(pl.lit(run.source).alias("source")), s) for s, parts in frames.items()
-    }
+        parts = cut.partition_by("_outcome", as_dict=True)
+        if (emitted := parts.get(("emit",))) is not None:
+            counts.emitted += emitted.height
+            frames[stream].append(emitted.select(pl.lit(run.source).alias("source"), *list(core_schema(stream))[1:]))
+        if (skipped := parts.get(("skip",))) is not None:
+            for rule, n in Counter(skipped["_rule"].to_list()).items():  # first-seen order, as in a parse
+                counts.skip(rule, n)
+        if (bad := parts.get(("quarantine",))) is not None:
+            run.quarantine.scope = name  # payload samples are capped per reason and file, as in a parse
+            counts.quarantined += bad.height
+            for key, reason, detail, payload in bad.select("_key", "_rule", "_detail", "_payload").iter_rows():
+                run.quarantine.add(stream, key, reason, detail, payload)
+    out = {s: conform(pl.concat(parts), s) if parts else _empty(s) for s, parts in frames.items()}
     return Extract(
         source=run.source,
         users=out["users"],
