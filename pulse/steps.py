@@ -703,20 +703,35 @@ def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
 
 
 def publish(settings: Settings, run_id: str) -> dict[str, Any]:
-    """Mark the run successful, clear its landing batch, and publish the serving snapshot."""
+    """Mark the run successful, clear its landing batch, and publish the serving snapshot.
+
+    The snapshot is updated from the previous one (only the changed rows written,
+    :func:`warehouse.publish.publish_snapshot` ``incremental``) after a run that loaded a batch,
+    and written from scratch after a privacy request or a retention redaction (a row deleted
+    from a copied file may leave its bytes behind) or a step run on its own.
+    """
     from warehouse.publish import publish_snapshot
 
     with _step(settings, run_id, "publish") as (con, info):
+        incremental = _loaded_batch(con, run_id) and not _retention_redacted(con, run_id)
         for stream in STREAMS:
             con.execute(f"delete from raw.{stream} where run_id = ?", [run_id])
         con.execute(
             "update ops.runs set status = 'success', finished_at = ?, error = null where run_id = ?",
             [utcnow(), run_id],
         )
-        counts = publish_snapshot(con, settings.serving)
-        info.update(serving=str(settings.serving), tables=len(counts), rows=sum(counts.values()))
+        counts = publish_snapshot(con, settings.serving, incremental=incremental)
+        info.update(
+            serving=str(settings.serving), tables=len(counts), rows=sum(counts.values()), incremental=incremental
+        )
     # The step log row of publish is written after the snapshot; copy it in on the next run.
     return info
+
+
+def _retention_redacted(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+    """Whether the run's load step redacted bodies past retention (``retention_redacted`` in its log)."""
+    rows = con.execute("select detail from ops.step_log where run_id = ? and step = 'load'", [run_id]).fetchall()
+    return any(json.loads(detail or "{}").get("retention_redacted") for (detail,) in rows)
 
 
 @dataclass

@@ -96,7 +96,11 @@ def mart_tables(con: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
 
 
 def publish_snapshot(
-    con: duckdb.DuckDBPyConnection, serving_path: Path, tables: Sequence[str] = SERVING_TABLES
+    con: duckdb.DuckDBPyConnection,
+    serving_path: Path,
+    tables: Sequence[str] = SERVING_TABLES,
+    *,
+    incremental: bool = False,
 ) -> dict[str, int]:
     """Publish the serving snapshot and the restricted snapshot from the open warehouse ``con``, atomically.
 
@@ -108,6 +112,10 @@ def publish_snapshot(
     files get :func:`warehouse.files.file_mode` (0600 by default), folders created 0700.
     Tables missing from the warehouse are skipped (logged). A crash at any point leaves the
     previous snapshots intact.
+
+    With ``incremental``, each file is a copy of the previous one brought up to date table by
+    table (:func:`_write`); without, it is written from scratch, which is what a privacy request
+    needs: a row deleted from a copied file may leave its bytes in the file's blocks.
 
     Returns:
         Row count per table of the serving snapshot, the marts first.
@@ -125,7 +133,7 @@ def publish_snapshot(
         ).fetchall()
     }
     restricted = {name: f"* from {name}" for name in RESTRICTED_TABLES if name in existing}
-    _write(con, restricted_path(serving_path), restricted)
+    _write(con, restricted_path(serving_path), restricted, incremental=incremental)
     selects: dict[str, str] = {}
     for name in dict.fromkeys((*mart_tables(con), *tables)):
         if name not in existing:
@@ -137,7 +145,7 @@ def publish_snapshot(
     for name, (source, select) in REDACTED_TABLES.items():
         if source in existing:
             selects[name] = select
-    counts = _write(con, serving_path, selects)
+    counts = _write(con, serving_path, selects, incremental=incremental)
     log.info("published %s (%d tables, %d rows)", serving_path, len(counts), sum(counts.values()))
     return counts
 
@@ -147,10 +155,12 @@ def publish_snapshot(
 DELTA_MAX_SHARE = 0.5
 
 
-def _write(con: duckdb.DuckDBPyConnection, path: Path, selects: dict[str, str]) -> dict[str, int]:
+def _write(
+    con: duckdb.DuckDBPyConnection, path: Path, selects: dict[str, str], *, incremental: bool = False
+) -> dict[str, int]:
     """Create ``path`` holding one table per ``schema.table -> select`` (SQL after ``select``), atomically.
 
-    Incremental (issue #17): a publish copies the previous snapshot at ``path`` (when its tables
+    ``incremental`` (issue #17): a publish copies the previous snapshot at ``path`` (when its tables
     carry their state: a JSON comment on each table, ``COMMENT ON TABLE``, holding the select it
     was published from, its columns and its fingerprint) to the temporary file and brings each
     table up to date there instead of writing every row again. A table whose fingerprint (row count and the sum
@@ -169,7 +179,7 @@ def _write(con: duckdb.DuckDBPyConnection, path: Path, selects: dict[str, str]) 
     tmp = path.with_name(path.name + ".tmp")
     for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
         stale.unlink(missing_ok=True)
-    state = _attach_copy(con, path, tmp)
+    state = _attach_copy(con, path if incremental else None, tmp)
     counts: dict[str, int] = {}
     try:
         for name, select in selects.items():
@@ -191,17 +201,17 @@ def _write(con: duckdb.DuckDBPyConnection, path: Path, selects: dict[str, str]) 
     return counts
 
 
-def _attach_copy(con: duckdb.DuckDBPyConnection, path: Path, tmp: Path) -> dict[str, tuple[str, str, int, int]]:
+def _attach_copy(con: duckdb.DuckDBPyConnection, path: Path | None, tmp: Path) -> dict[str, tuple[str, str, int, int]]:
     """Attach ``tmp`` as ``snapshot``: a copy of the previous snapshot ``path`` when it can be
     updated, else a new file.
 
     Returns:
         ``name -> (select, columns, row_count, row_hash)`` read from the copy's table comments;
-        empty for a new file (no previous snapshot, one unreadable, one with a table without
+        empty for a new file (``path`` None or no file there, one unreadable, one with a table without
         state, i.e. written before incremental publishing, or one with more free than used blocks).
     """
     quoted = str(tmp).replace("'", "''")  # ATTACH takes no bound parameters
-    if path.is_file():
+    if path is not None and path.is_file():
         shutil.copyfile(path, tmp)
         try:
             con.execute(f"attach '{quoted}' as snapshot")

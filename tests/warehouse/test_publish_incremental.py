@@ -1,6 +1,6 @@
-"""Incremental publishing (issue #17): a publish updates a copy of the previous snapshot table by
-table (unchanged tables kept, changed ones by their row delta) and gives the same snapshot as a
-publish from scratch; a reader of the old snapshot keeps its data."""
+"""Incremental publishing (issue #17): ``publish_snapshot(..., incremental=True)`` updates a copy of
+the previous snapshot table by table (unchanged tables kept, changed ones by their row delta) and
+gives the same snapshot as a publish from scratch; a reader of the old snapshot keeps its data."""
 
 from __future__ import annotations
 
@@ -73,21 +73,24 @@ def spy(monkeypatch):
 
 def test_an_increment_touches_only_the_changed_rows_and_equals_a_fresh_publish(warehouse, tmp_path, spy) -> None:
     serving = tmp_path / "serving.duckdb"
-    publish_snapshot(warehouse, serving)
+    publish_snapshot(warehouse, serving, incremental=True)
     assert "moderation.scores" in spy["rewritten"] and not spy["delta"]  # the first publish writes everything
     spy["rewritten"].clear()
-    publish_snapshot(warehouse, serving)
+    publish_snapshot(warehouse, serving, incremental=True)
     assert spy == {"delta": [], "rewritten": []}  # nothing changed: every table kept
     # one new score, one erased score, one changed mart row
     _score(warehouse, "h99", 0.99)
     warehouse.execute("delete from moderation.scores where content_hash = 'h03'")
     warehouse.execute("update marts.hot_content set score = 1000 where thread_id = 4")
-    counts = publish_snapshot(warehouse, serving)
+    counts = publish_snapshot(warehouse, serving, incremental=True)
     assert sorted(spy["delta"]) == ["marts.hot_content", "moderation.scores"] and spy["rewritten"] == []
     assert counts["moderation.scores"] == 20 and counts["marts.hot_content"] == 10
     fresh = tmp_path / "fresh" / "serving.duckdb"
     publish_snapshot(warehouse, fresh)
     assert _rows(serving) == _rows(fresh)
+    spy["delta"].clear()
+    publish_snapshot(warehouse, serving)  # not incremental (a privacy request's republish): every table written
+    assert spy["delta"] == [] and "moderation.scores" in spy["rewritten"]
     con = duckdb.connect(str(serving), read_only=True)
     assert con.execute("select score from marts.hot_content where thread_id = 4").fetchone() == (1000,)
     assert con.execute("select count(*) from moderation.scores where content_hash in ('h03', 'h99')").fetchone() == (1,)
@@ -97,25 +100,25 @@ def test_an_increment_touches_only_the_changed_rows_and_equals_a_fresh_publish(w
 
 def test_a_large_change_duplicates_or_a_new_column_rewrite_the_table(warehouse, tmp_path, spy) -> None:
     serving = tmp_path / "serving.duckdb"
-    publish_snapshot(warehouse, serving)
+    publish_snapshot(warehouse, serving, incremental=True)
     spy["rewritten"].clear()
     warehouse.execute("update marts.hot_content set score = score + 1")  # every row: over DELTA_MAX_SHARE
     warehouse.execute("insert into marts.hot_content values (3, 6)")
-    publish_snapshot(warehouse, serving)
+    publish_snapshot(warehouse, serving, incremental=True)
     assert spy["rewritten"] == ["marts.hot_content"]
     warehouse.execute("insert into marts.hot_content values (3, 7)")  # the same as a row there (3 * 2 + 1)
     spy["delta"].clear()
     spy["rewritten"].clear()
-    publish_snapshot(warehouse, serving)
+    publish_snapshot(warehouse, serving, incremental=True)
     # the hash delta finds nothing to add, so the counts differ (11 against 12): rewritten
     assert spy == {"delta": [], "rewritten": ["marts.hot_content"]}
     warehouse.execute("alter table marts.hot_content add column title varchar")
     spy["delta"].clear()
     spy["rewritten"].clear()
-    publish_snapshot(warehouse, serving)
+    publish_snapshot(warehouse, serving, incremental=True)
     assert spy == {"delta": [], "rewritten": ["marts.hot_content"]}
     warehouse.execute("drop table marts.hot_content")
-    publish_snapshot(warehouse, serving)
+    publish_snapshot(warehouse, serving, incremental=True)
     fresh = tmp_path / "fresh" / "serving.duckdb"
     publish_snapshot(warehouse, fresh)
     assert _rows(serving) == _rows(fresh) and "marts.hot_content" not in _rows(serving)
@@ -123,11 +126,11 @@ def test_a_large_change_duplicates_or_a_new_column_rewrite_the_table(warehouse, 
 
 def test_a_reader_of_the_old_snapshot_keeps_its_rows(warehouse, tmp_path) -> None:
     serving = tmp_path / "serving.duckdb"
-    publish_snapshot(warehouse, serving)
+    publish_snapshot(warehouse, serving, incremental=True)
     reader = duckdb.connect(str(serving), read_only=True)
     try:
         _score(warehouse, "h98", 0.5)
-        publish_snapshot(warehouse, serving)  # copies and replaces the file the reader has open
+        publish_snapshot(warehouse, serving, incremental=True)  # copies and replaces the file the reader has open
         assert reader.execute("select count(*) from moderation.scores").fetchone() == (20,)
     finally:
         reader.close()
