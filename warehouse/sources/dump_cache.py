@@ -104,8 +104,10 @@ FILES: dict[str, str] = {
     "Users.xml": "users",
 }
 _META = {
+    "_file": pl.String(),
     "_line": pl.Int64(),
-    "_dates": pl.List(pl.Datetime("us")),
+    "_d1": pl.Datetime("us"),  # a row's membership dates: CreationDate (or none), a post's LastEditDate
+    "_d2": pl.Datetime("us"),
     "_outcome": pl.String(),
     "_rule": pl.String(),
     "_key": pl.String(),
@@ -309,14 +311,22 @@ class _TooDirty(Exception):
 class _Tape(se._Run):
     """A run over the whole dump that records each outcome with the row's line and dates."""
 
-    entries: list[tuple[Any, ...]] = field(default_factory=list)
+    columns: dict[str, list[Any]] = field(default_factory=lambda: {name: [] for name in _META})
     quarantined: int = 0
 
     def _record(
-        self, outcome: str, rule: str | None, key: str | None = None, detail: str = "", payload: str = ""
+        self,
+        outcome: str,
+        rule: str | None,
+        key: str | None = None,
+        detail: str | None = None,
+        payload: str | None = None,
     ) -> None:
         line, dates = self.at
-        self.entries.append((self.quarantine.scope, line, list(dates), outcome, rule, key, detail, payload))
+        d1, d2, *_ = (*dates, None, None)
+        values = (self.quarantine.scope, line, d1, d2, outcome, rule, key, detail, payload)
+        for column, value in zip(self.columns.values(), values, strict=True):
+            column.append(value)
 
     def reject(self, stream: str, key: str | None, reason: str, detail: str, payload: str) -> None:
         self.quarantined += 1
@@ -349,18 +359,18 @@ def _build(
         _write_manifest(folder, manifest)
         return manifest
     build = uuid.uuid4().hex[:12]
-    entries = pl.DataFrame(tape.entries, schema={"_file": pl.String(), **_META}, orient="row", infer_schema_length=None)
+    entries = pl.DataFrame(tape.columns, schema=_META)
     offsets = dict.fromkeys(STREAMS, 0)
     for name, stream in FILES.items():
         mine = entries.filter(pl.col("_file") == name).drop("_file")
         emits = mine.filter(pl.col("_outcome") == "emit")
         records = ex.frame(stream).slice(offsets[stream], emits.height).select(list(core_schema(stream))[1:])
         offsets[stream] += emits.height
-        table = (
-            mine.join(records.with_columns(emits["_line"]), on="_line", how="left")
-            .with_columns(pl.col("_dates").list.drop_nulls().list.unique().alias("_at"))
-            .drop("_dates")
-            .explode("_at")  # one row per membership date; an empty list becomes one null (dateless)
+        rows = mine.join(records.with_columns(emits["_line"]), on="_line", how="left")
+        second = pl.col("_d2").is_not_null() & pl.col("_d1").ne_missing(pl.col("_d2"))
+        table = (  # one row per membership date (a post edited on another day twice); dateless: _at null
+            pl.concat([rows.rename({"_d1": "_at"}).drop("_d2"), rows.filter(second).rename({"_d2": "_at"}).drop("_d1")])
+            .select("_at", pl.exclude("_at"))
             .sort("_at", "_line", nulls_last=True)
         )
         target = folder / f"{name}.{build}.parquet"
