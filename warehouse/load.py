@@ -345,33 +345,7 @@ def upsert_batch(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime | No
     con.execute("begin transaction")
     try:
         for stream in STREAMS:
-            keys = NATURAL_KEYS[stream]
-            cols = _cols(stream)
-            values = [c for c in cols if c not in keys]
-            on = " and ".join(f"s.{k} = b.{k}" for k in keys)
-            differs = " or ".join(f"s.{c} is distinct from b.{c}" for c in values)
-            inserted, updated, total = one(
-                con,
-                f"""
-                select count(*) filter (where s.{keys[-1]} is null),
-                       count(*) filter (where s.{keys[-1]} is not null and ({differs})),
-                       count(*)
-                from raw.{stream} b left join staging.{stream} s on {on}
-                where b.run_id = ?
-                """,
-                [run_id],
-            )
-            set_clause = ", ".join(f"{c} = excluded.{c}" for c in values)
-            where = " or ".join(f"{stream}.{c} is distinct from excluded.{c}" for c in values)
-            con.execute(
-                f"""
-                insert into staging.{stream} by name
-                select {", ".join(cols)} from raw.{stream} where run_id = ?
-                on conflict ({", ".join(keys)}) do update set {set_clause} where {where}
-                """,
-                [run_id],
-            )
-            out[stream] = UpsertCounts(inserted, updated, total - inserted - updated)
+            out[stream] = _upsert_stream(con, stream, run_id)
         advance_watermarks(con, run_id, now or datetime.now(UTC).replace(tzinfo=None))
         record_loaded_files(con, run_id, now or datetime.now(UTC).replace(tzinfo=None))  # ops.loaded_files
         con.execute("commit")
@@ -380,6 +354,54 @@ def upsert_batch(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime | No
         raise
     log.info("run %s upserted: %s", run_id, {k: vars(v) for k, v in out.items()})
     return out
+
+
+def _upsert_stream(con: duckdb.DuckDBPyConnection, stream: str, run_id: str) -> UpsertCounts:
+    """Upsert one stream of the run's batch (inside :func:`upsert_batch`'s transaction).
+
+    The batch is matched with staging by natural key on staging's key columns only, and the
+    matched rows are then read by row id (``rowid in (...)``, which DuckDB pushes into the
+    scan): the cost follows the batch, not staging. A join on all columns (for the
+    ``IS DISTINCT FROM`` count) and ``insert ... on conflict do update ... where`` each read
+    every staging row: 1.4 s and 1.5 s for a day's 5 content rows on 100x history (383k
+    items), against ~0.15 s in all this way (issue #17). New rows are inserted, changed ones
+    updated in place; unchanged ones are not written.
+    """
+    keys = NATURAL_KEYS[stream]
+    cols = _cols(stream)
+    values = [c for c in cols if c not in keys]
+    on = " and ".join(f"s.{k} = b.{k}" for k in keys)
+    differs = " or ".join(f"s.{c} is distinct from b.{c}" for c in values)
+    rowids = [
+        r
+        for (r,) in con.execute(
+            f"select s.r from raw.{stream} b join (select rowid as r, {', '.join(keys)} from staging.{stream}) s "
+            f"on {on} where b.run_id = ?",
+            [run_id],
+        ).fetchall()
+    ]
+    matched = f"(select * from staging.{stream} where rowid in (select unnest(?::bigint[])))"
+    total, updated = one(
+        con,
+        f"select count(*), count(*) filter (where s.{keys[-1]} is not null and ({differs})) "
+        f"from raw.{stream} b left join {matched} s on {on} where b.run_id = ?",
+        [rowids, run_id],
+    )
+    inserted = total - len(rowids)
+    if updated:
+        con.execute(
+            f"update staging.{stream} s set {', '.join(f'{c} = b.{c}' for c in values)} "
+            f"from (select * from raw.{stream} where run_id = ?) b "
+            f"where s.rowid in (select unnest(?::bigint[])) and {on} and ({differs})",
+            [run_id, rowids],
+        )
+    if inserted:
+        con.execute(
+            f"insert into staging.{stream} by name select {', '.join(cols)} from raw.{stream} b "
+            f"where b.run_id = ? and not exists (select 1 from {matched} s where {on})",
+            [run_id, rowids],
+        )
+    return UpsertCounts(inserted, updated, total - inserted - updated)
 
 
 def record_extract_counts(
