@@ -147,6 +147,12 @@ class Settings(BaseSettings):
             grandfather-father-son retention of ``pulse backup prune`` and the DAG (7 / 4 / 12 / 0).
         erasure_ledger: the append-only erasure ledger a restore re-applies (JSON lines, no
             identifiers); keep it off the warehouse's disk (default ``data/erasure_ledger.jsonl``).
+        dump_cache: parse a Stack Exchange dump once into a Parquet cache and cut each data interval
+            from it (default True; :mod:`warehouse.sources.dump_cache`); off: each interval parses
+            the dump, passing over rows dated outside the interval.
+        dump_cache_dir: where that cache lives (default ``dump_cache/`` beside the warehouse,
+            created owner-only); resolved and exported as ``PULSE_DUMP_CACHE_IN_USE`` (empty when
+            off), which the connector reads.
 
     A config file (TOML) may not hold secrets: a key named like ``*password*``, ``*secret*``,
     ``*token*``, ``*_key``, the ``alert_webhook``, or a URL/DSN with a password in it raises
@@ -225,6 +231,8 @@ class Settings(BaseSettings):
     backup_keep_monthly: int = Field(12, ge=0, le=1200)
     backup_keep_yearly: int = Field(0, ge=0, le=100)
     erasure_ledger: Path = Path("data/erasure_ledger.jsonl")
+    dump_cache: bool = True
+    dump_cache_dir: Path | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -378,6 +386,8 @@ def load_settings(**overrides: Any) -> Settings:
     # the key file, and the umask that makes every file this process creates owner-only.
     if settings.privacy_key_file is not None:
         os.environ["PULSE_PRIVACY_KEY_FILE"] = str(settings.privacy_key_file)
+    cache = settings.dump_cache_dir or Path(settings.warehouse).resolve().parent / "dump_cache"
+    os.environ["PULSE_DUMP_CACHE_IN_USE"] = str(cache) if settings.dump_cache else ""  # not a setting: never read back
     from warehouse.files import restrict_umask
 
     try:

@@ -867,8 +867,8 @@ def extract_stackexchange(
         source: namespaced source name; default ``stackexchange:<folder name lowercased>``.
         now: the clock for the "timestamp in the future" rule, UTC; default the current time.
         cache_dir: the parse cache's folder (:mod:`warehouse.sources.dump_cache`: the interval is
-            cut from Parquet, built on first use); None: ``PULSE_DUMP_CACHE_DIR`` if set (the
-            pipeline sets it from the settings), else none; False: no cache.
+            cut from Parquet, built on first use); None: ``PULSE_DUMP_CACHE_IN_USE`` if set and not
+            empty (:func:`pulse.settings.load_settings` sets it), else none; False: no cache.
 
     Returns:
         an :class:`~warehouse.canonical.Extract` whose frames have the canonical schemas,
@@ -889,7 +889,7 @@ def extract_stackexchange(
     source = source or f"stackexchange:{path.name.lower()}"
     clock = datetime.now(UTC).replace(tzinfo=None) if now is None else _naive_utc(now)
     run = _Run(source, since, until, clock, QuarantineLog(source), {s: StreamCounts() for s in STREAMS})
-    cache_dir = (os.environ.get("PULSE_DUMP_CACHE_DIR") or False) if cache_dir is None else cache_dir
+    cache_dir = (os.environ.get("PULSE_DUMP_CACHE_IN_USE") or False) if cache_dir is None else cache_dir
     if cache_dir is not False:
         from warehouse.sources.dump_cache import cut_interval
 
