@@ -69,6 +69,11 @@ Data intervals (``since``/``until``, half-open ``[since, until)``, naive UTC)
     The posts map (post id → kind and thread) is always built from all of ``Posts.xml``, so
     comments and votes in a later interval still find their thread and their post's type.
 
+Parse cache and date pre-filter (:mod:`warehouse.sources.dump_cache`)
+    With a cache folder, the dump is parsed once and every interval is cut from Parquet; without
+    one, an interval with a start passes over rows whose dates, read from the bytes, are outside
+    it. Both give exactly the extract of the full parse described here.
+
 Parsing and safety
     Files are streamed one physical line at a time (dumps have one ``<row .../>`` per line;
     a row spanning lines is accumulated until ``/>``), and each row is parsed alone by lxml
