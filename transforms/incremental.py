@@ -9,8 +9,9 @@ partitions of the marts a batch can change. This module keeps the bookkeeping:
   a deletion) and after (a new or late row); :func:`record_decisions` records the items
   moderators decided on (a removal takes an item out of ``staging.live_content``). A row
   holds ``source``, ``stream`` (``content``, ``engagement_events``, ``users``, ``decision``),
-  ``content_id``, ``root_id`` (the thread root: ``coalesce(thread_id, content_id)``, for an
-  event that of its content) and ``occurred_at`` (naive UTC). Rows of runs whose transform
+  ``content_id`` (for ``users`` the member's ``user_id``), ``root_id`` (the thread root:
+  ``coalesce(thread_id, content_id)``, for an event that of its content) and ``occurred_at``
+  (naive UTC). Rows of runs whose transform
   never ran (a failed run) stay until a build consumes them.
 * **Scope** (:func:`create_scope`): temporary tables the SQL models read,
   ``pulse_scope_days (source, day)`` (the UTC and the local date of every changed timestamp,
@@ -25,7 +26,7 @@ partitions of the marts a batch can change. This module keeps the bookkeeping:
 
 :func:`plan` decides: a **full rebuild** on the first build, when the fingerprint differs
 (a model or parameter changed, a time zone, a pseudonym key, an erasure ran, a migration was
-applied), when a source's first activity moved or a source appeared or vanished, when a mart
+applied, another scoring model, language policy or flag thresholds), when a source's first activity moved or a source appeared or vanished, when a mart
 table is missing, or when the changed rows exceed ``max_changed_share`` of staging's rows;
 otherwise an **incremental** update.
 """
@@ -76,6 +77,83 @@ from staging.users where created_at is not null group by source
 """
 
 
+# Each extent's stream (for events the prefix of 'events_<time_precision>'), table and time column.
+_EXTENT_STREAMS = (
+    ("live_content", "staging.live_content", "created_at"),
+    ("events_", "staging.engagement_events", "occurred_at"),
+    ("users", "staging.users", "created_at"),
+)
+
+
+def compute_extents(con: duckdb.DuckDBPyConnection, *, from_changes: bool) -> None:
+    """Create the temporary table ``pulse_extents (source, stream, first_at, last_at)``: each source's extents now.
+
+    With ``from_changes`` (an incremental build, whose change set records every change to
+    staging), from the recorded extents (``ops.mart_extents``) when the change set allows it: a
+    source's first and last activity in a stream stay unless a change record sits exactly on
+    one of them (that row changed, moved or went), and can only grow by rows earlier than the
+    first or later than the last, which ``ts < first`` / ``ts > last`` find by the tables' zone
+    maps (new rows are appended: the scan reads the newest row groups, not the history).
+    Otherwise (a full build, the first build, a change on an extent, a change in a stream without
+    a recorded extent) every row is scanned (``_EXTENTS``).
+    """
+    ensure_tables(con)
+    con.execute("create or replace temp table pulse_extents as select * from ops.mart_extents limit 0")
+    old = con.execute("select source, stream, first_at, last_at from ops.mart_extents").fetchall()
+    if not from_changes:
+        old = []
+    on_edge = int(
+        con.execute(
+            """
+            select count(*) from ops.mart_changes as m
+            inner join ops.mart_extents as e
+                on e.source = m.source and m.occurred_at in (e.first_at, e.last_at)
+            """
+        ).fetchall()[0][0]
+    )
+    if not old or on_edge:
+        con.execute(f"insert into pulse_extents {_EXTENTS}")
+        return
+    # a change in a stream without a recorded extent may start one (a new source, its first
+    # user, its first exact-precision event): scan everything
+    recorded = {(src, stream) for src, stream, _, _ in old}
+    needed = {"content": "live_content", "decision": "live_content", "users": "users"}
+    for src, stream, low, high in con.execute(
+        "select source, stream, min(occurred_at), max(occurred_at) from ops.mart_changes group by all"
+    ).fetchall():
+        if stream == "engagement_events" and low is not None:
+            # the precisions of the changed events: they lie within the change set's times
+            precisions = con.execute(
+                "select distinct time_precision from staging.engagement_events"
+                " where source = ? and occurred_at between ? and ?",
+                [src, low, high],
+            ).fetchall()
+            new_stream = any((src, f"events_{p}") not in recorded for (p,) in precisions)
+        else:
+            new_stream = stream in needed and (src, needed[stream]) not in recorded
+        if new_stream:
+            con.execute(f"insert into pulse_extents {_EXTENTS}")
+            return
+    rows = []
+    for src, stream, first_at, last_at in old:
+        prefix, table, column = next(x[:3] for x in _EXTENT_STREAMS if stream.startswith(x[0]))
+        where = f"source = ? and {column} is not null"
+        params: list[Any] = [src]
+        if prefix == "events_":
+            where += " and time_precision = ?"
+            params.append(stream.removeprefix(prefix))
+        earlier, later = con.execute(
+            f"""
+            select
+                (select min({column}) from {table} where {where} and {column} < ?),
+                (select max({column}) from {table} where {where} and {column} > ?)
+            """,
+            [*params, first_at, *params, last_at],
+        ).fetchall()[0]
+        rows.append((src, stream, earlier or first_at, later or last_at))
+    con.executemany("insert into pulse_extents values (?, ?, ?, ?)", rows)
+
+
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create ``ops.mart_changes``, ``ops.mart_state`` and ``ops.mart_extents`` when missing."""
     for ddl in _DDL:
@@ -117,7 +195,7 @@ def record_changes(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
     con.execute(
         """
         insert into ops.mart_changes
-        select ?, s.source, 'users', null, null, s.created_at
+        select ?, s.source, 'users', s.user_id, null, s.created_at
         from staging.users as s
         where (s.source, s.user_id) in (select source, user_id from raw.users where run_id = ?)
         """,
@@ -165,6 +243,11 @@ def fingerprint(con: duckdb.DuckDBPyConnection, models: dict[str, str], paramete
         "select count(*) from ops.tombstones",
         "select count(*) from ops.privacy_requests",
         "select name from ops.migrations order by name",
+        # the moderation queue's model, language policy and flag thresholds (a change re-flags
+        # or re-routes every item, not only the batch's)
+        "select model_id, supported_languages, min_confidence from moderation.language_policy"
+        " order by updated_at desc, model_id limit 1",
+        "select distinct model_id, thresholds_json from moderation.flags order by all",
     ):
         try:
             rows = con.execute(sql).fetchall()
@@ -214,7 +297,7 @@ def plan(
     if missing:
         return Plan(True, f"mart tables missing: {missing}", changes)
     old = {(s, t): f for s, t, f, _ in con.execute("select * from ops.mart_extents").fetchall()}
-    new = {(s, t): f for s, t, f, _ in con.execute(_EXTENTS).fetchall()}
+    new = {(s, t): f for s, t, f, _ in con.execute("select * from pulse_extents").fetchall()}
     if set(old) != set(new):
         return Plan(True, "a source or a stream of one appeared or vanished", changes)
     moved = sorted({k for k in new if new[k] != old[k]})
@@ -234,10 +317,10 @@ def create_scope(con: duckdb.DuckDBPyConnection, *, full: bool) -> dict[str, int
     ensure_tables(con)
     if full:
         con.execute(
-            f"""
+            """
             create or replace temp table pulse_scope_days as
             select distinct source, unnest(generate_series(first_at::date - 1, last_at::date + 1, interval 1 day))::date as day
-            from ({_EXTENTS})
+            from pulse_extents
             """
         )
         roots = "select distinct source, coalesce(thread_id, content_id) as root_id from staging.content"
@@ -248,12 +331,12 @@ def create_scope(con: duckdb.DuckDBPyConnection, *, full: bool) -> dict[str, int
         # moved, every day between the previous and the new last activity (new zero-filled days,
         # the partial last week and day, days left behind by a deletion at the end).
         con.execute(
-            f"""
+            """
             create or replace temp table pulse_scope_days as
             with zones as (
                 select source, coalesce(nullif(timezone, ''), 'UTC') as timezone from ops.sources
             ),
-            extents as ({_EXTENTS})
+            extents as (select * from pulse_extents)
             select distinct source, day
             from (
                 select source, occurred_at::date as day from ops.mart_changes where occurred_at is not null
@@ -294,7 +377,7 @@ def create_scope(con: duckdb.DuckDBPyConnection, *, full: bool) -> dict[str, int
 
 def drop_scope(con: duckdb.DuckDBPyConnection) -> None:
     """Drop the temporary scope tables."""
-    for t in ("pulse_scope_days", "pulse_scope_threads", "pulse_scope_roots"):
+    for t in ("pulse_scope_days", "pulse_scope_threads", "pulse_scope_roots", "pulse_extents"):
         con.execute(f"drop table if exists {t}")
 
 
@@ -303,5 +386,5 @@ def save_state(con: duckdb.DuckDBPyConnection, print_: str, mode: str, built_at:
     con.execute("delete from ops.mart_state")
     con.execute("insert into ops.mart_state values ('marts', ?, ?, ?)", [print_, built_at, mode])
     con.execute("delete from ops.mart_extents")
-    con.execute(f"insert into ops.mart_extents {_EXTENTS}")
+    con.execute("insert into ops.mart_extents select * from pulse_extents")
     con.execute("delete from ops.mart_changes")

@@ -105,18 +105,31 @@ roots as (
     select source, content_id, content_hash, title, body_text, tags
     from staging.live_content  -- deleted, hidden and moderator-removed threads drop out
     where coalesce(thread_id, content_id) = content_id
+        and (source, content_id) in (select source, root_id from pulse_scope_roots)  -- @partition
 ),
 untagged_sources as (
     select source
-    from roots
-    group by source
-    having count(*) filter (where len(tags) > 0) = 0
+    from ({sources})
+    where source not in (select source from roots where len(tags) > 0)
 )
+"""
+
+# A full build: a source is untagged when none of its roots carries a tag.
+_ALL_SOURCES = "select distinct source from roots"
+
+# An incremental build reads only the roots in scope: a source is untagged when no root in
+# scope carries a tag and no other root has a tag topic in the mart (a root out of scope is
+# unchanged, and has tag rows exactly when it carries a tag and its source has tags).
+_SCOPED_SOURCES = """
+    select distinct source from roots
+    except
+    select distinct source from marts.thread_topics
+    where topic_origin = 'tag' and (source, root_id) not in (select source, root_id from pulse_scope_roots)
 """
 
 _MODEL = f"""
 with
-{_ROOTS},
+{_ROOTS.strip()},
 tag_topics as (
     select source, content_id as root_id, topic, 'tag' as topic_origin
     from (
@@ -147,12 +160,25 @@ select * from final
 """
 
 
-def build_thread_topics(con: duckdb.DuckDBPyConnection) -> int:
+def _sql(template: str, *, full: bool) -> str:
+    from transforms.runner import full_build_sql  # the runner imports this module
+
+    sql = template.replace("{sources}", _ALL_SOURCES if full else _SCOPED_SOURCES)
+    return full_build_sql(sql) if full else sql
+
+
+def build_thread_topics(con: duckdb.DuckDBPyConnection, *, full: bool = True) -> int:
     """(Re)build ``marts.thread_topics`` from ``staging.live_content``; return its row count.
 
     Runs inside the caller's transaction (the runner's), so it commits or rolls back with the
     SQL marts. Extracts keyphrases only for roots of sources without tags whose text is not in
-    ``ops.keyphrase_cache`` yet, then prunes cache entries of texts no longer in staging.
+    ``ops.keyphrase_cache`` yet; a full build then prunes cache entries of texts no longer in
+    staging (an erasure changes the build fingerprint, so it always prunes).
+
+    With ``full=False`` only the rows of the roots in ``pulse_scope_roots`` (the runner's scope:
+    roots whose own row changed) are replaced. A source that gains its first tag or loses its
+    last changes every root's topics: the runner sees its ``topic_origin`` change and calls a
+    full build.
 
     Columns: ``source`` (varchar), ``root_id`` (varchar, the thread root's content_id),
     ``topic`` (varchar: a tag, or a lowercased keyphrase), ``topic_origin`` (``'tag'`` or
@@ -163,7 +189,7 @@ def build_thread_topics(con: duckdb.DuckDBPyConnection) -> int:
     pending = frame(
         con,
         f"""
-        with {_ROOTS}
+        with {_sql(_ROOTS, full=full)}
         select distinct roots.content_hash,
             coalesce(roots.title, '') || '. ' || left(coalesce(roots.body_text, ''), {BODY_CHARS}) as text
         from roots
@@ -192,6 +218,16 @@ def build_thread_topics(con: duckdb.DuckDBPyConnection) -> int:
         finally:
             con.unregister("_keyphrase_memo")
         log.info("keyphrases extracted for %d thread roots (%s)", pending.height, extractor)
-    con.execute("delete from ops.keyphrase_cache where content_hash not in (select content_hash from staging.content)")
-    con.execute(f"create or replace table marts.thread_topics as\n{_MODEL}", {"extractor": extractor})
+    if full:
+        con.execute(
+            "delete from ops.keyphrase_cache where content_hash not in (select content_hash from staging.content)"
+        )
+        con.execute(
+            f"create or replace table marts.thread_topics as\n{_sql(_MODEL, full=True)}", {"extractor": extractor}
+        )
+    else:
+        con.execute(
+            "delete from marts.thread_topics where (source, root_id) in (select source, root_id from pulse_scope_roots)"
+        )
+        con.execute(f"insert into marts.thread_topics by name\n{_sql(_MODEL, full=False)}", {"extractor": extractor})
     return int(con.execute("select count(*) from marts.thread_topics").fetchall()[0][0])

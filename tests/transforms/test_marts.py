@@ -232,11 +232,11 @@ def test_run_marts_returns_row_counts_in_order(built):
         list(counts)
         == list(MART_NAMES)
         == [
-            "activity_heatmap",
             "activity_timeline",
             "moderation_queue",
             "response_times",
             "thread_topics",
+            "activity_heatmap",
             "engagement_daily",
             "hot_content",
             "response_times_by_slot",

@@ -5,42 +5,29 @@
 -- with time_precision = 'exact'. Day-precision events (Stack Exchange votes) have no hour and
 -- are left out. The full 7 x 24 grid is zero-filled for every (source, activity_type) present.
 -- Documented in transforms/README.md.
+-- Counted from marts.activity_timeline's 15-minute UTC buckets (the same items: live content
+-- and exact-precision events): every item of a bucket has the bucket's local weekday, date and
+-- hour in any time zone, so the cells are sums of bucket counts and the build reads the
+-- timeline (at most 96 rows per day and activity type), never the staging rows.
 with
 
 sources as (
-    -- A source with content or engagement events, and its time zone.
-    select source, timezone
-    from staging.community_sources
-    where in_live_content or in_engagement_events
-),
-
-content_activity as (
-    select source, kind as activity_type, created_at as occurred_at_utc
-    from staging.live_content
-),
-
-exact_events as (
-    select source, event_type as activity_type, occurred_at as occurred_at_utc
-    from staging.engagement_events
-    where time_precision = 'exact'
-),
-
-activity as (
-    select * from content_activity
-    union all
-    select * from exact_events
+    -- each source's time zone (ops.sources; none, NULL or empty: 'UTC')
+    select source, coalesce(nullif(timezone, ''), 'UTC') as timezone
+    from ops.sources
 ),
 
 activity_local as (
     -- staging holds naive UTC; timezone('UTC', ts) makes it an instant without depending on
     -- the session time zone, timezone(tz, instant) gives the local wall-clock time (DST-aware).
     select
-        activity.source,
-        activity.activity_type,
-        sources.timezone,
-        timezone(sources.timezone, timezone('UTC', activity.occurred_at_utc)) as occurred_at_local
-    from activity
-    inner join sources using (source)
+        timeline.source,
+        timeline.activity_type,
+        coalesce(sources.timezone, 'UTC') as timezone,
+        timezone(coalesce(sources.timezone, 'UTC'), timezone('UTC', timeline.bucket_start)) as occurred_at_local,
+        timeline.events
+    from marts.activity_timeline as timeline
+    left join sources using (source)
 ),
 
 cells as (
@@ -49,7 +36,7 @@ cells as (
         activity_type,
         isodow(occurred_at_local)::integer as weekday,
         hour(occurred_at_local)::integer as hour,
-        count(*) as events
+        sum(events)::bigint as events
     from activity_local
     group by all
 ),

@@ -13,14 +13,14 @@ with
 content_activity as (
     select source, kind as activity_type, created_at as occurred_at_utc
     from staging.live_content
-    where (source, created_at::date) in (select source, day from pulse_scope_days)
+    where (source, created_at::date) in (select source, day from pulse_scope_days)  -- @partition
 ),
 
 exact_events as (
     select source, event_type as activity_type, occurred_at as occurred_at_utc
     from staging.engagement_events
     where time_precision = 'exact'
-        and (source, occurred_at::date) in (select source, day from pulse_scope_days)
+        and (source, occurred_at::date) in (select source, day from pulse_scope_days)  -- @partition
 ),
 
 activity as (

@@ -20,20 +20,22 @@
 with
 
 sources as (
-    -- A source with content, engagement events or users, and its time zone.
-    select source, timezone
-    from staging.community_sources
-    where in_live_content or in_engagement_events or in_users
+    -- each source's time zone from ops.sources (no row, NULL or empty: 'UTC'; joined with a left
+    -- join): the small table, not staging.community_sources, whose stream flags scan every row
+    select source, coalesce(nullif(timezone, ''), 'UTC') as timezone
+    from ops.sources
 ),
 
 content_days as (
     select
         content.source,
-        timezone(sources.timezone, timezone('UTC', content.created_at))::date as day,
+        timezone(coalesce(sources.timezone, 'UTC'), timezone('UTC', content.created_at))::date as day,
         content.kind,
         content.author_id
     from staging.live_content as content
-    inner join sources using (source)
+    left join sources using (source)
+    -- a cheap UTC bound before the time zone conversion: the earliest day read (see read_days), less 2
+    where content.created_at >= (select min(day) - ($window_days + 32) from pulse_scope_days)  -- @partition
 ),
 
 event_days as (
@@ -41,13 +43,14 @@ event_days as (
         events.source,
         case
             when events.time_precision = 'exact'
-                then timezone(sources.timezone, timezone('UTC', events.occurred_at))::date
+                then timezone(coalesce(sources.timezone, 'UTC'), timezone('UTC', events.occurred_at))::date
             else events.occurred_at::date  -- day precision: the UTC date as delivered
         end as day,
         events.event_type,
         events.user_id
     from staging.engagement_events as events
-    inner join sources using (source)
+    left join sources using (source)
+    where events.occurred_at >= (select min(day) - ($window_days + 32) from pulse_scope_days)  -- @partition
 ),
 
 rebuilt_days as (
@@ -67,19 +70,22 @@ read_days as (
 user_days as (
     select
         users.source,
-        timezone(sources.timezone, timezone('UTC', users.created_at))::date as day,
+        timezone(coalesce(sources.timezone, 'UTC'), timezone('UTC', users.created_at))::date as day,
         users.user_id
     from staging.users as users
-    inner join sources using (source)
+    left join sources using (source)
     where users.created_at is not null
+        and users.created_at >= (select min(day) - ($window_days + 32) from pulse_scope_days)  -- @partition
 ),
 
 read_content_days as (
-    select * from content_days where (source, day) in (select source, day from read_days)
+    select * from content_days
+    where (source, day) in (select source, day from read_days)  -- @partition
 ),
 
 read_event_days as (
-    select * from event_days where (source, day) in (select source, day from read_days)
+    select * from event_days
+    where (source, day) in (select source, day from read_days)  -- @partition
 ),
 
 active_users as (
@@ -134,7 +140,7 @@ thread_days as (
         count(*) as new_threads,
         count(*) filter (where responded_within) as threads_responded
     from marts.response_times
-    where (source, created_local::date) in (select source, day from rebuilt_days)
+    where (source, created_local::date) in (select source, day from rebuilt_days)  -- @partition
     group by source, created_local::date
 ),
 
@@ -147,7 +153,7 @@ data_end as (
 new_users as (
     select source, day, count(*) as new_users
     from user_days
-    where (source, day) in (select source, day from rebuilt_days)
+    where (source, day) in (select source, day from rebuilt_days)  -- @partition
     group by source, day
 ),
 
@@ -162,7 +168,7 @@ content_counts as (
         count(*) filter (where kind = 'post') as posts,
         count(*) filter (where kind = 'reply') as replies
     from read_content_days
-    where (source, day) in (select source, day from rebuilt_days)
+    where (source, day) in (select source, day from rebuilt_days)  -- @partition
     group by source, day
 ),
 
@@ -176,20 +182,33 @@ event_counts as (
         count(*) filter (where event_type = 'accept') as accepts,
         count(*) as events
     from read_event_days
-    where (source, day) in (select source, day from rebuilt_days)
+    where (source, day) in (select source, day from rebuilt_days)  -- @partition
     group by source, day
 ),
 
 source_span as (
-    select source, min(day) as first_day, max(day) as last_day
-    from (
-        select source, day from content_days
-        union all
-        select source, day from event_days
-        union all
-        select source, day from user_days
-    )
-    group by source
+    -- each source's first and last day over the three streams, from the build's extents
+    -- (pulse_extents: transforms.incremental.compute_extents), not from every row: local dates,
+    -- but the UTC date for events that are not hour-precise (as event_days)
+    select
+        extents.source,
+        min(
+            case
+                when extents.stream in ('live_content', 'users', 'events_exact')
+                    then timezone(coalesce(sources.timezone, 'UTC'), timezone('UTC', extents.first_at))::date
+                else extents.first_at::date
+            end
+        ) as first_day,
+        max(
+            case
+                when extents.stream in ('live_content', 'users', 'events_exact')
+                    then timezone(coalesce(sources.timezone, 'UTC'), timezone('UTC', extents.last_at))::date
+                else extents.last_at::date
+            end
+        ) as last_day
+    from pulse_extents as extents
+    left join sources using (source)
+    group by extents.source
 ),
 
 days as (
@@ -202,7 +221,7 @@ days as (
             unnest(generate_series(first_day, last_day, interval 1 day))::date as day
         from source_span
     )
-    where (source, day) in (select source, day from read_days union select source, day from daily_changes)
+    where (source, day) in (select source, day from read_days union select source, day from daily_changes)  -- @partition
 ),
 
 read_rows as (
@@ -251,7 +270,7 @@ read_rows as (
 final as (
     select *
     from read_rows
-    where (source, day) in (select source, day from rebuilt_days)
+    where (source, day) in (select source, day from rebuilt_days)  -- @partition
     order by source, day
 )
 

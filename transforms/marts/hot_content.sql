@@ -28,14 +28,14 @@ roots as (
     select source, content_id, kind, title, tags, author_id, created_at, score
     from staging.live_content
     where coalesce(thread_id, content_id) = content_id
-        and (source, content_id) in (select source, root_id from pulse_scope_threads)
+        and (source, content_id) in (select source, root_id from pulse_scope_threads)  -- @partition
 ),
 
 thread_replies as (
     select source, thread_id as content_id, count(*) as replies
     from staging.live_content
     where thread_id is not null and thread_id <> content_id
-        and (source, thread_id) in (select source, root_id from pulse_scope_threads)
+        and (source, thread_id) in (select source, root_id from pulse_scope_threads)  -- @partition
     group by source, thread_id
 ),
 
@@ -45,7 +45,7 @@ net_votes as (
         content_id,
         count(*) filter (where event_type = 'upvote') - count(*) filter (where event_type = 'downvote') as net_votes
     from staging.engagement_events
-    where (source, content_id) in (select source, root_id from pulse_scope_threads)
+    where (source, content_id) in (select source, root_id from pulse_scope_threads)  -- @partition
     group by source, content_id
 ),
 

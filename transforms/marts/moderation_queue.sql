@@ -11,12 +11,15 @@
 -- signal in [0, 1] (formula, caps and sources: moderation/policy.py, which mirrors it in
 -- priority_terms, and transforms/README.md). A lexical (fallback) model never sets hold.
 -- Parameter: $repeat_offender_window_days. Documented in transforms/README.md.
+-- incremental: items -- a row reads its item, the item's parent and thread root, the events on
+-- it, its replies and its author's other items: the items of queue_rebuilt_items (see @scope)
+-- are rebuilt; age_hours, priority_age, priority_score and priority, which follow the data's end
+-- and the other rows, are refreshed on every row. A new model, language policy
+-- or flag thresholds change the build fingerprint (transforms.incremental): a full rebuild.
+-- Text columns (title, body, tags) are read only for the queued items, their parents and
+-- threads, joined on (source, content_id, created_at): the creation time lets DuckDB skip the
+-- row groups written before the oldest of them.
 with
-
-content as (
-    select * from staging.content
-    where deleted_at is null and not coalesce(hidden, false)
-),
 
 flags as (
     select * from moderation.flags
@@ -46,28 +49,59 @@ reports as (
     group by source, content_id
 ),
 
-interactions as (
-    -- reach: engagement events on the item (reports excluded) plus its direct replies
-    select source, content_id, sum(n) as reach
-    from (
-        select source, content_id, count(*) as n
-        from staging.engagement_events
-        where event_type <> 'report'
-        group by source, content_id
-        union all
-        select source, parent_id as content_id, count(*) as n
-        from content
-        where parent_id is not null
-        group by source, parent_id
+routed as (
+    -- items in a language the active model does not read (confidently detected, not 'und')
+    select source, content_id
+    from staging.content
+    where content_hash in (
+        select languages.content_hash
+        from moderation.languages as languages
+        inner join policy on true
+        where languages.language <> 'und'
+            and languages.confidence >= policy.min_confidence
+            and not list_contains(policy.supported_languages, languages.language)
     )
-    group by source, content_id
+        and (source, content_id) in (select source, content_id from queue_rebuilt_items)  -- @partition
 ),
 
-source_clock as (
-    -- the age signal's "now": the source's newest item (old data does not age with the wall clock)
-    select source, max(created_at) as as_of
-    from content
-    group by source
+candidates as (
+    select source, content_id from flags
+    union
+    select source, content_id from reports
+    union
+    select source, content_id from routed
+),
+
+content as (
+    -- the queued items (no text: see texts); deleted or hidden items are left out
+    select source, content_id, kind, thread_id, parent_id, author_id, created_at, content_hash
+    from staging.content
+    where deleted_at is null and not coalesce(hidden, false)
+        and (source, content_id) in (select source, content_id from candidates)
+        and (source, content_id) in (select source, content_id from queue_rebuilt_items)  -- @partition
+),
+
+texts as (
+    -- title, body and tags of the queued items, their parents and their threads' roots
+    select
+        c.source,
+        c.content_id,
+        c.title,
+        c.body_text,
+        c.tags,
+        c.deleted_at is null and not coalesce(c.hidden, false) as live
+    from staging.content as c
+    inner join (
+        select source, content_id, created_at from content
+        union
+        select source, content_id, created_at
+        from staging.content
+        where (source, content_id) in (
+            select source, parent_id from content
+            union
+            select source, thread_id from content
+        )
+    ) as wanted using (source, content_id, created_at)
 ),
 
 languages as (
@@ -91,12 +125,31 @@ languages as (
     left join policy on true
 ),
 
-candidates as (
-    select source, content_id from flags
-    union
-    select source, content_id from reports
-    union
-    select source, content_id from languages where language_routed
+interactions as (
+    -- reach: engagement events on the item (reports excluded) plus its direct replies
+    select source, content_id, sum(n) as reach
+    from (
+        select source, content_id, count(*) as n
+        from staging.engagement_events
+        where event_type <> 'report'
+            and (source, content_id) in (select source, content_id from content)
+        group by source, content_id
+        union all
+        select source, parent_id as content_id, count(*) as n
+        from staging.content
+        where deleted_at is null and not coalesce(hidden, false)
+            and (source, parent_id) in (select source, content_id from content)
+        group by source, parent_id
+    )
+    group by source, content_id
+),
+
+source_clock as (
+    -- the age signal's "now": the source's newest item (old data does not age with the wall clock)
+    select source, max(created_at) as as_of
+    from staging.content
+    where deleted_at is null and not coalesce(hidden, false)
+    group by source
 ),
 
 latest_decisions as (
@@ -117,10 +170,10 @@ queued as (
         content.author_id,
         users.display_name as author_name,
         content.created_at,
-        content.title,
-        content.body_text,
+        own.title,
+        own.body_text,
         -- replies carry no tags of their own: they inherit their thread's
-        coalesce(nullif(content.tags, []::varchar[]), thread.tags) as tags,
+        coalesce(nullif(own.tags, []::varchar[]), thread.tags) as tags,
         coalesce(flags.model_id, policy.model_id) as model_id,
         content.content_hash,
         scores.is_fallback,
@@ -159,8 +212,8 @@ queued as (
         decisions.item_version as review_version,
         decisions.actor as last_actor,
         decisions.decided_at as last_decided_at
-    from candidates
-    inner join content using (source, content_id)
+    from content
+    inner join texts as own using (source, content_id)
     left join flags using (source, content_id)
     left join reports using (source, content_id)
     left join languages using (source, content_id)
@@ -172,9 +225,9 @@ queued as (
         and scores.model_id = coalesce(flags.model_id, policy.model_id)
     left join staging.users as users
         on users.source = content.source and users.user_id = content.author_id
-    left join content as parent
-        on parent.source = content.source and parent.content_id = content.parent_id
-    left join staging.content as thread
+    left join texts as parent
+        on parent.source = content.source and parent.content_id = content.parent_id and parent.live
+    left join texts as thread
         on thread.source = content.source and thread.content_id = content.thread_id
     left join latest_decisions as decisions
         on decisions.source = content.source and decisions.content_id = content.content_id
@@ -195,6 +248,7 @@ author_items as (
     left join reports as r using (source, content_id)
     left join latest_decisions as d using (source, content_id)
     where c.author_id is not null
+        and (c.source, c.author_id) in (select source, author_id from content)
 ),
 
 history as (
@@ -325,3 +379,79 @@ final as (
 )
 
 select * from final
+
+-- @scope: the items whose row an incremental build rewrites: the changed items (new, edited,
+-- re-scored or re-flagged with their batch, decided, deleted, or with new events: reports,
+-- reach), their parents (reach counts replies), their replies (the parent's title and body),
+-- the items of threads whose root changed (tags), every item of the changed items' authors
+-- (the repeat-offender history) and of the members whose row changed (author_name)
+create or replace temp table queue_rebuilt_items as
+with
+changed as (
+    select distinct source, content_id from ops.mart_changes where stream <> 'users' and content_id is not null
+),
+changed_items as (
+    select source, content_id, parent_id, author_id
+    from staging.content
+    where (source, content_id) in (select source, content_id from changed)
+)
+select source, content_id from changed
+union
+select source, parent_id from changed_items where parent_id is not null
+union
+select source, content_id
+from staging.content
+where (source, parent_id) in (select source, content_id from changed)
+    or (source, coalesce(thread_id, content_id)) in (select source, root_id from pulse_scope_roots)
+    or (source, author_id) in (select source, author_id from changed_items)
+    -- a member's row changed (the author name)
+    or (source, author_id) in (select source, content_id from ops.mart_changes where stream = 'users');
+
+-- @delete
+delete from marts.moderation_queue
+where (source, content_id) in (select source, content_id from queue_rebuilt_items);
+
+-- @refresh: the data's end moves every row's age (and so its score and priority)
+update marts.moderation_queue as q
+set age_hours = r.age_hours,
+    priority_age = r.priority_age,
+    priority_score = r.priority_score,
+    priority = r.priority
+from (
+    select
+        source,
+        content_id,
+        age_hours,
+        priority_age,
+        priority_score,
+        row_number() over (order by priority_score desc, created_at asc, source, content_id) as priority
+    from (
+        select
+            *,
+            4.0 * priority_model + 2.0 * priority_reports + 2.0 * priority_history
+                + 1.0 * priority_reach + 1.0 * priority_age as priority_score
+        from (
+            select
+                queue.source,
+                queue.content_id,
+                queue.created_at,
+                queue.priority_model,
+                queue.priority_reports,
+                queue.priority_history,
+                queue.priority_reach,
+                greatest(date_diff('second', queue.created_at, clock.as_of) / 3600.0, 0.0) as age_hours,
+                least(greatest(date_diff('second', queue.created_at, clock.as_of) / 3600.0, 0.0) / 72.0, 1.0)
+                    as priority_age
+            from marts.moderation_queue as queue
+            left join (
+                select source, max(created_at) as as_of
+                from staging.content
+                where deleted_at is null and not coalesce(hidden, false)
+                group by source
+            ) as clock using (source)
+        )
+    )
+) as r
+where q.source = r.source and q.content_id = r.content_id
+    and (q.age_hours, q.priority_age, q.priority_score, q.priority)
+        is distinct from (r.age_hours, r.priority_age, r.priority_score, r.priority);

@@ -17,10 +17,10 @@
 with
 
 sources as (
-    -- A source with content, and its time zone.
-    select source, timezone
-    from staging.community_sources
-    where in_live_content
+    -- each source's time zone from ops.sources (no row, NULL or empty: 'UTC'; joined with a left
+    -- join): the small table, not staging.community_sources, whose stream flags scan every row
+    select source, coalesce(nullif(timezone, ''), 'UTC') as timezone
+    from ops.sources
 ),
 
 data_end as (
@@ -34,13 +34,13 @@ threads as (
         content.kind,
         content.author_id,
         content.created_at,
-        sources.timezone,
-        timezone(sources.timezone, timezone('UTC', content.created_at)) as created_local
+        coalesce(sources.timezone, 'UTC') as timezone,
+        timezone(coalesce(sources.timezone, 'UTC'), timezone('UTC', content.created_at)) as created_local
     from staging.live_content as content
-    inner join sources using (source)
+    left join sources using (source)
     where content.kind in ('question', 'post')
         and coalesce(content.thread_id, content.content_id) = content.content_id
-        and (content.source, content.content_id) in (select source, root_id from pulse_scope_threads)
+        and (content.source, content.content_id) in (select source, root_id from pulse_scope_threads)  -- @partition
 ),
 
 responses as (

@@ -21,10 +21,10 @@
 with
 
 sources as (
-    -- A source with content, and its time zone.
-    select source, timezone
-    from staging.community_sources
-    where in_live_content
+    -- each source's time zone from ops.sources (no row, NULL or empty: 'UTC'; joined with a left
+    -- join): the small table, not staging.community_sources, whose stream flags scan every row
+    select source, coalesce(nullif(timezone, ''), 'UTC') as timezone
+    from ops.sources
 ),
 
 all_items as (
@@ -32,19 +32,25 @@ all_items as (
         content.source,
         content.content_id,
         coalesce(content.thread_id, content.content_id) as root_id,
-        timezone(sources.timezone, timezone('UTC', content.created_at))::date as day
+        timezone(coalesce(sources.timezone, 'UTC'), timezone('UTC', content.created_at))::date as day
     from staging.live_content as content
-    inner join sources using (source)
+    left join sources using (source)
+    -- a cheap UTC bound before the time zone conversion: the earliest day read (see read_days), less 3
+    where content.created_at >= (select min(period_start) - 31 from trending_rebuilt_periods)  -- @partition
 ),
 
 source_span as (
+    -- each source's first and last local day of live content, from the build's extents
+    -- (pulse_extents: transforms.incremental.compute_extents), not from every row
     select
-        source,
-        min(day) as first_day,
-        max(day) as last_day,
-        date_trunc('week', min(day))::date as first_week
-    from all_items
-    group by source
+        extents.source,
+        timezone(coalesce(sources.timezone, 'UTC'), timezone('UTC', extents.first_at))::date as first_day,
+        timezone(coalesce(sources.timezone, 'UTC'), timezone('UTC', extents.last_at))::date as last_day,
+        date_trunc('week', timezone(coalesce(sources.timezone, 'UTC'), timezone('UTC', extents.first_at)))::date
+            as first_week
+    from pulse_extents as extents
+    left join sources using (source)
+    where extents.stream = 'live_content'
 ),
 
 read_days as (
@@ -56,7 +62,8 @@ read_days as (
 ),
 
 items as (
-    select * from all_items where (source, day) in (select source, day from read_days)
+    select * from all_items
+    where (source, day) in (select source, day from read_days)  -- @partition
 ),
 
 item_periods as (
@@ -226,8 +233,7 @@ final as (
     inner join source_span using (source)
     left join ranked using (source, period, period_start, topic)
     left join examples using (source, period, period_start, topic)
-    where (scored.source, scored.period, scored.period_start)
-        in (select source, period, period_start from trending_rebuilt_periods)
+    where (scored.source, scored.period, scored.period_start) in (select source, period, period_start from trending_rebuilt_periods)  -- @partition
     order by scored.source, scored.period, scored.period_start, ranked.rank nulls last, scored.topic
 )
 
@@ -240,11 +246,10 @@ changed_days as (
     -- the changed days, and every day of a thread whose root changed (its topics, title, score)
     select source, day from pulse_scope_days
     union
-    select content.source, timezone(sources.timezone, timezone('UTC', content.created_at))::date
+    select content.source, timezone(coalesce(nullif(sources.timezone, ''), 'UTC'), timezone('UTC', content.created_at))::date
     from staging.live_content as content
-    inner join staging.community_sources as sources using (source)
-    where (content.source, coalesce(content.thread_id, content.content_id))
-        in (select source, root_id from pulse_scope_roots)
+    left join ops.sources as sources using (source)
+    where (content.source, coalesce(content.thread_id, content.content_id)) in (select source, root_id from pulse_scope_roots)  -- @partition
 )
 select distinct source, 'day' as period, (day + offsets.k)::date as period_start
 from changed_days
