@@ -68,6 +68,7 @@ def spy(monkeypatch):
         return out
 
     monkeypatch.setattr(publish, "_sync", _sync)
+    monkeypatch.setattr(publish, "DELTA_MIN_ROWS", 0)  # these tables are small: take the delta path anyway
     return calls
 
 
@@ -137,3 +138,18 @@ def test_a_reader_of_the_old_snapshot_keeps_its_rows(warehouse, tmp_path) -> Non
     con = duckdb.connect(str(serving), read_only=True)
     assert con.execute("select count(*) from moderation.scores").fetchone() == (21,)
     con.close()
+
+
+def test_a_changed_small_table_is_rewritten_whole(warehouse, tmp_path, monkeypatch) -> None:
+    """Under DELTA_MIN_ROWS rows one create statement costs less than a delta's five."""
+    seen: list[tuple[str, str]] = []
+    sync = publish._sync
+    monkeypatch.setattr(publish, "_sync", lambda *a: seen.append((a[1], (out := sync(*a))[3])) or out)
+    serving = tmp_path / "serving.duckdb"
+    publish_snapshot(warehouse, serving, incremental=True)
+    seen.clear()
+    _score(warehouse, "h97", 0.3)
+    publish_snapshot(warehouse, serving, incremental=True)
+    assert ("snapshot.moderation.scores", "rewritten") in seen
+    assert ("snapshot.marts.hot_content", "kept") in seen
+    assert {how for _, how in seen} == {"kept", "rewritten"}
