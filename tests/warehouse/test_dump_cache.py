@@ -225,6 +225,19 @@ def test_a_clock_before_a_date_in_the_dump_is_not_served(dump_copy: Path, tmp_pa
     assert got.counts == extract_stackexchange(dump_copy, now=early, cache_dir=False).counts
 
 
+def test_a_dump_with_too_many_bad_rows_is_not_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Junk input stays in the parser's bounded memory: the refusal is recorded, every run parses."""
+    monkeypatch.setattr(dump_cache, "MAX_CACHED_QUARANTINE", 1)
+    rows = {"posts": ['<row Id="x" CreationDate="2015-03-02T10:00:00" />', "<row Id=>", "<row Id=>"]}
+    folder = _write_dump(tmp_path / "junk", rows)
+    builds = _builds(monkeypatch)
+    for since in (None, datetime(2015, 3, 2)):
+        _assert_same(_cached(folder, since, None, tmp_path / "cache"), _parsed(folder, since, None))
+    assert len(builds) == 1
+    manifest = dump_cache._read_manifest(dump_cache.cache_folder(tmp_path / "cache", folder))
+    assert manifest is not None and manifest["refused"] == "more than 1 quarantined rows" and not manifest["data"]
+
+
 # ----------------------------------------------------------------------------------------------
 # the pre-filter and odd rows: pre-filtered == cached == parsed
 
