@@ -106,7 +106,7 @@ _SECTION = re.compile(r"^--\s*@(scope|delete|refresh)\b[^\n]*$", re.MULTILINE)
 _STATEMENT_END = re.compile(r";\s*$", re.MULTILINE)
 # A line ending in `-- @partition` is a partition filter (a condition on the scope tables): a
 # full build drops it, so the query runs set-based over everything.
-_PARTITION_LINE = re.compile(r"^[^\n]*--\s*@partition\s*\n", re.MULTILINE)
+_PARTITION_LINE = re.compile(r"^[^\n]*--\s*@partition[ \t]*(?:\n|\Z)", re.MULTILINE)
 
 #: How a mart may be updated: ``full`` (rebuilt every run), ``days`` (the partitions of the
 #: days in ``pulse_scope_days`` and the window the model derives from them), ``threads`` (the

@@ -398,14 +398,16 @@ changed_items as (
 select source, content_id from changed
 union
 select source, parent_id from changed_items where parent_id is not null
-union
-select source, content_id
-from staging.content
-where (source, parent_id) in (select source, content_id from changed)
-    or (source, coalesce(thread_id, content_id)) in (select source, root_id from pulse_scope_roots)
-    or (source, author_id) in (select source, author_id from changed_items)
-    -- a member's row changed (the author name)
-    or (source, author_id) in (select source, content_id from ops.mart_changes where stream = 'users');
+-- and the rows already queued (only they, or changed items, can be candidates) whose parent
+-- changed, whose thread's root changed, or whose author wrote a changed item or is a changed
+-- member (partition lines: a full build, maybe the first, reads no queue)
+union  -- @partition
+select queue.source, queue.content_id from marts.moderation_queue as queue  -- @partition
+where (queue.source, queue.parent_id) in (select source, content_id from changed)  -- @partition
+    or (queue.source, coalesce(queue.thread_id, queue.content_id)) in (select source, root_id from pulse_scope_roots)  -- @partition
+    or (queue.source, queue.author_id) in (select source, author_id from changed_items)  -- @partition
+    or (queue.source, queue.author_id) in (select source, content_id from ops.mart_changes where stream = 'users')  -- @partition
+;
 
 -- @delete
 delete from marts.moderation_queue
