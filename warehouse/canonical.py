@@ -18,6 +18,13 @@ Quarantine in bounded memory
     counts); the loader writes the counts to ``raw.quarantine_counts`` (per run) and the
     samples to ``raw.quarantine``, and the quarantine gate and the reconciliation use the counts.
 
+Rows on disk (:class:`Spill`)
+    A stream with more rows than a connector may hold (the event-export connector's valid
+    events: ``PULSE_EVENT_BATCH_ROWS``) is handed over as a Parquet file with the stream's
+    canonical columns in :attr:`Extract.spilled` instead of in its frame (which then holds
+    none of them); :func:`warehouse.load.land` inserts it with DuckDB's ``read_parquet``, so no
+    Python object ever holds the batch. :meth:`Extract.height` counts both.
+
 Connector bookkeeping
     Besides rows, a connector may need to remember what it read so that the next run resumes
     after it: the event-export connector the files it parsed (``ops.loaded_files``), the
@@ -51,6 +58,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -338,6 +346,20 @@ class QuarantineLog:
         )
 
 
+@dataclass(frozen=True)
+class Spill:
+    """Rows of one stream kept on disk (module docstring, "Rows on disk").
+
+    Attributes:
+        path: a Parquet file holding the stream's canonical columns (:data:`SCHEMAS`; extra
+            columns are ignored by the landing), one row per record, natural keys unique.
+        rows: how many rows it holds.
+    """
+
+    path: Path
+    rows: int
+
+
 @dataclass
 class Extract:
     """What a connector returns for one data interval.
@@ -354,6 +376,7 @@ class Extract:
         synthetic: true for generated data (shown as a banner on every dashboard).
         timezone: the community's IANA timezone, used by the marts.
         since, until: the data interval ``[since, until)`` in UTC, or None for unbounded.
+        spilled: per stream, rows handed over on disk besides the frame's (:class:`Spill`).
     """
 
     source: str
@@ -367,10 +390,16 @@ class Extract:
     since: datetime | None = None
     until: datetime | None = None
     quarantine_counts: pl.DataFrame | None = None
+    spilled: dict[str, Spill] = field(default_factory=dict)
 
     def frame(self, stream: str) -> pl.DataFrame:
-        """The frame for ``stream`` (one of :data:`STREAMS`)."""
+        """The frame for ``stream`` (one of :data:`STREAMS`); rows in :attr:`spilled` are not in it."""
         return getattr(self, stream)
+
+    def height(self, stream: str) -> int:
+        """Rows of ``stream`` to land: its frame's plus its :class:`Spill`'s."""
+        spill = self.spilled.get(stream)
+        return self.frame(stream).height + (spill.rows if spill is not None else 0)
 
     def quarantine_summary(self) -> pl.DataFrame:
         """Quarantined records per (source, stream, reason), :data:`QUARANTINE_COUNTS_SCHEMA`.

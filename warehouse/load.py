@@ -52,7 +52,9 @@ def _cols(stream: str) -> list[str]:
 def land(con: duckdb.DuckDBPyConnection, extract: Extract, run_id: str) -> dict[str, int]:
     """Write ``extract`` into ``raw.<stream>`` for ``run_id`` and its bad records into ``raw.quarantine``.
 
-    Runs in one transaction, which also stages the connector's bookkeeping
+    Rows a connector handed over on disk (:attr:`~warehouse.canonical.Extract.spilled`) are
+    inserted from their Parquet file by DuckDB, never through Python objects. Runs in one
+    transaction, which also stages the connector's bookkeeping
     (``extract.stage_bookkeeping``: files read, source watermarks reached). Re-landing the same
     ``run_id`` (an Airflow retry) replaces its batch and its ``raw.quarantine_counts`` rows
     (:meth:`~warehouse.canonical.Extract.quarantine_summary`: every bad record counted);
@@ -73,10 +75,20 @@ def land(con: duckdb.DuckDBPyConnection, extract: Extract, run_id: str) -> dict[
     con.execute("begin transaction")
     try:
         for stream in STREAMS:
-            df = extract.frame(stream).with_columns(pl.lit(run_id).alias("run_id"))  # noqa: F841
+            df = extract.frame(stream).with_columns(pl.lit(run_id).alias("run_id"))
             con.execute(f"delete from raw.{stream} where run_id = ?", [run_id])
-            con.execute(f"insert into raw.{stream} by name select * from df")
-            landed[stream] = extract.frame(stream).height
+            spill = extract.spilled.get(stream)
+            # Never an empty insert before the spill's: DuckDB 2.0 then loses a later insert of a
+            # row group or more in the same transaction (count(*) has them, scans do not).
+            if df.height or spill is None:
+                con.execute(f"insert into raw.{stream} by name select * from df")
+            if spill is not None:  # rows on disk: DuckDB streams them from the Parquet file
+                con.execute(
+                    f"insert into raw.{stream} by name select {', '.join(_cols(stream))}, ?::varchar as run_id "
+                    "from read_parquet(?)",
+                    [run_id, str(spill.path)],
+                )
+            landed[stream] = extract.height(stream)
         landed["quarantine"] = _land_quarantine(con, extract, run_id)
         extract.stage_bookkeeping(con, run_id)
         con.execute("commit")

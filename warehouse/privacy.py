@@ -54,7 +54,7 @@ import os
 import re
 import secrets
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,7 +63,7 @@ from typing import Any, Literal
 import duckdb
 import polars as pl
 
-from warehouse.canonical import Extract, content_hash
+from warehouse.canonical import Extract, Spill, content_hash
 from warehouse.db import frame, one
 from warehouse.privacy_keys import KeyRing, session_ring
 
@@ -719,6 +719,51 @@ def compact_database(path: Path | str) -> None:
 # At load: tombstones; after load: retention
 
 
+def _tombstone_spill(
+    con: duckdb.DuckDBPyConnection,
+    extract: Extract,
+    spill: Spill,
+    alias_of: pl.DataFrame,
+    gone_ids: list[str],
+    skip: Callable[[str, str, int], None],
+    out: dict[str, int],
+) -> None:
+    """:func:`apply_tombstones` for engagement events handed over on disk (:class:`~warehouse.canonical.Spill`).
+
+    As for the frame: events on content in ``gone_ids`` are left out (skip rule
+    :data:`TOMBSTONE_CONTENT_RULE`), tombstoned members' events (``alias_of``: ``uid``,
+    ``alias``) get the alias and keep only the report's ``flag_type``. DuckDB writes the result
+    to a new Parquet file beside the spill, which replaces it in ``extract.spilled``.
+    """
+    con.register("_alias_of", alias_of)
+    try:
+        scan = "from read_parquet($path) e left join _alias_of a on a.uid = e.user_id"
+        params = {"path": str(spill.path), "gone": gone_ids}
+        n_gone, n_ev = one(
+            con,
+            "select count(*) filter (where list_contains($gone::varchar[], e.content_id)), "
+            "count(*) filter (where a.uid is not null and not list_contains($gone::varchar[], e.content_id)) " + scan,
+            params,
+        )
+        skip("engagement_events", TOMBSTONE_CONTENT_RULE, n_gone)
+        if not (n_gone or n_ev):
+            return
+        new = spill.path.with_name(f"tombstoned-{uuid.uuid4().hex[:8]}-{spill.path.name}")
+        flag = "coalesce(to_json(json_extract_string(e.properties, '$.flag_type'))::varchar, 'null')"
+        target = str(new).replace("'", "''")
+        con.execute(
+            "copy (select e.* replace (coalesce(a.alias, e.user_id) as user_id, "
+            "case when a.uid is null or e.properties is null then e.properties "
+            f"else '{{\"flag_type\": ' || {flag} || '}}' end as properties) "  # as json.dumps writes it
+            f"{scan} where not list_contains($gone::varchar[], e.content_id)) to '{target}' (format parquet)",
+            params,
+        )
+        extract.spilled["engagement_events"] = Spill(new, spill.rows - n_gone)
+        out["engagement_events"] = out.get("engagement_events", 0) + n_ev
+    finally:
+        con.unregister("_alias_of")
+
+
 def apply_tombstones(con: duckdb.DuckDBPyConnection, extract: Extract) -> dict[str, int]:
     """Drop or redact an extract's records of tombstoned users, before it lands. In place.
 
@@ -773,12 +818,21 @@ def apply_tombstones(con: duckdb.DuckDBPyConnection, extract: Extract) -> dict[s
         | set(content["author_id"].drop_nulls().to_list())
         | set(events["user_id"].drop_nulls().to_list())
     )
-    hit = {
-        uid: by_hash[h]
-        for uid in candidates
-        for k in ring.keys
-        if (h := tombstone_hash(k.tombstone_key, extract.source, uid)) in by_hash
-    }
+
+    def tombstoned(uids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        return {
+            uid: by_hash[h]
+            for uid in uids
+            for k in ring.keys
+            if (h := tombstone_hash(k.tombstone_key, extract.source, uid)) in by_hash
+        }
+
+    hit = tombstoned(candidates)
+    spill = extract.spilled.get("engagement_events")  # events on disk: their members read in chunks
+    if spill is not None:
+        con.execute("select distinct user_id from read_parquet(?) where user_id is not null", [str(spill.path)])
+        while chunk := con.fetchmany(50_000):
+            hit.update(tombstoned(u for (u,) in chunk))
     if not hit:
         return out
     ids = list(hit)
@@ -844,6 +898,8 @@ def apply_tombstones(con: duckdb.DuckDBPyConnection, extract: Extract) -> dict[s
         events = pl.concat([events.filter(~theirs | pl.col("user_id").is_null()), ev])
         out["engagement_events"] = out.get("engagement_events", 0) + n_ev
     extract.engagement_events = events
+    if spill is not None:  # the same in SQL, into a new file beside the spill
+        _tombstone_spill(con, extract, spill, alias_of, gone_ids, skip, out)
     # quarantine
     q = extract.quarantine
     if q.height:

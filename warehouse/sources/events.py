@@ -71,7 +71,14 @@ Bounded memory
     not, and a line longer than the cap is skipped to its newline in bounded chunks. Bad
     records are counted per reason and their payloads kept for the first few per reason and
     file only (:class:`~warehouse.canonical.QuarantineLog`), so a decompression bomb of
-    millions of junk lines costs counters, not memory (``bench:loader_memory``).
+    millions of junk lines costs counters, not memory (``bench:loader_memory``). Valid events
+    are held as Python objects ``PULSE_EVENT_BATCH_ROWS`` (default :data:`BATCH_ROWS`) at a
+    time: each full batch is written as a columnar Parquet part to a private temporary folder
+    (``TMPDIR``, mode 0700, removed with the extract), and at the end an in-process DuckDB
+    limited to :data:`DEDUP_MEMORY` de-duplicates them (the same last-wins rule, counted per
+    file). Up to ``PULSE_EVENT_BATCH_ROWS`` surviving events come back as the extract's frame;
+    more are handed to the landing as one Parquet file (:class:`~warehouse.canonical.Spill`),
+    which DuckDB inserts, so the connector's memory does not grow with the number of events.
 
 Quarantine reasons (payload = the raw line, or the Parquet row as JSON; detail starts with
 ``<file> line N`` / ``<file> row N``)
@@ -102,8 +109,11 @@ import json
 import logging
 import math
 import re
+import shutil
+import tempfile
+import weakref
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -114,7 +124,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from warehouse.canonical import SCHEMAS, STREAMS, Extract, QuarantineLog, StreamCounts, conform, env_int
+from warehouse.canonical import SCHEMAS, STREAMS, Extract, QuarantineLog, Spill, StreamCounts, conform, env_int
+from warehouse.db import frame, one
 
 __all__ = [
     "DUPLICATE_EVENT_RULE",
@@ -157,6 +168,12 @@ SUFFIXES: dict[str, str] = {
 MAX_LINE_BYTES = 1024 * 1024
 #: Parquet rows decoded at a time.
 PARQUET_BATCH_ROWS = 16_384
+#: Default of ``PULSE_EVENT_BATCH_ROWS``: valid events held as Python objects before they are
+#: written out as one columnar batch (a few tens of MiB); also the most events an extract hands
+#: over as a frame (more go to the landing as a Parquet file, :class:`~warehouse.canonical.Spill`).
+BATCH_ROWS = 100_000
+#: Memory the in-process DuckDB that de-duplicates the batches may use before it spills to disk.
+DEDUP_MEMORY = "256MB"
 #: Longest event_id, content_id or user_id accepted, in characters.
 MAX_ID_CHARS = 256
 
@@ -177,6 +194,13 @@ FILES_SCHEMA: dict[str, pl.DataType] = {
     "rows_quarantined": pl.Int64(),  # by this connector
 }
 _FILE_EVENTS_SCHEMA: dict[str, pl.DataType] = {"source": pl.String(), "sha256": pl.String(), "event_id": pl.String()}
+#: Columns of a mapped event row (:func:`_map_record`), in order.
+_ROW_COLUMNS = ("event_id", "event_type", "content_id", "user_id", "occurred_at", "time_precision", "properties")
+#: A batch of valid events in :class:`_EventSpool`: arrival number, file number, the row.
+_SPOOL_SCHEMA = pa.schema(
+    [("seq", pa.int64()), ("file_no", pa.int32())]
+    + [(c, pa.timestamp("us") if c == "occurred_at" else pa.string()) for c in _ROW_COLUMNS]
+)
 
 #: Deterministic JSON for ``properties`` (sorted keys), so a re-read event compares unchanged.
 _PROPERTIES_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -215,7 +239,8 @@ class EventExtract(Extract):
         files: one row per file parsed in this batch, :data:`FILES_SCHEMA`; landed into
             ``raw.event_files`` and recorded in ``ops.loaded_files`` by the load.
         file_events: ``source, sha256, event_id`` of every emitted event (which file it came
-            from), so the ledger can count per file the events *validate* quarantined.
+            from), so the ledger can count per file the events *validate* quarantined; empty
+            when the events are spilled (:attr:`spilled`, whose file has a ``sha256`` column).
         skipped_files: files not parsed because their bytes were already loaded:
             ``{"path", "sha256", "same_as", "run_id", "rows"}`` each (``run_id`` None when the
             copy is earlier in this batch).
@@ -226,6 +251,8 @@ class EventExtract(Extract):
     file_events: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_FILE_EVENTS_SCHEMA))
     skipped_files: list[dict[str, Any]] = field(default_factory=list)
     late_files: list[str] = field(default_factory=list)
+    #: Owns the private folder of :attr:`spilled` (removed when the extract is garbage-collected).
+    spool: _EventSpool | None = field(default=None, repr=False)
 
     def stage_bookkeeping(self, con: duckdb.DuckDBPyConnection, run_id: str) -> None:
         """Stage :attr:`files` and :attr:`file_events` in ``raw.event_files`` / ``raw.event_file_events``.
@@ -241,14 +268,25 @@ class EventExtract(Extract):
         files = self.files.with_columns(pl.lit(run_id).alias("run_id"))  # noqa: F841
         file_events = self.file_events.with_columns(pl.lit(run_id).alias("run_id"))  # noqa: F841
         con.execute("insert into raw.event_files by name select * from files")
-        con.execute("insert into raw.event_file_events by name select * from file_events")
+        spill = self.spilled.get("engagement_events")
+        if spill is None:
+            con.execute("insert into raw.event_file_events by name select * from file_events")
+        else:  # (no empty insert before it: warehouse.load.land says why)
+            con.execute(
+                "insert into raw.event_file_events by name "
+                "select source, sha256, event_id, ?::varchar as run_id from read_parquet(?)",
+                [run_id, str(spill.path)],
+            )
 
 
 class _Bad(Exception):
-    """A record that cannot be mapped: its quarantine reason, detail and ``event_id`` if it had a valid one."""
+    """A record that cannot be mapped: its quarantine reason, detail and ``event_id`` if it had a valid one.
 
-    def __init__(self, reason: str, detail: str, key: str | None = None) -> None:
-        super().__init__(detail)
+    ``detail`` may be a function making it: it is called only for a stored sample
+    (:meth:`~warehouse.canonical.QuarantineLog.add`), so a flood of junk formats no text.
+    """
+
+    def __init__(self, reason: str, detail: str | Callable[[], str], key: str | None = None) -> None:
         self.reason = reason
         self.detail = detail
         self.key = key
@@ -426,44 +464,55 @@ def _properties(record: Mapping[str, Any]) -> str | None:
     return _PROPERTIES_JSON.encode(merged)
 
 
-def _map_record(record: Any, where: str, now: datetime) -> tuple[dict[str, Any], str | None]:
+def _map_record(record: Any, where: tuple[str, str, int], now: datetime) -> tuple[Any, ...]:
     """Map one decoded record to a canonical event row; raise :class:`_Bad` when it cannot be.
 
+    ``where`` is ``(file, "line" or "row", number)``; a detail is formatted only when stored.
+
     Returns:
-        ``(row, event_id)``.
+        ``(event_id, event_type, content_id, user_id, occurred_at, time_precision, properties)``
+        (:data:`_ROW_COLUMNS`).
     """
     if not isinstance(record, dict):
-        raise _Bad("bad_json", f"{where}: a JSON {type(record).__name__}, not an object")
+        raise _Bad("bad_json", lambda: f"{_at(where)}: a JSON {type(record).__name__}, not an object")
     try:
         event_id = _id(record.get("event_id"))
     except TypeError as exc:
-        raise _Bad("missing_id", f"{where}: event_id must be a string or integer ({exc})") from None
+        raise _Bad("missing_id", lambda e=exc: f"{_at(where)}: event_id must be a string or integer ({e})") from None
     if event_id is None:
-        raise _Bad("missing_id", f"{where}: event_id is missing or empty")
+        raise _Bad("missing_id", lambda: f"{_at(where)}: event_id is missing or empty")
     event_type = record.get("event_type")
     normalized = event_type.strip().lower() if isinstance(event_type, str) else None
     if normalized not in EVENT_TYPES:
         raise _Bad(
-            "unknown_event_type", f"{where}: event_type {event_type!r} is not one of {_EVENT_TYPES_TEXT}", event_id
+            "unknown_event_type",
+            lambda: f"{_at(where)}: event_type {event_type!r} is not one of {_EVENT_TYPES_TEXT}",
+            event_id,
         )
     try:
         content_id = _id(record.get("content_id"))
     except TypeError as exc:
-        raise _Bad("missing_content_id", f"{where}: content_id must be a string or integer ({exc})", event_id) from None
+        raise _Bad(
+            "missing_content_id", lambda e=exc: f"{_at(where)}: content_id must be a string or integer ({e})", event_id
+        ) from None
     if content_id is None:
-        raise _Bad("missing_content_id", f"{where}: content_id is missing or empty", event_id)
+        raise _Bad("missing_content_id", lambda: f"{_at(where)}: content_id is missing or empty", event_id)
     try:
         user_id = _id(record.get("user_id"))
     except TypeError as exc:
-        raise _Bad("bad_user_id", f"{where}: user_id must be a string, an integer or null ({exc})", event_id) from None
+        raise _Bad(
+            "bad_user_id", lambda e=exc: f"{_at(where)}: user_id must be a string, an integer or null ({e})", event_id
+        ) from None
     try:
         occurred_at, precision = parse_occurred_at(record.get("occurred_at"))
     except ValueError as exc:
-        raise _Bad("bad_timestamp", f"{where}: {exc}", event_id) from None
+        raise _Bad("bad_timestamp", lambda e=exc: f"{_at(where)}: {e}", event_id) from None
     if occurred_at > now:
         raise _Bad(
             "future_timestamp",
-            f"{where}: occurred_at {occurred_at:%Y-%m-%dT%H:%M:%S} UTC is after now ({now:%Y-%m-%dT%H:%M:%S})",
+            lambda: (
+                f"{_at(where)}: occurred_at {occurred_at:%Y-%m-%dT%H:%M:%S} UTC is after now ({now:%Y-%m-%dT%H:%M:%S})"
+            ),
             event_id,
         )
     try:
@@ -476,19 +525,10 @@ def _map_record(record: Any, where: str, now: datetime) -> tuple[dict[str, Any],
         if flag_type not in FLAG_TYPES:
             raise _Bad(
                 "bad_flag_type",
-                f"{where}: a report needs properties.flag_type in {_FLAG_TYPES_TEXT}, got {flag_type!r}",
+                lambda: f"{_at(where)}: a report needs properties.flag_type in {_FLAG_TYPES_TEXT}, got {flag_type!r}",
                 event_id,
             )
-    row = {
-        "event_id": event_id,
-        "event_type": normalized,
-        "content_id": content_id,
-        "user_id": user_id,
-        "occurred_at": occurred_at,
-        "time_precision": precision,
-        "properties": properties,
-    }
-    return row, event_id
+    return event_id, normalized, content_id, user_id, occurred_at, precision, properties
 
 
 # --------------------------------------------------------------------------------------------
@@ -537,13 +577,18 @@ def _loads(text: str, start: int) -> Any:
     return value
 
 
-def _not_an_object_detail(where: str, text: str) -> str:
+def _at(where: tuple[str, str, int]) -> str:
+    """``<file> line N`` / ``<file> row N``, the start of a detail."""
+    return f"{where[0]} {where[1]} {where[2]}"
+
+
+def _not_an_object_detail(where: tuple[str, str, int], text: str) -> str:
     """The ``bad_json`` detail of a line that is not one JSON object: json's error, or the value's type."""
     try:
         value = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
-        return f"{where}: {exc}"
-    return f"{where}: a JSON {type(value).__name__}, not an object"
+        return f"{_at(where)}: {exc}"
+    return f"{_at(where)}: a JSON {type(value).__name__}, not an object"
 
 
 def _json_lines(
@@ -625,6 +670,113 @@ class _FileTally:
     emitted: int = 0
 
 
+class _EventSpool:
+    """The valid events of one extract in bounded memory (module docstring, "Bounded memory").
+
+    :meth:`add` appends a mapped row; every ``batch_rows`` rows become one Arrow table written
+    as a Parquet part into a private temporary folder (``tempfile.mkdtemp``: mode 0700; removed
+    when the spool, which the extract keeps, is garbage-collected). :meth:`finish` de-duplicates them all in an in-memory DuckDB limited to
+    :data:`DEDUP_MEMORY` (it spills to the same folder beyond it): per ``event_id`` the last
+    copy in arrival order wins, as :data:`DUPLICATE_EVENT_RULE` says.
+    """
+
+    def __init__(self, batch_rows: int) -> None:
+        self.batch_rows = batch_rows
+        self.rows: list[tuple[Any, ...]] = []
+        self.parts: list[Path] = []
+        self.added = 0
+        self.tmp: Path | None = None
+
+    def add(self, file_no: int, row: tuple[Any, ...]) -> None:
+        """Append ``row`` (:func:`_map_record`'s) read from file number ``file_no``; write a batch when full."""
+        self.rows.append((self.added, file_no, *row))
+        self.added += 1
+        if len(self.rows) >= self.batch_rows:
+            self._write_batch()
+
+    def _folder(self) -> Path:
+        if self.tmp is None:
+            self.tmp = Path(tempfile.mkdtemp(prefix="pulse-events-"))
+            weakref.finalize(self, shutil.rmtree, self.tmp, True)
+        return self.tmp
+
+    def _batch(self) -> pa.Table:
+        columns = list(zip(*self.rows, strict=True)) if self.rows else [()] * len(_SPOOL_SCHEMA)
+        return pa.Table.from_arrays(
+            [pa.array(c, type=f.type) for c, f in zip(columns, _SPOOL_SCHEMA, strict=True)], schema=_SPOOL_SCHEMA
+        )
+
+    def _write_batch(self) -> None:
+        part = self._folder() / f"part-{len(self.parts):05d}.parquet"
+        try:
+            pq.write_table(self._batch(), part)
+        except (OSError, pa.ArrowException) as exc:  # not the input file's fault: stop the extract
+            raise RuntimeError(f"could not write a batch of valid events to {part}: {exc}") from exc
+        self.parts.append(part)
+        self.rows = []
+
+    def finish(self, source: str, shas: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, Spill | None, dict[int, int]]:
+        """De-duplicate the spooled events.
+
+        Args:
+            source: the canonical source of every event.
+            shas: the sha256 of each file number passed to :meth:`add`.
+
+        Returns:
+            ``(events, file_events, spill, losers)``: the surviving events in arrival order as a
+            frame (:data:`~warehouse.canonical.SCHEMAS` ``["engagement_events"]``) and their
+            ``source, sha256, event_id`` when at most ``batch_rows`` survive; otherwise both
+            frames are empty and ``spill`` holds them on disk (canonical columns plus ``sha256``);
+            ``losers`` counts per file number the copies a later one replaced.
+        """
+        con = duckdb.connect(
+            ":memory:", config={"memory_limit": DEDUP_MEMORY, "preserve_insertion_order": False, "threads": 2}
+        )
+        try:
+            if self.parts:
+                self._write_batch()  # the rest, so every row is on disk
+                con.execute(f"set temp_directory = {_sql_text(str(self._folder() / 'duckdb'))}")
+                files = ", ".join(_sql_text(str(p)) for p in self.parts)
+                con.execute(f"create view spool as select * from read_parquet([{files}])")
+            else:
+                con.register("spool", self._batch())
+                self.rows = []
+            files_frame = pl.DataFrame(
+                {"file_no": list(range(len(shas))), "sha256": shas, "source": [source] * len(shas)},
+                schema={"file_no": pl.Int32(), "sha256": pl.String(), "source": pl.String()},
+            )
+            con.register("files", files_frame)
+            con.execute("create temp table keep as select max(seq) as seq from spool group by event_id")
+            losers = dict(
+                con.execute(
+                    "select file_no, count(*) from spool anti join keep using (seq) group by file_no"
+                ).fetchall()
+            )
+            (kept,) = one(con, "select count(*) from keep")
+            select = (
+                "select f.source, s.* exclude (seq, file_no), f.sha256 "
+                "from spool s semi join keep using (seq) join files f using (file_no)"
+            )
+            if kept <= self.batch_rows:
+                both = frame(con, f"{select} order by s.seq")
+                events = conform(both, "engagement_events")
+                return events, both.select(_FILE_EVENTS_SCHEMA.keys()).cast(_FILE_EVENTS_SCHEMA), None, losers  # type: ignore[arg-type]
+            path = self._folder() / "events.parquet"
+            con.execute(f"copy ({select}) to {_sql_text(str(path))} (format parquet)")
+        finally:
+            con.close()
+        for part in self.parts:
+            part.unlink()
+        self.parts = []
+        empty = pl.DataFrame(schema=SCHEMAS["engagement_events"])
+        return empty, pl.DataFrame(schema=_FILE_EVENTS_SCHEMA), Spill(path, kept), losers
+
+
+def _sql_text(text: str) -> str:
+    """``text`` as a SQL string literal (for statements that take no bound parameters: COPY, views)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def extract_events(
     path_or_glob: str | Path,
     *,
@@ -666,8 +818,9 @@ def extract_events(
     counts = {s: StreamCounts() for s in STREAMS}
     ec = counts["engagement_events"]
     qlog = QuarantineLog(source)
-    events: dict[str, tuple[dict[str, Any], str]] = {}  # event_id -> (row, sha256); last wins
+    spool = _EventSpool(env_int("PULSE_EVENT_BATCH_ROWS", BATCH_ROWS, 1))
     tallies: dict[str, _FileTally] = {}
+    shas: list[str] = []  # file number -> sha256 of the files parsed
     file_rows: list[dict[str, Any]] = []
     seen_in_batch: dict[str, tuple[str, int]] = {}  # sha256 -> (path, rows read)
     skipped_files: list[dict[str, Any]] = []
@@ -702,6 +855,8 @@ def extract_events(
             continue
         fmt = _format_of(path) or "jsonl"
         tally = tallies[sha] = _FileTally()
+        file_no = len(shas)
+        shas.append(sha)
         name = qlog.scope = str(path)  # payload samples are capped per reason and file
         unit = "row" if fmt == "parquet" else "line"
         try:
@@ -710,22 +865,18 @@ def extract_events(
                 tally.read += 1
                 if bad is None and record is not _NOT_AN_OBJECT:
                     try:
-                        row, event_id = _map_record(record, f"{name} {unit} {lineno}", now)
+                        row = _map_record(record, (name, unit, lineno), now)
                     except _Bad as exc:
                         bad = exc
                     else:
-                        earlier = events.get(event_id)
-                        if earlier is not None:
-                            tallies[earlier[1]].skipped += 1
-                            ec.skip(DUPLICATE_EVENT_RULE)
-                        events[event_id] = (row, sha)
+                        spool.add(file_no, row)  # duplicates are resolved at the end (last wins)
                         continue
                 tally.quarantined += 1
                 # Details and payloads are made only for the stored sample (the first few per
                 # reason and file), so a flood of junk lines costs a counter each.
                 if bad is None:
                     reason, key = "bad_json", None
-                    detail: Any = functools.partial(_not_an_object_detail, f"{name} line {lineno}", raw)
+                    detail: Any = functools.partial(_not_an_object_detail, (name, "line", lineno), raw)
                 else:
                     reason, key, detail = bad.reason, bad.key, bad.detail
                 qlog.add("engagement_events", key, reason, detail, raw if raw is not None else record)
@@ -749,15 +900,11 @@ def extract_events(
             {"source": source, "sha256": sha, "path": str(path), "size_bytes": size, "mtime": mtime, "format": fmt}
         )
 
-    rows = [{"source": source, **row} for row, _ in events.values()]
-    frame = conform(
-        pl.DataFrame(
-            rows,
-            schema={"source": pl.String(), **{k: v for k, v in SCHEMAS["engagement_events"].items() if k != "source"}},
-        ),
-        "engagement_events",
-    )
-    ec.emitted = frame.height
+    events, file_events, spill, losers = spool.finish(source, shas)
+    for file_no, n in losers.items():
+        tallies[shas[file_no]].skipped += n
+        ec.skip(DUPLICATE_EVENT_RULE, n)
+    ec.emitted = events.height + (spill.rows if spill is not None else 0)
     for tally in tallies.values():
         tally.emitted = tally.read - tally.quarantined - tally.skipped
     files = pl.DataFrame(
@@ -773,10 +920,6 @@ def extract_events(
         ],
         schema=FILES_SCHEMA,
     )
-    file_events = pl.DataFrame(
-        {"source": [source] * len(events), "sha256": [sha for _, sha in events.values()], "event_id": list(events)},
-        schema=_FILE_EVENTS_SCHEMA,
-    )
     empty = {s: pl.DataFrame(schema=SCHEMAS[s]) for s in ("users", "content")}
     log.info(
         "event exports %s: %d files read, %d already loaded, %d left for later; %d events, %d quarantined",
@@ -784,14 +927,14 @@ def extract_events(
         files.height,
         len(skipped_files),
         len(late_files),
-        frame.height,
+        ec.emitted,
         ec.quarantined,
     )
     return EventExtract(
         source=source,
         users=empty["users"],
         content=empty["content"],
-        engagement_events=frame,
+        engagement_events=events,
         quarantine=qlog.frame(),
         quarantine_counts=qlog.counts_frame(),
         counts=counts,
@@ -801,4 +944,6 @@ def extract_events(
         file_events=file_events,
         skipped_files=skipped_files,
         late_files=late_files,
+        spilled={"engagement_events": spill} if spill is not None else {},
+        spool=spool if spill is not None else None,
     )
