@@ -21,6 +21,7 @@ def test_loader_memory_smoke(tmp_path: Path) -> None:
     assert got == {
         "empty": (1, 0, 0, 1),
         "valid": (2_000, 0, 0, 2_000),
+        "valid_large": (4_000, 0, 0, 4_000),
         "bomb": (30_000, 30_000, 3, 0),  # 100 per reason kept, but only 3 distinct junk lines
         "many_lines": (20_000, 20_000, 100, 0),
         "long_line": (2, 1, 1, 1),
