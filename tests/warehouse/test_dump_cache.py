@@ -272,9 +272,10 @@ def _attr(name: str, value: str, style: int) -> str:
 
 @st.composite
 def _row(draw: st.DrawFn, kind: str, ids: list[int]) -> str:
-    date = st.sampled_from(DATES + ODD_DATES) if draw(st.booleans()) else st.sampled_from(DATES)
+    odd = draw(st.sampled_from([False, False, True]))  # a third of the rows odd; plain ones get passed over
+    date = st.sampled_from(DATES + ODD_DATES) if odd else st.sampled_from(DATES)
     attrs: list[tuple[str, str]] = []
-    rid = draw(st.sampled_from([*ids, *ids, "x7", None, "0012"]))
+    rid = draw(st.sampled_from([*ids, *ids, "x7", None, "0012"] if odd else ids))
     if rid is not None:
         attrs.append(("Id", str(rid)))
     created = draw(date)
@@ -292,7 +293,9 @@ def _row(draw: st.DrawFn, kind: str, ids: list[int]) -> str:
             (
                 "Body",
                 draw(
-                    st.sampled_from(["&lt;p&gt;x&lt;/p&gt;", 'say CreationDate="2015-03-02T10:00:00" Id="3"', "it's"])
+                    st.sampled_from(["&lt;p&gt;x&lt;/p&gt;", "it's", "x CreationDate= Id=1"])
+                    if not odd
+                    else st.just('say CreationDate="2015-03-02T10:00:00" Id="3"')
                 ),
             )
         )
@@ -307,9 +310,9 @@ def _row(draw: st.DrawFn, kind: str, ids: list[int]) -> str:
         attrs.append(("DisplayName", "Ann"))
         attrs.append(("Location", "Springfield"))
     attrs = draw(st.permutations(attrs))
-    styles = [draw(st.sampled_from([0, 0, 0, 1, 2, 3])) for _ in attrs]
+    styles = [draw(st.sampled_from([0, 0, 0, 1, 2, 3])) if odd else 0 for _ in attrs]
     text = "<row " + " ".join(_attr(n, v, s) for (n, v), s in zip(attrs, styles, strict=True))
-    end = draw(st.sampled_from([" />", " />", " />", "/>", "\r\n   />", " >", "></row>"]))  # >: malformed
+    end = draw(st.sampled_from([" />", "/>", "\r\n   />", " >", "></row>"])) if odd else " />"  # " >": malformed
     return text + end
 
 
