@@ -133,6 +133,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     out["backfill"]["peak_rss_mb"] = median(b["max_rss_mb"] for b in backfills)
     out["pair_ratios"] = [b["seconds"] / s["seconds"] for s, b in zip(singles, backfills, strict=True)]
     out["days"] = out["backfill"]["days"]
+    out["first_day"], out["last_day"] = singles[0]["first"][:10], singles[0]["last"][:10]
     out["cache_mb"] = sum(f.stat().st_size for f in cache.rglob("*.parquet")) / 2**20
     got, want = out["backfill"]["read"], out["single"]["read"]
     out["partition_ok"] = all(got[s] == want[s] for s in ("users", "engagement_events")) and (

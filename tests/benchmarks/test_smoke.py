@@ -254,3 +254,22 @@ def test_machine_info_and_statistics() -> None:
     assert common.percentile([1.0, 2.0, 3.0, 4.0], 95) == pytest.approx(3.85)
     assert common.loglog_slope([1, 10, 100], [2, 20, 200]) == pytest.approx(1.0)
     assert common.loglog_slope([1, 10, 100], [5, 5, 5]) == pytest.approx(0.0)
+
+
+def test_backfill_smoke(cfg: BenchConfig, beer_dump: Path) -> None:
+    """The daily backfill through the parse cache reads what one full extract reads (users and votes
+    exactly, content at least: a post edited on a later day is read again on that day)."""
+    from datetime import date
+
+    from benchmarks import backfill
+
+    result = backfill.run(cfg)
+    single, bf = result["single"], result["backfill"]
+    first, last = (date.fromisoformat(s) for s in (result["first_day"], result["last_day"]))
+    assert result["factor"] == 1 and result["days"] == bf["days"] == (last - first).days + 1
+    assert single["read"]["engagement_events"] == _rows(beer_dump / "Votes.xml")
+    assert bf["read"]["users"] == single["read"]["users"] and bf["read"]["engagement_events"] == single["read"]["engagement_events"]
+    assert bf["read"]["content"] >= single["read"]["content"] and result["partition_ok"] is True
+    assert result["cache_mb"] > 0 and single["seconds"] > 0 and bf["seconds"] > 0
+    assert len(result["pair_ratios"]) == 1 and result["prefilter"]["days"] == 2 and result["parse"]["days"] == 1
+    assert "Dump backfill" in backfill.render(result)
