@@ -268,7 +268,10 @@ def test_backfill_smoke(cfg: BenchConfig, beer_dump: Path) -> None:
     first, last = (date.fromisoformat(s) for s in (result["first_day"], result["last_day"]))
     assert result["factor"] == 1 and result["days"] == bf["days"] == (last - first).days + 1
     assert single["read"]["engagement_events"] == _rows(beer_dump / "Votes.xml")
-    assert bf["read"]["users"] == single["read"]["users"] and bf["read"]["engagement_events"] == single["read"]["engagement_events"]
+    assert (
+        bf["read"]["users"] == single["read"]["users"]
+        and bf["read"]["engagement_events"] == single["read"]["engagement_events"]
+    )
     assert bf["read"]["content"] >= single["read"]["content"] and result["partition_ok"] is True
     assert result["cache_mb"] > 0 and single["seconds"] > 0 and bf["seconds"] > 0
     assert len(result["pair_ratios"]) == 1 and result["prefilter"]["days"] == 2 and result["parse"]["days"] == 1
