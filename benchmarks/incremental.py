@@ -16,7 +16,9 @@ The marts update incrementally (issue #17: ``transforms.runner.run_marts(increme
 rebuilds only what the day touches), which needs the build state a previous build recorded
 (``ops.mart_state``). A history warehouse built before that has none, so each size's history is
 copied once and its marts rebuilt in full (:func:`_primed`, outside the timing); every
-measurement starts from that copy and records which way its transform step went (``mode``).
+measurement starts from that copy and the serving snapshot published from it (the publish step
+updates a copy of the previous snapshot, as in a deployment) and records which way its transform
+step went (``mode``).
 :data:`BEFORE` holds the figures measured before issue #17 (every mart rebuilt each run), shown
 beside the new ones.
 """
@@ -47,8 +49,9 @@ BEFORE: dict[str, dict[str, float]] = {
 BEFORE_SLOPE = 0.240
 
 
-def _primed(cfg: BenchConfig, history: dict[str, Any], factor: int) -> str:
-    """A copy of the ``factor``x history whose marts were rebuilt in full, recording the build state."""
+def _primed(cfg: BenchConfig, history: dict[str, Any], factor: int) -> tuple[str, str]:
+    """A copy of the ``factor``x history whose marts were rebuilt in full, recording the build state,
+    and the serving snapshot published from it (paths)."""
     from transforms.runner import run_marts
     from warehouse.db import open_warehouse
 
@@ -63,7 +66,22 @@ def _primed(cfg: BenchConfig, history: dict[str, Any], factor: int) -> str:
             run_marts(con)
             con.execute("checkpoint")
         tmp.replace(primed)
-    return str(primed)
+    serving = _primed_serving(primed)
+    return str(primed), str(serving)
+
+
+def _primed_serving(primed: Path) -> Path:
+    """The serving snapshot (and its restricted sibling) published from ``primed``, in a folder of its own:
+    each day's run starts from it, as a deployment's run starts from the previous run's snapshot
+    (the publish step updates a copy of it; issue #17)."""
+    from warehouse.db import open_warehouse
+    from warehouse.publish import publish_snapshot
+
+    serving = primed.with_name(primed.stem + "-serving") / "serving.duckdb"
+    if not serving.is_file() or serving.stat().st_mtime < primed.stat().st_mtime:
+        with open_warehouse(primed) as con:
+            publish_snapshot(con, serving)
+    return serving
 
 
 def _transform_detail(warehouse: Path) -> dict[str, Any]:
@@ -84,12 +102,14 @@ def _one_day(cfg: BenchConfig, history: dict[str, Any], path: str, tag: str) -> 
         "benchmarks.pipeline:pipeline_run",
         {
             "warehouse": str(work / f"{tag}.duckdb"),
-            "serving": str(work / f"{tag}-serving.duckdb"),
+            # a folder per size: the restricted snapshot is written beside the serving one
+            "serving": str(work / f"{tag}-serving" / "serving.duckdb"),
             "source": "stackexchange",
             "path": path,
             "since": INCREMENTAL_DAY.isoformat(),
             "until": day_after(INCREMENTAL_DAY).isoformat(),
             "copy_from": history["primed"],
+            "serving_from": history["primed_serving"],
         },
         in_process=cfg.in_process,
     )
@@ -133,7 +153,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     histories: dict[int, dict[str, Any]] = {}
     for factor in cfg.sizes:
         histories[factor] = dict(ensure_history(cfg, factor))
-        histories[factor]["primed"] = _primed(cfg, histories[factor], factor)
+        histories[factor]["primed"], histories[factor]["primed_serving"] = _primed(cfg, histories[factor], factor)
     # Round robin (1x, 10x, 100x, 1x, ...): on a shared machine the load drifts, and sizes
     # measured one after the other would compare different loads.
     same: dict[int, list[dict[str, Any]]] = {f: [] for f in cfg.sizes}

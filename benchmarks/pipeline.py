@@ -47,6 +47,7 @@ def pipeline_run(
     until: str | None = None,
     demo_scale: float | None = None,
     copy_from: str | None = None,
+    serving_from: str | None = None,
 ) -> dict[str, Any]:
     """Run the whole pipeline once (lexical scorer) and report per-step seconds and peak RSS.
 
@@ -59,6 +60,8 @@ def pipeline_run(
         demo_scale: the demo generator's ``scale`` (volume multiplier; 20 gives ~1.2M items).
             ``SourceSpec`` has no scale, so the benchmark binds it onto ``generate_demo``.
         copy_from: a warehouse file to start from (the history), copied outside the timing.
+        serving_from: a serving snapshot to start from (the previous run's, published from
+            ``copy_from``), copied with its restricted sibling outside the timing; else none.
 
     Returns:
         ``steps`` (``{step: {"s", "peak_rss_mb", "rows"}}`` from ``ops.step_log``),
@@ -66,11 +69,17 @@ def pipeline_run(
         ``rows_read`` per stream, ``staging_rows``, ``scores_rows``, ``warehouse_mb``,
         ``serving_mb``, ``base_rss_mb`` (RSS before the run), ``peak_rss_mb``.
     """
+    from warehouse.publish import restricted_path
+
     wh, sv = Path(warehouse), Path(serving)
-    for f in (wh, wh.with_name(wh.name + ".wal"), sv):
+    for f in (wh, wh.with_name(wh.name + ".wal"), sv, restricted_path(sv)):
         f.unlink(missing_ok=True)
     if copy_from:
         shutil.copyfile(copy_from, wh)
+    if serving_from:
+        sv.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(serving_from, sv)
+        shutil.copyfile(restricted_path(Path(serving_from)), restricted_path(sv))
     import warehouse.sources.demo as demo
 
     original_generate = demo.generate_demo
