@@ -5,6 +5,7 @@ of ``auto`` (:func:`moderation.scorers.load_scorer`).
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import warnings
 from collections.abc import Sequence
@@ -57,7 +58,12 @@ class LexicalScorer:
         self.fallback_reason = fallback_reason
         self.chunk_size = chunk_size
         self.model_version = importlib.metadata.version("alt-profanity-check")
-        self._pc = _profanity_check()
+
+    @functools.cached_property
+    def _pc(self) -> Any:
+        """The ``profanity_check`` module, imported on first use (its model unpickles in about a
+        second): a run with nothing to score learns the model's id without paying for it."""
+        return _profanity_check()
 
     def score(self, texts: Sequence[str]) -> pl.DataFrame:
         """Score ``texts``.

@@ -430,6 +430,20 @@ def test_lexical_import_is_warning_free() -> None:
     assert 0.0 <= scores["toxicity"][0] < 0.5
 
 
+def test_lexical_model_loads_on_first_score_only() -> None:
+    """A run with nothing to score needs the scorer's id, not its model (about a second to unpickle):
+    in a fresh interpreter, constructing the scorer leaves ``profanity_check`` unimported; scoring imports it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from moderation.scorers.lexical import LexicalScorer; s = LexicalScorer(); "
+        "print(s.model_id, 'profanity_check' in sys.modules); s.score(['x']); print('profanity_check' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["lexical:alt-profanity-check", "False", "True"]
+
+
 def test_rewrite_leaves_checkpoint_untouched(tiny_dir: Path) -> None:
     """The model_type rewrite leaves the checkpoint on disk untouched."""
     before = (tiny_dir / CHECKPOINT_FILE).read_bytes()
