@@ -719,6 +719,41 @@ def compact_database(path: Path | str) -> None:
 # At load: tombstones; after load: retention
 
 
+def _trace_legacy_tombstones(con: duckdb.DuckDBPyConnection, extract: Extract, ring: KeyRing, legacy: set[str]) -> int:
+    """Give tombstones made before migration 012 their mention traces, from the extract's user rows.
+
+    Such a tombstone (``mention_hashes`` null, in ``legacy``) has no record of the member's
+    handles, so a re-load could not find other members' @-mentions of them. A source that
+    still carries the member (a re-read dump, a platform that did not erase them) hands over
+    their display name in its user row, before :func:`apply_tombstones` drops it: the traces
+    are derived from it exactly as :func:`erase_user` derives them (:func:`mention_forms`,
+    :func:`mention_hash` under the current key; the pseudonym as the replacement), and stored
+    on the tombstone, so this and every later load replaces the mentions. The name itself is
+    never stored. Tombstones whose member is absent from the extract stay untraced.
+
+    Returns:
+        Tombstones traced.
+    """
+    traced = 0
+    for uid, name in extract.users.select("user_id", "display_name").drop_nulls().iter_rows():
+        for k in ring.keys:
+            if (h := tombstone_hash(k.tombstone_key, extract.source, uid)) not in legacy:
+                continue
+            forms = mention_forms(name)
+            if forms:
+                traces = sorted({mention_hash(ring.current.tombstone_key, extract.source, f) for f in forms})
+                con.execute(
+                    "update ops.tombstones set mention_hashes = ?::varchar[], mention_handle = ? "
+                    "where source = ? and user_id_hash = ?",
+                    [traces, warehouse_pseudonym(con, extract.source, uid) or "", extract.source, h],
+                )
+                traced += 1
+            break
+    if traced:
+        log.info("mention traces derived for %d tombstone(s) from before migration 012 (%s)", traced, extract.source)
+    return traced
+
+
 def _tombstone_spill(
     con: duckdb.DuckDBPyConnection,
     extract: Extract,
@@ -790,6 +825,14 @@ def apply_tombstones(con: duckdb.DuckDBPyConnection, extract: Extract) -> dict[s
         return {}
     ring = session_ring(con)
     out: dict[str, int] = {}
+    legacy = {r["user_id_hash"] for r in stones.iter_rows(named=True) if r["mention_hashes"] is None}
+    if legacy and extract.users.height and _trace_legacy_tombstones(con, extract, ring, legacy):
+        stones = frame(
+            con,
+            "select user_id_hash, erasure_mode, alias, mention_hashes, mention_handle from ops.tombstones "
+            "where source = ?",
+            [extract.source],
+        )
     # other members' @-mentions of erased members (re-read from a dump or a platform) become the pseudonym again
     handles = {
         h: r["mention_handle"]
