@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pulse.settings import ConfigError, Settings, load_settings
 
@@ -90,3 +92,32 @@ def test_pseudonym_key_is_a_deprecated_alias_of_the_privacy_key(
     expected = pseudonym("s", "7", derive(hashlib.sha256(b"my key").digest()).pseudonym_key)
     assert con.execute("select ops.pseudonym('s', '7')").fetchall()[0][0] == expected != generated
     assert "PULSE_PSEUDONYM_KEY is deprecated" in caplog.text
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.text(min_size=1, max_size=12), st.one_of(st.none(), st.text(max_size=20))), min_size=1, max_size=40
+    )
+)
+def test_sql_pseudonym_equals_the_python_hmac_per_row(rows: list[tuple[str, str | None]]) -> None:
+    """ops.pseudonym (migration 013: the key check in its own branch, so the HMAC pads fold to
+    constants) gives Python's value on every row of a table, None for a None id, and fails loudly
+    in a session without the key."""
+    import duckdb
+
+    from warehouse.db import connect, migrate
+    from warehouse.privacy import pseudonym
+    from warehouse.privacy_keys import load_ring
+
+    con = connect(":memory:")
+    migrate(con)
+    con.execute("create table t (i integer, src varchar, uid varchar)")
+    con.executemany("insert into t values (?, ?, ?)", [(i, s, u) for i, (s, u) in enumerate(rows)])
+    got = [r[0] for r in con.execute("select ops.pseudonym(src, uid) from t order by i").fetchall()]
+    key = load_ring().current.pseudonym_key
+    assert got == [pseudonym(s, u, key) for s, u in rows]
+    con.execute("reset variable pulse_pseudonym_key")
+    if any(u is not None for _, u in rows):
+        with pytest.raises(duckdb.InvalidInputException, match="privacy key not loaded"):
+            con.execute("select ops.pseudonym(src, uid) from t").fetchall()
