@@ -400,17 +400,19 @@ def _upsert_stream(con: duckdb.DuckDBPyConnection, stream: str, run_id: str) -> 
         [rowids, run_id],
     )
     inserted = total - len(rowids)
+    # Insert before updating: an update may move a row to a new row id (DuckDB rewrites rows whose
+    # indexed columns change), after which the row-id match below would miss it and insert a duplicate.
+    if inserted:
+        con.execute(
+            f"insert into staging.{stream} by name select {', '.join(cols)} from raw.{stream} b "
+            f"where b.run_id = ? and not exists (select 1 from {matched} s where {on})",
+            [run_id, rowids],
+        )
     if updated:
         con.execute(
             f"update staging.{stream} s set {', '.join(f'{c} = b.{c}' for c in values)} "
             f"from (select * from raw.{stream} where run_id = ?) b "
             f"where s.rowid in (select unnest(?::bigint[])) and {on} and ({differs})",
-            [run_id, rowids],
-        )
-    if inserted:
-        con.execute(
-            f"insert into staging.{stream} by name select {', '.join(cols)} from raw.{stream} b "
-            f"where b.run_id = ? and not exists (select 1 from {matched} s where {on})",
             [run_id, rowids],
         )
     return UpsertCounts(inserted, updated, total - inserted - updated)

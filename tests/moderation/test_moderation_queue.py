@@ -387,8 +387,11 @@ def test_review_state_and_repeat_offenders(world) -> None:
 
 
 def test_repeat_offender_window_is_a_parameter(world) -> None:
+    from warehouse.privacy_keys import install, load_ring
+
     settings = world[0]
     con = connect(settings.warehouse)
+    install(con, load_ring())  # the marts' pseudonyms need the session's key, as open_warehouse installs it
     try:
         run_marts(con, repeat_offender_window_days=10)
         narrow = frame(con, "select content_id, author_prior_flags, author_prior_removals from marts.moderation_queue")

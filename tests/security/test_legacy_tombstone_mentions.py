@@ -24,9 +24,9 @@ from warehouse.privacy import compact_database, erase_user, scan_files, warehous
 
 SOURCE = "forum"
 letters = st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZéøßЖ漢字0123456789_")
-names = st.tuples(
-    st.text(letters, min_size=6, max_size=12), st.none() | st.text(letters, min_size=1, max_size=8)
-).map(lambda t: t[0] if t[1] is None else f"{t[0]} {t[1]}")  # "First" or "First Last"
+names = st.tuples(st.text(letters, min_size=6, max_size=12), st.none() | st.text(letters, min_size=1, max_size=8)).map(
+    lambda t: t[0] if t[1] is None else f"{t[0]} {t[1]}"
+)  # "First" or "First Last"
 
 
 def _extract(user_name: str, bodies: list[str]) -> Extract:

@@ -39,7 +39,12 @@ N = 130_000  # above DuckDB's row group (122,880): an insert that size once went
 def _line(i: int, event_type: str = "view", content_id: str = "p1") -> bytes:
     return (
         json.dumps(
-            {"event_id": f"e{i}", "event_type": event_type, "content_id": content_id, "occurred_at": "2016-01-02T03:04:05Z"}
+            {
+                "event_id": f"e{i}",
+                "event_type": event_type,
+                "content_id": content_id,
+                "occurred_at": "2016-01-02T03:04:05Z",
+            }
         ).encode()
         + b"\n"
     )
@@ -51,7 +56,9 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with (folder / "a.jsonl").open("wb") as f:
         f.write(b"".join(_line(i) for i in range(N)) + b"not json\n")
     with (folder / "b.jsonl").open("wb") as f:  # arrives later: its copies of e0..e9 win
-        f.write(b"".join(_line(i, "like") for i in range(10)) + _line(N, content_id="p999") + b'{"event_type": "view"}\n')
+        f.write(
+            b"".join(_line(i, "like") for i in range(10)) + _line(N, content_id="p999") + b'{"event_type": "view"}\n'
+        )
     os.utime(folder / "a.jsonl", (T0, T0))
     os.utime(folder / "b.jsonl", (T0 + 60, T0 + 60))
     return folder

@@ -64,7 +64,8 @@ def test_flagged_post_enters_the_queue_with_the_pipelines_policy(lexical_server,
     assert r.status_code == 200, r.text
     answer = r.json()
     assert answer["status"] == "queued" and answer["flagged"] is True and answer["queue_reasons"] == ["model_flag"]
-    row = live_rows(lexical_server)["601"]  # in the queue the moderators read as soon as the answer came (latency: bench:api)
+    # in the queue the moderators read as soon as the answer came (latency: bench:api)
+    row = live_rows(lexical_server)["601"]
     score = load_scorer("lexical").score([TOXIC])["toxicity"][0]
     policy = flag(pl.DataFrame({"toxicity": [score]}), DEFAULT_THRESHOLDS, DEFAULT_HOLD_THRESHOLDS).row(0, named=True)
     assert row["toxicity"] == pytest.approx(score, abs=1e-12)
