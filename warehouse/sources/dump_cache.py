@@ -445,19 +445,7 @@ def _replay(folder: Path, manifest: dict[str, Any], run: se._Run) -> Extract:
             for key, reason, detail, payload in bad.select("_key", "_rule", "_detail", "_payload").iter_rows():
                 run.quarantine.add(stream, key, reason, detail, payload)
     out = {s: conform(pl.concat(parts), s) if parts else _empty(s) for s, parts in frames.items()}
-    return Extract(
-        source=run.source,
-        users=out["users"],
-        content=out["content"],
-        engagement_events=out["engagement_events"],
-        quarantine=run.quarantine.frame(),
-        quarantine_counts=run.quarantine.counts_frame(),
-        counts=run.counts,
-        synthetic=False,
-        timezone="UTC",
-        since=run.since,
-        until=run.until,
-    )
+    return se.run_extract(run, out["users"], out["content"], out["engagement_events"])
 
 
 def _usable(manifest: dict[str, Any] | None, identities: dict[str, Any], now: datetime) -> bool:

@@ -912,11 +912,19 @@ def _extract(run: _Run, files: dict[str, Path]) -> Extract:
     event_rows = _read_votes(run, files["Votes.xml"], posts)
     user_rows = _read_users(run, files["Users.xml"])
 
+    return run_extract(
+        run, _frame(user_rows, "users"), _frame(content_rows, "content"), _frame(event_rows, "engagement_events")
+    )
+
+
+def run_extract(run: _Run, users: pl.DataFrame, content: pl.DataFrame, engagement_events: pl.DataFrame) -> Extract:
+    """The :class:`Extract` of ``run`` (its interval, quarantine and counts) with the three canonical frames;
+    shared by the parse (:func:`_extract`) and the parse cache's cut (:mod:`warehouse.sources.dump_cache`)."""
     return Extract(
         source=run.source,
-        users=_frame(user_rows, "users"),
-        content=_frame(content_rows, "content"),
-        engagement_events=_frame(event_rows, "engagement_events"),
+        users=users,
+        content=content,
+        engagement_events=engagement_events,
         quarantine=run.quarantine.frame(),
         quarantine_counts=run.quarantine.counts_frame(),
         counts=run.counts,
